@@ -1,0 +1,46 @@
+// swift-tools-version: 6.0
+// tunvpn: an encrypted layer-3 VPN for Linux.
+//
+// Rooms (see ../shared/STYLE.md): a pure protocol core (Crypto, Transport, Routing) wrapped by thin
+// OS adapters (Platform) and driven by the Engine; the tunvpn executable is the only place that picks
+// real adapters. libsodium is linked dynamically by default; TUNVPN_STATIC_SODIUM=1 links libsodium.a
+// (PLATFORM-NOTES §6: with pkgConfig SwiftPM would always put -lsodium first, so none is given here).
+import PackageDescription
+
+let staticSodium = Context.environment["TUNVPN_STATIC_SODIUM"] == "1"
+let sodiumLink: [LinkerSetting] =
+    staticSodium ? [.unsafeFlags(["-Xlinker", "-l:libsodium.a"])] : [.linkedLibrary("sodium")]
+
+let package = Package(
+    name: "tunvpn",
+    products: [
+        .executable(name: "tunvpn", targets: ["tunvpn"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CSodium", providers: [.apt(["libsodium-dev"])]),
+        .target(name: "CLinux"),
+        .target(name: "Crypto", dependencies: ["CSodium"], linkerSettings: sodiumLink),
+        .target(name: "Transport", dependencies: ["Crypto"]),
+        .target(name: "Routing"),
+        .target(name: "Engine", dependencies: ["Transport", "Routing"]),
+        .target(name: "Platform", dependencies: ["CLinux", "Engine", "Routing", "Crypto"]),
+        .executableTarget(
+            name: "tunvpn",
+            dependencies: [
+                "Crypto", "Transport", "Routing", "Engine", "Platform",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(name: "TestSupport", dependencies: ["Engine", "Transport", "Crypto"]),
+        .testTarget(name: "CryptoTests", dependencies: ["Crypto", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "TransportTests", dependencies: ["Transport", "Crypto", "TestSupport"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Transport", "Crypto", "TestSupport"]),
+        .testTarget(name: "PlatformTests", dependencies: ["Platform", "Engine", "CLinux", "TestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport", "Crypto"]),
+    ]
+)

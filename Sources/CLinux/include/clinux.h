@@ -1,0 +1,3 @@
+#ifndef TUNVPN_CLINUX_H
+#define TUNVPN_CLINUX_H
+#endif

@@ -1,0 +1,1 @@
+// Routing: plans for routes, rules, NAT and sysctls (issue 4).
