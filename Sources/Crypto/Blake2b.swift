@@ -1,0 +1,93 @@
+// BLAKE2b and the HMAC/HKDF built on it, as the Noise specification defines them (§4.3, §5.2).
+//
+// Noise's HASH is BLAKE2b-512 (HASHLEN 64, BLOCKLEN 128). HMAC is RFC 2104 over that hash, not
+// BLAKE2b's built-in keyed mode; HKDF is Noise's two/three-output form. libsodium's incremental
+// `crypto_generichash` state is not imported into Swift (it is a 64-byte-aligned packed struct), so the
+// state is kept in an aligned raw allocation of `crypto_generichash_statebytes()` bytes (PLATFORM-NOTES §1).
+
+import CSodium
+
+/// BLAKE2b through libsodium's `crypto_generichash`.
+public enum Blake2b {
+    /// Noise's HASHLEN for BLAKE2b.
+    public static let hashLength = 64
+    /// BLAKE2b's block length, which HMAC pads its key to.
+    public static let blockLength = 128
+
+    /// Hashes the concatenation of `parts` into `out` (1...64 bytes), optionally keyed (BLAKE2b's own keyed
+    /// mode, used for MACs; Noise's HMAC below does not use it).
+    public static func hash(
+        _ parts: [UnsafeRawBufferPointer], key: UnsafeRawBufferPointer? = nil, into out: UnsafeMutableRawBufferPointer
+    ) {
+        Sodium.ensureInitialized()
+        precondition((1...64).contains(out.count), "BLAKE2b output is 1...64 bytes")
+        let stateBytes = crypto_generichash_statebytes()
+        let state = UnsafeMutableRawPointer.allocate(byteCount: stateBytes, alignment: 64)
+        defer {
+            sodium_memzero(state, stateBytes)
+            state.deallocate()
+        }
+        let op = OpaquePointer(state)
+        _ = crypto_generichash_init(op, key?.u8, key?.count ?? 0, out.count)
+        for part in parts where part.count > 0 { _ = crypto_generichash_update(op, part.u8, UInt64(part.count)) }
+        _ = crypto_generichash_final(op, out.u8, out.count)
+    }
+
+    /// BLAKE2b-512 of `bytes`.
+    public static func hash(_ bytes: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: hashLength)
+        bytes.withUnsafeBytes { b in out.withUnsafeMutableBytes { hash([b], into: $0) } }
+        return out
+    }
+
+    /// HMAC-BLAKE2b (RFC 2104 with B = 128, L = 64) of the concatenation of `parts` under `key` (≤ 64 bytes),
+    /// written to `out` (64 bytes).
+    public static func hmac(
+        key: UnsafeRawBufferPointer, _ parts: [UnsafeRawBufferPointer], into out: UnsafeMutableRawBufferPointer
+    ) {
+        precondition(key.count <= hashLength && out.count == hashLength, "HMAC key ≤ 64 bytes, output 64 bytes")
+        withUnsafeTemporaryAllocation(byteCount: blockLength * 2 + hashLength, alignment: 16) { scratch in
+            defer { Sodium.wipe(scratch) }
+            let ipad = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<blockLength])
+            let opad = UnsafeMutableRawBufferPointer(rebasing: scratch[blockLength..<(2 * blockLength)])
+            let inner = UnsafeMutableRawBufferPointer(rebasing: scratch[(2 * blockLength)...])
+            for i in 0..<blockLength {
+                let k: UInt8 = i < key.count ? key[i] : 0
+                ipad[i] = k ^ 0x36
+                opad[i] = k ^ 0x5c
+            }
+            hash([UnsafeRawBufferPointer(ipad)] + parts, into: inner)
+            hash([UnsafeRawBufferPointer(opad), UnsafeRawBufferPointer(inner)], into: out)
+        }
+    }
+
+    /// Noise's HKDF(chaining_key, input_key_material, num_outputs) for 2 or 3 outputs of 64 bytes each.
+    /// Every output is a secret (chaining keys, cipher keys) and is returned as `SecretBytes`.
+    public static func hkdf(chainingKey: SecretBytes, inputKeyMaterial ikm: UnsafeRawBufferPointer, outputs: Int)
+        -> [SecretBytes]
+    {
+        precondition(outputs == 2 || outputs == 3, "Noise's HKDF has 2 or 3 outputs")
+        let tempKey = SecretBytes(count: hashLength) { t in
+            chainingKey.withUnsafeBytes { ck in hmac(key: ck, [ikm], into: t) }
+        }
+        var results: [SecretBytes] = []
+        var counter: UInt8 = 1
+        for _ in 0..<outputs {
+            let previous = results.last
+            let next = SecretBytes(count: hashLength) { o in
+                tempKey.withUnsafeBytes { tk in
+                    withUnsafeBytes(of: counter) { c in
+                        if let previous {
+                            previous.withUnsafeBytes { p in hmac(key: tk, [p, c], into: o) }
+                        } else {
+                            hmac(key: tk, [c], into: o)
+                        }
+                    }
+                }
+            }
+            results.append(next)
+            counter += 1
+        }
+        return results
+    }
+}

@@ -1,0 +1,238 @@
+// Pluggable AEAD cipher suites for data frames, and the registry that names them.
+//
+// Every suite is a stateless type with written invariants, so the data path can hold an existential
+// metatype and dispatch once per packet without allocating. Keys stay in `SecretBytes`; `SessionCipher`
+// binds one key to one suite and derives each packet's nonce from the frame's 64-bit counter.
+
+import CSodium
+
+/// One AEAD construction that can protect data frames.
+///
+/// Invariants every suite keeps:
+/// - `name` is the wire name operators type (`--suite`) and `wireID` the byte the handshake carries; both are
+///   unique among suites and never reused for another construction.
+/// - Keys are exactly `keyLength` (32) bytes; both transport keys come from the Noise `Split()`, and a rekey
+///   is a new handshake, so a suite never derives keys itself.
+/// - The nonce is a pure function of the 64-bit counter (`writeNonce`), and a (key, counter) pair is used
+///   at most once: the transport never reuses a counter under one key.
+/// - `seal` works in place: `buffer[0..<length]` holds the plaintext and must have `tagLength` spare bytes
+///   after it; afterwards `buffer[0..<length + tagLength]` holds ciphertext ‖ tag. `open` is the inverse and
+///   leaves the plaintext at `buffer[0..<result]`, or returns nil when authentication fails, in which case
+///   the buffer's contents are unspecified and must be discarded.
+/// - Neither allocates, and both are safe to call concurrently with different buffers.
+public protocol CipherSuite: Sendable {
+    static var name: String { get }
+    static var wireID: UInt8 { get }
+    static var keyLength: Int { get }
+    static var nonceLength: Int { get }
+    static var tagLength: Int { get }
+    /// Whether this machine can run the suite (AES-GCM needs AES-NI and CLMUL in libsodium 1.0.18).
+    static var isAvailable: Bool { get }
+
+    /// Writes the nonce for `counter` into `nonce` (`nonceLength` bytes).
+    static func writeNonce(counter: UInt64, into nonce: UnsafeMutableRawPointer)
+
+    /// Seals in place with an explicit nonce; returns the sealed length (`length + tagLength`).
+    static func seal(
+        key: UnsafeRawPointer, nonce: UnsafeRawPointer, buffer: UnsafeMutableRawPointer, length: Int,
+        authenticating ad: UnsafeRawBufferPointer
+    ) -> Int
+
+    /// Opens in place with an explicit nonce; returns the plaintext length, or nil when authentication fails
+    /// or `length < tagLength`.
+    static func open(
+        key: UnsafeRawPointer, nonce: UnsafeRawPointer, buffer: UnsafeMutableRawPointer, length: Int,
+        authenticating ad: UnsafeRawBufferPointer
+    ) -> Int?
+}
+
+/// Writes `counter` little-endian at `offset` of an otherwise zero nonce of `length` bytes.
+@inline(__always)
+private func counterNonce(_ counter: UInt64, length: Int, offset: Int, into nonce: UnsafeMutableRawPointer) {
+    nonce.initializeMemory(as: UInt8.self, repeating: 0, count: length)
+    nonce.storeBytes(of: counter.littleEndian, toByteOffset: offset, as: UInt64.self)
+}
+
+/// XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha), the default. Nonce: 16 zero bytes ‖ counter (LE64).
+public enum XChaCha20Poly1305: CipherSuite {
+    public static let name = "xchacha20poly1305"
+    public static let wireID: UInt8 = 1
+    public static let keyLength = 32
+    public static let nonceLength = 24
+    public static let tagLength = 16
+    public static var isAvailable: Bool { true }
+
+    @inline(__always)
+    public static func writeNonce(counter: UInt64, into nonce: UnsafeMutableRawPointer) {
+        counterNonce(counter, length: nonceLength, offset: 16, into: nonce)
+    }
+
+    public static func seal(
+        key: UnsafeRawPointer, nonce: UnsafeRawPointer, buffer: UnsafeMutableRawPointer, length: Int,
+        authenticating ad: UnsafeRawBufferPointer
+    ) -> Int {
+        let m = buffer.assumingMemoryBound(to: UInt8.self)
+        var out: UInt64 = 0
+        _ = crypto_aead_xchacha20poly1305_ietf_encrypt(
+            m, &out, m, UInt64(length), ad.u8, UInt64(ad.count), nil, nonce.assumingMemoryBound(to: UInt8.self),
+            key.assumingMemoryBound(to: UInt8.self))
+        return Int(out)
+    }
+
+    public static func open(
+        key: UnsafeRawPointer, nonce: UnsafeRawPointer, buffer: UnsafeMutableRawPointer, length: Int,
+        authenticating ad: UnsafeRawBufferPointer
+    ) -> Int? {
+        guard length >= tagLength else { return nil }
+        let c = buffer.assumingMemoryBound(to: UInt8.self)
+        var out: UInt64 = 0
+        let rc = crypto_aead_xchacha20poly1305_ietf_decrypt(
+            c, &out, nil, c, UInt64(length), ad.u8, UInt64(ad.count), nonce.assumingMemoryBound(to: UInt8.self),
+            key.assumingMemoryBound(to: UInt8.self))
+        return rc == 0 ? Int(out) : nil
+    }
+}
+
+/// ChaCha20-Poly1305 (RFC 8439, IETF 96-bit nonce), as WireGuard uses. Nonce: 4 zero bytes ‖ counter (LE64).
+public enum ChaCha20Poly1305: CipherSuite {
+    public static let name = "chacha20poly1305"
+    public static let wireID: UInt8 = 2
+    public static let keyLength = 32
+    public static let nonceLength = 12
+    public static let tagLength = 16
+    public static var isAvailable: Bool { true }
+
+    @inline(__always)
+    public static func writeNonce(counter: UInt64, into nonce: UnsafeMutableRawPointer) {
+        counterNonce(counter, length: nonceLength, offset: 4, into: nonce)
+    }
+
+    public static func seal(
+        key: UnsafeRawPointer, nonce: UnsafeRawPointer, buffer: UnsafeMutableRawPointer, length: Int,
+        authenticating ad: UnsafeRawBufferPointer
+    ) -> Int {
+        let m = buffer.assumingMemoryBound(to: UInt8.self)
+        var out: UInt64 = 0
+        _ = crypto_aead_chacha20poly1305_ietf_encrypt(
+            m, &out, m, UInt64(length), ad.u8, UInt64(ad.count), nil, nonce.assumingMemoryBound(to: UInt8.self),
+            key.assumingMemoryBound(to: UInt8.self))
+        return Int(out)
+    }
+
+    public static func open(
+        key: UnsafeRawPointer, nonce: UnsafeRawPointer, buffer: UnsafeMutableRawPointer, length: Int,
+        authenticating ad: UnsafeRawBufferPointer
+    ) -> Int? {
+        guard length >= tagLength else { return nil }
+        let c = buffer.assumingMemoryBound(to: UInt8.self)
+        var out: UInt64 = 0
+        let rc = crypto_aead_chacha20poly1305_ietf_decrypt(
+            c, &out, nil, c, UInt64(length), ad.u8, UInt64(ad.count), nonce.assumingMemoryBound(to: UInt8.self),
+            key.assumingMemoryBound(to: UInt8.self))
+        return rc == 0 ? Int(out) : nil
+    }
+}
+
+/// AES-256-GCM, offered only where libsodium reports hardware support. Nonce: 4 zero bytes ‖ counter (LE64).
+public enum AES256GCM: CipherSuite {
+    public static let name = "aes256gcm"
+    public static let wireID: UInt8 = 3
+    public static let keyLength = 32
+    public static let nonceLength = 12
+    public static let tagLength = 16
+    public static var isAvailable: Bool {
+        Sodium.ensureInitialized()
+        return crypto_aead_aes256gcm_is_available() == 1
+    }
+
+    @inline(__always)
+    public static func writeNonce(counter: UInt64, into nonce: UnsafeMutableRawPointer) {
+        counterNonce(counter, length: nonceLength, offset: 4, into: nonce)
+    }
+
+    public static func seal(
+        key: UnsafeRawPointer, nonce: UnsafeRawPointer, buffer: UnsafeMutableRawPointer, length: Int,
+        authenticating ad: UnsafeRawBufferPointer
+    ) -> Int {
+        let m = buffer.assumingMemoryBound(to: UInt8.self)
+        var out: UInt64 = 0
+        _ = crypto_aead_aes256gcm_encrypt(
+            m, &out, m, UInt64(length), ad.u8, UInt64(ad.count), nil, nonce.assumingMemoryBound(to: UInt8.self),
+            key.assumingMemoryBound(to: UInt8.self))
+        return Int(out)
+    }
+
+    public static func open(
+        key: UnsafeRawPointer, nonce: UnsafeRawPointer, buffer: UnsafeMutableRawPointer, length: Int,
+        authenticating ad: UnsafeRawBufferPointer
+    ) -> Int? {
+        guard length >= tagLength else { return nil }
+        let c = buffer.assumingMemoryBound(to: UInt8.self)
+        var out: UInt64 = 0
+        let rc = crypto_aead_aes256gcm_decrypt(
+            c, &out, nil, c, UInt64(length), ad.u8, UInt64(ad.count), nonce.assumingMemoryBound(to: UInt8.self),
+            key.assumingMemoryBound(to: UInt8.self))
+        return rc == 0 ? Int(out) : nil
+    }
+}
+
+/// The suites tunvpn knows, by name and by wire ID.
+public enum CipherSuites {
+    /// Every known suite, in default preference order.
+    public static let all: [any CipherSuite.Type] = [XChaCha20Poly1305.self, ChaCha20Poly1305.self, AES256GCM.self]
+
+    /// The default suite.
+    public static let `default`: any CipherSuite.Type = XChaCha20Poly1305.self
+
+    /// The suites this machine can run, in preference order.
+    public static var available: [any CipherSuite.Type] { all.filter { $0.isAvailable } }
+
+    /// The suite with this wire name, if known (whether or not available here).
+    public static func named(_ name: String) -> (any CipherSuite.Type)? { all.first { $0.name == name } }
+
+    /// The suite with this wire ID, if known.
+    public static func withID(_ id: UInt8) -> (any CipherSuite.Type)? { all.first { $0.wireID == id } }
+
+    /// The largest nonce any suite uses (for stack buffers).
+    public static let maxNonceLength = 24
+}
+
+/// One direction's key bound to one suite: seals or opens frames whose nonce comes from a counter.
+///
+/// Concurrency: immutable; any number of threads may seal or open with it at once, each on its own buffer.
+public final class SessionCipher: Sendable {
+    /// The suite.
+    public let suite: any CipherSuite.Type
+    private let key: SecretBytes
+
+    /// Binds `key` (exactly `suite.keyLength` bytes) to `suite`.
+    public init(suite: any CipherSuite.Type, key: SecretBytes) {
+        precondition(key.count == suite.keyLength, "key length must match the suite")
+        self.suite = suite
+        self.key = key
+    }
+
+    /// Seals `buffer[0..<length]` in place under the nonce for `counter`; returns `length + tagLength`.
+    @inline(__always)
+    public func seal(
+        _ buffer: UnsafeMutableRawPointer, length: Int, counter: UInt64, authenticating ad: UnsafeRawBufferPointer
+    ) -> Int {
+        withUnsafeTemporaryAllocation(byteCount: CipherSuites.maxNonceLength, alignment: 8) { nonce in
+            guard let n = nonce.baseAddress else { preconditionFailure("stack allocation has an address") }
+            suite.writeNonce(counter: counter, into: n)
+            return suite.seal(key: key.unsafePointer, nonce: n, buffer: buffer, length: length, authenticating: ad)
+        }
+    }
+
+    /// Opens `buffer[0..<length]` in place; returns the plaintext length or nil when authentication fails.
+    @inline(__always)
+    public func open(
+        _ buffer: UnsafeMutableRawPointer, length: Int, counter: UInt64, authenticating ad: UnsafeRawBufferPointer
+    ) -> Int? {
+        withUnsafeTemporaryAllocation(byteCount: CipherSuites.maxNonceLength, alignment: 8) { nonce in
+            guard let n = nonce.baseAddress else { preconditionFailure("stack allocation has an address") }
+            suite.writeNonce(counter: counter, into: n)
+            return suite.open(key: key.unsafePointer, nonce: n, buffer: buffer, length: length, authenticating: ad)
+        }
+    }
+}

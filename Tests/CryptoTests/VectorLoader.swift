@@ -1,0 +1,89 @@
+// One loader for every published test-vector file the Crypto tests use (Noise vectors in the
+// cacophony/snow JSON format). Fixtures live beside this file, so a clone anywhere runs the same suite;
+// `TUNVPN_EXTRA_VECTORS` may name a folder of further JSON files in the same format.
+
+import Foundation
+
+struct NoiseVector {
+    struct Message {
+        let payload: [UInt8]
+        let ciphertext: [UInt8]
+    }
+    let protocolName: String
+    let source: String
+    let initPrologue: [UInt8]
+    let initPSKs: [[UInt8]]
+    let initStatic: [UInt8]?
+    let initEphemeral: [UInt8]
+    let initRemoteStatic: [UInt8]?
+    let respPrologue: [UInt8]
+    let respPSKs: [[UInt8]]
+    let respStatic: [UInt8]?
+    let respEphemeral: [UInt8]
+    let handshakeHash: [UInt8]
+    let messages: [Message]
+}
+
+enum VectorLoader {
+    static var fixturesDirectory: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
+    }
+
+    static func hex(_ s: String) -> [UInt8] {
+        var out: [UInt8] = []
+        var it = s.utf8.makeIterator()
+        func nibble(_ c: UInt8) -> UInt8 {
+            switch c {
+            case 0x30...0x39: return c - 0x30
+            case 0x61...0x66: return c - 0x61 + 10
+            case 0x41...0x46: return c - 0x41 + 10
+            default: return 0xff
+            }
+        }
+        while let a = it.next(), let b = it.next() { out.append(nibble(a) << 4 | nibble(b)) }
+        return out
+    }
+
+    /// Every JSON file in the fixtures folder, plus those in `$TUNVPN_EXTRA_VECTORS` when set.
+    static func noiseVectorFiles() throws -> [URL] {
+        var dirs = [fixturesDirectory]
+        if let extra = ProcessInfo.processInfo.environment["TUNVPN_EXTRA_VECTORS"], !extra.isEmpty {
+            dirs.append(URL(fileURLWithPath: extra))
+        }
+        var files: [URL] = []
+        for dir in dirs {
+            let names = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+            files += names.filter { $0.hasSuffix(".json") }.map { dir.appendingPathComponent($0) }
+        }
+        return files
+    }
+
+    static func noiseVectors() throws -> [NoiseVector] {
+        var result: [NoiseVector] = []
+        for file in try noiseVectorFiles() {
+            let data = try Data(contentsOf: file)
+            guard let root = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+                let vectors = root["vectors"] as? [[String: Any]]
+            else { continue }
+            for v in vectors {
+                func bytes(_ k: String) -> [UInt8]? { (v[k] as? String).map(hex) }
+                func list(_ k: String) -> [[UInt8]] { (v[k] as? [String])?.map(hex) ?? [] }
+                let messages = (v["messages"] as? [[String: Any]] ?? []).map {
+                    NoiseVector.Message(
+                        payload: hex($0["payload"] as? String ?? ""), ciphertext: hex($0["ciphertext"] as? String ?? ""))
+                }
+                result.append(
+                    NoiseVector(
+                        protocolName: v["protocol_name"] as? String ?? "",
+                        source: (v["source"] as? String ?? "") + " (" + file.lastPathComponent + ")",
+                        initPrologue: bytes("init_prologue") ?? [], initPSKs: list("init_psks"),
+                        initStatic: bytes("init_static"), initEphemeral: bytes("init_ephemeral") ?? [],
+                        initRemoteStatic: bytes("init_remote_static"), respPrologue: bytes("resp_prologue") ?? [],
+                        respPSKs: list("resp_psks"), respStatic: bytes("resp_static"),
+                        respEphemeral: bytes("resp_ephemeral") ?? [], handshakeHash: bytes("handshake_hash") ?? [],
+                        messages: messages))
+            }
+        }
+        return result
+    }
+}
