@@ -87,3 +87,19 @@ enum VectorLoader {
         return result
     }
 }
+
+/// The AEAD, X25519 and BLAKE2b vectors in `Fixtures/primitives.json`.
+struct PrimitiveVectors {
+    let aead: [[String: String]]
+    let x25519: [[String: String]]
+    let blake2b: [[String: String]]
+
+    static func load() throws -> PrimitiveVectors {
+        let data = try Data(contentsOf: VectorLoader.fixturesDirectory.appendingPathComponent("primitives.json"))
+        let root = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+        return PrimitiveVectors(
+            aead: root["aead_vectors"] as? [[String: String]] ?? [],
+            x25519: root["x25519_vectors"] as? [[String: String]] ?? [],
+            blake2b: root["blake2b_vectors"] as? [[String: String]] ?? [])
+    }
+}
