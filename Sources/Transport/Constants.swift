@@ -1,0 +1,67 @@
+// Every protocol constant in one place, named as in docs/PROTOCOL.md.
+//
+// `Protocol` holds what the wire format and the specification fix (changing one breaks
+// interoperability); `Limits` holds implementation choices that follow WireGuard's timers and sizes
+// (changing one changes behaviour, not the format).
+
+/// Values fixed by the wire format (docs/PROTOCOL.md).
+public enum WireFormat {
+    /// Message type bytes (first byte of every datagram).
+    public enum MessageType: UInt8, Sendable {
+        case initiation = 1
+        case response = 2
+        case cookieReply = 3
+        case data = 4
+    }
+
+    /// Noise prologue: binds every handshake to this protocol and version.
+    public static let prologue: [UInt8] = Array("tunvpn v1".utf8)
+    /// Label hashed with a static public key to make the mac1 key (as WireGuard's "mac1----").
+    public static let mac1Label: [UInt8] = Array("mac1----".utf8)
+    /// Label hashed with the server's static public key to make the 4-byte key ID in initiations.
+    public static let keyIDLabel: [UInt8] = Array("keyid---".utf8)
+
+    /// Initiation: type(1) reserved(3) sender(4) keyID(4) ephemeral(32) static(48) payload(36) mac1(16) mac2(16).
+    public static let initiationLength = 160
+    public static let initiationPayloadLength = 20
+    /// Offset of mac1 in an initiation (mac1 covers every byte before it).
+    public static let initiationMAC1Offset = 128
+    /// Response: type(1) reserved(3) sender(4) receiver(4) ephemeral(32) payload(26) mac1(16) mac2(16).
+    public static let responseLength = 102
+    public static let responsePayloadLength = 10
+    public static let responseMAC1Offset = 70
+    /// The most suites an initiation can offer.
+    public static let maxOfferedSuites = 8
+    /// Data frame header: type(1) reserved(3) receiver(4) counter(8); authenticated as associated data.
+    public static let dataHeaderLength = 16
+    /// AEAD tag length of every suite.
+    public static let tagLength = 16
+    /// Suite ID a response carries when the server accepts none of the offered suites.
+    public static let noSuite: UInt8 = 0
+}
+
+/// Timers and limits, as WireGuard's (whitepaper §6.1, wireguard-go device/constants.go).
+public enum Limits {
+    /// The initiator starts a new handshake when its current session is this old (seconds) and it sends.
+    public static let rekeyAfterTime: UInt64 = 120
+    /// No session is used to send or receive once it is this old (seconds).
+    public static let rejectAfterTime: UInt64 = 180
+    /// The initiator gives up on a handshake after trying for this long (seconds).
+    public static let rekeyAttemptTime: UInt64 = 90
+    /// An unanswered initiation is retransmitted after this long (seconds), plus jitter.
+    public static let rekeyTimeout: UInt64 = 5
+    /// Up to this much random jitter (milliseconds) is added to each retransmission.
+    public static let rekeyTimeoutJitterMillis: UInt64 = 333
+    /// A peer that received data and sent nothing for this long sends a keepalive (seconds).
+    public static let keepaliveTimeout: UInt64 = 10
+    /// The initiator rekeys after sending this many frames under one key.
+    public static let rekeyAfterMessages: UInt64 = 1 << 60
+    /// No key seals or opens this many frames (2^64 − 2^13 − 1, WireGuard's REJECT_AFTER_MESSAGES).
+    public static let rejectAfterMessages: UInt64 = UInt64.max - (1 << 13)
+    /// Frames queued per peer while a handshake is in flight; older ones are dropped first.
+    public static let maxQueuedPackets = 1024
+    /// Largest IP packet carried (the tunnel MTU can be at most this).
+    public static let maxPacketLength = 65535 - 28 - dataOverhead
+    /// Bytes a data frame adds to an IP packet (header + tag).
+    public static let dataOverhead = WireFormat.dataHeaderLength + WireFormat.tagLength
+}

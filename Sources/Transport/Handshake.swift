@@ -1,0 +1,328 @@
+// tunvpn's handshake: Noise_IKpsk2_25519_ChaChaPoly_BLAKE2b wrapped in WireGuard-style messages.
+//
+// The client (initiator) knows the server's static key; the server (responder) learns the client's from
+// message 1 and checks it against its allow-list. Payloads travel inside the Noise transcript, so they are
+// encrypted and bound to the handshake: an attacker who rewrites the suite offer breaks message 1's AEAD.
+//   initiation payload (20 B): TAI64N timestamp (12) ‖ offered suite IDs (8, preference order, 0-padded)
+//   response payload  (10 B): chosen suite ID (1, 0 = none in common) ‖ client tunnel address (4, network
+//                             order) ‖ prefix length (1) ‖ server tunnel address (4)
+// Byte layouts are in docs/PROTOCOL.md. Every function here is pure: keys, randomness and time come in as
+// parameters and bytes come out, so the whole exchange runs in tests without sockets.
+
+import Crypto
+
+/// What the server tells a client about its tunnel addressing.
+public struct TunnelAssignment: Equatable, Sendable {
+    /// The client's tunnel address and the tunnel's prefix length ("10.8.0.2/16").
+    public var client: IPv4Prefix
+    /// The server's tunnel address ("10.8.0.1").
+    public var server: IPv4Address
+
+    public init(client: IPv4Prefix, server: IPv4Address) {
+        self.client = client
+        self.server = server
+    }
+}
+
+/// A completed handshake, seen from one side: the keys and parameters for a data session.
+public struct HandshakeResult: Sendable {
+    /// Our index: data frames sent to us carry it as their receiver index.
+    public let localIndex: UInt32
+    /// The peer's index: our data frames carry it.
+    public let remoteIndex: UInt32
+    /// The peer's static public key.
+    public let peerKey: PublicKey
+    /// The negotiated suite.
+    public let suite: any CipherSuite.Type
+    /// Key for frames we send.
+    public let sendKey: SecretBytes
+    /// Key for frames we receive.
+    public let receiveKey: SecretBytes
+    /// The tunnel addressing (the server's assignment).
+    public let assignment: TunnelAssignment
+    /// True for the side that sent the initiation.
+    public let isInitiator: Bool
+}
+
+/// Keys derived from a static public key for the cheap checks done before any Diffie-Hellman work.
+public struct StaticKeyTags: Sendable {
+    /// BLAKE2b-256(mac1Label ‖ key): keys the mac1 of messages sent to the owner of `key`.
+    public let mac1Key: [UInt8]
+    /// First 4 bytes of BLAKE2b-256(keyIDLabel ‖ key): names the server key an initiation was made for.
+    public let keyID: [UInt8]
+
+    public init(_ key: PublicKey) {
+        var k = [UInt8](repeating: 0, count: 32)
+        var id = [UInt8](repeating: 0, count: 32)
+        WireFormat.mac1Label.withUnsafeBytes { l in key.bytes.withUnsafeBytes { kb in
+            k.withUnsafeMutableBytes { Blake2b.hash([l, kb], into: $0) }
+        } }
+        WireFormat.keyIDLabel.withUnsafeBytes { l in key.bytes.withUnsafeBytes { kb in
+            id.withUnsafeMutableBytes { Blake2b.hash([l, kb], into: $0) }
+        } }
+        mac1Key = k
+        keyID = Array(id.prefix(4))
+    }
+
+    /// Keyed BLAKE2b-128 of `message[0..<length]` under `mac1Key`.
+    public func mac1(_ message: UnsafeRawBufferPointer) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 16)
+        mac1Key.withUnsafeBytes { key in out.withUnsafeMutableBytes { Blake2b.hash([message], key: key, into: $0) } }
+        return out
+    }
+
+    /// True when `message` carries a valid mac1 at `offset` (constant-time comparison).
+    public func verifyMAC1(_ message: [UInt8], offset: Int) -> Bool {
+        guard message.count >= offset + 16 else { return false }
+        let expected = message.withUnsafeBytes { mac1(UnsafeRawBufferPointer(rebasing: $0[0..<offset])) }
+        return Sodium.constantTimeEqual(expected, Array(message[offset..<(offset + 16)]))
+    }
+}
+
+@inline(__always)
+func readLE32(_ m: [UInt8], _ at: Int) -> UInt32 {
+    UInt32(m[at]) | UInt32(m[at + 1]) << 8 | UInt32(m[at + 2]) << 16 | UInt32(m[at + 3]) << 24
+}
+
+@inline(__always)
+func appendLE32(_ out: inout [UInt8], _ v: UInt32) {
+    for i in 0..<4 { out.append(UInt8(truncatingIfNeeded: v >> (8 * UInt32(i)))) }
+}
+
+/// Shared settings of both sides of a handshake.
+public struct HandshakeSettings: Sendable {
+    /// Noise pattern: IKpsk2 unless a test asks for plain IK.
+    public var pattern: NoisePattern = .ikpsk2
+    /// The 32-byte pre-shared key; 32 zero bytes when none is configured, as WireGuard does.
+    public var psk: SecretBytes = SecretBytes(zeros: 32)
+
+    public init(psk: SecretBytes? = nil) {
+        if let psk { self.psk = psk }
+    }
+}
+
+/// The client's half: makes initiations and consumes the server's response.
+public struct HandshakeInitiator: Sendable {
+    public let localStatic: PrivateKey
+    public let serverKey: PublicKey
+    public let settings: HandshakeSettings
+    /// Suites offered, in preference order (at most `WireFormat.maxOfferedSuites`).
+    public let offeredSuites: [any CipherSuite.Type]
+    private let serverTags: StaticKeyTags
+    private let localTags: StaticKeyTags
+
+    public init(
+        localStatic: PrivateKey, serverKey: PublicKey, settings: HandshakeSettings = HandshakeSettings(),
+        offeredSuites: [any CipherSuite.Type] = CipherSuites.available
+    ) {
+        precondition(
+            !offeredSuites.isEmpty && offeredSuites.count <= WireFormat.maxOfferedSuites, "offer 1...8 suites")
+        self.localStatic = localStatic
+        self.serverKey = serverKey
+        self.settings = settings
+        self.offeredSuites = offeredSuites
+        serverTags = StaticKeyTags(serverKey)
+        localTags = StaticKeyTags(localStatic.publicKey)
+    }
+
+    /// An initiation in flight: what consuming its response needs.
+    public struct InitiationSent: Sendable {
+        public let senderIndex: UInt32
+        fileprivate let noise: NoiseHandshake
+    }
+
+    /// Creates message 1 (`-> e, es, s, ss` + payload).
+    public func createInitiation(senderIndex: UInt32, timestamp: TAI64N, random: some RandomSource)
+        -> (message: [UInt8], state: InitiationSent)
+    {
+        var noise = NoiseHandshake(
+            pattern: settings.pattern, initiator: true, prologue: WireFormat.prologue, localStatic: localStatic,
+            localEphemeral: PrivateKey(random: random), remoteStatic: serverKey, psk: settings.psk)
+        var payload = timestamp.bytes
+        for i in 0..<WireFormat.maxOfferedSuites { payload.append(i < offeredSuites.count ? offeredSuites[i].wireID : 0) }
+        var message: [UInt8] = [WireFormat.MessageType.initiation.rawValue, 0, 0, 0]
+        appendLE32(&message, senderIndex)
+        message += serverTags.keyID
+        do {
+            message += try noise.writeMessage(payload: payload)
+        } catch {
+            preconditionFailure("writing message 1 with a known server key cannot fail: \(error)")
+        }
+        message += message.withUnsafeBytes { serverTags.mac1($0) }
+        message += [UInt8](repeating: 0, count: 16)  // mac2: empty until cookies are in use
+        precondition(message.count == WireFormat.initiationLength, "initiation layout")
+        return (message, InitiationSent(senderIndex: senderIndex, noise: noise))
+    }
+
+    /// The receiver index of a response, or nil if `message` is not shaped like one (cheap pre-check).
+    public static func receiverIndex(ofResponse message: [UInt8]) -> UInt32? {
+        guard message.count == WireFormat.responseLength, message[0] == WireFormat.MessageType.response.rawValue
+        else { return nil }
+        return readLE32(message, 8)
+    }
+
+    /// Consumes message 2 (`<- e, ee, se, psk` + payload) and derives the session keys.
+    public func consumeResponse(_ message: [UInt8], for sent: InitiationSent) throws(HandshakeFailure)
+        -> HandshakeResult
+    {
+        guard message.count == WireFormat.responseLength, message[0] == WireFormat.MessageType.response.rawValue,
+            message[1] == 0, message[2] == 0, message[3] == 0
+        else { throw .malformed }
+        guard readLE32(message, 8) == sent.senderIndex else { throw .unexpectedResponse }
+        guard localTags.verifyMAC1(message, offset: WireFormat.responseMAC1Offset) else { throw .corrupted }
+        var noise = sent.noise
+        let payload: [UInt8]
+        do {
+            payload = try noise.readMessage(Array(message[12..<WireFormat.responseMAC1Offset]))
+        } catch .invalidPublicKey {
+            throw .invalidPublicKey
+        } catch {
+            throw .corrupted
+        }
+        guard payload.count == WireFormat.responsePayloadLength else { throw .malformed }
+        if payload[0] == WireFormat.noSuite { throw .noCommonSuite }
+        // The server must pick one of the suites we offered; the transcript binds both, so this only fails
+        // for a broken server, never for an attacker.
+        guard let suite = offeredSuites.first(where: { $0.wireID == payload[0] }) else { throw .malformed }
+        let prefixLength = Int(payload[5])
+        guard prefixLength <= 32 else { throw .malformed }
+        let assignment = TunnelAssignment(
+            client: IPv4Prefix(address: IPv4Address(readBE32(payload, 1)), length: prefixLength),
+            server: IPv4Address(readBE32(payload, 6)))
+        let (send, receive) = noise.split()
+        guard let sendKey = send.key, let receiveKey = receive.key else {
+            preconditionFailure("Split() always yields two keys")
+        }
+        return HandshakeResult(
+            localIndex: sent.senderIndex, remoteIndex: readLE32(message, 4), peerKey: serverKey, suite: suite,
+            sendKey: sendKey, receiveKey: receiveKey, assignment: assignment, isInitiator: true)
+    }
+}
+
+@inline(__always)
+func readBE32(_ m: [UInt8], _ at: Int) -> UInt32 {
+    UInt32(m[at]) << 24 | UInt32(m[at + 1]) << 16 | UInt32(m[at + 2]) << 8 | UInt32(m[at + 3])
+}
+
+/// The server's half: consumes initiations and makes responses.
+public struct HandshakeResponder: Sendable {
+    public let localStatic: PrivateKey
+    public let settings: HandshakeSettings
+    /// Suites the server accepts, in its preference order (used only to break no ties: the client's order wins).
+    public let acceptedSuites: [any CipherSuite.Type]
+    private let localTags: StaticKeyTags
+    public let localKey: PublicKey
+
+    public init(
+        localStatic: PrivateKey, settings: HandshakeSettings = HandshakeSettings(),
+        acceptedSuites: [any CipherSuite.Type] = CipherSuites.available
+    ) {
+        self.localStatic = localStatic
+        self.settings = settings
+        self.acceptedSuites = acceptedSuites
+        localKey = localStatic.publicKey
+        localTags = StaticKeyTags(localKey)
+    }
+
+    /// An authenticated initiation from an allowed client, not yet answered.
+    public struct InitiationConsumed: Sendable {
+        public let clientKey: PublicKey
+        public let senderIndex: UInt32
+        public let timestamp: TAI64N
+        /// The client's offer, in its preference order (unknown IDs dropped).
+        public let offeredSuiteIDs: [UInt8]
+        fileprivate let noise: NoiseHandshake
+    }
+
+    /// Cheap checks before any Diffie-Hellman work: shape, server key ID and mac1.
+    public func precheckInitiation(_ message: [UInt8]) throws(HandshakeFailure) {
+        guard message.count == WireFormat.initiationLength,
+            message[0] == WireFormat.MessageType.initiation.rawValue, message[1] == 0, message[2] == 0, message[3] == 0
+        else { throw .malformed }
+        guard Array(message[8..<12]) == localTags.keyID else { throw .wrongServerKey }
+        guard localTags.verifyMAC1(message, offset: WireFormat.initiationMAC1Offset) else { throw .corrupted }
+    }
+
+    /// Consumes message 1. `isAllowed` says whether a client key is on the allow-list; `lastTimestamp`
+    /// gives the newest timestamp already accepted from that key (nil if none). The caller records the
+    /// returned timestamp only once it has decided to answer.
+    public func consumeInitiation(
+        _ message: [UInt8], isAllowed: (PublicKey) -> Bool, lastTimestamp: (PublicKey) -> TAI64N?,
+        random: some RandomSource
+    ) throws(HandshakeFailure) -> InitiationConsumed {
+        try precheckInitiation(message)
+        // The ephemeral key is ours for message 2; it is chosen now because Noise fixes it at Initialize().
+        var noise = NoiseHandshake(
+            pattern: settings.pattern, initiator: false, prologue: WireFormat.prologue, localStatic: localStatic,
+            localEphemeral: PrivateKey(random: random), remoteStatic: nil, psk: settings.psk)
+        let payload: [UInt8]
+        do {
+            payload = try noise.readMessage(Array(message[12..<WireFormat.initiationMAC1Offset]))
+        } catch .invalidPublicKey {
+            throw .invalidPublicKey
+        } catch {
+            throw .corrupted
+        }
+        guard let clientKey = noise.remoteStatic, payload.count == WireFormat.initiationPayloadLength,
+            let timestamp = TAI64N(bytes: payload[0..<TAI64N.length])
+        else { throw .malformed }
+        guard isAllowed(clientKey) else { throw .unknownClientKey }
+        if let last = lastTimestamp(clientKey), !(last < timestamp) { throw .replayedInitiation }
+        let offered = payload[TAI64N.length...].filter { $0 != 0 && CipherSuites.withID($0) != nil }
+        return InitiationConsumed(
+            clientKey: clientKey, senderIndex: readLE32(message, 4), timestamp: timestamp,
+            offeredSuiteIDs: Array(offered), noise: noise)
+    }
+
+    /// The suite for an offer: the client's most preferred suite that the server accepts and can run.
+    public func chooseSuite(for offer: [UInt8]) -> (any CipherSuite.Type)? {
+        for id in offer {
+            if let s = acceptedSuites.first(where: { $0.wireID == id }), s.isAvailable { return s }
+        }
+        return nil
+    }
+
+    /// Creates message 2. With no common suite the response still goes out, authenticated, carrying suite 0
+    /// so the client learns why, and no session results (`result` is nil).
+    public func createResponse(
+        to consumed: InitiationConsumed, senderIndex: UInt32, assignment: TunnelAssignment
+    ) -> (message: [UInt8], result: HandshakeResult?) {
+        let suite = chooseSuite(for: consumed.offeredSuiteIDs)
+        var payload: [UInt8] = [suite?.wireID ?? WireFormat.noSuite]
+        payload += [0, 0, 0, 0]
+        assignment.client.address.value.bigEndianBytes(into: &payload, at: 1)
+        payload.append(UInt8(assignment.client.length))
+        payload += [0, 0, 0, 0]
+        assignment.server.value.bigEndianBytes(into: &payload, at: 6)
+        var noise = consumed.noise
+        var message: [UInt8] = [WireFormat.MessageType.response.rawValue, 0, 0, 0]
+        appendLE32(&message, senderIndex)
+        appendLE32(&message, consumed.senderIndex)
+        do {
+            message += try noise.writeMessage(payload: payload)
+        } catch {
+            preconditionFailure("writing message 2 after reading message 1 cannot fail: \(error)")
+        }
+        let clientTags = StaticKeyTags(consumed.clientKey)
+        message += message.withUnsafeBytes { clientTags.mac1($0) }
+        message += [UInt8](repeating: 0, count: 16)
+        precondition(message.count == WireFormat.responseLength, "response layout")
+        guard let suite else { return (message, nil) }
+        let (initiatorToResponder, responderToInitiator) = noise.split()
+        guard let receiveKey = initiatorToResponder.key, let sendKey = responderToInitiator.key else {
+            preconditionFailure("Split() always yields two keys")
+        }
+        return (
+            message,
+            HandshakeResult(
+                localIndex: senderIndex, remoteIndex: consumed.senderIndex, peerKey: consumed.clientKey,
+                suite: suite, sendKey: sendKey, receiveKey: receiveKey, assignment: assignment, isInitiator: false)
+        )
+    }
+}
+
+extension UInt32 {
+    func bigEndianBytes(into out: inout [UInt8], at offset: Int) {
+        for i in 0..<4 { out[offset + i] = UInt8(truncatingIfNeeded: self >> (24 - 8 * UInt32(i))) }
+    }
+}

@@ -1,0 +1,52 @@
+// The named reasons a handshake message is refused, in the operator's words.
+
+/// Why a handshake message was refused. Each case is a distinct reason the caller logs and counts.
+public enum HandshakeFailure: Error, Equatable, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+    /// Wrong length, type or reserved bytes: not a handshake message of this protocol.
+    case malformed
+    /// The initiation was made for another server's public key (the client has the wrong `--peer-key`).
+    case wrongServerKey
+    /// A MAC or an AEAD check failed: the message was altered in transit or forged.
+    case corrupted
+    /// The client's static key is not on the server's allow-list.
+    case unknownClientKey
+    /// The initiation's timestamp is not newer than the last one accepted from this client.
+    case replayedInitiation
+    /// Client and server share no cipher suite.
+    case noCommonSuite
+    /// A response that answers no initiation we have in flight.
+    case unexpectedResponse
+    /// A peer's ephemeral or static key is a low-order point.
+    case invalidPublicKey
+    /// No response arrived within the handshake attempt time.
+    case timeout
+
+    /// The reason's name as logs and metrics spell it.
+    public var name: String {
+        switch self {
+        case .malformed: return "malformed"
+        case .wrongServerKey: return "wrongServerKey"
+        case .corrupted: return "corrupted"
+        case .unknownClientKey: return "unknownClientKey"
+        case .replayedInitiation: return "replayedInitiation"
+        case .noCommonSuite: return "noCommonSuite"
+        case .unexpectedResponse: return "unexpectedResponse"
+        case .invalidPublicKey: return "invalidPublicKey"
+        case .timeout: return "timeout"
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .malformed: return "malformed handshake message"
+        case .wrongServerKey: return "initiation made for another server key (client has the wrong --peer-key)"
+        case .corrupted: return "handshake message failed authentication (altered in transit, forged, or a --psk mismatch)"
+        case .unknownClientKey: return "client key is not on the allow-list"
+        case .replayedInitiation: return "replayed initiation (timestamp not newer than the last accepted)"
+        case .noCommonSuite: return "no common cipher suite"
+        case .unexpectedResponse: return "response to no handshake in flight"
+        case .invalidPublicKey: return "peer sent a low-order public key"
+        case .timeout: return "no response from the server"
+        }
+    }
+}
