@@ -26,7 +26,9 @@ let package = Package(
         .target(name: "Crypto", dependencies: ["CSodium"], linkerSettings: sodiumLink),
         .target(name: "Transport", dependencies: ["Crypto"]),
         .target(name: "Routing"),
-        .target(name: "Engine", dependencies: ["Transport", "Routing"]),
+        .target(
+            name: "Engine",
+            dependencies: ["Transport", "Routing", "Crypto", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Platform", dependencies: ["CLinux", "Engine", "Routing", "Crypto"]),
         .executableTarget(
             name: "tunvpn",
