@@ -37,7 +37,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .target(name: "TestSupport", dependencies: ["Engine", "Transport", "Crypto"]),
+        .target(name: "TestSupport", dependencies: ["Engine", "Transport", "Crypto", "CLinux"]),
         .testTarget(name: "CryptoTests", dependencies: ["Crypto", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "Crypto", "TestSupport"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Transport", "Crypto", "TestSupport"]),
