@@ -181,7 +181,7 @@ public struct TunnelState: Sendable {
 
     /// Chooses the session and endpoint for a packet read from the TUN device. When the peer has no
     /// usable session, the client queues a copy and starts a handshake (the server cannot: it drops).
-    public mutating func route(_ packet: UnsafeRawBufferPointer, now: UInt64, wall: WallTime, random: some RandomSource,
+    public mutating func route(_ packet: UnsafeRawBufferPointer, now: UInt64, wall: WallTime, random: any RandomSource,
         actions: inout [ControlAction]) -> SendDecision
     {
         guard let destination = IPv4Header.destination(packet) else { return .drop(.notIPv4) }
@@ -221,7 +221,7 @@ public struct TunnelState: Sendable {
     /// key confirmation, timers, and the cryptokey-routing check of the inner packet.
     public mutating func received(
         _ packet: UnsafeRawBufferPointer, on session: Session, peer index: Int, from source: Endpoint, now: UInt64,
-        wall: WallTime, random: some RandomSource, actions: inout [ControlAction]
+        wall: WallTime, random: any RandomSource, actions: inout [ControlAction]
     ) -> ReceiveDecision {
         guard index < peers.count else { return .drop(.unknownSession) }
         // Roaming: reply to wherever the latest authenticated frame came from.
@@ -266,7 +266,7 @@ public struct TunnelState: Sendable {
         return t
     }
 
-    private mutating func freshIndex(random: some RandomSource) -> UInt32 {
+    private mutating func freshIndex(random: any RandomSource) -> UInt32 {
         while true {
             let i = random.nextUInt32()
             if sessions[i] == nil, peers.allSatisfy({ $0.pending?.senderIndex != i }) { return i }
@@ -275,14 +275,14 @@ public struct TunnelState: Sendable {
 
     /// Sends an initiation unless one went out less than REKEY_TIMEOUT ago (WireGuard's rate rule).
     private mutating func initiateIfAllowed(
-        peer index: Int, now: UInt64, wall: WallTime, random: some RandomSource, actions: inout [ControlAction]
+        peer index: Int, now: UInt64, wall: WallTime, random: any RandomSource, actions: inout [ControlAction]
     ) {
         if let last = peers[index].lastInitiationSentAt, now - last < Limits.rekeyTimeout * PeerTimers.second { return }
         initiate(peer: index, now: now, wall: wall, random: random, actions: &actions)
     }
 
     private mutating func initiate(
-        peer index: Int, now: UInt64, wall: WallTime, random: some RandomSource, actions: inout [ControlAction]
+        peer index: Int, now: UInt64, wall: WallTime, random: any RandomSource, actions: inout [ControlAction]
     ) {
         guard case .client(let settings) = role, let endpoint = peers[index].endpoint else { return }
         let senderIndex = freshIndex(random: random)
@@ -296,14 +296,14 @@ public struct TunnelState: Sendable {
     }
 
     /// Client: starts the first handshake.
-    public mutating func start(now: UInt64, wall: WallTime, random: some RandomSource, actions: inout [ControlAction]) {
+    public mutating func start(now: UInt64, wall: WallTime, random: any RandomSource, actions: inout [ControlAction]) {
         guard isClient else { return }
         initiate(peer: 0, now: now, wall: wall, random: random, actions: &actions)
     }
 
     /// Handles a handshake message (type 1, 2 or 3) that arrived from `source`.
     public mutating func handleHandshake(
-        _ message: [UInt8], from source: Endpoint, now: UInt64, wall: WallTime, random: some RandomSource,
+        _ message: [UInt8], from source: Endpoint, now: UInt64, wall: WallTime, random: any RandomSource,
         actions: inout [ControlAction]
     ) {
         switch role {
@@ -324,7 +324,7 @@ public struct TunnelState: Sendable {
 
     private mutating func handleInitiation(
         _ message: [UInt8], settings: ServerSettings, from source: Endpoint, now: UInt64, wall: WallTime,
-        random: some RandomSource, actions: inout [ControlAction]
+        random: any RandomSource, actions: inout [ControlAction]
     ) throws(HandshakeFailure) {
         guard message.first == WireFormat.MessageType.initiation.rawValue else { throw .malformed }
         let peerByKey = self.peerByKey
@@ -421,7 +421,7 @@ public struct TunnelState: Sendable {
     // MARK: Timers
 
     /// Fires every due timer and expires old sessions.
-    public mutating func tick(now: UInt64, wall: WallTime, random: some RandomSource, actions: inout [ControlAction]) {
+    public mutating func tick(now: UInt64, wall: WallTime, random: any RandomSource, actions: inout [ControlAction]) {
         for index in peers.indices {
             expireSessions(peer: index, now: now)
             for event in peers[index].timers.fire(now: now) {
