@@ -6,6 +6,8 @@
  */
 #define _GNU_SOURCE 1
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <sched.h>
 #include <stddef.h>
 #include <sys/eventfd.h>
@@ -58,4 +60,8 @@ int clinux_eventfd_cloexec_nonblock(unsigned int initval) {
 
 int clinux_unshare_network_namespace(void) {
     return unshare(CLONE_NEWNET);
+}
+
+int clinux_pipe_cloexec(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC);
 }

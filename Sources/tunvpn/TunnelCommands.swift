@@ -7,6 +7,7 @@ import Engine
 import Glibc
 import Logging
 import Platform
+import Routing
 import Transport
 
 /// Options both commands share.
@@ -140,7 +141,14 @@ struct Server: ParsableCommand {
     @Flag(help: "Admit any client key (lab use; logs a warning).")
     var allowAnyClient = false
 
+    @Option(help: "Interface to MASQUERADE tunnel traffic out of (default: the default route's).")
+    var egress: String?
+
+    @Flag(help: "Do not enable forwarding or NAT (the operator handles it).")
+    var noNat = false
+
     @OptionGroup var common: CommonOptions
+    @OptionGroup var host: HostOptions
 
     func validate() throws {
         try common.validateCommon()
@@ -176,8 +184,28 @@ struct Server: ParsableCommand {
                 localStatic: privateKey, settings: try common.settings(), acceptedSuites: try common.suites())
             let state = TunnelState(
                 role: .server(ServerSettings(responder: responder, address: prefix, allowList: allowList, allowAnyClient: allowAnyClient)))
+            var plan = Plan()
+            if !noNat {
+                guard let egressDevice = egress ?? HostNetwork.defaultRoute()?.device else {
+                    throw CLIError("no default route to find the egress interface for NAT: pass --egress IF (or --no-nat)")
+                }
+                plan = Planner.server(
+                    ServerPlanInput(
+                        tunDevice: common.dev, tunnelNetwork: "\(prefix.network)/\(prefix.length)", egressDevice: egressDevice,
+                        mtu: common.mtu, iptablesForwardExists: HostNetwork.iptablesForwardChainExists(),
+                        firewall: try host.backend()))
+            }
+            if host.dryRun {
+                print("ip addr add \(prefix) dev \(common.dev)\nip link set \(common.dev) mtu \(common.mtu) up")
+                print(plan.script, terminator: "")
+                return
+            }
+            try HostSetup.removeLeftovers(device: common.dev, logger: logger)
+            try HostNetwork.preflight(plan)
             let device = try common.openDevice()
             do { try device.configure(address: prefix, mtu: common.mtu) } catch { throw CLIError("\(error)") }
+            defer { HostSetup.tearDown(device: common.dev, logger: logger) }
+            try HostSetup.apply(plan, device: common.dev, logger: logger)
             let socket = try UDPSocket.bind(listenEndpoint)
             if allowAnyClient { logger.warning("--allow-any-client: any client key is admitted; use an allow-list outside the lab") }
             logger.info(
@@ -212,11 +240,25 @@ struct Client: ParsableCommand {
     @Option(help: "Send a keepalive at least this often (seconds), for clients behind NAT.")
     var keepalive: UInt64?
 
+    @Option(help: ArgumentHelp("Route only this network through the tunnel (repeatable; split tunnel).", valueName: "CIDR"))
+    var route: [String] = []
+
+    @Flag(help: "Add no routes (the operator routes traffic into the tunnel).")
+    var noRoutes = false
+
+    @Flag(help: "Gateway mode: forward and MASQUERADE traffic from other LAN hosts into the tunnel.")
+    var gateway = false
+
     @OptionGroup var common: CommonOptions
+    @OptionGroup var host: HostOptions
 
     func validate() throws {
         try common.validateCommon()
         if let k = keepalive, !(1...65535).contains(k) { throw ValidationError("--keepalive must be 1...65535 seconds") }
+        for r in route where IPv4Prefix(r) == nil || !r.contains("/") {
+            throw ValidationError("--route '\(r)' is not an IPv4 network like 10.0.0.0/8")
+        }
+        if noRoutes && !route.isEmpty { throw ValidationError("--route and --no-routes cannot be combined") }
     }
 
     func run() throws {
@@ -238,13 +280,30 @@ struct Client: ParsableCommand {
                 offeredSuites: try common.suites())
             let state = TunnelState(
                 role: .client(ClientSettings(initiator: initiator, endpoint: serverEndpoint, persistentKeepalive: keepalive)))
+            // How the server is reached now, before the tunnel's routes exist.
+            let serverRoute = HostNetwork.route(to: "\(serverEndpoint.address)")
+            let plan = Planner.client(
+                ClientPlanInput(
+                    tunDevice: common.dev, serverAddress: "\(serverEndpoint.address)", serverRoute: serverRoute,
+                    routes: noRoutes ? nil : route.map { p in IPv4Prefix(p).map { "\($0.network)/\($0.length)" } ?? p },
+                    gateway: gateway, mtu: common.mtu, firewall: try host.backend()))
+            if host.dryRun {
+                print("# \(common.dev): address assigned by the server at the handshake\nip link set \(common.dev) mtu \(common.mtu) up")
+                print(plan.script, terminator: "")
+                return
+            }
+            try HostSetup.removeLeftovers(device: common.dev, logger: logger)
+            try HostNetwork.preflight(plan)
             let device = try common.openDevice()
             let socket = try UDPSocket.bind(Endpoint(address: .any, port: 0))
             let mtu = common.mtu
+            let dev = common.dev
+            defer { HostSetup.tearDown(device: dev, logger: logger) }
             logger.info(
                 "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name)")
             let hooks = EngineHooks(tunnelUp: { assignment in
                 do { try device.configure(address: assignment.client, mtu: mtu) } catch { throw CLIError("\(error)") }
+                try HostSetup.apply(plan, device: dev, logger: logger)
             })
             let engine = TunnelEngine(
                 state: state, device: device, socket: socket, logger: logger, hooks: hooks,

@@ -101,4 +101,7 @@ int clinux_eventfd_cloexec_nonblock(unsigned int initval);
 /* unshare(CLONE_NEWNET): moves the CALLING THREAD into a fresh network namespace (tests only). */
 int clinux_unshare_network_namespace(void);
 
+/** pipe2(fds, O_CLOEXEC): a pipe whose ends are closed across exec (GNU extension, so wrapped here). */
+int clinux_pipe_cloexec(int fds[2]);
+
 #endif /* TUNVPN_CLINUX_H */
