@@ -209,10 +209,10 @@ struct Server: ParsableCommand {
             do { try device.configure(address: prefix, mtu: common.mtu) } catch { throw CLIError("\(error)") }
             defer { HostSetup.tearDown(device: common.dev, logger: logger) }
             try HostSetup.apply(plan, device: common.dev, logger: logger)
-            let socket = try UDPSocket.bind(listenEndpoint)
+            let socket = try UDPSocket.bind(listenEndpoint, segmentationOffload: !common.noOffload)
             if allowAnyClient { logger.warning("--allow-any-client: any client key is admitted; use an allow-list outside the lab") }
             logger.info(
-                "server listening on \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name) \(prefix), \(allowList.clients.count) allowed client(s), offloads \(device.offloadsEnabled ? "on" : "off")")
+                "server listening on \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name) \(prefix), \(allowList.clients.count) allowed client(s), TSO \(device.offloadsEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off")")
             let engine = TunnelEngine(
                 state: state, device: device, socket: socket, logger: logger, settings: EngineSettings(mtu: common.mtu))
             try runUntilSignalled(engine, logger: logger)
@@ -298,12 +298,12 @@ struct Client: ParsableCommand {
             try HostSetup.removeLeftovers(device: common.dev, logger: logger)
             try HostNetwork.preflight(plan)
             let device = try common.openDevice()
-            let socket = try UDPSocket.bind(Endpoint(address: .any, port: 0))
+            let socket = try UDPSocket.bind(Endpoint(address: .any, port: 0), segmentationOffload: !common.noOffload)
             let mtu = common.mtu
             let dev = common.dev
             defer { HostSetup.tearDown(device: dev, logger: logger) }
             logger.info(
-                "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name), offloads \(device.offloadsEnabled ? "on" : "off")")
+                "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name), TSO \(device.offloadsEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off")")
             let hooks = EngineHooks(tunnelUp: { assignment in
                 do { try device.configure(address: assignment.client, mtu: mtu) } catch { throw CLIError("\(error)") }
                 try HostSetup.apply(plan, device: dev, logger: logger)
