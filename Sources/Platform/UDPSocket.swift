@@ -76,6 +76,11 @@ public final class UDPSocket: DatagramSocket {
     /// Most datagrams in one GSO send (the kernel's UDP_MAX_SEGMENTS is 64 on older kernels).
     static let maxSegments = 64
     private let gsoSends = Atomic<Int>(0)
+    /// Whether the kernel hands this socket coalesced datagrams (UDP_GRO), which `receive` splits.
+    private let receiveOffload = Atomic<Bool>(false)
+    /// Receiver-only state for UDP GRO: large buffers, their control buffers, and what is left of
+    /// them to hand out when a caller's batch filled up first.
+    private nonisolated(unsafe) var groStorage: GROStorage?
 
     private let truncatedReceives = Atomic<Int>(0)
     private let unreachableSends = Atomic<Int>(0)
@@ -143,6 +148,10 @@ public final class UDPSocket: DatagramSocket {
         {
             // UDP_SEGMENT 0 on the socket means "no default segmentation"; a per-send cmsg sets the size.
             udp.segmentationOffload.store(true, ordering: .relaxed)
+            if case .success = Syscall.setOption(fd, level: Int32(IPPROTO_UDP), name: Int32(CLINUX_UDP_GRO), value: 1) {
+                udp.receiveOffload.store(true, ordering: .relaxed)
+                udp.groStorage = GROStorage()
+            }
         }
         return udp
     }
@@ -212,6 +221,7 @@ public final class UDPSocket: DatagramSocket {
         guard io.enter() else { return 0 }
         defer { io.leave() }
 
+        if let gro = groStorage { return try receiveCoalesced(into: batch, using: gro) }
         let wanted = min(batch.capacity, Self.maxMessagesPerCall)
         let vectors = receiveVectors(capacity: wanted)
         while true {
@@ -244,6 +254,47 @@ public final class UDPSocket: DatagramSocket {
                 throw IOError("recvmmsg", code)
             }
         }
+    }
+
+    /// True when receives take coalesced datagrams (UDP_GRO).
+    public var usesReceiveOffload: Bool { receiveOffload.load(ordering: .relaxed) }
+
+    /// Receives with UDP GRO: recvmmsg(2) into 64 KiB buffers, each holding one datagram or a run of
+    /// equal-sized ones from one source (the UDP_GRO cmsg gives their size), split into the batch's slots.
+    private func receiveCoalesced(into batch: PacketBatch, using gro: GROStorage) throws(IOError) -> Int {
+        var count = 0
+        while true {
+            let drained = gro.drain(into: batch, startingAt: count)
+            count = drained.count
+            if drained.truncated > 0 { truncatedReceives.wrappingAdd(drained.truncated, ordering: .relaxed) }
+            if count == batch.capacity || (count > 0 && !gro.isEmpty) { break }
+            // Everything buffered was handed out: read more (without blocking once we have something).
+            let vectors = gro.vectors
+            for index in 0..<GROStorage.buffers {
+                vectors.prepare(index, base: gro.buffer(index), length: GROStorage.bufferSize)
+                vectors.messages[index].msg_hdr.msg_control = gro.control(index)
+                vectors.messages[index].msg_hdr.msg_controllen = GROStorage.controlSpace
+            }
+            let result = Syscall.run("recvmmsg") {
+                clinux_recvmmsg(io.fd, vectors.messages, UInt32(GROStorage.buffers), Int32(MSG_DONTWAIT), nil)
+            }
+            switch result {
+            case .success(let received) where received > 0:
+                gro.load(Int(received))
+            case .success, .failure(Errno(EAGAIN)), .failure(Errno(EWOULDBLOCK)):
+                if count > 0 { break }
+                if try io.wait(for: Int16(POLLIN)) == .closed { return 0 }
+                continue
+            case .failure(let code) where Self.reportsUnreachable(code):
+                continue
+            case .failure(let code):
+                if count > 0 { break }
+                throw IOError("recvmmsg", code)
+            }
+            if count > 0 && gro.isEmpty { break }
+        }
+        batch.count = count
+        return count
     }
 
     /// The receive arrays, grown to `capacity` if a larger batch arrives (only the first call allocates).
@@ -423,5 +474,85 @@ public final class UDPSocket: DatagramSocket {
         stats.invalidSends = invalidSends.load(ordering: .relaxed)
         stats.sendWaits = sendWaits.load(ordering: .relaxed)
         return stats
+    }
+}
+
+/// Buffers for UDP GRO receives, owned by the receiving thread.
+final class GROStorage {
+    static let buffers = 16
+    static let bufferSize = 65536
+    static let controlSpace = Int(clinux_cmsg_space(4))
+    private let storage: MessageStorage
+    private let data: UnsafeMutableRawPointer
+    private let controls: UnsafeMutableRawPointer
+    /// Runs still to hand out: buffer, offset, bytes left, segment size, source.
+    private var runs: [(buffer: Int, offset: Int, left: Int, segment: Int, source: Endpoint)] = []
+    private var nextRun = 0
+
+    init() {
+        storage = MessageStorage(capacity: Self.buffers)
+        data = .allocate(byteCount: Self.buffers * Self.bufferSize, alignment: 64)
+        controls = .allocate(byteCount: Self.buffers * Self.controlSpace, alignment: 8)
+        controls.initializeMemory(as: UInt8.self, repeating: 0, count: Self.buffers * Self.controlSpace)
+        runs.reserveCapacity(Self.buffers)
+    }
+
+    deinit {
+        data.deallocate()
+        controls.deallocate()
+    }
+
+    var vectors: MessageVectors { storage.vectors }
+    var isEmpty: Bool { nextRun >= runs.count }
+    func buffer(_ i: Int) -> UnsafeMutableRawPointer { data + i * Self.bufferSize }
+    func control(_ i: Int) -> UnsafeMutableRawPointer { controls + i * Self.controlSpace }
+
+    /// Records the `received` messages recvmmsg(2) just filled.
+    func load(_ received: Int) {
+        runs.removeAll(keepingCapacity: true)
+        nextRun = 0
+        let v = storage.vectors
+        for i in 0..<received {
+            let length = Int(v.messages[i].msg_len)
+            var segment = length
+            var header = clinux_cmsg_firsthdr(&v.messages[i].msg_hdr)
+            while let h = header {
+                if h.pointee.cmsg_level == Int32(IPPROTO_UDP), h.pointee.cmsg_type == Int32(CLINUX_UDP_GRO) {
+                    let size = UnsafeRawPointer(clinux_cmsg_data(h)).loadUnaligned(as: Int32.self)
+                    if size > 0 { segment = Int(size) }
+                }
+                header = clinux_cmsg_nxthdr(&v.messages[i].msg_hdr, h)
+            }
+            runs.append((i, 0, length, max(segment, 1), v.sourceEndpoint(i)))
+        }
+    }
+
+    /// Copies datagrams into `batch` from slot `start` on; returns the new count.
+    func drain(into batch: PacketBatch, startingAt start: Int) -> (count: Int, truncated: Int) {
+        var count = start
+        var truncated = 0
+        while count < batch.capacity && nextRun < runs.count {
+            var run = runs[nextRun]
+            if run.left == 0 {
+                nextRun += 1
+                continue
+            }
+            let length = min(run.segment, run.left)
+            batch.offsets[count] = 0
+            batch.endpoints[count] = run.source
+            if length > batch.slotSize {
+                truncated += 1
+                batch.lengths[count] = batch.slotSize + 1
+            } else {
+                batch.slot(count).copyMemory(from: buffer(run.buffer) + run.offset, byteCount: length)
+                batch.lengths[count] = length
+            }
+            count += 1
+            run.offset += length
+            run.left -= length
+            runs[nextRun] = run
+            if run.left == 0 { nextRun += 1 }
+        }
+        return (count, truncated)
     }
 }

@@ -11,10 +11,12 @@ import Transport
 
 @Suite("UDPSocket with UDP GSO")
 struct UDPSegmentationTests {
-    @Test func datagramsSentAsGSORunsArriveAsTheOriginalDatagrams() throws {
+    @Test(arguments: [false, true])
+    func datagramsSentAsGSORunsArriveAsTheOriginalDatagrams(receiverCoalesces: Bool) throws {
         let loopback = IPv4Address(127, 0, 0, 1)
-        let a = try UDPSocket.bind(Endpoint(address: loopback, port: 0))
-        let b = try UDPSocket.bind(Endpoint(address: loopback, port: 0))
+        let a = try UDPSocket.bind(Endpoint(address: loopback, port: 0), segmentationOffload: receiverCoalesces)
+        let b = try UDPSocket.bind(Endpoint(address: loopback, port: 0), segmentationOffload: receiverCoalesces)
+        #expect(a.usesReceiveOffload == receiverCoalesces)
         let sender = try UDPSocket.bind(Endpoint(address: loopback, port: 0), segmentationOffload: true)
         defer {
             a.close()
@@ -33,7 +35,7 @@ struct UDPSegmentationTests {
         #expect(try sender.send(from: outgoing) == plan.count)
         func receiveAll(_ socket: UDPSocket, _ expected: Int) throws -> [[UInt8]] {
             try runOnDedicatedThread(timeout: .seconds(5)) {
-                let incoming = PacketBatch(capacity: 64, slotSize: 1500)
+                let incoming = PacketBatch(capacity: 16, slotSize: 1500)  // smaller than a coalesced run
                 var got: [[UInt8]] = []
                 while got.count < expected {
                     let n = try socket.receive(into: incoming)
