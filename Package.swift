@@ -26,7 +26,9 @@ let package = Package(
         .target(name: "Crypto", dependencies: ["CSodium"], linkerSettings: sodiumLink),
         .target(name: "Transport", dependencies: ["Crypto"]),
         .target(name: "Routing"),
-        .target(name: "Engine", dependencies: ["Transport", "Routing"]),
+        .target(
+            name: "Engine",
+            dependencies: ["Transport", "Routing", "Crypto", .product(name: "Logging", package: "swift-log")]),
         .target(name: "Platform", dependencies: ["CLinux", "Engine", "Routing", "Crypto"]),
         .executableTarget(
             name: "tunvpn",
@@ -35,7 +37,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .target(name: "TestSupport", dependencies: ["Engine", "Transport", "Crypto"]),
+        .target(name: "TestSupport", dependencies: ["Engine", "Transport", "Crypto", "CLinux"]),
         .testTarget(name: "CryptoTests", dependencies: ["Crypto", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "Crypto", "TestSupport"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Transport", "Crypto", "TestSupport"]),

@@ -24,10 +24,15 @@ public struct KeyFileError: Error, Equatable, Sendable, CustomStringConvertible 
 /// Key file IO.
 public enum KeyFiles {
     /// Largest key file read (a key is 44 characters; the rest allows comments-free whitespace).
-    static let maxFileSize = 4096
+    public static let maxFileSize = 4096
+
+    /// Reads a text file of up to 1 MiB (allow-lists); errors name the file.
+    public static func readSmallFileAllowingLarge(_ path: String) throws(KeyFileError) -> (text: [UInt8], mode: mode_t) {
+        try readSmallFile(path, what: "file", limit: 1 << 20)
+    }
 
     /// Reads a whole small file; errors name the file.
-    public static func readSmallFile(_ path: String, what: String = "file") throws(KeyFileError) -> (
+    public static func readSmallFile(_ path: String, what: String = "file", limit: Int = maxFileSize) throws(KeyFileError) -> (
         text: [UInt8], mode: mode_t
     ) {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)
@@ -43,8 +48,8 @@ public enum KeyFiles {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw KeyFileError(path: path, problem: "cannot stat: \(String(cString: strerror(errno)))") }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw KeyFileError(path: path, problem: "is not a regular file") }
-        guard st.st_size <= maxFileSize else { throw KeyFileError(path: path, problem: "is too large to be a key file") }
-        var buffer = [UInt8](repeating: 0, count: maxFileSize + 1)
+        guard st.st_size <= limit else { throw KeyFileError(path: path, problem: "is too large (more than \(limit) bytes)") }
+        var buffer = [UInt8](repeating: 0, count: limit + 1)
         var total = 0
         while total < buffer.count {
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress.map { $0 + total }, $0.count - total) }

@@ -20,6 +20,8 @@ public enum HandshakeFailure: Error, Equatable, Hashable, Sendable, CaseIterable
     case invalidPublicKey
     /// No response arrived within the handshake attempt time.
     case timeout
+    /// The server has no tunnel address left to give this client.
+    case addressPoolExhausted
 
     /// The reason's name as logs and metrics spell it.
     public var name: String {
@@ -33,6 +35,7 @@ public enum HandshakeFailure: Error, Equatable, Hashable, Sendable, CaseIterable
         case .unexpectedResponse: return "unexpectedResponse"
         case .invalidPublicKey: return "invalidPublicKey"
         case .timeout: return "timeout"
+        case .addressPoolExhausted: return "addressPoolExhausted"
         }
     }
 
@@ -47,6 +50,7 @@ public enum HandshakeFailure: Error, Equatable, Hashable, Sendable, CaseIterable
         case .unexpectedResponse: return "response to no handshake in flight"
         case .invalidPublicKey: return "peer sent a low-order public key"
         case .timeout: return "no response from the server"
+        case .addressPoolExhausted: return "no tunnel address left in the server's pool"
         }
     }
 }

@@ -39,7 +39,7 @@ public struct ReplayWindow: Sendable {
     /// A protocol limit, not an implementation choice (WireGuard's messages.h; wireguard-go's
     /// device/constants.go `RejectAfterMessages`): a session must be replaced long before its counter gets
     /// here, and refusing every counter from here on keeps the receiver from ever accepting a wrapped nonce.
-    public static let rejectAfterMessages: UInt64 = UInt64.max - (1 << 13)
+    public static let rejectAfterMessages: UInt64 = Limits.rejectAfterMessages
 
     private static let wordShift = 6  // log2(bitsPerWord)
     private static let ringMask = ringWords - 1

@@ -1,3 +1,107 @@
+/*
+ * clinux: the small C shim between Swift and the Linux kernel interfaces that Glibc's Swift module
+ * does not import (PLATFORM-NOTES §2-3): the TUN ioctls of <linux/if_tun.h>, recvmmsg/sendmmsg with
+ * their mmsghdr, UDP GSO/GRO option names, eventfd, unshare(CLONE_NEWNET), and the CMSG_* macros.
+ *
+ * This header deliberately does NOT define _GNU_SOURCE: doing so changes glibc's struct layouts as seen
+ * by clang and breaks every Swift file that touches fd_set ("__fds_bits ... not present in definition
+ * of 'fd_set'"). Anything that needs _GNU_SOURCE is declared here through a mirror type or a plain
+ * prototype and implemented in clinux.c, which does define it (the pattern of SwiftNIO's CNIOLinux).
+ *
+ * Every symbol carries the clinux_ / CLINUX_ prefix. Ioctl numbers come from the kernel headers
+ * (the _IOW encoding differs between architectures), never from literals.
+ */
 #ifndef TUNVPN_CLINUX_H
 #define TUNVPN_CLINUX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <net/if.h>
+#include <linux/if_tun.h>
+
+/* ---- TUN (<linux/if_tun.h>) -------------------------------------------------------------------- */
+
+/* Interface flags for TUNSETIFF's ifr_flags. Plain integer macros import into Swift as Int32;
+ * re-exported under the prefix so Swift code names one module. */
+#define CLINUX_IFF_TUN IFF_TUN
+#define CLINUX_IFF_NO_PI IFF_NO_PI
+#define CLINUX_IFF_MULTI_QUEUE IFF_MULTI_QUEUE
+#define CLINUX_IFF_VNET_HDR IFF_VNET_HDR
+
+/* Offload flags for TUNSETOFFLOAD (the later IFF_VNET_HDR work). */
+#define CLINUX_TUN_F_CSUM TUN_F_CSUM
+#define CLINUX_TUN_F_TSO4 TUN_F_TSO4
+#define CLINUX_TUN_F_TSO6 TUN_F_TSO6
+#define CLINUX_TUN_F_TSO_ECN TUN_F_TSO_ECN
+#ifdef TUN_F_USO4
+#define CLINUX_TUN_F_USO4 TUN_F_USO4
+#define CLINUX_TUN_F_USO6 TUN_F_USO6
+#else /* bookworm's linux-libc-dev (6.1) predates USO; newer kernels accept these values */
+#define CLINUX_TUN_F_USO4 0x20
+#define CLINUX_TUN_F_USO6 0x40
 #endif
+
+/* _IOW(...) request numbers never import into Swift, so they are returned from functions. */
+static inline unsigned long clinux_TUNSETIFF(void) { return TUNSETIFF; }
+static inline unsigned long clinux_TUNSETPERSIST(void) { return TUNSETPERSIST; }
+static inline unsigned long clinux_TUNSETOFFLOAD(void) { return TUNSETOFFLOAD; }
+static inline unsigned long clinux_TUNSETVNETHDRSZ(void) { return TUNSETVNETHDRSZ; }
+
+/* ioctl(fd, request, &ifr): TUNSETIFF and the SIOC[GS]IF* calls. Returns -1 with errno on failure. */
+int clinux_ioctl_ifreq(int fd, unsigned long request, struct ifreq *ifr);
+/* ioctl(fd, TUNSETPERSIST, (unsigned long)on): TUNSETPERSIST takes its argument by value. */
+int clinux_tun_set_persist(int fd, int on);
+/* ioctl(fd, TUNSETOFFLOAD, flags): the flags are passed by value, which Swift's ioctl overloads
+ * cannot express ("Variadic function is unavailable"). */
+int clinux_tun_set_offload(int fd, unsigned int flags);
+/* ioctl(fd, TUNSETVNETHDRSZ, &size). */
+int clinux_tun_set_vnet_hdr_size(int fd, int size);
+
+/* ---- recvmmsg / sendmmsg ------------------------------------------------------------------------ */
+
+/* Mirror of glibc's struct mmsghdr (only visible with _GNU_SOURCE); clinux.c checks the layout
+ * with _Static_assert. */
+typedef struct clinux_mmsghdr {
+    struct msghdr msg_hdr;
+    unsigned int msg_len;
+} clinux_mmsghdr;
+
+/* recvmmsg(2). timeout may be NULL. */
+int clinux_recvmmsg(int fd, clinux_mmsghdr *vec, unsigned int vlen, int flags, struct timespec *timeout);
+/* sendmmsg(2). */
+int clinux_sendmmsg(int fd, clinux_mmsghdr *vec, unsigned int vlen, int flags);
+
+/* ---- UDP options (<netinet/udp.h>; SOL_UDP is missing from Glibc's Swift module) ---------------- */
+
+#define CLINUX_SOL_UDP 17
+#define CLINUX_UDP_SEGMENT 103 /* setsockopt(SOL_UDP, UDP_SEGMENT, u16 gso_size); checked in clinux.c */
+#define CLINUX_UDP_GRO 104     /* setsockopt(SOL_UDP, UDP_GRO, int on); checked in clinux.c */
+
+/* ---- ancillary data (the CMSG_* macros do not import) -------------------------------------------- */
+
+/* CMSG_FIRSTHDR(msg); NULL when there is none. */
+struct cmsghdr *clinux_cmsg_firsthdr(struct msghdr *msg);
+/* CMSG_NXTHDR(msg, cmsg); NULL after the last. */
+struct cmsghdr *clinux_cmsg_nxthdr(struct msghdr *msg, struct cmsghdr *cmsg);
+/* CMSG_DATA(cmsg). */
+unsigned char *clinux_cmsg_data(struct cmsghdr *cmsg);
+/* CMSG_SPACE(len) and CMSG_LEN(len). */
+size_t clinux_cmsg_space(size_t len);
+size_t clinux_cmsg_len(size_t len);
+
+/* ---- eventfd and namespaces --------------------------------------------------------------------- */
+
+/* eventfd(initval, EFD_CLOEXEC | EFD_NONBLOCK): used to wake threads blocked in poll() on close. */
+int clinux_eventfd_cloexec_nonblock(unsigned int initval);
+/* unshare(CLONE_NEWNET): moves the CALLING THREAD into a fresh network namespace (tests only). */
+int clinux_unshare_network_namespace(void);
+
+/** pipe2(fds, O_CLOEXEC): a pipe whose ends are closed across exec (GNU extension, so wrapped here). */
+int clinux_pipe_cloexec(int fds[2]);
+
+#endif /* TUNVPN_CLINUX_H */

@@ -1,0 +1,44 @@
+// Process-wide counters: drops by reason, handshake outcomes by reason, totals. Lock-free increments from
+// any thread; `statsLine` renders them as one `key=value` line for logs, tests and scrapers.
+
+import Synchronization
+import Transport
+
+/// One atomic counter in a class box, so that counters can live in arrays.
+public final class Counter: Sendable {
+    private let value = Atomic<UInt64>(0)
+    public init() {}
+    @inline(__always) public func add(_ n: UInt64 = 1) { value.wrappingAdd(n, ordering: .relaxed) }
+    public var current: UInt64 { value.load(ordering: .relaxed) }
+}
+
+/// Every counter of one engine.
+public final class Counters: Sendable {
+    public let rxPackets = Counter()
+    public let txPackets = Counter()
+    public let rxBytes = Counter()
+    public let txBytes = Counter()
+    public let handshakesCompleted = Counter()
+    private let drops: [Counter] = DropReason.allCases.map { _ in Counter() }
+    private let handshakeFailures: [HandshakeFailure: Counter] = Dictionary(
+        uniqueKeysWithValues: HandshakeFailure.allCases.map { ($0, Counter()) })
+
+    public init() {}
+
+    @inline(__always) public func drop(_ reason: DropReason, _ n: UInt64 = 1) { drops[reason.rawValue].add(n) }
+    public func dropped(_ reason: DropReason) -> UInt64 { drops[reason.rawValue].current }
+    public func handshakeFailed(_ reason: HandshakeFailure) { handshakeFailures[reason]?.add() }
+    public func handshakeFailures(_ reason: HandshakeFailure) -> UInt64 { handshakeFailures[reason]?.current ?? 0 }
+
+    /// `stats: rx_packets=… tx_packets=… … drop.<reason>=… handshakes.completed=… handshake.failed.<reason>=…`
+    public var statsLine: String {
+        var parts = [
+            "rx_packets=\(rxPackets.current)", "tx_packets=\(txPackets.current)", "rx_bytes=\(rxBytes.current)",
+            "tx_bytes=\(txBytes.current)",
+        ]
+        for reason in DropReason.allCases { parts.append("drop.\(reason)=\(dropped(reason))") }
+        parts.append("handshakes.completed=\(handshakesCompleted.current)")
+        for reason in HandshakeFailure.allCases { parts.append("handshake.failed.\(reason.name)=\(handshakeFailures(reason))") }
+        return "stats: " + parts.joined(separator: " ")
+    }
+}

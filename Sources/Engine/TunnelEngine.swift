@@ -1,0 +1,408 @@
+// The engine: three threads that move bytes between a packet device, a datagram socket and the core.
+//
+//   outbound  TUN → route (one lock per batch) → seal in place → sendmmsg
+//   inbound   recvmmsg → look up sessions (one lock) → open in place → account (one lock) → TUN write
+//             handshake messages → core (lock) → responses
+//   timers    every 100 ms: core.tick → initiations, keepalives, expiries
+// Each thread owns its batches, made once at start, so the steady-state data path allocates nothing; the
+// cryptography runs outside the lock, on `Session`s that are safe to share. Control actions the core
+// returns are carried out by whichever thread received them, through its own small control batch.
+
+import Crypto
+import Glibc
+import Logging
+import Synchronization
+import Transport
+
+/// Hooks the CLI gives the engine.
+public struct EngineHooks: Sendable {
+    /// Called (from the inbound thread) when a client's first session is up, before any packet is written
+    /// to the device: configure the device's address here. A thrown error stops the engine.
+    public var tunnelUp: @Sendable (TunnelAssignment) throws -> Void
+    /// Called when a client gives up on its handshake attempts.
+    public var handshakeGaveUp: @Sendable () -> Void
+
+    public init(
+        tunnelUp: @escaping @Sendable (TunnelAssignment) throws -> Void = { _ in },
+        handshakeGaveUp: @escaping @Sendable () -> Void = {}
+    ) {
+        self.tunnelUp = tunnelUp
+        self.handshakeGaveUp = handshakeGaveUp
+    }
+}
+
+/// Engine sizing.
+public struct EngineSettings: Sendable {
+    /// Largest IP packet carried (the device MTU).
+    public var mtu: Int
+    /// Packets per batch.
+    public var batchSize: Int
+    /// Timer resolution in milliseconds.
+    public var tickMillis: UInt64
+
+    public init(mtu: Int = 1420, batchSize: Int = 64, tickMillis: UInt64 = 100) {
+        self.mtu = mtu
+        self.batchSize = batchSize
+        self.tickMillis = tickMillis
+    }
+
+    /// Slot size: frame header + largest packet + tag.
+    var slotSize: Int { DataFrame.headerLength + mtu + DataFrame.tagLength }
+}
+
+/// Runs one tunvpn instance's data path.
+public final class TunnelEngine: Sendable {
+    public let counters = Counters()
+    private let state: Mutex<TunnelState>
+    private let device: any PacketDevice
+    private let socket: any DatagramSocket
+    private let clock: any EngineClock
+    private let random: any RandomSource
+    private let logger: Logger
+    private let hooks: EngineHooks
+    private let settings: EngineSettings
+    private let running = Atomic<Bool>(false)
+    private let threads = Mutex<[EngineThread]>([])
+    private let logLimiter = Mutex(LogLimiter())
+    /// Set when the engine stopped because of an error (for the CLI's exit status).
+    public let failure = Mutex<String?>(nil)
+
+    public init(
+        state: TunnelState, device: any PacketDevice, socket: any DatagramSocket, clock: any EngineClock = SystemClock(),
+        random: any RandomSource = SystemRandom(), logger: Logger, hooks: EngineHooks = EngineHooks(),
+        settings: EngineSettings = EngineSettings()
+    ) {
+        self.state = Mutex(state)
+        self.device = device
+        self.socket = socket
+        self.clock = clock
+        self.random = random
+        self.logger = logger
+        self.hooks = hooks
+        self.settings = settings
+    }
+
+    /// Reads the core's state under its lock (status, tests).
+    public func withState<R>(_ body: (TunnelState) -> R) -> R { state.withLock { body($0) } }
+
+    /// Starts the threads; a client sends its first initiation at once.
+    public func start() {
+        guard !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        let outbound = EngineThread(name: "tunvpn-out") { [self] in outboundLoop() }
+        let inbound = EngineThread(name: "tunvpn-in") { [self] in inboundLoop() }
+        let timers = EngineThread(name: "tunvpn-timers") { [self] in timerLoop() }
+        threads.withLock { $0 = [outbound, inbound, timers] }
+    }
+
+    /// Stops every thread and waits for them. Safe to call more than once and from any thread except the
+    /// engine's own.
+    public func stop() {
+        running.store(false, ordering: .releasing)
+        device.close()
+        socket.close()
+        let all = threads.withLock { t -> [EngineThread] in
+            let copy = t
+            t = []
+            return copy
+        }
+        for t in all { t.join() }
+    }
+
+    public var isRunning: Bool { running.load(ordering: .acquiring) }
+
+    private func fail(_ message: String) {
+        failure.withLock { if $0 == nil { $0 = message } }
+        logger.error("\(message)")
+        running.store(false, ordering: .releasing)
+        device.close()
+        socket.close()
+    }
+
+    // MARK: Outbound: TUN → UDP
+
+    private func outboundLoop() {
+        let batch = PacketBatch(capacity: settings.batchSize, slotSize: settings.slotSize)
+        let control = PacketBatch(capacity: settings.batchSize, slotSize: settings.slotSize)
+        var decisions: [SendDecision] = []
+        decisions.reserveCapacity(settings.batchSize)
+        var actions: [ControlAction] = []
+        let headroom = DataFrame.headerLength
+        while isRunning {
+            let n: Int
+            do { n = try device.readPackets(into: batch, headroom: headroom) } catch {
+                if isRunning { fail("reading from \(device.name): \(error)") }
+                return
+            }
+            if n == 0 { return }  // closed
+            let now = clock.monotonicNow()
+            let wall = clock.wallNow()
+            decisions.removeAll(keepingCapacity: true)
+            state.withLock { core in
+                for i in 0..<n {
+                    let length = batch.lengths[i]
+                    if length > settings.mtu {
+                        decisions.append(.drop(.oversized))
+                        continue
+                    }
+                    let packet = UnsafeRawBufferPointer(start: batch.slot(i) + headroom, count: length)
+                    decisions.append(core.route(packet, now: now, wall: wall, random: random, actions: &actions))
+                }
+            }
+            var out = 0
+            for i in 0..<n {
+                switch decisions[i] {
+                case .send(let session, let endpoint, let stats):
+                    let length = batch.lengths[i]
+                    guard let frame = DataFrame.seal(batch.slot(i), packetLength: length, session: session) else {
+                        counters.drop(.expired)
+                        continue
+                    }
+                    if out != i { (batch.slot(out)).copyMemory(from: batch.slot(i), byteCount: frame) }
+                    batch.offsets[out] = 0
+                    batch.lengths[out] = frame
+                    batch.endpoints[out] = endpoint
+                    stats.sent(bytes: length)
+                    counters.txBytes.add(UInt64(length))
+                    out += 1
+                case .queued:
+                    continue
+                case .drop(let reason):
+                    counters.drop(reason)
+                }
+            }
+            decisions.removeAll(keepingCapacity: true)
+            batch.count = out
+            if out > 0 {
+                do { try socket.send(from: batch) } catch {
+                    if isRunning { fail("sending on \(socket.localEndpoint): \(error)") }
+                    return
+                }
+                counters.txPackets.add(UInt64(out))
+            }
+            if !actions.isEmpty { perform(&actions, using: control) }
+        }
+    }
+
+    // MARK: Inbound: UDP → TUN
+
+    /// What the inbound loop made of one datagram.
+    private enum Kind: UInt8 {
+        case data, handshake, oversized, malformed, unknownSession, dropped
+    }
+
+    private func inboundLoop() {
+        let batch = PacketBatch(capacity: settings.batchSize, slotSize: settings.slotSize)
+        let control = PacketBatch(capacity: settings.batchSize, slotSize: settings.slotSize)
+        var kinds = [Kind](repeating: .malformed, count: settings.batchSize)
+        var found: [(session: Session, peer: Int)?] = Array(repeating: nil, count: settings.batchSize)
+        var handshakes: [(bytes: [UInt8], from: Endpoint)] = []
+        var actions: [ControlAction] = []
+        let headerLength = DataFrame.headerLength
+        while isRunning {
+            let n: Int
+            do { n = try socket.receive(into: batch) } catch {
+                if isRunning { fail("receiving on \(socket.localEndpoint): \(error)") }
+                return
+            }
+            if n == 0 { return }
+            let now = clock.monotonicNow()
+            let wall = clock.wallNow()
+            // 1. Classify every datagram and look up data sessions, under one lock. Handshake messages are
+            //    copied out now, before any slot is reused.
+            state.withLock { core in
+                for i in 0..<n {
+                    found[i] = nil
+                    if batch.lengths[i] > settings.slotSize {
+                        kinds[i] = .oversized
+                        continue
+                    }
+                    let datagram = UnsafeRawBufferPointer(batch.packet(i))
+                    if let index = DataFrame.receiverIndex(datagram) {
+                        found[i] = core.session(forIndex: index)
+                        kinds[i] = found[i] == nil ? .unknownSession : .data
+                    } else if let type = datagram.first, (1...3).contains(type),
+                        datagram.count <= WireFormat.initiationLength
+                    {
+                        kinds[i] = .handshake
+                        handshakes.append((Array(datagram), batch.endpoints[i]))
+                    } else {
+                        kinds[i] = .malformed
+                    }
+                }
+            }
+            // 2. Open data frames in place, outside the lock.
+            for i in 0..<n {
+                switch kinds[i] {
+                case .data:
+                    guard let (session, _) = found[i] else { continue }
+                    switch DataFrame.open(batch.packet(i), session: session, now: now) {
+                    case .packet(let length): batch.lengths[i] = length
+                    case .dropped(let reason):
+                        counters.drop(reason)
+                        kinds[i] = .dropped
+                    }
+                case .oversized: counters.drop(.oversized)
+                case .malformed: counters.drop(.malformed)
+                case .unknownSession: counters.drop(.unknownSession)
+                case .handshake, .dropped: break
+                }
+            }
+            // 3. Account for authenticated frames and handle handshakes under one lock; move deliverable
+            //    packets to the front (only when something before them was not delivered).
+            var out = 0
+            state.withLock { core in
+                for i in 0..<n where kinds[i] == .data {
+                    guard let (session, peer) = found[i] else { continue }
+                    let length = batch.lengths[i]
+                    let plaintext = UnsafeRawBufferPointer(start: batch.slot(i) + headerLength, count: length)
+                    let decision = core.received(
+                        plaintext, on: session, peer: peer, from: batch.endpoints[i], now: now, wall: wall,
+                        random: random, actions: &actions)
+                    counters.rxPackets.add()
+                    let stats = core.peers[peer].stats
+                    switch decision {
+                    case .deliver(let packetLength):
+                        stats.received(bytes: packetLength)
+                        counters.rxBytes.add(UInt64(packetLength))
+                        if out != i {
+                            (batch.slot(out) + headerLength).copyMemory(
+                                from: batch.slot(i) + headerLength, byteCount: packetLength)
+                        }
+                        batch.offsets[out] = headerLength
+                        batch.lengths[out] = packetLength
+                        out += 1
+                    case .keepalive:
+                        stats.received(bytes: 0)
+                    case .drop(let reason):
+                        counters.drop(reason)
+                    }
+                }
+                for (bytes, from) in handshakes {
+                    core.handleHandshake(bytes, from: from, now: now, wall: wall, random: random, actions: &actions)
+                }
+            }
+            handshakes.removeAll(keepingCapacity: true)
+            // 4. Handshake results first (a client's first session configures the device), then the packets.
+            if !actions.isEmpty { perform(&actions, using: control) }
+            batch.count = out
+            if out > 0 {
+                do { try device.writePackets(from: batch) } catch {
+                    if isRunning { fail("writing to \(device.name): \(error)") }
+                    return
+                }
+            }
+        }
+    }
+
+    // MARK: Timers
+
+    private func timerLoop() {
+        let control = PacketBatch(capacity: settings.batchSize, slotSize: settings.slotSize)
+        var actions: [ControlAction] = []
+        do {
+            let now = clock.monotonicNow()
+            let wall = clock.wallNow()
+            state.withLock { $0.start(now: now, wall: wall, random: random, actions: &actions) }
+            perform(&actions, using: control)
+        }
+        var request = timespec(tv_sec: 0, tv_nsec: Int(settings.tickMillis) * 1_000_000)
+        while isRunning {
+            var remaining = timespec()
+            _ = nanosleep(&request, &remaining)
+            request = timespec(tv_sec: 0, tv_nsec: Int(settings.tickMillis) * 1_000_000)
+            let now = clock.monotonicNow()
+            let wall = clock.wallNow()
+            state.withLock { $0.tick(now: now, wall: wall, random: random, actions: &actions) }
+            if !actions.isEmpty { perform(&actions, using: control) }
+        }
+    }
+
+    // MARK: Control actions
+
+    /// Carries out `actions` (and empties the array), sending through `control`.
+    private func perform(_ actions: inout [ControlAction], using control: PacketBatch) {
+        var used = 0
+        func flush() {
+            guard used > 0 else { return }
+            control.count = used
+            _ = try? socket.send(from: control)
+            counters.txPackets.add(UInt64(used))
+            used = 0
+        }
+        func sealInto(_ packet: UnsafeRawBufferPointer, _ session: Session, _ to: Endpoint, _ stats: PeerStats) {
+            guard packet.count <= settings.mtu else {
+                counters.drop(.oversized)
+                return
+            }
+            if used == control.capacity { flush() }
+            let slot = control.slot(used)
+            if let base = packet.baseAddress, packet.count > 0 {
+                (slot + DataFrame.headerLength).copyMemory(from: base, byteCount: packet.count)
+            }
+            guard let frame = DataFrame.seal(slot, packetLength: packet.count, session: session) else {
+                counters.drop(.expired)
+                return
+            }
+            control.offsets[used] = 0
+            control.lengths[used] = frame
+            control.endpoints[used] = to
+            stats.sent(bytes: packet.count)
+            counters.txBytes.add(UInt64(packet.count))
+            used += 1
+        }
+        for action in actions {
+            switch action {
+            case .sendHandshake(let bytes, let to):
+                if used == control.capacity { flush() }
+                control.set(used, bytes: bytes, endpoint: to)
+                used += 1
+            case .sendKeepalive(let session, let to, let stats):
+                sealInto(UnsafeRawBufferPointer(start: nil, count: 0), session, to, stats)
+            case .sendQueued(let packets, let session, let to, let stats):
+                for p in packets { p.withUnsafeBytes { sealInto($0, session, to, stats) } }
+            case .tunnelUp(let assignment):
+                do {
+                    try hooks.tunnelUp(assignment)
+                    logger.info("tunnel up: address \(assignment.client), server \(assignment.server)")
+                } catch {
+                    fail("configuring \(device.name) with \(assignment.client): \(error)")
+                }
+            case .handshakeCompleted(let peer, let address, let endpoint, let suite):
+                counters.handshakesCompleted.add()
+                logger.info(
+                    "handshake completed with peer \(peer.base64) at \(endpoint), tunnel address \(address.map { "\($0)" } ?? "-"), suite \(suite)")
+            case .handshakeRefused(let reason, let from):
+                counters.handshakeFailed(reason)
+                counters.drop(.handshake)
+                if logLimiter.withLock({ $0.allow(now: clock.monotonicNow()) }) {
+                    logger.warning("handshake refused from \(from): \(reason.name) (\(reason))")
+                }
+            case .handshakeGaveUp(let peer):
+                counters.handshakeFailed(.timeout)
+                logger.error(
+                    "handshake with \(peer.base64) gave up after \(Limits.rekeyAttemptTime) s without a response: \(HandshakeFailure.timeout.name) (check --peer-key, that this client's public key is on the server's allow-list, and that UDP reaches the server)")
+                hooks.handshakeGaveUp()
+            case .keysZeroed(let peer):
+                logger.info("keys for peer \(peer.base64) zeroed after \(3 * Limits.rejectAfterTime) s without a new session")
+            }
+        }
+        actions.removeAll(keepingCapacity: true)
+        flush()
+    }
+}
+
+/// At most `burst` log lines at once and `perSecond` sustained, so floods of bad input cannot flood logs.
+struct LogLimiter {
+    var tokens: Double = 5
+    var last: UInt64 = 0
+    let perSecond: Double = 5
+    let burst: Double = 5
+
+    mutating func allow(now: UInt64) -> Bool {
+        tokens = min(burst, tokens + Double(now &- last) / 1e9 * perSecond)
+        last = now
+        guard tokens >= 1 else { return false }
+        tokens -= 1
+        return true
+    }
+}

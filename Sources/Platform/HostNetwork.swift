@@ -1,0 +1,169 @@
+// The host side of routing plans: running their commands, reading sysctls, keeping the journal under
+// /run/tunvpn, and reading the routes tunvpn plans around (default route, route to the server).
+//
+// The journal is keyed by network namespace (the inode of /proc/self/ns/net) and device, so instances in
+// different namespaces of one machine, as the tests run them, never see or undo each other's state.
+
+import Glibc
+import Routing
+
+/// Runs plan commands for real. `sysctl -w key=value` is carried out by writing /proc/sys directly, so
+/// procps is not required and the value always applies to this network namespace.
+public struct SystemCommandExecutor: CommandExecutor {
+    public init() {}
+
+    public func run(_ command: [String], input: String?) -> String? {
+        if command.count == 3, command[0] == "sysctl", command[1] == "-w", let eq = command[2].firstIndex(of: "=") {
+            let key = String(command[2][..<eq])
+            let value = String(command[2][command[2].index(after: eq)...])
+            return writeSysctl(key, value)
+        }
+        let out = CommandRunner.run(command, input: input)
+        if out.succeeded { return nil }
+        let text = (out.stderr.isEmpty ? out.stdout : out.stderr).split(separator: "\n").joined(separator: "; ")
+        return text.isEmpty ? "exit status \(out.status)" : text
+    }
+
+    static func sysctlPath(_ key: String) -> String { "/proc/sys/" + key.split(separator: ".").joined(separator: "/") }
+
+    public func readSysctl(_ key: String) -> String? {
+        guard let bytes = try? KeyFiles.readSmallFile(Self.sysctlPath(key), what: "sysctl").text else { return nil }
+        return String(decoding: bytes, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? ""
+    }
+
+    func writeSysctl(_ key: String, _ value: String) -> String? {
+        let fd = open(Self.sysctlPath(key), O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return "cannot open \(Self.sysctlPath(key)): \(String(cString: strerror(errno)))" }
+        defer { close(fd) }
+        let text = value + "\n"
+        let n = text.utf8CString.withUnsafeBufferPointer { Glibc.write(fd, $0.baseAddress, $0.count - 1) }
+        return n < 0 ? "cannot write \(Self.sysctlPath(key)): \(String(cString: strerror(errno)))" : nil
+    }
+}
+
+/// The journal as a file: one `JournalEntry` per line, appended and fsync'd before each change.
+public struct FileJournal: JournalStore {
+    public let path: String
+
+    public init(path: String) { self.path = path }
+
+    public func append(_ entry: JournalEntry) throws(RoutingError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw RoutingError(step: "journal", command: "", message: "cannot open \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        let line = entry.encoded + "\n"
+        let n = line.utf8CString.withUnsafeBufferPointer { Glibc.write(fd, $0.baseAddress, $0.count - 1) }
+        guard n == line.utf8.count, fsync(fd) == 0 else {
+            throw RoutingError(step: "journal", command: "", message: "cannot write \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    public func entries() throws(RoutingError) -> [JournalEntry] {
+        guard KeyFiles.exists(path) else { return [] }
+        let bytes: [UInt8]
+        do { bytes = try KeyFiles.readSmallFile(path, what: "journal", limit: 1 << 20).text } catch {
+            throw RoutingError(step: "journal", command: "", message: error.description)
+        }
+        var result: [JournalEntry] = []
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") where !line.isEmpty {
+            // A torn last line (crash mid-write) is skipped: its change was never made.
+            if let entry = JournalEntry(encoded: line) { result.append(entry) }
+        }
+        return result
+    }
+
+    public func remove() throws(RoutingError) {
+        if unlink(path) != 0 && errno != ENOENT {
+            throw RoutingError(step: "journal", command: "", message: "cannot remove \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+}
+
+/// Facts about the host's network, read with `ip`.
+public enum HostNetwork {
+    /// Where journals live.
+    public static let stateDirectory = "/run/tunvpn"
+
+    /// An identifier of the current network namespace (its inode number).
+    public static func namespaceID() -> String {
+        var st = stat()
+        guard stat("/proc/self/ns/net", &st) == 0 else { return "netns-unknown" }
+        return "netns\(st.st_ino)"
+    }
+
+    /// The journal of the instance using `device` in this network namespace (creating the directory).
+    public static func journal(device: String) throws(RoutingError) -> FileJournal {
+        var st = stat()
+        if stat(stateDirectory, &st) != 0 && mkdir(stateDirectory, 0o700) != 0 && errno != EEXIST {
+            throw RoutingError(step: "journal", command: "", message: "cannot create \(stateDirectory): \(String(cString: strerror(errno)))")
+        }
+        return FileJournal(path: "\(stateDirectory)/\(namespaceID())-\(device).journal")
+    }
+
+    /// Parses the "via X dev Y" part of an `ip route` line.
+    static func parseRoute(_ line: Substring) -> RouteLookup? {
+        let words = line.split(separator: " ")
+        var via: String? = nil
+        var dev: String? = nil
+        var i = 0
+        while i < words.count - 1 {
+            if words[i] == "via" { via = String(words[i + 1]) }
+            if words[i] == "dev" { dev = String(words[i + 1]) }
+            i += 1
+        }
+        guard let dev else { return nil }
+        return RouteLookup(via: via, device: dev)
+    }
+
+    /// The IPv4 default route, if any (`ip -4 route show default`).
+    public static func defaultRoute() -> RouteLookup? {
+        let out = CommandRunner.run(["ip", "-4", "route", "show", "default"])
+        guard out.succeeded, let line = out.stdout.split(separator: "\n").first else { return nil }
+        return parseRoute(line)
+    }
+
+    /// How the kernel reaches `address` now (`ip -4 route get`), or nil.
+    public static func route(to address: String) -> RouteLookup? {
+        let out = CommandRunner.run(["ip", "-4", "route", "get", address])
+        guard out.succeeded, let line = out.stdout.split(separator: "\n").first, !line.hasPrefix("local") else { return nil }
+        return parseRoute(line)
+    }
+
+    /// True when iptables' filter/FORWARD chain already exists here (Docker, ufw and friends put their
+    /// drops there; an nftables accept in our own table cannot override them).
+    public static func iptablesForwardChainExists() -> Bool {
+        guard CommandRunner.exists("nft") else { return false }
+        return CommandRunner.run(["nft", "list", "chain", "ip", "filter", "FORWARD"]).succeeded
+    }
+
+    /// Checks, before anything changes, that the tools a plan needs exist and that the kernel accepts its
+    /// nftables rules (`nft --check` loads them into a transaction that is then aborted).
+    public static func preflight(_ plan: Plan) throws(RoutingError) {
+        for change in plan.changes {
+            switch change {
+            case .nftTable(_, let name, let ruleset):
+                guard CommandRunner.exists("nft") else {
+                    throw RoutingError(step: "preflight", command: "", message: "nft not found: install nftables (apt-get install nftables), or iptables for the fallback")
+                }
+                let out = CommandRunner.run(["nft", "-c", "-f", "-"], input: ruleset)
+                guard out.succeeded else {
+                    let why = out.stderr.split(separator: "\n").first.map(String.init) ?? "exit \(out.status)"
+                    throw RoutingError(
+                        step: "preflight", command: "nft -c -f -",
+                        message: "the kernel refused the rules of table \(name) (is NAT support, nf_nat/nft_masq, available?): \(why)")
+                }
+            case .iptablesRule:
+                guard CommandRunner.exists("iptables") else {
+                    throw RoutingError(step: "preflight", command: "", message: "iptables not found: install iptables or nftables")
+                }
+            case .route:
+                guard CommandRunner.exists("ip") else {
+                    throw RoutingError(step: "preflight", command: "", message: "ip not found: install iproute2")
+                }
+            case .sysctl: break
+            }
+        }
+    }
+}

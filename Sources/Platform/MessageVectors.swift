@@ -1,0 +1,80 @@
+// The arrays recvmmsg(2) and sendmmsg(2) read: one mmsghdr, iovec and sockaddr_in per datagram.
+//
+// `MessageVectors` is a non-owning view over the three arrays, filled from a `PacketBatch` before each
+// call; `MessageStorage` owns one set for the life of a socket, so the data path allocates nothing.
+// Each header points at its own iovec and address slot; only those pointers' targets change per call.
+
+import CLinux
+import Engine
+import Glibc
+import Transport
+
+/// Non-owning pointers to `capacity` message headers, iovecs and IPv4 socket addresses.
+struct MessageVectors {
+    let capacity: Int
+    let messages: UnsafeMutablePointer<clinux_mmsghdr>
+    let iovecs: UnsafeMutablePointer<iovec>
+    let addresses: UnsafeMutablePointer<sockaddr_in>
+
+    /// Sets message `index` to read or write `length` bytes at `base`, with address slot `index`.
+    @inline(__always)
+    func prepare(_ index: Int, base: UnsafeMutableRawPointer, length: Int) {
+        iovecs[index] = iovec(iov_base: base, iov_len: length)
+        messages[index] = clinux_mmsghdr(
+            msg_hdr: msghdr(
+                msg_name: UnsafeMutableRawPointer(addresses + index),
+                msg_namelen: socklen_t(MemoryLayout<sockaddr_in>.size),
+                msg_iov: iovecs + index, msg_iovlen: 1,
+                msg_control: nil, msg_controllen: 0, msg_flags: 0),
+            msg_len: 0)
+    }
+
+    /// Address slot `index` set to `endpoint` (AF_INET, network byte order).
+    @inline(__always)
+    func setAddress(_ index: Int, to endpoint: Endpoint) {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = endpoint.port.bigEndian
+        address.sin_addr.s_addr = endpoint.address.value.bigEndian
+        addresses[index] = address
+    }
+
+    /// The source recvmmsg(2) left in message `index`, or `.none` if it is not an IPv4 address.
+    @inline(__always)
+    func sourceEndpoint(_ index: Int) -> Endpoint {
+        guard Int(messages[index].msg_hdr.msg_namelen) >= MemoryLayout<sockaddr_in>.size,
+            addresses[index].sin_family == sa_family_t(AF_INET)
+        else { return .none }
+        return Endpoint(sockaddr: addresses[index])
+    }
+}
+
+extension Endpoint {
+    /// The endpoint in a `sockaddr_in` (network byte order fields).
+    init(sockaddr address: sockaddr_in) {
+        self.init(
+            address: IPv4Address(UInt32(bigEndian: address.sin_addr.s_addr)), port: UInt16(bigEndian: address.sin_port))
+    }
+}
+
+/// Owns one set of message arrays (allocated once, zero-filled, freed in `deinit`).
+final class MessageStorage {
+    let vectors: MessageVectors
+
+    init(capacity: Int) {
+        precondition(capacity > 0, "message arrays need at least one entry")
+        let messages = UnsafeMutablePointer<clinux_mmsghdr>.allocate(capacity: capacity)
+        messages.initialize(repeating: clinux_mmsghdr(), count: capacity)
+        let iovecs = UnsafeMutablePointer<iovec>.allocate(capacity: capacity)
+        iovecs.initialize(repeating: iovec(), count: capacity)
+        let addresses = UnsafeMutablePointer<sockaddr_in>.allocate(capacity: capacity)
+        addresses.initialize(repeating: sockaddr_in(), count: capacity)
+        vectors = MessageVectors(capacity: capacity, messages: messages, iovecs: iovecs, addresses: addresses)
+    }
+
+    deinit {
+        vectors.messages.deallocate()
+        vectors.iovecs.deallocate()
+        vectors.addresses.deallocate()
+    }
+}

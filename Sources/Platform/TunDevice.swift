@@ -1,0 +1,305 @@
+// The Linux TUN device: `PacketDevice` over /dev/net/tun.
+//
+// `open(name:)` attaches to (or creates) a layer-3 TUN interface with IFF_TUN|IFF_NO_PI, so every
+// read and write is exactly one IP packet with no prefix (Documentation/networking/tuntap.rst).
+// `configure(address:mtu:)` sets the IPv4 address, netmask and MTU and brings the link up with the
+// classic SIOCSIF* ioctls on an AF_INET datagram socket, so no `ip` command is needed.
+//
+// The descriptor is non-blocking: a reader blocks in poll(2) on it and on the close eventfd of
+// `ClosableDescriptor`, then drains what is ready with read(2) until EAGAIN. A writer waits for
+// POLLOUT on EAGAIN instead of dropping. Nothing is allocated per packet or per batch.
+
+import CLinux
+import Engine
+import Glibc
+import Synchronization
+import Transport
+
+/// Counters kept by a `TunDevice`; a snapshot, readable from any thread through `TunDevice.stats`.
+public struct TunDeviceStats: Sendable, Equatable {
+    /// Packets longer than their slot (minus headroom); reported with length `room + 1`, per the
+    /// oversized-packet convention of `DatagramSocket`.
+    public var truncatedReads: Int = 0
+    /// Packets the kernel refused on write(2) (EINVAL, EIO, EMSGSIZE, ENOMEM, ENOBUFS) and skipped.
+    public var rejectedWrites: Int = 0
+    /// Batch entries skipped because their offset or length did not fit their slot, or were empty.
+    public var invalidWrites: Int = 0
+    /// Times a writer found the device queue full (EAGAIN) and waited in poll(2) for POLLOUT.
+    public var writeWaits: Int = 0
+
+    public init() {}
+}
+
+/// A Linux TUN interface (IFF_TUN | IFF_NO_PI) opened through /dev/net/tun.
+///
+/// Reads use read(2) on a non-blocking descriptor after poll(2); writes use write(2), one packet per
+/// call (TUN has no batched write without IFF_VNET_HDR offloads). A packet longer than its slot is
+/// reported with length `slotSize - headroom + 1` (see `TunDeviceStats.truncatedReads`); non-IPv4
+/// packets (the IPv6 router solicitations the kernel sends on link-up) are returned as read: the
+/// engine decides what to drop.
+///
+/// Concurrency: one reader thread and one writer thread may use the device at the same time, and any
+/// thread may call `close()` or read `stats`.
+public final class TunDevice: PacketDevice {
+    /// The path of the TUN clone device.
+    public static let cloneDevicePath = "/dev/net/tun"
+
+    /// The interface name the kernel gave the device (the requested one unless it held "%d").
+    public let name: String
+
+    private let io: ClosableDescriptor
+    /// One byte behind each read's slot: read(2) fills it only for a packet that does not fit, which
+    /// is how truncation is detected without trusting the kernel's return value alone. Written only
+    /// by the reader thread and never read.
+    private nonisolated(unsafe) let overflowByte: UnsafeMutablePointer<UInt8>
+
+    private let truncatedReads = Atomic<Int>(0)
+    private let rejectedWrites = Atomic<Int>(0)
+    private let invalidWrites = Atomic<Int>(0)
+    private let writeWaits = Atomic<Int>(0)
+
+    private init(name: String, io: ClosableDescriptor) {
+        self.name = name
+        self.io = io
+        overflowByte = .allocate(capacity: 1)
+        overflowByte.initialize(to: 0)
+    }
+
+    deinit {
+        overflowByte.deallocate()
+    }
+
+    /// Opens /dev/net/tun (open(2) with O_RDWR | O_CLOEXEC | O_NONBLOCK) and attaches it to the TUN
+    /// interface `name` with ioctl(TUNSETIFF, IFF_TUN | IFF_NO_PI), creating the interface if it does
+    /// not exist. A persistent device made beforehand (`ip tuntap add dev NAME mode tun`) is reused.
+    ///
+    /// - Parameter name: 1 to 15 bytes, no '/', ':' or white space, not "." or ".."; a "%d" in it lets
+    ///   the kernel pick a number (read the result from `name`).
+    /// - Throws: `TunError` with a one-line operator message.
+    public static func open(name: String) throws(TunError) -> TunDevice {
+        if let reason = invalidNameReason(name) { throw TunError.invalidName(name, reason: reason) }
+
+        let fd: Int32
+        switch Syscall.run("open", { Glibc.open(cloneDevicePath, O_RDWR | O_CLOEXEC | O_NONBLOCK) }) {
+        case .success(let opened):
+            fd = opened
+        case .failure(let code):
+            switch code.rawValue {
+            case ENOENT, ENODEV, ENXIO: throw TunError.tunModuleMissing(path: cloneDevicePath)
+            case EPERM, EACCES: throw TunError.permissionDenied(device: name, call: "open \(cloneDevicePath)")
+            default: throw TunError.systemCallFailed(device: name, IOError("open", code))
+            }
+        }
+
+        var request = InterfaceRequest(name: name)
+        request.flags = Int16(CLINUX_IFF_TUN | CLINUX_IFF_NO_PI)
+        switch Syscall.run("ioctl(TUNSETIFF)", { request.ioctl(fd, clinux_TUNSETIFF()) }) {
+        case .success:
+            break
+        case .failure(let code):
+            Syscall.close(fd)
+            switch code.rawValue {
+            case EBUSY: throw TunError.deviceBusy(device: name)
+            case EPERM, EACCES: throw TunError.permissionDenied(device: name, call: "TUNSETIFF")
+            case EINVAL: throw TunError.notATunDevice(device: name)
+            default: throw TunError.systemCallFailed(device: name, IOError("ioctl(TUNSETIFF)", code))
+            }
+        }
+
+        let io: ClosableDescriptor
+        do {
+            io = try ClosableDescriptor(owning: fd)
+        } catch {
+            throw TunError.systemCallFailed(device: name, error)
+        }
+        return TunDevice(name: request.name, io: io)
+    }
+
+    /// Why `name` cannot be an interface name, or nil if it can (the kernel's dev_valid_name()).
+    static func invalidNameReason(_ name: String) -> String? {
+        let bytes = name.utf8
+        if bytes.isEmpty { return "the name is empty" }
+        if bytes.count >= Int(IFNAMSIZ) { return "it is \(bytes.count) bytes long, the limit is \(Int(IFNAMSIZ) - 1)" }
+        if name == "." || name == ".." { return "\".\" and \"..\" are reserved" }
+        let forbidden: Set<UInt8> = [0, UInt8(ascii: "/"), UInt8(ascii: ":"), 0x20, 0x09, 0x0a, 0x0b, 0x0c, 0x0d]
+        if bytes.contains(where: forbidden.contains) { return "it contains '/', ':', white space or NUL" }
+        return nil
+    }
+
+    /// Sets the interface's IPv4 address and netmask (ioctl SIOCSIFADDR, SIOCSIFNETMASK), its MTU
+    /// (SIOCSIFMTU) and brings it up (SIOCGIFFLAGS, then SIOCSIFFLAGS with IFF_UP), all through an
+    /// AF_INET datagram socket (socket(2)). Needs CAP_NET_ADMIN.
+    ///
+    /// - Parameters:
+    ///   - address: the interface address and prefix length ("10.8.0.1/24" gives a 10.8.0.0/24 route).
+    ///   - mtu: 68...65535.
+    public func configure(address: IPv4Prefix, mtu: Int) throws(TunError) {
+        guard (68...65535).contains(mtu) else { throw TunError.invalidMTU(device: name, mtu: mtu) }
+        let socketType = Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        let control: Int32
+        do {
+            control = try Syscall.check("socket") { socket(AF_INET, socketType, 0) }
+        } catch {
+            throw TunError.systemCallFailed(device: name, error)
+        }
+        defer { Syscall.close(control) }
+
+        var request = InterfaceRequest(name: name)
+        request.mtu = Int32(mtu)
+        try configureStep(control, SIOCSIFMTU, "SIOCSIFMTU", &request)
+
+        request = InterfaceRequest(name: name)
+        request.ipv4Address = address.address
+        try configureStep(control, SIOCSIFADDR, "SIOCSIFADDR", &request)
+
+        request = InterfaceRequest(name: name)
+        request.ipv4Address = IPv4Address(address.mask)
+        try configureStep(control, SIOCSIFNETMASK, "SIOCSIFNETMASK", &request)
+
+        request = InterfaceRequest(name: name)
+        try configureStep(control, SIOCGIFFLAGS, "SIOCGIFFLAGS", &request)
+        request.flags |= Int16(IFF_UP)
+        try configureStep(control, SIOCSIFFLAGS, "SIOCSIFFLAGS", &request)
+    }
+
+    private func configureStep(
+        _ control: Int32, _ number: Int32, _ call: String, _ request: inout InterfaceRequest
+    ) throws(TunError) {
+        switch Syscall.run("ioctl", { request.ioctl(control, UInt(number)) }) {
+        case .success:
+            return
+        case .failure(let code):
+            if code.rawValue == EPERM || code.rawValue == EACCES {
+                throw TunError.configurationDenied(device: name, call: call)
+            }
+            throw TunError.systemCallFailed(
+                device: name, IOError(call: "ioctl(\(call))", errno: code.rawValue, detail: code.message))
+        }
+    }
+
+    /// Reads packets with read(2)/readv(2), blocking in poll(2) until the first one, then draining
+    /// without blocking until EAGAIN or `batch.capacity`. See `PacketDevice` for the contract.
+    ///
+    /// - Parameter headroom: bytes left free in front of each packet; must leave room in the slot.
+    /// - Returns: the number of packets, 0 only after `close()`.
+    /// - Throws: `IOError` if the first read fails (for example EBADFD once the interface was deleted).
+    ///   A failure after the first packet ends the batch; it recurs, and is thrown, on the next call.
+    public func readPackets(into batch: PacketBatch, headroom: Int) throws(IOError) -> Int {
+        precondition(headroom >= 0 && headroom < batch.slotSize, "headroom must leave room for a packet in the slot")
+        batch.count = 0
+        guard io.enter() else { return 0 }
+        defer { io.leave() }
+
+        var count = 0
+        while count == 0 {
+            switch readOne(into: batch, index: 0, headroom: headroom) {
+            case .success:
+                count = 1
+            case .failure(let code) where code.isWouldBlock:
+                if try io.wait(for: Int16(POLLIN)) == .closed { return 0 }
+            case .failure(let code):
+                throw IOError("read", code)
+            }
+        }
+        drain: while count < batch.capacity {
+            switch readOne(into: batch, index: count, headroom: headroom) {
+            case .success: count += 1
+            case .failure: break drain  // EAGAIN ends the batch; anything else is thrown next time
+            }
+        }
+        batch.count = count
+        return count
+    }
+
+    /// readv(2) of one packet into slot `index`, with `overflowByte` as a second iovec to detect a
+    /// packet that does not fit.
+    @inline(__always)
+    private func readOne(into batch: PacketBatch, index: Int, headroom: Int) -> Result<Int, Errno> {
+        let room = batch.slotSize - headroom
+        var vectors = (
+            iovec(iov_base: batch.slot(index) + headroom, iov_len: room),
+            iovec(iov_base: UnsafeMutableRawPointer(overflowByte), iov_len: 1)
+        )
+        let result = Syscall.run("readv") {
+            withUnsafeMutableBytes(of: &vectors) { raw in
+                readv(io.fd, raw.baseAddress?.assumingMemoryBound(to: iovec.self), 2)
+            }
+        }
+        guard case .success(let length) = result else { return result }
+        batch.offsets[index] = headroom
+        if length > room {
+            truncatedReads.wrappingAdd(1, ordering: .relaxed)
+            batch.lengths[index] = room + 1
+        } else {
+            batch.lengths[index] = length
+        }
+        return .success(length)
+    }
+
+    /// Writes `batch.packet(i)` for each `i in 0..<batch.count` with write(2), one packet per call.
+    ///
+    /// A packet the kernel refuses (EINVAL, EIO, EMSGSIZE, ENOMEM, ENOBUFS) or whose offset and length
+    /// do not fit its slot is skipped and counted in `stats`. On EAGAIN the writer waits in poll(2)
+    /// for POLLOUT and retries the same packet, so nothing is lost under load.
+    ///
+    /// - Returns: the number of packets written; after `close()`, those written before it (0 if the
+    ///   device was already closed).
+    /// - Throws: `IOError` for a failure that is not about one packet (EBADFD: the interface is gone).
+    @discardableResult
+    public func writePackets(from batch: PacketBatch) throws(IOError) -> Int {
+        guard io.enter() else { return 0 }
+        defer { io.leave() }
+
+        var written = 0
+        var index = 0
+        while index < batch.count {
+            let offset = batch.offsets[index]
+            let length = batch.lengths[index]
+            guard offset >= 0, length > 0, length <= batch.slotSize - offset else {
+                invalidWrites.wrappingAdd(1, ordering: .relaxed)
+                index += 1
+                continue
+            }
+            let start = batch.slot(index) + offset
+            switch Syscall.run("write", { write(io.fd, start, length) }) {
+            case .success:
+                written += 1
+                index += 1
+            case .failure(let code) where code.isWouldBlock:
+                writeWaits.wrappingAdd(1, ordering: .relaxed)
+                if try io.wait(for: Int16(POLLOUT)) == .closed { return written }
+            case .failure(let code) where Self.refusesOnePacket(code):
+                rejectedWrites.wrappingAdd(1, ordering: .relaxed)
+                index += 1
+            case .failure(let code):
+                throw IOError("write", code)
+            }
+        }
+        return written
+    }
+
+    /// Errors of write(2) on a TUN descriptor that concern one packet, not the device.
+    private static func refusesOnePacket(_ code: Errno) -> Bool {
+        switch code.rawValue {
+        case EINVAL, EIO, EMSGSIZE, ENOMEM, ENOBUFS: return true
+        default: return false
+        }
+    }
+
+    /// Closes the device: wakes a blocked reader or writer (which then return), and closes the
+    /// descriptor once they have left (close(2)); a non-persistent interface then disappears.
+    /// Idempotent and callable from any thread.
+    public func close() {
+        io.close()
+    }
+
+    /// A snapshot of the counters (relaxed atomic loads).
+    public var stats: TunDeviceStats {
+        var stats = TunDeviceStats()
+        stats.truncatedReads = truncatedReads.load(ordering: .relaxed)
+        stats.rejectedWrites = rejectedWrites.load(ordering: .relaxed)
+        stats.invalidWrites = invalidWrites.load(ordering: .relaxed)
+        stats.writeWaits = writeWaits.load(ordering: .relaxed)
+        return stats
+    }
+}

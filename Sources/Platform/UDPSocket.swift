@@ -1,0 +1,368 @@
+// The Linux UDP socket: `DatagramSocket` over an AF_INET datagram socket with recvmmsg/sendmmsg.
+//
+// One recvmmsg(2) or sendmmsg(2) moves a whole batch, which is what lifts a user-space tunnel past
+// one-syscall-per-packet (PLATFORM-NOTES §4). The socket is non-blocking: a receiver blocks in
+// poll(2) on it and on the close eventfd, then takes what is ready with MSG_DONTWAIT; a sender that
+// meets EAGAIN waits for POLLOUT and retries. A destination the kernel refuses (ICMP unreachable,
+// firewall EPERM, EMSGSIZE) costs one datagram, counted in `UDPSocketStats`, never the batch.
+
+import CLinux
+import Engine
+import Glibc
+import Synchronization
+import Transport
+
+/// Counters kept by a `UDPSocket`; a snapshot, readable from any thread through `UDPSocket.stats`.
+public struct UDPSocketStats: Sendable, Equatable {
+    /// Datagrams longer than their slot (MSG_TRUNC), reported with length `slotSize + 1`.
+    public var truncatedReceives: Int = 0
+    /// Datagrams skipped because the destination is unreachable (ECONNREFUSED, EHOSTUNREACH,
+    /// ENETUNREACH, EHOSTDOWN, ENETDOWN).
+    public var unreachableSends: Int = 0
+    /// Datagrams skipped because a firewall or the kernel denied them (EPERM, EACCES).
+    public var deniedSends: Int = 0
+    /// Datagrams skipped as too long for the path (EMSGSIZE).
+    public var oversizedSends: Int = 0
+    /// Datagrams skipped for lack of kernel memory (ENOBUFS, ENOMEM).
+    public var noBufferSends: Int = 0
+    /// Datagrams skipped as malformed: a bad destination (EINVAL, EADDRNOTAVAIL, EAFNOSUPPORT,
+    /// EDESTADDRREQ) or an offset and length that do not fit the slot.
+    public var invalidSends: Int = 0
+    /// Times a sender found the send buffer full (EAGAIN) and waited in poll(2) for POLLOUT.
+    public var sendWaits: Int = 0
+
+    public init() {}
+
+    /// All datagrams skipped on send, whatever the reason.
+    public var skippedSends: Int { unreachableSends + deniedSends + oversizedSends + noBufferSends + invalidSends }
+}
+
+/// A UDP/IPv4 socket that receives with recvmmsg(2) and sends with sendmmsg(2).
+///
+/// Buffers: the receive arrays (mmsghdr, iovec, sockaddr_in per slot) are allocated on the first
+/// `receive(into:)` at the batch's capacity and kept; they belong to the single receiving thread the
+/// contract allows (a second concurrent receiver traps). The send arrays are one preallocated chunk of
+/// `sendChunk` entries guarded by a `Mutex`, taken with `withLockIfAvailable`: the usual single sender
+/// never allocates, and a sender that finds the lock held does not queue behind it (the kernel's UDP
+/// send path runs in parallel for unconnected sockets) but uses a stack-allocated set for that call
+/// (`withUnsafeTemporaryAllocation`, about 6 KB). So no path allocates on the heap per call.
+///
+/// Concurrency: one receiving thread and any number of sending threads; any thread may call `close()`
+/// or read `stats`.
+public final class UDPSocket: DatagramSocket {
+    /// Datagrams per sendmmsg(2) call: a batch is sent in chunks of at most this many.
+    public static let sendChunk = 64
+    /// The kernel's limit on messages per recvmmsg(2)/sendmmsg(2) call (UIO_MAXIOV).
+    static let maxMessagesPerCall = 1024
+
+    /// The bound local address and port (getsockname(2) after bind, so port 0 shows the kernel's pick).
+    public let localEndpoint: Endpoint
+    /// SO_RCVBUF as the kernel reports it after setup (getsockopt(2); Linux doubles the requested value).
+    public let receiveBufferBytes: Int
+    /// SO_SNDBUF as the kernel reports it after setup.
+    public let sendBufferBytes: Int
+
+    private let io: ClosableDescriptor
+    private let receiving = Atomic<Bool>(false)
+    /// Receive arrays, touched only while `receiving` is held (see the type's comment).
+    private nonisolated(unsafe) var receiveStorage: MessageStorage?
+    /// Send arrays for the uncontended sender (internal so tests can hold the lock and force the
+    /// stack-allocated path).
+    let sendStorage: Mutex<MessageStorage>
+
+    private let truncatedReceives = Atomic<Int>(0)
+    private let unreachableSends = Atomic<Int>(0)
+    private let deniedSends = Atomic<Int>(0)
+    private let oversizedSends = Atomic<Int>(0)
+    private let noBufferSends = Atomic<Int>(0)
+    private let invalidSends = Atomic<Int>(0)
+    private let sendWaits = Atomic<Int>(0)
+
+    private init(io: ClosableDescriptor, localEndpoint: Endpoint, receiveBufferBytes: Int, sendBufferBytes: Int) {
+        self.io = io
+        self.localEndpoint = localEndpoint
+        self.receiveBufferBytes = receiveBufferBytes
+        self.sendBufferBytes = sendBufferBytes
+        sendStorage = Mutex(MessageStorage(capacity: Self.sendChunk))
+    }
+
+    /// Creates a UDP socket (socket(2) with AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK), sizes
+    /// its buffers (setsockopt(2) SO_RCVBUFFORCE/SO_SNDBUFFORCE, which need CAP_NET_ADMIN, falling back
+    /// to SO_RCVBUF/SO_SNDBUF, which the kernel caps at net.core.rmem_max/wmem_max) and binds it
+    /// (bind(2)).
+    ///
+    /// - Parameters:
+    ///   - endpoint: the local address and port; address 0.0.0.0 for all, port 0 for a kernel pick.
+    ///   - receiveBufferBytes: requested SO_RCVBUF; 0 or less keeps the system default.
+    ///   - sendBufferBytes: requested SO_SNDBUF; 0 or less keeps the system default.
+    /// - Throws: `IOError` naming the failed call (EADDRINUSE from bind, for example).
+    public static func bind(
+        _ endpoint: Endpoint, receiveBufferBytes: Int = 4 << 20, sendBufferBytes: Int = 4 << 20
+    ) throws(IOError) -> UDPSocket {
+        let type = Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
+        let fd = try Syscall.check("socket") { socket(AF_INET, type, Int32(IPPROTO_UDP)) }
+        let io = try ClosableDescriptor(owning: fd)  // from here on, io closes fd on every path
+        try setBufferSize(fd, force: SO_RCVBUFFORCE, plain: SO_RCVBUF, bytes: receiveBufferBytes)
+        try setBufferSize(fd, force: SO_SNDBUFFORCE, plain: SO_SNDBUF, bytes: sendBufferBytes)
+
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = endpoint.port.bigEndian
+        address.sin_addr.s_addr = endpoint.address.value.bigEndian
+        let length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = try Syscall.check("bind") {
+            withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, length) }
+            }
+        }
+
+        var bound = sockaddr_in()
+        var boundLength = length
+        _ = try Syscall.check("getsockname") {
+            withUnsafeMutablePointer(to: &bound) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &boundLength) }
+            }
+        }
+        let receiveBytes = try Syscall.intOption(fd, level: SOL_SOCKET, name: SO_RCVBUF)
+        let sendBytes = try Syscall.intOption(fd, level: SOL_SOCKET, name: SO_SNDBUF)
+        return UDPSocket(
+            io: io, localEndpoint: Endpoint(sockaddr: bound),
+            receiveBufferBytes: Int(receiveBytes), sendBufferBytes: Int(sendBytes))
+    }
+
+    /// setsockopt(2) with the privileged `force` option, then the capped `plain` one if that is denied.
+    private static func setBufferSize(_ fd: Int32, force: Int32, plain: Int32, bytes: Int) throws(IOError) {
+        guard bytes > 0 else { return }
+        let value = Int32(clamping: bytes)
+        if case .success = Syscall.setOption(fd, level: SOL_SOCKET, name: force, value: value) { return }
+        if case .failure(let code) = Syscall.setOption(fd, level: SOL_SOCKET, name: plain, value: value) {
+            throw IOError("setsockopt", code)
+        }
+    }
+
+    /// Resolves `host` to an IPv4 endpoint: a dotted quad directly, anything else with getaddrinfo(3)
+    /// (AF_INET, SOCK_DGRAM), taking the first address. Blocks while the resolver works.
+    ///
+    /// - Throws: `IOError` with call "getaddrinfo"; its `errno` is the EAI_* code (negative), or the
+    ///   errno for EAI_SYSTEM, and its detail names the host.
+    public static func resolve(host: String, port: UInt16) throws(IOError) -> Endpoint {
+        if let address = IPv4Address(host) { return Endpoint(address: address, port: port) }
+        guard !host.isEmpty else {
+            throw IOError(call: "getaddrinfo", errno: EAI_NONAME, detail: "empty host name")
+        }
+        var hints = addrinfo()
+        hints.ai_family = AF_INET
+        hints.ai_socktype = Int32(SOCK_DGRAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        let code = getaddrinfo(host, nil, &hints, &list)
+        guard code == 0 else {
+            if code == EAI_SYSTEM {
+                let saved = Errno(errno)
+                throw IOError(call: "getaddrinfo", errno: saved.rawValue, detail: "\(host): \(saved.message)")
+            }
+            let text = gai_strerror(code).map { String(cString: $0) } ?? "error \(code)"
+            throw IOError(call: "getaddrinfo", errno: code, detail: "\(host): \(text)")
+        }
+        defer { freeaddrinfo(list) }
+        var entry = list
+        while let info = entry {
+            if info.pointee.ai_family == AF_INET, let address = info.pointee.ai_addr,
+                Int(info.pointee.ai_addrlen) >= MemoryLayout<sockaddr_in>.size
+            {
+                let found = UnsafeRawPointer(address).loadUnaligned(as: sockaddr_in.self)
+                return Endpoint(address: Endpoint(sockaddr: found).address, port: port)
+            }
+            entry = info.pointee.ai_next
+        }
+        throw IOError(call: "getaddrinfo", errno: EAI_NONAME, detail: "\(host): no IPv4 address")
+    }
+
+    // MARK: Receiving
+
+    /// Receives datagrams with recvmmsg(2): blocks in poll(2) until one is ready, then takes up to
+    /// `batch.capacity` (at most 1024) with MSG_DONTWAIT. See `DatagramSocket` for the contract.
+    ///
+    /// - Returns: the number received, 0 only after `close()`.
+    /// - Throws: `IOError` for a failure of the socket itself. Pending ICMP errors (ECONNREFUSED and
+    ///   the like, which only a connected socket reports) are consumed and the wait goes on.
+    /// - Precondition: no other thread is inside `receive(into:)` on this socket.
+    public func receive(into batch: PacketBatch) throws(IOError) -> Int {
+        batch.count = 0
+        guard receiving.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
+            preconditionFailure("UDPSocket.receive(into:) was called from two threads at once")
+        }
+        defer { receiving.store(false, ordering: .releasing) }
+        guard io.enter() else { return 0 }
+        defer { io.leave() }
+
+        let wanted = min(batch.capacity, Self.maxMessagesPerCall)
+        let vectors = receiveVectors(capacity: wanted)
+        while true {
+            for index in 0..<wanted {
+                vectors.prepare(index, base: batch.slot(index), length: batch.slotSize)
+            }
+            let result = Syscall.run("recvmmsg") {
+                clinux_recvmmsg(io.fd, vectors.messages, UInt32(wanted), Int32(MSG_DONTWAIT), nil)
+            }
+            switch result {
+            case .success(let received) where received > 0:
+                let count = Int(received)
+                for index in 0..<count {
+                    batch.offsets[index] = 0
+                    batch.endpoints[index] = vectors.sourceEndpoint(index)
+                    if vectors.messages[index].msg_hdr.msg_flags & Int32(MSG_TRUNC) != 0 {
+                        truncatedReceives.wrappingAdd(1, ordering: .relaxed)
+                        batch.lengths[index] = batch.slotSize + 1
+                    } else {
+                        batch.lengths[index] = Int(vectors.messages[index].msg_len)
+                    }
+                }
+                batch.count = count
+                return count
+            case .success, .failure(Errno(EAGAIN)), .failure(Errno(EWOULDBLOCK)):
+                if try io.wait(for: Int16(POLLIN)) == .closed { return 0 }
+            case .failure(let code) where Self.reportsUnreachable(code):
+                continue
+            case .failure(let code):
+                throw IOError("recvmmsg", code)
+            }
+        }
+    }
+
+    /// The receive arrays, grown to `capacity` if a larger batch arrives (only the first call allocates).
+    private func receiveVectors(capacity: Int) -> MessageVectors {
+        if let storage = receiveStorage, storage.vectors.capacity >= capacity { return storage.vectors }
+        let storage = MessageStorage(capacity: capacity)
+        receiveStorage = storage
+        return storage.vectors
+    }
+
+    private static func reportsUnreachable(_ code: Errno) -> Bool {
+        switch code.rawValue {
+        case ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, EHOSTDOWN, ENETDOWN: return true
+        default: return false
+        }
+    }
+
+    // MARK: Sending
+
+    /// Sends `batch.packet(i)` to `batch.endpoints[i]` for `i in 0..<batch.count` with sendmmsg(2),
+    /// in chunks of `sendChunk`, resuming after partial sends. A datagram the kernel refuses for its
+    /// destination or size is skipped and counted in `stats`; on EAGAIN the sender waits in poll(2)
+    /// for POLLOUT and retries. See `DatagramSocket` for the contract.
+    ///
+    /// - Returns: the number of datagrams the kernel took; after `close()`, those sent before it.
+    /// - Throws: `IOError` for a failure of the socket itself.
+    @discardableResult
+    public func send(from batch: PacketBatch) throws(IOError) -> Int {
+        guard batch.count > 0, io.enter() else { return 0 }
+        defer { io.leave() }
+
+        let shared = try sendStorage.withLockIfAvailable { (storage) throws(IOError) -> Int in
+            try send(batch, using: storage.vectors)
+        }
+        if let sent = shared { return sent }
+        return try withTemporaryVectors(capacity: Self.sendChunk) { (vectors) throws(IOError) -> Int in
+            try send(batch, using: vectors)
+        }
+    }
+
+    private func send(_ batch: PacketBatch, using vectors: MessageVectors) throws(IOError) -> Int {
+        var sent = 0
+        var next = 0
+        while next < batch.count {
+            // Fill a chunk of consecutive well-formed entries starting at `next`.
+            var filled = 0
+            while filled < vectors.capacity, next + filled < batch.count {
+                let index = next + filled
+                let offset = batch.offsets[index]
+                let length = batch.lengths[index]
+                guard offset >= 0, length >= 0, length <= batch.slotSize - offset else { break }
+                vectors.prepare(filled, base: batch.slot(index) + offset, length: length)
+                vectors.setAddress(filled, to: batch.endpoints[index])
+                filled += 1
+            }
+            if filled == 0 {  // the entry at `next` does not fit its slot
+                invalidSends.wrappingAdd(1, ordering: .relaxed)
+                next += 1
+                continue
+            }
+            let result = Syscall.run("sendmmsg") {
+                clinux_sendmmsg(io.fd, vectors.messages, UInt32(filled), Int32(MSG_DONTWAIT))
+            }
+            switch result {
+            case .success(let accepted) where accepted > 0:
+                // After a partial send the kernel drops the error of the first refused message
+                // (sendmmsg(2)); the next call starts there and reports it.
+                sent += Int(accepted)
+                next += Int(accepted)
+            case .success, .failure(Errno(EAGAIN)), .failure(Errno(EWOULDBLOCK)):
+                sendWaits.wrappingAdd(1, ordering: .relaxed)
+                if try io.wait(for: Int16(POLLOUT)) == .closed { return sent }
+            case .failure(let code):
+                guard countSkippedSend(code) else { throw IOError("sendmmsg", code) }
+                next += 1
+            }
+        }
+        return sent
+    }
+
+    /// Counts a sendmmsg(2) error that concerns one datagram (its destination or size) and returns
+    /// true; returns false for an error that concerns the socket itself.
+    private func countSkippedSend(_ code: Errno) -> Bool {
+        switch code.rawValue {
+        case ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, EHOSTDOWN, ENETDOWN:
+            unreachableSends.wrappingAdd(1, ordering: .relaxed)
+        case EPERM, EACCES:
+            deniedSends.wrappingAdd(1, ordering: .relaxed)
+        case EMSGSIZE:
+            oversizedSends.wrappingAdd(1, ordering: .relaxed)
+        case ENOBUFS, ENOMEM:
+            noBufferSends.wrappingAdd(1, ordering: .relaxed)
+        case EINVAL, EADDRNOTAVAIL, EAFNOSUPPORT, EDESTADDRREQ:
+            invalidSends.wrappingAdd(1, ordering: .relaxed)
+        default:
+            return false
+        }
+        return true
+    }
+
+    /// Runs `body` over message arrays allocated on the stack for this call only.
+    private func withTemporaryVectors<R>(
+        capacity: Int, _ body: (MessageVectors) throws(IOError) -> R
+    ) throws(IOError) -> R {
+        try withUnsafeTemporaryAllocation(of: clinux_mmsghdr.self, capacity: capacity) {
+            (messages) throws(IOError) -> R in
+            try withUnsafeTemporaryAllocation(of: iovec.self, capacity: capacity) { (iovecs) throws(IOError) -> R in
+                try withUnsafeTemporaryAllocation(of: sockaddr_in.self, capacity: capacity) {
+                    (addresses) throws(IOError) -> R in
+                    guard let m = messages.baseAddress, let i = iovecs.baseAddress, let a = addresses.baseAddress else {
+                        preconditionFailure("a temporary allocation of \(capacity) > 0 elements has a base address")
+                    }
+                    return try body(MessageVectors(capacity: capacity, messages: m, iovecs: i, addresses: a))
+                }
+            }
+        }
+    }
+
+    // MARK: Closing and counters
+
+    /// Closes the socket: wakes a blocked receiver or sender (which then return), and closes the
+    /// descriptor once they have left (close(2)). Idempotent and callable from any thread.
+    public func close() {
+        io.close()
+    }
+
+    /// A snapshot of the counters (relaxed atomic loads).
+    public var stats: UDPSocketStats {
+        var stats = UDPSocketStats()
+        stats.truncatedReceives = truncatedReceives.load(ordering: .relaxed)
+        stats.unreachableSends = unreachableSends.load(ordering: .relaxed)
+        stats.deniedSends = deniedSends.load(ordering: .relaxed)
+        stats.oversizedSends = oversizedSends.load(ordering: .relaxed)
+        stats.noBufferSends = noBufferSends.load(ordering: .relaxed)
+        stats.invalidSends = invalidSends.load(ordering: .relaxed)
+        stats.sendWaits = sendWaits.load(ordering: .relaxed)
+        return stats
+    }
+}

@@ -1,0 +1,290 @@
+// Plans: the host changes a tunvpn instance makes (routes, sysctls, firewall rules), each with its undo,
+// as plain values rendered to the exact `ip`, `nft`, `iptables` and `sysctl` commands that carry them out.
+//
+// Why commands and not netlink calls: the same text is what `--dry-run` prints, what the state journal
+// records, and what an operator would type to inspect or undo a step by hand; `nft -f` applies a whole
+// table in one kernel transaction, and deleting that one table undoes all of it. docs/ROUTING.md has the
+// full reasoning. Nothing here runs a command: `PlanApplier` (implemented in Platform) does.
+
+/// One reversible host change.
+public enum Change: Equatable, Sendable {
+    /// `ip -4 route add DEST [via GW] dev DEV` (undo: `ip -4 route del …`).
+    case route(destination: String, via: String?, device: String)
+    /// Set a sysctl; the undo restores the value read just before (recorded in the journal).
+    case sysctl(key: String, value: String)
+    /// Load an nftables table of tunvpn's own from `ruleset` (undo: delete the table).
+    case nftTable(family: String, name: String, ruleset: String)
+    /// Insert an iptables rule at the top of a chain, tagged with a tunvpn comment (undo: delete it).
+    case iptablesRule(table: String, chain: String, position: Int, rule: [String])
+
+    /// The command that makes the change (for display, the journal and the applier).
+    public var applyCommand: [String] {
+        switch self {
+        case .route(let destination, let via, let device):
+            return ["ip", "-4", "route", "add", destination] + (via.map { ["via", $0] } ?? []) + ["dev", device]
+        case .sysctl(let key, let value):
+            return ["sysctl", "-w", "\(key)=\(value)"]
+        case .nftTable:
+            return ["nft", "-f", "-"]
+        case .iptablesRule(let table, let chain, let position, let rule):
+            return ["iptables", "-t", table, "-I", chain, String(position)] + rule
+        }
+    }
+
+    /// The command that undoes the change. For a sysctl it needs the value read before the change.
+    public func undoCommand(previousValue: String? = nil) -> [String] {
+        switch self {
+        case .route(let destination, let via, let device):
+            return ["ip", "-4", "route", "del", destination] + (via.map { ["via", $0] } ?? []) + ["dev", device]
+        case .sysctl(let key, _):
+            return ["sysctl", "-w", "\(key)=\(previousValue ?? "0")"]
+        case .nftTable(let family, let name, _):
+            return ["nft", "delete", "table", family, name]
+        case .iptablesRule(let table, let chain, _, let rule):
+            return ["iptables", "-t", table, "-D", chain] + rule
+        }
+    }
+
+    /// Standard input for the apply command (the nftables ruleset), if any.
+    public var applyInput: String? {
+        if case .nftTable(_, _, let ruleset) = self { return ruleset }
+        return nil
+    }
+
+    /// A short name of the step for errors ("add route 0.0.0.0/1 dev tun0").
+    public var summary: String {
+        switch self {
+        case .route(let d, let via, let dev): return "add route \(d)\(via.map { " via \($0)" } ?? "") dev \(dev)"
+        case .sysctl(let k, let v): return "set \(k)=\(v)"
+        case .nftTable(let f, let n, _): return "load nftables table \(f) \(n)"
+        case .iptablesRule(let t, let c, _, _): return "insert iptables rule in \(t)/\(c)"
+        }
+    }
+
+    /// The command line as a shell would show it (with the ruleset as a here-document for nft).
+    public var displayCommand: String {
+        let line = applyCommand.map(shellQuote).joined(separator: " ")
+        if let input = applyInput { return line + " <<'EOF'\n" + input + "EOF" }
+        return line
+    }
+}
+
+/// Quotes an argument for display when it holds characters a shell would interpret.
+public func shellQuote(_ s: String) -> String {
+    let safe = s.allSatisfy { $0.isLetter || $0.isNumber || "-_./:=,@%+".contains($0) }
+    return safe && !s.isEmpty ? s : "'" + s.replacingAll("'", with: "'\\''") + "'"
+}
+
+extension String {
+    func replacingAll(_ target: Character, with replacement: String) -> String {
+        var out = ""
+        for c in self { if c == target { out += replacement } else { out.append(c) } }
+        return out
+    }
+}
+
+/// An ordered list of changes, applied first to last and undone last to first.
+public struct Plan: Equatable, Sendable {
+    public var changes: [Change]
+    public init(_ changes: [Change] = []) { self.changes = changes }
+
+    /// The `--dry-run` rendering: one command per step, in order.
+    public var script: String {
+        changes.map { $0.displayCommand + "\n" }.joined()
+    }
+}
+
+/// What a host's routing looked like before tunvpn (read by Platform, given to the planner).
+public struct RouteLookup: Equatable, Sendable {
+    /// Gateway of the route to the destination, if it is not on-link.
+    public var via: String?
+    /// Device of the route.
+    public var device: String
+    public init(via: String?, device: String) {
+        self.via = via
+        self.device = device
+    }
+}
+
+/// How firewall and NAT rules are made.
+public enum FirewallBackend: String, Sendable {
+    /// A table of tunvpn's own, loaded in one transaction and removed as a unit (preferred).
+    case nftables
+    /// Rules in the built-in iptables chains, each tagged with a `tunvpn:DEV` comment (where nft is missing).
+    case iptables
+}
+
+/// Inputs for a server's plan.
+public struct ServerPlanInput: Sendable {
+    public var tunDevice: String
+    /// The tunnel network, e.g. "10.8.0.0/16".
+    public var tunnelNetwork: String
+    /// Egress interface for MASQUERADE (auto-detected from the default route or `--egress`).
+    public var egressDevice: String
+    public var mtu: Int
+    /// Insert tagged ACCEPT rules at the top of an existing iptables FORWARD chain (see docs/ROUTING.md).
+    public var iptablesForwardExists: Bool
+    public var firewall: FirewallBackend
+
+    public init(
+        tunDevice: String, tunnelNetwork: String, egressDevice: String, mtu: Int, iptablesForwardExists: Bool,
+        firewall: FirewallBackend = .nftables
+    ) {
+        self.firewall = firewall
+        self.tunDevice = tunDevice
+        self.tunnelNetwork = tunnelNetwork
+        self.egressDevice = egressDevice
+        self.mtu = mtu
+        self.iptablesForwardExists = iptablesForwardExists
+    }
+}
+
+/// Inputs for a client's plan.
+public struct ClientPlanInput: Sendable {
+    public var tunDevice: String
+    /// The server's underlay address and how it was reached before tunvpn.
+    public var serverAddress: String
+    public var serverRoute: RouteLookup?
+    /// Routes through the tunnel: empty means the full tunnel (0/1 and 128/1); nil means `--no-routes`.
+    public var routes: [String]?
+    public var gateway: Bool
+    public var mtu: Int
+    public var firewall: FirewallBackend
+
+    public init(
+        tunDevice: String, serverAddress: String, serverRoute: RouteLookup?, routes: [String]?, gateway: Bool, mtu: Int,
+        firewall: FirewallBackend = .nftables
+    ) {
+        self.firewall = firewall
+        self.tunDevice = tunDevice
+        self.serverAddress = serverAddress
+        self.serverRoute = serverRoute
+        self.routes = routes
+        self.gateway = gateway
+        self.mtu = mtu
+    }
+}
+
+/// Builds plans. Pure: the same input gives the same plan.
+public enum Planner {
+    /// nftables table name of one instance (one per device, so two instances never share a table).
+    public static func tableName(device: String) -> String {
+        "tunvpn_" + String(device.map { $0.isLetter || $0.isNumber ? $0 : "_" })
+    }
+
+    /// The comment that tags tunvpn's iptables rules.
+    public static func iptablesComment(device: String) -> String { "tunvpn:\(device)" }
+
+    /// Server: forwarding on, MASQUERADE of the tunnel network out of the egress device, FORWARD accepts
+    /// for tunnel traffic and MSS clamping.
+    public static func server(_ input: ServerPlanInput) -> Plan {
+        let dev = input.tunDevice
+        if input.firewall == .iptables {
+            let tag = ["-m", "comment", "--comment", iptablesComment(device: dev)]
+            return Plan(
+                [.sysctl(key: "net.ipv4.ip_forward", value: "1")] + forwardAccepts(dev, tag) + mssClamp(dev, tag) + [
+                    .iptablesRule(
+                        table: "nat", chain: "POSTROUTING", position: 1,
+                        rule: ["-s", input.tunnelNetwork, "-o", input.egressDevice] + tag + ["-j", "MASQUERADE"])
+                ])
+        }
+        let table = tableName(device: dev)
+        let ruleset = """
+            table ip \(table) {
+            \tchain forward {
+            \t\ttype filter hook forward priority filter - 10; policy accept;
+            \t\toifname "\(dev)" tcp flags syn / syn,rst tcp option maxseg size set rt mtu
+            \t\tiifname "\(dev)" tcp flags syn / syn,rst tcp option maxseg size set rt mtu
+            \t\tiifname "\(dev)" accept
+            \t\toifname "\(dev)" ct state established,related accept
+            \t}
+            \tchain postrouting {
+            \t\ttype nat hook postrouting priority srcnat; policy accept;
+            \t\tip saddr \(input.tunnelNetwork) oifname "\(input.egressDevice)" masquerade
+            \t}
+            }
+
+            """
+        var changes: [Change] = [
+            .sysctl(key: "net.ipv4.ip_forward", value: "1"),
+            .nftTable(family: "ip", name: table, ruleset: ruleset),
+        ]
+        if input.iptablesForwardExists {
+            changes += forwardAccepts(dev, ["-m", "comment", "--comment", iptablesComment(device: dev)])
+        }
+        return Plan(changes)
+    }
+
+    /// iptables FORWARD accepts for tunnel traffic, inserted at the top of the chain.
+    static func forwardAccepts(_ dev: String, _ tag: [String]) -> [Change] {
+        [
+            .iptablesRule(table: "filter", chain: "FORWARD", position: 1, rule: ["-i", dev] + tag + ["-j", "ACCEPT"]),
+            .iptablesRule(
+                table: "filter", chain: "FORWARD", position: 2,
+                rule: ["-o", dev, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"] + tag + ["-j", "ACCEPT"]),
+        ]
+    }
+
+    /// iptables MSS clamping of forwarded TCP SYNs into and out of the tunnel.
+    static func mssClamp(_ dev: String, _ tag: [String]) -> [Change] {
+        ["-o", "-i"].map { dir in
+            .iptablesRule(
+                table: "mangle", chain: "FORWARD", position: 1,
+                rule: [dir, dev, "-p", "tcp", "--tcp-flags", "SYN,RST", "SYN"] + tag + ["-j", "TCPMSS", "--clamp-mss-to-pmtu"])
+        }
+    }
+
+    /// Client: routes (full tunnel, split tunnel or none), the host route that keeps the tunnel's own
+    /// frames out of the tunnel, MSS clamping, and in gateway mode forwarding and MASQUERADE into the tunnel.
+    public static func client(_ input: ClientPlanInput) -> Plan {
+        let dev = input.tunDevice
+        var changes: [Change] = []
+        if let routes = input.routes {
+            if let r = input.serverRoute, r.device != dev {
+                changes.append(.route(destination: input.serverAddress + "/32", via: r.via, device: r.device))
+            }
+            let targets = routes.isEmpty ? ["0.0.0.0/1", "128.0.0.0/1"] : routes
+            for t in targets { changes.append(.route(destination: t, via: nil, device: dev)) }
+        }
+        if input.gateway { changes.append(.sysctl(key: "net.ipv4.ip_forward", value: "1")) }
+        if input.firewall == .iptables {
+            let tag = ["-m", "comment", "--comment", iptablesComment(device: dev)]
+            changes += mssClamp(dev, tag)
+            if input.gateway {
+                // In gateway mode traffic enters from the LAN and leaves through the tunnel.
+                changes.append(.iptablesRule(table: "filter", chain: "FORWARD", position: 1, rule: ["-o", dev] + tag + ["-j", "ACCEPT"]))
+                changes.append(
+                    .iptablesRule(
+                        table: "filter", chain: "FORWARD", position: 2,
+                        rule: ["-i", dev, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"] + tag + ["-j", "ACCEPT"]))
+                changes.append(.iptablesRule(table: "nat", chain: "POSTROUTING", position: 1, rule: ["-o", dev] + tag + ["-j", "MASQUERADE"]))
+            }
+            return Plan(changes)
+        }
+        let table = tableName(device: dev)
+        var forward = """
+            \tchain forward {
+            \t\ttype filter hook forward priority filter - 10; policy accept;
+            \t\toifname "\(dev)" tcp flags syn / syn,rst tcp option maxseg size set rt mtu
+            \t\tiifname "\(dev)" tcp flags syn / syn,rst tcp option maxseg size set rt mtu
+
+            """
+        if input.gateway {
+            forward += "\t\toifname \"\(dev)\" accept\n\t\tiifname \"\(dev)\" ct state established,related accept\n"
+        }
+        forward += "\t}\n"
+        var ruleset = "table ip \(table) {\n" + forward
+        if input.gateway {
+            ruleset += """
+                \tchain postrouting {
+                \t\ttype nat hook postrouting priority srcnat; policy accept;
+                \t\toifname "\(dev)" masquerade
+                \t}
+
+                """
+        }
+        ruleset += "}\n"
+        changes.append(.nftTable(family: "ip", name: table, ruleset: ruleset))
+        return Plan(changes)
+    }
+}

@@ -1,1 +1,0 @@
-// Routing: plans for routes, rules, NAT and sysctls (issue 4).

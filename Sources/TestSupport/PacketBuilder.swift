@@ -1,0 +1,120 @@
+// IPv4/UDP packets built and parsed byte by byte for tests, with real checksums.
+//
+// The internet checksum is RFC 1071's one's-complement sum; the UDP checksum covers the RFC 768
+// pseudo-header (source, destination, zero, protocol 17, UDP length). Packets are `[UInt8]`: these
+// helpers are for tests, not the data path.
+
+import Transport
+
+/// Builders and a parser for IPv4/UDP packets.
+public enum PacketBuilder {
+    /// IP protocol number of UDP.
+    public static let udpProtocol: UInt8 = 17
+
+    /// The RFC 1071 internet checksum of `bytes` (odd length padded with a zero byte), starting from
+    /// the unfolded partial sum `initial`.
+    public static func internetChecksum(_ bytes: some Collection<UInt8>, initial: UInt32 = 0) -> UInt16 {
+        var sum = initial
+        var high: UInt8? = nil
+        for byte in bytes {
+            if let first = high {
+                sum += UInt32(first) << 8 | UInt32(byte)
+                high = nil
+            } else {
+                high = byte
+            }
+        }
+        if let first = high { sum += UInt32(first) << 8 }
+        while sum > 0xffff { sum = (sum & 0xffff) + (sum >> 16) }
+        return ~UInt16(sum)
+    }
+
+    /// An IPv4 packet (20-byte header, no options, DF set) carrying a UDP datagram with `payload`,
+    /// with a correct header checksum and UDP checksum.
+    public static func ipv4UDP(
+        from source: Endpoint, to destination: Endpoint, payload: [UInt8], ttl: UInt8 = 64, identification: UInt16 = 0
+    ) -> [UInt8] {
+        let udpLength = 8 + payload.count
+        let totalLength = 20 + udpLength
+        precondition(totalLength <= 65535, "an IPv4 packet is at most 65535 bytes")
+        var packet = [UInt8](repeating: 0, count: totalLength)
+        packet[0] = 0x45  // version 4, IHL 5
+        put16(UInt16(totalLength), at: 2, in: &packet)
+        put16(identification, at: 4, in: &packet)
+        put16(0x4000, at: 6, in: &packet)  // DF
+        packet[8] = ttl
+        packet[9] = udpProtocol
+        put32(source.address.value, at: 12, in: &packet)
+        put32(destination.address.value, at: 16, in: &packet)
+        put16(internetChecksum(packet[0..<20]), at: 10, in: &packet)
+
+        put16(source.port, at: 20, in: &packet)
+        put16(destination.port, at: 22, in: &packet)
+        put16(UInt16(udpLength), at: 24, in: &packet)
+        packet.replaceSubrange(28..<totalLength, with: payload)
+        var checksum = internetChecksum(
+            packet[20..<totalLength], initial: pseudoHeaderSum(source.address, destination.address, udpLength))
+        if checksum == 0 { checksum = 0xffff }  // RFC 768: a computed 0 is sent as all ones
+        put16(checksum, at: 26, in: &packet)
+        return packet
+    }
+
+    /// An IPv4/UDP packet taken apart.
+    public struct IPv4UDP: Equatable, Sendable {
+        public var source: Endpoint
+        public var destination: Endpoint
+        public var payload: [UInt8]
+        /// The IPv4 header checksum verifies.
+        public var headerChecksumValid: Bool
+        /// The UDP checksum verifies, or is 0 (not computed).
+        public var udpChecksumValid: Bool
+    }
+
+    /// Parses an IPv4 packet carrying UDP; nil if it is not IPv4, not UDP, a fragment, or inconsistent.
+    public static func parseIPv4UDP(_ packet: [UInt8]) -> IPv4UDP? {
+        guard packet.count >= 20, packet[0] >> 4 == 4 else { return nil }
+        let headerLength = Int(packet[0] & 0x0f) * 4
+        let totalLength = Int(get16(at: 2, in: packet))
+        guard headerLength >= 20, totalLength >= headerLength + 8, totalLength <= packet.count,
+            packet[9] == udpProtocol, get16(at: 6, in: packet) & 0x3fff == 0
+        else { return nil }
+        let udpLength = Int(get16(at: headerLength + 4, in: packet))
+        guard udpLength >= 8, headerLength + udpLength <= totalLength else { return nil }
+        let source = IPv4Address(get32(at: 12, in: packet))
+        let destination = IPv4Address(get32(at: 16, in: packet))
+        let udp = packet[headerLength..<headerLength + udpLength]
+        let udpChecksum = get16(at: headerLength + 6, in: packet)
+        let udpValid =
+            udpChecksum == 0
+            || internetChecksum(udp, initial: pseudoHeaderSum(source, destination, udpLength)) == 0
+        return IPv4UDP(
+            source: Endpoint(address: source, port: get16(at: headerLength, in: packet)),
+            destination: Endpoint(address: destination, port: get16(at: headerLength + 2, in: packet)),
+            payload: Array(packet[headerLength + 8..<headerLength + udpLength]),
+            headerChecksumValid: internetChecksum(packet[0..<headerLength]) == 0,
+            udpChecksumValid: udpValid)
+    }
+
+    private static func pseudoHeaderSum(_ source: IPv4Address, _ destination: IPv4Address, _ udpLength: Int) -> UInt32 {
+        (source.value >> 16) + (source.value & 0xffff) + (destination.value >> 16) + (destination.value & 0xffff)
+            + UInt32(udpProtocol) + UInt32(udpLength)
+    }
+
+    private static func put16(_ value: UInt16, at offset: Int, in packet: inout [UInt8]) {
+        packet[offset] = UInt8(truncatingIfNeeded: value >> 8)
+        packet[offset + 1] = UInt8(truncatingIfNeeded: value)
+    }
+
+    private static func put32(_ value: UInt32, at offset: Int, in packet: inout [UInt8]) {
+        put16(UInt16(truncatingIfNeeded: value >> 16), at: offset, in: &packet)
+        put16(UInt16(truncatingIfNeeded: value), at: offset + 2, in: &packet)
+    }
+
+    private static func get16(at offset: Int, in packet: [UInt8]) -> UInt16 {
+        UInt16(packet[offset]) << 8 | UInt16(packet[offset + 1])
+    }
+
+    private static func get32(at offset: Int, in packet: [UInt8]) -> UInt32 {
+        UInt32(get16(at: offset, in: packet)) << 16 | UInt32(get16(at: offset + 2, in: packet))
+    }
+}

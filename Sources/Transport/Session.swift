@@ -1,0 +1,61 @@
+// A data session: the keys one handshake produced, with the send counter and the replay window.
+//
+// Sessions are shared between the thread that seals (TUN → UDP) and the one that opens (UDP → TUN), so
+// everything mutable in them is atomic or behind its own lock; the keys themselves never change. A rekey
+// makes a new Session; the old one keeps opening frames until it expires, so no packet in flight is lost.
+
+import Crypto
+import Synchronization
+
+/// The keys and counters of one handshake's data session.
+///
+/// Concurrency: safe to use from any number of threads. Sealing takes a fresh counter atomically; opening
+/// checks the replay window under a lock held only for the bitmap update.
+public final class Session: Sendable {
+    /// Our index: incoming frames name this session by it.
+    public let localIndex: UInt32
+    /// The peer's index, written into our frames.
+    public let remoteIndex: UInt32
+    /// The peer's static key.
+    public let peerKey: PublicKey
+    /// Whether we sent the initiation (only the initiator rekeys on age).
+    public let isInitiator: Bool
+    /// Monotonic time (ns) when the handshake completed.
+    public let createdAt: UInt64
+    /// The suite both ciphers use.
+    public let suite: any CipherSuite.Type
+    let sender: SessionCipher
+    let receiver: SessionCipher
+    /// Next counter to send.
+    let sendCounter = Atomic<UInt64>(0)
+    let replay = Mutex(ReplayWindow())
+    /// Set by the first authenticated frame; a responder uses a new session only after this (key confirmation).
+    let confirmed: Atomic<Bool>
+
+    public init(result: HandshakeResult, createdAt: UInt64) {
+        localIndex = result.localIndex
+        remoteIndex = result.remoteIndex
+        peerKey = result.peerKey
+        isInitiator = result.isInitiator
+        self.createdAt = createdAt
+        suite = result.suite
+        sender = SessionCipher(suite: result.suite, key: result.sendKey)
+        receiver = SessionCipher(suite: result.suite, key: result.receiveKey)
+        // The initiator has seen the responder's message 2, which proves the responder holds the keys.
+        confirmed = Atomic(result.isInitiator)
+    }
+
+    /// Frames sealed so far.
+    public var framesSent: UInt64 { sendCounter.load(ordering: .relaxed) }
+
+    /// True once a frame authenticated under this session's receive key.
+    public var isConfirmed: Bool { confirmed.load(ordering: .acquiring) }
+
+    /// Age in nanoseconds at `now`.
+    @inline(__always)
+    public func age(at now: UInt64) -> UInt64 { now &- createdAt }
+
+    /// True when the session may no longer seal or open (REJECT_AFTER_TIME).
+    @inline(__always)
+    public func isExpired(at now: UInt64) -> Bool { age(at: now) >= Limits.rejectAfterTime * 1_000_000_000 }
+}

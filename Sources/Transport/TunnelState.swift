@@ -1,0 +1,461 @@
+// The protocol core: peers, their sessions and timers, handshakes, and cryptokey routing.
+//
+// Events come in with everything they need (a datagram and where it came from, a TUN packet, the time),
+// and decisions and `ControlAction`s come out; nothing here touches a socket, a device or a clock. The
+// engine keeps one `TunnelState` behind a lock and does the IO. The data path asks it only two cheap
+// questions per packet ("which session and endpoint for this destination?", "which session has this
+// index, and is this decrypted packet allowed?"); the cryptography runs outside the lock on `Session`s.
+//
+// Roles: the client is the only initiator (it knows the server's key; the server learns clients from
+// their initiations), as in issue 3's design. Sessions per peer: `current` (used to send), `previous`
+// (still opens frames after a rekey, so packets in flight are not lost) and, on the server, `next` (a
+// fresh session not yet confirmed by a frame from the client; WireGuard's key confirmation).
+
+import Crypto
+
+/// Wall-clock time, for handshake timestamps only.
+public struct WallTime: Sendable, Equatable {
+    public var seconds: UInt64
+    public var nanoseconds: UInt32
+    public init(seconds: UInt64, nanoseconds: UInt32) {
+        self.seconds = seconds
+        self.nanoseconds = nanoseconds
+    }
+}
+
+/// Something the engine must do or report besides moving the packet at hand.
+public enum ControlAction: Sendable {
+    /// Send a handshake message (initiation or response).
+    case sendHandshake([UInt8], to: Endpoint)
+    /// Send an empty data frame on `session`.
+    case sendKeepalive(Session, to: Endpoint, stats: PeerStats)
+    /// Seal and send packets that waited for a session.
+    case sendQueued([[UInt8]], Session, to: Endpoint, stats: PeerStats)
+    /// The client's first session: configure the tunnel device with this addressing.
+    case tunnelUp(TunnelAssignment)
+    /// A handshake completed with `peer`.
+    case handshakeCompleted(peer: PublicKey, address: IPv4Address?, endpoint: Endpoint, suite: String)
+    /// A handshake message was refused.
+    case handshakeRefused(HandshakeFailure, from: Endpoint)
+    /// The client stopped trying after REKEY_ATTEMPT_TIME.
+    case handshakeGaveUp(peer: PublicKey)
+    /// A peer's keys were forgotten after 3 × REJECT_AFTER_TIME of silence.
+    case keysZeroed(peer: PublicKey)
+}
+
+/// Where a packet from the TUN device goes.
+public enum SendDecision {
+    /// Seal with `session` and send to `endpoint`.
+    case send(Session, Endpoint, PeerStats)
+    /// Queued until a handshake completes (the core kept a copy).
+    case queued
+    case drop(DropReason)
+}
+
+/// What to do with an authenticated, decrypted frame.
+public enum ReceiveDecision: Equatable {
+    /// Write the packet (trimmed to its IPv4 total length) to the TUN device.
+    case deliver(length: Int)
+    /// A keepalive: nothing to deliver.
+    case keepalive
+    case drop(DropReason)
+}
+
+/// Server settings.
+public struct ServerSettings: Sendable {
+    public var responder: HandshakeResponder
+    /// The server's tunnel address and the tunnel prefix (10.8.0.1/16).
+    public var address: IPv4Prefix
+    public var allowList: AllowList
+    /// Admit any client key (lab use).
+    public var allowAnyClient: Bool
+
+    public init(responder: HandshakeResponder, address: IPv4Prefix, allowList: AllowList, allowAnyClient: Bool) {
+        self.responder = responder
+        self.address = address
+        self.allowList = allowList
+        self.allowAnyClient = allowAnyClient
+    }
+}
+
+/// Client settings.
+public struct ClientSettings: Sendable {
+    public var initiator: HandshakeInitiator
+    public var endpoint: Endpoint
+    /// Persistent keepalive interval in seconds (for clients behind NAT), or nil.
+    public var persistentKeepalive: UInt64?
+
+    public init(initiator: HandshakeInitiator, endpoint: Endpoint, persistentKeepalive: UInt64? = nil) {
+        self.initiator = initiator
+        self.endpoint = endpoint
+        self.persistentKeepalive = persistentKeepalive
+    }
+}
+
+/// One peer's state.
+public struct PeerState: Sendable {
+    public let key: PublicKey
+    /// Server: the client's tunnel address. Client: nil (the server may send from any address).
+    public var address: IPv4Address?
+    /// Where frames for this peer go: the source of its latest authenticated frame (roaming).
+    public var endpoint: Endpoint?
+    public var current: Session?
+    public var previous: Session?
+    public var next: Session?
+    public var timers: PeerTimers
+    public let stats = PeerStats()
+    /// Server: newest initiation timestamp accepted from this client (replay protection).
+    var lastInitiation: TAI64N?
+    /// Client: the initiation awaiting a response.
+    var pending: HandshakeInitiator.InitiationSent?
+    var lastInitiationSentAt: UInt64?
+    var sentLastMinuteHandshake = false
+    var queue: [[UInt8]] = []
+    /// Monotonic time of the latest completed handshake.
+    public var lastHandshake: UInt64?
+
+    init(key: PublicKey, address: IPv4Address?, timers: PeerTimers) {
+        self.key = key
+        self.address = address
+        self.timers = timers
+    }
+
+    var sessions: [Session] { [current, previous, next].compactMap { $0 } }
+}
+
+/// The protocol core of one tunvpn instance (server or client).
+///
+/// Concurrency: a value with no internal locking; the engine serialises access (one `Mutex`).
+public struct TunnelState: Sendable {
+    public enum Role: Sendable {
+        case server(ServerSettings)
+        case client(ClientSettings)
+    }
+
+    public let role: Role
+    public private(set) var peers: [PeerState] = []
+    private var peerByKey: [PublicKey: Int] = [:]
+    private var peerByAddress: [IPv4Address: Int] = [:]
+    private var sessions: [UInt32: (session: Session, peer: Int)] = [:]
+    private var lastTimestampSent: TAI64N?
+    private var tunnelIsUp = false
+
+    public init(role: Role) {
+        self.role = role
+        switch role {
+        case .server(let s):
+            for client in s.allowList.clients { addPeer(key: client.key, address: client.address) }
+        case .client(let c):
+            let i = addPeer(key: c.initiator.serverKey, address: nil)
+            peers[i].endpoint = c.endpoint
+            peers[i].timers = PeerTimers(isInitiator: true, persistentKeepaliveSeconds: c.persistentKeepalive)
+        }
+    }
+
+    private var isClient: Bool {
+        if case .client = role { return true }
+        return false
+    }
+
+    @discardableResult
+    private mutating func addPeer(key: PublicKey, address: IPv4Address?) -> Int {
+        let index = peers.count
+        peers.append(PeerState(key: key, address: address, timers: PeerTimers(isInitiator: isClient)))
+        peerByKey[key] = index
+        if let address { peerByAddress[address] = index }
+        return index
+    }
+
+    // MARK: Queries
+
+    /// The peer with this key.
+    public func peer(withKey key: PublicKey) -> PeerState? { peerByKey[key].map { peers[$0] } }
+
+    /// The earliest timer deadline of any peer.
+    public var nextDeadline: UInt64? { peers.compactMap { $0.timers.nextDeadline }.min() }
+
+    /// Number of live session indexes (for tests and status).
+    public var liveSessionCount: Int { sessions.count }
+
+    // MARK: Data path
+
+    /// Chooses the session and endpoint for a packet read from the TUN device. When the peer has no
+    /// usable session, the client queues a copy and starts a handshake (the server cannot: it drops).
+    public mutating func route(_ packet: UnsafeRawBufferPointer, now: UInt64, wall: WallTime, random: any RandomSource,
+        actions: inout [ControlAction]) -> SendDecision
+    {
+        guard let destination = IPv4Header.destination(packet) else { return .drop(.notIPv4) }
+        let index: Int
+        if isClient {
+            index = 0
+        } else {
+            guard let i = peerByAddress[destination] else { return .drop(.noRoute) }
+            index = i
+        }
+        if let session = peers[index].current, !session.isExpired(at: now), let endpoint = peers[index].endpoint,
+            session.framesSent < Limits.rejectAfterMessages
+        {
+            peers[index].timers.dataSent(now: now)
+            peers[index].timers.anyAuthenticatedSent(now: now)
+            // Keep the key fresh: the initiator rekeys by age or count while the old session keeps working.
+            if session.isInitiator,
+                session.age(at: now) >= Limits.rekeyAfterTime * PeerTimers.second
+                    || session.framesSent >= Limits.rekeyAfterMessages
+            {
+                initiateIfAllowed(peer: index, now: now, wall: wall, random: random, actions: &actions)
+            }
+            return .send(session, endpoint, peers[index].stats)
+        }
+        guard isClient else { return .drop(.noSession) }
+        if peers[index].queue.count >= Limits.maxQueuedPackets { peers[index].queue.removeFirst() }
+        peers[index].queue.append(Array(packet))
+        initiateIfAllowed(peer: index, now: now, wall: wall, random: random, actions: &actions)
+        return .queued
+    }
+
+    /// The session with this receiver index, and its peer's slot.
+    @inline(__always)
+    public func session(forIndex index: UInt32) -> (session: Session, peer: Int)? { sessions[index] }
+
+    /// Accounts for an authenticated frame from `peer` (already opened by `DataFrame.open`): roaming,
+    /// key confirmation, timers, and the cryptokey-routing check of the inner packet.
+    public mutating func received(
+        _ packet: UnsafeRawBufferPointer, on session: Session, peer index: Int, from source: Endpoint, now: UInt64,
+        wall: WallTime, random: any RandomSource, actions: inout [ControlAction]
+    ) -> ReceiveDecision {
+        guard index < peers.count else { return .drop(.unknownSession) }
+        // Roaming: reply to wherever the latest authenticated frame came from.
+        peers[index].endpoint = source
+        peers[index].timers.anyAuthenticatedReceived(now: now)
+        if let next = peers[index].next, next === session {
+            // Key confirmation: the client used the new session, so it becomes current (server side).
+            if let old = peers[index].previous { sessions[old.localIndex] = nil }
+            peers[index].previous = peers[index].current
+            peers[index].current = next
+            peers[index].next = nil
+        }
+        if session.isInitiator, !peers[index].sentLastMinuteHandshake,
+            session.age(at: now)
+                >= (Limits.rejectAfterTime - Limits.keepaliveTimeout - Limits.rekeyTimeout) * PeerTimers.second
+        {
+            peers[index].sentLastMinuteHandshake = true
+            initiateIfAllowed(peer: index, now: now, wall: wall, random: random, actions: &actions)
+        }
+        if packet.count == 0 { return .keepalive }
+        guard let header = IPv4Header.parse(packet) else { return .drop(.notIPv4) }
+        if let allowed = peers[index].address, header.source != allowed { return .drop(.sourceNotAllowed) }
+        peers[index].timers.dataReceived(now: now)
+        return .deliver(length: header.totalLength)
+    }
+
+    // MARK: Handshakes
+
+    private mutating func nextTimestamp(_ wall: WallTime) -> TAI64N {
+        var t = TAI64N(secondsSince1970: wall.seconds, nanoseconds: wall.nanoseconds)
+        // Strictly increasing within this process, even if the wall clock steps back.
+        if let last = lastTimestampSent, !(last < t) {
+            let s = last.secondsSince1970
+            let granule: UInt32 = 1 << 24
+            let nanos = UInt32(last.bytes[8]) << 24 | UInt32(last.bytes[9]) << 16 | UInt32(last.bytes[10]) << 8
+                | UInt32(last.bytes[11])
+            t = nanos + granule < 1_000_000_000
+                ? TAI64N(secondsSince1970: s, nanoseconds: nanos + granule)
+                : TAI64N(secondsSince1970: s + 1, nanoseconds: 0)
+        }
+        lastTimestampSent = t
+        return t
+    }
+
+    private mutating func freshIndex(random: any RandomSource) -> UInt32 {
+        while true {
+            let i = random.nextUInt32()
+            if sessions[i] == nil, peers.allSatisfy({ $0.pending?.senderIndex != i }) { return i }
+        }
+    }
+
+    /// Sends an initiation unless one went out less than REKEY_TIMEOUT ago (WireGuard's rate rule).
+    private mutating func initiateIfAllowed(
+        peer index: Int, now: UInt64, wall: WallTime, random: any RandomSource, actions: inout [ControlAction]
+    ) {
+        if let last = peers[index].lastInitiationSentAt, now - last < Limits.rekeyTimeout * PeerTimers.second { return }
+        initiate(peer: index, now: now, wall: wall, random: random, actions: &actions)
+    }
+
+    private mutating func initiate(
+        peer index: Int, now: UInt64, wall: WallTime, random: any RandomSource, actions: inout [ControlAction]
+    ) {
+        guard case .client(let settings) = role, let endpoint = peers[index].endpoint else { return }
+        let senderIndex = freshIndex(random: random)
+        let (message, sent) = settings.initiator.createInitiation(
+            senderIndex: senderIndex, timestamp: nextTimestamp(wall), random: random)
+        peers[index].pending = sent
+        peers[index].lastInitiationSentAt = now
+        let jitter = UInt64(random.nextUInt32() % UInt32(Limits.rekeyTimeoutJitterMillis)) * 1_000_000
+        peers[index].timers.handshakeInitiated(now: now, jitter: jitter)
+        actions.append(.sendHandshake(message, to: endpoint))
+    }
+
+    /// Client: starts the first handshake.
+    public mutating func start(now: UInt64, wall: WallTime, random: any RandomSource, actions: inout [ControlAction]) {
+        guard isClient else { return }
+        initiate(peer: 0, now: now, wall: wall, random: random, actions: &actions)
+    }
+
+    /// Handles a handshake message (type 1, 2 or 3) that arrived from `source`.
+    public mutating func handleHandshake(
+        _ message: [UInt8], from source: Endpoint, now: UInt64, wall: WallTime, random: any RandomSource,
+        actions: inout [ControlAction]
+    ) {
+        switch role {
+        case .server(let settings):
+            do {
+                try handleInitiation(message, settings: settings, from: source, now: now, wall: wall, random: random, actions: &actions)
+            } catch {
+                actions.append(.handshakeRefused(error, from: source))
+            }
+        case .client(let settings):
+            do {
+                try handleResponse(message, settings: settings, from: source, now: now, wall: wall, actions: &actions)
+            } catch {
+                actions.append(.handshakeRefused(error, from: source))
+            }
+        }
+    }
+
+    private mutating func handleInitiation(
+        _ message: [UInt8], settings: ServerSettings, from source: Endpoint, now: UInt64, wall: WallTime,
+        random: any RandomSource, actions: inout [ControlAction]
+    ) throws(HandshakeFailure) {
+        guard message.first == WireFormat.MessageType.initiation.rawValue else { throw .malformed }
+        let peerByKey = self.peerByKey
+        let peers = self.peers
+        let consumed = try settings.responder.consumeInitiation(
+            message, isAllowed: { settings.allowAnyClient || peerByKey[$0] != nil },
+            lastTimestamp: { key in peerByKey[key].flatMap { peers[$0].lastInitiation } }, random: random)
+        let index: Int
+        if let known = peerByKey[consumed.clientKey] {
+            index = known
+        } else {
+            // --allow-any-client: a new key becomes a peer with an address from the pool.
+            guard let address = nextPoolAddress(settings) else { throw .addressPoolExhausted }
+            index = addPeer(key: consumed.clientKey, address: address)
+        }
+        if self.peers[index].address == nil {
+            guard let address = nextPoolAddress(settings) else { throw .addressPoolExhausted }
+            self.peers[index].address = address
+            peerByAddress[address] = index
+        }
+        guard let clientAddress = self.peers[index].address else { preconditionFailure("address assigned above") }
+        let assignment = TunnelAssignment(
+            client: IPv4Prefix(address: clientAddress, length: settings.address.length), server: settings.address.address)
+        let localIndex = freshIndex(random: random)
+        let (response, result) = settings.responder.createResponse(
+            to: consumed, senderIndex: localIndex, assignment: assignment)
+        self.peers[index].lastInitiation = consumed.timestamp
+        actions.append(.sendHandshake(response, to: source))
+        guard let result else {
+            actions.append(.handshakeRefused(.noCommonSuite, from: source))
+            return
+        }
+        let session = Session(result: result, createdAt: now)
+        if let old = self.peers[index].next { sessions[old.localIndex] = nil }
+        self.peers[index].next = session
+        sessions[localIndex] = (session, index)
+        self.peers[index].endpoint = source
+        self.peers[index].lastHandshake = now
+        self.peers[index].timers.handshakeCompleted(now: now)
+        self.peers[index].stats.lastHandshakeWallSeconds.store(wall.seconds, ordering: .relaxed)
+        actions.append(
+            .handshakeCompleted(peer: consumed.clientKey, address: clientAddress, endpoint: source, suite: result.suite.name))
+    }
+
+    /// The lowest free address in the server's prefix (not network, broadcast, the server, or taken).
+    private func nextPoolAddress(_ settings: ServerSettings) -> IPv4Address? {
+        let prefix = settings.address
+        var candidate = prefix.network.value &+ 1
+        while candidate < prefix.broadcast.value {
+            let a = IPv4Address(candidate)
+            if a != prefix.address && peerByAddress[a] == nil { return a }
+            candidate += 1
+        }
+        return nil
+    }
+
+    private mutating func handleResponse(
+        _ message: [UInt8], settings: ClientSettings, from source: Endpoint, now: UInt64, wall: WallTime,
+        actions: inout [ControlAction]
+    ) throws(HandshakeFailure) {
+        guard message.first == WireFormat.MessageType.response.rawValue else { throw .malformed }
+        guard let pending = peers[0].pending else { throw .unexpectedResponse }
+        let result = try settings.initiator.consumeResponse(message, for: pending)
+        peers[0].pending = nil
+        let session = Session(result: result, createdAt: now)
+        if let old = peers[0].previous { sessions[old.localIndex] = nil }
+        peers[0].previous = peers[0].current
+        peers[0].current = session
+        sessions[session.localIndex] = (session, 0)
+        peers[0].endpoint = source
+        peers[0].lastHandshake = now
+        peers[0].sentLastMinuteHandshake = false
+        peers[0].timers.handshakeCompleted(now: now)
+        peers[0].stats.lastHandshakeWallSeconds.store(wall.seconds, ordering: .relaxed)
+        peers[0].address = nil  // the server forwards for the whole internet: any inner source is allowed
+        if !tunnelIsUp {
+            tunnelIsUp = true
+            actions.append(.tunnelUp(result.assignment))
+        }
+        actions.append(
+            .handshakeCompleted(peer: result.peerKey, address: result.assignment.server, endpoint: source, suite: result.suite.name))
+        // Confirm the session to the server at once: queued packets if any, else a keepalive.
+        let queued = peers[0].queue
+        peers[0].queue.removeAll()
+        peers[0].timers.anyAuthenticatedSent(now: now)
+        if queued.isEmpty {
+            actions.append(.sendKeepalive(session, to: source, stats: peers[0].stats))
+        } else {
+            peers[0].timers.dataSent(now: now)
+            actions.append(.sendQueued(queued, session, to: source, stats: peers[0].stats))
+        }
+    }
+
+    // MARK: Timers
+
+    /// Fires every due timer and expires old sessions.
+    public mutating func tick(now: UInt64, wall: WallTime, random: any RandomSource, actions: inout [ControlAction]) {
+        for index in peers.indices {
+            expireSessions(peer: index, now: now)
+            for event in peers[index].timers.fire(now: now) {
+                switch event {
+                case .retransmitHandshake, .newHandshake:
+                    initiate(peer: index, now: now, wall: wall, random: random, actions: &actions)
+                case .giveUpHandshake:
+                    peers[index].pending = nil
+                    peers[index].queue.removeAll()
+                    actions.append(.handshakeGaveUp(peer: peers[index].key))
+                    // A client keeps trying in the background at the retransmit pace of a fresh attempt run;
+                    // the engine decides whether to exit.
+                case .sendKeepalive, .persistentKeepalive:
+                    if let s = peers[index].current, !s.isExpired(at: now), let e = peers[index].endpoint {
+                        peers[index].timers.anyAuthenticatedSent(now: now)
+                        actions.append(.sendKeepalive(s, to: e, stats: peers[index].stats))
+                    }
+                case .zeroKeys:
+                    for s in peers[index].sessions { sessions[s.localIndex] = nil }
+                    peers[index].current = nil
+                    peers[index].previous = nil
+                    peers[index].next = nil
+                    actions.append(.keysZeroed(peer: peers[index].key))
+                }
+            }
+        }
+    }
+
+    private mutating func expireSessions(peer index: Int, now: UInt64) {
+        for s in peers[index].sessions where s.isExpired(at: now) {
+            sessions[s.localIndex] = nil
+            if peers[index].current === s { peers[index].current = nil }
+            if peers[index].previous === s { peers[index].previous = nil }
+            if peers[index].next === s { peers[index].next = nil }
+        }
+    }
+}

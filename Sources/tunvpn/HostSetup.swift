@@ -1,0 +1,89 @@
+// Applying and removing routing plans from the CLI, and `tunvpn down`.
+
+import ArgumentParser
+import Engine
+import Logging
+import Platform
+import Routing
+
+extension RoutingError: KeyFileErrorConvertible { var oneLine: String { description } }
+
+/// Options about host changes, shared by server and client.
+struct HostOptions: ParsableArguments {
+    @Flag(help: "Print the host changes as ip, nft and sysctl commands, and exit without making them.")
+    var dryRun = false
+
+    @Option(help: "Firewall backend: nftables or iptables (default: nftables when nft is installed).")
+    var firewall: String?
+
+    func backend() throws -> FirewallBackend {
+        if let firewall {
+            guard let b = FirewallBackend(rawValue: firewall) else {
+                throw CLIError("--firewall must be nftables or iptables, not '\(firewall)'")
+            }
+            return b
+        }
+        if CommandRunner.exists("nft") { return .nftables }
+        if CommandRunner.exists("iptables") { return .iptables }
+        throw CLIError("neither nft nor iptables is installed: install nftables (apt-get install nftables)")
+    }
+}
+
+enum HostSetup {
+    /// Undoes what a previous run left behind in this namespace for `device` (after kill -9).
+    static func removeLeftovers(device: String, logger: Logger?) throws {
+        let executor = PlanExecutor(executor: SystemCommandExecutor(), journal: try HostNetwork.journal(device: device))
+        let pending = try executor.journal.entries()
+        guard !pending.isEmpty else {
+            try executor.journal.remove()
+            return
+        }
+        let (undone, failures) = try executor.tearDown()
+        logger?.notice("removed \(undone) change(s) left by a previous run on \(device)")
+        for f in failures { logger?.warning("could not undo \(f)") }
+    }
+
+    /// Checks the plan can be applied, then applies it (rolling back on failure).
+    static func apply(_ plan: Plan, device: String, logger: Logger) throws {
+        try HostNetwork.preflight(plan)
+        let executor = PlanExecutor(executor: SystemCommandExecutor(), journal: try HostNetwork.journal(device: device))
+        try executor.apply(plan)
+        logger.info("applied \(plan.changes.count) host change(s): \(plan.changes.map { $0.summary }.joined(separator: "; "))")
+    }
+
+    /// Removes everything the journal for `device` records.
+    static func tearDown(device: String, logger: Logger) {
+        do {
+            let executor = PlanExecutor(executor: SystemCommandExecutor(), journal: try HostNetwork.journal(device: device))
+            let (undone, failures) = try executor.tearDown()
+            if undone > 0 { logger.info("removed \(undone) host change(s)") }
+            for f in failures { logger.error("could not undo \(f)") }
+        } catch {
+            logger.error("teardown: \(error)")
+        }
+    }
+}
+
+struct Down: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Remove the routes, rules and sysctl changes a killed tunvpn left behind.",
+        discussion: """
+            tunvpn records every host change in a journal under /run/tunvpn before making it, keyed by network
+            namespace and device. A clean exit removes them itself; after kill -9 run this (the next start does
+            it too).
+            Example:
+              tunvpn down --dev tun0
+            """)
+
+    @Option(help: "TUN device name of the instance to clean up after.")
+    var dev: String = "tun0"
+
+    func run() throws {
+        try reportingErrors {
+            let executor = PlanExecutor(executor: SystemCommandExecutor(), journal: try HostNetwork.journal(device: dev))
+            let (undone, failures) = try executor.tearDown()
+            print(undone == 0 ? "nothing to remove for \(dev)" : "removed \(undone) change(s) for \(dev)")
+            if !failures.isEmpty { throw CLIError("could not undo: " + failures.joined(separator: "; ")) }
+        }
+    }
+}

@@ -1,0 +1,314 @@
+// `tunvpn server` and `tunvpn client`: load keys and settings, open the real TUN device and UDP socket,
+// and run the engine until SIGINT/SIGTERM. SIGUSR1 prints the counters as one `stats:` line.
+
+import ArgumentParser
+import Crypto
+import Engine
+import Glibc
+import Logging
+import Platform
+import Routing
+import Transport
+
+/// Options both commands share.
+struct CommonOptions: ParsableArguments {
+    @Option(help: "TUN device name (a pre-created persistent device is used as it is).")
+    var dev: String = "tun0"
+
+    @Option(help: "Tunnel MTU.")
+    var mtu: Int = 1420
+
+    @Option(help: "File with a 32-byte pre-shared key (base64), mixed into the handshake as WireGuard's psk.")
+    var psk: String?
+
+    @Option(help: ArgumentHelp("Cipher suite to allow, repeatable, in preference order.", valueName: "NAME"))
+    var suite: [String] = []
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    func validateCommon() throws {
+        guard (576...9000).contains(mtu) else { throw ValidationError("--mtu must be between 576 and 9000") }
+        for name in suite where CipherSuites.named(name) == nil {
+            let known = CipherSuites.all.map { $0.name }.joined(separator: ", ")
+            throw ValidationError("unknown suite '\(name)' (known: \(known))")
+        }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
+    }
+
+    func suites() throws -> [any CipherSuite.Type] {
+        if suite.isEmpty { return CipherSuites.available }
+        let chosen = suite.compactMap { CipherSuites.named($0) }
+        let usable = chosen.filter { $0.isAvailable }
+        guard !usable.isEmpty else {
+            throw CLIError("none of the chosen suites runs on this machine (aes256gcm needs AES-NI)")
+        }
+        return usable
+    }
+
+    func settings() throws -> HandshakeSettings {
+        guard let psk else { return HandshakeSettings() }
+        let key = try KeyFiles.loadPrivateKey(psk)
+        return HandshakeSettings(psk: key.secret)
+    }
+
+    func makeLogger(_ label: String) -> Logger {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: label)
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        return logger
+    }
+
+    func openDevice() throws -> TunDevice {
+        do { return try TunDevice.open(name: dev) } catch { throw CLIError("\(error)") }
+    }
+}
+
+extension TunError: KeyFileErrorConvertible { var oneLine: String { description } }
+extension IOError: KeyFileErrorConvertible { var oneLine: String { description } }
+
+/// Parses "HOST:PORT" and resolves HOST (IPv4).
+func resolveEndpoint(_ text: String, option: String) throws -> Endpoint {
+    if let e = Endpoint(text) { return e }
+    guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]) else {
+        throw CLIError("\(option) '\(text)' is not HOST:PORT")
+    }
+    let host = String(text[..<colon])
+    do { return try UDPSocket.resolve(host: host, port: port) } catch {
+        throw CLIError("\(option): cannot resolve '\(host)': \(error)")
+    }
+}
+
+/// Runs `engine` until SIGINT/SIGTERM (exit 0) or an engine failure (exit 1); SIGUSR1 prints stats.
+func runUntilSignalled(_ engine: TunnelEngine, logger: Logger) throws {
+    var set = sigset_t()
+    sigemptyset(&set)
+    for s in [SIGINT, SIGTERM, SIGUSR1, SIGHUP] { sigaddset(&set, s) }
+    // Block the signals before any engine thread exists, so every thread inherits the mask and only
+    // this thread receives them (sigtimedwait).
+    pthread_sigmask(SIG_BLOCK, &set, nil)
+    engine.start()
+    var timeout = timespec(tv_sec: 0, tv_nsec: 200_000_000)
+    while true {
+        let signal = sigtimedwait(&set, nil, &timeout)
+        if signal == SIGUSR1 {
+            printLine(engine.counters.statsLine)
+        } else if signal == SIGINT || signal == SIGTERM {
+            logger.info("signal \(signal == SIGINT ? "SIGINT" : "SIGTERM"): shutting down")
+            engine.stop()
+            printLine(engine.counters.statsLine)
+            return
+        }
+        if !engine.isRunning {
+            engine.stop()
+            printLine(engine.counters.statsLine)
+            let message = engine.failure.withLock { $0 } ?? "engine stopped"
+            throw CLIError(message)
+        }
+    }
+}
+
+/// Writes one line to stdout at once (no buffering surprises for log readers).
+func printLine(_ line: String) {
+    let text = line + "\n"
+    _ = text.utf8CString.withUnsafeBufferPointer { Glibc.write(1, $0.baseAddress, $0.count - 1) }
+}
+
+struct Server: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Accept clients, decrypt their packets into a TUN device, and send replies back encrypted.",
+        discussion: """
+            The allow-list (--clients) holds one client public key per line, optionally followed by a fixed
+            tunnel address and a # comment; other clients get addresses from the --address prefix.
+            Examples:
+              tunvpn server --key keys/server.key
+              tunvpn server --key keys/server.key --listen 0.0.0.0:51820 --address 10.8.0.1/16 --clients keys/clients
+              tunvpn server --key keys/server.key --allow-any-client      # lab use only
+            """)
+
+    @Option(help: "The server's private key file.")
+    var key: String = "keys/server.key"
+
+    @Option(help: "UDP address and port to listen on.")
+    var listen: String = "0.0.0.0:51820"
+
+    @Option(help: "The server's tunnel address and the tunnel prefix.")
+    var address: String = "10.8.0.1/16"
+
+    @Option(help: "Allow-list file: one client public key per line, optional address and # comment.")
+    var clients: String = "keys/clients"
+
+    @Flag(help: "Admit any client key (lab use; logs a warning).")
+    var allowAnyClient = false
+
+    @Option(help: "Interface to MASQUERADE tunnel traffic out of (default: the default route's).")
+    var egress: String?
+
+    @Flag(help: "Do not enable forwarding or NAT (the operator handles it).")
+    var noNat = false
+
+    @OptionGroup var common: CommonOptions
+    @OptionGroup var host: HostOptions
+
+    func validate() throws {
+        try common.validateCommon()
+        guard let prefix = IPv4Prefix(address), prefix.length <= 30 else {
+            throw ValidationError("--address '\(address)' must be an IPv4 address with a prefix of /30 or wider, like 10.8.0.1/16")
+        }
+        guard Endpoint(listen) != nil else { throw ValidationError("--listen '\(listen)' must be ADDRESS:PORT, like 0.0.0.0:51820") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let logger = common.makeLogger("tunvpn")
+            let privateKey = try KeyFiles.loadPrivateKey(key)
+            guard let prefix = IPv4Prefix(address), let listenEndpoint = Endpoint(listen) else {
+                throw CLIError("validated above")
+            }
+            var allowList = AllowList()
+            if KeyFiles.exists(clients) {
+                let (bytes, _) = try KeyFiles.readSmallFileAllowingLarge(clients)
+                do { allowList = try AllowList(parsing: String(decoding: bytes, as: UTF8.self)) } catch {
+                    throw CLIError("\(clients): \(error)")
+                }
+            } else if !allowAnyClient {
+                throw CLIError(
+                    "\(clients): allow-list not found; add each client's public key to it (one per line, e.g. `cat client.pub >> \(clients)`), or pass --allow-any-client for lab use")
+            }
+            for c in allowList.clients {
+                if let a = c.address, !prefix.contains(a) || a == prefix.address {
+                    throw CLIError("\(clients): address \(a) for \(c.key.base64) is not a client address in \(prefix)")
+                }
+            }
+            let responder = HandshakeResponder(
+                localStatic: privateKey, settings: try common.settings(), acceptedSuites: try common.suites())
+            let state = TunnelState(
+                role: .server(ServerSettings(responder: responder, address: prefix, allowList: allowList, allowAnyClient: allowAnyClient)))
+            var plan = Plan()
+            if !noNat {
+                guard let egressDevice = egress ?? HostNetwork.defaultRoute()?.device else {
+                    throw CLIError("no default route to find the egress interface for NAT: pass --egress IF (or --no-nat)")
+                }
+                plan = Planner.server(
+                    ServerPlanInput(
+                        tunDevice: common.dev, tunnelNetwork: "\(prefix.network)/\(prefix.length)", egressDevice: egressDevice,
+                        mtu: common.mtu, iptablesForwardExists: HostNetwork.iptablesForwardChainExists(),
+                        firewall: try host.backend()))
+            }
+            if host.dryRun {
+                print("ip addr add \(prefix) dev \(common.dev)\nip link set \(common.dev) mtu \(common.mtu) up")
+                print(plan.script, terminator: "")
+                return
+            }
+            try HostSetup.removeLeftovers(device: common.dev, logger: logger)
+            try HostNetwork.preflight(plan)
+            let device = try common.openDevice()
+            do { try device.configure(address: prefix, mtu: common.mtu) } catch { throw CLIError("\(error)") }
+            defer { HostSetup.tearDown(device: common.dev, logger: logger) }
+            try HostSetup.apply(plan, device: common.dev, logger: logger)
+            let socket = try UDPSocket.bind(listenEndpoint)
+            if allowAnyClient { logger.warning("--allow-any-client: any client key is admitted; use an allow-list outside the lab") }
+            logger.info(
+                "server listening on \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name) \(prefix), \(allowList.clients.count) allowed client(s)")
+            let engine = TunnelEngine(
+                state: state, device: device, socket: socket, logger: logger, settings: EngineSettings(mtu: common.mtu))
+            try runUntilSignalled(engine, logger: logger)
+        }
+    }
+}
+
+struct Client: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Connect to a server and carry this host's packets through the tunnel.",
+        discussion: """
+            The client's own key defaults to keys/client.key; its public key (keys/client.pub) must be on the
+            server's allow-list. The tunnel address comes from the server.
+            Examples:
+              tunvpn client --peer-key keys/server.pub --endpoint vpn.example.com:51820
+              tunvpn client --peer-key keys/server.pub --endpoint 203.0.113.7:51820 --keepalive 25
+            """)
+
+    @Option(help: "The server's public key file.")
+    var peerKey: String
+
+    @Option(help: "The server's UDP endpoint, HOST:PORT.")
+    var endpoint: String
+
+    @Option(help: "This client's private key file.")
+    var key: String = "keys/client.key"
+
+    @Option(help: "Send a keepalive at least this often (seconds), for clients behind NAT.")
+    var keepalive: UInt64?
+
+    @Option(help: ArgumentHelp("Route only this network through the tunnel (repeatable; split tunnel).", valueName: "CIDR"))
+    var route: [String] = []
+
+    @Flag(help: "Add no routes (the operator routes traffic into the tunnel).")
+    var noRoutes = false
+
+    @Flag(help: "Gateway mode: forward and MASQUERADE traffic from other LAN hosts into the tunnel.")
+    var gateway = false
+
+    @OptionGroup var common: CommonOptions
+    @OptionGroup var host: HostOptions
+
+    func validate() throws {
+        try common.validateCommon()
+        if let k = keepalive, !(1...65535).contains(k) { throw ValidationError("--keepalive must be 1...65535 seconds") }
+        for r in route where IPv4Prefix(r) == nil || !r.contains("/") {
+            throw ValidationError("--route '\(r)' is not an IPv4 network like 10.0.0.0/8")
+        }
+        if noRoutes && !route.isEmpty { throw ValidationError("--route and --no-routes cannot be combined") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let logger = common.makeLogger("tunvpn")
+            let privateKey: PrivateKey
+            do { privateKey = try KeyFiles.loadPrivateKey(key) } catch {
+                if !KeyFiles.exists(key) {
+                    let base = key.hasSuffix(".key") ? String(key.dropLast(4)) : key
+                    throw CLIError(
+                        "\(key): private key file not found; create it with `tunvpn keygen --name client` and add \(base).pub to the server's allow-list (one key per line in its keys/clients)")
+                }
+                throw error
+            }
+            let serverKey = try KeyFiles.loadPublicKey(peerKey)
+            let serverEndpoint = try resolveEndpoint(endpoint, option: "--endpoint")
+            let initiator = HandshakeInitiator(
+                localStatic: privateKey, serverKey: serverKey, settings: try common.settings(),
+                offeredSuites: try common.suites())
+            let state = TunnelState(
+                role: .client(ClientSettings(initiator: initiator, endpoint: serverEndpoint, persistentKeepalive: keepalive)))
+            // How the server is reached now, before the tunnel's routes exist.
+            let serverRoute = HostNetwork.route(to: "\(serverEndpoint.address)")
+            let plan = Planner.client(
+                ClientPlanInput(
+                    tunDevice: common.dev, serverAddress: "\(serverEndpoint.address)", serverRoute: serverRoute,
+                    routes: noRoutes ? nil : route.map { p in IPv4Prefix(p).map { "\($0.network)/\($0.length)" } ?? p },
+                    gateway: gateway, mtu: common.mtu, firewall: try host.backend()))
+            if host.dryRun {
+                print("# \(common.dev): address assigned by the server at the handshake\nip link set \(common.dev) mtu \(common.mtu) up")
+                print(plan.script, terminator: "")
+                return
+            }
+            try HostSetup.removeLeftovers(device: common.dev, logger: logger)
+            try HostNetwork.preflight(plan)
+            let device = try common.openDevice()
+            let socket = try UDPSocket.bind(Endpoint(address: .any, port: 0))
+            let mtu = common.mtu
+            let dev = common.dev
+            defer { HostSetup.tearDown(device: dev, logger: logger) }
+            logger.info(
+                "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name)")
+            let hooks = EngineHooks(tunnelUp: { assignment in
+                do { try device.configure(address: assignment.client, mtu: mtu) } catch { throw CLIError("\(error)") }
+                try HostSetup.apply(plan, device: dev, logger: logger)
+            })
+            let engine = TunnelEngine(
+                state: state, device: device, socket: socket, logger: logger, hooks: hooks,
+                settings: EngineSettings(mtu: mtu))
+            try runUntilSignalled(engine, logger: logger)
+        }
+    }
+}

@@ -1,0 +1,292 @@
+// TunDevice in a fresh network namespace per test.
+//
+// Each test body runs on a dedicated pthread that unshared its network namespace
+// (TestSupport.runInFreshNetworkNamespace), so the device, its address and route, and the UDP socket
+// that talks through it exist only there; the root namespace is never changed, which the tests
+// check afterwards. Nothing needs deleting: the namespace dies with its thread and descriptors.
+//
+//   fresh namespace
+//   ┌───────────────────────────────────────────────────────────┐
+//   │ UDPSocket 10.77.0.1:port ──kernel route 10.77.0.0/24──▶ tvtest0 ──read──▶ test (plays 10.77.0.2) │
+//   │ UDPSocket ◀────────────── kernel ◀──────────────────── tvtest0 ◀─write── crafted reply      │
+//   └───────────────────────────────────────────────────────────┘
+//
+// Assertions run on the test's thread, on values the body returns: Swift Testing attributes issues
+// through task-local state that a foreign pthread does not have.
+
+import CLinux
+import Engine
+import Glibc
+import TestSupport
+import Testing
+import Transport
+
+@testable import Platform
+
+private let local = IPv4Address(10, 77, 0, 1)
+private let peer = Endpoint(address: IPv4Address(10, 77, 0, 2), port: 9999)
+
+/// A failed step inside a namespace body, reported by the test that ran it.
+private struct StepFailed: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// True if the root namespace (the test's own thread) has an interface called `name`.
+private func rootNamespaceHasInterface(_ name: String) -> Bool {
+    if_nametoindex(name) != 0
+}
+
+/// Reads packets until `matches` accepts one; gives up after `reads` calls.
+private func readUntil(
+    _ device: TunDevice, _ batch: PacketBatch, headroom: Int, reads: Int = 50,
+    _ matches: (_ index: Int) -> Bool
+) throws -> Int {
+    for _ in 0..<reads {
+        let count = try device.readPackets(into: batch, headroom: headroom)
+        guard count > 0 else { throw StepFailed("readPackets returned 0 on an open device") }
+        for index in 0..<count where matches(index) { return index }
+    }
+    throw StepFailed("no matching packet in \(reads) reads")
+}
+
+@Suite(
+    "TunDevice in a fresh network namespace", .serialized,
+    .enabled(if: getuid() == 0, "needs root for network namespaces"))
+struct TunDeviceTests {
+    struct EchoObservations: Sendable {
+        var mtu: Int32
+        var up: Bool
+        var address: IPv4Address
+        var netmask: IPv4Address
+        var packet: PacketBuilder.IPv4UDP?
+        var offset: Int
+        var written: Int
+        var stats: TunDeviceStats
+        var reply: [UInt8]
+        var replySource: Endpoint
+    }
+
+    @Test func aDatagramToThePeerIsReadFromTheDeviceAndAWrittenReplyReachesTheSocket() throws {
+        let request = Array("ping through tvtest0".utf8)
+        let answer = Array("pong from 10.77.0.2".utf8)
+        let seen = try runInFreshNetworkNamespace { () throws -> EchoObservations in
+            let device = try TunDevice.open(name: "tvtest0")
+            defer { device.close() }
+            guard let prefix = IPv4Prefix("10.77.0.1/24") else { throw StepFailed("prefix did not parse") }
+            try device.configure(address: prefix, mtu: 1420)
+
+            // Read the configuration back with the SIOCGIF* ioctls.
+            let control = socket(AF_INET, Int32(SOCK_DGRAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
+            guard control >= 0 else { throw StepFailed("socket failed") }
+            defer { Glibc.close(control) }
+            var ifr = InterfaceRequest(name: "tvtest0")
+            guard ifr.ioctl(control, UInt(SIOCGIFMTU)) == 0 else { throw StepFailed("SIOCGIFMTU failed") }
+            let mtu = ifr.mtu
+            guard ifr.ioctl(control, UInt(SIOCGIFFLAGS)) == 0 else { throw StepFailed("SIOCGIFFLAGS failed") }
+            let up = ifr.flags & Int16(IFF_UP) != 0
+            guard ifr.ioctl(control, UInt(SIOCGIFADDR)) == 0 else { throw StepFailed("SIOCGIFADDR failed") }
+            let address = ifr.ipv4Address
+            guard ifr.ioctl(control, UInt(SIOCGIFNETMASK)) == 0 else { throw StepFailed("SIOCGIFNETMASK failed") }
+            let netmask = ifr.ipv4Address
+
+            let socket = try UDPSocket.bind(Endpoint(address: local, port: 0))
+            defer { socket.close() }
+            let outgoing = PacketBatch(capacity: 1, slotSize: 256)
+            outgoing.set(0, bytes: request, endpoint: peer)
+            outgoing.count = 1
+            guard try socket.send(from: outgoing) == 1 else { throw StepFailed("the request was not sent") }
+
+            // Other packets (IPv6 router solicitations, MLD reports) may come first: skip them here,
+            // as the engine would; the adapter must return them as read.
+            let headroom = 32
+            let batch = PacketBatch(capacity: 8, slotSize: 2048)
+            let index = try readUntil(device, batch, headroom: headroom) { index in
+                PacketBuilder.parseIPv4UDP(batch.bytes(index))?.destination == peer
+            }
+            let packet = PacketBuilder.parseIPv4UDP(batch.bytes(index))
+            let offset = batch.offsets[index]
+
+            // Write back: a malformed packet (skipped), an entry longer than its slot (skipped), the reply.
+            let reply = PacketBuilder.ipv4UDP(from: peer, to: socket.localEndpoint, payload: answer)
+            let writes = PacketBatch(capacity: 3, slotSize: 256)
+            writes.set(0, bytes: [0x00, 0x01, 0x02, 0x03])
+            writes.set(1, bytes: [0x45])
+            writes.lengths[1] = 1000
+            writes.set(2, bytes: reply, offset: 16)
+            writes.count = 3
+            let written = try device.writePackets(from: writes)
+
+            let incoming = PacketBatch(capacity: 4, slotSize: 1500)
+            guard try socket.receive(into: incoming) >= 1 else { throw StepFailed("socket closed") }
+            return EchoObservations(
+                mtu: mtu, up: up, address: address, netmask: netmask, packet: packet, offset: offset,
+                written: written, stats: device.stats, reply: incoming.bytes(0), replySource: incoming.endpoints[0])
+        }
+        #expect(seen.mtu == 1420)
+        #expect(seen.up)
+        #expect(seen.address == local)
+        #expect(seen.netmask == IPv4Address(255, 255, 255, 0))
+        let packet = try #require(seen.packet)
+        #expect(packet.source.address == local)
+        #expect(packet.destination == peer)
+        #expect(packet.payload == request)
+        #expect(packet.headerChecksumValid)
+        #expect(packet.udpChecksumValid)
+        #expect(seen.offset == 32, "packets start after the headroom")
+        #expect(seen.written == 1)
+        #expect(seen.stats.rejectedWrites == 1)
+        #expect(seen.stats.invalidWrites == 1)
+        #expect(seen.reply == answer)
+        #expect(seen.replySource == peer)
+        #expect(!rootNamespaceHasInterface("tvtest0"), "the root namespace is untouched")
+    }
+
+    @Test func openingADeviceAnotherDescriptorHoldsReportsItBusy() throws {
+        let outcome = try runInFreshNetworkNamespace { () throws -> (TunError?, String) in
+            let first = try TunDevice.open(name: "tvtest0")
+            var busy: TunError?
+            do throws(TunError) {
+                _ = try TunDevice.open(name: "tvtest0")
+            } catch {
+                busy = error
+            }
+            first.close()
+            // Once the holder is closed the name is free again.
+            let again = try TunDevice.open(name: "tvtest0")
+            defer { again.close() }
+            return (busy, again.name)
+        }
+        let error = try #require(outcome.0)
+        #expect(error == .deviceBusy(device: "tvtest0"))
+        #expect(
+            error.description
+                == "TUN device tvtest0 is busy: another process has it open; stop that process or choose another --dev")
+        #expect(outcome.1 == "tvtest0")
+    }
+
+    @Test func aPersistentDeviceMadeBeforehandIsReusedAndAPatternNameIsFilledIn() throws {
+        let names = try runInFreshNetworkNamespace { () throws -> (String, String) in
+            // What `ip tuntap add dev tvpersist0 mode tun` does: TUNSETIFF, then TUNSETPERSIST 1.
+            let raw = Glibc.open("/dev/net/tun", O_RDWR | O_CLOEXEC)
+            guard raw >= 0 else { throw StepFailed("open /dev/net/tun failed (errno \(errno))") }
+            var request = InterfaceRequest(name: "tvpersist0")
+            request.flags = Int16(CLINUX_IFF_TUN | CLINUX_IFF_NO_PI)
+            guard request.ioctl(raw, clinux_TUNSETIFF()) == 0, clinux_tun_set_persist(raw, 1) == 0 else {
+                Glibc.close(raw)
+                throw StepFailed("creating the persistent device failed (errno \(errno))")
+            }
+            Glibc.close(raw)
+            guard if_nametoindex("tvpersist0") != 0 else { throw StepFailed("the persistent device is gone") }
+
+            let persistent = try TunDevice.open(name: "tvpersist0")
+            defer { persistent.close() }
+            guard let prefix = IPv4Prefix("10.78.0.1/30") else { throw StepFailed("prefix did not parse") }
+            try persistent.configure(address: prefix, mtu: 1280)
+
+            let patterned = try TunDevice.open(name: "tvpat%d")
+            defer { patterned.close() }
+            return (persistent.name, patterned.name)
+        }
+        #expect(names.0 == "tvpersist0")
+        #expect(names.1 == "tvpat0")
+        #expect(!rootNamespaceHasInterface("tvpersist0"))
+    }
+
+    @Test func closingFromAnotherThreadWakesABlockedReader() throws {
+        let outcome = try runInFreshNetworkNamespace { () throws -> ([Int], Double, String) in
+            let device = try TunDevice.open(name: "tvtest0")  // link down: nothing will arrive
+            let closer = try startThread {
+                usleep(100_000)
+                device.close()
+            }
+            let batch = PacketBatch(capacity: 4, slotSize: 2048)
+            let start = ContinuousClock.now
+            let first = try device.readPackets(into: batch, headroom: 0)
+            let waited = ContinuousClock.now - start
+            _ = pthread_join(closer, nil)
+            let second = try device.readPackets(into: batch, headroom: 0)
+            batch.set(0, bytes: PacketBuilder.ipv4UDP(from: peer, to: peer, payload: [1]))
+            batch.count = 1
+            let written = try device.writePackets(from: batch)
+            device.close()  // idempotent
+            // The descriptor really was closed: the single-queue name can be opened again.
+            let reopened = try TunDevice.open(name: "tvtest0")
+            defer { reopened.close() }
+            let seconds = Double(waited.components.seconds) + Double(waited.components.attoseconds) / 1e18
+            return ([first, second, written, batch.count], seconds, reopened.name)
+        }
+        #expect(outcome.0 == [0, 0, 0, 1])
+        #expect(outcome.1 >= 0.05 && outcome.1 < 5, "the reader blocked until close(), \(outcome.1) s")
+        #expect(outcome.2 == "tvtest0")
+    }
+
+    @Test func aPacketLongerThanItsRoomIsReportedAsOneByteTooLong() throws {
+        let outcome = try runInFreshNetworkNamespace { () throws -> (Int, [UInt8], Int) in
+            let device = try TunDevice.open(name: "tvtest0")
+            defer { device.close() }
+            guard let prefix = IPv4Prefix("10.77.0.1/24") else { throw StepFailed("prefix did not parse") }
+            try device.configure(address: prefix, mtu: 1420)
+            let socket = try UDPSocket.bind(Endpoint(address: local, port: 0))
+            defer { socket.close() }
+            let outgoing = PacketBatch(capacity: 1, slotSize: 512)
+            outgoing.set(0, bytes: [UInt8](repeating: 0xab, count: 200), endpoint: peer)  // a 228-byte packet
+            outgoing.count = 1
+            guard try socket.send(from: outgoing) == 1 else { throw StepFailed("the datagram was not sent") }
+
+            let headroom = 32
+            let batch = PacketBatch(capacity: 4, slotSize: 128)  // room for 96 bytes
+            let index = try readUntil(device, batch, headroom: headroom) { index in
+                let start = batch.slot(index) + headroom
+                return batch.lengths[index] > 20 && start.load(as: UInt8.self) == 0x45
+                    && IPv4Address(networkBytes: start + 16) == peer.address
+            }
+            let slotTail = Array(UnsafeRawBufferPointer(start: batch.slot(index) + headroom + 28, count: 68))
+            return (batch.lengths[index], slotTail, device.stats.truncatedReads)
+        }
+        #expect(outcome.0 == 97)
+        #expect(outcome.1 == [UInt8](repeating: 0xab, count: 68), "the room holds the packet's first 96 bytes")
+        #expect(outcome.2 == 1)
+    }
+}
+
+@Suite("TunDevice names and messages")
+struct TunErrorTests {
+    @Test func anOverlongNameIsRefusedBeforeAnyCall() {
+        #expect(throws: TunError.invalidName("abcdefghijklmnop", reason: "it is 16 bytes long, the limit is 15")) {
+            _ = try TunDevice.open(name: "abcdefghijklmnop")
+        }
+        let error = TunError.invalidName("abcdefghijklmnop", reason: "it is 16 bytes long, the limit is 15")
+        #expect(
+            error.description
+                == "invalid TUN device name \"abcdefghijklmnop\": it is 16 bytes long, the limit is 15; choose another --dev")
+    }
+
+    @Test func emptyReservedAndSlashedNamesAreRefused() {
+        #expect(throws: TunError.invalidName("", reason: "the name is empty")) { _ = try TunDevice.open(name: "") }
+        #expect(TunDevice.invalidNameReason("..") != nil)
+        #expect(TunDevice.invalidNameReason("tun/0") != nil)
+        #expect(TunDevice.invalidNameReason("tun 0") != nil)
+        #expect(TunDevice.invalidNameReason("tun:0") != nil)
+        #expect(TunDevice.invalidNameReason("abcdefghijklmno") == nil, "15 bytes is the limit")
+    }
+
+    @Test func everyMessageIsOneLineThatSaysWhatToDo() {
+        let messages = [
+            TunError.tunModuleMissing(path: "/dev/net/tun"),
+            .permissionDenied(device: "tun0", call: "TUNSETIFF"),
+            .deviceBusy(device: "tun0"),
+            .notATunDevice(device: "tun0"),
+            .invalidMTU(device: "tun0", mtu: 20),
+            .configurationDenied(device: "tun0", call: "SIOCSIFADDR"),
+        ].map(\.description)
+        #expect(messages.allSatisfy { !$0.contains("\n") })
+        #expect(
+            messages[0]
+                == "/dev/net/tun is missing: load the tun module with 'modprobe tun', or in a container pass --device /dev/net/tun")
+        #expect(
+            messages[1]
+                == "cannot open TUN device tun0 (TUNSETIFF: permission denied): run as root or with CAP_NET_ADMIN, "
+                + "or pre-create it with 'ip tuntap add dev tun0 mode tun user USER'")
+    }
+}
