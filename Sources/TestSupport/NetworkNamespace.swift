@@ -93,7 +93,7 @@ public final class NetworkNamespace: CustomStringConvertible, @unchecked Sendabl
     /// Pings `address` once a round until a reply comes or `timeout` seconds pass; returns whether one
     /// came. For readiness checks, where the first echo requests may be lost.
     public func waitForPing(_ address: String, timeout: Double = 10) throws -> Bool {
-        try waitUntil(timeout: timeout, interval: 0) { try ping(address, count: 1).status == 0 }
+        try waitUntil(timeout: timeout, interval: 0.1) { try ping(address, count: 1).status == 0 }
     }
 
     /// The pids of every process inside the namespace (`ip netns pids`).

@@ -202,13 +202,15 @@ struct TunnelEndToEndTests {
     }
 
     /// The server logs `handshake refused … reason` and counts it, no tunnel comes up, and ping across
-    /// the tunnel fails.
+    /// the tunnel fails both ways (from the client, which has no tunnel address, and from the server, whose
+    /// tun0 routes 10.8.0.0/16 but which has no peer for 10.8.0.2).
     func expectRefusal(server: BackgroundProcess, client: BackgroundProcess, reason: String, lab: TunnelLab) throws {
         let refused = server.waitForLog(containing: "handshake refused", timeout: 10)
         try #require(refused, "no `handshake refused` in the server log within 10 s:\n\(server.log)")
         let lines = server.log.split(separator: "\n").filter { $0.contains("handshake refused") }
         #expect(lines.allSatisfy { $0.contains(reason) }, "\(lines)")
         #expect(try lab["C"].ping(TunnelLab.serverTunnelAddress, count: 2, wait: 1).status != 0)
+        #expect(try lab["S"].ping(Self.firstPoolAddress, count: 2, wait: 1).status != 0)
         #expect(!client.log.contains("tunnel up"), "\(client.log)")
         #expect(!server.log.contains("handshake completed"))
         let stats = try server.requestStats()
