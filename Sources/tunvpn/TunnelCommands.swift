@@ -27,6 +27,9 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
+    @Flag(help: "Do not use TUN segmentation offloads (IFF_VNET_HDR with TSO), even where the kernel has them.")
+    var noOffload = false
+
     func validateCommon() throws {
         guard (576...9000).contains(mtu) else { throw ValidationError("--mtu must be between 576 and 9000") }
         for name in suite where CipherSuites.named(name) == nil {
@@ -60,7 +63,7 @@ struct CommonOptions: ParsableArguments {
     }
 
     func openDevice() throws -> TunDevice {
-        do { return try TunDevice.open(name: dev) } catch { throw CLIError("\(error)") }
+        do { return try TunDevice.open(name: dev, offload: !noOffload) } catch { throw CLIError("\(error)") }
     }
 }
 
@@ -209,7 +212,7 @@ struct Server: ParsableCommand {
             let socket = try UDPSocket.bind(listenEndpoint)
             if allowAnyClient { logger.warning("--allow-any-client: any client key is admitted; use an allow-list outside the lab") }
             logger.info(
-                "server listening on \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name) \(prefix), \(allowList.clients.count) allowed client(s)")
+                "server listening on \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name) \(prefix), \(allowList.clients.count) allowed client(s), offloads \(device.offloadsEnabled ? "on" : "off")")
             let engine = TunnelEngine(
                 state: state, device: device, socket: socket, logger: logger, settings: EngineSettings(mtu: common.mtu))
             try runUntilSignalled(engine, logger: logger)
@@ -300,7 +303,7 @@ struct Client: ParsableCommand {
             let dev = common.dev
             defer { HostSetup.tearDown(device: dev, logger: logger) }
             logger.info(
-                "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name)")
+                "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name), offloads \(device.offloadsEnabled ? "on" : "off")")
             let hooks = EngineHooks(tunnelUp: { assignment in
                 do { try device.configure(address: assignment.client, mtu: mtu) } catch { throw CLIError("\(error)") }
                 try HostSetup.apply(plan, device: dev, logger: logger)
