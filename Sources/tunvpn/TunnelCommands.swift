@@ -212,7 +212,7 @@ struct Server: ParsableCommand {
             let socket = try UDPSocket.bind(listenEndpoint, segmentationOffload: !common.noOffload)
             if allowAnyClient { logger.warning("--allow-any-client: any client key is admitted; use an allow-list outside the lab") }
             logger.info(
-                "server listening on \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name) \(prefix), \(allowList.clients.count) allowed client(s), TSO \(device.offloadsEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off")")
+                "server listening on \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name) \(prefix), \(allowList.clients.count) allowed client(s), TSO \(device.offloadsEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
             let engine = TunnelEngine(
                 state: state, device: device, socket: socket, logger: logger, settings: EngineSettings(mtu: common.mtu))
             try runUntilSignalled(engine, logger: logger)
@@ -303,7 +303,7 @@ struct Client: ParsableCommand {
             let dev = common.dev
             defer { HostSetup.tearDown(device: dev, logger: logger) }
             logger.info(
-                "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name), TSO \(device.offloadsEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off")")
+                "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name), TSO \(device.offloadsEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
             let hooks = EngineHooks(tunnelUp: { assignment in
                 do { try device.configure(address: assignment.client, mtu: mtu) } catch { throw CLIError("\(error)") }
                 try HostSetup.apply(plan, device: dev, logger: logger)
