@@ -47,3 +47,27 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "Crypto", "Platform"]),
     ]
 )
+
+// libFuzzer targets (Fuzz/README.md), one executable per parser of untrusted input. They exist only when
+// TUNVPN_FUZZ=1, so the ordinary `swift build` and `swift test` neither build nor resolve them; Fuzz/run.sh
+// sets it and adds `-sanitize=fuzzer,address` for the whole graph, so the code under test is instrumented
+// too. (A separate package under Fuzz/ would need library products for every room; this keeps the rooms'
+// visibility as it is.)
+if Context.environment["TUNVPN_FUZZ"] == "1" {
+    let fuzzFlags: [SwiftSetting] = [.unsafeFlags(["-parse-as-library"])]
+    package.targets.append(
+        .target(name: "FuzzSupport", dependencies: ["Crypto", "Transport"], path: "Fuzz/Sources/FuzzSupport"))
+    let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
+        ("FuzzDataFrame", ["Transport", "Crypto"]),
+        ("FuzzHandshake", ["Transport", "Crypto"]),
+        ("FuzzKeys", ["Crypto"]),
+        // Cookie replies (issue 7, DoS) and config files get their targets here when their parsers land.
+    ]
+    for t in fuzzTargets {
+        package.targets.append(
+            .executableTarget(
+                name: t.name, dependencies: t.dependencies + ["FuzzSupport"], path: "Fuzz/Sources/\(t.name)",
+                swiftSettings: fuzzFlags))
+        package.products.append(.executable(name: t.name, targets: [t.name]))
+    }
+}
