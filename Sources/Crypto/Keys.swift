@@ -57,6 +57,8 @@ public enum Base64 {
         let first = chars.firstIndex { !isSpace($0) } ?? chars.count
         let last = (chars.lastIndex { !isSpace($0) } ?? -1) + 1
         guard first < last else { throw .notBase64 }
+        // libsodium 1.0.18 reads the text as (signed) `char`, so bytes >= 0x80 decode as '/' (found by FuzzKeys).
+        guard chars[first..<last].allSatisfy({ $0 < 0x80 }) else { throw .notBase64 }
         // Decode into a scratch buffer large enough for any input, so an over-long key is reported by length.
         var scratch = [UInt8](repeating: 0, count: (last - first) / 4 * 3 + 3)
         defer { Sodium.wipe(&scratch) }
