@@ -61,6 +61,8 @@ if Context.environment["TUNVPN_FUZZ"] == "1" {
         ("FuzzDataFrame", ["Transport", "Crypto"]),
         ("FuzzHandshake", ["Transport", "Crypto"]),
         ("FuzzKeys", ["Crypto"]),
+        ("FuzzAllowList", ["Transport", "Crypto"]),
+        ("FuzzJournal", ["Routing"]),
         // Cookie replies (issue 7, DoS) and config files get their targets here when their parsers land.
     ]
     for t in fuzzTargets {
