@@ -63,6 +63,7 @@ if Context.environment["TUNVPN_FUZZ"] == "1" {
         ("FuzzKeys", ["Crypto"]),
         ("FuzzAllowList", ["Transport", "Crypto"]),
         ("FuzzJournal", ["Routing"]),
+        ("FuzzTCPOffload", ["Platform"]),
         // Cookie replies (issue 7, DoS) and config files get their targets here when their parsers land.
     ]
     for t in fuzzTargets {

@@ -98,11 +98,13 @@ public final class GuardedBuffer {
     public var bytes: UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(start: start, count: count) }
 
     public func checkGuards(_ what: @autoclosure () -> String) {
-        for i in 0..<Self.guardLength {
-            require(base.load(fromByteOffset: i, as: UInt8.self) == Self.pattern, "\(what()) wrote \(Self.guardLength - i) bytes before its buffer")
-            require(
-                base.load(fromByteOffset: Self.guardLength + count + i, as: UInt8.self) == Self.pattern,
-                "\(what()) wrote past its \(count)-byte buffer (at +\(count + i))")
+        let before = UnsafeRawBufferPointer(start: base, count: Self.guardLength)
+        let after = UnsafeRawBufferPointer(start: base + Self.guardLength + count, count: Self.guardLength)
+        if let i = before.firstIndex(where: { $0 != Self.pattern }) {
+            fatalError("invariant broken: \(what()) wrote \(Self.guardLength - i) bytes before its buffer")
+        }
+        if let i = after.firstIndex(where: { $0 != Self.pattern }) {
+            fatalError("invariant broken: \(what()) wrote past its \(count)-byte buffer (at +\(count + i))")
         }
     }
 }

@@ -1,0 +1,244 @@
+// Fuzz target: TCP offload (Sources/Platform/TCPOffload.swift). With IFF_VNET_HDR the kernel hands the
+// TUN reader a virtio_net_hdr and a packet of up to 64 KiB; the reader splits TCP super-packets
+// (`TCPSegmentation.segment`) and completes partial checksums (`InternetChecksum.completePartial`), and
+// the writer merges runs of segments (`canFollow`, `finishMerge`). This target does what
+// TunDevice.readVirtio and writeVirtio do with those, on fuzzed bytes.
+//
+// Input: a 10-byte virtio header, then the packet.
+// Invariants:
+//   - the header reads back as the bytes it came from, and writes the same 10 bytes;
+//   - segmentation: each segment fits `ip + tcp + mss` bytes (the room the reader checks) and nothing is
+//     written outside it (guard regions); its IPv4 total length, header checksum and TCP checksum are
+//     right, its sequence number is where its payload starts, FIN/PSH only on the last and CWR only on
+//     the first; the payloads put together are the super-packet's payload;
+//   - merging those segments again (as the writer would) gives one packet whose payload is the same, and
+//     whose checksum, completed as the kernel completes CHECKSUM_PARTIAL, is right;
+//   - completePartial never writes outside the packet and, for a field at an even offset, leaves a
+//     checksum that verifies, changing nothing else.
+// Buffers that are only read are allocated to their exact size, so the address sanitizer reports any
+// read past them.
+
+import FuzzSupport
+@testable import Platform
+
+@_cdecl("FuzzTCPOffload_main")
+public func main(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> Int32 {
+    runFuzzer(argc, argv) { data, size in fuzz(data, size) }
+}
+
+func tcpPacket(payload: Int, options: [UInt8] = [], flags: UInt8 = 0x18, ipOptions: [UInt8] = []) -> [UInt8] {
+    let ihl = 20 + ipOptions.count
+    let thl = 20 + options.count
+    let total = ihl + thl + payload
+    var p: [UInt8] = [UInt8(0x40 | ihl / 4), 0, UInt8(total >> 8), UInt8(total & 0xff), 0x12, 0x34, 0x40, 0, 64, 6, 0, 0,
+        10, 8, 0, 2, 10, 8, 0, 1] + ipOptions
+    p += [0x9c, 0x40, 0x14, 0x51, 0, 0, 0x10, 0, 0, 0, 0x20, 0, UInt8(thl / 4) << 4, flags, 0xff, 0xff, 0, 0, 0, 0] + options
+    p += (0..<payload).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+    return p
+}
+
+func header(flags: UInt8, gso: UInt8, hdrLen: UInt16, gsoSize: UInt16, start: UInt16, offset: UInt16) -> [UInt8] {
+    [flags, gso] + le16(hdrLen) + le16(gsoSize) + le16(start) + le16(offset)
+}
+
+@_cdecl("LLVMFuzzerInitialize")
+public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutableRawPointer) -> Int32 {
+    writeSeedsIfAsked {
+        let timestamps: [UInt8] = [1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]
+        return [
+            ("gso-3-segments", header(flags: 1, gso: 1, hdrLen: 52, gsoSize: 100, start: 20, offset: 16)
+                + tcpPacket(payload: 250, options: timestamps)),
+            ("gso-exact", header(flags: 1, gso: 1, hdrLen: 40, gsoSize: 64, start: 20, offset: 16) + tcpPacket(payload: 128)),
+            ("gso-ecn-fin", header(flags: 1, gso: 0x81, hdrLen: 40, gsoSize: 33, start: 20, offset: 16)
+                + tcpPacket(payload: 100, flags: 0x99)),
+            ("gso-mss-1", header(flags: 1, gso: 1, hdrLen: 40, gsoSize: 1, start: 20, offset: 16) + tcpPacket(payload: 9)),
+            ("gso-no-payload", header(flags: 1, gso: 1, hdrLen: 40, gsoSize: 1400, start: 20, offset: 16) + tcpPacket(payload: 0)),
+            ("gso-ip-options", header(flags: 1, gso: 1, hdrLen: 44, gsoSize: 50, start: 24, offset: 16)
+                + tcpPacket(payload: 120, ipOptions: [1, 1, 1, 0])),
+            ("partial-tcp", header(flags: 1, gso: 0, hdrLen: 0, gsoSize: 0, start: 20, offset: 16) + tcpPacket(payload: 31)),
+            ("partial-udp", header(flags: 1, gso: 0, hdrLen: 0, gsoSize: 0, start: 20, offset: 6)
+                + [0x45, 0, 0, 32, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0, 53, 0, 53, 0, 12, 0, 0, 1, 2, 3, 4]),
+            ("partial-past-end", header(flags: 1, gso: 0, hdrLen: 0, gsoSize: 0, start: 0xffff, offset: 0xffff) + tcpPacket(payload: 1)),
+            ("plain", header(flags: 0, gso: 0, hdrLen: 0, gsoSize: 0, start: 0, offset: 0) + tcpPacket(payload: 10)),
+        ]
+    }
+    return 0
+}
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    // The reader skips reads of no more than the header (TunDevice.readVirtio).
+    guard let data, size > VirtioNetHeader.length, size <= VirtioNetHeader.length + 65535 else { return 0 }
+    let raw = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
+    defer { raw.deallocate() }
+    raw.copyMemory(from: data, byteCount: size)
+    let header = VirtioNetHeader(reading: raw)
+    checkHeader(header, bytes: Array(UnsafeBufferPointer(start: data, count: VirtioNetHeader.length)))
+    let length = size - VirtioNetHeader.length
+    // The packet alone, exactly sized (the reader's super buffer is larger, but reads must stay in the packet).
+    let packet = UnsafeMutableRawPointer.allocate(byteCount: length, alignment: 16)
+    defer { packet.deallocate() }
+    packet.copyMemory(from: data + VirtioNetHeader.length, byteCount: length)
+    let original = Array(UnsafeRawBufferPointer(start: packet, count: length))
+
+    if header.gsoType & ~VirtioNetHeader.gsoECN == VirtioNetHeader.gsoTCPv4, header.gsoSize > 0,
+        let h = TCPSegmentation.headers(packet, length: length)
+    {
+        let segments = segmentAll(packet, length: length, headers: h, mss: Int(header.gsoSize), original: original)
+        merge(segments, headers: h, mss: Int(header.gsoSize), original: original)
+        return 0
+    }
+    if header.flags & VirtioNetHeader.needsChecksum != 0 {
+        let buffer = GuardedBuffer(count: length)
+        buffer.start.copyMemory(from: packet, byteCount: length)
+        let start = Int(header.checksumStart)
+        let offset = Int(header.checksumOffset)
+        let done = InternetChecksum.completePartial(buffer.start, length: length, start: start, offset: offset)
+        buffer.checkGuards("completePartial")
+        require(done == (start + offset + 2 <= length), "completePartial's verdict on start \(start) offset \(offset) length \(length)")
+        // A checksum field is a 16-bit word of the summed data, so it verifies only at an even offset
+        // (TCP's 16 and UDP's 6 are; the kernel never sends an odd one).
+        if done && offset % 2 == 0 {
+            let pseudo = UInt64(UInt16(original[start + offset]) << 8 | UInt16(original[start + offset + 1]))
+            let sum = InternetChecksum.sum(buffer.start + start, length - start, initial: pseudo)
+            require(InternetChecksum.fold(sum) == 0xffff, "completePartial left a checksum that does not verify")
+            var changed = Array(buffer.bytes)
+            changed[start + offset] = original[start + offset]
+            changed[start + offset + 1] = original[start + offset + 1]
+            require(changed == original, "completePartial changed bytes other than the checksum field")
+        } else if !done {
+            require(Array(buffer.bytes) == original, "a refused completePartial changed the packet")
+        }
+    }
+    return 0
+}
+
+func checkHeader(_ header: VirtioNetHeader, bytes: [UInt8]) {
+    require(header.flags == bytes[0] && header.gsoType == bytes[1], "virtio header flags/gso type")
+    require(header.headerLength == UInt16(bytes[2]) | UInt16(bytes[3]) << 8, "virtio hdr_len")
+    require(header.gsoSize == UInt16(bytes[4]) | UInt16(bytes[5]) << 8, "virtio gso_size")
+    require(header.checksumStart == UInt16(bytes[6]) | UInt16(bytes[7]) << 8, "virtio csum_start")
+    require(header.checksumOffset == UInt16(bytes[8]) | UInt16(bytes[9]) << 8, "virtio csum_offset")
+    let out = GuardedBuffer(count: VirtioNetHeader.length)
+    header.write(to: out.start)
+    out.checkGuards("VirtioNetHeader.write")
+    require(Array(out.bytes) == bytes, "VirtioNetHeader.write does not give back the bytes read")
+}
+
+func be16(_ b: [UInt8], _ at: Int) -> Int { Int(b[at]) << 8 | Int(b[at + 1]) }
+func be32(_ b: [UInt8], _ at: Int) -> UInt32 { (0..<4).reduce(UInt32(0)) { $0 << 8 | UInt32(b[at + $1]) } }
+
+/// A TCP/IPv4 packet's IPv4 header and TCP checksums verify.
+func checksumsVerify(_ p: UnsafeRawPointer, length: Int, ip: Int) -> (ip: Bool, tcp: Bool) {
+    let ipOK = InternetChecksum.fold(InternetChecksum.sum(p, ip)) == 0xffff
+    let pseudo = InternetChecksum.pseudoHeader(p, protocol: 6, length: length - ip)
+    let tcpOK = InternetChecksum.fold(InternetChecksum.sum(p + ip, length - ip, initial: pseudo)) == 0xffff
+    return (ipOK, tcpOK)
+}
+
+func segmentAll(_ packet: UnsafeRawPointer, length: Int, headers h: (ip: Int, tcp: Int), mss: Int, original: [UInt8])
+    -> [[UInt8]]
+{
+    let headerLength = h.ip + h.tcp
+    let payloadTotal = length - headerLength
+    let expectedCount = payloadTotal == 0 ? 1 : (payloadTotal + mss - 1) / mss
+    // The reader hands segments to slots of `room` bytes only when ip + tcp + mss fits; the tightest
+    // such slot is what every segment gets here.
+    let room = headerLength + mss
+    let out = GuardedBuffer(count: room)
+    var segments: [[UInt8]] = []
+    var payload: [UInt8] = []
+    let seq0 = be32(original, h.ip + 4)
+    let flags0 = original[h.ip + 13]
+    var rewritten = [Bool](repeating: false, count: headerLength)
+    for i in [2, 3, 4, 5, 10, 11, h.ip + 4, h.ip + 5, h.ip + 6, h.ip + 7, h.ip + 13, h.ip + 16, h.ip + 17] { rewritten[i] = true }
+    var index = 0
+    while true {
+        let n = TCPSegmentation.segment(
+            packet, length: length, ipHeader: h.ip, tcpHeader: h.tcp, mss: mss, index: index, into: out.start)
+        out.checkGuards("segment \(index) (mss \(mss), \(length)-byte packet)")
+        if n == 0 { break }
+        require(index < expectedCount, "segment \(index) exists; expected \(expectedCount)")
+        require(n > 0 && n <= room, "segment \(index) is \(n) bytes, room for \(room)")
+        let s = Array(out.bytes.prefix(n))
+        require(be16(s, 2) == n, "segment \(index): IPv4 total length \(be16(s, 2)) for \(n) bytes")
+        let verified = s.withUnsafeBytes { checksumsVerify($0.baseAddress!, length: n, ip: h.ip) }
+        require(verified.ip, "segment \(index): IPv4 header checksum")
+        require(verified.tcp, "segment \(index): TCP checksum")
+        require(be32(s, h.ip + 4) == seq0 &+ UInt32(truncatingIfNeeded: index * mss), "segment \(index): sequence number")
+        let isLast = index == expectedCount - 1
+        let flags = s[h.ip + 13]
+        let expectedFlags = flags0 & (isLast ? 0xff : ~UInt8(0x09)) & (index == 0 ? 0xff : ~UInt8(0x80))
+        require(flags == expectedFlags, "segment \(index): flags \(flags) for \(flags0)")
+        // Everything else in the headers is copied: bytes other than length, ID, checksums, seq, flags.
+        for i in 0..<headerLength where !rewritten[i] && s[i] != original[i] {
+            fatalError("invariant broken: segment \(index): header byte \(i) changed")
+        }
+        payload += s[headerLength...]
+        segments.append(s)
+        index += 1
+        if index > expectedCount { break }
+    }
+    require(index == expectedCount, "\(index) segments, expected \(expectedCount)")
+    require(payload == Array(original[headerLength...]), "the segments' payloads are not the super-packet's")
+    return segments
+}
+
+/// The writer's merge (TunDevice.writeVirtio), on the segments just made.
+func merge(_ segments: [[UInt8]], headers h: (ip: Int, tcp: Int), mss: Int, original: [UInt8]) {
+    guard let firstBytes = segments.first else { return }
+    let headerLength = h.ip + h.tcp
+    // Exactly sized copies, as batch slots would hold them.
+    let copies = segments.map { s -> UnsafeMutableRawPointer in
+        let p = UnsafeMutableRawPointer.allocate(byteCount: s.count, alignment: 16)
+        p.copyMemory(from: s, byteCount: s.count)
+        return p
+    }
+    defer { copies.forEach { $0.deallocate() } }
+    let first = copies[0]
+    let firstLength = firstBytes.count
+    guard TCPSegmentation.canStartRun(first, h, length: firstLength), firstBytes[h.ip + 13] & 0x08 == 0 else { return }
+    let runMSS = firstLength - headerLength
+    var total = firstLength
+    var expected = be32(firstBytes, h.ip + 4) &+ UInt32(runMSS)
+    var push = false
+    var end = 1
+    var merged = Array(firstBytes[headerLength...])
+    while end < segments.count && end < 64 {
+        let l = segments[end].count
+        let next = copies[end]
+        guard let nh = TCPSegmentation.headers(next, length: l) else { break }
+        let payload = l - headerLength
+        guard payload > 0, payload <= runMSS, total + payload <= 65535,
+            TCPSegmentation.canFollow(first, h, next, nh, expectedSequence: expected)
+        else { break }
+        merged += segments[end][headerLength...]
+        total += payload
+        expected &+= UInt32(payload)
+        end += 1
+        if segments[end - 1][h.ip + 13] & 0x08 != 0 {
+            push = true
+            break
+        }
+        if payload < runMSS { break }
+    }
+    guard end > 1 else { return }
+    let head = GuardedBuffer(count: headerLength)
+    head.start.copyMemory(from: first, byteCount: headerLength)
+    let virtio = TCPSegmentation.finishMerge(head.start, headers: h, totalLength: total, mss: runMSS, pushLast: push)
+    head.checkGuards("finishMerge")
+    require(virtio.gsoSize == UInt16(runMSS) && virtio.headerLength == UInt16(headerLength), "merge virtio header")
+    // The super-packet the kernel receives: merged head, then the payloads; it completes the checksum.
+    var superPacket = Array(head.bytes) + merged
+    require(superPacket.count == total && be16(superPacket, 2) == total, "merged IPv4 total length")
+    let completed = superPacket.withUnsafeMutableBytes {
+        InternetChecksum.completePartial(
+            $0.baseAddress!, length: total, start: Int(virtio.checksumStart), offset: Int(virtio.checksumOffset))
+    }
+    require(completed, "the merged packet's checksum field is inside it")
+    let verified = superPacket.withUnsafeBytes { checksumsVerify($0.baseAddress!, length: total, ip: h.ip) }
+    require(verified.ip && verified.tcp, "merged packet checksums (ip \(verified.ip), tcp \(verified.tcp))")
+    // The merged payload is a prefix of the original super-packet's payload.
+    require(Array(superPacket[headerLength...]) == Array(original[headerLength..<(headerLength + merged.count)]),
+        "the merged payload is not the original's")
+}
