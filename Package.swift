@@ -64,6 +64,7 @@ if Context.environment["TUNVPN_FUZZ"] == "1" {
         ("FuzzAllowList", ["Transport", "Crypto"]),
         ("FuzzJournal", ["Routing"]),
         ("FuzzTCPOffload", ["Platform"]),
+        ("FuzzUDPGRO", ["Platform", "Engine", "Transport", "CLinux"]),
         // Cookie replies (issue 7, DoS) and config files get their targets here when their parsers land.
     ]
     for t in fuzzTargets {
