@@ -60,6 +60,7 @@ if Context.environment["TUNVPN_FUZZ"] == "1" {
     let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
         ("FuzzDataFrame", ["Transport", "Crypto"]),
         ("FuzzHandshake", ["Transport", "Crypto"]),
+        ("FuzzTunnelState", ["Transport", "Crypto"]),
         ("FuzzKeys", ["Crypto"]),
         ("FuzzAllowList", ["Transport", "Crypto"]),
         ("FuzzJournal", ["Routing"]),

@@ -1,0 +1,284 @@
+// Fuzz target: the whole protocol core (`TunnelState`, Sources/Transport/TunnelState.swift) as the
+// engine drives it: a server (allow-list with one fixed-address client, one pool client, optionally
+// --allow-any-client) and a client, talking through in-memory queues under a fuzzed clock.
+//
+// Input: a flag byte, then a script of events, one opcode byte each:
+//   0 raw datagram to the server        1 raw datagram to the client
+//   2 time passes (both tick)           3 deliver the oldest client → server handshake message
+//   4 deliver the oldest server → client handshake message (either may have one bit flipped or be
+//     sent twice)                       5 an initiation from another key (allowed or not)
+//   6 the client sends a packet          7 the server sends a packet
+//   8 deliver the oldest data frame      9 raw data frame to the server, with the index of a live session
+// Each datagram goes through what the engine does with it: handshake types to `handleHandshake`,
+// type 4 to `receiverIndex`, `session(forIndex:)`, `DataFrame.open` and `received`.
+// Invariants: every handshake message sent is exactly an initiation or a response long; a delivered
+// packet is the packet the peer sent (trimmed to its IPv4 length) and its source is the peer's address
+// on the server; the server never keeps more than three sessions per peer, nor more peers than the
+// allow-list plus the pool; a forged or flipped message never completes a handshake.
+
+import Crypto
+import FuzzSupport
+import Transport
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+@_cdecl("FuzzTunnelState_main")
+public func main(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> Int32 {
+    runFuzzer(argc, argv) { data, size in fuzz(data, size) }
+}
+
+let serverEndpoint = Endpoint(address: IPv4Address(192, 0, 2, 1), port: 51820)
+let clientEndpoint = Endpoint(address: IPv4Address(198, 51, 100, 7), port: 40000)
+let serverPrefix = IPv4Prefix(address: IPv4Address(10, 8, 0, 1), length: 29)  // a small pool: 5 addresses
+let fixedAddress = IPv4Address(10, 8, 0, 2)
+let strangerKey = PrivateKey(random: FuzzRandom(seed: 0x5757))
+
+@_cdecl("LLVMFuzzerInitialize")
+public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutableRawPointer) -> Int32 {
+    writeSeedsIfAsked {
+        let ping: [UInt8] = [0x45, 0, 0, 24, 0, 0, 0, 0, 64, 1, 0, 0, 10, 8, 0, 2, 10, 8, 0, 1, 8, 0, 0, 0]
+        let pong: [UInt8] = [0x45, 0, 0, 24, 0, 0, 0, 0, 64, 1, 0, 0, 10, 8, 0, 1, 10, 8, 0, 2, 0, 0, 0, 0]
+        let handshake: [UInt8] = [3, 0, 4, 0]  // deliver the first initiation, then the response
+        return [
+            ("handshake", [0] + handshake),
+            ("handshake-and-data", [0] + handshake + [8] + [6] + chunk(ping) + [8, 8] + [7] + chunk(pong) + [8]),
+            ("handshake-flipped", [0, 3, 0x81] + le16(5) + [2] + le16(6000) + [3, 0, 4, 0]),
+            ("response-twice", [0, 3, 0, 4, 2, 4, 0]),
+            ("rekey-after-time", [0] + handshake + [8, 2] + le16(0xffff) + [6] + chunk(ping) + [3, 0, 4, 0, 8]),
+            ("expire", [0] + handshake + [8] + Array(repeating: [2] + le16(0xffff), count: 12).flatMap { $0 } + [6] + chunk(ping)),
+            ("stranger-allowed", [1, 5, 1, 5, 1, 5, 2, 5, 0]),
+            ("stranger-refused", [0, 5, 0]),
+            ("raw-to-both", [0, 0] + chunk([1, 0, 0, 0] + [UInt8](repeating: 0, count: 156)) + [1] + chunk([2, 0, 0, 0, 1])),
+            ("forged-frame", [0] + handshake + [9, 0] + chunk([UInt8](repeating: 0xee, count: 60))),
+            ("clock-back", [0] + handshake + [2] + le16(10) + [0x0a] + [3, 0, 4, 0]),
+        ]
+    }
+    return 0
+}
+
+/// Drives a client and a server and checks what comes out.
+struct World {
+    var server: TunnelState
+    var client: TunnelState
+    let random: FuzzRandom
+    var now: UInt64 = 1_000_000_000
+    var wall = WallTime(seconds: 1_700_000_000, nanoseconds: 0)
+    var toServer: [[UInt8]] = []  // handshake messages the client sent
+    var toClient: [[UInt8]] = []
+    var frames: [(bytes: [UInt8], toServer: Bool)] = []
+    /// Packets each side sent that may come out at the other end (IPv4-trimmed), oldest first.
+    var sentByClient: [[UInt8]] = []
+    var sentByServer: [[UInt8]] = []
+    let maxPeers: Int
+
+    init(flags: UInt8) {
+        random = FuzzRandom(seed: UInt64(flags))
+        let allowList = AllowList(clients: [
+            AllowedClient(key: FuzzKeys.client.publicKey, address: fixedAddress),
+            AllowedClient(key: FuzzKeys.otherClient.publicKey),
+        ])
+        let anyClient = flags & 1 == 1
+        server = TunnelState(
+            role: .server(
+                ServerSettings(
+                    responder: HandshakeResponder(localStatic: FuzzKeys.server), address: serverPrefix,
+                    allowList: allowList, allowAnyClient: anyClient)))
+        client = TunnelState(
+            role: .client(
+                ClientSettings(
+                    initiator: HandshakeInitiator(localStatic: FuzzKeys.client, serverKey: FuzzKeys.server.publicKey),
+                    endpoint: serverEndpoint, persistentKeepalive: flags & 2 == 2 ? 25 : nil)))
+        maxPeers = anyClient ? 2 + 5 : 2
+        // The engine starts the client's first handshake at launch.
+        var actions: [ControlAction] = []
+        client.start(now: now, wall: wall, random: random, actions: &actions)
+        collect(actions, fromServer: false)
+    }
+
+    mutating func collect(_ actions: [ControlAction], fromServer: Bool) {
+        for action in actions {
+            switch action {
+            case .sendHandshake(let message, _):
+                let expected = fromServer ? WireFormat.responseLength : WireFormat.initiationLength
+                require(message.count == expected, "a \(message.count)-byte handshake message from the \(fromServer ? "server" : "client")")
+                if fromServer { toClient.append(message) } else { toServer.append(message) }
+            case .sendKeepalive(let session, _, _):
+                seal([], session: session, toServer: !fromServer)
+            case .sendQueued(let packets, let session, _, _):
+                for p in packets { seal(p, session: session, toServer: !fromServer) }
+            case .handshakeCompleted, .handshakeRefused, .handshakeGaveUp, .keysZeroed, .tunnelUp:
+                break
+            }
+        }
+    }
+
+    mutating func seal(_ packet: [UInt8], session: Session, toServer: Bool) {
+        let capacity = DataFrame.headerLength + packet.count + DataFrame.tagLength
+        let buffer = GuardedBuffer(count: capacity)
+        (buffer.start + DataFrame.headerLength).copyMemory(from: packet, byteCount: packet.count)
+        guard let n = DataFrame.seal(buffer.start, packetLength: packet.count, session: session) else { return }
+        buffer.checkGuards("seal")
+        require(n == capacity, "seal length")
+        frames.append((Array(buffer.bytes), toServer))
+    }
+
+    mutating func handshake(_ message: [UInt8], toServer: Bool, from source: Endpoint) {
+        var actions: [ControlAction] = []
+        if toServer {
+            server.handleHandshake(message, from: source, now: now, wall: wall, random: random, actions: &actions)
+        } else {
+            client.handleHandshake(message, from: source, now: now, wall: wall, random: random, actions: &actions)
+        }
+        collect(actions, fromServer: toServer)
+        checkServer()
+    }
+
+    /// What the engine does with a datagram of type 4.
+    mutating func frame(_ datagram: [UInt8], toServer: Bool, from source: Endpoint) {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: datagram.count, alignment: 16)
+        defer { buffer.deallocate() }
+        buffer.copyBytes(from: datagram)
+        guard let index = DataFrame.receiverIndex(UnsafeRawBufferPointer(buffer)) else { return }
+        let state = toServer ? server : client
+        guard let (session, peer) = state.session(forIndex: index) else { return }
+        guard case .packet(let length) = DataFrame.open(buffer, session: session, now: now) else { return }
+        require(length == datagram.count - DataFrame.headerLength - DataFrame.tagLength, "opened length")
+        let packet = UnsafeRawBufferPointer(rebasing: buffer[DataFrame.headerLength..<(DataFrame.headerLength + length)])
+        var actions: [ControlAction] = []
+        let decision: ReceiveDecision
+        if toServer {
+            decision = server.received(packet, on: session, peer: peer, from: source, now: now, wall: wall, random: random, actions: &actions)
+        } else {
+            decision = client.received(packet, on: session, peer: peer, from: source, now: now, wall: wall, random: random, actions: &actions)
+        }
+        collect(actions, fromServer: toServer)
+        if trace { print("frame to \(toServer ? "server" : "client"): \(decision)") }
+        switch decision {
+        case .deliver(let n):
+            require(n >= 20 && n <= length, "deliver \(n) bytes of a \(length)-byte packet")
+            let delivered = Array(packet[0..<n])
+            let sent = toServer ? sentByClient : sentByServer
+            require(sent.contains(delivered), "delivered a packet the peer never sent")
+            if toServer {
+                // Cryptokey routing: the inner source is the address the server gave this peer.
+                let source = IPv4Address(UInt32(delivered[12]) << 24 | UInt32(delivered[13]) << 16 | UInt32(delivered[14]) << 8 | UInt32(delivered[15]))
+                require(server.peers[peer].address == source, "delivered a packet from \(source), peer has \(String(describing: server.peers[peer].address))")
+            }
+        case .keepalive:
+            require(length == 0, "a keepalive with \(length) bytes")
+        case .drop:
+            break
+        }
+        checkServer()
+    }
+
+    mutating func send(_ packet: [UInt8], fromServer: Bool) {
+        var actions: [ControlAction] = []
+        let decision = packet.withUnsafeBytes { p in
+            fromServer
+                ? server.route(p, now: now, wall: wall, random: random, actions: &actions)
+                : client.route(p, now: now, wall: wall, random: random, actions: &actions)
+        }
+        if let header = packet.withUnsafeBytes({ IPv4Header.parse($0) }) {
+            let trimmed = Array(packet[0..<header.totalLength])
+            if fromServer { sentByServer.append(trimmed) } else { sentByClient.append(trimmed) }
+        }
+        collect(actions, fromServer: fromServer)
+        if case .send(let session, _, _) = decision { seal(packet, session: session, toServer: !fromServer) }
+    }
+
+    mutating func tick(_ advance: UInt64, wallStep: Int64) {
+        now &+= advance
+        let seconds = Int64(bitPattern: wall.seconds) &+ wallStep
+        wall = WallTime(seconds: UInt64(max(0, seconds)), nanoseconds: UInt32(advance % 1_000_000_000))
+        var a: [ControlAction] = []
+        server.tick(now: now, wall: wall, random: random, actions: &a)
+        collect(a, fromServer: true)
+        var b: [ControlAction] = []
+        client.tick(now: now, wall: wall, random: random, actions: &b)
+        collect(b, fromServer: false)
+        checkServer()
+    }
+
+    func checkServer() {
+        require(server.peers.count <= maxPeers, "\(server.peers.count) peers, at most \(maxPeers)")
+        require(server.liveSessionCount <= 3 * server.peers.count, "\(server.liveSessionCount) live sessions for \(server.peers.count) peers")
+        require(client.liveSessionCount <= 2, "the client keeps \(client.liveSessionCount) sessions")
+        let addresses = server.peers.compactMap(\.address)
+        require(Set(addresses).count == addresses.count, "two peers share a tunnel address")
+        require(addresses.allSatisfy { serverPrefix.contains($0) && $0 != serverPrefix.address }, "an address outside the pool")
+    }
+}
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    guard let data, size > 0 else { return 0 }
+    var input = FuzzInput(data, size)
+    var world = World(flags: input.byte())
+    var steps = 0
+    while !input.isAtEnd && steps < 200 {
+        steps += 1
+        let op = input.byte()
+        switch op % 10 {
+        case 0: world.handshake(input.chunk(), toServer: true, from: clientEndpoint)
+        case 1: world.handshake(input.chunk(), toServer: false, from: serverEndpoint)
+        case 2:
+            // Up to 65 s per step in ms steps; the wall clock may step back (high bit of the op).
+            let ms = UInt64(input.uint16())
+            world.tick(ms * 1_000_000, wallStep: op & 0x80 != 0 ? -Int64(ms / 10) : Int64(ms / 1000))
+        case 3, 4:
+            let toServer = op % 10 == 3
+            let mode = input.byte()
+            guard let message = toServer ? world.toServer.first : world.toClient.first else { continue }
+            if mode & 2 == 0 {
+                if toServer { world.toServer.removeFirst() } else { world.toClient.removeFirst() }
+            }
+            var m = message
+            let flipped = mode & 1 == 1
+            if flipped { m[Int(input.uint16()) % m.count] ^= 1 << (mode >> 5) }
+            let before = toServer ? world.server.liveSessionCount : world.client.liveSessionCount
+            // Roaming: the source may change (bit 3).
+            let source = mode & 8 != 0
+                ? Endpoint(address: IPv4Address(203, 0, 113, mode), port: UInt16(mode) << 8)
+                : (toServer ? clientEndpoint : serverEndpoint)
+            world.handshake(m, toServer: toServer, from: source)
+            let after = toServer ? world.server.liveSessionCount : world.client.liveSessionCount
+            if flipped && m != message {
+                let macs = toServer ? 144 : 86  // mac2 is not checked until cookies exist
+                let position = m.indices.first { m[$0] != message[$0] } ?? 0
+                if position < macs {
+                    require(after <= before, "a flipped handshake message (byte \(position)) made a session")
+                }
+            }
+        case 5:
+            // Another key: the pool client on the allow-list, or a stranger (only with --allow-any-client).
+            let key = input.byte() & 1 == 0 ? FuzzKeys.otherClient : strangerKey
+            let initiator = HandshakeInitiator(localStatic: key, serverKey: FuzzKeys.server.publicKey)
+            let timestamp = TAI64N(secondsSince1970: world.wall.seconds, nanoseconds: UInt32(steps) << 24)
+            let (m, _) = initiator.createInitiation(senderIndex: input.uint32(), timestamp: timestamp, random: world.random)
+            world.handshake(m, toServer: true, from: Endpoint(address: IPv4Address(198, 51, 100, 9), port: 1))
+        case 6, 7: world.send(Array(input.chunk().prefix(Limits.maxPacketLength)), fromServer: op % 10 == 7)
+        case 8:
+            guard !world.frames.isEmpty else { continue }
+            let f = world.frames.removeFirst()
+            world.frame(f.bytes, toServer: f.toServer, from: f.toServer ? clientEndpoint : serverEndpoint)
+        default:
+            // A forged frame naming a live session (or none): raw bytes with that receiver index.
+            var bytes = input.chunk()
+            if bytes.count >= 8, let index = world.server.peers.flatMap(\.sessions).first?.localIndex {
+                bytes.replaceSubrange(0..<8, with: [4, 0, 0, 0] + le32(index))
+            }
+            world.frame(bytes, toServer: true, from: clientEndpoint)
+        }
+    }
+    return 0
+}
+
+/// TUNVPN_FUZZ_TRACE=1 prints what each frame came to (for checking that seeds reach the data path).
+let trace = getenv("TUNVPN_FUZZ_TRACE") != nil
+
+extension PeerState {
+    var sessions: [Session] { [current, previous, next].compactMap { $0 } }
+}
