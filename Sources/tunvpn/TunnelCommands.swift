@@ -274,6 +274,9 @@ struct Client: ParsableCommand {
     @Flag(help: "Gateway mode: forward and MASQUERADE traffic from other LAN hosts into the tunnel.")
     var gateway = false
 
+    @Flag(help: "Kill switch: block all IPv4 and IPv6 traffic outside the tunnel while the client runs, and after a crash until `tunvpn down`.")
+    var lockdown = false
+
     @OptionGroup var common: CommonOptions
     @OptionGroup var host: HostOptions
 
@@ -312,18 +315,28 @@ struct Client: ParsableCommand {
                     tunDevice: common.dev, serverAddress: "\(serverEndpoint.address)", serverRoute: serverRoute,
                     routes: noRoutes ? nil : route.map { p in IPv4Prefix(p).map { "\($0.network)/\($0.length)" } ?? p },
                     gateway: gateway, mtu: common.mtu, firewall: try host.backend()))
+            let lockdownPlan = lockdown
+                ? Planner.lockdown(tunDevice: common.dev, server: "\(serverEndpoint.address)", port: serverEndpoint.port)
+                : Plan()
             if host.dryRun {
+                print(lockdownPlan.script, terminator: "")
                 print("# \(common.dev): address assigned by the server at the handshake\nip link set \(common.dev) mtu \(common.mtu) up")
                 print(plan.script, terminator: "")
                 return
             }
             try HostSetup.removeLeftovers(device: common.dev, logger: logger)
             try HostNetwork.preflight(plan)
+            if lockdown {
+                guard (try? host.backend()) == .nftables else { throw CLIError("--lockdown needs nftables (apt-get install nftables)") }
+                try HostNetwork.preflight(lockdownPlan)
+            }
             let device = try common.openDevice()
             let socket = try UDPSocket.bind(Endpoint(address: .any, port: 0), segmentationOffload: !common.noOffload)
             let mtu = common.mtu
             let dev = common.dev
             defer { HostSetup.tearDown(device: dev, logger: logger) }
+            // The kill switch goes up before the first handshake and stays while the client reconnects.
+            if lockdown { try HostSetup.apply(lockdownPlan, device: dev, logger: logger) }
             logger.info(
                 "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name), TSO \(device.offloadsEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
             let hooks = EngineHooks(tunnelUp: { assignment in
