@@ -402,7 +402,7 @@ struct LogLimiter {
     let burst: Double = 5
 
     mutating func allow(now: UInt64) -> Bool {
-        tokens = min(burst, tokens + Double(now &- last) / 1e9 * perSecond)
+        tokens = min(burst, tokens + Double(elapsed(now, since: last)) / 1e9 * perSecond)
         last = now
         guard tokens >= 1 else { return false }
         tokens -= 1

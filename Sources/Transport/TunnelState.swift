@@ -106,8 +106,11 @@ public struct PeerState: Sendable {
     public let stats = PeerStats()
     /// Server: newest initiation timestamp accepted from this client (replay protection).
     var lastInitiation: TAI64N?
-    /// Client: the initiation awaiting a response.
+    /// Client: the initiation awaiting a response, and its bytes (a cookie reply is bound to its mac1).
     var pending: HandshakeInitiator.InitiationSent?
+    var pendingMessage: [UInt8] = []
+    /// Server: when this client's latest initiation was consumed (per-peer rate limit).
+    var lastInitiationConsumedAt: UInt64?
     var lastInitiationSentAt: UInt64?
     var sentLastMinuteHandshake = false
     var queue: [[UInt8]] = []
@@ -142,13 +145,20 @@ public struct TunnelState: Sendable {
     private var sessions: [UInt32: (session: Session, peer: Int)] = [:]
     private var lastTimestampSent: TAI64N?
     private var tunnelIsUp = false
+    // Denial-of-service defences (server) and the cookie from the server (client).
+    private var cookieChecker: CookieChecker?
+    private var cookieJar: CookieJar?
+    private var rateLimiter = SourceRateLimiter()
+    private var loadMeter = LoadMeter()
 
     public init(role: Role) {
         self.role = role
         switch role {
         case .server(let s):
+            cookieChecker = CookieChecker(serverKey: s.responder.localKey)
             for client in s.allowList.clients { addPeer(key: client.key, address: client.address) }
         case .client(let c):
+            cookieJar = CookieJar(serverKey: c.initiator.serverKey)
             let i = addPeer(key: c.initiator.serverKey, address: nil)
             peers[i].endpoint = c.endpoint
             peers[i].timers = PeerTimers(isInitiator: true, persistentKeepaliveSeconds: c.persistentKeepalive)
@@ -325,7 +335,7 @@ public struct TunnelState: Sendable {
     private mutating func initiateIfAllowed(
         peer index: Int, now: UInt64, wall: WallTime, random: any RandomSource, actions: inout [ControlAction]
     ) {
-        if let last = peers[index].lastInitiationSentAt, now - last < Limits.rekeyTimeout * PeerTimers.second { return }
+        if let last = peers[index].lastInitiationSentAt, elapsed(now, since: last) < Limits.rekeyTimeout * PeerTimers.second { return }
         initiate(peer: index, now: now, wall: wall, random: random, actions: &actions)
     }
 
@@ -334,9 +344,11 @@ public struct TunnelState: Sendable {
     ) {
         guard case .client(let settings) = role, let endpoint = peers[index].endpoint else { return }
         let senderIndex = freshIndex(random: random)
-        let (message, sent) = settings.initiator.createInitiation(
+        var (message, sent) = settings.initiator.createInitiation(
             senderIndex: senderIndex, timestamp: nextTimestamp(wall), random: random)
+        cookieJar?.stamp(&message, now: now)
         peers[index].pending = sent
+        peers[index].pendingMessage = message
         peers[index].lastInitiationSentAt = now
         let jitter = UInt64(random.nextUInt32() % UInt32(Limits.rekeyTimeoutJitterMillis)) * 1_000_000
         peers[index].timers.handshakeInitiated(now: now, jitter: jitter)
@@ -375,6 +387,18 @@ public struct TunnelState: Sendable {
         random: any RandomSource, actions: inout [ControlAction]
     ) throws(HandshakeFailure) {
         guard message.first == WireFormat.MessageType.initiation.rawValue else { throw .malformed }
+        // Cheap checks first (shape, key ID, mac1): a datagram failing them gets no reply and no DH work.
+        try settings.responder.precheckInitiation(message)
+        if loadMeter.record(now: now) {
+            // Under load, only a sender that proved it receives at its address (mac2) gets DH work.
+            if cookieChecker?.verifyMAC2(message, source: source, now: now, random: random) != true {
+                if let reply = cookieChecker?.makeReply(to: message, source: source, now: now, random: random) {
+                    actions.append(.sendHandshake(reply, to: source))
+                }
+                throw .cookieRequired
+            }
+            guard rateLimiter.allow(source.address, now: now) else { throw .rateLimited }
+        }
         let peerByKey = self.peerByKey
         let peers = self.peers
         let consumed = try settings.responder.consumeInitiation(
@@ -394,6 +418,10 @@ public struct TunnelState: Sendable {
             peerByAddress[address] = index
         }
         guard let clientAddress = self.peers[index].address else { preconditionFailure("address assigned above") }
+        if let last = self.peers[index].lastInitiationConsumedAt, elapsed(now, since: last) < 1_000_000_000 / Limits.initiationsPerSecondPerPeer {
+            throw .rateLimited
+        }
+        self.peers[index].lastInitiationConsumedAt = now
         let assignment = TunnelAssignment(
             client: IPv4Prefix(address: clientAddress, length: settings.address.length), server: settings.address.address)
         let localIndex = freshIndex(random: random)
@@ -433,6 +461,13 @@ public struct TunnelState: Sendable {
         _ message: [UInt8], settings: ClientSettings, from source: Endpoint, now: UInt64, wall: WallTime,
         actions: inout [ControlAction]
     ) throws(HandshakeFailure) {
+        if message.first == WireFormat.MessageType.cookieReply.rawValue {
+            // The server is under load: keep its cookie; the next (re)transmission carries mac2.
+            guard let pending = peers[0].pending else { throw .unexpectedResponse }
+            guard cookieJar?.consumeReply(message, answering: peers[0].pendingMessage, senderIndex: pending.senderIndex, now: now) == true
+            else { throw .corrupted }
+            return
+        }
         guard message.first == WireFormat.MessageType.response.rawValue else { throw .malformed }
         guard let pending = peers[0].pending else { throw .unexpectedResponse }
         let result = try settings.initiator.consumeResponse(message, for: pending)

@@ -399,3 +399,17 @@ extension SendDecision {
         #expect(c.tunnelUps.count == 1)
     }
 }
+
+@Suite struct ClockOrderTests {
+    @Test func aTimeReadJustBeforeASessionWasMadeDoesNotExpireItOrCrash() {
+        // Two engine threads can read the clock in one order and take the core's lock in the other.
+        var pair = CorePair()
+        pair.start()
+        pair.now -= 1_000  // a microsecond "before" the handshake the other thread just completed
+        #expect(pair.clientSends(ipv4(clientIP, serverIP)).isSend)
+        #expect(pair.deliveredToServer.count == 1 && pair.drops.isEmpty)
+        var meter = LoadMeter()
+        _ = meter.record(now: 5 * second)
+        _ = meter.record(now: 5 * second - 1)
+    }
+}
