@@ -2,8 +2,10 @@
 // them, and a temporary directory for keys and logs. `DemoLab` owns all three and its `tearDown()` removes
 // every one of them, on success, failure and interruption alike (it is also called from `deinit`).
 //
-// Signals: the demo blocks SIGINT, SIGTERM and SIGHUP at its start (a single-threaded process, so
-// sigprocmask covers it) and looks for them between commands and while it waits, with sigtimedwait(2).
+// Signals: the demo blocks SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGPIPE at its start (a single-threaded
+// process, so sigprocmask covers it) and looks for them between commands and while it waits, with
+// sigtimedwait(2). SIGPIPE is among them so that `tunvpn demo | head` does not kill the demo half way
+// (leaving everything behind): a write to the closed pipe fails with EPIPE and the demo stops cleanly.
 // A Ctrl-C therefore never interrupts a half-made change; it turns into `DemoStop.interrupted` at the
 // next checkpoint and the teardown runs in full. Children start with an empty signal mask
 // (`CommandRunner.spawn` sets it).
@@ -19,7 +21,7 @@ import Routing
 enum DemoStop: Error {
     /// A check or a step failed; the message is one line.
     case failed(String)
-    /// SIGINT, SIGTERM or SIGHUP arrived.
+    /// SIGINT, SIGTERM, SIGHUP, SIGQUIT or SIGPIPE arrived.
     case interrupted(Int32)
 }
 
@@ -28,7 +30,7 @@ enum DemoSignals {
     static var set: sigset_t {
         var set = sigset_t()
         sigemptyset(&set)
-        for s in [SIGINT, SIGTERM, SIGHUP] { sigaddset(&set, s) }
+        for s in [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE] { sigaddset(&set, s) }
         return set
     }
 
@@ -56,6 +58,8 @@ enum DemoSignals {
         case SIGINT: "SIGINT"
         case SIGTERM: "SIGTERM"
         case SIGHUP: "SIGHUP"
+        case SIGQUIT: "SIGQUIT"
+        case SIGPIPE: "SIGPIPE (its output was closed)"
         default: "signal \(signal)"
         }
     }
