@@ -40,6 +40,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Engine", "Transport", "Crypto", "CLinux"]),
         .testTarget(name: "CryptoTests", dependencies: ["Crypto", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "Crypto", "TestSupport"]),
+        .testTarget(name: "RoutingTests", dependencies: ["Routing"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Transport", "Crypto", "TestSupport"]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "Engine", "CLinux", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"]),

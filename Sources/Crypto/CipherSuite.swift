@@ -203,13 +203,33 @@ public enum CipherSuites {
 public final class SessionCipher: Sendable {
     /// The suite.
     public let suite: any CipherSuite.Type
+    /// The construction actually run per packet (see `init`).
+    private let engine: any CipherSuite.Type
     private let key: SecretBytes
 
     /// Binds `key` (exactly `suite.keyLength` bytes) to `suite`.
+    ///
+    /// For XChaCha20-Poly1305 the first 16 nonce bytes are always zero (the counter is in the last 8), so
+    /// its HChaCha20 subkey is the same for every packet of a session. It is derived once here, and each
+    /// packet then runs IETF ChaCha20-Poly1305 under that subkey with nonce 0^4 ‖ counter, which is exactly
+    /// what libsodium's XChaCha20-Poly1305 computes per call (draft-irtf-cfrg-xchacha §2.3), minus the
+    /// per-packet HChaCha20.
     public init(suite: any CipherSuite.Type, key: SecretBytes) {
         precondition(key.count == suite.keyLength, "key length must match the suite")
         self.suite = suite
-        self.key = key
+        if suite == XChaCha20Poly1305.self {
+            Sodium.ensureInitialized()
+            let zeros = [UInt8](repeating: 0, count: 16)
+            self.key = SecretBytes(count: 32) { out in
+                key.withUnsafeBytes { k in
+                    zeros.withUnsafeBytes { n in _ = crypto_core_hchacha20(out.u8, n.u8, k.u8, nil) }
+                }
+            }
+            engine = ChaCha20Poly1305.self
+        } else {
+            self.key = key
+            engine = suite
+        }
     }
 
     /// Seals `buffer[0..<length]` in place under the nonce for `counter`; returns `length + tagLength`.
@@ -219,8 +239,8 @@ public final class SessionCipher: Sendable {
     ) -> Int {
         withUnsafeTemporaryAllocation(byteCount: CipherSuites.maxNonceLength, alignment: 8) { nonce in
             guard let n = nonce.baseAddress else { preconditionFailure("stack allocation has an address") }
-            suite.writeNonce(counter: counter, into: n)
-            return suite.seal(key: key.unsafePointer, nonce: n, buffer: buffer, length: length, authenticating: ad)
+            engine.writeNonce(counter: counter, into: n)
+            return engine.seal(key: key.unsafePointer, nonce: n, buffer: buffer, length: length, authenticating: ad)
         }
     }
 
@@ -231,8 +251,8 @@ public final class SessionCipher: Sendable {
     ) -> Int? {
         withUnsafeTemporaryAllocation(byteCount: CipherSuites.maxNonceLength, alignment: 8) { nonce in
             guard let n = nonce.baseAddress else { preconditionFailure("stack allocation has an address") }
-            suite.writeNonce(counter: counter, into: n)
-            return suite.open(key: key.unsafePointer, nonce: n, buffer: buffer, length: length, authenticating: ad)
+            engine.writeNonce(counter: counter, into: n)
+            return engine.open(key: key.unsafePointer, nonce: n, buffer: buffer, length: length, authenticating: ad)
         }
     }
 }

@@ -30,15 +30,21 @@ public final class Counters: Sendable {
     public func handshakeFailed(_ reason: HandshakeFailure) { handshakeFailures[reason]?.add() }
     public func handshakeFailures(_ reason: HandshakeFailure) -> UInt64 { handshakeFailures[reason]?.current ?? 0 }
 
+    /// Every counter by name, in a fixed order: `rx_packets`, `tx_packets`, `rx_bytes`, `tx_bytes`,
+    /// `drop.<reason>`, `handshakes.completed`, `handshake.failed.<reason>`.
+    public var all: [(name: String, value: UInt64)] {
+        var list: [(name: String, value: UInt64)] = [
+            ("rx_packets", rxPackets.current), ("tx_packets", txPackets.current), ("rx_bytes", rxBytes.current),
+            ("tx_bytes", txBytes.current),
+        ]
+        for reason in DropReason.allCases { list.append(("drop.\(reason)", dropped(reason))) }
+        list.append(("handshakes.completed", handshakesCompleted.current))
+        for reason in HandshakeFailure.allCases { list.append(("handshake.failed.\(reason.name)", handshakeFailures(reason))) }
+        return list
+    }
+
     /// `stats: rx_packets=… tx_packets=… … drop.<reason>=… handshakes.completed=… handshake.failed.<reason>=…`
     public var statsLine: String {
-        var parts = [
-            "rx_packets=\(rxPackets.current)", "tx_packets=\(txPackets.current)", "rx_bytes=\(rxBytes.current)",
-            "tx_bytes=\(txBytes.current)",
-        ]
-        for reason in DropReason.allCases { parts.append("drop.\(reason)=\(dropped(reason))") }
-        parts.append("handshakes.completed=\(handshakesCompleted.current)")
-        for reason in HandshakeFailure.allCases { parts.append("handshake.failed.\(reason.name)=\(handshakeFailures(reason))") }
-        return "stats: " + parts.joined(separator: " ")
+        "stats: " + all.map { "\($0.name)=\($0.value)" }.joined(separator: " ")
     }
 }

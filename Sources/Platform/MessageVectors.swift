@@ -15,6 +15,41 @@ struct MessageVectors {
     let messages: UnsafeMutablePointer<clinux_mmsghdr>
     let iovecs: UnsafeMutablePointer<iovec>
     let addresses: UnsafeMutablePointer<sockaddr_in>
+    /// One control buffer of `controlSpace` bytes per message (a UDP_SEGMENT cmsg), and the number of
+    /// datagrams each message carries, for sends that use UDP GSO.
+    let control: UnsafeMutableRawPointer
+    let datagramsPerMessage: UnsafeMutablePointer<Int>
+
+    /// CMSG_SPACE(sizeof(uint16_t)): room for one UDP_SEGMENT control message.
+    static let controlSpace = Int(clinux_cmsg_space(2))
+
+    /// Sets message `index` to send `count` datagrams of `segmentSize` bytes (the last may be shorter),
+    /// whose bytes are described by `iovecs[firstVector ..< firstVector + count]`, to address slot `index`,
+    /// as one UDP GSO send (a UDP_SEGMENT cmsg) when `count > 1`.
+    @inline(__always)
+    func prepareGroup(_ index: Int, firstVector: Int, count: Int, segmentSize: Int) {
+        var controlPointer: UnsafeMutableRawPointer? = nil
+        var controlLength = 0
+        if count > 1 {
+            let c = control + index * Self.controlSpace
+            c.initializeMemory(as: UInt8.self, repeating: 0, count: Self.controlSpace)
+            let header = c.assumingMemoryBound(to: cmsghdr.self)
+            header.pointee.cmsg_len = clinux_cmsg_len(2)
+            header.pointee.cmsg_level = Int32(IPPROTO_UDP)
+            header.pointee.cmsg_type = Int32(CLINUX_UDP_SEGMENT)
+            clinux_cmsg_data(header).withMemoryRebound(to: UInt16.self, capacity: 1) { $0.pointee = UInt16(segmentSize) }
+            controlPointer = c
+            controlLength = Self.controlSpace
+        }
+        messages[index] = clinux_mmsghdr(
+            msg_hdr: msghdr(
+                msg_name: UnsafeMutableRawPointer(addresses + index),
+                msg_namelen: socklen_t(MemoryLayout<sockaddr_in>.size),
+                msg_iov: iovecs + firstVector, msg_iovlen: count,
+                msg_control: controlPointer, msg_controllen: controlLength, msg_flags: 0),
+            msg_len: 0)
+        datagramsPerMessage[index] = count
+    }
 
     /// Sets message `index` to read or write `length` bytes at `base`, with address slot `index`.
     @inline(__always)
@@ -69,12 +104,20 @@ final class MessageStorage {
         iovecs.initialize(repeating: iovec(), count: capacity)
         let addresses = UnsafeMutablePointer<sockaddr_in>.allocate(capacity: capacity)
         addresses.initialize(repeating: sockaddr_in(), count: capacity)
-        vectors = MessageVectors(capacity: capacity, messages: messages, iovecs: iovecs, addresses: addresses)
+        let control = UnsafeMutableRawPointer.allocate(byteCount: capacity * MessageVectors.controlSpace, alignment: 8)
+        control.initializeMemory(as: UInt8.self, repeating: 0, count: capacity * MessageVectors.controlSpace)
+        let groups = UnsafeMutablePointer<Int>.allocate(capacity: capacity)
+        groups.initialize(repeating: 0, count: capacity)
+        vectors = MessageVectors(
+            capacity: capacity, messages: messages, iovecs: iovecs, addresses: addresses, control: control,
+            datagramsPerMessage: groups)
     }
 
     deinit {
         vectors.messages.deallocate()
         vectors.iovecs.deallocate()
         vectors.addresses.deallocate()
+        vectors.control.deallocate()
+        vectors.datagramsPerMessage.deallocate()
     }
 }

@@ -26,6 +26,10 @@ public struct TunDeviceStats: Sendable, Equatable {
     public var invalidWrites: Int = 0
     /// Times a writer found the device queue full (EAGAIN) and waited in poll(2) for POLLOUT.
     public var writeWaits: Int = 0
+    /// TCP super-packets read and split into segments (offloads on).
+    public var segmentedReads: Int = 0
+    /// Writes that merged several TCP segments into one super-packet (offloads on).
+    public var mergedWrites: Int = 0
 
     public init() {}
 }
@@ -53,20 +57,45 @@ public final class TunDevice: PacketDevice {
     /// by the reader thread and never read.
     private nonisolated(unsafe) let overflowByte: UnsafeMutablePointer<UInt8>
 
+    /// True when the device was opened with IFF_VNET_HDR: every read and write carries a virtio_net_hdr.
+    public let usesVirtioHeader: Bool
+    /// True when the kernel accepted TUNSETOFFLOAD(CSUM | TSO4): reads may be TCP super-packets.
+    public let offloadsEnabled: Bool
+    /// Reader-only state for virtio reads: one buffer for a whole super-packet, and the segmentation
+    /// cursor when a super-packet has more segments than the caller's batch had room for.
+    private nonisolated(unsafe) let superBuffer: UnsafeMutableRawPointer
+    private nonisolated(unsafe) var pendingSegments: (length: Int, ip: Int, tcp: Int, mss: Int, next: Int)?
+    /// Writer-only state: virtio headers and the iovec array for merged writes.
+    private nonisolated(unsafe) let writeHeaders: UnsafeMutableRawPointer
+    private nonisolated(unsafe) let writeVectors: UnsafeMutablePointer<iovec>
+    static let superBufferSize = VirtioNetHeader.length + 65535 + 1
+    static let maxMerge = 64
+
     private let truncatedReads = Atomic<Int>(0)
+    private let mergedWrites = Atomic<Int>(0)
+    private let segmentedReads = Atomic<Int>(0)
     private let rejectedWrites = Atomic<Int>(0)
     private let invalidWrites = Atomic<Int>(0)
     private let writeWaits = Atomic<Int>(0)
 
-    private init(name: String, io: ClosableDescriptor) {
+    private init(name: String, io: ClosableDescriptor, virtioHeader: Bool, offloads: Bool) {
         self.name = name
         self.io = io
+        usesVirtioHeader = virtioHeader
+        offloadsEnabled = offloads
         overflowByte = .allocate(capacity: 1)
         overflowByte.initialize(to: 0)
+        superBuffer = .allocate(byteCount: virtioHeader ? Self.superBufferSize : 1, alignment: 16)
+        writeHeaders = .allocate(byteCount: VirtioNetHeader.length * 2, alignment: 8)
+        writeHeaders.initializeMemory(as: UInt8.self, repeating: 0, count: VirtioNetHeader.length * 2)
+        writeVectors = .allocate(capacity: Self.maxMerge + 1)
     }
 
     deinit {
         overflowByte.deallocate()
+        superBuffer.deallocate()
+        writeHeaders.deallocate()
+        writeVectors.deallocate()
     }
 
     /// Opens /dev/net/tun (open(2) with O_RDWR | O_CLOEXEC | O_NONBLOCK) and attaches it to the TUN
@@ -76,7 +105,11 @@ public final class TunDevice: PacketDevice {
     /// - Parameter name: 1 to 15 bytes, no '/', ':' or white space, not "." or ".."; a "%d" in it lets
     ///   the kernel pick a number (read the result from `name`).
     /// - Throws: `TunError` with a one-line operator message.
-    public static func open(name: String) throws(TunError) -> TunDevice {
+    /// - Parameter offload: also ask for IFF_VNET_HDR with TCP segmentation offload (TUNSETOFFLOAD with
+    ///   TUN_F_CSUM | TUN_F_TSO4): the device then reads and writes TCP super-packets, which this adapter
+    ///   splits and merges, so callers still see one IP packet per slot. If the kernel refuses the
+    ///   offload flags, the device still works (with per-packet virtio headers).
+    public static func open(name: String, offload: Bool = false) throws(TunError) -> TunDevice {
         if let reason = invalidNameReason(name) { throw TunError.invalidName(name, reason: reason) }
 
         let fd: Int32
@@ -92,7 +125,7 @@ public final class TunDevice: PacketDevice {
         }
 
         var request = InterfaceRequest(name: name)
-        request.flags = Int16(CLINUX_IFF_TUN | CLINUX_IFF_NO_PI)
+        request.flags = Int16(CLINUX_IFF_TUN | CLINUX_IFF_NO_PI | (offload ? CLINUX_IFF_VNET_HDR : 0))
         switch Syscall.run("ioctl(TUNSETIFF)", { request.ioctl(fd, clinux_TUNSETIFF()) }) {
         case .success:
             break
@@ -106,13 +139,20 @@ public final class TunDevice: PacketDevice {
             }
         }
 
+        var offloads = false
+        if offload {
+            // The header size is 10 by default; set it anyway, then probe the offloads (a kernel that
+            // refuses them still gives us headers, with no GSO in them).
+            _ = clinux_tun_set_vnet_hdr_size(fd, Int32(VirtioNetHeader.length))
+            offloads = clinux_tun_set_offload(fd, UInt32(CLINUX_TUN_F_CSUM | CLINUX_TUN_F_TSO4)) == 0
+        }
         let io: ClosableDescriptor
         do {
             io = try ClosableDescriptor(owning: fd)
         } catch {
             throw TunError.systemCallFailed(device: name, error)
         }
-        return TunDevice(name: request.name, io: io)
+        return TunDevice(name: request.name, io: io, virtioHeader: offload, offloads: offloads)
     }
 
     /// Why `name` cannot be an interface name, or nil if it can (the kernel's dev_valid_name()).
@@ -190,6 +230,7 @@ public final class TunDevice: PacketDevice {
         guard io.enter() else { return 0 }
         defer { io.leave() }
 
+        if usesVirtioHeader { return try readVirtio(into: batch, headroom: headroom) }
         var count = 0
         while count == 0 {
             switch readOne(into: batch, index: 0, headroom: headroom) {
@@ -206,6 +247,81 @@ public final class TunDevice: PacketDevice {
             case .success: count += 1
             case .failure: break drain  // EAGAIN ends the batch; anything else is thrown next time
             }
+        }
+        batch.count = count
+        return count
+    }
+
+    /// Reads with virtio headers: each read(2) may be a TCP super-packet, split into MSS-sized packets,
+    /// one per slot; a packet waiting for its checksum (NEEDS_CSUM) gets it.
+    private func readVirtio(into batch: PacketBatch, headroom: Int) throws(IOError) -> Int {
+        let room = batch.slotSize - headroom
+        var count = 0
+        let packet = superBuffer + VirtioNetHeader.length
+        while count < batch.capacity {
+            if let p = pendingSegments {
+                // Continue a super-packet that did not fit the previous batch.
+                var next = p.next
+                while count < batch.capacity {
+                    guard p.tcp + p.ip + p.mss <= room else {
+                        truncatedReads.wrappingAdd(1, ordering: .relaxed)
+                        batch.offsets[count] = headroom
+                        batch.lengths[count] = room + 1
+                        count += 1
+                        next = Int.max
+                        break
+                    }
+                    let n = TCPSegmentation.segment(
+                        packet, length: p.length, ipHeader: p.ip, tcpHeader: p.tcp, mss: p.mss, index: next,
+                        into: batch.slot(count) + headroom)
+                    if n == 0 {
+                        next = Int.max
+                        break
+                    }
+                    batch.offsets[count] = headroom
+                    batch.lengths[count] = n
+                    count += 1
+                    next += 1
+                }
+                pendingSegments = next == Int.max ? nil : (p.length, p.ip, p.tcp, p.mss, next)
+                if pendingSegments != nil { break }
+                continue
+            }
+            let result = Syscall.run("read") { read(io.fd, superBuffer, Self.superBufferSize) }
+            let total: Int
+            switch result {
+            case .success(let n): total = n
+            case .failure(let code) where code.isWouldBlock:
+                if count > 0 { batch.count = count; return count }
+                if try io.wait(for: Int16(POLLIN)) == .closed { return 0 }
+                continue
+            case .failure(let code):
+                if count > 0 { batch.count = count; return count }
+                throw IOError("read", code)
+            }
+            guard total > VirtioNetHeader.length else { continue }
+            let header = VirtioNetHeader(reading: superBuffer)
+            let length = total - VirtioNetHeader.length
+            if header.gsoType & ~VirtioNetHeader.gsoECN == VirtioNetHeader.gsoTCPv4, header.gsoSize > 0,
+                let h = TCPSegmentation.headers(packet, length: length)
+            {
+                segmentedReads.wrappingAdd(1, ordering: .relaxed)
+                pendingSegments = (length, h.ip, h.tcp, Int(header.gsoSize), 0)
+                continue
+            }
+            if header.flags & VirtioNetHeader.needsChecksum != 0 {
+                _ = InternetChecksum.completePartial(
+                    packet, length: length, start: Int(header.checksumStart), offset: Int(header.checksumOffset))
+            }
+            batch.offsets[count] = headroom
+            if length > room {
+                truncatedReads.wrappingAdd(1, ordering: .relaxed)
+                batch.lengths[count] = room + 1
+            } else {
+                (batch.slot(count) + headroom).copyMemory(from: packet, byteCount: length)
+                batch.lengths[count] = length
+            }
+            count += 1
         }
         batch.count = count
         return count
@@ -250,6 +366,7 @@ public final class TunDevice: PacketDevice {
         guard io.enter() else { return 0 }
         defer { io.leave() }
 
+        if usesVirtioHeader { return try writeVirtio(from: batch) }
         var written = 0
         var index = 0
         while index < batch.count {
@@ -278,6 +395,85 @@ public final class TunDevice: PacketDevice {
         return written
     }
 
+    /// Writes with virtio headers, merging runs of consecutive segments of one TCP flow into
+    /// super-packets (as GRO would) so the kernel's TCP receive path handles one large packet.
+    private func writeVirtio(from batch: PacketBatch) throws(IOError) -> Int {
+        var written = 0
+        var index = 0
+        let plainHeader = writeHeaders  // all zero: no offload for this packet
+        let mergeHeader = writeHeaders + VirtioNetHeader.length
+        while index < batch.count {
+            let offset = batch.offsets[index]
+            let length = batch.lengths[index]
+            guard offset >= 0, length > 0, length <= batch.slotSize - offset else {
+                invalidWrites.wrappingAdd(1, ordering: .relaxed)
+                index += 1
+                continue
+            }
+            let first = batch.slot(index) + offset
+            var end = index + 1
+            var vectors = 2
+            writeVectors[0] = iovec(iov_base: plainHeader, iov_len: VirtioNetHeader.length)
+            writeVectors[1] = iovec(iov_base: first, iov_len: length)
+            if offloadsEnabled, let h = TCPSegmentation.headers(first, length: length),
+                TCPSegmentation.canStartRun(first, h, length: length),
+                first.load(fromByteOffset: h.ip + 13, as: UInt8.self) & TCPSegmentation.tcpPSH == 0
+            {
+                let headerLength = h.ip + h.tcp
+                let mss = length - headerLength
+                var total = length
+                var expected = UInt32(bigEndian: first.loadUnaligned(fromByteOffset: h.ip + 4, as: UInt32.self)) &+ UInt32(mss)
+                var push = false
+                while end < batch.count && end - index < Self.maxMerge {
+                    let o = batch.offsets[end]
+                    let l = batch.lengths[end]
+                    guard o >= 0, l > 0, l <= batch.slotSize - o else { break }
+                    let next = batch.slot(end) + o
+                    guard let nh = TCPSegmentation.headers(next, length: l) else { break }
+                    let payload = l - headerLength
+                    guard payload > 0, payload <= mss, total + payload <= 65535,
+                        TCPSegmentation.canFollow(first, h, next, nh, expectedSequence: expected)
+                    else { break }
+                    writeVectors[vectors] = iovec(iov_base: next + headerLength, iov_len: payload)
+                    vectors += 1
+                    total += payload
+                    expected &+= UInt32(payload)
+                    end += 1
+                    if next.load(fromByteOffset: h.ip + 13, as: UInt8.self) & TCPSegmentation.tcpPSH != 0 {
+                        push = true
+                        break
+                    }
+                    if payload < mss { break }
+                }
+                if end - index > 1 {
+                    let header = TCPSegmentation.finishMerge(first, headers: h, totalLength: total, mss: mss, pushLast: push)
+                    header.write(to: mergeHeader)
+                    writeVectors[0] = iovec(iov_base: mergeHeader, iov_len: VirtioNetHeader.length)
+                    mergedWrites.wrappingAdd(1, ordering: .relaxed)
+                }
+            }
+            let count = Int32(vectors)
+            // Retry the very same vectors after EAGAIN: a merged head has already been rewritten.
+            retry: while true {
+                switch Syscall.run("writev", { writev(io.fd, writeVectors, count) }) {
+                case .success:
+                    written += end - index
+                case .failure(let code) where code.isWouldBlock:
+                    writeWaits.wrappingAdd(1, ordering: .relaxed)
+                    if try io.wait(for: Int16(POLLOUT)) == .closed { return written }
+                    continue retry
+                case .failure(let code) where Self.refusesOnePacket(code):
+                    rejectedWrites.wrappingAdd(end - index, ordering: .relaxed)
+                case .failure(let code):
+                    throw IOError("writev", code)
+                }
+                break retry
+            }
+            index = end
+        }
+        return written
+    }
+
     /// Errors of write(2) on a TUN descriptor that concern one packet, not the device.
     private static func refusesOnePacket(_ code: Errno) -> Bool {
         switch code.rawValue {
@@ -300,6 +496,8 @@ public final class TunDevice: PacketDevice {
         stats.rejectedWrites = rejectedWrites.load(ordering: .relaxed)
         stats.invalidWrites = invalidWrites.load(ordering: .relaxed)
         stats.writeWaits = writeWaits.load(ordering: .relaxed)
+        stats.segmentedReads = segmentedReads.load(ordering: .relaxed)
+        stats.mergedWrites = mergedWrites.load(ordering: .relaxed)
         return stats
     }
 }

@@ -70,6 +70,18 @@ public final class UDPSocket: DatagramSocket {
     /// stack-allocated path).
     let sendStorage: Mutex<MessageStorage>
 
+    /// Whether sends group datagrams into UDP GSO messages (UDP_SEGMENT); probed at bind, switched off
+    /// for good if the kernel or the route refuses a GSO send (EIO), as wireguard-go does.
+    private let segmentationOffload = Atomic<Bool>(false)
+    /// Most datagrams in one GSO send (the kernel's UDP_MAX_SEGMENTS is 64 on older kernels).
+    static let maxSegments = 64
+    private let gsoSends = Atomic<Int>(0)
+    /// Whether the kernel hands this socket coalesced datagrams (UDP_GRO), which `receive` splits.
+    private let receiveOffload = Atomic<Bool>(false)
+    /// Receiver-only state for UDP GRO: large buffers, their control buffers, and what is left of
+    /// them to hand out when a caller's batch filled up first.
+    private nonisolated(unsafe) var groStorage: GROStorage?
+
     private let truncatedReceives = Atomic<Int>(0)
     private let unreachableSends = Atomic<Int>(0)
     private let deniedSends = Atomic<Int>(0)
@@ -96,8 +108,11 @@ public final class UDPSocket: DatagramSocket {
     ///   - receiveBufferBytes: requested SO_RCVBUF; 0 or less keeps the system default.
     ///   - sendBufferBytes: requested SO_SNDBUF; 0 or less keeps the system default.
     /// - Throws: `IOError` naming the failed call (EADDRINUSE from bind, for example).
+    /// - Parameter segmentationOffload: group consecutive datagrams to one destination into UDP GSO
+    ///   sends (setsockopt UDP_SEGMENT is probed; without kernel support the socket sends normally).
     public static func bind(
-        _ endpoint: Endpoint, receiveBufferBytes: Int = 4 << 20, sendBufferBytes: Int = 4 << 20
+        _ endpoint: Endpoint, receiveBufferBytes: Int = 4 << 20, sendBufferBytes: Int = 4 << 20,
+        segmentationOffload: Bool = false
     ) throws(IOError) -> UDPSocket {
         let type = Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
         let fd = try Syscall.check("socket") { socket(AF_INET, type, Int32(IPPROTO_UDP)) }
@@ -125,9 +140,20 @@ public final class UDPSocket: DatagramSocket {
         }
         let receiveBytes = try Syscall.intOption(fd, level: SOL_SOCKET, name: SO_RCVBUF)
         let sendBytes = try Syscall.intOption(fd, level: SOL_SOCKET, name: SO_SNDBUF)
-        return UDPSocket(
+        let udp = UDPSocket(
             io: io, localEndpoint: Endpoint(sockaddr: bound),
             receiveBufferBytes: Int(receiveBytes), sendBufferBytes: Int(sendBytes))
+        if segmentationOffload,
+            case .success = Syscall.setOption(fd, level: Int32(IPPROTO_UDP), name: Int32(CLINUX_UDP_SEGMENT), value: 0)
+        {
+            // UDP_SEGMENT 0 on the socket means "no default segmentation"; a per-send cmsg sets the size.
+            udp.segmentationOffload.store(true, ordering: .relaxed)
+            if case .success = Syscall.setOption(fd, level: Int32(IPPROTO_UDP), name: Int32(CLINUX_UDP_GRO), value: 1) {
+                udp.receiveOffload.store(true, ordering: .relaxed)
+                udp.groStorage = GROStorage()
+            }
+        }
+        return udp
     }
 
     /// setsockopt(2) with the privileged `force` option, then the capped `plain` one if that is denied.
@@ -195,6 +221,7 @@ public final class UDPSocket: DatagramSocket {
         guard io.enter() else { return 0 }
         defer { io.leave() }
 
+        if let gro = groStorage { return try receiveCoalesced(into: batch, using: gro) }
         let wanted = min(batch.capacity, Self.maxMessagesPerCall)
         let vectors = receiveVectors(capacity: wanted)
         while true {
@@ -227,6 +254,47 @@ public final class UDPSocket: DatagramSocket {
                 throw IOError("recvmmsg", code)
             }
         }
+    }
+
+    /// True when receives take coalesced datagrams (UDP_GRO).
+    public var usesReceiveOffload: Bool { receiveOffload.load(ordering: .relaxed) }
+
+    /// Receives with UDP GRO: recvmmsg(2) into 64 KiB buffers, each holding one datagram or a run of
+    /// equal-sized ones from one source (the UDP_GRO cmsg gives their size), split into the batch's slots.
+    private func receiveCoalesced(into batch: PacketBatch, using gro: GROStorage) throws(IOError) -> Int {
+        var count = 0
+        while true {
+            let drained = gro.drain(into: batch, startingAt: count)
+            count = drained.count
+            if drained.truncated > 0 { truncatedReceives.wrappingAdd(drained.truncated, ordering: .relaxed) }
+            if count == batch.capacity || (count > 0 && !gro.isEmpty) { break }
+            // Everything buffered was handed out: read more (without blocking once we have something).
+            let vectors = gro.vectors
+            for index in 0..<GROStorage.buffers {
+                vectors.prepare(index, base: gro.buffer(index), length: GROStorage.bufferSize)
+                vectors.messages[index].msg_hdr.msg_control = gro.control(index)
+                vectors.messages[index].msg_hdr.msg_controllen = GROStorage.controlSpace
+            }
+            let result = Syscall.run("recvmmsg") {
+                clinux_recvmmsg(io.fd, vectors.messages, UInt32(GROStorage.buffers), Int32(MSG_DONTWAIT), nil)
+            }
+            switch result {
+            case .success(let received) where received > 0:
+                gro.load(Int(received))
+            case .success, .failure(Errno(EAGAIN)), .failure(Errno(EWOULDBLOCK)):
+                if count > 0 { break }
+                if try io.wait(for: Int16(POLLIN)) == .closed { return 0 }
+                continue
+            case .failure(let code) where Self.reportsUnreachable(code):
+                continue
+            case .failure(let code):
+                if count > 0 { break }
+                throw IOError("recvmmsg", code)
+            }
+            if count > 0 && gro.isEmpty { break }
+        }
+        batch.count = count
+        return count
     }
 
     /// The receive arrays, grown to `capacity` if a larger batch arrives (only the first call allocates).
@@ -267,41 +335,72 @@ public final class UDPSocket: DatagramSocket {
         }
     }
 
+    /// True when sends use UDP GSO.
+    public var usesSegmentationOffload: Bool { segmentationOffload.load(ordering: .relaxed) }
+
     private func send(_ batch: PacketBatch, using vectors: MessageVectors) throws(IOError) -> Int {
         var sent = 0
         var next = 0
+        var gso = segmentationOffload.load(ordering: .relaxed)
         while next < batch.count {
-            // Fill a chunk of consecutive well-formed entries starting at `next`.
-            var filled = 0
-            while filled < vectors.capacity, next + filled < batch.count {
-                let index = next + filled
-                let offset = batch.offsets[index]
-                let length = batch.lengths[index]
+            // Fill messages from consecutive well-formed entries starting at `next`. With GSO, a run of
+            // datagrams to one endpoint, all of one size but the last (which may be shorter), is one message.
+            var messages = 0
+            var vectorsUsed = 0
+            var cursor = next
+            while messages < vectors.capacity, vectorsUsed < vectors.capacity, cursor < batch.count {
+                let offset = batch.offsets[cursor]
+                let length = batch.lengths[cursor]
                 guard offset >= 0, length >= 0, length <= batch.slotSize - offset else { break }
-                vectors.prepare(filled, base: batch.slot(index) + offset, length: length)
-                vectors.setAddress(filled, to: batch.endpoints[index])
-                filled += 1
+                let endpoint = batch.endpoints[cursor]
+                var group = 1
+                vectors.iovecs[vectorsUsed] = iovec(iov_base: batch.slot(cursor) + offset, iov_len: length)
+                if gso && length > 0 {
+                    while group < Self.maxSegments, vectorsUsed + group < vectors.capacity, cursor + group < batch.count {
+                        let j = cursor + group
+                        let o = batch.offsets[j]
+                        let l = batch.lengths[j]
+                        guard o >= 0, l > 0, l <= length, l <= batch.slotSize - o, batch.endpoints[j] == endpoint,
+                            (group + 1) * length <= 65_000
+                        else { break }
+                        vectors.iovecs[vectorsUsed + group] = iovec(iov_base: batch.slot(j) + o, iov_len: l)
+                        group += 1
+                        if l < length { break }  // only the last segment may be shorter
+                    }
+                }
+                vectors.prepareGroup(messages, firstVector: vectorsUsed, count: group, segmentSize: length)
+                vectors.setAddress(messages, to: endpoint)
+                if group > 1 { gsoSends.wrappingAdd(1, ordering: .relaxed) }
+                messages += 1
+                vectorsUsed += group
+                cursor += group
             }
-            if filled == 0 {  // the entry at `next` does not fit its slot
+            if messages == 0 {  // the entry at `next` does not fit its slot
                 invalidSends.wrappingAdd(1, ordering: .relaxed)
                 next += 1
                 continue
             }
             let result = Syscall.run("sendmmsg") {
-                clinux_sendmmsg(io.fd, vectors.messages, UInt32(filled), Int32(MSG_DONTWAIT))
+                clinux_sendmmsg(io.fd, vectors.messages, UInt32(messages), Int32(MSG_DONTWAIT))
             }
             switch result {
             case .success(let accepted) where accepted > 0:
                 // After a partial send the kernel drops the error of the first refused message
                 // (sendmmsg(2)); the next call starts there and reports it.
-                sent += Int(accepted)
-                next += Int(accepted)
+                var datagrams = 0
+                for m in 0..<Int(accepted) { datagrams += vectors.datagramsPerMessage[m] }
+                sent += datagrams
+                next += datagrams
             case .success, .failure(Errno(EAGAIN)), .failure(Errno(EWOULDBLOCK)):
                 sendWaits.wrappingAdd(1, ordering: .relaxed)
                 if try io.wait(for: Int16(POLLOUT)) == .closed { return sent }
+            case .failure(Errno(EIO)) where vectors.datagramsPerMessage[0] > 1:
+                // The kernel or the outgoing device cannot segment: stop using GSO and resend singly.
+                segmentationOffload.store(false, ordering: .relaxed)
+                gso = false
             case .failure(let code):
                 guard countSkippedSend(code) else { throw IOError("sendmmsg", code) }
-                next += 1
+                next += vectors.datagramsPerMessage[0]
             }
         }
         return sent
@@ -336,10 +435,21 @@ public final class UDPSocket: DatagramSocket {
             try withUnsafeTemporaryAllocation(of: iovec.self, capacity: capacity) { (iovecs) throws(IOError) -> R in
                 try withUnsafeTemporaryAllocation(of: sockaddr_in.self, capacity: capacity) {
                     (addresses) throws(IOError) -> R in
-                    guard let m = messages.baseAddress, let i = iovecs.baseAddress, let a = addresses.baseAddress else {
-                        preconditionFailure("a temporary allocation of \(capacity) > 0 elements has a base address")
+                    try withUnsafeTemporaryAllocation(
+                        byteCount: capacity * MessageVectors.controlSpace, alignment: 8
+                    ) { (control) throws(IOError) -> R in
+                        try withUnsafeTemporaryAllocation(of: Int.self, capacity: capacity) { (groups) throws(IOError) -> R in
+                            guard let m = messages.baseAddress, let i = iovecs.baseAddress, let a = addresses.baseAddress,
+                                let c = control.baseAddress, let g = groups.baseAddress
+                            else {
+                                preconditionFailure("a temporary allocation of \(capacity) > 0 elements has a base address")
+                            }
+                            return try body(
+                                MessageVectors(
+                                    capacity: capacity, messages: m, iovecs: i, addresses: a, control: c,
+                                    datagramsPerMessage: g))
+                        }
                     }
-                    return try body(MessageVectors(capacity: capacity, messages: m, iovecs: i, addresses: a))
                 }
             }
         }
@@ -364,5 +474,85 @@ public final class UDPSocket: DatagramSocket {
         stats.invalidSends = invalidSends.load(ordering: .relaxed)
         stats.sendWaits = sendWaits.load(ordering: .relaxed)
         return stats
+    }
+}
+
+/// Buffers for UDP GRO receives, owned by the receiving thread.
+final class GROStorage {
+    static let buffers = 16
+    static let bufferSize = 65536
+    static let controlSpace = Int(clinux_cmsg_space(4))
+    private let storage: MessageStorage
+    private let data: UnsafeMutableRawPointer
+    private let controls: UnsafeMutableRawPointer
+    /// Runs still to hand out: buffer, offset, bytes left, segment size, source.
+    private var runs: [(buffer: Int, offset: Int, left: Int, segment: Int, source: Endpoint)] = []
+    private var nextRun = 0
+
+    init() {
+        storage = MessageStorage(capacity: Self.buffers)
+        data = .allocate(byteCount: Self.buffers * Self.bufferSize, alignment: 64)
+        controls = .allocate(byteCount: Self.buffers * Self.controlSpace, alignment: 8)
+        controls.initializeMemory(as: UInt8.self, repeating: 0, count: Self.buffers * Self.controlSpace)
+        runs.reserveCapacity(Self.buffers)
+    }
+
+    deinit {
+        data.deallocate()
+        controls.deallocate()
+    }
+
+    var vectors: MessageVectors { storage.vectors }
+    var isEmpty: Bool { nextRun >= runs.count }
+    func buffer(_ i: Int) -> UnsafeMutableRawPointer { data + i * Self.bufferSize }
+    func control(_ i: Int) -> UnsafeMutableRawPointer { controls + i * Self.controlSpace }
+
+    /// Records the `received` messages recvmmsg(2) just filled.
+    func load(_ received: Int) {
+        runs.removeAll(keepingCapacity: true)
+        nextRun = 0
+        let v = storage.vectors
+        for i in 0..<received {
+            let length = Int(v.messages[i].msg_len)
+            var segment = length
+            var header = clinux_cmsg_firsthdr(&v.messages[i].msg_hdr)
+            while let h = header {
+                if h.pointee.cmsg_level == Int32(IPPROTO_UDP), h.pointee.cmsg_type == Int32(CLINUX_UDP_GRO) {
+                    let size = UnsafeRawPointer(clinux_cmsg_data(h)).loadUnaligned(as: Int32.self)
+                    if size > 0 { segment = Int(size) }
+                }
+                header = clinux_cmsg_nxthdr(&v.messages[i].msg_hdr, h)
+            }
+            runs.append((i, 0, length, max(segment, 1), v.sourceEndpoint(i)))
+        }
+    }
+
+    /// Copies datagrams into `batch` from slot `start` on; returns the new count.
+    func drain(into batch: PacketBatch, startingAt start: Int) -> (count: Int, truncated: Int) {
+        var count = start
+        var truncated = 0
+        while count < batch.capacity && nextRun < runs.count {
+            var run = runs[nextRun]
+            if run.left == 0 {
+                nextRun += 1
+                continue
+            }
+            let length = min(run.segment, run.left)
+            batch.offsets[count] = 0
+            batch.endpoints[count] = run.source
+            if length > batch.slotSize {
+                truncated += 1
+                batch.lengths[count] = batch.slotSize + 1
+            } else {
+                batch.slot(count).copyMemory(from: buffer(run.buffer) + run.offset, byteCount: length)
+                batch.lengths[count] = length
+            }
+            count += 1
+            run.offset += length
+            run.left -= length
+            runs[nextRun] = run
+            if run.left == 0 { nextRun += 1 }
+        }
+        return (count, truncated)
     }
 }

@@ -29,57 +29,13 @@ public enum TestBinaries {
 }
 
 /// Runs `executable` with `arguments`, feeding `stdin`, and waits (at most `timeout` seconds, after which
-/// the process is killed and the status is -9).
+/// the process is killed and the status is -9). Children start with an empty signal mask (see
+/// `ChildProcess`: Foundation's `Process` would pass on the test thread's blocked signals).
 @discardableResult
-public func runCommand(
-    _ executable: String, _ arguments: [String], stdin: String? = nil, workingDirectory: String? = nil,
-    timeout: Double = 60
-) throws -> CommandResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    if let workingDirectory { process.currentDirectoryURL = URL(fileURLWithPath: workingDirectory) }
-    let out = Pipe()
-    let err = Pipe()
-    let input = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    process.standardInput = input
-    try process.run()
-    if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-    try input.fileHandleForWriting.close()
-    // Read both pipes on their own threads so a chatty child cannot block on a full pipe.
-    let outData = LockedData()
-    let errData = LockedData()
-    let group = DispatchGroup()
-    for (pipe, sink) in [(out, outData), (err, errData)] {
-        group.enter()
-        DispatchQueue.global().async {
-            sink.set(pipe.fileHandleForReading.readDataToEndOfFile())
-            group.leave()
-        }
-    }
-    let deadline = Date().addingTimeInterval(timeout)
-    while process.isRunning && Date() < deadline { usleep(10_000) }
-    var status: Int32
-    if process.isRunning {
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        status = -9
-    } else {
-        status = process.terminationStatus
-    }
-    group.wait()
-    return CommandResult(
-        status: status, stdout: String(decoding: outData.get(), as: UTF8.self),
-        stderr: String(decoding: errData.get(), as: UTF8.self))
-}
-
-final class LockedData: @unchecked Sendable {
-    private let lock = NSLock()
-    private var data = Data()
-    func set(_ d: Data) { lock.withLock { data = d } }
-    func get() -> Data { lock.withLock { data } }
+public func runCommand(_ executable: String, _ arguments: [String], stdin: String? = nil, timeout: Double = 60) throws
+    -> CommandResult
+{
+    try runChild([executable] + arguments, stdin: stdin, timeout: timeout)
 }
 
 /// A fresh temporary directory, removed by `remove()`.

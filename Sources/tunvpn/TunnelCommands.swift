@@ -27,6 +27,9 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
+    @Flag(help: "Do not use TUN segmentation offloads (IFF_VNET_HDR with TSO), even where the kernel has them.")
+    var noOffload = false
+
     func validateCommon() throws {
         guard (576...9000).contains(mtu) else { throw ValidationError("--mtu must be between 576 and 9000") }
         for name in suite where CipherSuites.named(name) == nil {
@@ -60,7 +63,7 @@ struct CommonOptions: ParsableArguments {
     }
 
     func openDevice() throws -> TunDevice {
-        do { return try TunDevice.open(name: dev) } catch { throw CLIError("\(error)") }
+        do { return try TunDevice.open(name: dev, offload: !noOffload) } catch { throw CLIError("\(error)") }
     }
 }
 
@@ -206,10 +209,10 @@ struct Server: ParsableCommand {
             do { try device.configure(address: prefix, mtu: common.mtu) } catch { throw CLIError("\(error)") }
             defer { HostSetup.tearDown(device: common.dev, logger: logger) }
             try HostSetup.apply(plan, device: common.dev, logger: logger)
-            let socket = try UDPSocket.bind(listenEndpoint)
+            let socket = try UDPSocket.bind(listenEndpoint, segmentationOffload: !common.noOffload)
             if allowAnyClient { logger.warning("--allow-any-client: any client key is admitted; use an allow-list outside the lab") }
             logger.info(
-                "server listening on \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name) \(prefix), \(allowList.clients.count) allowed client(s)")
+                "server listening on \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name) \(prefix), \(allowList.clients.count) allowed client(s), TSO \(device.offloadsEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
             let engine = TunnelEngine(
                 state: state, device: device, socket: socket, logger: logger, settings: EngineSettings(mtu: common.mtu))
             try runUntilSignalled(engine, logger: logger)
@@ -295,12 +298,12 @@ struct Client: ParsableCommand {
             try HostSetup.removeLeftovers(device: common.dev, logger: logger)
             try HostNetwork.preflight(plan)
             let device = try common.openDevice()
-            let socket = try UDPSocket.bind(Endpoint(address: .any, port: 0))
+            let socket = try UDPSocket.bind(Endpoint(address: .any, port: 0), segmentationOffload: !common.noOffload)
             let mtu = common.mtu
             let dev = common.dev
             defer { HostSetup.tearDown(device: dev, logger: logger) }
             logger.info(
-                "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name)")
+                "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name), TSO \(device.offloadsEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
             let hooks = EngineHooks(tunnelUp: { assignment in
                 do { try device.configure(address: assignment.client, mtu: mtu) } catch { throw CLIError("\(error)") }
                 try HostSetup.apply(plan, device: dev, logger: logger)

@@ -83,6 +83,28 @@ import Testing
         #expect(Self.open(cipher, Array(sealed.prefix(suite.tagLength - 1)), counter: 9, ad: ad) == nil)
     }
 
+    @Test(arguments: CipherSuites.available.map { $0.name })
+    func aSessionCipherSealsExactlyAsTheSuiteDoesWithTheCounterNonce(suiteName: String) throws {
+        // SessionCipher may take a faster route (XChaCha's subkey derived once); the bytes must not change.
+        let suite = try #require(CipherSuites.named(suiteName))
+        let key = [UInt8](repeating: 0x5a, count: 32)
+        let cipher = SessionCipher(suite: suite, key: SecretBytes(copying: key))
+        let ad: [UInt8] = [4, 0, 0, 0, 9, 9, 9, 9]
+        for counter: UInt64 in [0, 1, 77, 1 << 40, UInt64.max - 1] {
+            let plaintext = (0..<(Int(counter % 300) + 1)).map { UInt8(truncatingIfNeeded: $0) }
+            var nonce = [UInt8](repeating: 0, count: suite.nonceLength)
+            nonce.withUnsafeMutableBytes { suite.writeNonce(counter: counter, into: $0.baseAddress!) }
+            var reference = plaintext + [UInt8](repeating: 0, count: suite.tagLength)
+            let n = reference.withUnsafeMutableBytes { b in
+                ad.withUnsafeBytes { a in
+                    suite.seal(key: key.withUnsafeBytes { $0.baseAddress! }, nonce: nonce.withUnsafeBytes { $0.baseAddress! },
+                        buffer: b.baseAddress!, length: plaintext.count, authenticating: a)
+                }
+            }
+            #expect(Self.seal(cipher, plaintext, counter: counter, ad: ad) == Array(reference.prefix(n)), "counter \(counter)")
+        }
+    }
+
     @Test func theNonceCarriesTheCounterLittleEndianWhereEachSuiteDocumentsIt() {
         var nonce = [UInt8](repeating: 0xff, count: 24)
         nonce.withUnsafeMutableBytes { XChaCha20Poly1305.writeNonce(counter: 0x0102_0304_0506_0708, into: $0.baseAddress!) }

@@ -1,0 +1,186 @@
+// Throwaway network topologies for end-to-end tests: namespaces joined by veth pairs, built from a
+// small description and torn down on every way out of a test.
+//
+// The standard one, `Topology.clientServerInternet()`, with k from `subnetIndex`:
+//
+//     client ns (C)                server ns (S)                  internet host ns (H)
+//     c0 10.100.k.2/24 ─────────── s0 10.100.k.1/24
+//                                  s1 10.200.k.1/24 ───────────── h0 10.200.k.2/24
+//
+// Rules kept here, as in `WireGuard/wireguard-linux-compat:src/tests/netns.sh`:
+// - Nothing touches the root namespace. A veth pair is created inside its first namespace with its
+//   peer placed directly in the second (`ip -n A link add … peer name … netns B`).
+// - Names are unique per test: `tv<pid>n<counter><host>`, e.g. `tv4242n3C`. Interface names live in
+//   their namespace, so short fixed ones (`c0`, `s0`) never collide; k differs between the topologies
+//   of one process and usually between processes, though addresses in separate namespaces cannot
+//   collide anyway.
+// - IPv6 is off in every namespace unless asked for, so router solicitations and MLD reports do not
+//   show up in captures that check what the underlay carries.
+// - Cleanup: `close()` (idempotent; also run on release) stops the processes in each namespace and
+//   deletes it, which removes its veths. If the test process dies without running it (a crash, a
+//   SIGKILL, Ctrl-C), a guardian shell started with the topology notices within half a second and
+//   does the same. The guardian only signals processes inside this topology's namespaces.
+
+import Foundation
+import Synchronization
+
+/// One veth pair: an interface and address in each of two namespaces.
+public struct VethLink: Sendable {
+    /// One end of the pair.
+    public struct End: Sendable {
+        /// The host (role) name in the topology, e.g. "C".
+        public var host: String
+        /// The interface name inside that host (at most 15 characters).
+        public var interface: String
+        /// The address with its prefix length, e.g. "10.100.7.2/24".
+        public var address: String
+
+        public init(_ host: String, _ interface: String, _ address: String) {
+            precondition(interface.utf8.count <= 15, "interface names are at most 15 bytes (IFNAMSIZ - 1)")
+            self.host = host
+            self.interface = interface
+            self.address = address
+        }
+    }
+
+    public var a: End
+    public var b: End
+
+    public init(_ a: End, _ b: End) {
+        self.a = a
+        self.b = b
+    }
+}
+
+/// Namespaces joined by veth pairs, deleted (with every process in them) by `close()`.
+public final class Topology: @unchecked Sendable {
+    private static let counter = Atomic<Int>(0)
+
+    /// The name prefix of this topology's namespaces, `tv<pid>n<counter>`.
+    public let tag: String
+    /// The per-topology number k that the standard topology puts in its subnets (1...250).
+    public let subnetIndex: Int
+    public let links: [VethLink]
+    private let namespaces: [(host: String, namespace: NetworkNamespace)]
+    private let guardian: ChildProcess
+    private let closed = Mutex(false)
+
+    /// Builds the hosts and links. `links` gets `subnetIndex` to choose per-topology subnets.
+    ///
+    /// - Parameters:
+    ///   - hosts: role names; each becomes a namespace `tag + name` with its loopback up.
+    ///   - enableIPv6: leave IPv6 on in the namespaces (off by default, see the file comment).
+    ///   - links: the veth pairs, given the subnet index k.
+    public init(hosts: [String], enableIPv6: Bool = false, links: (Int) -> [VethLink]) throws {
+        let n = Topology.counter.add(1, ordering: .relaxed).newValue
+        let pid = Int(getpid())
+        let tag = "tv\(pid)n\(n)"
+        self.tag = tag
+        subnetIndex = (pid &* 7 &+ n) % 250 + 1
+        self.links = links(subnetIndex)
+        let names = hosts.map { tag + $0 }
+        guardian = try Topology.startGuardian(namespaces: names)
+        var created: [(String, NetworkNamespace)] = []
+        do {
+            for (host, name) in zip(hosts, names) {
+                let namespace = try NetworkNamespace(name: name)
+                created.append((host, namespace))
+                if !enableIPv6 {
+                    try namespace.sysctl("net.ipv6.conf.all.disable_ipv6", "1")
+                    try namespace.sysctl("net.ipv6.conf.default.disable_ipv6", "1")
+                }
+            }
+            namespaces = created
+            for link in self.links {
+                let a = self[link.a.host]
+                let b = self[link.b.host]
+                try a.ip("link", "add", link.a.interface, "type", "veth", "peer", "name", link.b.interface, "netns", b.name)
+                for (end, namespace) in [(link.a, a), (link.b, b)] {
+                    try namespace.ip("address", "add", end.address, "dev", end.interface)
+                    try namespace.ip("link", "set", end.interface, "up")
+                }
+            }
+        } catch {
+            for (_, namespace) in created.reversed() { namespace.delete() }
+            Topology.stopGuardian(guardian)
+            throw error
+        }
+    }
+
+    deinit { close() }
+
+    /// The namespace of `host`. Asking for a host the topology does not have is a test bug.
+    public subscript(host: String) -> NetworkNamespace {
+        guard let entry = namespaces.first(where: { $0.host == host }) else {
+            preconditionFailure("topology \(tag) has no host \(host)")
+        }
+        return entry.namespace
+    }
+
+    /// The address (without prefix length) of `interface` on `host`, as given in the links.
+    public func address(_ host: String, _ interface: String) -> String {
+        for link in links {
+            for end in [link.a, link.b] where end.host == host && end.interface == interface {
+                return String(end.address.prefix(while: { $0 != "/" }))
+            }
+        }
+        preconditionFailure("topology \(tag) has no interface \(interface) on \(host)")
+    }
+
+    /// Stops every process in the namespaces and deletes them (with their veths). Idempotent.
+    public func close() {
+        let first = closed.withLock { wasClosed in
+            defer { wasClosed = true }
+            return !wasClosed
+        }
+        guard first else { return }
+        for (_, namespace) in namespaces.reversed() { namespace.delete() }
+        Topology.stopGuardian(guardian)
+    }
+
+    /// Runs `body` with the topology and closes it afterwards, however `body` ends.
+    public func use<T>(_ body: (Topology) throws -> T) rethrows -> T {
+        defer { close() }
+        return try body(self)
+    }
+
+    // MARK: The standard topology
+
+    /// The client, server and internet host of the file comment: C–S on 10.100.k.0/24 (C is .2, S is
+    /// .1), S–H on 10.200.k.0/24 (S is .1, H is .2).
+    public static func clientServerInternet() throws -> Topology {
+        try Topology(hosts: ["C", "S", "H"]) { k in
+            [
+                VethLink(.init("C", "c0", "10.100.\(k).2/24"), .init("S", "s0", "10.100.\(k).1/24")),
+                VethLink(.init("S", "s1", "10.200.\(k).1/24"), .init("H", "h0", "10.200.\(k).2/24")),
+            ]
+        }
+    }
+
+    // MARK: The guardian
+
+    /// Starts `sh` polling the test process; if it dies before `close()`, the shell stops what is left
+    /// in the namespaces and deletes them. It ignores SIGINT/SIGTERM/SIGHUP (a Ctrl-C reaches the whole
+    /// process group), so `close()` ends it with SIGKILL.
+    private static func startGuardian(namespaces: [String]) throws -> ChildProcess {
+        let script = """
+            trap '' INT TERM HUP
+            parent=$1; shift
+            while kill -0 "$parent" 2>/dev/null; do sleep 0.5; done
+            for ns in "$@"; do for p in $(ip netns pids "$ns" 2>/dev/null); do kill -TERM "$p"; done; done
+            sleep 2
+            for ns in "$@"; do
+              for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p"; done
+              ip netns delete "$ns" 2>/dev/null
+            done
+            """
+        return try ChildProcess(
+            ["sh", "-c", script, "tunvpn-netns-guardian", "\(getpid())"] + namespaces,
+            stdout: "/dev/null", stderr: "/dev/null")
+    }
+
+    private static func stopGuardian(_ guardian: ChildProcess) {
+        guardian.send(SIGKILL)
+        guardian.wait()
+    }
+}

@@ -1,0 +1,110 @@
+// Self-tests of the end-to-end harness in TestSupport (Topology, NetworkNamespace, BackgroundProcess,
+// Capture, transfers, the stats parser), without tunvpn: when a tunnel test fails, these say whether
+// the harness itself still works.
+//
+//     C  c0 10.100.k.2/24 ──── s0 10.100.k.1/24  S  s1 10.200.k.1/24 ──── h0 10.200.k.2/24  H
+
+import Foundation
+import Testing
+import TestSupport
+
+@Suite(.serialized, .enabled(if: getuid() == 0, "needs root: it creates network namespaces"))
+struct HarnessTests {
+    @Test func standardTopologyConnectsNeighboursAndCloseRemovesNamespacesAndProcesses() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        var names: [String] = []
+        var sleeper: BackgroundProcess?
+        try Topology.clientServerInternet().use { topology in
+            names = ["C", "S", "H"].map { topology[$0].name }
+            #expect(names.allSatisfy { $0.hasPrefix("tv\(getpid())n") })
+            #expect(try topology["S"].ping(topology.address("H", "h0")).status == 0)
+            #expect(try topology["S"].ping(topology.address("C", "c0")).status == 0)
+            // Nothing forwards between C and H until a test sets that up.
+            #expect(try topology["C"].ping(topology.address("H", "h0"), count: 1).status != 0)
+            sleeper = try topology["H"].spawn(["sleep", "600"], logFile: dir.path + "/sleep.log")
+            #expect(sleeper?.isRunning == true)
+            #expect(topology["H"].pids() == [sleeper?.pid].compactMap { $0 })
+        }
+        let list = try runCommand("/usr/bin/env", ["ip", "netns", "list"]).stdout
+        for name in names { #expect(!list.contains(name), "namespace \(name) is left after close()") }
+        #expect(sleeper?.isRunning == false)
+        #expect(sleeper?.endedBySignal == true)
+    }
+
+    @Test func forwardingThroughTheMiddleHostWorksOnceEnabledInItsNamespace() throws {
+        try Topology.clientServerInternet().use { topology in
+            let k = topology.subnetIndex
+            try topology["S"].sysctl("net.ipv4.ip_forward", "1")
+            try topology["C"].ip("route", "add", "10.200.\(k).0/24", "via", "10.100.\(k).1")
+            try topology["H"].ip("route", "add", "10.100.\(k).0/24", "via", "10.200.\(k).1")
+            #expect(try topology["C"].ping(topology.address("H", "h0")).status == 0)
+        }
+    }
+
+    @Test func captureHoldsCleartextSentOutsideATunnelAndFilesArriveIntact() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try Topology.clientServerInternet().use { topology in
+            let client = topology["C"]
+            let server = topology["S"]
+            let serverAddress = topology.address("S", "s0")
+            let capture = try Capture(in: server, interface: "s0", file: dir.path + "/s0.pcap")
+            let marker = "harness-marker-\(UUID().uuidString)"
+            let receiver = try server.spawn(
+                ["sh", "-c", "exec nc -l -p 6000 > \"$1\"", "nc", dir.path + "/marker.out"],
+                logFile: dir.path + "/marker.log")
+            #expect(try server.waitForListener(port: 6000))
+            #expect(try sendText(marker, from: client, to: serverAddress, port: 6000))
+            #expect(receiver.waitForExit(timeout: 5))
+            #expect(try String(contentsOfFile: dir.path + "/marker.out", encoding: .utf8) == marker)
+
+            try TestFiles.makeRandom(at: dir.path + "/up", megabytes: 2)
+            let report = try transferFile(
+                dir.path + "/up", from: client, to: serverAddress, port: 6001, receiver: server,
+                into: dir.path + "/up.received")
+            #expect(report.senderSucceeded && report.bytesReceived == 2 << 20)
+            #expect(try TestFiles.sha256(of: dir.path + "/up") == TestFiles.sha256(of: dir.path + "/up.received"))
+
+            try sendUDPDatagram([4, 0, 0, 0, 0xde, 0xad], from: client, to: serverAddress, port: 6002)
+            let result = try capture.stop()
+            #expect(result.rawBytesContain(Array(marker.utf8)))
+            #expect(result.frames.count == result.listing.count)
+            // Veth offloads hand tcpdump segments of up to 64 KB, so 2 MB can be a few dozen frames.
+            let tcp = result.frames.filter { $0.kind == .ipv4 && $0.ipProtocol == 6 }
+            #expect(result.droppedByKernel == 0)
+            #expect(tcp.reduce(0) { $0 + $1.data.count } > 2 << 20)
+            let udp = result.frames.filter { $0.isUDP && $0.destinationPort == 6002 }
+            #expect(udp.count == 1)
+            #expect(udp.first?.udpPayload == [4, 0, 0, 0, 0xde, 0xad])
+            #expect(udp.first?.source == topology.address("C", "c0"))
+            #expect(udp.first?.destination == serverAddress)
+            // IPv6 is off, so nothing but ARP and IPv4 is on the wire.
+            #expect(result.frames.allSatisfy { $0.kind == .arp || $0.kind == .ipv4 })
+        }
+    }
+}
+
+@Suite struct StatsLineTests {
+    @Test func statsLineParsesIntoCountersWithDottedNames() throws {
+        let stats = try #require(
+            TunvpnStats(line: "stats: rx_packets=12 tx_packets=10 drop.replay=1 handshake.failed.unknownClientKey=0"))
+        #expect(stats["rx_packets"] == 12)
+        #expect(stats["tx_packets"] == 10)
+        #expect(stats["drop.replay"] == 1)
+        #expect(stats["handshake.failed.unknownClientKey"] == 0)
+        #expect(stats["drop.authentication"] == nil)
+    }
+
+    @Test func statsLineAfterALogPrefixParsesAndOtherLinesDoNot() {
+        #expect(TunvpnStats(line: "2025-01-01T00:00:00 info tunvpn: stats: rx_bytes=5")?["rx_bytes"] == 5)
+        #expect(TunvpnStats(line: "handshake completed with AAAA= 10.8.0.2") == nil)
+    }
+
+    @Test func lastCompleteStatsLineOfALogIsFound() {
+        let log = "stats: rx_packets=1\nhandshake completed\nstats: rx_packets=2\nstats: rx_pack"
+        #expect(TunvpnStats.count(in: log) == 2)
+        #expect(TunvpnStats.last(in: log)?["rx_packets"] == 2)
+        #expect(TunvpnStats.last(in: "nothing here\n") == nil)
+    }
+}
