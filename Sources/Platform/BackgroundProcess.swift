@@ -43,12 +43,14 @@ public final class BackgroundProcess {
         let name = argv.first ?? "(empty command)"
         let log = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard log >= 0 else {
-            throw BackgroundProcessError(command: name, problem: "cannot open log \(logPath): \(String(cString: strerror(errno)))")
+            throw BackgroundProcessError(
+                command: name, problem: "cannot open log \(logPath): \(String(cString: strerror(errno)))")
         }
         defer { close(log) }
         let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
         guard null >= 0 else {
-            throw BackgroundProcessError(command: name, problem: "cannot open /dev/null: \(String(cString: strerror(errno)))")
+            throw BackgroundProcessError(
+                command: name, problem: "cannot open /dev/null: \(String(cString: strerror(errno)))")
         }
         defer { close(null) }
         switch CommandRunner.spawn(argv, stdin: null, stdout: log, stderr: log, newProcessGroup: true) {

@@ -24,11 +24,12 @@ import Platform
 
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a client, a server and three more hosts in throwaway network namespaces, and show the VPN working.",
+        abstract:
+            "Run a client, a server and three more hosts in throwaway network namespaces, and show the VPN working.",
         discussion: """
-            Needs root (network namespaces), ip, ping, python3, tcpdump, sysctl and nft or iptables.
-            Everything is made in namespaces named tvdemo-<pid>-*, and removed at the end, on any failure
-            and on Ctrl-C; the root namespace is never changed. Exit status 0 when every check passed.
+            Needs root, ip, ping, python3, tcpdump, sysctl, and nft or iptables.
+            Everything lives in network namespaces named tvdemo-<pid>-*; the root namespace never changes.
+            All of it is removed at the end, on any failure and on Ctrl-C. Exit status 0 when every check passed.
             Example:
               sudo tunvpn demo
             """)
@@ -38,15 +39,21 @@ struct Demo: ParsableCommand {
 
     func run() throws {
         guard geteuid() == 0 else {
-            printError("the demo creates network namespaces and needs root: run `sudo \(CommandLine.arguments[0]) demo`")
+            printError(
+                "the demo creates network namespaces and needs root: run `sudo \(CommandLine.arguments[0]) demo`")
             throw ExitCode(1)
         }
         let tools = ["ip", "ping", "python3", "tcpdump", "sysctl"]
-        let missing = tools.filter { !CommandRunner.exists($0) }
-            + (CommandRunner.exists("nft") || CommandRunner.exists("iptables") ? [] : ["nft"])
+        let missing =
+            tools.filter { !CommandRunner.exists($0) }
+            + (CommandRunner.exists("nft") || CommandRunner.exists("iptables") ? [] : ["nft (or iptables)"])
         guard missing.isEmpty else {
+            let list =
+                missing.count == 1
+                ? missing[0] : missing.dropLast().joined(separator: ", ") + " and " + (missing.last ?? "")
             printError(
-                "the demo needs \(missing.joined(separator: ", ")), not found in PATH: run `sudo bash .ci/install-deps` (or apt-get install iproute2 iputils-ping python3 tcpdump procps nftables)")
+                "the demo needs \(list), not found in PATH: run `sudo bash .ci/install-deps` (or apt-get install iproute2 iputils-ping python3 tcpdump procps nftables)"
+            )
             throw ExitCode(1)
         }
         DemoSignals.block()
@@ -113,7 +120,9 @@ final class DemoSteps {
     init(lab: DemoLab) { self.lab = lab }
 
     func run() throws(DemoStop) {
-        say("tunvpn demo: a VPN between throwaway network namespaces named \(lab.prefix)*; nothing outside them changes.")
+        say(
+            "tunvpn demo: a VPN between throwaway network namespaces named \(lab.prefix)*; nothing outside them changes."
+        )
         say()
         for line in Self.diagram { say("  " + line) }
         try buildNetwork()
@@ -169,18 +178,22 @@ final class DemoSteps {
         try lab.mustRun(["ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
         say("  made \(lab.prefix){lan,client,router,server,internet}; the router forwards, the others do not (yet)")
         let underlay = try lab.run(in: client, ["ping", "-c", "1", "-W", "2", "172.31.2.2"])
-        try check(underlay.succeeded, "the client reaches the server's underlay address 172.31.2.2 through the router",
-                  else: "the client cannot ping the server at 172.31.2.2 over the underlay: \(firstLine(underlay))")
+        try check(
+            underlay.succeeded, "the client reaches the server's underlay address 172.31.2.2 through the router",
+            else: "the client cannot ping the server at 172.31.2.2 over the underlay: \(firstLine(underlay))")
         let before = try lab.run(in: client, ["ping", "-c", "1", "-W", "1", "198.18.0.2"])
-        try check(!before.succeeded, "without the tunnel the client cannot reach the internet host 198.18.0.2 (\(pingVerdict(before)))",
-                  else: "the client reaches 198.18.0.2 without the tunnel, so the demo would prove nothing")
+        try check(
+            !before.succeeded,
+            "without the tunnel the client cannot reach the internet host 198.18.0.2 (\(pingVerdict(before)))",
+            else: "the client reaches 198.18.0.2 without the tunnel, so the demo would prove nothing")
         for (name, owner) in [(client, "client"), (server, "server")] {
             guard let inode = lab.inode(of: name) else { throw .failed("cannot stat /run/netns/\(name)") }
             lab.journals.append((owner, name, "\(HostNetwork.stateDirectory)/netns\(inode)-tun0.journal"))
         }
     }
 
-    func link(_ a: String, _ ifA: String, _ addrA: String, _ b: String, _ ifB: String, _ addrB: String) throws(DemoStop) {
+    func link(_ a: String, _ ifA: String, _ addrA: String, _ b: String, _ ifB: String, _ addrB: String) throws(DemoStop)
+    {
         try lab.mustRun(["ip", "-n", a, "link", "add", ifA, "type", "veth", "peer", "name", ifB, "netns", b])
         for (ns, dev, addr) in [(a, ifA, addrA), (b, ifB, addrB)] {
             try lab.mustRun(["ip", "-n", ns, "addr", "add", addr, "dev", dev])
@@ -205,7 +218,8 @@ final class DemoSteps {
             let key = PrivateKey()
             do {
                 try KeyFiles.write(key.base64 + "\n", to: "\(lab.directory)/\(name).key", mode: 0o600, overwrite: false)
-                try KeyFiles.write(key.publicKey.base64 + "\n", to: "\(lab.directory)/\(name).pub", mode: 0o644, overwrite: false)
+                try KeyFiles.write(
+                    key.publicKey.base64 + "\n", to: "\(lab.directory)/\(name).pub", mode: 0o644, overwrite: false)
             } catch {
                 throw .failed("writing the demo's keys: \(error)")
             }
@@ -213,9 +227,12 @@ final class DemoSteps {
             publicKeys.append(key.publicKey.base64)
         }
         do {
-            try KeyFiles.write("\(publicKeys[1])  # the demo's client\n", to: "\(lab.directory)/clients", mode: 0o644, overwrite: false)
+            try KeyFiles.write(
+                "\(publicKeys[1])  # the demo's client\n", to: "\(lab.directory)/clients", mode: 0o644, overwrite: false
+            )
             try KeyFiles.ensureDirectory("\(lab.directory)/www")
-            try KeyFiles.write("hello from the internet host\n", to: "\(lab.directory)/www/index.html", mode: 0o644, overwrite: false)
+            try KeyFiles.write(
+                "hello from the internet host\n", to: "\(lab.directory)/www/index.html", mode: 0o644, overwrite: false)
         } catch {
             throw .failed("writing the demo's files: \(error)")
         }
@@ -238,8 +255,10 @@ final class DemoSteps {
         say("  server (pid \(server.pid)): \(logMessage(listening))")
         let client = try lab.start(
             "client", in: self.client,
-            [binary, "client", "--key", "\(dir)/client.key", "--peer-key", "\(dir)/server.pub",
-             "--endpoint", "172.31.2.2:\(Self.port)", "--gateway"])
+            [
+                binary, "client", "--key", "\(dir)/client.key", "--peer-key", "\(dir)/server.pub",
+                "--endpoint", "172.31.2.2:\(Self.port)", "--gateway",
+            ])
         clientProcess = client
         let up = try lab.waitForLog(client, containing: "tunnel up", seconds: 10, what: "the client")
         passed("the handshake completed; the client (pid \(client.pid)) says \(logMessage(up))")
@@ -260,12 +279,14 @@ final class DemoSteps {
         let lines = out.stdout.split(separator: "\n").map { String($0).trimmingTrailingSpaces }
         for line in lines { say("    " + line) }
         let has = { (prefix: String) in lines.contains { $0.hasPrefix(prefix) } }
-        try check(has("0.0.0.0/1 dev tun0") && has("128.0.0.0/1 dev tun0"),
-                  "0.0.0.0/1 and 128.0.0.0/1 via tun0 override the default route, which stays as it was",
-                  else: "the client has no 0.0.0.0/1 and 128.0.0.0/1 routes via tun0")
-        try check(has("172.31.2.2 via 172.31.1.1 dev c0"),
-                  "172.31.2.2 (the server) is still reached via the router, so tunnel frames never loop into tun0",
-                  else: "the client has no host route to the server 172.31.2.2 via 172.31.1.1")
+        try check(
+            has("0.0.0.0/1 dev tun0") && has("128.0.0.0/1 dev tun0"),
+            "0.0.0.0/1 and 128.0.0.0/1 via tun0 override the default route, which stays as it was",
+            else: "the client has no 0.0.0.0/1 and 128.0.0.0/1 routes via tun0")
+        try check(
+            has("172.31.2.2 via 172.31.1.1 dev c0"),
+            "172.31.2.2 (the server) is still reached via the router, so tunnel frames never loop into tun0",
+            else: "the client has no host route to the server 172.31.2.2 via 172.31.1.1")
     }
 
     // MARK: 5. Ping
@@ -274,11 +295,13 @@ final class DemoSteps {
         step("5. Ping from the client to the internet host, through the tunnel")
         say("  $ ping -c 3 -i 0.2 198.18.0.2     (in the client)")
         let out = try lab.run(in: client, ["ping", "-c", "3", "-i", "0.2", "-W", "2", "198.18.0.2"])
-        for line in out.stdout.split(separator: "\n") where line.contains("bytes from") || line.contains("packets transmitted") {
+        for line in out.stdout.split(separator: "\n")
+        where line.contains("bytes from") || line.contains("packets transmitted") {
             say("    " + line)
         }
-        try check(out.succeeded && out.stdout.contains(" 0% packet loss"), "3 of 3 replies came back",
-                  else: "ping from the client to 198.18.0.2 through the tunnel: \(pingVerdict(out))")
+        try check(
+            out.succeeded && out.stdout.contains(" 0% packet loss"), "3 of 3 replies came back",
+            else: "ping from the client to 198.18.0.2 through the tunnel: \(pingVerdict(out))")
     }
 
     // MARK: 6. HTTP
@@ -287,19 +310,25 @@ final class DemoSteps {
         step("6. HTTP from the client, and from the LAN host behind it (gateway mode), to the internet host")
         for (ns, who) in [(client, "client"), (lan, "lan")] {
             let url = "http://198.18.0.2/?from=\(who)"
-            say("  $ python3 -c 'urllib.request.urlopen(\"\(url)\")'     (in the \(who == "lan" ? "LAN host" : "client"))")
-            let code = "import sys, urllib.request\nr = urllib.request.urlopen(sys.argv[1], timeout=5)\nprint(r.status, r.read().decode().strip())"
+            say(
+                "  $ python3 -c 'urllib.request.urlopen(\"\(url)\")'     (in the \(who == "lan" ? "LAN host" : "client"))"
+            )
+            let code =
+                "import sys, urllib.request\nr = urllib.request.urlopen(sys.argv[1], timeout=5)\nprint(r.status, r.read().decode().strip())"
             let out = try lab.run(in: ns, ["python3", "-c", code, url])
             let answer = out.stdout.split(separator: "\n").first.map(String.init) ?? ""
             if out.succeeded { say("    \(answer)") }
-            try check(out.succeeded && answer.hasPrefix("200 "), "the \(who == "lan" ? "LAN host" : "client") got the page",
-                      else: "fetching \(url) from the \(who == "lan" ? "LAN host" : "client"): \(lastLine(out))")
-            let seen = lab.readFile("\(lab.directory)/http.log").split(separator: "\n")
+            try check(
+                out.succeeded && answer.hasPrefix("200 "), "the \(who == "lan" ? "LAN host" : "client") got the page",
+                else: "fetching \(url) from the \(who == "lan" ? "LAN host" : "client"): \(lastLine(out))")
+            let seen =
+                lab.readFile("\(lab.directory)/http.log").split(separator: "\n")
                 .last { $0.contains("GET /?from=\(who) ") }
                 .flatMap { $0.split(separator: " ").first }.map(String.init) ?? "(no request logged)"
-            try check(seen == "198.18.0.1",
-                      "the internet host saw the request come from \(seen), the server's own address (MASQUERADE)",
-                      else: "the internet host saw the \(who) request come from \(seen), not from the server's 198.18.0.1")
+            try check(
+                seen == "198.18.0.1",
+                "the internet host saw the request come from \(seen), the server's own address (MASQUERADE)",
+                else: "the internet host saw the \(who) request come from \(seen), not from the server's 198.18.0.1")
         }
     }
 
@@ -307,12 +336,18 @@ final class DemoSteps {
 
     func captureUnderlay() throws(DemoStop) {
         step("7. What the underlay carries: capture on the client's c0 (and, for contrast, inside tun0)")
-        say("  $ tcpdump -c 10 -nn -i c0 -X     while   ping -c 5 -p \(Self.pattern) 198.18.0.2     (payload \"tunvpn\" over and over)")
+        say(
+            "  $ tcpdump -c 10 -nn -i c0 -X     while   ping -c 5 -p \(Self.pattern) 198.18.0.2     (payload \"tunvpn\" over and over)"
+        )
         let wire = try lab.start("capture-c0", in: client, ["tcpdump", "-l", "-c", "10", "-nn", "-i", "c0", "-X"])
-        let inside = try lab.start("capture-tun0", in: client, ["tcpdump", "-l", "-c", "4", "-nn", "-i", "tun0", "-X", "icmp"])
+        let inside = try lab.start(
+            "capture-tun0", in: client, ["tcpdump", "-l", "-c", "4", "-nn", "-i", "tun0", "-X", "icmp"])
         for p in [wire, inside] { _ = try lab.waitForLog(p, containing: "listening on", seconds: 5, what: "tcpdump") }
-        let ping = try lab.run(in: client, ["ping", "-c", "5", "-i", "0.2", "-W", "2", "-p", Self.pattern, "198.18.0.2"])
-        guard ping.succeeded else { throw .failed("ping with a payload pattern through the tunnel: \(pingVerdict(ping))") }
+        let ping = try lab.run(
+            in: client, ["ping", "-c", "5", "-i", "0.2", "-W", "2", "-p", Self.pattern, "198.18.0.2"])
+        guard ping.succeeded else {
+            throw .failed("ping with a payload pattern through the tunnel: \(pingVerdict(ping))")
+        }
         for p in [wire, inside] {
             if !p.waitForExit(until: BackgroundProcess.monotonicNanoseconds() + 3_000_000_000) { p.terminate() }
         }
@@ -328,17 +363,22 @@ final class DemoSteps {
         let datagrams = onWire.packets.filter { !$0.isARP }
         let foreign = datagrams.filter { !$0.isTunnelDatagram(port: Self.port) }
         let arpNote = arp.isEmpty ? "" : " (besides \(arp.count) ARP packet(s) asking for the router's MAC address)"
-        try check(!datagrams.isEmpty && foreign.isEmpty,
-                  "all \(datagrams.count) IP packets on c0 are UDP between 172.31.1.2 and 172.31.2.2:\(Self.port)\(arpNote)",
-                  else: foreign.first.map { "the underlay carried something other than the tunnel's UDP: \($0.header)" }
-                      ?? "tcpdump captured no IP packet on c0")
+        try check(
+            !datagrams.isEmpty && foreign.isEmpty,
+            "all \(datagrams.count) IP packets on c0 are UDP between 172.31.1.2 and 172.31.2.2:\(Self.port)\(arpNote)",
+            else: foreign.first.map { "the underlay carried something other than the tunnel's UDP: \($0.header)" }
+                ?? "tcpdump captured no IP packet on c0")
         let needle = Array("tunvpn".utf8)
         let leaked = onWire.packets.filter { $0.bytes.contains(needle) }.count
         let visible = inTunnel.packets.filter { $0.bytes.contains(needle) }.count
-        try check(visible > 0, "inside tun0 the ping payload is in clear text (\"tunvpn\" in \(visible) of \(inTunnel.packets.count) packets)",
-                  else: "the payload pattern was not seen even inside tun0, so the capture proves nothing")
-        try check(leaked == 0, "on c0 the pattern appears in none of the \(onWire.packets.count) packets: the payload is encrypted",
-                  else: "the ping payload \"tunvpn\" appears in clear text in \(leaked) packet(s) on the underlay")
+        try check(
+            visible > 0,
+            "inside tun0 the ping payload is in clear text (\"tunvpn\" in \(visible) of \(inTunnel.packets.count) packets)",
+            else: "the payload pattern was not seen even inside tun0, so the capture proves nothing")
+        try check(
+            leaked == 0,
+            "on c0 the pattern appears in none of the \(onWire.packets.count) packets: the payload is encrypted",
+            else: "the ping payload \"tunvpn\" appears in clear text in \(leaked) packet(s) on the underlay")
     }
 
     // MARK: 8. Counters
@@ -372,14 +412,20 @@ final class DemoSteps {
     func checkCleanExit() throws(DemoStop) {
         for (label, process) in [("client", clientProcess), ("server", serverProcess)] {
             guard let process else { continue }
-            let removed = lab.readFile(process.logPath).split(separator: "\n").last { $0.contains("removed") && $0.contains("host change") }
-            try check(process.exitStatus == 0,
-                      "the \(label) exited with status 0 on SIGTERM\(removed.map { " and \(logMessage(String($0)))" } ?? "")",
-                      else: "the \(label) exited with status \(process.exitStatus ?? -1) on SIGTERM; its log ends with: \(lab.lastLines(of: process.logPath, count: 1).first ?? "")")
+            let removed = lab.readFile(process.logPath).split(separator: "\n").last {
+                $0.contains("removed") && $0.contains("host change")
+            }
+            try check(
+                process.exitStatus == 0,
+                "the \(label) exited with status 0 on SIGTERM\(removed.map { " and \(logMessage(String($0)))" } ?? "")",
+                else:
+                    "the \(label) exited with status \(process.exitStatus ?? -1) on SIGTERM; its log ends with: \(lab.lastLines(of: process.logPath, count: 1).first ?? "")"
+            )
         }
         for journal in lab.journals {
-            try check(!KeyFiles.exists(journal.path), "no journal left by the \(journal.owner): \(journal.path) is gone",
-                      else: "the \(journal.owner) left its journal \(journal.path) behind")
+            try check(
+                !KeyFiles.exists(journal.path), "no journal left by the \(journal.owner): \(journal.path) is gone",
+                else: "the \(journal.owner) left its journal \(journal.path) behind")
         }
     }
 
@@ -406,7 +452,9 @@ final class DemoSteps {
     /// ping's own words for what happened ("From 172.31.1.1 icmp_seq=1 Destination Net Unreachable").
     func pingVerdict(_ out: CommandOutput) -> String {
         let lines = (out.stdout + "\n" + out.stderr).split(separator: "\n")
-        let line = lines.first { $0.contains("Unreachable") || $0.hasPrefix("ping:") } ?? lines.first { $0.contains("packet loss") }
+        let line =
+            lines.first { $0.contains("Unreachable") || $0.hasPrefix("ping:") }
+            ?? lines.first { $0.contains("packet loss") }
         return line.map(String.init) ?? "exit status \(out.status)"
     }
 

@@ -94,7 +94,9 @@ final class DemoLab {
             return mkdtemp(start) != nil
         }
         guard made else {
-            throw .failed("cannot create a temporary directory in \(base): \(String(cString: strerror(errno))); set TMPDIR to a writable directory")
+            throw .failed(
+                "cannot create a temporary directory in \(base): \(String(cString: strerror(errno))); set TMPDIR to a writable directory"
+            )
         }
         directory = template.withUnsafeBufferPointer { buffer in
             buffer.baseAddress.map { String(cString: $0) } ?? ""
@@ -168,7 +170,8 @@ final class DemoLab {
 
     /// Waits (at most `seconds`) until `process`'s log contains `text`; returns the first matching line.
     /// Fails at once if the process exits, quoting the last line of its log.
-    func waitForLog(_ process: BackgroundProcess, containing text: String, seconds: UInt64, what: String) throws(DemoStop)
+    func waitForLog(_ process: BackgroundProcess, containing text: String, seconds: UInt64, what: String)
+        throws(DemoStop)
         -> String
     {
         let deadline = BackgroundProcess.monotonicNanoseconds() + seconds * 1_000_000_000
@@ -178,7 +181,8 @@ final class DemoLab {
             }
             if !process.isRunning {
                 let last = lastLines(of: process.logPath, count: 1).first ?? "(nothing in its log)"
-                throw .failed("\(what): the process exited with status \(process.exitStatus ?? -1); its log ends with: \(last)")
+                throw .failed(
+                    "\(what): the process exited with status \(process.exitStatus ?? -1); its log ends with: \(last)")
             }
             if BackgroundProcess.monotonicNanoseconds() >= deadline {
                 throw .failed("\(what): no '\(text)' in \(process.logPath) after \(seconds) s")
@@ -226,11 +230,21 @@ final class DemoLab {
         removeLeftJournals()
         for ns in namespaces.reversed() {
             let out = CommandRunner.run(["ip", "netns", "del", ns])
-            if !out.succeeded { problems.append("cannot delete namespace \(ns): \(out.stderr.split(separator: "\n").first ?? "")") }
+            if !out.succeeded {
+                problems.append("cannot delete namespace \(ns): \(out.stderr.split(separator: "\n").first ?? "")")
+            }
         }
-        if report && !namespaces.isEmpty { say("  deleted namespaces \(prefix){\(namespaces.map { String($0.dropFirst(prefix.count)) }.joined(separator: ","))}") }
+        if report && !namespaces.isEmpty {
+            say(
+                "  deleted namespaces \(prefix){\(namespaces.map { String($0.dropFirst(prefix.count)) }.joined(separator: ","))}"
+            )
+        }
         namespaces.removeAll()
-        if let problem = removeTree(directory) { problems.append(problem) } else if report { say("  removed \(directory)") }
+        if let problem = removeTree(directory) {
+            problems.append(problem)
+        } else if report {
+            say("  removed \(directory)")
+        }
         return problems
     }
 
@@ -243,7 +257,8 @@ final class DemoLab {
             if let binary {
                 let out = CommandRunner.run(["ip", "netns", "exec", journal.namespace, binary, "down", "--dev", "tun0"])
                 let text = (out.stdout + out.stderr).split(separator: "\n").joined(separator: "; ")
-                outcome = "`tunvpn down` in \(journal.namespace) said: \(text.isEmpty ? "exit status \(out.status)" : text)"
+                outcome =
+                    "`tunvpn down` in \(journal.namespace) said: \(text.isEmpty ? "exit status \(out.status)" : text)"
             }
             problems.append("the \(journal.owner) left its journal \(journal.path) behind; \(outcome)")
             if KeyFiles.exists(journal.path) { problems.append("\(journal.path) is still there") }
@@ -253,7 +268,9 @@ final class DemoLab {
     /// Removes `path` and everything under it without following symbolic links; nil on success.
     private func removeTree(_ path: String) -> String? {
         var st = stat()
-        guard lstat(path, &st) == 0 else { return errno == ENOENT ? nil : "cannot inspect \(path): \(String(cString: strerror(errno)))" }
+        guard lstat(path, &st) == 0 else {
+            return errno == ENOENT ? nil : "cannot inspect \(path): \(String(cString: strerror(errno)))"
+        }
         if (st.st_mode & S_IFMT) == S_IFDIR {
             guard let dir = opendir(path) else { return "cannot read \(path): \(String(cString: strerror(errno)))" }
             var names: [String] = []

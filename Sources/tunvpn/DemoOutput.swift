@@ -92,6 +92,7 @@ struct Stats {
         let main = ["tx_packets", "tx_bytes", "rx_packets", "rx_bytes", "handshakes.completed"]
             .map { "\($0)=\(self[$0])" }.joined(separator: " ")
         let bad = values.filter { ($0.key.hasPrefix("drop.") || $0.key.hasPrefix("handshake.failed.")) && $0.value > 0 }
-        return main + (bad.isEmpty ? ", nothing dropped" : ", " + bad.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+        return main
+            + (bad.isEmpty ? ", nothing dropped" : ", " + bad.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
     }
 }

@@ -7,8 +7,8 @@
 // The demo builds and removes its own namespaces; this test only runs it and looks at what is left.
 
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @Suite(.serialized, .enabled(if: getuid() == 0, "needs root for network namespaces"))
 struct DemoTests {
@@ -43,7 +43,9 @@ struct DemoTests {
         let result = try runCommand(
             "/usr/bin/env", ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", binary, "demo"])
         #expect(result.status == 1)
-        #expect(result.stderr == "tunvpn: error: the demo creates network namespaces and needs root: run `sudo \(binary) demo`\n")
+        #expect(
+            result.stderr
+                == "tunvpn: error: the demo creates network namespaces and needs root: run `sudo \(binary) demo`\n")
         #expect(result.stdout == "")
     }
 }
