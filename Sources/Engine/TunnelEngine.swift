@@ -329,7 +329,6 @@ public final class TunnelEngine: Sendable {
             guard used > 0 else { return }
             control.count = used
             _ = try? socket.send(from: control)
-            counters.txPackets.add(UInt64(used))
             used = 0
         }
         func sealInto(_ packet: UnsafeRawBufferPointer, _ session: Session, _ to: Endpoint, _ stats: PeerStats) {
@@ -351,6 +350,7 @@ public final class TunnelEngine: Sendable {
             control.endpoints[used] = to
             stats.sent(bytes: packet.count)
             counters.txBytes.add(UInt64(packet.count))
+            counters.txPackets.add()  // data frames and keepalives only, as rx_packets counts them
             used += 1
         }
         for action in actions {

@@ -86,15 +86,10 @@ func resolveEndpoint(_ text: String, option: String) throws -> Endpoint {
 /// SIGHUP calls `reload`. While it runs, `/run/tunvpn/<netns>-<dev>.pid` names this process for
 /// `tunvpn reload`.
 func runUntilSignalled(_ engine: TunnelEngine, device: String, logger: Logger, reload: (() -> Void)? = nil) throws {
+    var set = terminationSignals()
     let pidFile = try? HostNetwork.runtimePath(device: device, suffix: "pid")
     if let pidFile { try? KeyFiles.write("\(getpid())\n", to: pidFile, mode: 0o600, overwrite: true) }
     defer { if let pidFile { unlink(pidFile) } }
-    var set = sigset_t()
-    sigemptyset(&set)
-    for s in [SIGINT, SIGTERM, SIGUSR1, SIGHUP] { sigaddset(&set, s) }
-    // Block the signals before any engine thread exists, so every thread inherits the mask and only
-    // this thread receives them (sigtimedwait).
-    pthread_sigmask(SIG_BLOCK, &set, nil)
     engine.start()
     var timeout = timespec(tv_sec: 0, tv_nsec: 200_000_000)
     while true {
@@ -116,6 +111,23 @@ func runUntilSignalled(_ engine: TunnelEngine, device: String, logger: Logger, r
             throw CLIError(message)
         }
     }
+}
+
+/// The signals the main thread waits for with sigtimedwait(2).
+func terminationSignals() -> sigset_t {
+    var set = sigset_t()
+    sigemptyset(&set)
+    for s in [SIGINT, SIGTERM, SIGUSR1, SIGHUP] { sigaddset(&set, s) }
+    return set
+}
+
+/// Blocks SIGINT, SIGTERM, SIGUSR1 and SIGHUP first thing, before any host change or thread exists:
+/// a signal that arrives during setup then waits for the main loop (which tears down what was set up)
+/// instead of killing the process half way; every thread inherits the mask, so only the main thread
+/// receives them. Children started with CommandRunner get an empty mask.
+func blockTerminationSignals() {
+    var set = terminationSignals()
+    pthread_sigmask(SIG_BLOCK, &set, nil)
 }
 
 /// Writes one line to stdout at once (no buffering surprises for log readers).
@@ -169,6 +181,7 @@ struct Server: ParsableCommand {
     }
 
     func run() throws {
+        blockTerminationSignals()
         try reportingErrors {
             let logger = common.makeLogger("tunvpn")
             let privateKey = try KeyFiles.loadPrivateKey(key)
@@ -184,6 +197,9 @@ struct Server: ParsableCommand {
             if !noNat {
                 guard let egressDevice = egress ?? HostNetwork.defaultRoute()?.device else {
                     throw CLIError("no default route to find the egress interface for NAT: pass --egress IF (or --no-nat)")
+                }
+                guard HostNetwork.interfaceExists(egressDevice) else {
+                    throw CLIError("--egress \(egressDevice): no such interface here; `ip link` lists them")
                 }
                 plan = Planner.server(
                     ServerPlanInput(
@@ -290,6 +306,7 @@ struct Client: ParsableCommand {
     }
 
     func run() throws {
+        blockTerminationSignals()
         try reportingErrors {
             let logger = common.makeLogger("tunvpn")
             let privateKey: PrivateKey
