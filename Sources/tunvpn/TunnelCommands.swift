@@ -27,6 +27,12 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
+    @Option(help: ArgumentHelp("Testing only: multiply every protocol timer by this factor.", visibility: .hidden))
+    var timerScale: Double = 1
+
+    /// The protocol timers (WireGuard's unless --timer-scale shrinks them for a test).
+    var timers: ProtocolTimers { timerScale == 1 ? .standard : ProtocolTimers.standard.scaled(by: timerScale) }
+
     @Flag(help: "Do not use TUN segmentation offloads (IFF_VNET_HDR with TSO), even where the kernel has them.")
     var noOffload = false
 
@@ -37,6 +43,7 @@ struct CommonOptions: ParsableArguments {
             throw ValidationError("unknown suite '\(name)' (known: \(known))")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
+        guard timerScale > 0 && timerScale <= 1 else { throw ValidationError("--timer-scale must be in (0, 1]") }
     }
 
     func suites() throws -> [any CipherSuite.Type] {
@@ -192,7 +199,8 @@ struct Server: ParsableCommand {
             let responder = HandshakeResponder(
                 localStatic: privateKey, settings: try common.settings(), acceptedSuites: try common.suites())
             let state = TunnelState(
-                role: .server(ServerSettings(responder: responder, address: prefix, allowList: allowList, allowAnyClient: allowAnyClient)))
+                role: .server(ServerSettings(responder: responder, address: prefix, allowList: allowList, allowAnyClient: allowAnyClient)),
+                timers: common.timers)
             var plan = Plan()
             if !noNat {
                 guard let egressDevice = egress ?? HostNetwork.defaultRoute()?.device else {
@@ -324,7 +332,8 @@ struct Client: ParsableCommand {
                 localStatic: privateKey, serverKey: serverKey, settings: try common.settings(),
                 offeredSuites: try common.suites())
             let state = TunnelState(
-                role: .client(ClientSettings(initiator: initiator, endpoint: serverEndpoint, persistentKeepalive: keepalive)))
+                role: .client(ClientSettings(initiator: initiator, endpoint: serverEndpoint, persistentKeepalive: keepalive)),
+                timers: common.timers)
             // How the server is reached now, before the tunnel's routes exist.
             let serverRoute = HostNetwork.route(to: "\(serverEndpoint.address)")
             let plan = Planner.client(
