@@ -397,7 +397,9 @@ elapsed=$(($(date +%s) - started_at))
 # ---- report ----------------------------------------------------------------------------------------
 mode=$([ "$quick" = 1 ] && echo quick || echo default)
 env_prefix=""
-[ -n "${TUNVPN:-}" ] && env_prefix="TUNVPN=$TUNVPN "
+for var in TUNVPN SCRATCH_PATH ROUNDS DURATION SWEEP_DURATION SWEEP_RATES PINGS; do
+    [ -n "${!var+set}" ] && [ -n "$(printenv "$var" || true)" ] && env_prefix+="$var='$(printenv "$var")' "
+done
 meta="$work/meta.json"
 MODE=$mode COMMAND="$env_prefix$command_line" LOAD_START=$load_start LOAD_END=$load_end \
 ELAPSED="$((elapsed / 60)) min $((elapsed % 60)) s" \
