@@ -368,6 +368,8 @@ run_variant() {
     "setup_$variant"
     wait_for 10 "a ping from C to H through $variant" in_ns "$NS_C" ping -n -c 1 -W 1 10.201.0.2 \
         || die "$variant: no path from C to H (10.201.0.2)"
+    # Latency first, on an idle path: after the UDP tests a tunnel may still be draining its queues.
+    ping_test
     tcp_bytes=0 tcp_ticks=0
     tcp_test tcp_up
     tcp_test tcp_down -R
@@ -377,7 +379,6 @@ run_variant() {
     fi
     udp_full_rate
     udp_sweep
-    ping_test
     if [ -n "$vpn_client" ] && check_vpn_alive "the run"; then
         record rss_client "$(peak_rss "$vpn_client")"
         record rss_server "$(peak_rss "$vpn_server")"
