@@ -440,7 +440,9 @@ public struct TunnelState: Sendable {
         if let old = self.peers[index].next { sessions[old.localIndex] = nil }
         self.peers[index].next = session
         sessions[localIndex] = (session, index)
-        self.peers[index].endpoint = source
+        // The endpoint moves only with authenticated data (roaming), never with an initiation alone, so a
+        // replayed initiation cannot redirect a client's traffic; the response goes to `source` regardless.
+        if self.peers[index].endpoint == nil { self.peers[index].endpoint = source }
         self.peers[index].lastHandshake = now
         self.peers[index].timers.handshakeCompleted(now: now)
         self.peers[index].stats.lastHandshakeWallSeconds.store(wall.seconds, ordering: .relaxed)
@@ -527,6 +529,10 @@ public struct TunnelState: Sendable {
                     }
                 case .zeroKeys:
                     dropSessions(peer: index)
+                    // With no session left to disturb, the server also forgets the client's last
+                    // timestamp, so a client whose wall clock stepped back is refused for at most
+                    // 3 × REJECT_AFTER_TIME rather than until its clock catches up (docs/PROTOCOL.md).
+                    peers[index].lastInitiation = nil
                     actions.append(.keysZeroed(peer: peers[index].key))
                 }
             }

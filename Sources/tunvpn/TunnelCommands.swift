@@ -30,6 +30,9 @@ struct CommonOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Testing only: multiply every protocol timer by this factor.", visibility: .hidden))
     var timerScale: Double = 1
 
+    @Option(help: ArgumentHelp("Testing only: shift the wall clock used for handshake timestamps by SECONDS.", visibility: .hidden))
+    var clockOffset: Int64 = 0
+
     /// The protocol timers (WireGuard's unless --timer-scale shrinks them for a test).
     var timers: ProtocolTimers { timerScale == 1 ? .standard : ProtocolTimers.standard.scaled(by: timerScale) }
 
@@ -231,7 +234,8 @@ struct Server: ParsableCommand {
             logger.info(
                 "server listening on \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name) \(prefix), \(allowList.clients.count) allowed client(s), TSO \(device.offloadsEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
             let engine = TunnelEngine(
-                state: state, device: device, socket: socket, logger: logger, settings: EngineSettings(mtu: common.mtu))
+                state: state, device: device, socket: socket, clock: SystemClock(wallOffset: common.clockOffset),
+                logger: logger, settings: EngineSettings(mtu: common.mtu))
             try runUntilSignalled(engine, device: common.dev, logger: logger) {
                 do {
                     let list = try loadAllowList(prefix: prefix)
@@ -370,8 +374,8 @@ struct Client: ParsableCommand {
                 try HostSetup.apply(plan, device: dev, logger: logger)
             })
             let engine = TunnelEngine(
-                state: state, device: device, socket: socket, logger: logger, hooks: hooks,
-                settings: EngineSettings(mtu: mtu))
+                state: state, device: device, socket: socket, clock: SystemClock(wallOffset: common.clockOffset),
+                logger: logger, hooks: hooks, settings: EngineSettings(mtu: mtu))
             try runUntilSignalled(engine, device: dev, logger: logger)
         }
     }

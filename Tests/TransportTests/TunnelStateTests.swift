@@ -437,3 +437,29 @@ extension SendDecision {
         #expect(!pair.serverSends(ipv4(serverIP, clientIP)).isSend || pair.completions > 4)
     }
 }
+
+@Suite struct ClockStepTests {
+    @Test func aClientWhoseClockSteppedBackIsRefusedOnlyUntilTheServerForgetsItsKeys() {
+        var pair = CorePair()
+        pair.start()
+        #expect(pair.completions == 2)
+        // The client restarts with its wall clock an hour behind.
+        let f = Fixture()
+        pair.client = TunnelState(role: .client(ClientSettings(
+            initiator: HandshakeInitiator(localStatic: f.client, serverKey: f.server.publicKey), endpoint: pair.serverEndpoint)))
+        pair.wall.seconds -= 3600
+        pair.refusals = []
+        pair.start()
+        #expect(pair.refusals == [.replayedInitiation])
+        #expect(pair.tunnelUps.count == 1, "not connected again yet")
+        // 3 × REJECT_AFTER_TIME later the server has zeroed the old keys and forgotten the timestamp.
+        for _ in 0..<110 {
+            pair.advance(5)
+            pair.tickBoth()
+            pair.clientSends(ipv4(clientIP, serverIP))  // traffic keeps asking for a session after a give-up
+            if pair.tunnelUps.count == 2 { break }
+        }
+        #expect(pair.now < 1_000 * second + 620 * second, "within about 3 × REJECT_AFTER_TIME")
+        #expect(pair.tunnelUps.count == 2, "the client got back in without its clock catching up")
+    }
+}
