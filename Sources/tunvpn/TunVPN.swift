@@ -18,6 +18,16 @@ struct TunVPN: ParsableCommand {
               tunvpn client --peer-key keys/server.pub --endpoint vpn.example.com:51820
             """,
         subcommands: [Server.self, Client.self, Down.self, Keygen.self, Pubkey.self])
+
+    /// Expands `--config FILE` (ConfigFile.swift) before ArgumentParser parses the command line.
+    static func main() {
+        let arguments: [String]
+        do { arguments = try ConfigFile.expand(Array(CommandLine.arguments.dropFirst())) } catch {
+            printError(error.description)
+            Glibc.exit(1)
+        }
+        main(arguments)
+    }
 }
 
 /// A failure the user can act on: printed as one line, exit status 1.

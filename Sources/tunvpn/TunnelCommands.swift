@@ -152,6 +152,7 @@ struct Server: ParsableCommand {
 
     @OptionGroup var common: CommonOptions
     @OptionGroup var host: HostOptions
+    @OptionGroup var configFile: ConfigFileOption
 
     func validate() throws {
         try common.validateCommon()
@@ -254,6 +255,7 @@ struct Client: ParsableCommand {
 
     @OptionGroup var common: CommonOptions
     @OptionGroup var host: HostOptions
+    @OptionGroup var configFile: ConfigFileOption
 
     func validate() throws {
         try common.validateCommon()
