@@ -85,6 +85,9 @@ public final class TunnelEngine: Sendable {
     /// Reads the core's state under its lock (status, tests).
     public func withState<R>(_ body: (TunnelState) -> R) -> R { state.withLock { body($0) } }
 
+    /// Changes the core's state under its lock (reload).
+    public func withStateMutation<R>(_ body: (inout TunnelState) -> R) -> R { state.withLock { body(&$0) } }
+
     /// Starts the threads; a client sends its first initiation at once.
     public func start() {
         guard !running.exchange(true, ordering: .acquiringAndReleasing) else { return }

@@ -113,6 +113,9 @@ public struct PeerState: Sendable {
     var queue: [[UInt8]] = []
     /// Monotonic time of the latest completed handshake.
     public var lastHandshake: UInt64?
+    /// True once the peer was taken off the allow-list by a reload (its slot stays, empty, so that
+    /// indexes held by the data path stay valid).
+    public var isRemoved = false
 
     init(key: PublicKey, address: IPv4Address?, timers: PeerTimers) {
         self.key = key
@@ -164,6 +167,51 @@ public struct TunnelState: Sendable {
         peerByKey[key] = index
         if let address { peerByAddress[address] = index }
         return index
+    }
+
+    // MARK: Reload
+
+    /// Replaces the server's allow-list without touching the sessions of clients that stay: new keys
+    /// become peers, removed keys lose their sessions at once, and a client whose fixed address changed
+    /// loses its sessions so that its next handshake carries the new address.
+    /// Returns how many peers were added, removed and readdressed.
+    public mutating func replaceAllowList(_ list: AllowList) -> (added: Int, removed: Int, readdressed: Int) {
+        guard case .server = role else { return (0, 0, 0) }
+        var added = 0
+        var removed = 0
+        var readdressed = 0
+        let wanted = Dictionary(list.clients.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+        for index in peers.indices where !peers[index].isRemoved {
+            guard let entry = wanted[peers[index].key] else {
+                dropSessions(peer: index)
+                if let a = peers[index].address, peerByAddress[a] == index { peerByAddress[a] = nil }
+                peerByKey[peers[index].key] = nil
+                peers[index].address = nil
+                peers[index].isRemoved = true
+                removed += 1
+                continue
+            }
+            if let fixed = entry.address, fixed != peers[index].address {
+                dropSessions(peer: index)
+                if let old = peers[index].address, peerByAddress[old] == index { peerByAddress[old] = nil }
+                peers[index].address = fixed
+                peerByAddress[fixed] = index
+                readdressed += 1
+            }
+        }
+        for client in list.clients where peerByKey[client.key] == nil {
+            addPeer(key: client.key, address: client.address)
+            added += 1
+        }
+        return (added, removed, readdressed)
+    }
+
+    private mutating func dropSessions(peer index: Int) {
+        for s in peers[index].sessions { sessions[s.localIndex] = nil }
+        peers[index].current = nil
+        peers[index].previous = nil
+        peers[index].next = nil
+        peers[index].queue.removeAll()
     }
 
     // MARK: Queries
@@ -223,7 +271,7 @@ public struct TunnelState: Sendable {
         _ packet: UnsafeRawBufferPointer, on session: Session, peer index: Int, from source: Endpoint, now: UInt64,
         wall: WallTime, random: any RandomSource, actions: inout [ControlAction]
     ) -> ReceiveDecision {
-        guard index < peers.count else { return .drop(.unknownSession) }
+        guard index < peers.count, !peers[index].isRemoved else { return .drop(.unknownSession) }
         // Roaming: reply to wherever the latest authenticated frame came from.
         peers[index].endpoint = source
         peers[index].timers.anyAuthenticatedReceived(now: now)
@@ -422,7 +470,7 @@ public struct TunnelState: Sendable {
 
     /// Fires every due timer and expires old sessions.
     public mutating func tick(now: UInt64, wall: WallTime, random: any RandomSource, actions: inout [ControlAction]) {
-        for index in peers.indices {
+        for index in peers.indices where !peers[index].isRemoved {
             expireSessions(peer: index, now: now)
             for event in peers[index].timers.fire(now: now) {
                 switch event {
@@ -440,10 +488,7 @@ public struct TunnelState: Sendable {
                         actions.append(.sendKeepalive(s, to: e, stats: peers[index].stats))
                     }
                 case .zeroKeys:
-                    for s in peers[index].sessions { sessions[s.localIndex] = nil }
-                    peers[index].current = nil
-                    peers[index].previous = nil
-                    peers[index].next = nil
+                    dropSessions(peer: index)
                     actions.append(.keysZeroed(peer: peers[index].key))
                 }
             }

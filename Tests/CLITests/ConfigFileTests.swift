@@ -48,8 +48,8 @@ import TestSupport
     @Test func theClientKeysAreItsLongOptionNamesWithNoXFlagsAsX() {
         #expect(
             client.keyNames == [
-                "dev", "dry-run", "endpoint", "firewall", "gateway", "keepalive", "key", "log-level", "mtu", "offload",
-                "peer-key", "psk", "route", "routes", "suite",
+                "dev", "dry-run", "endpoint", "firewall", "gateway", "keepalive", "key", "lockdown", "log-level", "mtu",
+                "offload", "peer-key", "psk", "route", "routes", "suite",
             ])
     }
 
@@ -220,7 +220,7 @@ import TestSupport
     @Test func anUnknownKeyNamesTheLineAndTheKnownKeys() {
         #expect(
             error("mtu = 1400\ncolour = \"blue\"", client)
-                == "t.toml:2: key 'colour': not an option of tunvpn client (keys: dev, dry-run, endpoint, firewall, gateway, keepalive, key, log-level, mtu, offload, peer-key, psk, route, routes, suite)"
+                == "t.toml:2: key 'colour': not an option of tunvpn client (keys: dev, dry-run, endpoint, firewall, gateway, keepalive, key, lockdown, log-level, mtu, offload, peer-key, psk, route, routes, suite)"
         )
         // A client-only key in a server file.
         #expect(error("\n\nendpoint = \"a:1\"", server)?.hasPrefix("t.toml:3: key 'endpoint': not an option of tunvpn server (keys: ") == true)
