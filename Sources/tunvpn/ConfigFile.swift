@@ -17,7 +17,7 @@
 // to it. Key options take file paths only, as on the command line (keys are never values).
 
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Platform
 import TOMLKit
 
@@ -169,8 +169,8 @@ enum ConfigFile {
         }
         let user = Array(arguments.dropFirst())
         guard let path = try configPath(in: user) else { return arguments }
-        let (bytes, _): ([UInt8], mode_t)
-        do { (bytes, _) = try KeyFiles.readSmallFile(path, what: "config file", limit: 1 << 20) } catch {
+        let bytes: [UInt8]
+        do { bytes = try KeyFiles.readSmallFile(path, what: "config file", limit: 1 << 20).text } catch {
             throw ConfigFileError(file: path, line: nil, key: nil, problem: error.problem)
         }
         let text = String(decoding: bytes, as: UTF8.self)
