@@ -10,7 +10,7 @@
 // `ConfigFileTests` checks that every option of every config-capable command got a type, so the two
 // sources cannot drift apart silently.
 //
-// Rules (config/README.md): an option `--X` is `X = value` (an array for a repeatable option, numbers
+// Hidden options (test hooks) are not keys. Rules (config/README.md): an option `--X` is `X = value` (an array for a repeatable option, numbers
 // as their decimal text); a flag `--X` is `X = true`; a flag `--no-X` is `X = false`. The file's
 // arguments go before the user's own, and an option the user gives drops the file's value for it
 // entirely, so a repeatable `--route` on the command line replaces the file's list instead of adding
@@ -113,7 +113,7 @@ struct ConfigSchema {
         let types = ValueTypes.of(command)
         var keys: [String: ConfigKey] = [:]
         var untyped: [String] = []
-        for argument in info.arguments where argument.kind != "positional" {
+        for argument in info.arguments where argument.kind != "positional" && argument.shouldDisplay {
             let longNames = argument.names.filter { $0.kind == "long" }.map(\.name)
             let spellings = Set(
                 argument.names.map { name in (name.kind == "short" || name.kind == "longWithSingleDash" ? "-" : "--") + name.name })
@@ -341,13 +341,16 @@ struct CommandDump: Decodable {
         var kind: String
         var names: [Name]
         var isRepeating: Bool
+        /// False for hidden options (test hooks such as --timer-scale), which are no config keys.
+        var shouldDisplay: Bool
         init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             kind = try c.decode(String.self, forKey: .kind)
             names = try c.decodeIfPresent([Name].self, forKey: .names) ?? []
             isRepeating = try c.decodeIfPresent(Bool.self, forKey: .isRepeating) ?? false
+            shouldDisplay = try c.decodeIfPresent(Bool.self, forKey: .shouldDisplay) ?? true
         }
-        enum CodingKeys: String, CodingKey { case kind, names, isRepeating }
+        enum CodingKeys: String, CodingKey { case kind, names, isRepeating, shouldDisplay }
     }
     struct Command: Decodable {
         var commandName: String
