@@ -27,6 +27,15 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
+    @Option(help: ArgumentHelp("Testing only: multiply every protocol timer by this factor.", visibility: .hidden))
+    var timerScale: Double = 1
+
+    @Option(help: ArgumentHelp("Testing only: shift the wall clock used for handshake timestamps by SECONDS.", visibility: .hidden))
+    var clockOffset: Int64 = 0
+
+    /// The protocol timers (WireGuard's unless --timer-scale shrinks them for a test).
+    var timers: ProtocolTimers { timerScale == 1 ? .standard : ProtocolTimers.standard.scaled(by: timerScale) }
+
     @Flag(help: "Do not use TUN segmentation offloads (IFF_VNET_HDR with TSO), even where the kernel has them.")
     var noOffload = false
 
@@ -37,6 +46,7 @@ struct CommonOptions: ParsableArguments {
             throw ValidationError("unknown suite '\(name)' (known: \(known))")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
+        guard timerScale > 0 && timerScale <= 1 else { throw ValidationError("--timer-scale must be in (0, 1]") }
     }
 
     func suites() throws -> [any CipherSuite.Type] {
@@ -146,6 +156,7 @@ struct Server: ParsableCommand {
               tunvpn server --key keys/server.key
               tunvpn server --key keys/server.key --listen 0.0.0.0:51820 --address 10.8.0.1/16 --clients keys/clients
               tunvpn server --key keys/server.key --allow-any-client      # lab use only
+              tunvpn server --config config/server.toml --mtu 1380        # a file, one option overridden
             """)
 
     @Option(help: "The server's private key file.")
@@ -171,6 +182,7 @@ struct Server: ParsableCommand {
 
     @OptionGroup var common: CommonOptions
     @OptionGroup var host: HostOptions
+    @OptionGroup var configFile: ConfigFileOption
 
     func validate() throws {
         try common.validateCommon()
@@ -192,7 +204,8 @@ struct Server: ParsableCommand {
             let responder = HandshakeResponder(
                 localStatic: privateKey, settings: try common.settings(), acceptedSuites: try common.suites())
             let state = TunnelState(
-                role: .server(ServerSettings(responder: responder, address: prefix, allowList: allowList, allowAnyClient: allowAnyClient)))
+                role: .server(ServerSettings(responder: responder, address: prefix, allowList: allowList, allowAnyClient: allowAnyClient)),
+                timers: common.timers)
             var plan = Plan()
             if !noNat {
                 guard let egressDevice = egress ?? HostNetwork.defaultRoute()?.device else {
@@ -223,7 +236,8 @@ struct Server: ParsableCommand {
             logger.info(
                 "server listening on \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name) \(prefix), \(allowList.clients.count) allowed client(s), TSO \(device.offloadsEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
             let engine = TunnelEngine(
-                state: state, device: device, socket: socket, logger: logger, settings: EngineSettings(mtu: common.mtu))
+                state: state, device: device, socket: socket, clock: SystemClock(wallOffset: common.clockOffset),
+                logger: logger, settings: EngineSettings(mtu: common.mtu))
             try runUntilSignalled(engine, device: common.dev, logger: logger) {
                 do {
                     let list = try loadAllowList(prefix: prefix)
@@ -267,6 +281,7 @@ struct Client: ParsableCommand {
             Examples:
               tunvpn client --peer-key keys/server.pub --endpoint vpn.example.com:51820
               tunvpn client --peer-key keys/server.pub --endpoint 203.0.113.7:51820 --keepalive 25
+              tunvpn client --config config/client.toml --route 10.8.0.0/16   # the file's routes replaced
             """)
 
     @Option(help: "The server's public key file.")
@@ -295,6 +310,7 @@ struct Client: ParsableCommand {
 
     @OptionGroup var common: CommonOptions
     @OptionGroup var host: HostOptions
+    @OptionGroup var configFile: ConfigFileOption
 
     func validate() throws {
         try common.validateCommon()
@@ -324,7 +340,8 @@ struct Client: ParsableCommand {
                 localStatic: privateKey, serverKey: serverKey, settings: try common.settings(),
                 offeredSuites: try common.suites())
             let state = TunnelState(
-                role: .client(ClientSettings(initiator: initiator, endpoint: serverEndpoint, persistentKeepalive: keepalive)))
+                role: .client(ClientSettings(initiator: initiator, endpoint: serverEndpoint, persistentKeepalive: keepalive)),
+                timers: common.timers)
             // How the server is reached now, before the tunnel's routes exist.
             let serverRoute = HostNetwork.route(to: "\(serverEndpoint.address)")
             let plan = Planner.client(
@@ -361,8 +378,8 @@ struct Client: ParsableCommand {
                 try HostSetup.apply(plan, device: dev, logger: logger)
             })
             let engine = TunnelEngine(
-                state: state, device: device, socket: socket, logger: logger, hooks: hooks,
-                settings: EngineSettings(mtu: mtu))
+                state: state, device: device, socket: socket, clock: SystemClock(wallOffset: common.clockOffset),
+                logger: logger, hooks: hooks, settings: EngineSettings(mtu: mtu))
             try runUntilSignalled(engine, device: dev, logger: logger)
         }
     }
