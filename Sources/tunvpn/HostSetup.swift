@@ -91,8 +91,15 @@ struct Down: ParsableCommand {
     @Option(help: "TUN device name of the instance to clean up after.")
     var dev: String = "tun0"
 
+    @Flag(help: ArgumentHelp("Print the journal's path in this network namespace and exit.", visibility: .hidden))
+    var printJournalPath = false
+
     func run() throws {
         try reportingErrors {
+            if printJournalPath {
+                print(try HostNetwork.journal(device: dev).path)
+                return
+            }
             let executor = PlanExecutor(executor: SystemCommandExecutor(), journal: try HostNetwork.journal(device: dev))
             let (undone, failures) = try executor.tearDown()
             HostSetup.removeStalePidFile(device: dev)
