@@ -21,12 +21,14 @@ struct LoadGenCommand: ParsableCommand {
         commandName: "tunvpn-loadgen",
         abstract: "Make many clients do real tunvpn handshakes with a server at once, and report the rate.",
         discussion: """
-            Each client has a fresh key and its own UDP socket, bound to one of --sources (round robin) and a
-            kernel-chosen port. It sends an initiation, answers a cookie reply with a fresh initiation stamped
-            with mac2 (at once, where a real client waits for its retransmit timer), and after the response
-            sends one keepalive, which confirms the session on the server. The server must run with
-            --allow-any-client (or list the keys, which are random) and a pool with room for --clients.
-            Prints one summary line; exits 0 only if every handshake completed, 1 otherwise.
+            Each client has a fresh key and its own UDP socket, bound to one of --sources (round robin) and a \
+            kernel-chosen port. It sends an initiation, answers a cookie reply with a fresh initiation stamped \
+            with mac2 (at once, where a real client waits for its retransmit timer), and after the response \
+            sends one keepalive, which confirms the session on the server.
+
+            The server must run with --allow-any-client (the keys are random) and a pool with room for \
+            --clients. Prints one summary line; exits 0 only if every handshake completed, 1 otherwise.
+
             Example:
               tunvpn-loadgen --peer-key keys/server.pub --endpoint 10.60.7.1:51820 --clients 1000 --sources 10.61.7.0/24
             """)
@@ -44,8 +46,8 @@ struct LoadGenCommand: ParsableCommand {
     var window: Int = 32
 
     @Option(help: ArgumentHelp(
-        "Local addresses to spread clients over: a comma-separated list of addresses and prefixes (a prefix stands for its host addresses). Each must be configured here.",
-        valueName: "CIDR-or-list"))
+        "Local addresses to spread clients over: a comma-separated list of addresses and CIDR prefixes (a prefix stands for its host addresses). Each must be configured here.",
+        valueName: "list"))
     var sources: String = "0.0.0.0"
 
     @Option(help: "Give up on the clients still unfinished after this many seconds.")
