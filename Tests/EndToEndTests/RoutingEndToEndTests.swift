@@ -452,15 +452,6 @@ struct RoutingEndToEndTests {
                     ip -4 route add 10.101.\(k).2/32 via 10.100.\(k).1 dev c0
                     ip -4 route add 0.0.0.0/1 dev tun0
                     ip -4 route add 128.0.0.0/1 dev tun0
-                    nft -f - <<'EOF'
-                    table ip tunvpn_tun0 {
-                    \tchain forward {
-                    \t\ttype filter hook forward priority filter - 10; policy accept;
-                    \t\toifname "tun0" tcp flags syn / syn,rst tcp option maxseg size set rt mtu
-                    \t\tiifname "tun0" tcp flags syn / syn,rst tcp option maxseg size set rt mtu
-                    \t}
-                    }
-                    EOF
 
                     """)
 
