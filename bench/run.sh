@@ -96,11 +96,11 @@ if [ -n "${TUNVPN:-}" ]; then
     tunvpn=$(cd "$(dirname "$TUNVPN")" && pwd)/$(basename "$TUNVPN")
 else
     command -v swift >/dev/null || die "swift not found: install Swift 6 or set TUNVPN=/path/to/tunvpn"
-    scratch=${SCRATCH_PATH:-.build}
-    note "building tunvpn (swift build -c release --scratch-path $scratch)"
-    (cd "$repo" && timeout 1800 swift build -c release --scratch-path "$scratch" >&2) \
+    scratch=${SCRATCH_PATH:-.build-static}
+    note "building tunvpn (swift build -c release --static-swift-stdlib --scratch-path $scratch: the single binary the README installs)"
+    (cd "$repo" && timeout 1800 swift build -c release --static-swift-stdlib --scratch-path "$scratch" >&2) \
         || die "swift build -c release failed (see above)"
-    tunvpn="$(cd "$repo" && swift build -c release --scratch-path "$scratch" --show-bin-path)/tunvpn"
+    tunvpn="$(cd "$repo" && swift build -c release --static-swift-stdlib --scratch-path "$scratch" --show-bin-path)/tunvpn"
     [ -x "$tunvpn" ] || die "build finished but $tunvpn is missing"
 fi
 
@@ -213,13 +213,13 @@ setup_tunvpn() {
     "$tunvpn" keygen --out "$k" --name client --force >/dev/null
     cp "$k/client.pub" "$k/clients"
     ip netns exec "$NS_S" "$tunvpn" server --key "$k/server.key" --clients "$k/clients" --listen 0.0.0.0:51820 \
-        --address 10.8.0.1/16 --mtu "$MTU" --dev tvb0 >"$work/tunvpn-server.log" 2>&1 &
+        --address 10.8.0.1/16 --mtu "$MTU" --dev tvb0 --no-nat >"$work/tunvpn-server.log" 2>&1 &
     local server=$!
     pids+=("$server")
     wait_for 10 "tunvpn server to listen" grep -q "server listening" "$work/tunvpn-server.log" \
         || die "tunvpn server did not start: $(tail -5 "$work/tunvpn-server.log")"
     ip netns exec "$NS_C" "$tunvpn" client --key "$k/client.key" --peer-key "$k/server.pub" --endpoint 10.101.0.1:51820 \
-        --mtu "$MTU" --dev tvb0 >"$work/tunvpn-client.log" 2>&1 &
+        --mtu "$MTU" --dev tvb0 --no-routes >"$work/tunvpn-client.log" 2>&1 &
     local client=$!
     pids+=("$client")
     wait_for 15 "the tunvpn client's 'tunnel up'" grep -q "tunnel up" "$work/tunvpn-client.log" \

@@ -95,32 +95,49 @@ func resolveEndpoint(_ text: String, option: String) throws -> Endpoint {
 /// Runs `engine` until SIGINT/SIGTERM (exit 0) or an engine failure (exit 1); SIGUSR1 prints stats,
 /// SIGHUP calls `reload`. While it runs, `/run/tunvpn/<netns>-<dev>.pid` names this process for
 /// `tunvpn reload`.
-func runUntilSignalled(_ engine: TunnelEngine, device: String, logger: Logger, reload: (() -> Void)? = nil) throws {
+func runUntilSignalled(
+    _ engine: TunnelEngine, device: String, logger: Logger, adapters: (() -> String)? = nil, reload: (() -> Void)? = nil
+) throws {
+    /// The counters, then the adapters' own (offload and skip counts) when given.
+    func statsLine() -> String { engine.counters.statsLine + (adapters.map { " " + $0() } ?? "") }
     var set = terminationSignals()
     let pidFile = try? HostNetwork.runtimePath(device: device, suffix: "pid")
     if let pidFile { try? KeyFiles.write("\(getpid())\n", to: pidFile, mode: 0o600, overwrite: true) }
     defer { if let pidFile { unlink(pidFile) } }
+    // Setup is done: nothing from here on needs more than CAP_NET_ADMIN (the client's routes at tunnel-up,
+    // teardown's ip/nft and sysctls). Capabilities are per thread, so drop them before the engine's
+    // threads exist; they inherit the reduced sets.
+    let dropped = Privileges.keepOnlyNetAdmin()
+    if dropped.ok { logger.info("\(dropped.description)") } else { logger.warning("\(dropped.description)") }
     engine.start()
     var timeout = timespec(tv_sec: 0, tv_nsec: 200_000_000)
     while true {
         let signal = sigtimedwait(&set, nil, &timeout)
         if signal == SIGUSR1 {
-            printLine(engine.counters.statsLine)
+            printLine(statsLine())
         } else if signal == SIGHUP {
             if let reload { reload() } else { logger.notice("SIGHUP: nothing to reload for a client") }
         } else if signal == SIGINT || signal == SIGTERM {
             logger.info("signal \(signal == SIGINT ? "SIGINT" : "SIGTERM"): shutting down")
             engine.stop()
-            printLine(engine.counters.statsLine)
+            printLine(statsLine())
             return
         }
         if !engine.isRunning {
             engine.stop()
-            printLine(engine.counters.statsLine)
+            printLine(statsLine())
             let message = engine.failure.withLock { $0 } ?? "engine stopped"
             throw CLIError(message)
         }
     }
+}
+
+/// The TUN device's and UDP socket's own counters, as `key=value` pairs for the `stats:` line.
+func adapterStats(_ device: TunDevice, _ socket: UDPSocket) -> String {
+    let t = device.stats
+    let u = socket.stats
+    return "tun.segmented_reads=\(t.segmentedReads) tun.merged_writes=\(t.mergedWrites) tun.rejected_writes=\(t.rejectedWrites) "
+        + "tun.truncated_reads=\(t.truncatedReads) udp.skipped_sends=\(u.skippedSends) udp.truncated_receives=\(u.truncatedReceives)"
 }
 
 /// The signals the main thread waits for with sigtimedwait(2).
@@ -156,6 +173,7 @@ struct Server: ParsableCommand {
               tunvpn server --key keys/server.key
               tunvpn server --key keys/server.key --listen 0.0.0.0:51820 --address 10.8.0.1/16 --clients keys/clients
               tunvpn server --key keys/server.key --allow-any-client      # lab use only
+              tunvpn server --config config/server.toml --mtu 1380        # a file, one option overridden
             """)
 
     @Option(help: "The server's private key file.")
@@ -181,6 +199,7 @@ struct Server: ParsableCommand {
 
     @OptionGroup var common: CommonOptions
     @OptionGroup var host: HostOptions
+    @OptionGroup var configFile: ConfigFileOption
 
     func validate() throws {
         try common.validateCommon()
@@ -236,7 +255,7 @@ struct Server: ParsableCommand {
             let engine = TunnelEngine(
                 state: state, device: device, socket: socket, clock: SystemClock(wallOffset: common.clockOffset),
                 logger: logger, settings: EngineSettings(mtu: common.mtu))
-            try runUntilSignalled(engine, device: common.dev, logger: logger) {
+            try runUntilSignalled(engine, device: common.dev, logger: logger, adapters: { adapterStats(device, socket) }) {
                 do {
                     let list = try loadAllowList(prefix: prefix)
                     let (added, removed, readdressed) = engine.reload(allowList: list)
@@ -279,6 +298,7 @@ struct Client: ParsableCommand {
             Examples:
               tunvpn client --peer-key keys/server.pub --endpoint vpn.example.com:51820
               tunvpn client --peer-key keys/server.pub --endpoint 203.0.113.7:51820 --keepalive 25
+              tunvpn client --config config/client.toml --route 10.8.0.0/16   # the file's routes replaced
             """)
 
     @Option(help: "The server's public key file.")
@@ -307,6 +327,7 @@ struct Client: ParsableCommand {
 
     @OptionGroup var common: CommonOptions
     @OptionGroup var host: HostOptions
+    @OptionGroup var configFile: ConfigFileOption
 
     func validate() throws {
         try common.validateCommon()
@@ -376,7 +397,7 @@ struct Client: ParsableCommand {
             let engine = TunnelEngine(
                 state: state, device: device, socket: socket, clock: SystemClock(wallOffset: common.clockOffset),
                 logger: logger, hooks: hooks, settings: EngineSettings(mtu: mtu))
-            try runUntilSignalled(engine, device: dev, logger: logger)
+            try runUntilSignalled(engine, device: dev, logger: logger, adapters: { adapterStats(device, socket) })
         }
     }
 }
