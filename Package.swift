@@ -14,11 +14,13 @@ let sodiumLink: [LinkerSetting] =
 let package = Package(
     name: "tunvpn",
     products: [
-        .executable(name: "tunvpn", targets: ["tunvpn"])
+        .executable(name: "tunvpn", targets: ["tunvpn"]),
+        .executable(name: "tunvpn-loadgen", targets: ["LoadGen"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         .systemLibrary(name: "CSodium", providers: [.apt(["libsodium-dev"])]),
@@ -33,9 +35,17 @@ let package = Package(
         .executableTarget(
             name: "tunvpn",
             dependencies: [
-                "Crypto", "Transport", "Routing", "Engine", "Platform",
+                "Crypto", "Transport", "Routing", "Engine", "Platform", "CSodium",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]),
+        // Test tool: many clients doing real handshakes against a server (issue 5, Scale).
+        .executableTarget(
+            name: "LoadGen",
+            dependencies: [
+                "Crypto", "Transport", "Engine", "Platform",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .target(name: "TestSupport", dependencies: ["Engine", "Transport", "Crypto", "CLinux"]),
         .testTarget(name: "CryptoTests", dependencies: ["Crypto", "TestSupport"], exclude: ["Fixtures"]),
@@ -44,7 +54,7 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Transport", "Crypto", "TestSupport"]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "Engine", "CLinux", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["TestSupport", "Crypto", "Platform"]),
+        .testTarget(name: "CLITests", dependencies: ["tunvpn", "TestSupport", "Crypto", "Platform"]),
     ]
 )
 

@@ -85,6 +85,9 @@ public final class TunnelEngine: Sendable {
     /// Reads the core's state under its lock (status, tests).
     public func withState<R>(_ body: (TunnelState) -> R) -> R { state.withLock { body($0) } }
 
+    /// Changes the core's state under its lock (reload).
+    public func withStateMutation<R>(_ body: (inout TunnelState) -> R) -> R { state.withLock { body(&$0) } }
+
     /// Starts the threads; a client sends its first initiation at once.
     public func start() {
         guard !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
@@ -326,7 +329,6 @@ public final class TunnelEngine: Sendable {
             guard used > 0 else { return }
             control.count = used
             _ = try? socket.send(from: control)
-            counters.txPackets.add(UInt64(used))
             used = 0
         }
         func sealInto(_ packet: UnsafeRawBufferPointer, _ session: Session, _ to: Endpoint, _ stats: PeerStats) {
@@ -348,6 +350,7 @@ public final class TunnelEngine: Sendable {
             control.endpoints[used] = to
             stats.sent(bytes: packet.count)
             counters.txBytes.add(UInt64(packet.count))
+            counters.txPackets.add()  // data frames and keepalives only, as rx_packets counts them
             used += 1
         }
         for action in actions {
@@ -380,10 +383,10 @@ public final class TunnelEngine: Sendable {
             case .handshakeGaveUp(let peer):
                 counters.handshakeFailed(.timeout)
                 logger.error(
-                    "handshake with \(peer.base64) gave up after \(Limits.rekeyAttemptTime) s without a response: \(HandshakeFailure.timeout.name) (check --peer-key, that this client's public key is on the server's allow-list, and that UDP reaches the server)")
+                    "handshake with \(peer.base64) gave up after \(withState { $0.timers.rekeyAttemptTime } / 1_000_000_000) s without a response: \(HandshakeFailure.timeout.name) (check --peer-key, that this client's public key is on the server's allow-list, and that UDP reaches the server)")
                 hooks.handshakeGaveUp()
             case .keysZeroed(let peer):
-                logger.info("keys for peer \(peer.base64) zeroed after \(3 * Limits.rejectAfterTime) s without a new session")
+                logger.info("keys for peer \(peer.base64) zeroed after \(3 * withState { $0.timers.rejectAfterTime } / 1_000_000_000) s without a new session")
             }
         }
         actions.removeAll(keepingCapacity: true)
@@ -399,7 +402,7 @@ struct LogLimiter {
     let burst: Double = 5
 
     mutating func allow(now: UInt64) -> Bool {
-        tokens = min(burst, tokens + Double(now &- last) / 1e9 * perSecond)
+        tokens = min(burst, tokens + Double(elapsed(now, since: last)) / 1e9 * perSecond)
         last = now
         guard tokens >= 1 else { return false }
         tokens -= 1

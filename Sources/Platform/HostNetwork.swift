@@ -4,6 +4,7 @@
 // The journal is keyed by network namespace (the inode of /proc/self/ns/net) and device, so instances in
 // different namespaces of one machine, as the tests run them, never see or undo each other's state.
 
+import CLinux
 import Glibc
 import Routing
 
@@ -32,6 +33,9 @@ public struct SystemCommandExecutor: CommandExecutor {
     }
 
     func writeSysctl(_ key: String, _ value: String) -> String? {
+        // Already at the value: nothing to write. Containers mount /proc/sys read-only and set
+        // net.ipv4.ip_forward through the runtime (compose `sysctls:`), where a write fails with EROFS.
+        if readSysctl(key) == value { return nil }
         let fd = open(Self.sysctlPath(key), O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { return "cannot open \(Self.sysctlPath(key)): \(String(cString: strerror(errno)))" }
         defer { close(fd) }
@@ -81,25 +85,68 @@ public struct FileJournal: JournalStore {
     }
 }
 
+/// Process privileges.
+public enum Privileges {
+    /// After setup: keep only CAP_NET_ADMIN (what reading/writing the open devices needs nothing of, and
+    /// what teardown's `ip`/`nft` and sysctl writes need), drop the rest from the bounding set so children
+    /// cannot regain them either, and set no_new_privs. Returns a one-line description of the outcome.
+    public static func keepOnlyNetAdmin() -> (ok: Bool, description: String) {
+        var bounding: Int32 = 0
+        if clinux_keep_only_net_admin(&bounding) != 0 {
+            return (false, "could not reduce capabilities: \(String(cString: strerror(errno)))")
+        }
+        return (true, bounding == 1
+            ? "capabilities reduced to CAP_NET_ADMIN (bounding set included)"
+            : "capabilities reduced to CAP_NET_ADMIN (bounding set unchanged: no CAP_SETPCAP)")
+    }
+}
+
 /// Facts about the host's network, read with `ip`.
 public enum HostNetwork {
     /// Where journals live.
     public static let stateDirectory = "/run/tunvpn"
 
-    /// An identifier of the current network namespace (its inode number).
+    /// True when this process may use the state directory (an unprivileged run with only CAP_NET_ADMIN,
+    /// whose plans are empty, may not: root owns /run/tunvpn, mode 0700).
+    public static var stateDirectoryUsable: Bool {
+        var st = stat()
+        if stat(stateDirectory, &st) != 0 { return geteuid() == 0 }
+        return access(stateDirectory, R_OK | W_OK | X_OK) == 0
+    }
+
+    /// An identifier of the current network namespace that is never reused while the machine is up:
+    /// the kernel's network-namespace cookie (getsockopt SO_NETNS_COOKIE, Linux 5.14+). Inode numbers of
+    /// deleted namespaces come back, so with them a stale journal could be replayed in an unrelated
+    /// namespace; the inode is only the fallback for older kernels.
     public static func namespaceID() -> String {
+        let soNetnsCookie: Int32 = 71  // SO_NETNS_COOKIE, include/uapi/asm-generic/socket.h
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        if fd >= 0 {
+            defer { close(fd) }
+            var cookie: UInt64 = 0
+            var length = socklen_t(MemoryLayout<UInt64>.size)
+            if getsockopt(fd, SOL_SOCKET, soNetnsCookie, &cookie, &length) == 0, length == 8 { return "netns-\(cookie)" }
+        }
         var st = stat()
         guard stat("/proc/self/ns/net", &st) == 0 else { return "netns-unknown" }
         return "netns\(st.st_ino)"
     }
 
+    /// True when an interface of this name exists in this network namespace (if_nametoindex(3)).
+    public static func interfaceExists(_ name: String) -> Bool { if_nametoindex(name) != 0 }
+
     /// The journal of the instance using `device` in this network namespace (creating the directory).
     public static func journal(device: String) throws(RoutingError) -> FileJournal {
+        FileJournal(path: try runtimePath(device: device, suffix: "journal"))
+    }
+
+    /// `/run/tunvpn/<netns id>-<device>.<suffix>`, creating the directory (mode 0700) if needed.
+    public static func runtimePath(device: String, suffix: String) throws(RoutingError) -> String {
         var st = stat()
         if stat(stateDirectory, &st) != 0 && mkdir(stateDirectory, 0o700) != 0 && errno != EEXIST {
-            throw RoutingError(step: "journal", command: "", message: "cannot create \(stateDirectory): \(String(cString: strerror(errno)))")
+            throw RoutingError(step: "state directory", command: "", message: "cannot create \(stateDirectory): \(String(cString: strerror(errno)))")
         }
-        return FileJournal(path: "\(stateDirectory)/\(namespaceID())-\(device).journal")
+        return "\(stateDirectory)/\(namespaceID())-\(device).\(suffix)"
     }
 
     /// Parses the "via X dev Y" part of an `ip route` line.

@@ -188,26 +188,11 @@ public enum Planner {
                         rule: ["-s", input.tunnelNetwork, "-o", input.egressDevice] + tag + ["-j", "MASQUERADE"])
                 ])
         }
-        let table = tableName(device: dev)
-        let ruleset = """
-            table ip \(table) {
-            \tchain forward {
-            \t\ttype filter hook forward priority filter - 10; policy accept;
-            \t\toifname "\(dev)" tcp flags syn / syn,rst tcp option maxseg size set rt mtu
-            \t\tiifname "\(dev)" tcp flags syn / syn,rst tcp option maxseg size set rt mtu
-            \t\tiifname "\(dev)" accept
-            \t\toifname "\(dev)" ct state established,related accept
-            \t}
-            \tchain postrouting {
-            \t\ttype nat hook postrouting priority srcnat; policy accept;
-            \t\tip saddr \(input.tunnelNetwork) oifname "\(input.egressDevice)" masquerade
-            \t}
-            }
-
-            """
         var changes: [Change] = [
             .sysctl(key: "net.ipv4.ip_forward", value: "1"),
-            .nftTable(family: "ip", name: table, ruleset: ruleset),
+            forwardingTable(
+                dev, connectionsEnter: "iifname",
+                masquerade: "ip saddr \(input.tunnelNetwork) oifname \"\(input.egressDevice)\" masquerade"),
         ]
         if input.iptablesForwardExists {
             changes += forwardAccepts(dev, ["-m", "comment", "--comment", iptablesComment(device: dev)])
@@ -234,6 +219,37 @@ public enum Planner {
         }
     }
 
+    /// Client kill switch (`--lockdown`): an `inet` table (IPv4 and IPv6) whose output, input and forward
+    /// chains drop everything except loopback, the tunnel device, and the tunnel's own UDP frames to and
+    /// from the server. It is applied before the first handshake and stays while the client reconnects;
+    /// after a crash it stays until `tunvpn down` removes it.
+    public static func lockdown(tunDevice dev: String, server: String, port: UInt16) -> Plan {
+        let table = "tunvpn_lock_" + String(dev.map { $0.isLetter || $0.isNumber ? $0 : "_" })
+        let ruleset = """
+            table inet \(table) {
+            \tchain output {
+            \t\ttype filter hook output priority filter - 20; policy drop;
+            \t\toifname "lo" accept
+            \t\toifname "\(dev)" accept
+            \t\tip daddr \(server) udp dport \(port) accept
+            \t}
+            \tchain input {
+            \t\ttype filter hook input priority filter - 20; policy drop;
+            \t\tiifname "lo" accept
+            \t\tiifname "\(dev)" accept
+            \t\tip saddr \(server) udp sport \(port) accept
+            \t}
+            \tchain forward {
+            \t\ttype filter hook forward priority filter - 20; policy drop;
+            \t\toifname "\(dev)" accept
+            \t\tiifname "\(dev)" ct state established,related accept
+            \t}
+            }
+
+            """
+        return Plan([.nftTable(family: "inet", name: table, ruleset: ruleset)])
+    }
+
     /// Client: routes (full tunnel, split tunnel or none), the host route that keeps the tunnel's own
     /// frames out of the tunnel, MSS clamping, and in gateway mode forwarding and MASQUERADE into the tunnel.
     public static func client(_ input: ClientPlanInput) -> Plan {
@@ -247,44 +263,48 @@ public enum Planner {
             for t in targets { changes.append(.route(destination: t, via: nil, device: dev)) }
         }
         if input.gateway { changes.append(.sysctl(key: "net.ipv4.ip_forward", value: "1")) }
+        // The client's own TCP connections take their MSS from tun0's MTU, and the server clamps what it
+        // forwards in both directions, so only a gateway (forwarding for the LAN) needs rules here.
+        guard input.gateway else { return Plan(changes) }
         if input.firewall == .iptables {
             let tag = ["-m", "comment", "--comment", iptablesComment(device: dev)]
             changes += mssClamp(dev, tag)
-            if input.gateway {
-                // In gateway mode traffic enters from the LAN and leaves through the tunnel.
-                changes.append(.iptablesRule(table: "filter", chain: "FORWARD", position: 1, rule: ["-o", dev] + tag + ["-j", "ACCEPT"]))
-                changes.append(
-                    .iptablesRule(
-                        table: "filter", chain: "FORWARD", position: 2,
-                        rule: ["-i", dev, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"] + tag + ["-j", "ACCEPT"]))
-                changes.append(.iptablesRule(table: "nat", chain: "POSTROUTING", position: 1, rule: ["-o", dev] + tag + ["-j", "MASQUERADE"]))
-            }
+            // In gateway mode traffic enters from the LAN and leaves through the tunnel.
+            changes.append(.iptablesRule(table: "filter", chain: "FORWARD", position: 1, rule: ["-o", dev] + tag + ["-j", "ACCEPT"]))
+            changes.append(
+                .iptablesRule(
+                    table: "filter", chain: "FORWARD", position: 2,
+                    rule: ["-i", dev, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"] + tag + ["-j", "ACCEPT"]))
+            changes.append(.iptablesRule(table: "nat", chain: "POSTROUTING", position: 1, rule: ["-o", dev] + tag + ["-j", "MASQUERADE"]))
             return Plan(changes)
         }
+        changes.append(forwardingTable(dev, connectionsEnter: "oifname", masquerade: "oifname \"\(dev)\" masquerade"))
+        return Plan(changes)
+    }
+
+    /// The nftables table of an instance that forwards through `dev` (a server, or a gateway client):
+    /// MSS clamping of SYNs both ways, an accept for connections that start in the direction
+    /// `connectionsEnter` ("iifname": from the tunnel, on a server; "oifname": into it, on a gateway) and
+    /// for their replies, and the MASQUERADE rule `masquerade`.
+    static func forwardingTable(_ dev: String, connectionsEnter: String, masquerade: String) -> Change {
+        let replies = connectionsEnter == "iifname" ? "oifname" : "iifname"
         let table = tableName(device: dev)
-        var forward = """
+        let ruleset = """
+            table ip \(table) {
             \tchain forward {
             \t\ttype filter hook forward priority filter - 10; policy accept;
             \t\toifname "\(dev)" tcp flags syn / syn,rst tcp option maxseg size set rt mtu
             \t\tiifname "\(dev)" tcp flags syn / syn,rst tcp option maxseg size set rt mtu
+            \t\t\(connectionsEnter) "\(dev)" accept
+            \t\t\(replies) "\(dev)" ct state established,related accept
+            \t}
+            \tchain postrouting {
+            \t\ttype nat hook postrouting priority srcnat; policy accept;
+            \t\t\(masquerade)
+            \t}
+            }
 
             """
-        if input.gateway {
-            forward += "\t\toifname \"\(dev)\" accept\n\t\tiifname \"\(dev)\" ct state established,related accept\n"
-        }
-        forward += "\t}\n"
-        var ruleset = "table ip \(table) {\n" + forward
-        if input.gateway {
-            ruleset += """
-                \tchain postrouting {
-                \t\ttype nat hook postrouting priority srcnat; policy accept;
-                \t\toifname "\(dev)" masquerade
-                \t}
-
-                """
-        }
-        ruleset += "}\n"
-        changes.append(.nftTable(family: "ip", name: table, ruleset: ruleset))
-        return Plan(changes)
+        return .nftTable(family: "ip", name: table, ruleset: ruleset)
     }
 }

@@ -30,6 +30,12 @@ public enum WireFormat {
     public static let responseLength = 102
     public static let responsePayloadLength = 10
     public static let responseMAC1Offset = 70
+    /// Offset of mac2 in an initiation (mac2 covers every byte before it, mac1 included).
+    public static let initiationMAC2Offset = 144
+    /// Cookie reply: type(1) reserved(3) receiver(4) nonce(24) encrypted cookie(16 + 16).
+    public static let cookieReplyLength = 64
+    /// Label hashed with the server's static public key to make the cookie-encryption key.
+    public static let cookieLabel: [UInt8] = Array("cookie--".utf8)
     /// The most suites an initiation can offer.
     public static let maxOfferedSuites = 8
     /// Data frame header: type(1) reserved(3) receiver(4) counter(8); authenticated as associated data.
@@ -58,10 +64,58 @@ public enum Limits {
     public static let rekeyAfterMessages: UInt64 = 1 << 60
     /// No key seals or opens this many frames (2^64 − 2^13 − 1, WireGuard's REJECT_AFTER_MESSAGES).
     public static let rejectAfterMessages: UInt64 = UInt64.max - (1 << 13)
+    /// A cookie secret (server) or a received cookie (client) is used for this long (seconds).
+    public static let cookieLifetime: UInt64 = 120
+    /// Initiations per second above which the server is "under load" and asks for cookies.
+    public static let underLoadInitiationsPerSecond = 100
+    /// Per source address under load: sustained initiations per second and burst (WireGuard's ratelimiter).
+    public static let initiationsPerSecondPerSource: Double = 20
+    public static let initiationBurstPerSource: Double = 5
+    /// Most source addresses the rate limiter tracks at once; past this it forgets the idle ones.
+    public static let rateLimiterEntries = 8192
+    /// A client's initiations are consumed at most this often (per second), as WireGuard does.
+    public static let initiationsPerSecondPerPeer: UInt64 = 50
     /// Frames queued per peer while a handshake is in flight; older ones are dropped first.
     public static let maxQueuedPackets = 1024
     /// Largest IP packet carried (the tunnel MTU can be at most this).
     public static let maxPacketLength = 65535 - 28 - dataOverhead
     /// Bytes a data frame adds to an IP packet (header + tag).
     public static let dataOverhead = WireFormat.dataHeaderLength + WireFormat.tagLength
+}
+
+/// Nanoseconds from `start` to `now`, or 0 if `now` is earlier. Monotonic time never goes back, but two
+/// threads may read it in one order and take the core's lock in the other, so a "now" a little older
+/// than a stored instant is normal and must not underflow.
+@inline(__always)
+public func elapsed(_ now: UInt64, since start: UInt64) -> UInt64 { now > start ? now - start : 0 }
+
+/// The protocol's timers in nanoseconds. `standard` is WireGuard's (the `Limits` values); tests and the
+/// hidden `--timer-scale` option shrink them so that rekeys and timeouts happen in seconds.
+public struct ProtocolTimers: Sendable, Equatable {
+    public var rekeyAfterTime: UInt64
+    public var rejectAfterTime: UInt64
+    public var rekeyAttemptTime: UInt64
+    public var rekeyTimeout: UInt64
+    public var keepaliveTimeout: UInt64
+
+    public static let standard = ProtocolTimers(
+        rekeyAfterTime: Limits.rekeyAfterTime * 1_000_000_000, rejectAfterTime: Limits.rejectAfterTime * 1_000_000_000,
+        rekeyAttemptTime: Limits.rekeyAttemptTime * 1_000_000_000, rekeyTimeout: Limits.rekeyTimeout * 1_000_000_000,
+        keepaliveTimeout: Limits.keepaliveTimeout * 1_000_000_000)
+
+    public init(rekeyAfterTime: UInt64, rejectAfterTime: UInt64, rekeyAttemptTime: UInt64, rekeyTimeout: UInt64, keepaliveTimeout: UInt64) {
+        self.rekeyAfterTime = rekeyAfterTime
+        self.rejectAfterTime = rejectAfterTime
+        self.rekeyAttemptTime = rekeyAttemptTime
+        self.rekeyTimeout = rekeyTimeout
+        self.keepaliveTimeout = keepaliveTimeout
+    }
+
+    /// Every timer multiplied by `factor` (0 < factor ≤ 1 in tests).
+    public func scaled(by factor: Double) -> ProtocolTimers {
+        func s(_ v: UInt64) -> UInt64 { UInt64(max(1, (Double(v) * factor).rounded())) }
+        return ProtocolTimers(
+            rekeyAfterTime: s(rekeyAfterTime), rejectAfterTime: s(rejectAfterTime), rekeyAttemptTime: s(rekeyAttemptTime),
+            rekeyTimeout: s(rekeyTimeout), keepaliveTimeout: s(keepaliveTimeout))
+    }
 }

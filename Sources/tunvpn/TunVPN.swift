@@ -17,7 +17,19 @@ struct TunVPN: ParsableCommand {
               tunvpn server --key keys/server.key --allow-any-client
               tunvpn client --peer-key keys/server.pub --endpoint vpn.example.com:51820
             """,
-        subcommands: [Server.self, Client.self, Down.self, Keygen.self, Pubkey.self])
+        subcommands: [
+            Server.self, Client.self, Down.self, Reload.self, Keygen.self, Pubkey.self, Demo.self, Bench.self,
+        ])
+
+    /// Expands `--config FILE` (ConfigFile.swift) before ArgumentParser parses the command line.
+    static func main() {
+        let arguments: [String]
+        do { arguments = try ConfigFile.expand(Array(CommandLine.arguments.dropFirst())) } catch {
+            printError(error.description)
+            Glibc.exit(1)
+        }
+        main(arguments)
+    }
 }
 
 /// A failure the user can act on: printed as one line, exit status 1.

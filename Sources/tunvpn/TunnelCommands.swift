@@ -27,6 +27,15 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
+    @Option(help: ArgumentHelp("Testing only: multiply every protocol timer by this factor.", visibility: .hidden))
+    var timerScale: Double = 1
+
+    @Option(help: ArgumentHelp("Testing only: shift the wall clock used for handshake timestamps by SECONDS.", visibility: .hidden))
+    var clockOffset: Int64 = 0
+
+    /// The protocol timers (WireGuard's unless --timer-scale shrinks them for a test).
+    var timers: ProtocolTimers { timerScale == 1 ? .standard : ProtocolTimers.standard.scaled(by: timerScale) }
+
     @Flag(help: "Do not use TUN segmentation offloads (IFF_VNET_HDR with TSO), even where the kernel has them.")
     var noOffload = false
 
@@ -37,6 +46,7 @@ struct CommonOptions: ParsableArguments {
             throw ValidationError("unknown suite '\(name)' (known: \(known))")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
+        guard timerScale > 0 && timerScale <= 1 else { throw ValidationError("--timer-scale must be in (0, 1]") }
     }
 
     func suites() throws -> [any CipherSuite.Type] {
@@ -82,33 +92,69 @@ func resolveEndpoint(_ text: String, option: String) throws -> Endpoint {
     }
 }
 
-/// Runs `engine` until SIGINT/SIGTERM (exit 0) or an engine failure (exit 1); SIGUSR1 prints stats.
-func runUntilSignalled(_ engine: TunnelEngine, logger: Logger) throws {
-    var set = sigset_t()
-    sigemptyset(&set)
-    for s in [SIGINT, SIGTERM, SIGUSR1, SIGHUP] { sigaddset(&set, s) }
-    // Block the signals before any engine thread exists, so every thread inherits the mask and only
-    // this thread receives them (sigtimedwait).
-    pthread_sigmask(SIG_BLOCK, &set, nil)
+/// Runs `engine` until SIGINT/SIGTERM (exit 0) or an engine failure (exit 1); SIGUSR1 prints stats,
+/// SIGHUP calls `reload`. While it runs, `/run/tunvpn/<netns>-<dev>.pid` names this process for
+/// `tunvpn reload`.
+func runUntilSignalled(
+    _ engine: TunnelEngine, device: String, logger: Logger, adapters: (() -> String)? = nil, reload: (() -> Void)? = nil
+) throws {
+    /// The counters, then the adapters' own (offload and skip counts) when given.
+    func statsLine() -> String { engine.counters.statsLine + (adapters.map { " " + $0() } ?? "") }
+    var set = terminationSignals()
+    let pidFile = try? HostNetwork.runtimePath(device: device, suffix: "pid")
+    if let pidFile { try? KeyFiles.write("\(getpid())\n", to: pidFile, mode: 0o600, overwrite: true) }
+    defer { if let pidFile { unlink(pidFile) } }
+    // Setup is done: nothing from here on needs more than CAP_NET_ADMIN (the client's routes at tunnel-up,
+    // teardown's ip/nft and sysctls). Capabilities are per thread, so drop them before the engine's
+    // threads exist; they inherit the reduced sets.
+    let dropped = Privileges.keepOnlyNetAdmin()
+    if dropped.ok { logger.info("\(dropped.description)") } else { logger.warning("\(dropped.description)") }
     engine.start()
     var timeout = timespec(tv_sec: 0, tv_nsec: 200_000_000)
     while true {
         let signal = sigtimedwait(&set, nil, &timeout)
         if signal == SIGUSR1 {
-            printLine(engine.counters.statsLine)
+            printLine(statsLine())
+        } else if signal == SIGHUP {
+            if let reload { reload() } else { logger.notice("SIGHUP: nothing to reload for a client") }
         } else if signal == SIGINT || signal == SIGTERM {
             logger.info("signal \(signal == SIGINT ? "SIGINT" : "SIGTERM"): shutting down")
             engine.stop()
-            printLine(engine.counters.statsLine)
+            printLine(statsLine())
             return
         }
         if !engine.isRunning {
             engine.stop()
-            printLine(engine.counters.statsLine)
+            printLine(statsLine())
             let message = engine.failure.withLock { $0 } ?? "engine stopped"
             throw CLIError(message)
         }
     }
+}
+
+/// The TUN device's and UDP socket's own counters, as `key=value` pairs for the `stats:` line.
+func adapterStats(_ device: TunDevice, _ socket: UDPSocket) -> String {
+    let t = device.stats
+    let u = socket.stats
+    return "tun.segmented_reads=\(t.segmentedReads) tun.merged_writes=\(t.mergedWrites) tun.rejected_writes=\(t.rejectedWrites) "
+        + "tun.truncated_reads=\(t.truncatedReads) udp.skipped_sends=\(u.skippedSends) udp.truncated_receives=\(u.truncatedReceives)"
+}
+
+/// The signals the main thread waits for with sigtimedwait(2).
+func terminationSignals() -> sigset_t {
+    var set = sigset_t()
+    sigemptyset(&set)
+    for s in [SIGINT, SIGTERM, SIGUSR1, SIGHUP] { sigaddset(&set, s) }
+    return set
+}
+
+/// Blocks SIGINT, SIGTERM, SIGUSR1 and SIGHUP first thing, before any host change or thread exists:
+/// a signal that arrives during setup then waits for the main loop (which tears down what was set up)
+/// instead of killing the process half way; every thread inherits the mask, so only the main thread
+/// receives them. Children started with CommandRunner get an empty mask.
+func blockTerminationSignals() {
+    var set = terminationSignals()
+    pthread_sigmask(SIG_BLOCK, &set, nil)
 }
 
 /// Writes one line to stdout at once (no buffering surprises for log readers).
@@ -127,6 +173,7 @@ struct Server: ParsableCommand {
               tunvpn server --key keys/server.key
               tunvpn server --key keys/server.key --listen 0.0.0.0:51820 --address 10.8.0.1/16 --clients keys/clients
               tunvpn server --key keys/server.key --allow-any-client      # lab use only
+              tunvpn server --config config/server.toml --mtu 1380        # a file, one option overridden
             """)
 
     @Option(help: "The server's private key file.")
@@ -152,6 +199,7 @@ struct Server: ParsableCommand {
 
     @OptionGroup var common: CommonOptions
     @OptionGroup var host: HostOptions
+    @OptionGroup var configFile: ConfigFileOption
 
     func validate() throws {
         try common.validateCommon()
@@ -162,35 +210,26 @@ struct Server: ParsableCommand {
     }
 
     func run() throws {
+        blockTerminationSignals()
         try reportingErrors {
             let logger = common.makeLogger("tunvpn")
             let privateKey = try KeyFiles.loadPrivateKey(key)
             guard let prefix = IPv4Prefix(address), let listenEndpoint = Endpoint(listen) else {
                 throw CLIError("validated above")
             }
-            var allowList = AllowList()
-            if KeyFiles.exists(clients) {
-                let (bytes, _) = try KeyFiles.readSmallFileAllowingLarge(clients)
-                do { allowList = try AllowList(parsing: String(decoding: bytes, as: UTF8.self)) } catch {
-                    throw CLIError("\(clients): \(error)")
-                }
-            } else if !allowAnyClient {
-                throw CLIError(
-                    "\(clients): allow-list not found; add each client's public key to it (one per line, e.g. `cat client.pub >> \(clients)`), or pass --allow-any-client for lab use")
-            }
-            for c in allowList.clients {
-                if let a = c.address, !prefix.contains(a) || a == prefix.address {
-                    throw CLIError("\(clients): address \(a) for \(c.key.base64) is not a client address in \(prefix)")
-                }
-            }
+            let allowList = try loadAllowList(prefix: prefix)
             let responder = HandshakeResponder(
                 localStatic: privateKey, settings: try common.settings(), acceptedSuites: try common.suites())
             let state = TunnelState(
-                role: .server(ServerSettings(responder: responder, address: prefix, allowList: allowList, allowAnyClient: allowAnyClient)))
+                role: .server(ServerSettings(responder: responder, address: prefix, allowList: allowList, allowAnyClient: allowAnyClient)),
+                timers: common.timers)
             var plan = Plan()
             if !noNat {
                 guard let egressDevice = egress ?? HostNetwork.defaultRoute()?.device else {
                     throw CLIError("no default route to find the egress interface for NAT: pass --egress IF (or --no-nat)")
+                }
+                guard HostNetwork.interfaceExists(egressDevice) else {
+                    throw CLIError("--egress \(egressDevice): no such interface here; `ip link` lists them")
                 }
                 plan = Planner.server(
                     ServerPlanInput(
@@ -214,9 +253,39 @@ struct Server: ParsableCommand {
             logger.info(
                 "server listening on \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name) \(prefix), \(allowList.clients.count) allowed client(s), TSO \(device.offloadsEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
             let engine = TunnelEngine(
-                state: state, device: device, socket: socket, logger: logger, settings: EngineSettings(mtu: common.mtu))
-            try runUntilSignalled(engine, logger: logger)
+                state: state, device: device, socket: socket, clock: SystemClock(wallOffset: common.clockOffset),
+                logger: logger, settings: EngineSettings(mtu: common.mtu))
+            try runUntilSignalled(engine, device: common.dev, logger: logger, adapters: { adapterStats(device, socket) }) {
+                do {
+                    let list = try loadAllowList(prefix: prefix)
+                    let (added, removed, readdressed) = engine.reload(allowList: list)
+                    logger.notice(
+                        "reloaded \(clients): \(list.clients.count) client(s), \(added) added, \(removed) removed, \(readdressed) readdressed")
+                } catch {
+                    logger.error("reload failed, keeping the current allow-list: \(error)")
+                }
+            }
         }
+    }
+
+    /// Reads and checks the allow-list file (missing is fine with --allow-any-client).
+    func loadAllowList(prefix: IPv4Prefix) throws -> AllowList {
+        var allowList = AllowList()
+        if KeyFiles.exists(clients) {
+            let (bytes, _) = try KeyFiles.readSmallFileAllowingLarge(clients)
+            do { allowList = try AllowList(parsing: String(decoding: bytes, as: UTF8.self)) } catch {
+                throw CLIError("\(clients): \(error)")
+            }
+        } else if !allowAnyClient {
+            throw CLIError(
+                "\(clients): allow-list not found; add each client's public key to it (one per line, e.g. `cat client.pub >> \(clients)`), or pass --allow-any-client for lab use")
+        }
+        for c in allowList.clients {
+            if let a = c.address, !prefix.contains(a) || a == prefix.address {
+                throw CLIError("\(clients): address \(a) for \(c.key.base64) is not a client address in \(prefix)")
+            }
+        }
+        return allowList
     }
 }
 
@@ -229,6 +298,7 @@ struct Client: ParsableCommand {
             Examples:
               tunvpn client --peer-key keys/server.pub --endpoint vpn.example.com:51820
               tunvpn client --peer-key keys/server.pub --endpoint 203.0.113.7:51820 --keepalive 25
+              tunvpn client --config config/client.toml --route 10.8.0.0/16   # the file's routes replaced
             """)
 
     @Option(help: "The server's public key file.")
@@ -252,8 +322,12 @@ struct Client: ParsableCommand {
     @Flag(help: "Gateway mode: forward and MASQUERADE traffic from other LAN hosts into the tunnel.")
     var gateway = false
 
+    @Flag(help: "Kill switch: block all IPv4 and IPv6 traffic outside the tunnel while the client runs, and after a crash until `tunvpn down`.")
+    var lockdown = false
+
     @OptionGroup var common: CommonOptions
     @OptionGroup var host: HostOptions
+    @OptionGroup var configFile: ConfigFileOption
 
     func validate() throws {
         try common.validateCommon()
@@ -265,6 +339,7 @@ struct Client: ParsableCommand {
     }
 
     func run() throws {
+        blockTerminationSignals()
         try reportingErrors {
             let logger = common.makeLogger("tunvpn")
             let privateKey: PrivateKey
@@ -282,7 +357,8 @@ struct Client: ParsableCommand {
                 localStatic: privateKey, serverKey: serverKey, settings: try common.settings(),
                 offeredSuites: try common.suites())
             let state = TunnelState(
-                role: .client(ClientSettings(initiator: initiator, endpoint: serverEndpoint, persistentKeepalive: keepalive)))
+                role: .client(ClientSettings(initiator: initiator, endpoint: serverEndpoint, persistentKeepalive: keepalive)),
+                timers: common.timers)
             // How the server is reached now, before the tunnel's routes exist.
             let serverRoute = HostNetwork.route(to: "\(serverEndpoint.address)")
             let plan = Planner.client(
@@ -290,18 +366,28 @@ struct Client: ParsableCommand {
                     tunDevice: common.dev, serverAddress: "\(serverEndpoint.address)", serverRoute: serverRoute,
                     routes: noRoutes ? nil : route.map { p in IPv4Prefix(p).map { "\($0.network)/\($0.length)" } ?? p },
                     gateway: gateway, mtu: common.mtu, firewall: try host.backend()))
+            let lockdownPlan = lockdown
+                ? Planner.lockdown(tunDevice: common.dev, server: "\(serverEndpoint.address)", port: serverEndpoint.port)
+                : Plan()
             if host.dryRun {
+                print(lockdownPlan.script, terminator: "")
                 print("# \(common.dev): address assigned by the server at the handshake\nip link set \(common.dev) mtu \(common.mtu) up")
                 print(plan.script, terminator: "")
                 return
             }
             try HostSetup.removeLeftovers(device: common.dev, logger: logger)
             try HostNetwork.preflight(plan)
+            if lockdown {
+                guard (try? host.backend()) == .nftables else { throw CLIError("--lockdown needs nftables (apt-get install nftables)") }
+                try HostNetwork.preflight(lockdownPlan)
+            }
             let device = try common.openDevice()
             let socket = try UDPSocket.bind(Endpoint(address: .any, port: 0), segmentationOffload: !common.noOffload)
             let mtu = common.mtu
             let dev = common.dev
             defer { HostSetup.tearDown(device: dev, logger: logger) }
+            // The kill switch goes up before the first handshake and stays while the client reconnects.
+            if lockdown { try HostSetup.apply(lockdownPlan, device: dev, logger: logger) }
             logger.info(
                 "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name), TSO \(device.offloadsEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
             let hooks = EngineHooks(tunnelUp: { assignment in
@@ -309,9 +395,44 @@ struct Client: ParsableCommand {
                 try HostSetup.apply(plan, device: dev, logger: logger)
             })
             let engine = TunnelEngine(
-                state: state, device: device, socket: socket, logger: logger, hooks: hooks,
-                settings: EngineSettings(mtu: mtu))
-            try runUntilSignalled(engine, logger: logger)
+                state: state, device: device, socket: socket, clock: SystemClock(wallOffset: common.clockOffset),
+                logger: logger, hooks: hooks, settings: EngineSettings(mtu: mtu))
+            try runUntilSignalled(engine, device: dev, logger: logger, adapters: { adapterStats(device, socket) })
+        }
+    }
+}
+
+struct Reload: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make a running server re-read its allow-list (the same as sending it SIGHUP).",
+        discussion: """
+            Clients added to the file can connect at once; clients removed lose their sessions; everyone
+            else keeps theirs. Run it in the network namespace of the server.
+            Example:
+              echo "$(cat keys/laptop.pub) 10.8.0.9  # laptop" >> keys/clients && tunvpn reload
+            """)
+
+    @Option(help: "TUN device name of the server instance.")
+    var dev: String = "tun0"
+
+    func run() throws {
+        try reportingErrors {
+            let path = try HostNetwork.runtimePath(device: dev, suffix: "pid")
+            guard let (bytes, _) = try? KeyFiles.readSmallFile(path, what: "pid file"),
+                let pid = Int32(String(decoding: bytes, as: UTF8.self).split(separator: "\n").first ?? "")
+            else {
+                throw CLIError("no tunvpn instance on \(dev) in this network namespace (no \(path))")
+            }
+            let comm = (try? KeyFiles.readSmallFile("/proc/\(pid)/comm", what: "process").text).map {
+                String(decoding: $0, as: UTF8.self)
+            }
+            guard comm?.hasPrefix("tunvpn") == true else {
+                throw CLIError("\(path) names pid \(pid), which is not a running tunvpn; remove the stale file")
+            }
+            guard kill(pid, SIGHUP) == 0 else {
+                throw CLIError("cannot signal pid \(pid): \(String(cString: strerror(errno)))")
+            }
+            print("asked tunvpn (pid \(pid)) on \(dev) to reload its allow-list")
         }
     }
 }

@@ -360,3 +360,108 @@ let serverIP = IPv4Address(10, 8, 0, 1)
 extension SendDecision {
     var isSend: Bool { if case .send = self { return true } else { return false } }
 }
+
+@Suite struct ReloadTests {
+    @Test func reloadingTheAllowListKeepsStayingClientsAndDropsRemovedOnes() throws {
+        let other = PrivateKey(random: HashRandom(seed: 77))
+        var a = CorePair(allowList: AllowList(clients: [AllowedClient(key: Fixture().client.publicKey), AllowedClient(key: other.publicKey)]))
+        a.start()
+        var b = CorePair(clientKey: other)
+        b.server = a.server
+        b.clientEndpoint = Endpoint(address: IPv4Address(10, 99, 0, 3), port: 40001)
+        b.start()
+        a.server = b.server
+        let sessionsBefore = a.server.liveSessionCount
+        // Remove `other`, keep the fixture's client, add a new key.
+        let newcomer = PrivateKey(random: HashRandom(seed: 78))
+        let result = a.server.replaceAllowList(AllowList(clients: [AllowedClient(key: Fixture().client.publicKey), AllowedClient(key: newcomer.publicKey)]))
+        #expect(result.added == 1 && result.removed == 1 && result.readdressed == 0)
+        #expect(a.server.liveSessionCount < sessionsBefore)
+        // The staying client still reaches the server without a new handshake.
+        let completions = a.completions
+        a.clientSends(ipv4(clientIP, serverIP))
+        #expect(a.deliveredToServer.last == ipv4(clientIP, serverIP))
+        #expect(a.completions == completions)
+        // The removed client's address no longer routes, and its next initiation is refused.
+        #expect({ if case .drop(.noRoute) = a.serverSends(ipv4(serverIP, IPv4Address(10, 8, 0, 3))) { return true } else { return false } }())
+        b.server = a.server
+        b.refusals = []
+        b.drops = []
+        b.clientSends(ipv4(IPv4Address(10, 8, 0, 3), serverIP))
+        #expect(b.drops == [.unknownSession], "its session is gone on the server")
+        b.advance(16)  // data sent, nothing heard: the client starts a new handshake
+        b.tickBoth()
+        #expect(b.refusals.contains(.unknownClientKey))
+        // The newcomer can connect.
+        var c = CorePair(clientKey: newcomer)
+        c.server = b.server
+        c.start()
+        #expect(c.tunnelUps.count == 1)
+        // It gets the lowest free pool address: the one the removed client gave back.
+        #expect(c.tunnelUps.first?.client.address == IPv4Address(10, 8, 0, 3))
+    }
+}
+
+@Suite struct ClockOrderTests {
+    @Test func aTimeReadJustBeforeASessionWasMadeDoesNotExpireItOrCrash() {
+        // Two engine threads can read the clock in one order and take the core's lock in the other.
+        var pair = CorePair()
+        pair.start()
+        pair.now -= 1_000  // a microsecond "before" the handshake the other thread just completed
+        #expect(pair.clientSends(ipv4(clientIP, serverIP)).isSend)
+        #expect(pair.deliveredToServer.count == 1 && pair.drops.isEmpty)
+        var meter = LoadMeter()
+        _ = meter.record(now: 5 * second)
+        _ = meter.record(now: 5 * second - 1)
+    }
+}
+
+@Suite struct ScaledTimerTests {
+    @Test func scaledTimersMakeTheClientRekeyAndTheServerExpireSessionsSooner() {
+        let timers = ProtocolTimers.standard.scaled(by: 0.01)  // rekey after 1.2 s, reject after 1.8 s
+        #expect(timers.rekeyAfterTime == 1_200_000_000 && timers.rejectAfterTime == 1_800_000_000)
+        let f = Fixture()
+        var pair = CorePair()
+        pair.client = TunnelState(
+            role: .client(ClientSettings(initiator: HandshakeInitiator(localStatic: f.client, serverKey: f.server.publicKey), endpoint: pair.serverEndpoint)),
+            timers: timers)
+        pair.server = TunnelState(
+            role: .server(ServerSettings(
+                responder: HandshakeResponder(localStatic: f.server), address: IPv4Prefix("10.8.0.1/16")!,
+                allowList: AllowList(clients: [AllowedClient(key: f.client.publicKey)]), allowAnyClient: false)),
+            timers: timers)
+        pair.start()
+        #expect(pair.completions == 2)
+        pair.now += 1_300_000_000
+        pair.clientSends(ipv4(clientIP, serverIP))
+        #expect(pair.completions == 4, "rekeyed after 1.2 s instead of 120 s")
+        pair.now += 1_900_000_000
+        #expect(!pair.serverSends(ipv4(serverIP, clientIP)).isSend || pair.completions > 4)
+    }
+}
+
+@Suite struct ClockStepTests {
+    @Test func aClientWhoseClockSteppedBackIsRefusedOnlyUntilTheServerForgetsItsKeys() {
+        var pair = CorePair()
+        pair.start()
+        #expect(pair.completions == 2)
+        // The client restarts with its wall clock an hour behind.
+        let f = Fixture()
+        pair.client = TunnelState(role: .client(ClientSettings(
+            initiator: HandshakeInitiator(localStatic: f.client, serverKey: f.server.publicKey), endpoint: pair.serverEndpoint)))
+        pair.wall.seconds -= 3600
+        pair.refusals = []
+        pair.start()
+        #expect(pair.refusals == [.replayedInitiation])
+        #expect(pair.tunnelUps.count == 1, "not connected again yet")
+        // 3 × REJECT_AFTER_TIME later the server has zeroed the old keys and forgotten the timestamp.
+        for _ in 0..<110 {
+            pair.advance(5)
+            pair.tickBoth()
+            pair.clientSends(ipv4(clientIP, serverIP))  // traffic keeps asking for a session after a give-up
+            if pair.tunnelUps.count == 2 { break }
+        }
+        #expect(pair.now < 1_000 * second + 620 * second, "within about 3 × REJECT_AFTER_TIME")
+        #expect(pair.tunnelUps.count == 2, "the client got back in without its clock catching up")
+    }
+}
