@@ -9,9 +9,11 @@
 //     sent twice)                       5 an initiation from another key (allowed or not)
 //   6 the client sends a packet          7 the server sends a packet
 //   8 deliver the oldest data frame      9 raw data frame to the server, with the index of a live session
+//  10 a flood of the client's latest initiation (the server goes under load: cookie replies, mac2)
+// (opcode = low 4 bits mod 11; high bits are flags, e.g. 0x80 on a tick steps the wall clock back)
 // Each datagram goes through what the engine does with it: handshake types to `handleHandshake`,
 // type 4 to `receiverIndex`, `session(forIndex:)`, `DataFrame.open` and `received`.
-// Invariants: every handshake message sent is exactly an initiation or a response long; a delivered
+// Invariants: every handshake message sent is exactly an initiation, response or cookie reply long; a delivered
 // packet is the packet the peer sent (trimmed to its IPv4 length) and its source is the peer's address
 // on the server; the server never keeps more than three sessions per peer, nor more peers than the
 // allow-list plus the pool; a forged or flipped message never completes a handshake.
@@ -52,7 +54,8 @@ public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutabl
             ("stranger-refused", [0, 5, 0]),
             ("raw-to-both", [0, 0] + chunk([1, 0, 0, 0] + [UInt8](repeating: 0, count: 156)) + [1] + chunk([2, 0, 0, 0, 1])),
             ("forged-frame", [0] + handshake + [9, 0] + chunk([UInt8](repeating: 0xee, count: 60))),
-            ("clock-back", [0] + handshake + [2] + le16(10) + [0x0a] + [3, 0, 4, 0]),
+            ("clock-back", [0] + handshake + [0x82] + le16(10_000) + [2] + le16(5000) + [3, 0, 4, 0]),
+            ("flood-cookie", [0, 10, 120, 0, 4, 0, 2] + le16(5500) + [10, 150, 1, 4, 0, 2] + le16(5500) + [10, 110, 0, 3, 0, 4, 0]),
         ]
     }
     return 0
@@ -101,15 +104,16 @@ struct World {
         for action in actions {
             switch action {
             case .sendHandshake(let message, _):
-                let expected = fromServer ? WireFormat.responseLength : WireFormat.initiationLength
-                require(message.count == expected, "a \(message.count)-byte handshake message from the \(fromServer ? "server" : "client")")
+                // The server answers with a response, or with a cookie reply when under load.
+                let expected = fromServer ? [WireFormat.responseLength, WireFormat.cookieReplyLength] : [WireFormat.initiationLength]
+                require(expected.contains(message.count), "a \(message.count)-byte handshake message from the \(fromServer ? "server" : "client")")
                 if fromServer { toClient.append(message) } else { toServer.append(message) }
             case .sendKeepalive(let session, _, _):
                 seal([], session: session, toServer: !fromServer)
             case .sendQueued(let packets, let session, _, _):
                 for p in packets { seal(p, session: session, toServer: !fromServer) }
             case .handshakeCompleted, .handshakeRefused, .handshakeGaveUp, .keysZeroed, .tunnelUp:
-                break
+                if trace { print("\(fromServer ? "server" : "client"): \(action)") }
             }
         }
     }
@@ -221,7 +225,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     while !input.isAtEnd && steps < 200 {
         steps += 1
         let op = input.byte()
-        switch op % 10 {
+        switch (op & 0x0f) % 11 {
         case 0: world.handshake(input.chunk(), toServer: true, from: clientEndpoint)
         case 1: world.handshake(input.chunk(), toServer: false, from: serverEndpoint)
         case 2:
@@ -229,7 +233,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
             let ms = UInt64(input.uint16())
             world.tick(ms * 1_000_000, wallStep: op & 0x80 != 0 ? -Int64(ms / 10) : Int64(ms / 1000))
         case 3, 4:
-            let toServer = op % 10 == 3
+            let toServer = op & 0x0f == 3
             let mode = input.byte()
             guard let message = toServer ? world.toServer.first : world.toClient.first else { continue }
             if mode & 2 == 0 {
@@ -259,11 +263,22 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
             let timestamp = TAI64N(secondsSince1970: world.wall.seconds, nanoseconds: UInt32(steps) << 24)
             let (m, _) = initiator.createInitiation(senderIndex: input.uint32(), timestamp: timestamp, random: world.random)
             world.handshake(m, toServer: true, from: Endpoint(address: IPv4Address(198, 51, 100, 9), port: 1))
-        case 6, 7: world.send(Array(input.chunk().prefix(Limits.maxPacketLength)), fromServer: op % 10 == 7)
+        case 6, 7: world.send(Array(input.chunk().prefix(Limits.maxPacketLength)), fromServer: op & 0x0f == 7)
         case 8:
             guard !world.frames.isEmpty else { continue }
             let f = world.frames.removeFirst()
             world.frame(f.bytes, toServer: f.toServer, from: f.toServer ? clientEndpoint : serverEndpoint)
+        case 10:
+            // A flood: the client's latest initiation replayed from one or many sources, which puts the
+            // server under load (cookie replies, mac2, rate limits; Sources/Transport/Cookies.swift).
+            let count = Int(input.byte())
+            let spread = input.byte()
+            guard let message = world.toServer.last else { continue }
+            for i in 0..<count {
+                let source = spread & 1 == 0
+                    ? clientEndpoint : Endpoint(address: IPv4Address(198, 18, UInt8(i & 0xff), spread), port: UInt16(i))
+                world.handshake(message, toServer: true, from: source)
+            }
         default:
             // A forged frame naming a live session (or none): raw bytes with that receiver index.
             var bytes = input.chunk()
