@@ -4,6 +4,8 @@
 // the writer merges runs of segments (`canFollow`, `finishMerge`). This target does what
 // TunDevice.readVirtio and writeVirtio do with those, on fuzzed bytes.
 //
+// UDP segmentation offload (`UDPSegmentation`, gso_type UDP_L4) is checked the same way.
+//
 // Input: a 10-byte virtio header, then the packet.
 // Invariants:
 //   - the header reads back as the bytes it came from, and writes the same 10 bytes;
@@ -59,6 +61,11 @@ public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutabl
             ("partial-udp", header(flags: 1, gso: 0, hdrLen: 0, gsoSize: 0, start: 20, offset: 6)
                 + [0x45, 0, 0, 32, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0, 53, 0, 53, 0, 12, 0, 0, 1, 2, 3, 4]),
             ("partial-past-end", header(flags: 1, gso: 0, hdrLen: 0, gsoSize: 0, start: 0xffff, offset: 0xffff) + tcpPacket(payload: 1)),
+            ("uso-3-datagrams", header(flags: 1, gso: 5, hdrLen: 28, gsoSize: 100, start: 20, offset: 6)
+                + [0x45, 0, 1, 0x2c, 0, 7, 0x40, 0, 64, 17, 0, 0, 10, 8, 0, 2, 10, 8, 0, 1, 0x9c, 0x40, 0, 53, 1, 0x18, 0, 0]
+                + (0..<272).map { UInt8(truncatingIfNeeded: $0) }),
+            ("uso-size-1", header(flags: 1, gso: 5, hdrLen: 28, gsoSize: 1, start: 20, offset: 6)
+                + [0x45, 0, 0, 33, 0, 7, 0, 0, 64, 17, 0, 0, 10, 8, 0, 2, 10, 8, 0, 1, 0x9c, 0x40, 0, 53, 0, 13, 0, 0, 1, 2, 3, 4, 5]),
             ("plain", header(flags: 0, gso: 0, hdrLen: 0, gsoSize: 0, start: 0, offset: 0) + tcpPacket(payload: 10)),
         ]
     }
@@ -86,6 +93,13 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     {
         let segments = segmentAll(packet, length: length, headers: h, mss: Int(header.gsoSize), original: original)
         merge(segments, headers: h, mss: Int(header.gsoSize), original: original)
+        return 0
+    }
+    if header.gsoType == UDPSegmentation.gsoUDPL4, header.gsoSize > 0,
+        let ihl = UDPSegmentation.ipHeader(packet, length: length)
+    {
+        let datagrams = segmentUDP(packet, length: length, ip: ihl, size: Int(header.gsoSize), original: original)
+        mergeUDP(datagrams)
         return 0
     }
     if header.flags & VirtioNetHeader.needsChecksum != 0 {
@@ -241,4 +255,94 @@ func merge(_ segments: [[UInt8]], headers h: (ip: Int, tcp: Int), mss: Int, orig
     // The merged payload is a prefix of the original super-packet's payload.
     require(Array(superPacket[headerLength...]) == Array(original[headerLength..<(headerLength + merged.count)]),
         "the merged payload is not the original's")
+}
+
+/// A UDP/IPv4 packet's IPv4 header and UDP checksums verify (a zero UDP checksum means none).
+func udpChecksumsVerify(_ p: UnsafeRawPointer, length: Int, ip: Int) -> (ip: Bool, udp: Bool) {
+    let ipOK = InternetChecksum.fold(InternetChecksum.sum(p, ip)) == 0xffff
+    let pseudo = InternetChecksum.pseudoHeader(p, protocol: 17, length: length - ip)
+    let udpOK = InternetChecksum.fold(InternetChecksum.sum(p + ip, length - ip, initial: pseudo)) == 0xffff
+    return (ipOK, udpOK)
+}
+
+/// The reader's UDP split (TunDevice.readVirtio with gso_type UDP_L4).
+func segmentUDP(_ packet: UnsafeRawPointer, length: Int, ip: Int, size: Int, original: [UInt8]) -> [[UInt8]] {
+    let headerLength = ip + 8
+    let payloadTotal = length - headerLength
+    let expectedCount = (payloadTotal + size - 1) / size
+    let room = headerLength + size  // the reader's check: ip + 8 + gso_size must fit the slot
+    let out = GuardedBuffer(count: room)
+    var datagrams: [[UInt8]] = []
+    var payload: [UInt8] = []
+    var index = 0
+    while index <= expectedCount {
+        let n = UDPSegmentation.segment(packet, length: length, ipHeader: ip, size: size, index: index, into: out.start)
+        out.checkGuards("UDP segment \(index) (size \(size), \(length)-byte packet)")
+        if n == 0 { break }
+        require(n > headerLength && n <= room, "UDP segment \(index) is \(n) bytes, room for \(room)")
+        let d = Array(out.bytes.prefix(n))
+        require(be16(d, 2) == n && be16(d, ip + 4) == n - ip, "UDP segment \(index): IPv4/UDP lengths")
+        let verified = d.withUnsafeBytes { udpChecksumsVerify($0.baseAddress!, length: n, ip: ip) }
+        require(verified.ip && verified.udp, "UDP segment \(index): checksums (ip \(verified.ip), udp \(verified.udp))")
+        require(Array(d[0..<2]) == Array(original[0..<2]) && Array(d[6..<10]) == Array(original[6..<10])
+            && Array(d[12..<(ip + 4)]) == Array(original[12..<(ip + 4)]), "UDP segment \(index): copied header fields")
+        payload += d[headerLength...]
+        datagrams.append(d)
+        index += 1
+    }
+    require(index == expectedCount, "\(index) UDP segments, expected \(expectedCount)")
+    require(payload == Array(original[headerLength...]), "the UDP segments' payloads are not the super-packet's")
+    return datagrams
+}
+
+/// The writer's UDP merge (TunDevice.writeVirtio with USO), on the datagrams just made.
+func mergeUDP(_ datagrams: [[UInt8]]) {
+    guard let firstBytes = datagrams.first, firstBytes.count > 28,
+        firstBytes.withUnsafeBytes({ UDPSegmentation.ipHeader($0.baseAddress!, length: firstBytes.count) }) == 20
+    else { return }
+    let copies = datagrams.map { d -> UnsafeMutableRawPointer in
+        let p = UnsafeMutableRawPointer.allocate(byteCount: d.count, alignment: 16)
+        p.copyMemory(from: d, byteCount: d.count)
+        return p
+    }
+    defer { copies.forEach { $0.deallocate() } }
+    let size = firstBytes.count - 28
+    var total = firstBytes.count
+    var merged = Array(firstBytes[28...])
+    var end = 1
+    while end < datagrams.count && end < 64 {
+        let l = datagrams[end].count
+        guard l > 28 else { break }
+        let payload = l - 28
+        guard payload <= size, total + payload <= 65535, UDPSegmentation.ipHeader(copies[end], length: l) == 20,
+            UDPSegmentation.canFollow(copies[0], copies[end])
+        else { break }
+        merged += datagrams[end][28...]
+        total += payload
+        end += 1
+        if payload < size { break }
+    }
+    guard end > 1 else { return }
+    let head = GuardedBuffer(count: 28)
+    head.start.copyMemory(from: copies[0], byteCount: 28)
+    let virtio = UDPSegmentation.finishMerge(head.start, totalLength: total, size: size)
+    head.checkGuards("UDPSegmentation.finishMerge")
+    var superPacket = Array(head.bytes) + merged
+    require(be16(superPacket, 2) == total && be16(superPacket, 24) == total - 20, "merged UDP lengths")
+    let completed = superPacket.withUnsafeMutableBytes {
+        InternetChecksum.completePartial($0.baseAddress!, length: total, start: Int(virtio.checksumStart), offset: Int(virtio.checksumOffset))
+    }
+    require(completed, "the merged UDP checksum field is inside the packet")
+    let verified = superPacket.withUnsafeBytes { udpChecksumsVerify($0.baseAddress!, length: total, ip: 20) }
+    require(verified.ip && verified.udp, "merged UDP packet checksums (ip \(verified.ip), udp \(verified.udp))")
+    // Split again as the kernel would at delivery, the datagrams come back.
+    let again = superPacket.withUnsafeBytes { p in
+        (0..<end).map { i -> [UInt8] in
+            let out = UnsafeMutableRawPointer.allocate(byteCount: 28 + size, alignment: 16)
+            defer { out.deallocate() }
+            let n = UDPSegmentation.segment(p.baseAddress!, length: total, ipHeader: 20, size: size, index: i, into: out)
+            return Array(UnsafeRawBufferPointer(start: out, count: n)[28...])
+        }
+    }
+    require(again == datagrams[0..<end].map { Array($0[28...]) }, "a merged UDP run splits back into other datagrams")
 }
