@@ -44,8 +44,8 @@ run_one() {
     grep -E "^(stat::number_of_executed_units|stat::new_units_added|Done [0-9]+ runs)" "$log" | sed "s/^/   $target: /"
     echo "$rc" >"$dir/status"
     if [ $rc -ne 0 ]; then
-        echo "!! $target failed (exit $rc); last lines of $log:"
-        grep -v "^  \|^    #" "$log" | tail -25
+        echo "!! $target failed (exit $rc); from $log:"
+        grep -E "Fatal error|ERROR: (AddressSanitizer|libFuzzer)|^SUMMARY|^Base64:|^==[0-9]+==.*(READ|WRITE) of" "$log" | head -8
         ls "$dir"/crash-* "$dir"/oom-* "$dir"/timeout-* "$dir"/leak-* 2>/dev/null || true
         return 1
     fi
