@@ -223,7 +223,10 @@ public final class TunnelEngine: Sendable {
                     if let index = DataFrame.receiverIndex(datagram) {
                         found[i] = core.session(forIndex: index)
                         kinds[i] = found[i] == nil ? .unknownSession : .data
-                    } else if let type = datagram.first, (1...3).contains(type),
+                        if found[i] == nil, let hint = core.sessionGoneHint(index: index, now: now) {
+                            actions.append(.sendHandshake(hint, to: batch.endpoints[i]))
+                        }
+                    } else if let type = datagram.first, (1...5).contains(type),
                         datagram.count <= WireFormat.initiationLength
                     {
                         kinds[i] = .handshake
