@@ -30,7 +30,9 @@ struct CommonOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Testing only: multiply every protocol timer by this factor.", visibility: .hidden))
     var timerScale: Double = 1
 
-    @Option(help: ArgumentHelp("Testing only: shift the wall clock used for handshake timestamps by SECONDS.", visibility: .hidden))
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp("Testing only: shift the wall clock used for handshake timestamps by SECONDS.", visibility: .hidden))
     var clockOffset: Int64 = 0
 
     /// The protocol timers (WireGuard's unless --timer-scale shrinks them for a test).
