@@ -104,4 +104,8 @@ int clinux_unshare_network_namespace(void);
 /** pipe2(fds, O_CLOEXEC): a pipe whose ends are closed across exec (GNU extension, so wrapped here). */
 int clinux_pipe_cloexec(int fds[2]);
 
+/** accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK): a connection that is never inherited across exec
+ * (GNU extension, so wrapped here). */
+int clinux_accept_cloexec_nonblock(int fd);
+
 #endif /* TUNVPN_CLINUX_H */
