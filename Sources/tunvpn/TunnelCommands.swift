@@ -30,6 +30,9 @@ struct CommonOptions: ParsableArguments {
     @Flag(help: "Do not use TUN segmentation offloads (IFF_VNET_HDR with TSO), even where the kernel has them.")
     var noOffload = false
 
+    @Option(help: ArgumentHelp("Serve Prometheus metrics at http://ADDR:PORT/metrics.", valueName: "ADDR:PORT"))
+    var metrics: String?
+
     func validateCommon() throws {
         guard (576...9000).contains(mtu) else { throw ValidationError("--mtu must be between 576 and 9000") }
         for name in suite where CipherSuites.named(name) == nil {
@@ -37,6 +40,9 @@ struct CommonOptions: ParsableArguments {
             throw ValidationError("unknown suite '\(name)' (known: \(known))")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
+        if let metrics, Endpoint(metrics) == nil {
+            throw ValidationError("--metrics '\(metrics)' must be ADDRESS:PORT, like 127.0.0.1:9586")
+        }
     }
 
     func suites() throws -> [any CipherSuite.Type] {
@@ -215,6 +221,9 @@ struct Server: ParsableCommand {
                 "server listening on \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name) \(prefix), \(allowList.clients.count) allowed client(s), TSO \(device.offloadsEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
             let engine = TunnelEngine(
                 state: state, device: device, socket: socket, logger: logger, settings: EngineSettings(mtu: common.mtu))
+            let status = try StatusServices.start(
+                engine: engine, device: common.dev, listenPort: socket.localEndpoint.port, metricsAddress: common.metrics, logger: logger)
+            defer { status.stop() }
             try runUntilSignalled(engine, logger: logger)
         }
     }
@@ -311,6 +320,9 @@ struct Client: ParsableCommand {
             let engine = TunnelEngine(
                 state: state, device: device, socket: socket, logger: logger, hooks: hooks,
                 settings: EngineSettings(mtu: mtu))
+            let status = try StatusServices.start(
+                engine: engine, device: dev, listenPort: socket.localEndpoint.port, metricsAddress: common.metrics, logger: logger)
+            defer { status.stop() }
             try runUntilSignalled(engine, logger: logger)
         }
     }
