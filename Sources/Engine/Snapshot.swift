@@ -84,7 +84,7 @@ extension TunnelEngine {
                 publicKey = c.initiator.localStatic.publicKey.base64
                 suites = c.initiator.offeredSuites.map { $0.name }
             }
-            let peers = state.peers.map { p -> PeerSnapshot in
+            let peers = state.peers.filter { !$0.isRemoved }.map { p -> PeerSnapshot in
                 let wall = p.stats.lastHandshakeWallSeconds.load(ordering: .relaxed)
                 return PeerSnapshot(
                     publicKey: p.key.base64, endpoint: p.endpoint, tunnelAddress: p.address,
@@ -100,5 +100,13 @@ extension TunnelEngine {
                 role: role, publicKey: publicKey, listenPort: listenPort, device: device, suites: suites, peers: peers,
                 counters: counters.all)
         }
+    }
+}
+
+extension TunnelEngine {
+    /// Replaces the server's allow-list (SIGHUP / `tunvpn reload`) without dropping the sessions of
+    /// clients that stay on it.
+    public func reload(allowList: AllowList) -> (added: Int, removed: Int, readdressed: Int) {
+        withStateMutation { $0.replaceAllowList(allowList) }
     }
 }

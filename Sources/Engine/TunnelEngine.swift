@@ -85,6 +85,9 @@ public final class TunnelEngine: Sendable {
     /// Reads the core's state under its lock (status, tests).
     public func withState<R>(_ body: (TunnelState) -> R) -> R { state.withLock { body($0) } }
 
+    /// Changes the core's state under its lock (reload).
+    public func withStateMutation<R>(_ body: (inout TunnelState) -> R) -> R { state.withLock { body(&$0) } }
+
     /// Starts the threads; a client sends its first initiation at once.
     public func start() {
         guard !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
@@ -399,7 +402,7 @@ struct LogLimiter {
     let burst: Double = 5
 
     mutating func allow(now: UInt64) -> Bool {
-        tokens = min(burst, tokens + Double(now &- last) / 1e9 * perSecond)
+        tokens = min(burst, tokens + Double(elapsed(now, since: last)) / 1e9 * perSecond)
         last = now
         guard tokens >= 1 else { return false }
         tokens -= 1

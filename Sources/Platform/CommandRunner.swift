@@ -79,8 +79,11 @@ public enum CommandRunner {
         case failure(String)
     }
 
-    /// Starts `argv` with the given descriptors as its stdin/stdout/stderr (-1: inherit).
-    static func spawn(_ argv: [String], stdin: Int32, stdout: Int32, stderr: Int32) -> SpawnResult {
+    /// Starts `argv` with the given descriptors as its stdin/stdout/stderr (-1: inherit); with
+    /// `newProcessGroup` the child leads a process group of its own, so a terminal's Ctrl-C reaches only us.
+    static func spawn(
+        _ argv: [String], stdin: Int32, stdout: Int32, stderr: Int32, newProcessGroup: Bool = false
+    ) -> SpawnResult {
         guard let program = argv.first else { return .failure("empty command") }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -95,7 +98,12 @@ public enum CommandRunner {
         var empty = sigset_t()
         sigemptyset(&empty)
         posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
+        var flags = Int16(POSIX_SPAWN_SETSIGMASK)
+        if newProcessGroup {
+            posix_spawnattr_setpgroup(&attributes, 0)
+            flags |= Int16(POSIX_SPAWN_SETPGROUP)
+        }
+        posix_spawnattr_setflags(&attributes, flags)
         var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
         cArgs.append(nil)
         defer { for a in cArgs { free(a) } }

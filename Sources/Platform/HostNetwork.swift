@@ -95,11 +95,16 @@ public enum HostNetwork {
 
     /// The journal of the instance using `device` in this network namespace (creating the directory).
     public static func journal(device: String) throws(RoutingError) -> FileJournal {
+        FileJournal(path: try runtimePath(device: device, suffix: "journal"))
+    }
+
+    /// `/run/tunvpn/<netns id>-<device>.<suffix>`, creating the directory (mode 0700) if needed.
+    public static func runtimePath(device: String, suffix: String) throws(RoutingError) -> String {
         var st = stat()
         if stat(stateDirectory, &st) != 0 && mkdir(stateDirectory, 0o700) != 0 && errno != EEXIST {
-            throw RoutingError(step: "journal", command: "", message: "cannot create \(stateDirectory): \(String(cString: strerror(errno)))")
+            throw RoutingError(step: "state directory", command: "", message: "cannot create \(stateDirectory): \(String(cString: strerror(errno)))")
         }
-        return FileJournal(path: "\(stateDirectory)/\(namespaceID())-\(device).journal")
+        return "\(stateDirectory)/\(namespaceID())-\(device).\(suffix)"
     }
 
     /// Parses the "via X dev Y" part of an `ip route` line.

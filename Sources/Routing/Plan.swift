@@ -234,6 +234,37 @@ public enum Planner {
         }
     }
 
+    /// Client kill switch (`--lockdown`): an `inet` table (IPv4 and IPv6) whose output, input and forward
+    /// chains drop everything except loopback, the tunnel device, and the tunnel's own UDP frames to and
+    /// from the server. It is applied before the first handshake and stays while the client reconnects;
+    /// after a crash it stays until `tunvpn down` removes it.
+    public static func lockdown(tunDevice dev: String, server: String, port: UInt16) -> Plan {
+        let table = "tunvpn_lock_" + String(dev.map { $0.isLetter || $0.isNumber ? $0 : "_" })
+        let ruleset = """
+            table inet \(table) {
+            \tchain output {
+            \t\ttype filter hook output priority filter - 20; policy drop;
+            \t\toifname "lo" accept
+            \t\toifname "\(dev)" accept
+            \t\tip daddr \(server) udp dport \(port) accept
+            \t}
+            \tchain input {
+            \t\ttype filter hook input priority filter - 20; policy drop;
+            \t\tiifname "lo" accept
+            \t\tiifname "\(dev)" accept
+            \t\tip saddr \(server) udp sport \(port) accept
+            \t}
+            \tchain forward {
+            \t\ttype filter hook forward priority filter - 20; policy drop;
+            \t\toifname "\(dev)" accept
+            \t\tiifname "\(dev)" ct state established,related accept
+            \t}
+            }
+
+            """
+        return Plan([.nftTable(family: "inet", name: table, ruleset: ruleset)])
+    }
+
     /// Client: routes (full tunnel, split tunnel or none), the host route that keeps the tunnel's own
     /// frames out of the tunnel, MSS clamping, and in gateway mode forwarding and MASQUERADE into the tunnel.
     public static func client(_ input: ClientPlanInput) -> Plan {

@@ -30,6 +30,12 @@ public enum WireFormat {
     public static let responseLength = 102
     public static let responsePayloadLength = 10
     public static let responseMAC1Offset = 70
+    /// Offset of mac2 in an initiation (mac2 covers every byte before it, mac1 included).
+    public static let initiationMAC2Offset = 144
+    /// Cookie reply: type(1) reserved(3) receiver(4) nonce(24) encrypted cookie(16 + 16).
+    public static let cookieReplyLength = 64
+    /// Label hashed with the server's static public key to make the cookie-encryption key.
+    public static let cookieLabel: [UInt8] = Array("cookie--".utf8)
     /// The most suites an initiation can offer.
     public static let maxOfferedSuites = 8
     /// Data frame header: type(1) reserved(3) receiver(4) counter(8); authenticated as associated data.
@@ -58,6 +64,17 @@ public enum Limits {
     public static let rekeyAfterMessages: UInt64 = 1 << 60
     /// No key seals or opens this many frames (2^64 − 2^13 − 1, WireGuard's REJECT_AFTER_MESSAGES).
     public static let rejectAfterMessages: UInt64 = UInt64.max - (1 << 13)
+    /// A cookie secret (server) or a received cookie (client) is used for this long (seconds).
+    public static let cookieLifetime: UInt64 = 120
+    /// Initiations per second above which the server is "under load" and asks for cookies.
+    public static let underLoadInitiationsPerSecond = 100
+    /// Per source address under load: sustained initiations per second and burst (WireGuard's ratelimiter).
+    public static let initiationsPerSecondPerSource: Double = 20
+    public static let initiationBurstPerSource: Double = 5
+    /// Most source addresses the rate limiter tracks at once; past this it forgets the idle ones.
+    public static let rateLimiterEntries = 8192
+    /// A client's initiations are consumed at most this often (per second), as WireGuard does.
+    public static let initiationsPerSecondPerPeer: UInt64 = 50
     /// Frames queued per peer while a handshake is in flight; older ones are dropped first.
     public static let maxQueuedPackets = 1024
     /// Largest IP packet carried (the tunnel MTU can be at most this).
@@ -65,3 +82,9 @@ public enum Limits {
     /// Bytes a data frame adds to an IP packet (header + tag).
     public static let dataOverhead = WireFormat.dataHeaderLength + WireFormat.tagLength
 }
+
+/// Nanoseconds from `start` to `now`, or 0 if `now` is earlier. Monotonic time never goes back, but two
+/// threads may read it in one order and take the core's lock in the other, so a "now" a little older
+/// than a stored instant is normal and must not underflow.
+@inline(__always)
+public func elapsed(_ now: UInt64, since start: UInt64) -> UInt64 { now > start ? now - start : 0 }

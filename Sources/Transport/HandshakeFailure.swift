@@ -22,6 +22,10 @@ public enum HandshakeFailure: Error, Equatable, Hashable, Sendable, CaseIterable
     case timeout
     /// The server has no tunnel address left to give this client.
     case addressPoolExhausted
+    /// Under load: the initiation carried no valid mac2, so it got a cookie reply instead of an answer.
+    case cookieRequired
+    /// Too many initiations from this source address or for this client.
+    case rateLimited
 
     /// The reason's name as logs and metrics spell it.
     public var name: String {
@@ -36,6 +40,8 @@ public enum HandshakeFailure: Error, Equatable, Hashable, Sendable, CaseIterable
         case .invalidPublicKey: return "invalidPublicKey"
         case .timeout: return "timeout"
         case .addressPoolExhausted: return "addressPoolExhausted"
+        case .cookieRequired: return "cookieRequired"
+        case .rateLimited: return "rateLimited"
         }
     }
 
@@ -51,6 +57,8 @@ public enum HandshakeFailure: Error, Equatable, Hashable, Sendable, CaseIterable
         case .invalidPublicKey: return "peer sent a low-order public key"
         case .timeout: return "no response from the server"
         case .addressPoolExhausted: return "no tunnel address left in the server's pool"
+        case .cookieRequired: return "server under load: answered with a cookie instead"
+        case .rateLimited: return "too many initiations from this source or for this client"
         }
     }
 }

@@ -96,7 +96,7 @@ public struct PeerTimers: Sendable {
     public mutating func fire(now: UInt64) -> [TimerEvent] {
         var events: [TimerEvent] = []
         if let t = retransmitHandshake, t <= now {
-            if let started = handshakeAttemptsStarted, now - started >= Limits.rekeyAttemptTime * Self.second {
+            if let started = handshakeAttemptsStarted, elapsed(now, since: started) >= Limits.rekeyAttemptTime * Self.second {
                 retransmitHandshake = nil
                 handshakeAttemptsStarted = nil
                 sendKeepalive = nil

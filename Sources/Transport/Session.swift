@@ -53,7 +53,7 @@ public final class Session: Sendable {
 
     /// Age in nanoseconds at `now`.
     @inline(__always)
-    public func age(at now: UInt64) -> UInt64 { now &- createdAt }
+    public func age(at now: UInt64) -> UInt64 { elapsed(now, since: createdAt) }
 
     /// True when the session may no longer seal or open (REJECT_AFTER_TIME).
     @inline(__always)

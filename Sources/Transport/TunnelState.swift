@@ -106,13 +106,19 @@ public struct PeerState: Sendable {
     public let stats = PeerStats()
     /// Server: newest initiation timestamp accepted from this client (replay protection).
     var lastInitiation: TAI64N?
-    /// Client: the initiation awaiting a response.
+    /// Client: the initiation awaiting a response, and its bytes (a cookie reply is bound to its mac1).
     var pending: HandshakeInitiator.InitiationSent?
+    var pendingMessage: [UInt8] = []
+    /// Server: when this client's latest initiation was consumed (per-peer rate limit).
+    var lastInitiationConsumedAt: UInt64?
     var lastInitiationSentAt: UInt64?
     var sentLastMinuteHandshake = false
     var queue: [[UInt8]] = []
     /// Monotonic time of the latest completed handshake.
     public var lastHandshake: UInt64?
+    /// True once the peer was taken off the allow-list by a reload (its slot stays, empty, so that
+    /// indexes held by the data path stay valid).
+    public var isRemoved = false
 
     init(key: PublicKey, address: IPv4Address?, timers: PeerTimers) {
         self.key = key
@@ -139,13 +145,20 @@ public struct TunnelState: Sendable {
     private var sessions: [UInt32: (session: Session, peer: Int)] = [:]
     private var lastTimestampSent: TAI64N?
     private var tunnelIsUp = false
+    // Denial-of-service defences (server) and the cookie from the server (client).
+    private var cookieChecker: CookieChecker?
+    private var cookieJar: CookieJar?
+    private var rateLimiter = SourceRateLimiter()
+    private var loadMeter = LoadMeter()
 
     public init(role: Role) {
         self.role = role
         switch role {
         case .server(let s):
+            cookieChecker = CookieChecker(serverKey: s.responder.localKey)
             for client in s.allowList.clients { addPeer(key: client.key, address: client.address) }
         case .client(let c):
+            cookieJar = CookieJar(serverKey: c.initiator.serverKey)
             let i = addPeer(key: c.initiator.serverKey, address: nil)
             peers[i].endpoint = c.endpoint
             peers[i].timers = PeerTimers(isInitiator: true, persistentKeepaliveSeconds: c.persistentKeepalive)
@@ -164,6 +177,51 @@ public struct TunnelState: Sendable {
         peerByKey[key] = index
         if let address { peerByAddress[address] = index }
         return index
+    }
+
+    // MARK: Reload
+
+    /// Replaces the server's allow-list without touching the sessions of clients that stay: new keys
+    /// become peers, removed keys lose their sessions at once, and a client whose fixed address changed
+    /// loses its sessions so that its next handshake carries the new address.
+    /// Returns how many peers were added, removed and readdressed.
+    public mutating func replaceAllowList(_ list: AllowList) -> (added: Int, removed: Int, readdressed: Int) {
+        guard case .server = role else { return (0, 0, 0) }
+        var added = 0
+        var removed = 0
+        var readdressed = 0
+        let wanted = Dictionary(list.clients.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+        for index in peers.indices where !peers[index].isRemoved {
+            guard let entry = wanted[peers[index].key] else {
+                dropSessions(peer: index)
+                if let a = peers[index].address, peerByAddress[a] == index { peerByAddress[a] = nil }
+                peerByKey[peers[index].key] = nil
+                peers[index].address = nil
+                peers[index].isRemoved = true
+                removed += 1
+                continue
+            }
+            if let fixed = entry.address, fixed != peers[index].address {
+                dropSessions(peer: index)
+                if let old = peers[index].address, peerByAddress[old] == index { peerByAddress[old] = nil }
+                peers[index].address = fixed
+                peerByAddress[fixed] = index
+                readdressed += 1
+            }
+        }
+        for client in list.clients where peerByKey[client.key] == nil {
+            addPeer(key: client.key, address: client.address)
+            added += 1
+        }
+        return (added, removed, readdressed)
+    }
+
+    private mutating func dropSessions(peer index: Int) {
+        for s in peers[index].sessions { sessions[s.localIndex] = nil }
+        peers[index].current = nil
+        peers[index].previous = nil
+        peers[index].next = nil
+        peers[index].queue.removeAll()
     }
 
     // MARK: Queries
@@ -223,7 +281,7 @@ public struct TunnelState: Sendable {
         _ packet: UnsafeRawBufferPointer, on session: Session, peer index: Int, from source: Endpoint, now: UInt64,
         wall: WallTime, random: any RandomSource, actions: inout [ControlAction]
     ) -> ReceiveDecision {
-        guard index < peers.count else { return .drop(.unknownSession) }
+        guard index < peers.count, !peers[index].isRemoved else { return .drop(.unknownSession) }
         // Roaming: reply to wherever the latest authenticated frame came from.
         peers[index].endpoint = source
         peers[index].timers.anyAuthenticatedReceived(now: now)
@@ -277,7 +335,7 @@ public struct TunnelState: Sendable {
     private mutating func initiateIfAllowed(
         peer index: Int, now: UInt64, wall: WallTime, random: any RandomSource, actions: inout [ControlAction]
     ) {
-        if let last = peers[index].lastInitiationSentAt, now - last < Limits.rekeyTimeout * PeerTimers.second { return }
+        if let last = peers[index].lastInitiationSentAt, elapsed(now, since: last) < Limits.rekeyTimeout * PeerTimers.second { return }
         initiate(peer: index, now: now, wall: wall, random: random, actions: &actions)
     }
 
@@ -286,9 +344,11 @@ public struct TunnelState: Sendable {
     ) {
         guard case .client(let settings) = role, let endpoint = peers[index].endpoint else { return }
         let senderIndex = freshIndex(random: random)
-        let (message, sent) = settings.initiator.createInitiation(
+        var (message, sent) = settings.initiator.createInitiation(
             senderIndex: senderIndex, timestamp: nextTimestamp(wall), random: random)
+        cookieJar?.stamp(&message, now: now)
         peers[index].pending = sent
+        peers[index].pendingMessage = message
         peers[index].lastInitiationSentAt = now
         let jitter = UInt64(random.nextUInt32() % UInt32(Limits.rekeyTimeoutJitterMillis)) * 1_000_000
         peers[index].timers.handshakeInitiated(now: now, jitter: jitter)
@@ -327,6 +387,18 @@ public struct TunnelState: Sendable {
         random: any RandomSource, actions: inout [ControlAction]
     ) throws(HandshakeFailure) {
         guard message.first == WireFormat.MessageType.initiation.rawValue else { throw .malformed }
+        // Cheap checks first (shape, key ID, mac1): a datagram failing them gets no reply and no DH work.
+        try settings.responder.precheckInitiation(message)
+        if loadMeter.record(now: now) {
+            // Under load, only a sender that proved it receives at its address (mac2) gets DH work.
+            if cookieChecker?.verifyMAC2(message, source: source, now: now, random: random) != true {
+                if let reply = cookieChecker?.makeReply(to: message, source: source, now: now, random: random) {
+                    actions.append(.sendHandshake(reply, to: source))
+                }
+                throw .cookieRequired
+            }
+            guard rateLimiter.allow(source.address, now: now) else { throw .rateLimited }
+        }
         let peerByKey = self.peerByKey
         let peers = self.peers
         let consumed = try settings.responder.consumeInitiation(
@@ -346,6 +418,10 @@ public struct TunnelState: Sendable {
             peerByAddress[address] = index
         }
         guard let clientAddress = self.peers[index].address else { preconditionFailure("address assigned above") }
+        if let last = self.peers[index].lastInitiationConsumedAt, elapsed(now, since: last) < 1_000_000_000 / Limits.initiationsPerSecondPerPeer {
+            throw .rateLimited
+        }
+        self.peers[index].lastInitiationConsumedAt = now
         let assignment = TunnelAssignment(
             client: IPv4Prefix(address: clientAddress, length: settings.address.length), server: settings.address.address)
         let localIndex = freshIndex(random: random)
@@ -385,6 +461,13 @@ public struct TunnelState: Sendable {
         _ message: [UInt8], settings: ClientSettings, from source: Endpoint, now: UInt64, wall: WallTime,
         actions: inout [ControlAction]
     ) throws(HandshakeFailure) {
+        if message.first == WireFormat.MessageType.cookieReply.rawValue {
+            // The server is under load: keep its cookie; the next (re)transmission carries mac2.
+            guard let pending = peers[0].pending else { throw .unexpectedResponse }
+            guard cookieJar?.consumeReply(message, answering: peers[0].pendingMessage, senderIndex: pending.senderIndex, now: now) == true
+            else { throw .corrupted }
+            return
+        }
         guard message.first == WireFormat.MessageType.response.rawValue else { throw .malformed }
         guard let pending = peers[0].pending else { throw .unexpectedResponse }
         let result = try settings.initiator.consumeResponse(message, for: pending)
@@ -422,7 +505,7 @@ public struct TunnelState: Sendable {
 
     /// Fires every due timer and expires old sessions.
     public mutating func tick(now: UInt64, wall: WallTime, random: any RandomSource, actions: inout [ControlAction]) {
-        for index in peers.indices {
+        for index in peers.indices where !peers[index].isRemoved {
             expireSessions(peer: index, now: now)
             for event in peers[index].timers.fire(now: now) {
                 switch event {
@@ -440,10 +523,7 @@ public struct TunnelState: Sendable {
                         actions.append(.sendKeepalive(s, to: e, stats: peers[index].stats))
                     }
                 case .zeroKeys:
-                    for s in peers[index].sessions { sessions[s.localIndex] = nil }
-                    peers[index].current = nil
-                    peers[index].previous = nil
-                    peers[index].next = nil
+                    dropSessions(peer: index)
                     actions.append(.keysZeroed(peer: peers[index].key))
                 }
             }

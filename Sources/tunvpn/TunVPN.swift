@@ -17,7 +17,9 @@ struct TunVPN: ParsableCommand {
               tunvpn server --key keys/server.key --allow-any-client
               tunvpn client --peer-key keys/server.pub --endpoint vpn.example.com:51820
             """,
-        subcommands: [Server.self, Client.self, Down.self, Show.self, Keygen.self, Pubkey.self])
+        subcommands: [
+            Server.self, Client.self, Down.self, Reload.self, Show.self, Keygen.self, Pubkey.self, Demo.self,
+        ])
 }
 
 /// A failure the user can act on: printed as one line, exit status 1.

@@ -88,8 +88,13 @@ func resolveEndpoint(_ text: String, option: String) throws -> Endpoint {
     }
 }
 
-/// Runs `engine` until SIGINT/SIGTERM (exit 0) or an engine failure (exit 1); SIGUSR1 prints stats.
-func runUntilSignalled(_ engine: TunnelEngine, logger: Logger) throws {
+/// Runs `engine` until SIGINT/SIGTERM (exit 0) or an engine failure (exit 1); SIGUSR1 prints stats,
+/// SIGHUP calls `reload`. While it runs, `/run/tunvpn/<netns>-<dev>.pid` names this process for
+/// `tunvpn reload`.
+func runUntilSignalled(_ engine: TunnelEngine, device: String, logger: Logger, reload: (() -> Void)? = nil) throws {
+    let pidFile = try? HostNetwork.runtimePath(device: device, suffix: "pid")
+    if let pidFile { try? KeyFiles.write("\(getpid())\n", to: pidFile, mode: 0o600, overwrite: true) }
+    defer { if let pidFile { unlink(pidFile) } }
     var set = sigset_t()
     sigemptyset(&set)
     for s in [SIGINT, SIGTERM, SIGUSR1, SIGHUP] { sigaddset(&set, s) }
@@ -102,6 +107,8 @@ func runUntilSignalled(_ engine: TunnelEngine, logger: Logger) throws {
         let signal = sigtimedwait(&set, nil, &timeout)
         if signal == SIGUSR1 {
             printLine(engine.counters.statsLine)
+        } else if signal == SIGHUP {
+            if let reload { reload() } else { logger.notice("SIGHUP: nothing to reload for a client") }
         } else if signal == SIGINT || signal == SIGTERM {
             logger.info("signal \(signal == SIGINT ? "SIGINT" : "SIGTERM"): shutting down")
             engine.stop()
@@ -174,21 +181,7 @@ struct Server: ParsableCommand {
             guard let prefix = IPv4Prefix(address), let listenEndpoint = Endpoint(listen) else {
                 throw CLIError("validated above")
             }
-            var allowList = AllowList()
-            if KeyFiles.exists(clients) {
-                let (bytes, _) = try KeyFiles.readSmallFileAllowingLarge(clients)
-                do { allowList = try AllowList(parsing: String(decoding: bytes, as: UTF8.self)) } catch {
-                    throw CLIError("\(clients): \(error)")
-                }
-            } else if !allowAnyClient {
-                throw CLIError(
-                    "\(clients): allow-list not found; add each client's public key to it (one per line, e.g. `cat client.pub >> \(clients)`), or pass --allow-any-client for lab use")
-            }
-            for c in allowList.clients {
-                if let a = c.address, !prefix.contains(a) || a == prefix.address {
-                    throw CLIError("\(clients): address \(a) for \(c.key.base64) is not a client address in \(prefix)")
-                }
-            }
+            let allowList = try loadAllowList(prefix: prefix)
             let responder = HandshakeResponder(
                 localStatic: privateKey, settings: try common.settings(), acceptedSuites: try common.suites())
             let state = TunnelState(
@@ -224,8 +217,37 @@ struct Server: ParsableCommand {
             let status = try StatusServices.start(
                 engine: engine, device: common.dev, listenPort: socket.localEndpoint.port, metricsAddress: common.metrics, logger: logger)
             defer { status.stop() }
-            try runUntilSignalled(engine, logger: logger)
+            try runUntilSignalled(engine, device: common.dev, logger: logger) {
+                do {
+                    let list = try loadAllowList(prefix: prefix)
+                    let (added, removed, readdressed) = engine.reload(allowList: list)
+                    logger.notice(
+                        "reloaded \(clients): \(list.clients.count) client(s), \(added) added, \(removed) removed, \(readdressed) readdressed")
+                } catch {
+                    logger.error("reload failed, keeping the current allow-list: \(error)")
+                }
+            }
         }
+    }
+
+    /// Reads and checks the allow-list file (missing is fine with --allow-any-client).
+    func loadAllowList(prefix: IPv4Prefix) throws -> AllowList {
+        var allowList = AllowList()
+        if KeyFiles.exists(clients) {
+            let (bytes, _) = try KeyFiles.readSmallFileAllowingLarge(clients)
+            do { allowList = try AllowList(parsing: String(decoding: bytes, as: UTF8.self)) } catch {
+                throw CLIError("\(clients): \(error)")
+            }
+        } else if !allowAnyClient {
+            throw CLIError(
+                "\(clients): allow-list not found; add each client's public key to it (one per line, e.g. `cat client.pub >> \(clients)`), or pass --allow-any-client for lab use")
+        }
+        for c in allowList.clients {
+            if let a = c.address, !prefix.contains(a) || a == prefix.address {
+                throw CLIError("\(clients): address \(a) for \(c.key.base64) is not a client address in \(prefix)")
+            }
+        }
+        return allowList
     }
 }
 
@@ -260,6 +282,9 @@ struct Client: ParsableCommand {
 
     @Flag(help: "Gateway mode: forward and MASQUERADE traffic from other LAN hosts into the tunnel.")
     var gateway = false
+
+    @Flag(help: "Kill switch: block all IPv4 and IPv6 traffic outside the tunnel while the client runs, and after a crash until `tunvpn down`.")
+    var lockdown = false
 
     @OptionGroup var common: CommonOptions
     @OptionGroup var host: HostOptions
@@ -299,18 +324,28 @@ struct Client: ParsableCommand {
                     tunDevice: common.dev, serverAddress: "\(serverEndpoint.address)", serverRoute: serverRoute,
                     routes: noRoutes ? nil : route.map { p in IPv4Prefix(p).map { "\($0.network)/\($0.length)" } ?? p },
                     gateway: gateway, mtu: common.mtu, firewall: try host.backend()))
+            let lockdownPlan = lockdown
+                ? Planner.lockdown(tunDevice: common.dev, server: "\(serverEndpoint.address)", port: serverEndpoint.port)
+                : Plan()
             if host.dryRun {
+                print(lockdownPlan.script, terminator: "")
                 print("# \(common.dev): address assigned by the server at the handshake\nip link set \(common.dev) mtu \(common.mtu) up")
                 print(plan.script, terminator: "")
                 return
             }
             try HostSetup.removeLeftovers(device: common.dev, logger: logger)
             try HostNetwork.preflight(plan)
+            if lockdown {
+                guard (try? host.backend()) == .nftables else { throw CLIError("--lockdown needs nftables (apt-get install nftables)") }
+                try HostNetwork.preflight(lockdownPlan)
+            }
             let device = try common.openDevice()
             let socket = try UDPSocket.bind(Endpoint(address: .any, port: 0), segmentationOffload: !common.noOffload)
             let mtu = common.mtu
             let dev = common.dev
             defer { HostSetup.tearDown(device: dev, logger: logger) }
+            // The kill switch goes up before the first handshake and stays while the client reconnects.
+            if lockdown { try HostSetup.apply(lockdownPlan, device: dev, logger: logger) }
             logger.info(
                 "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name), TSO \(device.offloadsEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
             let hooks = EngineHooks(tunnelUp: { assignment in
@@ -323,7 +358,42 @@ struct Client: ParsableCommand {
             let status = try StatusServices.start(
                 engine: engine, device: dev, listenPort: socket.localEndpoint.port, metricsAddress: common.metrics, logger: logger)
             defer { status.stop() }
-            try runUntilSignalled(engine, logger: logger)
+            try runUntilSignalled(engine, device: dev, logger: logger)
+        }
+    }
+}
+
+struct Reload: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make a running server re-read its allow-list (the same as sending it SIGHUP).",
+        discussion: """
+            Clients added to the file can connect at once; clients removed lose their sessions; everyone
+            else keeps theirs. Run it in the network namespace of the server.
+            Example:
+              echo "$(cat keys/laptop.pub) 10.8.0.9  # laptop" >> keys/clients && tunvpn reload
+            """)
+
+    @Option(help: "TUN device name of the server instance.")
+    var dev: String = "tun0"
+
+    func run() throws {
+        try reportingErrors {
+            let path = try HostNetwork.runtimePath(device: dev, suffix: "pid")
+            guard let (bytes, _) = try? KeyFiles.readSmallFile(path, what: "pid file"),
+                let pid = Int32(String(decoding: bytes, as: UTF8.self).split(separator: "\n").first ?? "")
+            else {
+                throw CLIError("no tunvpn instance on \(dev) in this network namespace (no \(path))")
+            }
+            let comm = (try? KeyFiles.readSmallFile("/proc/\(pid)/comm", what: "process").text).map {
+                String(decoding: $0, as: UTF8.self)
+            }
+            guard comm?.hasPrefix("tunvpn") == true else {
+                throw CLIError("\(path) names pid \(pid), which is not a running tunvpn; remove the stale file")
+            }
+            guard kill(pid, SIGHUP) == 0 else {
+                throw CLIError("cannot signal pid \(pid): \(String(cString: strerror(errno)))")
+            }
+            print("asked tunvpn (pid \(pid)) on \(dev) to reload its allow-list")
         }
     }
 }

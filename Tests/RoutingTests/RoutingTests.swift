@@ -164,3 +164,22 @@ final class MemoryJournal: JournalStore {
         #expect(result.undone == 1 && result.failures.isEmpty)
     }
 }
+
+@Suite struct LockdownTests {
+    @Test func theKillSwitchDropsEverythingButLoopbackTheTunnelAndFramesToTheServer() {
+        let plan = Planner.lockdown(tunDevice: "tun0", server: "203.0.113.7", port: 51820)
+        guard case .nftTable(let family, let name, let ruleset) = plan.changes.first, plan.changes.count == 1 else {
+            Issue.record("expected one table")
+            return
+        }
+        #expect(family == "inet", "IPv4 and IPv6 alike")
+        #expect(name == "tunvpn_lock_tun0")
+        for chain in ["output", "input", "forward"] {
+            #expect(ruleset.contains("chain \(chain) {\n\t\ttype filter hook \(chain) priority filter - 20; policy drop;"))
+        }
+        #expect(ruleset.contains("ip daddr 203.0.113.7 udp dport 51820 accept"))
+        #expect(ruleset.contains("ip saddr 203.0.113.7 udp sport 51820 accept"))
+        #expect(ruleset.contains("oifname \"lo\" accept") && ruleset.contains("oifname \"tun0\" accept"))
+        #expect(plan.changes[0].undoCommand() == ["nft", "delete", "table", "inet", "tunvpn_lock_tun0"])
+    }
+}

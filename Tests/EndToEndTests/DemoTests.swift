@@ -1,0 +1,51 @@
+// End-to-end: `tunvpn demo`, the README's first command, passes every one of its checks and leaves
+// nothing behind: no namespace, no journal under /run/tunvpn, no temporary directory.
+//
+//   lan host ── client ══ router ══ server ── internet host      (tvdemo-<pid>-*, made by the demo)
+//                 └ tunvpn client --gateway    └ tunvpn server --egress s1
+//
+// The demo builds and removes its own namespaces; this test only runs it and looks at what is left.
+
+import Foundation
+import TestSupport
+import Testing
+
+@Suite(.serialized, .enabled(if: getuid() == 0, "needs root for network namespaces"))
+struct DemoTests {
+    @Test func demoPassesEveryCheckAndLeavesNothingBehind() throws {
+        let result = try runCommand(TestBinaries.tunvpn, ["demo"], timeout: 120)
+        #expect(result.status == 0, "tunvpn demo failed:\n\(result.stdout)\n\(result.stderr)")
+        #expect(result.stderr == "")
+        #expect(result.stdout.contains("the internet host saw the request come from 198.18.0.1"))
+        #expect(result.stdout.contains("Demo finished: all"))
+
+        let prefix = try #require(result.stdout.firstMatch(of: /tvdemo-\d+-/)).output
+        let namespaces = try runCommand("/usr/bin/env", ["ip", "netns", "list"]).stdout
+        #expect(!namespaces.contains(prefix), "namespaces \(prefix)* are left:\n\(namespaces)")
+
+        let journals = Set(result.stdout.matches(of: /\/run\/tunvpn\/netns\d+-tun0\.journal/).map { String($0.output) })
+        #expect(journals.count == 2, "the demo names the client's and the server's journal")
+        for journal in journals {
+            #expect(!FileManager.default.fileExists(atPath: journal), "\(journal) is left")
+        }
+
+        let directory = try #require(result.stdout.firstMatch(of: /removed (\/\S*tunvpn-demo-\S+)/)).output.1
+        #expect(!FileManager.default.fileExists(atPath: String(directory)), "\(directory) is left")
+    }
+
+    @Test func demoRefusesToRunWithoutRootInOneLine() throws {
+        // A copy in a directory anyone may enter, since the build directory may sit under /root.
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let binary = dir.path + "/tunvpn"
+        try FileManager.default.copyItem(atPath: TestBinaries.tunvpn, toPath: binary)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: dir.path)
+        let result = try runCommand(
+            "/usr/bin/env", ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", binary, "demo"])
+        #expect(result.status == 1)
+        #expect(
+            result.stderr
+                == "tunvpn: error: the demo creates network namespaces and needs root: run `sudo \(binary) demo`\n")
+        #expect(result.stdout == "")
+    }
+}
