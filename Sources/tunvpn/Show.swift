@@ -10,9 +10,9 @@ struct Show: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show the servers and clients running in this network namespace, as `wg show` does.",
         discussion: """
-            Each running tunvpn server or client answers on a root-only socket in /run/tunvpn; run inside a
-            network namespace (ip netns exec NS tunvpn show), this shows that namespace's instances only.
-            --json prints each instance's status as one line of JSON.
+            Each running server or client answers on a root-only socket in /run/tunvpn.
+            Run inside a network namespace (ip netns exec NS tunvpn show), it shows
+            that namespace's instances only. --json prints one JSON object per line.
             Examples:
               tunvpn show
               tunvpn show --dev tun0 --json
@@ -31,7 +31,7 @@ struct Show: ParsableCommand {
                 sockets = [(dev, HostNetwork.statusSocketPath(device: dev))]
             } else {
                 do throws(IOError) { sockets = try HostNetwork.statusSockets() } catch {
-                    throw CLIError("cannot list \(HostNetwork.stateDirectory): \(error.detail); run tunvpn show as root")
+                    throw CLIError("cannot list \(HostNetwork.stateDirectory): \(Self.reason(error))")
                 }
             }
             var replies: [(device: String, path: String, bytes: [UInt8])] = []
@@ -41,7 +41,7 @@ struct Show: ParsableCommand {
                 } catch where error.errno == ECONNREFUSED || error.errno == ENOENT {
                     continue  // a socket left by an instance that was killed, or none for --dev
                 } catch {
-                    throw CLIError("cannot read the status of \(socket.device) (\(socket.path)): \(error.detail)")
+                    throw CLIError("cannot read the status of \(socket.device) from \(socket.path): \(Self.reason(error))")
                 }
             }
             guard !replies.isEmpty else {
@@ -65,6 +65,14 @@ struct Show: ParsableCommand {
             }
             print(blocks.joined(separator: "\n"), terminator: "")
         }
+    }
+}
+
+extension Show {
+    /// strerror(3)'s words for `error`, with what to do about a permission error.
+    static func reason(_ error: IOError) -> String {
+        let text = String(cString: strerror(error.errno))
+        return error.errno == EACCES || error.errno == EPERM ? "\(text); run tunvpn show as root" : text
     }
 }
 
