@@ -33,7 +33,7 @@ let package = Package(
         .executableTarget(
             name: "tunvpn",
             dependencies: [
-                "Crypto", "Transport", "Routing", "Engine", "Platform",
+                "Crypto", "Transport", "Routing", "Engine", "Platform", "CSodium",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

@@ -13,7 +13,10 @@ public protocol EngineClock: Sendable {
 
 /// The operating system's clocks (`clock_gettime`).
 public struct SystemClock: EngineClock {
-    public init() {}
+    /// Seconds added to the wall clock (testing clock steps; 0 in normal use).
+    public let wallOffset: Int64
+
+    public init(wallOffset: Int64 = 0) { self.wallOffset = wallOffset }
     public func monotonicNow() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
@@ -22,7 +25,7 @@ public struct SystemClock: EngineClock {
     public func wallNow() -> WallTime {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
-        return WallTime(seconds: UInt64(max(ts.tv_sec, 0)), nanoseconds: UInt32(ts.tv_nsec))
+        return WallTime(seconds: UInt64(max(Int64(ts.tv_sec) + wallOffset, 0)), nanoseconds: UInt32(ts.tv_nsec))
     }
 }
 

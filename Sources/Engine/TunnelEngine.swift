@@ -329,7 +329,6 @@ public final class TunnelEngine: Sendable {
             guard used > 0 else { return }
             control.count = used
             _ = try? socket.send(from: control)
-            counters.txPackets.add(UInt64(used))
             used = 0
         }
         func sealInto(_ packet: UnsafeRawBufferPointer, _ session: Session, _ to: Endpoint, _ stats: PeerStats) {
@@ -351,6 +350,7 @@ public final class TunnelEngine: Sendable {
             control.endpoints[used] = to
             stats.sent(bytes: packet.count)
             counters.txBytes.add(UInt64(packet.count))
+            counters.txPackets.add()  // data frames and keepalives only, as rx_packets counts them
             used += 1
         }
         for action in actions {
@@ -383,10 +383,10 @@ public final class TunnelEngine: Sendable {
             case .handshakeGaveUp(let peer):
                 counters.handshakeFailed(.timeout)
                 logger.error(
-                    "handshake with \(peer.base64) gave up after \(Limits.rekeyAttemptTime) s without a response: \(HandshakeFailure.timeout.name) (check --peer-key, that this client's public key is on the server's allow-list, and that UDP reaches the server)")
+                    "handshake with \(peer.base64) gave up after \(withState { $0.timers.rekeyAttemptTime } / 1_000_000_000) s without a response: \(HandshakeFailure.timeout.name) (check --peer-key, that this client's public key is on the server's allow-list, and that UDP reaches the server)")
                 hooks.handshakeGaveUp()
             case .keysZeroed(let peer):
-                logger.info("keys for peer \(peer.base64) zeroed after \(3 * Limits.rejectAfterTime) s without a new session")
+                logger.info("keys for peer \(peer.base64) zeroed after \(3 * withState { $0.timers.rejectAfterTime } / 1_000_000_000) s without a new session")
             }
         }
         actions.removeAll(keepingCapacity: true)

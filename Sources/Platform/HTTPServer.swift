@@ -27,10 +27,12 @@ public struct HTTPRequest: Sendable, Equatable {
         let line = head.prefix { $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\n") }
         let parts = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: false)
         guard parts.count == 3, !parts[0].isEmpty, parts[0].allSatisfy({ (65...90).contains($0) }),
-            parts[1].first == UInt8(ascii: "/"), parts[2].elementsEqual("HTTP/1.1".utf8) || parts[2].elementsEqual("HTTP/1.0".utf8)
+            parts[1].first == UInt8(ascii: "/"),
+            parts[2].elementsEqual("HTTP/1.1".utf8) || parts[2].elementsEqual("HTTP/1.0".utf8)
         else { return nil }
         let target = parts[1].prefix { $0 != UInt8(ascii: "?") && $0 != UInt8(ascii: "#") }
-        return HTTPRequest(method: String(decoding: parts[0], as: UTF8.self), path: String(decoding: target, as: UTF8.self))
+        return HTTPRequest(
+            method: String(decoding: parts[0], as: UTF8.self), path: String(decoding: target, as: UTF8.self))
     }
 
     /// The index just past the blank line ending the head (CRLF CRLF, or LF LF as RFC 9112 §2.2 lets a
@@ -124,7 +126,8 @@ public final class HTTPServer: Sendable {
             Syscall.close(fd)
             throw error
         }
-        self.endpoint = Endpoint(address: IPv4Address(UInt32(bigEndian: bound.sin_addr.s_addr)), port: UInt16(bigEndian: bound.sin_port))
+        self.endpoint = Endpoint(
+            address: IPv4Address(UInt32(bigEndian: bound.sin_addr.s_addr)), port: UInt16(bigEndian: bound.sin_port))
         server = try StreamServer(owning: fd, name: "metrics", connectionTimeout: timeout) { connection in
             Self.answer(connection, handle)
         }
@@ -142,7 +145,9 @@ public final class HTTPServer: Sendable {
         var headEnd: Int? = nil
         while headEnd == nil {
             guard filled < buffer.count else {
-                connection.write(HTTPResponse.text(431, "Request Header Fields Too Large", "request head too large").serialized(includeBody: true))
+                connection.write(
+                    HTTPResponse.text(431, "Request Header Fields Too Large", "request head too large").serialized(
+                        includeBody: true))
                 return
             }
             guard let n = connection.read(into: &buffer, at: filled), n > 0 else { return }  // timeout or hang-up
@@ -152,7 +157,8 @@ public final class HTTPServer: Sendable {
             headEnd = HTTPRequest.endOfHead(buffer[from..<filled])
         }
         guard let request = HTTPRequest.parse(head: buffer[0..<filled]) else {
-            connection.write(HTTPResponse.text(400, "Bad Request", "malformed request line").serialized(includeBody: true))
+            connection.write(
+                HTTPResponse.text(400, "Bad Request", "malformed request line").serialized(includeBody: true))
             return
         }
         let response: HTTPResponse

@@ -4,6 +4,7 @@
 // The journal is keyed by network namespace (the inode of /proc/self/ns/net) and device, so instances in
 // different namespaces of one machine, as the tests run them, never see or undo each other's state.
 
+import CLinux
 import Glibc
 import Routing
 
@@ -86,12 +87,26 @@ public enum HostNetwork {
     /// Where journals live.
     public static let stateDirectory = "/run/tunvpn"
 
-    /// An identifier of the current network namespace (its inode number).
+    /// An identifier of the current network namespace that is never reused while the machine is up:
+    /// the kernel's network-namespace cookie (getsockopt SO_NETNS_COOKIE, Linux 5.14+). Inode numbers of
+    /// deleted namespaces come back, so with them a stale journal could be replayed in an unrelated
+    /// namespace; the inode is only the fallback for older kernels.
     public static func namespaceID() -> String {
+        let soNetnsCookie: Int32 = 71  // SO_NETNS_COOKIE, include/uapi/asm-generic/socket.h
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        if fd >= 0 {
+            defer { close(fd) }
+            var cookie: UInt64 = 0
+            var length = socklen_t(MemoryLayout<UInt64>.size)
+            if getsockopt(fd, SOL_SOCKET, soNetnsCookie, &cookie, &length) == 0, length == 8 { return "netns-\(cookie)" }
+        }
         var st = stat()
         guard stat("/proc/self/ns/net", &st) == 0 else { return "netns-unknown" }
         return "netns\(st.st_ino)"
     }
+
+    /// True when an interface of this name exists in this network namespace (if_nametoindex(3)).
+    public static func interfaceExists(_ name: String) -> Bool { if_nametoindex(name) != 0 }
 
     /// The journal of the instance using `device` in this network namespace (creating the directory).
     public static func journal(device: String) throws(RoutingError) -> FileJournal {

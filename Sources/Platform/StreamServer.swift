@@ -68,7 +68,9 @@ public struct StreamConnection: ~Copyable {
         var sent = 0
         while sent < bytes.count {
             let result = bytes.withUnsafeBytes { raw in
-                Syscall.run("send") { send(fd, raw.baseAddress.map { $0 + sent }, raw.count - sent, Int32(MSG_NOSIGNAL)) }
+                Syscall.run("send") {
+                    send(fd, raw.baseAddress.map { $0 + sent }, raw.count - sent, Int32(MSG_NOSIGNAL))
+                }
             }
             switch result {
             case .success(let n): sent += n

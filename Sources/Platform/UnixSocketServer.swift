@@ -33,7 +33,8 @@ public final class UnixSocketServer: Sendable {
     /// Anything else at `path` is left alone and `init` fails with EEXIST.
     public init(path: String, respond: @escaping @Sendable () -> [UInt8]) throws(IOError) {
         guard path.utf8.count <= Self.maximumPathLength else {
-            throw IOError(call: "bind", errno: ENAMETOOLONG, detail: "\(path) is longer than \(Self.maximumPathLength) bytes")
+            throw IOError(
+                call: "bind", errno: ENAMETOOLONG, detail: "\(path) is longer than \(Self.maximumPathLength) bytes")
         }
         try Self.removeStale(path)
         let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
@@ -135,7 +136,8 @@ public enum UnixSocketClient {
         let fd: Int32
         switch connect(path) {
         case .success(let connected): fd = connected
-        case .failure(let code): throw IOError(call: "connect", errno: code.rawValue, detail: "\(path): \(code.message)")
+        case .failure(let code):
+            throw IOError(call: "connect", errno: code.rawValue, detail: "\(path): \(code.message)")
         }
         defer { Syscall.close(fd) }
         let seconds = max(timeout, 0.001)
@@ -152,7 +154,8 @@ public enum UnixSocketClient {
             let n: Int
             switch result {
             case .success(let count): n = count
-            case .failure(let code): throw IOError(call: "read", errno: code.rawValue, detail: "\(path): \(code.message)")
+            case .failure(let code):
+                throw IOError(call: "read", errno: code.rawValue, detail: "\(path): \(code.message)")
             }
             if n == 0 { return reply }
             guard reply.count + n <= limit else {
@@ -175,7 +178,8 @@ extension HostNetwork {
     public static func makeStateDirectory() throws(IOError) {
         var st = stat()
         if lstat(stateDirectory, &st) != 0 {
-            if case .failure(let code) = Syscall.run("mkdir", { mkdir(stateDirectory, 0o700) }), code.rawValue != EEXIST {
+            if case .failure(let code) = Syscall.run("mkdir", { mkdir(stateDirectory, 0o700) }), code.rawValue != EEXIST
+            {
                 throw IOError(call: "mkdir", errno: code.rawValue, detail: "\(stateDirectory): \(code.message)")
             }
             _ = try Syscall.check("lstat") { lstat(stateDirectory, &st) }

@@ -88,3 +88,34 @@ public enum Limits {
 /// than a stored instant is normal and must not underflow.
 @inline(__always)
 public func elapsed(_ now: UInt64, since start: UInt64) -> UInt64 { now > start ? now - start : 0 }
+
+/// The protocol's timers in nanoseconds. `standard` is WireGuard's (the `Limits` values); tests and the
+/// hidden `--timer-scale` option shrink them so that rekeys and timeouts happen in seconds.
+public struct ProtocolTimers: Sendable, Equatable {
+    public var rekeyAfterTime: UInt64
+    public var rejectAfterTime: UInt64
+    public var rekeyAttemptTime: UInt64
+    public var rekeyTimeout: UInt64
+    public var keepaliveTimeout: UInt64
+
+    public static let standard = ProtocolTimers(
+        rekeyAfterTime: Limits.rekeyAfterTime * 1_000_000_000, rejectAfterTime: Limits.rejectAfterTime * 1_000_000_000,
+        rekeyAttemptTime: Limits.rekeyAttemptTime * 1_000_000_000, rekeyTimeout: Limits.rekeyTimeout * 1_000_000_000,
+        keepaliveTimeout: Limits.keepaliveTimeout * 1_000_000_000)
+
+    public init(rekeyAfterTime: UInt64, rejectAfterTime: UInt64, rekeyAttemptTime: UInt64, rekeyTimeout: UInt64, keepaliveTimeout: UInt64) {
+        self.rekeyAfterTime = rekeyAfterTime
+        self.rejectAfterTime = rejectAfterTime
+        self.rekeyAttemptTime = rekeyAttemptTime
+        self.rekeyTimeout = rekeyTimeout
+        self.keepaliveTimeout = keepaliveTimeout
+    }
+
+    /// Every timer multiplied by `factor` (0 < factor ≤ 1 in tests).
+    public func scaled(by factor: Double) -> ProtocolTimers {
+        func s(_ v: UInt64) -> UInt64 { UInt64(max(1, (Double(v) * factor).rounded())) }
+        return ProtocolTimers(
+            rekeyAfterTime: s(rekeyAfterTime), rejectAfterTime: s(rejectAfterTime), rekeyAttemptTime: s(rekeyAttemptTime),
+            rekeyTimeout: s(rekeyTimeout), keepaliveTimeout: s(keepaliveTimeout))
+    }
+}

@@ -27,6 +27,8 @@ public struct PeerTimers: Sendable {
     public var persistentKeepaliveInterval: UInt64?
     /// Whether this side initiates handshakes (the client).
     public let isInitiator: Bool
+    /// The timer lengths.
+    public let lengths: ProtocolTimers
 
     public private(set) var retransmitHandshake: UInt64?
     /// When the current run of handshake attempts began.
@@ -37,22 +39,23 @@ public struct PeerTimers: Sendable {
     public private(set) var persistentKeepalive: UInt64?
     public private(set) var zeroKeys: UInt64?
 
-    public init(isInitiator: Bool, persistentKeepaliveSeconds: UInt64? = nil) {
+    public init(isInitiator: Bool, persistentKeepaliveSeconds: UInt64? = nil, lengths: ProtocolTimers = .standard) {
         self.isInitiator = isInitiator
+        self.lengths = lengths
         persistentKeepaliveInterval = persistentKeepaliveSeconds.map { $0 * Self.second }
     }
 
     /// A data packet (not a keepalive) was sent.
     public mutating func dataSent(now: UInt64) {
         if isInitiator && newHandshake == nil {
-            newHandshake = now + (Limits.keepaliveTimeout + Limits.rekeyTimeout) * Self.second
+            newHandshake = now + lengths.keepaliveTimeout + lengths.rekeyTimeout
         }
     }
 
     /// A data packet (not a keepalive) was received.
     public mutating func dataReceived(now: UInt64) {
         if sendKeepalive == nil {
-            sendKeepalive = now + Limits.keepaliveTimeout * Self.second
+            sendKeepalive = now + lengths.keepaliveTimeout
         } else {
             needAnotherKeepalive = true
         }
@@ -73,14 +76,14 @@ public struct PeerTimers: Sendable {
     /// An initiation was sent. `jitter` is in ns (0 ..< REKEY_TIMEOUT_JITTER).
     public mutating func handshakeInitiated(now: UInt64, jitter: UInt64) {
         if handshakeAttemptsStarted == nil { handshakeAttemptsStarted = now }
-        retransmitHandshake = now + Limits.rekeyTimeout * Self.second + jitter
+        retransmitHandshake = now + lengths.rekeyTimeout + jitter
     }
 
     /// A handshake completed: stop retransmitting and arm key zeroing.
     public mutating func handshakeCompleted(now: UInt64) {
         retransmitHandshake = nil
         handshakeAttemptsStarted = nil
-        zeroKeys = now + 3 * Limits.rejectAfterTime * Self.second
+        zeroKeys = now + 3 * lengths.rejectAfterTime
         if let interval = persistentKeepaliveInterval { persistentKeepalive = now + interval }
     }
 
@@ -96,7 +99,7 @@ public struct PeerTimers: Sendable {
     public mutating func fire(now: UInt64) -> [TimerEvent] {
         var events: [TimerEvent] = []
         if let t = retransmitHandshake, t <= now {
-            if let started = handshakeAttemptsStarted, elapsed(now, since: started) >= Limits.rekeyAttemptTime * Self.second {
+            if let started = handshakeAttemptsStarted, elapsed(now, since: started) >= lengths.rekeyAttemptTime {
                 retransmitHandshake = nil
                 handshakeAttemptsStarted = nil
                 sendKeepalive = nil
@@ -111,7 +114,7 @@ public struct PeerTimers: Sendable {
             sendKeepalive = nil
             if needAnotherKeepalive {
                 needAnotherKeepalive = false
-                sendKeepalive = now + Limits.keepaliveTimeout * Self.second
+                sendKeepalive = now + lengths.keepaliveTimeout
             }
             events.append(.sendKeepalive)
         }

@@ -22,6 +22,8 @@ public final class Session: Sendable {
     public let isInitiator: Bool
     /// Monotonic time (ns) when the handshake completed.
     public let createdAt: UInt64
+    /// Age (ns) from which the session neither seals nor opens (REJECT_AFTER_TIME).
+    public let rejectAfter: UInt64
     /// The suite both ciphers use.
     public let suite: any CipherSuite.Type
     let sender: SessionCipher
@@ -32,7 +34,8 @@ public final class Session: Sendable {
     /// Set by the first authenticated frame; a responder uses a new session only after this (key confirmation).
     let confirmed: Atomic<Bool>
 
-    public init(result: HandshakeResult, createdAt: UInt64) {
+    public init(result: HandshakeResult, createdAt: UInt64, rejectAfter: UInt64 = ProtocolTimers.standard.rejectAfterTime) {
+        self.rejectAfter = rejectAfter
         localIndex = result.localIndex
         remoteIndex = result.remoteIndex
         peerKey = result.peerKey
@@ -57,5 +60,5 @@ public final class Session: Sendable {
 
     /// True when the session may no longer seal or open (REJECT_AFTER_TIME).
     @inline(__always)
-    public func isExpired(at now: UInt64) -> Bool { age(at: now) >= Limits.rejectAfterTime * 1_000_000_000 }
+    public func isExpired(at now: UInt64) -> Bool { age(at: now) >= rejectAfter }
 }

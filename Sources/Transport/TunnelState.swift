@@ -139,6 +139,8 @@ public struct TunnelState: Sendable {
     }
 
     public let role: Role
+    /// Timer lengths (WireGuard's unless a test shrinks them).
+    public let timers: ProtocolTimers
     public private(set) var peers: [PeerState] = []
     private var peerByKey: [PublicKey: Int] = [:]
     private var peerByAddress: [IPv4Address: Int] = [:]
@@ -151,8 +153,9 @@ public struct TunnelState: Sendable {
     private var rateLimiter = SourceRateLimiter()
     private var loadMeter = LoadMeter()
 
-    public init(role: Role) {
+    public init(role: Role, timers: ProtocolTimers = .standard) {
         self.role = role
+        self.timers = timers
         switch role {
         case .server(let s):
             cookieChecker = CookieChecker(serverKey: s.responder.localKey)
@@ -161,7 +164,7 @@ public struct TunnelState: Sendable {
             cookieJar = CookieJar(serverKey: c.initiator.serverKey)
             let i = addPeer(key: c.initiator.serverKey, address: nil)
             peers[i].endpoint = c.endpoint
-            peers[i].timers = PeerTimers(isInitiator: true, persistentKeepaliveSeconds: c.persistentKeepalive)
+            peers[i].timers = PeerTimers(isInitiator: true, persistentKeepaliveSeconds: c.persistentKeepalive, lengths: timers)
         }
     }
 
@@ -173,7 +176,7 @@ public struct TunnelState: Sendable {
     @discardableResult
     private mutating func addPeer(key: PublicKey, address: IPv4Address?) -> Int {
         let index = peers.count
-        peers.append(PeerState(key: key, address: address, timers: PeerTimers(isInitiator: isClient)))
+        peers.append(PeerState(key: key, address: address, timers: PeerTimers(isInitiator: isClient, lengths: timers)))
         peerByKey[key] = index
         if let address { peerByAddress[address] = index }
         return index
@@ -257,7 +260,7 @@ public struct TunnelState: Sendable {
             peers[index].timers.anyAuthenticatedSent(now: now)
             // Keep the key fresh: the initiator rekeys by age or count while the old session keeps working.
             if session.isInitiator,
-                session.age(at: now) >= Limits.rekeyAfterTime * PeerTimers.second
+                session.age(at: now) >= timers.rekeyAfterTime
                     || session.framesSent >= Limits.rekeyAfterMessages
             {
                 initiateIfAllowed(peer: index, now: now, wall: wall, random: random, actions: &actions)
@@ -294,7 +297,7 @@ public struct TunnelState: Sendable {
         }
         if session.isInitiator, !peers[index].sentLastMinuteHandshake,
             session.age(at: now)
-                >= (Limits.rejectAfterTime - Limits.keepaliveTimeout - Limits.rekeyTimeout) * PeerTimers.second
+                >= timers.rejectAfterTime - timers.keepaliveTimeout - timers.rekeyTimeout
         {
             peers[index].sentLastMinuteHandshake = true
             initiateIfAllowed(peer: index, now: now, wall: wall, random: random, actions: &actions)
@@ -335,7 +338,7 @@ public struct TunnelState: Sendable {
     private mutating func initiateIfAllowed(
         peer index: Int, now: UInt64, wall: WallTime, random: any RandomSource, actions: inout [ControlAction]
     ) {
-        if let last = peers[index].lastInitiationSentAt, elapsed(now, since: last) < Limits.rekeyTimeout * PeerTimers.second { return }
+        if let last = peers[index].lastInitiationSentAt, elapsed(now, since: last) < timers.rekeyTimeout { return }
         initiate(peer: index, now: now, wall: wall, random: random, actions: &actions)
     }
 
@@ -433,11 +436,13 @@ public struct TunnelState: Sendable {
             actions.append(.handshakeRefused(.noCommonSuite, from: source))
             return
         }
-        let session = Session(result: result, createdAt: now)
+        let session = Session(result: result, createdAt: now, rejectAfter: timers.rejectAfterTime)
         if let old = self.peers[index].next { sessions[old.localIndex] = nil }
         self.peers[index].next = session
         sessions[localIndex] = (session, index)
-        self.peers[index].endpoint = source
+        // The endpoint moves only with authenticated data (roaming), never with an initiation alone, so a
+        // replayed initiation cannot redirect a client's traffic; the response goes to `source` regardless.
+        if self.peers[index].endpoint == nil { self.peers[index].endpoint = source }
         self.peers[index].lastHandshake = now
         self.peers[index].timers.handshakeCompleted(now: now)
         self.peers[index].stats.lastHandshakeWallSeconds.store(wall.seconds, ordering: .relaxed)
@@ -472,7 +477,7 @@ public struct TunnelState: Sendable {
         guard let pending = peers[0].pending else { throw .unexpectedResponse }
         let result = try settings.initiator.consumeResponse(message, for: pending)
         peers[0].pending = nil
-        let session = Session(result: result, createdAt: now)
+        let session = Session(result: result, createdAt: now, rejectAfter: timers.rejectAfterTime)
         if let old = peers[0].previous { sessions[old.localIndex] = nil }
         peers[0].previous = peers[0].current
         peers[0].current = session
@@ -524,6 +529,10 @@ public struct TunnelState: Sendable {
                     }
                 case .zeroKeys:
                     dropSessions(peer: index)
+                    // With no session left to disturb, the server also forgets the client's last
+                    // timestamp, so a client whose wall clock stepped back is refused for at most
+                    // 3 × REJECT_AFTER_TIME rather than until its clock catches up (docs/PROTOCOL.md).
+                    peers[index].lastInitiation = nil
                     actions.append(.keysZeroed(peer: peers[index].key))
                 }
             }

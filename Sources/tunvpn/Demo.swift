@@ -100,8 +100,8 @@ final class DemoSteps {
     let lab: DemoLab
     var checksPassed = 0
     var lan = "", client = "", router = "", server = "", internet = ""
-    var serverProcess: BackgroundProcess?
-    var clientProcess: BackgroundProcess?
+    var serverProcess: SpawnedProcess?
+    var clientProcess: SpawnedProcess?
 
     static let port = 51820
     static let diagram = [
@@ -349,7 +349,7 @@ final class DemoSteps {
             throw .failed("ping with a payload pattern through the tunnel: \(pingVerdict(ping))")
         }
         for p in [wire, inside] {
-            if !p.waitForExit(until: BackgroundProcess.monotonicNanoseconds() + 3_000_000_000) { p.terminate() }
+            if !p.waitForExit(until: SpawnedProcess.monotonicNanoseconds() + 3_000_000_000) { p.terminate() }
         }
         let onWire = Capture(lab.readFile(wire.logPath))
         let inTunnel = Capture(lab.readFile(inside.logPath))
@@ -389,8 +389,8 @@ final class DemoSteps {
             guard let process else { continue }
             let before = statsLines(process).count
             process.send(SIGUSR1)
-            let deadline = BackgroundProcess.monotonicNanoseconds() + 3_000_000_000
-            while statsLines(process).count <= before && BackgroundProcess.monotonicNanoseconds() < deadline {
+            let deadline = SpawnedProcess.monotonicNanoseconds() + 3_000_000_000
+            while statsLines(process).count <= before && SpawnedProcess.monotonicNanoseconds() < deadline {
                 try DemoSignals.pause(nanoseconds: 20_000_000)
             }
             guard let line = statsLines(process).last, statsLines(process).count > before else {
@@ -401,7 +401,7 @@ final class DemoSteps {
         say("  (tx/rx bytes count the IP packets carried inside the tunnel, before encryption and after decryption)")
     }
 
-    func statsLines(_ process: BackgroundProcess) -> [Substring] {
+    func statsLines(_ process: SpawnedProcess) -> [Substring] {
         lab.readFile(process.logPath).split(separator: "\n").filter { $0.hasPrefix("stats: ") }
     }
 

@@ -74,7 +74,7 @@ final class DemoLab {
     /// The temporary directory (mode 0700) for keys and logs.
     let directory: String
     private(set) var namespaces: [String] = []
-    private(set) var processes: [(label: String, process: BackgroundProcess)] = []
+    private(set) var processes: [(label: String, process: SpawnedProcess)] = []
     /// The journal each tunvpn instance keeps under /run/tunvpn, keyed by its namespace's inode.
     var journals: [(owner: String, namespace: String, path: String)] = []
     /// This binary's real path, for `tunvpn down` when an instance left its journal behind.
@@ -156,11 +156,11 @@ final class DemoLab {
     // MARK: Processes
 
     /// Starts `argv` in namespace `ns` in the background, logging to `<directory>/<label>.log`.
-    func start(_ label: String, in ns: String, _ argv: [String]) throws(DemoStop) -> BackgroundProcess {
+    func start(_ label: String, in ns: String, _ argv: [String]) throws(DemoStop) -> SpawnedProcess {
         let full = ["ip", "netns", "exec", ns] + argv
         if verbose { say("    $ " + full.map(shellQuote).joined(separator: " ") + " >\(label).log 2>&1 &") }
         do {
-            let p = try BackgroundProcess.start(full, logPath: "\(directory)/\(label).log")
+            let p = try SpawnedProcess.start(full, logPath: "\(directory)/\(label).log")
             processes.append((label, p))
             return p
         } catch {
@@ -170,11 +170,11 @@ final class DemoLab {
 
     /// Waits (at most `seconds`) until `process`'s log contains `text`; returns the first matching line.
     /// Fails at once if the process exits, quoting the last line of its log.
-    func waitForLog(_ process: BackgroundProcess, containing text: String, seconds: UInt64, what: String)
+    func waitForLog(_ process: SpawnedProcess, containing text: String, seconds: UInt64, what: String)
         throws(DemoStop)
         -> String
     {
-        let deadline = BackgroundProcess.monotonicNanoseconds() + seconds * 1_000_000_000
+        let deadline = SpawnedProcess.monotonicNanoseconds() + seconds * 1_000_000_000
         while true {
             if let line = readFile(process.logPath).split(separator: "\n").first(where: { $0.contains(text) }) {
                 return String(line)
@@ -184,7 +184,7 @@ final class DemoLab {
                 throw .failed(
                     "\(what): the process exited with status \(process.exitStatus ?? -1); its log ends with: \(last)")
             }
-            if BackgroundProcess.monotonicNanoseconds() >= deadline {
+            if SpawnedProcess.monotonicNanoseconds() >= deadline {
                 throw .failed("\(what): no '\(text)' in \(process.logPath) after \(seconds) s")
             }
             try DemoSignals.pause(nanoseconds: 50_000_000)
@@ -213,7 +213,7 @@ final class DemoLab {
             say("  stopping " + running.map { "\($0.label) (pid \($0.process.pid))" }.joined(separator: ", "))
         }
         for p in running { kill(p.process.pid, SIGTERM) }
-        let deadline = BackgroundProcess.monotonicNanoseconds() + 5_000_000_000
+        let deadline = SpawnedProcess.monotonicNanoseconds() + 5_000_000_000
         for p in running where !p.process.waitForExit(until: deadline) {
             problems.append("\(p.label) (pid \(p.process.pid)) ignored SIGTERM for 5 s and was killed")
             p.process.terminate(graceSeconds: 0)

@@ -204,7 +204,10 @@ private struct JSONReader {
                 guard let next = peek else { throw error("unterminated array") }
                 position += 1
                 if next == UInt8(ascii: "]") { return .array(elements) }
-                guard next == UInt8(ascii: ",") else { position -= 1; throw error("expected , or ] in array") }
+                guard next == UInt8(ascii: ",") else {
+                    position -= 1
+                    throw error("expected , or ] in array")
+                }
             }
         case UInt8(ascii: "{"):
             position += 1
@@ -227,7 +230,10 @@ private struct JSONReader {
                 guard let next = peek else { throw error("unterminated object") }
                 position += 1
                 if next == UInt8(ascii: "}") { return .object(members) }
-                guard next == UInt8(ascii: ",") else { position -= 1; throw error("expected , or } in object") }
+                guard next == UInt8(ascii: ",") else {
+                    position -= 1
+                    throw error("expected , or } in object")
+                }
             }
         default:
             throw error("unexpected character")
@@ -287,7 +293,8 @@ private struct JSONReader {
                 case UInt8(ascii: "u"):
                     var code = UInt32(try hex4())
                     if (0xD800...0xDBFF).contains(code) {
-                        guard peek == UInt8(ascii: "\\"), position + 1 < bytes.count, bytes[position + 1] == UInt8(ascii: "u")
+                        guard peek == UInt8(ascii: "\\"), position + 1 < bytes.count,
+                            bytes[position + 1] == UInt8(ascii: "u")
                         else { throw error("high surrogate without a low one") }
                         position += 2
                         let low = UInt32(try hex4())

@@ -28,25 +28,34 @@ enum PrometheusText {
                 (labels(["reason": String($0.name.dropFirst(prefix.count))]), $0.value)
             }
         }
-        family("tunvpn_peers", "gauge", "Peers known to this instance (a server's clients, a client's server).",
-               [("", UInt64(s.peers.count))])
-        family("tunvpn_handshakes_total", "counter", "Handshakes completed.",
-               [("", s.counters.first { $0.name == "handshakes.completed" }?.value ?? 0)])
-        family("tunvpn_handshake_failures_total", "counter", "Handshakes refused or failed, by reason.",
-               byReason("handshake.failed."))
+        family(
+            "tunvpn_peers", "gauge", "Peers known to this instance (a server's clients, a client's server).",
+            [("", UInt64(s.peers.count))])
+        family(
+            "tunvpn_handshakes_total", "counter", "Handshakes completed.",
+            [("", s.counters.first { $0.name == "handshakes.completed" }?.value ?? 0)])
+        family(
+            "tunvpn_handshake_failures_total", "counter", "Handshakes refused or failed, by reason.",
+            byReason("handshake.failed."))
         family("tunvpn_dropped_frames_total", "counter", "Frames and packets dropped, by reason.", byReason("drop."))
-        family("tunvpn_peer_receive_bytes_total", "counter", "Bytes received from the peer through the tunnel.",
-               perPeer { $0.rxBytes })
-        family("tunvpn_peer_transmit_bytes_total", "counter", "Bytes sent to the peer through the tunnel.",
-               perPeer { $0.txBytes })
-        family("tunvpn_peer_receive_packets_total", "counter", "Packets received from the peer through the tunnel.",
-               perPeer { $0.rxPackets })
-        family("tunvpn_peer_transmit_packets_total", "counter", "Packets sent to the peer through the tunnel.",
-               perPeer { $0.txPackets })
-        family("tunvpn_peer_session_age_seconds", "gauge", "Age of the session used to send to the peer.",
-               perPeer { $0.sessionAge })
-        family("tunvpn_peer_latest_handshake_seconds", "gauge", "Unix time of the latest handshake with the peer.",
-               perPeer { $0.latestHandshake })
+        family(
+            "tunvpn_peer_receive_bytes_total", "counter", "Bytes received from the peer through the tunnel.",
+            perPeer { $0.rxBytes })
+        family(
+            "tunvpn_peer_transmit_bytes_total", "counter", "Bytes sent to the peer through the tunnel.",
+            perPeer { $0.txBytes })
+        family(
+            "tunvpn_peer_receive_packets_total", "counter", "Packets received from the peer through the tunnel.",
+            perPeer { $0.rxPackets })
+        family(
+            "tunvpn_peer_transmit_packets_total", "counter", "Packets sent to the peer through the tunnel.",
+            perPeer { $0.txPackets })
+        family(
+            "tunvpn_peer_session_age_seconds", "gauge", "Age of the session used to send to the peer.",
+            perPeer { $0.sessionAge })
+        family(
+            "tunvpn_peer_latest_handshake_seconds", "gauge", "Unix time of the latest handshake with the peer.",
+            perPeer { $0.latestHandshake })
         return out
     }
 

@@ -38,10 +38,11 @@ struct Show: ParsableCommand {
             for socket in sockets {
                 do throws(IOError) {
                     replies.append((socket.device, socket.path, try UnixSocketClient.fetch(socket.path)))
-                } catch where error.errno == ECONNREFUSED || error.errno == ENOENT {
+                } catch  where error.errno == ECONNREFUSED || error.errno == ENOENT {
                     continue  // a socket left by an instance that was killed, or none for --dev
                 } catch {
-                    throw CLIError("cannot read the status of \(socket.device) from \(socket.path): \(Self.reason(error))")
+                    throw CLIError(
+                        "cannot read the status of \(socket.device) from \(socket.path): \(Self.reason(error))")
                 }
             }
             guard !replies.isEmpty else {

@@ -73,14 +73,17 @@ enum StatusJSON {
                 latestHandshake: try optionalField(p, "latest_handshake") { $0.uint64 },
                 sessionAge: try optionalField(p, "session_age") { $0.uint64 },
                 rxBytes: try field(p, "rx_bytes") { $0.uint64 }, txBytes: try field(p, "tx_bytes") { $0.uint64 },
-                rxPackets: try field(p, "rx_packets") { $0.uint64 }, txPackets: try field(p, "tx_packets") { $0.uint64 },
+                rxPackets: try field(p, "rx_packets") { $0.uint64 },
+                txPackets: try field(p, "tx_packets") { $0.uint64 },
                 persistentKeepalive: try optionalField(p, "persistent_keepalive") { $0.uint64 },
                 suite: try optionalField(p, "suite") { $0.string })
         }
         var counters: [(name: String, value: UInt64)] = []
         if case .object(let members)? = value["counters"] {
             for member in members {
-                guard let n = member.value.uint64 else { throw CLIError("status reply: counter '\(member.key)' is not a count") }
+                guard let n = member.value.uint64 else {
+                    throw CLIError("status reply: counter '\(member.key)' is not a count")
+                }
                 counters.append((member.key, n))
             }
         }
@@ -130,7 +133,9 @@ enum StatusText {
     /// Years, days, hours, minutes and seconds, leaving out zero parts: "2 hours, 1 minute" (wg's
     /// `pretty_time`; a year is 365 days).
     static func duration(_ seconds: UInt64) -> String {
-        let units: [(UInt64, String)] = [(365 * 86_400, "year"), (86_400, "day"), (3_600, "hour"), (60, "minute"), (1, "second")]
+        let units: [(UInt64, String)] = [
+            (365 * 86_400, "year"), (86_400, "day"), (3_600, "hour"), (60, "minute"), (1, "second"),
+        ]
         var left = seconds
         var parts: [String] = []
         for (size, name) in units {

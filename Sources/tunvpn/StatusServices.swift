@@ -28,10 +28,14 @@ struct StatusServices {
         }
         var metrics: HTTPServer? = nil
         if let metricsAddress {
-            guard let endpoint = Endpoint(metricsAddress) else { throw CLIError("--metrics '\(metricsAddress)' is not ADDRESS:PORT") }
+            guard let endpoint = Endpoint(metricsAddress) else {
+                throw CLIError("--metrics '\(metricsAddress)' is not ADDRESS:PORT")
+            }
             do {
                 metrics = try HTTPServer(endpoint: endpoint) { request in
-                    guard request.path == "/metrics" else { return .text(404, "Not Found", "not found; metrics are at /metrics") }
+                    guard request.path == "/metrics" else {
+                        return .text(404, "Not Found", "not found; metrics are at /metrics")
+                    }
                     return HTTPResponse(
                         status: 200, reason: "OK", contentType: PrometheusText.contentType,
                         body: Array(PrometheusText.render(snapshot()).utf8))

@@ -27,6 +27,15 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
+    @Option(help: ArgumentHelp("Testing only: multiply every protocol timer by this factor.", visibility: .hidden))
+    var timerScale: Double = 1
+
+    @Option(help: ArgumentHelp("Testing only: shift the wall clock used for handshake timestamps by SECONDS.", visibility: .hidden))
+    var clockOffset: Int64 = 0
+
+    /// The protocol timers (WireGuard's unless --timer-scale shrinks them for a test).
+    var timers: ProtocolTimers { timerScale == 1 ? .standard : ProtocolTimers.standard.scaled(by: timerScale) }
+
     @Flag(help: "Do not use TUN segmentation offloads (IFF_VNET_HDR with TSO), even where the kernel has them.")
     var noOffload = false
 
@@ -40,6 +49,7 @@ struct CommonOptions: ParsableArguments {
             throw ValidationError("unknown suite '\(name)' (known: \(known))")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
+        guard timerScale > 0 && timerScale <= 1 else { throw ValidationError("--timer-scale must be in (0, 1]") }
         if let metrics, Endpoint(metrics) == nil {
             throw ValidationError("--metrics '\(metrics)' must be ADDRESS:PORT, like 127.0.0.1:9586")
         }
@@ -92,15 +102,10 @@ func resolveEndpoint(_ text: String, option: String) throws -> Endpoint {
 /// SIGHUP calls `reload`. While it runs, `/run/tunvpn/<netns>-<dev>.pid` names this process for
 /// `tunvpn reload`.
 func runUntilSignalled(_ engine: TunnelEngine, device: String, logger: Logger, reload: (() -> Void)? = nil) throws {
+    var set = terminationSignals()
     let pidFile = try? HostNetwork.runtimePath(device: device, suffix: "pid")
     if let pidFile { try? KeyFiles.write("\(getpid())\n", to: pidFile, mode: 0o600, overwrite: true) }
     defer { if let pidFile { unlink(pidFile) } }
-    var set = sigset_t()
-    sigemptyset(&set)
-    for s in [SIGINT, SIGTERM, SIGUSR1, SIGHUP] { sigaddset(&set, s) }
-    // Block the signals before any engine thread exists, so every thread inherits the mask and only
-    // this thread receives them (sigtimedwait).
-    pthread_sigmask(SIG_BLOCK, &set, nil)
     engine.start()
     var timeout = timespec(tv_sec: 0, tv_nsec: 200_000_000)
     while true {
@@ -122,6 +127,23 @@ func runUntilSignalled(_ engine: TunnelEngine, device: String, logger: Logger, r
             throw CLIError(message)
         }
     }
+}
+
+/// The signals the main thread waits for with sigtimedwait(2).
+func terminationSignals() -> sigset_t {
+    var set = sigset_t()
+    sigemptyset(&set)
+    for s in [SIGINT, SIGTERM, SIGUSR1, SIGHUP] { sigaddset(&set, s) }
+    return set
+}
+
+/// Blocks SIGINT, SIGTERM, SIGUSR1 and SIGHUP first thing, before any host change or thread exists:
+/// a signal that arrives during setup then waits for the main loop (which tears down what was set up)
+/// instead of killing the process half way; every thread inherits the mask, so only the main thread
+/// receives them. Children started with CommandRunner get an empty mask.
+func blockTerminationSignals() {
+    var set = terminationSignals()
+    pthread_sigmask(SIG_BLOCK, &set, nil)
 }
 
 /// Writes one line to stdout at once (no buffering surprises for log readers).
@@ -175,6 +197,7 @@ struct Server: ParsableCommand {
     }
 
     func run() throws {
+        blockTerminationSignals()
         try reportingErrors {
             let logger = common.makeLogger("tunvpn")
             let privateKey = try KeyFiles.loadPrivateKey(key)
@@ -185,11 +208,15 @@ struct Server: ParsableCommand {
             let responder = HandshakeResponder(
                 localStatic: privateKey, settings: try common.settings(), acceptedSuites: try common.suites())
             let state = TunnelState(
-                role: .server(ServerSettings(responder: responder, address: prefix, allowList: allowList, allowAnyClient: allowAnyClient)))
+                role: .server(ServerSettings(responder: responder, address: prefix, allowList: allowList, allowAnyClient: allowAnyClient)),
+                timers: common.timers)
             var plan = Plan()
             if !noNat {
                 guard let egressDevice = egress ?? HostNetwork.defaultRoute()?.device else {
                     throw CLIError("no default route to find the egress interface for NAT: pass --egress IF (or --no-nat)")
+                }
+                guard HostNetwork.interfaceExists(egressDevice) else {
+                    throw CLIError("--egress \(egressDevice): no such interface here; `ip link` lists them")
                 }
                 plan = Planner.server(
                     ServerPlanInput(
@@ -213,9 +240,11 @@ struct Server: ParsableCommand {
             logger.info(
                 "server listening on \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name) \(prefix), \(allowList.clients.count) allowed client(s), TSO \(device.offloadsEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
             let engine = TunnelEngine(
-                state: state, device: device, socket: socket, logger: logger, settings: EngineSettings(mtu: common.mtu))
+                state: state, device: device, socket: socket, clock: SystemClock(wallOffset: common.clockOffset),
+                logger: logger, settings: EngineSettings(mtu: common.mtu))
             let status = try StatusServices.start(
-                engine: engine, device: common.dev, listenPort: socket.localEndpoint.port, metricsAddress: common.metrics, logger: logger)
+                engine: engine, device: common.dev, listenPort: socket.localEndpoint.port,
+                metricsAddress: common.metrics, logger: logger)
             defer { status.stop() }
             try runUntilSignalled(engine, device: common.dev, logger: logger) {
                 do {
@@ -299,6 +328,7 @@ struct Client: ParsableCommand {
     }
 
     func run() throws {
+        blockTerminationSignals()
         try reportingErrors {
             let logger = common.makeLogger("tunvpn")
             let privateKey: PrivateKey
@@ -316,7 +346,8 @@ struct Client: ParsableCommand {
                 localStatic: privateKey, serverKey: serverKey, settings: try common.settings(),
                 offeredSuites: try common.suites())
             let state = TunnelState(
-                role: .client(ClientSettings(initiator: initiator, endpoint: serverEndpoint, persistentKeepalive: keepalive)))
+                role: .client(ClientSettings(initiator: initiator, endpoint: serverEndpoint, persistentKeepalive: keepalive)),
+                timers: common.timers)
             // How the server is reached now, before the tunnel's routes exist.
             let serverRoute = HostNetwork.route(to: "\(serverEndpoint.address)")
             let plan = Planner.client(
@@ -353,10 +384,11 @@ struct Client: ParsableCommand {
                 try HostSetup.apply(plan, device: dev, logger: logger)
             })
             let engine = TunnelEngine(
-                state: state, device: device, socket: socket, logger: logger, hooks: hooks,
-                settings: EngineSettings(mtu: mtu))
+                state: state, device: device, socket: socket, clock: SystemClock(wallOffset: common.clockOffset),
+                logger: logger, hooks: hooks, settings: EngineSettings(mtu: mtu))
             let status = try StatusServices.start(
-                engine: engine, device: dev, listenPort: socket.localEndpoint.port, metricsAddress: common.metrics, logger: logger)
+                engine: engine, device: dev, listenPort: socket.localEndpoint.port,
+                metricsAddress: common.metrics, logger: logger)
             defer { status.stop() }
             try runUntilSignalled(engine, device: dev, logger: logger)
         }

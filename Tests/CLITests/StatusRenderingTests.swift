@@ -5,6 +5,7 @@
 import Engine
 import Testing
 import Transport
+
 @testable import tunvpn
 
 @Suite struct JSONTests {
@@ -65,11 +66,13 @@ enum StatusFixture {
 
     static var snapshot: EngineSnapshot {
         EngineSnapshot(
-            role: "server", publicKey: "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=", listenPort: 51820, device: "tun0",
+            role: "server", publicKey: "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=", listenPort: 51820,
+            device: "tun0",
             suites: ["xchacha20poly1305", "chacha20poly1305"],
             peers: [
                 PeerSnapshot(
-                    publicKey: clientKey, endpoint: Endpoint("10.100.3.2:40000"), tunnelAddress: IPv4Address("10.8.0.2"),
+                    publicKey: clientKey, endpoint: Endpoint("10.100.3.2:40000"),
+                    tunnelAddress: IPv4Address("10.8.0.2"),
                     latestHandshake: now - 63, sessionAge: 63, rxBytes: 1_258_291, txBytes: 3_565_158, rxPackets: 900,
                     txPackets: 2500, persistentKeepalive: 25, suite: "xchacha20poly1305"),
                 PeerSnapshot(
@@ -87,45 +90,52 @@ enum StatusFixture {
 @Suite struct StatusTextTests {
     @Test func theSnapshotIsShownAsWgShowShowsAnInterface() {
         let text = StatusText.render(StatusFixture.snapshot, now: StatusFixture.now)
-        #expect(text == """
-            interface: tun0
-              public key: HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=
-              listening port: 51820
-              role: server
-              suites: xchacha20poly1305, chacha20poly1305
+        #expect(
+            text == """
+                interface: tun0
+                  public key: HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=
+                  listening port: 51820
+                  role: server
+                  suites: xchacha20poly1305, chacha20poly1305
 
-            peer: xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=
-              endpoint: 10.100.3.2:40000
-              tunnel address: 10.8.0.2
-              suite: xchacha20poly1305
-              latest handshake: 1 minute, 3 seconds ago
-              transfer: 1.20 MiB received, 3.40 MiB sent
-              persistent keepalive: every 25 seconds
+                peer: xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=
+                  endpoint: 10.100.3.2:40000
+                  tunnel address: 10.8.0.2
+                  suite: xchacha20poly1305
+                  latest handshake: 1 minute, 3 seconds ago
+                  transfer: 1.20 MiB received, 3.40 MiB sent
+                  persistent keepalive: every 25 seconds
 
-            peer: TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=
-              tunnel address: 10.8.0.3
+                peer: TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=
+                  tunnel address: 10.8.0.3
 
-            """)
+                """)
     }
 
-    @Test(arguments: [
-        (0, "Now"), (1, "1 second ago"), (63, "1 minute, 3 seconds ago"), (7260, "2 hours, 1 minute ago"),
-        (3600, "1 hour ago"), (86_400 + 1, "1 day, 1 second ago"),
-        (2 * 365 * 86_400 + 3 * 86_400 + 4 * 3600 + 5 * 60 + 6, "2 years, 3 days, 4 hours, 5 minutes, 6 seconds ago"),
-    ] as [(UInt64, String)])
+    @Test(
+        arguments: [
+            (0, "Now"), (1, "1 second ago"), (63, "1 minute, 3 seconds ago"), (7260, "2 hours, 1 minute ago"),
+            (3600, "1 hour ago"), (86_400 + 1, "1 day, 1 second ago"),
+            (
+                2 * 365 * 86_400 + 3 * 86_400 + 4 * 3600 + 5 * 60 + 6,
+                "2 years, 3 days, 4 hours, 5 minutes, 6 seconds ago"
+            ),
+        ] as [(UInt64, String)])
     func handshakeAgesAreWordedAsWgWordsThem(age: UInt64, text: String) {
         #expect(StatusText.ago(StatusFixture.now - age, now: StatusFixture.now) == text)
     }
 
     @Test func aHandshakeInTheFutureSaysTheClockWentBackwards() {
-        #expect(StatusText.ago(StatusFixture.now + 5, now: StatusFixture.now)
-            == "in the future (the system clock went backwards; connection problems may ensue)")
+        #expect(
+            StatusText.ago(StatusFixture.now + 5, now: StatusFixture.now)
+                == "in the future (the system clock went backwards; connection problems may ensue)")
     }
 
-    @Test(arguments: [
-        (0, "0 B"), (1023, "1023 B"), (1024, "1.00 KiB"), (1536, "1.50 KiB"), (1_258_291, "1.20 MiB"),
-        (3_565_158, "3.40 MiB"), (5 << 30, "5.00 GiB"), (3 << 40, "3.00 TiB"), (2048 << 40, "2048.00 TiB"),
-    ] as [(UInt64, String)])
+    @Test(
+        arguments: [
+            (0, "0 B"), (1023, "1023 B"), (1024, "1.00 KiB"), (1536, "1.50 KiB"), (1_258_291, "1.20 MiB"),
+            (3_565_158, "3.40 MiB"), (5 << 30, "5.00 GiB"), (3 << 40, "3.00 TiB"), (2048 << 40, "2048.00 TiB"),
+        ] as [(UInt64, String)])
     func sizesUseBinaryUnitsWithTwoDecimals(bytes: UInt64, text: String) {
         #expect(StatusText.bytes(bytes) == text)
     }
@@ -133,8 +143,14 @@ enum StatusFixture {
     @Test func theStatusJSONReadsBackIntoTheSameSnapshot() throws {
         let snapshot = StatusFixture.snapshot
         let json = StatusJSON.encode(snapshot).text
-        #expect(json.hasPrefix(#"{"interface":"tun0","role":"server","public_key":"HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=","listen_port":51820,"suites":["xchacha20poly1305","chacha20poly1305"],"peers":[{"public_key":"xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=","endpoint":"10.100.3.2:40000","tunnel_address":"10.8.0.2","latest_handshake":1699999937,"session_age":63,"rx_bytes":1258291,"tx_bytes":3565158,"rx_packets":900,"tx_packets":2500,"persistent_keepalive":25,"suite":"xchacha20poly1305"},{"public_key":"TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=","endpoint":null,"tunnel_address":"10.8.0.3","latest_handshake":null,"#))
-        #expect(json.hasSuffix(#""counters":{"rx_packets":900,"tx_packets":2500,"drop.replay":2,"drop.rateLimited":0,"handshakes.completed":1,"handshake.failed.wrongServerKey":3}}"#))
+        #expect(
+            json.hasPrefix(
+                #"{"interface":"tun0","role":"server","public_key":"HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=","listen_port":51820,"suites":["xchacha20poly1305","chacha20poly1305"],"peers":[{"public_key":"xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=","endpoint":"10.100.3.2:40000","tunnel_address":"10.8.0.2","latest_handshake":1699999937,"session_age":63,"rx_bytes":1258291,"tx_bytes":3565158,"rx_packets":900,"tx_packets":2500,"persistent_keepalive":25,"suite":"xchacha20poly1305"},{"public_key":"TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=","endpoint":null,"tunnel_address":"10.8.0.3","latest_handshake":null,"#
+            ))
+        #expect(
+            json.hasSuffix(
+                #""counters":{"rx_packets":900,"tx_packets":2500,"drop.replay":2,"drop.rateLimited":0,"handshakes.completed":1,"handshake.failed.wrongServerKey":3}}"#
+            ))
         let back = try StatusJSON.decode(JSONValue(parsing: json))
         #expect(back.peers == snapshot.peers)
         #expect(back.counters.map { "\($0.name)=\($0.value)" } == snapshot.counters.map { "\($0.name)=\($0.value)" })
@@ -142,52 +158,56 @@ enum StatusFixture {
     }
 
     @Test func aStatusReplyWithoutPeersIsRefusedNamingTheMember() throws {
-        let json = try JSONValue(parsing: #"{"interface":"tun0","role":"server","public_key":"k","listen_port":1,"suites":[]}"#)
+        let json = try JSONValue(
+            parsing: #"{"interface":"tun0","role":"server","public_key":"k","listen_port":1,"suites":[]}"#)
         #expect(throws: CLIError.self) { try StatusJSON.decode(json) }
-        do { _ = try StatusJSON.decode(json) } catch { #expect("\(error)" == "status reply: 'peers' is missing or not what it should be") }
+        do { _ = try StatusJSON.decode(json) } catch {
+            #expect("\(error)" == "status reply: 'peers' is missing or not what it should be")
+        }
     }
 }
 
 @Suite struct PrometheusTextTests {
     @Test func theFixedSnapshotRendersToThisExactText() {
-        #expect(PrometheusText.render(StatusFixture.snapshot) == """
-            # HELP tunvpn_peers Peers known to this instance (a server's clients, a client's server).
-            # TYPE tunvpn_peers gauge
-            tunvpn_peers 2
-            # HELP tunvpn_handshakes_total Handshakes completed.
-            # TYPE tunvpn_handshakes_total counter
-            tunvpn_handshakes_total 1
-            # HELP tunvpn_handshake_failures_total Handshakes refused or failed, by reason.
-            # TYPE tunvpn_handshake_failures_total counter
-            tunvpn_handshake_failures_total{reason="wrongServerKey"} 3
-            # HELP tunvpn_dropped_frames_total Frames and packets dropped, by reason.
-            # TYPE tunvpn_dropped_frames_total counter
-            tunvpn_dropped_frames_total{reason="replay"} 2
-            tunvpn_dropped_frames_total{reason="rateLimited"} 0
-            # HELP tunvpn_peer_receive_bytes_total Bytes received from the peer through the tunnel.
-            # TYPE tunvpn_peer_receive_bytes_total counter
-            tunvpn_peer_receive_bytes_total{peer="xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="} 1258291
-            tunvpn_peer_receive_bytes_total{peer="TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0="} 0
-            # HELP tunvpn_peer_transmit_bytes_total Bytes sent to the peer through the tunnel.
-            # TYPE tunvpn_peer_transmit_bytes_total counter
-            tunvpn_peer_transmit_bytes_total{peer="xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="} 3565158
-            tunvpn_peer_transmit_bytes_total{peer="TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0="} 0
-            # HELP tunvpn_peer_receive_packets_total Packets received from the peer through the tunnel.
-            # TYPE tunvpn_peer_receive_packets_total counter
-            tunvpn_peer_receive_packets_total{peer="xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="} 900
-            tunvpn_peer_receive_packets_total{peer="TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0="} 0
-            # HELP tunvpn_peer_transmit_packets_total Packets sent to the peer through the tunnel.
-            # TYPE tunvpn_peer_transmit_packets_total counter
-            tunvpn_peer_transmit_packets_total{peer="xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="} 2500
-            tunvpn_peer_transmit_packets_total{peer="TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0="} 0
-            # HELP tunvpn_peer_session_age_seconds Age of the session used to send to the peer.
-            # TYPE tunvpn_peer_session_age_seconds gauge
-            tunvpn_peer_session_age_seconds{peer="xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="} 63
-            # HELP tunvpn_peer_latest_handshake_seconds Unix time of the latest handshake with the peer.
-            # TYPE tunvpn_peer_latest_handshake_seconds gauge
-            tunvpn_peer_latest_handshake_seconds{peer="xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="} 1699999937
+        #expect(
+            PrometheusText.render(StatusFixture.snapshot) == """
+                # HELP tunvpn_peers Peers known to this instance (a server's clients, a client's server).
+                # TYPE tunvpn_peers gauge
+                tunvpn_peers 2
+                # HELP tunvpn_handshakes_total Handshakes completed.
+                # TYPE tunvpn_handshakes_total counter
+                tunvpn_handshakes_total 1
+                # HELP tunvpn_handshake_failures_total Handshakes refused or failed, by reason.
+                # TYPE tunvpn_handshake_failures_total counter
+                tunvpn_handshake_failures_total{reason="wrongServerKey"} 3
+                # HELP tunvpn_dropped_frames_total Frames and packets dropped, by reason.
+                # TYPE tunvpn_dropped_frames_total counter
+                tunvpn_dropped_frames_total{reason="replay"} 2
+                tunvpn_dropped_frames_total{reason="rateLimited"} 0
+                # HELP tunvpn_peer_receive_bytes_total Bytes received from the peer through the tunnel.
+                # TYPE tunvpn_peer_receive_bytes_total counter
+                tunvpn_peer_receive_bytes_total{peer="xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="} 1258291
+                tunvpn_peer_receive_bytes_total{peer="TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0="} 0
+                # HELP tunvpn_peer_transmit_bytes_total Bytes sent to the peer through the tunnel.
+                # TYPE tunvpn_peer_transmit_bytes_total counter
+                tunvpn_peer_transmit_bytes_total{peer="xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="} 3565158
+                tunvpn_peer_transmit_bytes_total{peer="TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0="} 0
+                # HELP tunvpn_peer_receive_packets_total Packets received from the peer through the tunnel.
+                # TYPE tunvpn_peer_receive_packets_total counter
+                tunvpn_peer_receive_packets_total{peer="xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="} 900
+                tunvpn_peer_receive_packets_total{peer="TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0="} 0
+                # HELP tunvpn_peer_transmit_packets_total Packets sent to the peer through the tunnel.
+                # TYPE tunvpn_peer_transmit_packets_total counter
+                tunvpn_peer_transmit_packets_total{peer="xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="} 2500
+                tunvpn_peer_transmit_packets_total{peer="TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0="} 0
+                # HELP tunvpn_peer_session_age_seconds Age of the session used to send to the peer.
+                # TYPE tunvpn_peer_session_age_seconds gauge
+                tunvpn_peer_session_age_seconds{peer="xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="} 63
+                # HELP tunvpn_peer_latest_handshake_seconds Unix time of the latest handshake with the peer.
+                # TYPE tunvpn_peer_latest_handshake_seconds gauge
+                tunvpn_peer_latest_handshake_seconds{peer="xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="} 1699999937
 
-            """)
+                """)
     }
 
     @Test func labelValuesEscapeBackslashQuoteAndNewlineOnly() {

@@ -11,8 +11,8 @@
 // Each test builds its own topology and keys and removes both on every way out (TunnelLab.use).
 
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @Suite(.serialized, .enabled(if: getuid() == 0, "needs root: it creates network namespaces and TUN devices"))
 struct StatusEndToEndTests {
@@ -20,7 +20,9 @@ struct StatusEndToEndTests {
 
     /// Keys, an allow-list with the client, the server (with `--metrics`) and the client started, the
     /// tunnel up and 5 pings through it; returns (server, client, client public key).
-    func startTunnelWithTraffic(_ lab: TunnelLab) throws -> (server: BackgroundProcess, client: BackgroundProcess, clientKey: String) {
+    func startTunnelWithTraffic(_ lab: TunnelLab) throws -> (
+        server: BackgroundProcess, client: BackgroundProcess, clientKey: String
+    ) {
         try lab.keygen("server")
         let clientKey = try lab.keygen("client")
         try lab.writeAllowList(["\(clientKey)  # the test's client"])
@@ -44,13 +46,16 @@ struct StatusEndToEndTests {
             let text = shown.stdout
             print(text)
             #expect(shown.stderr == "")
-            #expect(text.hasPrefix("interface: tun0\n  public key: \(serverKey)\n  listening port: 51820\n  role: server\n  suites: "))
+            #expect(
+                text.hasPrefix(
+                    "interface: tun0\n  public key: \(serverKey)\n  listening port: 51820\n  role: server\n  suites: "))
             #expect(!text.contains("role: client"), "the client runs in another namespace")
             #expect(text.contains("\npeer: \(clientKey)\n  endpoint: \(clientUnderlay):"))
             #expect(text.contains("\n  tunnel address: 10.8.0.2\n"))
             #expect(text.contains("\n  latest handshake: "))
             #expect(text.firstMatch(of: /latest handshake: (Now|\d+ seconds? ago)\n/) != nil, "a handshake seconds ago")
-            #expect(text.firstMatch(of: /\n  transfer: \d+(\.\d\d)? (B|KiB) received, \d+(\.\d\d)? (B|KiB) sent\n/) != nil)
+            #expect(
+                text.firstMatch(of: /\n  transfer: \d+(\.\d\d)? (B|KiB) received, \d+(\.\d\d)? (B|KiB) sent\n/) != nil)
 
             // The server's view, as JSON: one object per line.
             let json = try lab["S"].run([TestBinaries.tunvpn, "show", "--json", "--dev", "tun0"]).stdout

@@ -62,7 +62,8 @@ import Testing
         let second = try UnixSocketServer(path: path) { [2] }
         defer { second.stop() }
         #expect(try UnixSocketClient.fetch(path) == [2])
-        #expect(throws: IOError(call: "bind", errno: EADDRINUSE, detail: "\(path) is served by another running tunvpn")) {
+        #expect(throws: IOError(call: "bind", errno: EADDRINUSE, detail: "\(path) is served by another running tunvpn"))
+        {
             try UnixSocketServer(path: path) { [3] }
         }
         #expect(try UnixSocketClient.fetch(path) == [2])
@@ -136,9 +137,13 @@ import Testing
 
     @Test func responsesCloseTheConnectionAndHEADLeavesOutTheBody() {
         let response = HTTPResponse.text(404, "Not Found", "nope")
-        #expect(String(decoding: response.serialized(includeBody: true), as: UTF8.self)
-            == "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 5\r\nConnection: close\r\n\r\nnope\n")
-        #expect(String(decoding: response.serialized(includeBody: false), as: UTF8.self)
-            == "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 5\r\nConnection: close\r\n\r\n")
+        #expect(
+            String(decoding: response.serialized(includeBody: true), as: UTF8.self)
+                == "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 5\r\nConnection: close\r\n\r\nnope\n"
+        )
+        #expect(
+            String(decoding: response.serialized(includeBody: false), as: UTF8.self)
+                == "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"
+        )
     }
 }

@@ -413,3 +413,53 @@ extension SendDecision {
         _ = meter.record(now: 5 * second - 1)
     }
 }
+
+@Suite struct ScaledTimerTests {
+    @Test func scaledTimersMakeTheClientRekeyAndTheServerExpireSessionsSooner() {
+        let timers = ProtocolTimers.standard.scaled(by: 0.01)  // rekey after 1.2 s, reject after 1.8 s
+        #expect(timers.rekeyAfterTime == 1_200_000_000 && timers.rejectAfterTime == 1_800_000_000)
+        let f = Fixture()
+        var pair = CorePair()
+        pair.client = TunnelState(
+            role: .client(ClientSettings(initiator: HandshakeInitiator(localStatic: f.client, serverKey: f.server.publicKey), endpoint: pair.serverEndpoint)),
+            timers: timers)
+        pair.server = TunnelState(
+            role: .server(ServerSettings(
+                responder: HandshakeResponder(localStatic: f.server), address: IPv4Prefix("10.8.0.1/16")!,
+                allowList: AllowList(clients: [AllowedClient(key: f.client.publicKey)]), allowAnyClient: false)),
+            timers: timers)
+        pair.start()
+        #expect(pair.completions == 2)
+        pair.now += 1_300_000_000
+        pair.clientSends(ipv4(clientIP, serverIP))
+        #expect(pair.completions == 4, "rekeyed after 1.2 s instead of 120 s")
+        pair.now += 1_900_000_000
+        #expect(!pair.serverSends(ipv4(serverIP, clientIP)).isSend || pair.completions > 4)
+    }
+}
+
+@Suite struct ClockStepTests {
+    @Test func aClientWhoseClockSteppedBackIsRefusedOnlyUntilTheServerForgetsItsKeys() {
+        var pair = CorePair()
+        pair.start()
+        #expect(pair.completions == 2)
+        // The client restarts with its wall clock an hour behind.
+        let f = Fixture()
+        pair.client = TunnelState(role: .client(ClientSettings(
+            initiator: HandshakeInitiator(localStatic: f.client, serverKey: f.server.publicKey), endpoint: pair.serverEndpoint)))
+        pair.wall.seconds -= 3600
+        pair.refusals = []
+        pair.start()
+        #expect(pair.refusals == [.replayedInitiation])
+        #expect(pair.tunnelUps.count == 1, "not connected again yet")
+        // 3 × REJECT_AFTER_TIME later the server has zeroed the old keys and forgotten the timestamp.
+        for _ in 0..<110 {
+            pair.advance(5)
+            pair.tickBoth()
+            pair.clientSends(ipv4(clientIP, serverIP))  // traffic keeps asking for a session after a give-up
+            if pair.tunnelUps.count == 2 { break }
+        }
+        #expect(pair.now < 1_000 * second + 620 * second, "within about 3 × REJECT_AFTER_TIME")
+        #expect(pair.tunnelUps.count == 2, "the client got back in without its clock catching up")
+    }
+}

@@ -10,7 +10,7 @@
 import Glibc
 
 /// Why a background command could not be started.
-public struct BackgroundProcessError: Error, Equatable, Sendable, CustomStringConvertible {
+public struct SpawnedProcessError: Error, Equatable, Sendable, CustomStringConvertible {
     public var command: String
     public var problem: String
 
@@ -21,7 +21,7 @@ public struct BackgroundProcessError: Error, Equatable, Sendable, CustomStringCo
 ///
 /// The owner ends it with `terminate(grace:)`; `deinit` does the same for one that is still running, so
 /// no child outlives its owner on an unexpected path.
-public final class BackgroundProcess {
+public final class SpawnedProcess {
     /// The child's PID (the command itself: `ip netns exec` and the like replace themselves with exec).
     public let pid: pid_t
     /// The file its stdout and stderr are appended to.
@@ -39,23 +39,23 @@ public final class BackgroundProcess {
     }
 
     /// Starts `argv` (looked up in PATH) with stdout and stderr appended to `logPath` (created 0600).
-    public static func start(_ argv: [String], logPath: String) throws(BackgroundProcessError) -> BackgroundProcess {
+    public static func start(_ argv: [String], logPath: String) throws(SpawnedProcessError) -> SpawnedProcess {
         let name = argv.first ?? "(empty command)"
         let log = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard log >= 0 else {
-            throw BackgroundProcessError(
+            throw SpawnedProcessError(
                 command: name, problem: "cannot open log \(logPath): \(String(cString: strerror(errno)))")
         }
         defer { close(log) }
         let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
         guard null >= 0 else {
-            throw BackgroundProcessError(
+            throw SpawnedProcessError(
                 command: name, problem: "cannot open /dev/null: \(String(cString: strerror(errno)))")
         }
         defer { close(null) }
         switch CommandRunner.spawn(argv, stdin: null, stdout: log, stderr: log, newProcessGroup: true) {
-        case .success(let pid): return BackgroundProcess(pid: pid, logPath: logPath)
-        case .failure(let message): throw BackgroundProcessError(command: name, problem: message)
+        case .success(let pid): return SpawnedProcess(pid: pid, logPath: logPath)
+        case .failure(let message): throw SpawnedProcessError(command: name, problem: message)
         }
     }
 

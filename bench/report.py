@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""Parsing and reporting for bench/run.sh (standard library only).
+
+  report.py tcp FILE        iperf3 --json TCP result  -> "bits_per_second bytes retransmits"
+  report.py udp FILE        iperf3 --json UDP result  -> "delivered_bps delivered_pps lost_percent"
+  report.py ping FILE       ping output               -> "median_ms p99_ms received"
+  report.py summarize RAW META   per-round results (TSV: round variant metric value) -> Markdown on stdout
+  report.py write-section RESULTS SECTION_FILE   replace (or append) run.sh's section of RESULTS.md
+
+Every parse failure is one line on stderr and exit status 1, so run.sh can say which test failed.
+"""
+
+import json
+import math
+import re
+import statistics
+import sys
+
+VARIANTS = [("tunvpn", "tunvpn"), ("wggo", "wireguard-go"), ("veth", "veth")]
+
+# key, label, unit, which way is better ("up" or "down"), decimals
+METRICS = [
+    ("tcp_up", "TCP 1 stream C→H", "Gbit/s", "up", 2),
+    ("tcp_down", "TCP 1 stream H→C (-R)", "Gbit/s", "up", 2),
+    ("tcp_p4", "TCP 4 streams C→H (-P 4)", "Gbit/s", "up", 2),
+    ("udp_pps", "UDP 1392 B at -b 0: delivered", "kpackets/s", "up", 1),
+    ("udp_loss", "UDP 1392 B at -b 0: loss", "%", "down", 1),
+    ("udp_sweep", "UDP 1392 B: best rate with <1% loss", "Mbit/s", "up", 0),
+    ("rtt_med", "ping RTT C→H, median", "ms", "down", 3),
+    ("rtt_p99", "ping RTT C→H, p99", "ms", "down", 3),
+    ("rtt_added", "added RTT (median − veth median)", "ms", "down", 3),
+    ("cpu_per_gb", "VPN CPU (both ends) per GB, TCP tests", "CPU-s/GB", "down", 2),
+    ("rss_client", "peak RSS (VmHWM), client", "MB", "down", 1),
+    ("rss_server", "peak RSS (VmHWM), server", "MB", "down", 1),
+    ("tcp_up_retr", "TCP C→H retransmits (info)", "segments", "down", 0),
+    ("tcp_down_retr", "TCP H→C retransmits (info)", "segments", "down", 0),
+]
+
+BEGIN = "<!-- bench/run.sh: begin (this section is replaced on every default run) -->"
+END = "<!-- bench/run.sh: end -->"
+
+
+def fail(message):
+    print(f"report.py: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def load_iperf(path):
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        fail(f"{path}: not iperf3 JSON ({e})")
+    if data.get("error"):
+        fail(f"{path}: iperf3 error: {data['error']}")
+    end = data.get("end") or {}
+    if "sum_received" not in end:
+        fail(f"{path}: iperf3 JSON has no end.sum_received")
+    return end
+
+
+def cmd_tcp(path):
+    end = load_iperf(path)
+    received = end["sum_received"]
+    retransmits = (end.get("sum_sent") or {}).get("retransmits", 0)
+    print(f"{received['bits_per_second']:.0f} {received['bytes']} {retransmits}")
+
+
+def cmd_udp(path):
+    end = load_iperf(path)
+    r = end["sum_received"]
+    seconds = r.get("seconds") or 0
+    if seconds <= 0:
+        fail(f"{path}: UDP result lasted 0 s")
+    delivered = r["packets"] - r["lost_packets"]
+    print(f"{r['bits_per_second']:.0f} {delivered / seconds:.0f} {r['lost_percent']:.3f}")
+
+
+def percentile(sorted_values, p):
+    """Nearest-rank percentile of an already sorted list."""
+    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def cmd_ping(path):
+    with open(path) as f:
+        times = sorted(float(m) for m in re.findall(r"time=([0-9.]+) ms", f.read()))
+    if len(times) < 10:
+        fail(f"{path}: only {len(times)} ping replies")
+    print(f"{statistics.median(times):.4f} {percentile(times, 99):.4f} {len(times)}")
+
+
+def fmt(value, decimals):
+    if value is None:
+        return "—"
+    return f"{value:,.{decimals}f}"
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return "—"
+    r = a / b
+    return f"{r:.2f}×" if r >= 0.1 else f"{r:.2g}×"
+
+
+def cmd_summarize(raw_path, meta_path):
+    with open(meta_path) as f:
+        meta = json.load(f)
+    values = {}  # (variant, metric) -> [values by round]
+    rounds = set()
+    with open(raw_path) as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != 4:
+                continue
+            rnd, variant, metric, value = parts
+            rounds.add(rnd)
+            values.setdefault((variant, metric), []).append(float(value))
+    n_rounds = len(rounds)
+
+    def med(variant, metric):
+        v = values.get((variant, metric))
+        return statistics.median(v) if v else None
+
+    # Derived: the latency a tunnel adds over bare veth, from the medians.
+    veth_rtt = med("veth", "rtt_med")
+    for variant, _ in VARIANTS:
+        rtt = med(variant, "rtt_med")
+        if rtt is not None and veth_rtt is not None:
+            values[(variant, "rtt_added")] = [rtt - veth_rtt]
+
+    out = []
+    out.append(f"### {meta['date']}: {meta['mode']} run, {n_rounds} round(s)")
+    out.append("")
+    out.append(f"- Command: `{meta['command']}`")
+    out.append(f"- Machine: {meta['nproc']} CPUs ({meta['cpu']}), kernel {meta['kernel']}; "
+               f"load average at start {meta['load_start']}, at end {meta['load_end']}")
+    out.append(f"- Versions: tunvpn `{meta['tunvpn_version']}`, {meta['wireguard_go_version']}, "
+               f"{meta['iperf3_version']}")
+    out.append(f"- Settings: {meta['settings']}")
+    out.append(f"- Run time: {meta['elapsed']}")
+    out.append("")
+    out.append("Medians across rounds. Ratios above 1 mean the first is larger: better for rows marked ↑, "
+               "worse for rows marked ↓.")
+    out.append("")
+    out.append("| metric | unit | tunvpn | wireguard-go | veth | tunvpn / wireguard-go | tunvpn / veth | wireguard-go / veth |")
+    out.append("|---|---|--:|--:|--:|--:|--:|--:|")
+    for key, label, unit, better, decimals in METRICS:
+        scale = 1e-3 if key == "udp_pps" else 1
+        meds = {}
+        cells = []
+        for variant, _ in VARIANTS:
+            m = med(variant, key)
+            meds[variant] = None if m is None else m * scale
+            got = len(values.get((variant, key), []))
+            partial = f" ({got}/{n_rounds})" if 0 < got < n_rounds and key != "rtt_added" else ""
+            cells.append(fmt(meds[variant], decimals) + partial)
+        arrow = "↑" if better == "up" else "↓"
+        # Against veth only where veth has a meaningful figure (it has no VPN process, and ~no loss).
+        vs_veth = key in ("tcp_up", "tcp_down", "tcp_p4", "udp_pps", "udp_sweep", "rtt_med", "rtt_p99")
+        out.append(
+            f"| {label} {arrow} | {unit} | " + " | ".join(cells) + " | "
+            + ratio(meds["tunvpn"], meds["wggo"]) + " | "
+            + (ratio(meds["tunvpn"], meds["veth"]) if vs_veth else "—") + " | "
+            + (ratio(meds["wggo"], meds["veth"]) if vs_veth else "—") + " |")
+    out.append("")
+    out.append("<details><summary>Every round</summary>")
+    out.append("")
+    out.append("| metric | tunvpn | wireguard-go | veth |")
+    out.append("|---|---|---|---|")
+    for key, label, unit, _, decimals in METRICS:
+        if key == "rtt_added":
+            continue
+        scale = 1e-3 if key == "udp_pps" else 1
+        cells = []
+        for variant, _ in VARIANTS:
+            v = values.get((variant, key))
+            cells.append(" · ".join(fmt(x * scale, decimals) for x in v) if v else "—")
+        out.append(f"| {label} ({unit}) | " + " | ".join(cells) + " |")
+    out.append("")
+    out.append("</details>")
+    failures = meta.get("failures") or []
+    if failures:
+        out.append("")
+        out.append("Failures during the run:")
+        out.extend(f"- {f}" for f in failures)
+    print("\n".join(out))
+
+
+def cmd_write_section(results_path, section_path):
+    with open(section_path) as f:
+        section = f.read().rstrip("\n")
+    block = f"{BEGIN}\n{section}\n{END}"
+    try:
+        with open(results_path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        text = ("# tunvpn benchmark results\n\n"
+                "Written by `bench/run.sh` (see bench/README.md). Notes below the generated section are kept.\n")
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        text = head + block + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    with open(results_path, "w") as f:
+        f.write(text)
+
+
+def main(argv):
+    commands = {"tcp": (cmd_tcp, 1), "udp": (cmd_udp, 1), "ping": (cmd_ping, 1),
+                "summarize": (cmd_summarize, 2), "write-section": (cmd_write_section, 2)}
+    if len(argv) < 2 or argv[1] not in commands or len(argv) - 2 != commands[argv[1]][1]:
+        fail("usage: report.py {tcp|udp|ping} FILE | summarize RAW META | write-section RESULTS SECTION")
+    fn, _ = commands[argv[1]]
+    fn(*argv[2:])
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,437 @@
+#!/usr/bin/env bash
+# bench/run.sh: tunvpn, wireguard-go and a bare veth path measured side by side, interleaved in one run
+# (issue 5). Run as root; see bench/README.md.
+#
+#   C (client)                        S (server, ip_forward=1)                 H (host behind S)
+#   c0 10.101.0.2/24 ───── veth ───── s0 10.101.0.1/24
+#                                     s1 10.201.0.1/24 ───── veth ───── h0 10.201.0.2/24
+#   tunvpn:        C tvb0 10.8.0.x   ⇄ S tvb0 10.8.0.1/16     H: 10.8.0.0/16 via 10.201.0.1
+#   wireguard-go:  C wgc$$ 10.9.0.2  ⇄ S wgs$$ 10.9.0.1/24    H: 10.9.0.0/24 via 10.201.0.1
+#   veth:          C: 10.201.0.0/24 via 10.101.0.1            H: 10.101.0.0/24 via 10.201.0.1
+#
+# Rounds run A B C A B C …; each variant gets freshly made namespaces and is torn down completely before
+# the next starts. Nothing is changed in the root network namespace: every link, address, route and sysctl
+# is made inside the namespaces this script creates (names carry its PID), and every process it starts is
+# killed by PID and every namespace deleted on any exit.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+command_line="bench/run.sh${*:+ $*}"
+
+usage() {
+    cat <<EOF
+Usage: sudo bench/run.sh [--quick] [--rounds N] [--duration SECONDS] [--results FILE | --no-results]
+
+Measures tunvpn, wireguard-go and bare veth in network namespaces, interleaved, and prints a Markdown
+table of medians and ratios. The default run (3 rounds, 10 s tests) takes about 10 minutes and replaces
+its section of bench/RESULTS.md; --quick (1 round, 3 s tests, short sweep) only prints.
+
+Environment: TUNVPN=path (use this binary instead of building), ROUNDS, DURATION, SWEEP_DURATION,
+SWEEP_RATES ("100M 200M …"), PINGS, SCRATCH_PATH (SwiftPM scratch path, default .build).
+EOF
+}
+
+die() { echo "run.sh: error: $*" >&2; exit 1; }
+note() { echo "run.sh: $*" >&2; }
+
+# ---- options ---------------------------------------------------------------------------------------
+quick=0
+results="$repo/bench/RESULTS.md"
+results_set=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) quick=1 ;;
+        --rounds) [ $# -ge 2 ] || die "--rounds needs a number"; ROUNDS=$2; shift ;;
+        --duration) [ $# -ge 2 ] || die "--duration needs seconds"; DURATION=$2; shift ;;
+        --results) [ $# -ge 2 ] || die "--results needs a file"; results=$2; results_set=1; shift ;;
+        --no-results) results=""; results_set=1 ;;
+        -h | --help) usage; exit 0 ;;
+        *) usage >&2; die "unknown argument '$1'" ;;
+    esac
+    shift
+done
+if [ "$quick" = 1 ]; then
+    ROUNDS=${ROUNDS:-1}
+    DURATION=${DURATION:-3}
+    SWEEP_DURATION=${SWEEP_DURATION:-1}
+    SWEEP_RATES=${SWEEP_RATES:-"200M 800M 1.6G 3.2G"}
+    PINGS=${PINGS:-100}
+    [ "$results_set" = 1 ] || results=""
+fi
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+SWEEP_DURATION=${SWEEP_DURATION:-2}
+SWEEP_RATES=${SWEEP_RATES:-"100M 200M 400M 800M 1.2G 1.6G 2.4G 3.2G 4.8G 6.4G"}
+PINGS=${PINGS:-200}
+MTU=1420
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS/--rounds must be a positive integer, not '$ROUNDS'"
+[[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || die "DURATION/--duration must be a positive number of seconds, not '$DURATION'"
+[[ "$SWEEP_DURATION" =~ ^[1-9][0-9]*$ ]] || die "SWEEP_DURATION must be a positive number of seconds"
+[[ "$PINGS" =~ ^[1-9][0-9]*$ ]] || die "PINGS must be a positive integer"
+
+# ---- prerequisites ---------------------------------------------------------------------------------
+[ "$(id -u)" = 0 ] || die "run as root (it creates network namespaces): sudo $command_line"
+[ -c /dev/net/tun ] || die "/dev/net/tun is missing: load the tun module (modprobe tun)"
+missing=()
+command -v iperf3 >/dev/null || missing+=(iperf3)
+command -v wireguard-go >/dev/null || missing+=(wireguard-go)
+command -v wg >/dev/null || missing+=(wireguard-tools)
+command -v ping >/dev/null || missing+=(iputils-ping)
+if [ ${#missing[@]} -gt 0 ]; then
+    command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them"
+    note "installing ${missing[*]} with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >&2 \
+        || { DEBIAN_FRONTEND=noninteractive apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >&2; } \
+        || die "apt-get could not install ${missing[*]}"
+fi
+for tool in ip iperf3 wireguard-go wg ping python3 timeout getconf awk; do
+    command -v "$tool" >/dev/null || die "'$tool' not found on PATH"
+done
+python3 -c 'import json, statistics' || die "python3 cannot import json/statistics"
+
+# ---- tunvpn binary ---------------------------------------------------------------------------------
+if [ -n "${TUNVPN:-}" ]; then
+    [ -x "$TUNVPN" ] || die "TUNVPN=$TUNVPN is not an executable file"
+    tunvpn=$(cd "$(dirname "$TUNVPN")" && pwd)/$(basename "$TUNVPN")
+else
+    command -v swift >/dev/null || die "swift not found: install Swift 6 or set TUNVPN=/path/to/tunvpn"
+    scratch=${SCRATCH_PATH:-.build}
+    note "building tunvpn (swift build -c release --scratch-path $scratch)"
+    (cd "$repo" && timeout 1800 swift build -c release --scratch-path "$scratch" >&2) \
+        || die "swift build -c release failed (see above)"
+    tunvpn="$(cd "$repo" && swift build -c release --scratch-path "$scratch" --show-bin-path)/tunvpn"
+    [ -x "$tunvpn" ] || die "build finished but $tunvpn is missing"
+fi
+
+# ---- state and cleanup -----------------------------------------------------------------------------
+tag="tvbench$$"
+NS_C="$tag-c"; NS_S="$tag-s"; NS_H="$tag-h"
+WG_C="wgc$$"; WG_S="wgs$$"        # wireguard-go's UAPI sockets live in /var/run/wireguard, shared by all
+                                  # namespaces, so the two ends (and concurrent runs) need distinct names
+work=$(mktemp -d "/tmp/$tag.XXXXXX")
+raw="$work/raw.tsv"; : >"$raw"
+pids=()                           # every process this script started and has not reaped
+failures=()
+clk_tck=$(getconf CLK_TCK)
+started_at=$(date +%s)
+
+stop_pid() { # stop_pid PID: TERM, up to 3 s, then KILL; always reaps
+    local pid=$1 i
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+forget_pid() { local p=$1 keep=() x; for x in "${pids[@]}"; do [ "$x" = "$p" ] || keep+=("$x"); done; pids=("${keep[@]}"); }
+
+teardown() { # kill our processes, delete our namespaces and wireguard-go sockets
+    local pid ns
+    for pid in "${pids[@]}"; do stop_pid "$pid"; done
+    pids=()
+    for ns in "$NS_C" "$NS_S" "$NS_H"; do ip netns del "$ns" 2>/dev/null || true; done
+    rm -f "/var/run/wireguard/$WG_C.sock" "/var/run/wireguard/$WG_S.sock"
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    teardown
+    rm -rf "$work"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'note "interrupted"; exit 130' INT
+trap 'note "terminated"; exit 143' TERM
+
+# run_wait OUT ERR SECONDS CMD…: runs CMD in the background under `timeout`, stdout to OUT and stderr to
+# ERR, and waits, so a signal reaches our trap at once (bash runs traps only between foreground commands).
+# The redirections must stay on the background command: with them on a function call around `wait`,
+# bash 5.2 dies of SIGTERM without running the trap. Returns CMD's status.
+run_wait() {
+    local out=$1 err=$2 secs=$3 pid rc=0
+    shift 3
+    timeout --kill-after=5 "$secs" "$@" >"$out" 2>"$err" &
+    pid=$!
+    pids+=("$pid")
+    wait "$pid" || rc=$?
+    forget_pid "$pid"
+    return "$rc"
+}
+
+# Runs CMD inside a namespace. Background processes are started with `ip netns exec` itself, never through
+# this function, so that $! is the process (ip execs it) and not a subshell.
+in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+
+# ---- topology --------------------------------------------------------------------------------------
+make_topology() {
+    local ns
+    for ns in "$NS_C" "$NS_S" "$NS_H"; do
+        ip netns add "$ns"
+        ip -n "$ns" link set lo up
+    done
+    ip -n "$NS_C" link add c0 type veth peer name s0 netns "$NS_S"
+    ip -n "$NS_S" link add s1 type veth peer name h0 netns "$NS_H"
+    ip -n "$NS_C" addr add 10.101.0.2/24 dev c0
+    ip -n "$NS_S" addr add 10.101.0.1/24 dev s0
+    ip -n "$NS_S" addr add 10.201.0.1/24 dev s1
+    ip -n "$NS_H" addr add 10.201.0.2/24 dev h0
+    ip -n "$NS_C" link set c0 up
+    ip -n "$NS_S" link set s0 up
+    ip -n "$NS_S" link set s1 up
+    ip -n "$NS_H" link set h0 up
+    in_ns "$NS_S" sysctl -qw net.ipv4.ip_forward=1
+}
+
+wait_for() { # wait_for SECONDS DESCRIPTION CMD…: polls CMD every 0.1 s
+    local secs=$1 what=$2 i
+    shift 2
+    for i in $(seq $((secs * 10))); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    note "timed out after ${secs}s waiting for $what"
+    return 1
+}
+
+alive() { kill -0 "$1" 2>/dev/null; }
+
+start_iperf_server() {
+    ip netns exec "$NS_H" iperf3 -s -p 5201 >"$work/iperf3-server.log" 2>&1 &
+    pids+=("$!")
+    wait_for 5 "iperf3 -s in H" bash -c "ss -N '$NS_H' -Hltn 'sport = :5201' | grep -q ." \
+        || die "iperf3 server did not start: $(tail -3 "$work/iperf3-server.log")"
+}
+
+# ---- variants: set up (sets vpn_pids, target) ------------------------------------------------------
+setup_tunvpn() {
+    local k="$work/keys"
+    mkdir -p "$k"
+    "$tunvpn" keygen --out "$k" --name server --force >/dev/null
+    "$tunvpn" keygen --out "$k" --name client --force >/dev/null
+    cp "$k/client.pub" "$k/clients"
+    ip netns exec "$NS_S" "$tunvpn" server --key "$k/server.key" --clients "$k/clients" --listen 0.0.0.0:51820 \
+        --address 10.8.0.1/16 --mtu "$MTU" --dev tvb0 --no-nat >"$work/tunvpn-server.log" 2>&1 &
+    local server=$!
+    pids+=("$server")
+    wait_for 10 "tunvpn server to listen" grep -q "server listening" "$work/tunvpn-server.log" \
+        || die "tunvpn server did not start: $(tail -5 "$work/tunvpn-server.log")"
+    ip netns exec "$NS_C" "$tunvpn" client --key "$k/client.key" --peer-key "$k/server.pub" --endpoint 10.101.0.1:51820 \
+        --mtu "$MTU" --dev tvb0 --no-routes >"$work/tunvpn-client.log" 2>&1 &
+    local client=$!
+    pids+=("$client")
+    wait_for 15 "the tunvpn client's 'tunnel up'" grep -q "tunnel up" "$work/tunvpn-client.log" \
+        || die "tunvpn client never logged 'tunnel up': $(tail -5 "$work/tunvpn-client.log")"
+    wait_for 5 "tvb0 to be up in C" bash -c "ip -n '$NS_C' -o link show tvb0 | grep -q ',UP'" \
+        || die "tvb0 in C never came up"
+    ip -n "$NS_C" route add 10.201.0.0/24 dev tvb0
+    ip -n "$NS_H" route add 10.8.0.0/16 via 10.201.0.1
+    vpn_client=$client vpn_server=$server
+}
+
+setup_wggo() {
+    local k="$work/wg" side
+    mkdir -p "$k"
+    (umask 077; wg genkey >"$k/c.key"; wg genkey >"$k/s.key")
+    wg pubkey <"$k/c.key" >"$k/c.pub"
+    wg pubkey <"$k/s.key" >"$k/s.pub"
+    ip netns exec "$NS_S" env WG_PROCESS_FOREGROUND=1 LOG_LEVEL=error wireguard-go "$WG_S" >"$work/wg-server.log" 2>&1 &
+    vpn_server=$!
+    pids+=("$vpn_server")
+    ip netns exec "$NS_C" env WG_PROCESS_FOREGROUND=1 LOG_LEVEL=error wireguard-go "$WG_C" >"$work/wg-client.log" 2>&1 &
+    vpn_client=$!
+    pids+=("$vpn_client")
+    for side in "$WG_S" "$WG_C"; do
+        wait_for 5 "wireguard-go's socket for $side" test -S "/var/run/wireguard/$side.sock" \
+            || die "wireguard-go $side did not start: $(tail -3 "$work"/wg-*.log)"
+    done
+    in_ns "$NS_S" wg set "$WG_S" listen-port 51821 private-key "$k/s.key" \
+        peer "$(cat "$k/c.pub")" allowed-ips 10.9.0.2/32
+    ip -n "$NS_S" addr add 10.9.0.1/24 dev "$WG_S"
+    ip -n "$NS_S" link set "$WG_S" mtu "$MTU" up
+    in_ns "$NS_C" wg set "$WG_C" private-key "$k/c.key" \
+        peer "$(cat "$k/s.pub")" allowed-ips 10.9.0.0/24,10.201.0.0/24 endpoint 10.101.0.1:51821
+    ip -n "$NS_C" addr add 10.9.0.2/24 dev "$WG_C"
+    ip -n "$NS_C" link set "$WG_C" mtu "$MTU" up
+    ip -n "$NS_C" route add 10.201.0.0/24 dev "$WG_C"
+    ip -n "$NS_H" route add 10.9.0.0/24 via 10.201.0.1
+}
+
+setup_veth() {
+    ip -n "$NS_C" route add 10.201.0.0/24 via 10.101.0.1
+    ip -n "$NS_H" route add 10.101.0.0/24 via 10.201.0.1
+    vpn_client="" vpn_server=""
+}
+
+# ---- measurements ----------------------------------------------------------------------------------
+record() { printf '%s\t%s\t%s\t%s\n' "$round" "$variant" "$1" "$2" >>"$raw"; }
+
+cpu_ticks() { # utime+stime of the VPN processes (both ends), in clock ticks; 0 for veth
+    local total=0 pid
+    for pid in $vpn_client $vpn_server; do
+        total=$((total + $(sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')))
+    done
+    echo "$total"
+}
+
+check_vpn_alive() {
+    local pid
+    for pid in $vpn_client $vpn_server; do
+        alive "$pid" || { failures+=("round $round $variant: VPN process $pid died during $1"); return 1; }
+    done
+}
+
+iperf() { # iperf NAME ARGS…: one iperf3 client run from C to H, JSON into $work/NAME.json
+    local name=$1
+    shift
+    run_wait "$work/$name.json" "$work/$name.err" $((DURATION + 30)) \
+        ip netns exec "$NS_C" iperf3 -c 10.201.0.2 -p 5201 --json "$@"
+}
+
+tcp_test() { # tcp_test METRIC ARGS…
+    local metric=$1 before after out bps bytes retr
+    shift
+    before=$(cpu_ticks)
+    if ! iperf "$metric" -t "$DURATION" "$@" || ! out=$(python3 "$here/report.py" tcp "$work/$metric.json"); then
+        failures+=("round $round $variant: iperf3 $metric failed: $(python3 "$here/report.py" tcp "$work/$metric.json" 2>&1 | tail -1)")
+        note "  $metric: FAILED (see RESULTS failures)"
+        return 0
+    fi
+    after=$(cpu_ticks)
+    read -r bps bytes retr <<<"$out"
+    record "$metric" "$(awk -v b="$bps" 'BEGIN{printf "%.4f", b/1e9}')"
+    case "$metric" in tcp_up | tcp_down) record "${metric}_retr" "$retr" ;; esac
+    tcp_bytes=$((tcp_bytes + bytes))
+    tcp_ticks=$((tcp_ticks + after - before))
+    note "  $metric: $(awk -v b="$bps" 'BEGIN{printf "%.2f", b/1e9}') Gbit/s, $retr retransmits"
+}
+
+udp_full_rate() {
+    local out bps pps loss
+    if ! iperf udp_full -u -b 0 -l 1392 -w 4M -t "$DURATION" || ! out=$(python3 "$here/report.py" udp "$work/udp_full.json"); then
+        failures+=("round $round $variant: iperf3 UDP -b 0 failed")
+        note "  udp -b 0: FAILED"
+        return 0
+    fi
+    read -r bps pps loss <<<"$out"
+    record udp_pps "$pps"
+    record udp_loss "$loss"
+    note "  udp -b 0: $pps packets/s delivered, $loss% lost"
+}
+
+udp_sweep() { # highest delivered rate among steps with <1% loss; stops at ≥1% loss or a sender that lags
+    local best=0 rate out bps pps loss
+    for rate in $SWEEP_RATES; do
+        if ! iperf "udp_$rate" -u -b "$rate" -l 1392 -w 4M -t "$SWEEP_DURATION" \
+            || ! out=$(python3 "$here/report.py" udp "$work/udp_$rate.json"); then
+            failures+=("round $round $variant: iperf3 UDP at $rate failed")
+            break
+        fi
+        read -r bps pps loss <<<"$out"
+        if awk -v l="$loss" 'BEGIN{exit !(l >= 1)}'; then break; fi
+        best=$(awk -v b="$bps" -v best="$best" 'BEGIN{m = b/1e6; print (m > best ? m : best)}')
+        # The sender itself cannot reach the rate (iperf3 is one thread): faster steps would say nothing new.
+        awk -v b="$bps" -v r="$rate" 'BEGIN{
+            u = substr(r, length(r)); n = substr(r, 1, length(r) - 1) + 0
+            n *= (u == "G" ? 1e9 : u == "M" ? 1e6 : u == "K" ? 1e3 : 1)
+            exit !(b < 0.9 * n)}' && break
+    done
+    record udp_sweep "$best"
+    note "  udp sweep: $best Mbit/s with <1% loss"
+}
+
+ping_test() {
+    local out med p99 n
+    # ping exits 1 when any reply is lost; the parser decides whether enough came back.
+    run_wait "$work/ping.txt" "$work/ping.err" $((PINGS / 50 + 20)) \
+        ip netns exec "$NS_C" ping -n -c "$PINGS" -i 0.01 -W 1 10.201.0.2 || true
+    out=$(python3 "$here/report.py" ping "$work/ping.txt") \
+        || { failures+=("round $round $variant: ping failed"); note "  ping: FAILED"; return 0; }
+    read -r med p99 n <<<"$out"
+    record rtt_med "$med"
+    record rtt_p99 "$p99"
+    [ "$n" = "$PINGS" ] || failures+=("round $round $variant: $((PINGS - n)) of $PINGS pings lost")
+    note "  ping: median $med ms, p99 $p99 ms ($n/$PINGS replies)"
+}
+
+peak_rss() { # peak_rss PID → MB
+    awk '/^VmHWM:/ {printf "%.2f", $2 / 1024}' "/proc/$1/status"
+}
+
+run_variant() {
+    variant=$1
+    note "round $round/$ROUNDS: $variant"
+    make_topology
+    start_iperf_server
+    "setup_$variant"
+    wait_for 10 "a ping from C to H through $variant" in_ns "$NS_C" ping -n -c 1 -W 1 10.201.0.2 \
+        || die "$variant: no path from C to H (10.201.0.2)"
+    # Latency first, on an idle path: after the UDP tests a tunnel may still be draining its queues.
+    ping_test
+    tcp_bytes=0 tcp_ticks=0
+    tcp_test tcp_up
+    tcp_test tcp_down -R
+    tcp_test tcp_p4 -P 4
+    if [ -n "$vpn_client" ] && check_vpn_alive "TCP tests" && [ "$tcp_bytes" -gt 0 ]; then
+        record cpu_per_gb "$(awk -v t="$tcp_ticks" -v hz="$clk_tck" -v b="$tcp_bytes" 'BEGIN{printf "%.4f", (t/hz) / (b/1e9)}')"
+    fi
+    udp_full_rate
+    udp_sweep
+    if [ -n "$vpn_client" ] && check_vpn_alive "the run"; then
+        record rss_client "$(peak_rss "$vpn_client")"
+        record rss_server "$(peak_rss "$vpn_server")"
+    fi
+    teardown
+}
+
+# ---- the run ---------------------------------------------------------------------------------------
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+note "tunvpn: $tunvpn; $ROUNDS round(s), ${DURATION}s tests, sweep ${SWEEP_DURATION}s steps: $SWEEP_RATES"
+for round in $(seq "$ROUNDS"); do
+    for v in tunvpn wggo veth; do run_variant "$v"; done
+done
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+elapsed=$(($(date +%s) - started_at))
+
+# ---- report ----------------------------------------------------------------------------------------
+mode=$([ "$quick" = 1 ] && echo quick || echo default)
+env_prefix=""
+for var in TUNVPN SCRATCH_PATH ROUNDS DURATION SWEEP_DURATION SWEEP_RATES PINGS; do
+    [ -n "${!var+set}" ] && [ -n "$(printenv "$var" || true)" ] && env_prefix+="$var='$(printenv "$var")' "
+done
+meta="$work/meta.json"
+MODE=$mode COMMAND="$env_prefix$command_line" LOAD_START=$load_start LOAD_END=$load_end \
+ELAPSED="$((elapsed / 60)) min $((elapsed % 60)) s" \
+SETTINGS="$ROUNDS round(s) of tunvpn → wireguard-go → veth; iperf3 TCP ${DURATION} s per test; UDP -l 1392 -w 4M, -b 0 for ${DURATION} s, sweep ${SWEEP_DURATION} s per step over $SWEEP_RATES; $PINGS pings at -i 0.01; tunnel MTU $MTU" \
+TUNVPN_VERSION="$(git -C "$repo" describe --always --dirty --tags 2>/dev/null || echo unknown)" \
+NPROC="$(nproc)" WG_VERSION="$(wireguard-go --version 2>&1 | head -1)" IPERF_VERSION="$(iperf3 --version 2>&1 | head -1)" \
+FAILURES="$(printf '%s\n' "${failures[@]+"${failures[@]}"}")" \
+python3 - "$meta" <<'EOF'
+import json, os, subprocess, sys, datetime
+cpu = "unknown"
+with open("/proc/cpuinfo") as f:
+    for line in f:
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+meta = {
+    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    "mode": os.environ["MODE"], "command": os.environ["COMMAND"],
+    "nproc": os.environ["NPROC"], "kernel": os.uname().release, "cpu": cpu,
+    "load_start": os.environ["LOAD_START"], "load_end": os.environ["LOAD_END"], "elapsed": os.environ["ELAPSED"],
+    "settings": os.environ["SETTINGS"], "tunvpn_version": os.environ["TUNVPN_VERSION"],
+    "wireguard_go_version": os.environ["WG_VERSION"], "iperf3_version": os.environ["IPERF_VERSION"],
+    "failures": [l for l in os.environ["FAILURES"].splitlines() if l],
+}
+with open(sys.argv[1], "w") as f:
+    json.dump(meta, f)
+EOF
+python3 "$here/report.py" summarize "$raw" "$meta" >"$work/section.md"
+echo
+cat "$work/section.md"
+if [ -n "$results" ]; then
+    python3 "$here/report.py" write-section "$results" "$work/section.md"
+    note "wrote $results"
+fi
