@@ -33,6 +33,9 @@ public struct SystemCommandExecutor: CommandExecutor {
     }
 
     func writeSysctl(_ key: String, _ value: String) -> String? {
+        // Already at the value: nothing to write. Containers mount /proc/sys read-only and set
+        // net.ipv4.ip_forward through the runtime (compose `sysctls:`), where a write fails with EROFS.
+        if readSysctl(key) == value { return nil }
         let fd = open(Self.sysctlPath(key), O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { return "cannot open \(Self.sysctlPath(key)): \(String(cString: strerror(errno)))" }
         defer { close(fd) }

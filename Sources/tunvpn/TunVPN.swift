@@ -20,6 +20,16 @@ struct TunVPN: ParsableCommand {
         subcommands: [
             Server.self, Client.self, Down.self, Reload.self, Show.self, Keygen.self, Pubkey.self, Demo.self, Bench.self,
         ])
+
+    /// Expands `--config FILE` (ConfigFile.swift) before ArgumentParser parses the command line.
+    static func main() {
+        let arguments: [String]
+        do { arguments = try ConfigFile.expand(Array(CommandLine.arguments.dropFirst())) } catch {
+            printError(error.description)
+            Glibc.exit(1)
+        }
+        main(arguments)
+    }
 }
 
 /// A failure the user can act on: printed as one line, exit status 1.
