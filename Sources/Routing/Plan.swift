@@ -278,43 +278,38 @@ public enum Planner {
             for t in targets { changes.append(.route(destination: t, via: nil, device: dev)) }
         }
         if input.gateway { changes.append(.sysctl(key: "net.ipv4.ip_forward", value: "1")) }
+        // The client's own TCP connections take their MSS from tun0's MTU, and the server clamps what it
+        // forwards in both directions, so only a gateway (forwarding for the LAN) needs rules here.
+        guard input.gateway else { return Plan(changes) }
         if input.firewall == .iptables {
             let tag = ["-m", "comment", "--comment", iptablesComment(device: dev)]
             changes += mssClamp(dev, tag)
-            if input.gateway {
-                // In gateway mode traffic enters from the LAN and leaves through the tunnel.
-                changes.append(.iptablesRule(table: "filter", chain: "FORWARD", position: 1, rule: ["-o", dev] + tag + ["-j", "ACCEPT"]))
-                changes.append(
-                    .iptablesRule(
-                        table: "filter", chain: "FORWARD", position: 2,
-                        rule: ["-i", dev, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"] + tag + ["-j", "ACCEPT"]))
-                changes.append(.iptablesRule(table: "nat", chain: "POSTROUTING", position: 1, rule: ["-o", dev] + tag + ["-j", "MASQUERADE"]))
-            }
+            // In gateway mode traffic enters from the LAN and leaves through the tunnel.
+            changes.append(.iptablesRule(table: "filter", chain: "FORWARD", position: 1, rule: ["-o", dev] + tag + ["-j", "ACCEPT"]))
+            changes.append(
+                .iptablesRule(
+                    table: "filter", chain: "FORWARD", position: 2,
+                    rule: ["-i", dev, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"] + tag + ["-j", "ACCEPT"]))
+            changes.append(.iptablesRule(table: "nat", chain: "POSTROUTING", position: 1, rule: ["-o", dev] + tag + ["-j", "MASQUERADE"]))
             return Plan(changes)
         }
         let table = tableName(device: dev)
-        var forward = """
+        let ruleset = """
+            table ip \(table) {
             \tchain forward {
             \t\ttype filter hook forward priority filter - 10; policy accept;
             \t\toifname "\(dev)" tcp flags syn / syn,rst tcp option maxseg size set rt mtu
             \t\tiifname "\(dev)" tcp flags syn / syn,rst tcp option maxseg size set rt mtu
+            \t\toifname "\(dev)" accept
+            \t\tiifname "\(dev)" ct state established,related accept
+            \t}
+            \tchain postrouting {
+            \t\ttype nat hook postrouting priority srcnat; policy accept;
+            \t\toifname "\(dev)" masquerade
+            \t}
+            }
 
             """
-        if input.gateway {
-            forward += "\t\toifname \"\(dev)\" accept\n\t\tiifname \"\(dev)\" ct state established,related accept\n"
-        }
-        forward += "\t}\n"
-        var ruleset = "table ip \(table) {\n" + forward
-        if input.gateway {
-            ruleset += """
-                \tchain postrouting {
-                \t\ttype nat hook postrouting priority srcnat; policy accept;
-                \t\toifname "\(dev)" masquerade
-                \t}
-
-                """
-        }
-        ruleset += "}\n"
         changes.append(.nftTable(family: "ip", name: table, ruleset: ruleset))
         return Plan(changes)
     }

@@ -125,9 +125,9 @@ final class DemoSteps {
         )
         say()
         for line in Self.diagram { say("  " + line) }
-        try buildNetwork()
         let binary = try ownExecutable()
         lab.binary = binary
+        try buildNetwork()
         try writeKeys()
         try startTunnel(binary)
         try showRoutes()
@@ -187,8 +187,12 @@ final class DemoSteps {
             "without the tunnel the client cannot reach the internet host 198.18.0.2 (\(pingVerdict(before)))",
             else: "the client reaches 198.18.0.2 without the tunnel, so the demo would prove nothing")
         for (name, owner) in [(client, "client"), (server, "server")] {
-            guard let inode = lab.inode(of: name) else { throw .failed("cannot stat /run/netns/\(name)") }
-            lab.journals.append((owner, name, "\(HostNetwork.stateDirectory)/netns\(inode)-tun0.journal"))
+            // The journal is keyed by the namespace's cookie, which only code inside it can read.
+            guard let binary = lab.binary,
+                case let out = CommandRunner.run(["ip", "netns", "exec", name, binary, "down", "--dev", "tun0", "--print-journal-path"]),
+                out.succeeded, let path = out.stdout.split(separator: "\n").first
+            else { throw .failed("cannot find the journal path of \(name)") }
+            lab.journals.append((owner, name, String(path)))
         }
     }
 

@@ -146,13 +146,6 @@ final class DemoLab {
         return name
     }
 
-    /// The namespace's inode number (what tunvpn keys its journal by), from its /run/netns entry.
-    func inode(of ns: String) -> UInt64? {
-        var st = stat()
-        guard stat("/run/netns/\(ns)", &st) == 0 else { return nil }
-        return UInt64(st.st_ino)
-    }
-
     // MARK: Processes
 
     /// Starts `argv` in namespace `ns` in the background, logging to `<directory>/<label>.log`.

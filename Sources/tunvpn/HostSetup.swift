@@ -2,6 +2,7 @@
 
 import ArgumentParser
 import Engine
+import Glibc
 import Logging
 import Platform
 import Routing
@@ -51,6 +52,18 @@ enum HostSetup {
         logger.info("applied \(plan.changes.count) host change(s): \(plan.changes.map { $0.summary }.joined(separator: "; "))")
     }
 
+    /// Removes the pid file of a killed instance on `device` (one that names no running tunvpn). A running
+    /// instance removes its own at exit; a killed one leaves it, under a namespace id that is never reused.
+    static func removeStalePidFile(device: String) {
+        guard let path = try? HostNetwork.runtimePath(device: device, suffix: "pid"), KeyFiles.exists(path) else {
+            return
+        }
+        let pid = (try? KeyFiles.readSmallFile(path, what: "pid file").text)
+            .flatMap { Int32(String(decoding: $0, as: UTF8.self).split(separator: "\n").first ?? "") }
+        let comm = pid.flatMap { try? KeyFiles.readSmallFile("/proc/\($0)/comm", what: "process").text }
+        if comm.map({ String(decoding: $0, as: UTF8.self).hasPrefix("tunvpn") }) != true { unlink(path) }
+    }
+
     /// Removes everything the journal for `device` records.
     static func tearDown(device: String, logger: Logger) {
         do {
@@ -78,10 +91,18 @@ struct Down: ParsableCommand {
     @Option(help: "TUN device name of the instance to clean up after.")
     var dev: String = "tun0"
 
+    @Flag(help: ArgumentHelp("Print the journal's path in this network namespace and exit.", visibility: .hidden))
+    var printJournalPath = false
+
     func run() throws {
         try reportingErrors {
+            if printJournalPath {
+                print(try HostNetwork.journal(device: dev).path)
+                return
+            }
             let executor = PlanExecutor(executor: SystemCommandExecutor(), journal: try HostNetwork.journal(device: dev))
             let (undone, failures) = try executor.tearDown()
+            HostSetup.removeStalePidFile(device: dev)
             print(undone == 0 ? "nothing to remove for \(dev)" : "removed \(undone) change(s) for \(dev)")
             if !failures.isEmpty { throw CLIError("could not undo: " + failures.joined(separator: "; ")) }
         }

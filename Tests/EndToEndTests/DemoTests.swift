@@ -23,7 +23,7 @@ struct DemoTests {
         let namespaces = try runCommand("/usr/bin/env", ["ip", "netns", "list"]).stdout
         #expect(!namespaces.contains(prefix), "namespaces \(prefix)* are left:\n\(namespaces)")
 
-        let journals = Set(result.stdout.matches(of: /\/run\/tunvpn\/netns\d+-tun0\.journal/).map { String($0.output) })
+        let journals = Set(result.stdout.matches(of: /\/run\/tunvpn\/netns-?\d+-tun0\.journal/).map { String($0.output) })
         #expect(journals.count == 2, "the demo names the client's and the server's journal")
         for journal in journals {
             #expect(!FileManager.default.fileExists(atPath: journal), "\(journal) is left")

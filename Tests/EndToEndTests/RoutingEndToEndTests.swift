@@ -1,0 +1,679 @@
+// End-to-end tests of routing, forwarding, NAT and teardown (issue 4) and of the client kill switch
+// (issue 7, `--lockdown`): the real `tunvpn server` and `tunvpn client`, without --no-nat and
+// --no-routes, changing the routes, nftables tables and sysctls of their own namespaces.
+//
+// Topology (k = the topology's subnet index, different for every test; Topology+lanClientRouterServerInternet):
+//
+//     L   l0 10.110.k.2/24 ── lan0 10.110.k.1/24   C: default via the router; tunvpn client [--gateway]
+//         default via C                            c0 10.100.k.2/24
+//                                                    │  underlay: only UDP to 10.101.k.2:51820 may cross it
+//                                                  R: r0 10.100.k.1/24, r1 10.101.k.1/24, forwards;
+//                                                    │  no route to 10.110.k.0/24 or 10.200.k.0/24
+//                                                  S: s0 10.101.k.2/24, default via the router;
+//                                                     tunvpn server --egress s1 (MASQUERADE out of s1)
+//     H   h0 10.200.k.2/24 ──────────────────────── s1 10.200.k.1/24
+//         no route beyond its link: it can only ever answer the server's own address
+//
+// The client adds 10.101.k.2/32 via 10.100.k.1 dev c0, 0.0.0.0/1 and 128.0.0.0/1 dev tun0 and the table
+// `ip tunvpn_tun0`; the server turns on ip_forward and loads its own `ip tunvpn_tun0`. Every test
+// builds its own namespaces and keys, and `RoutingLab.use` removes them (and stops every process it
+// started, by pid) however the test ends. Nothing here touches the root namespace.
+
+import Foundation
+import TestSupport
+import Testing
+
+/// The fixture: the routed topology, a directory of keys and logs, and the tunvpn processes.
+final class RoutingLab {
+    static let port = 51820
+    static let serverTunnelAddress = "10.8.0.1"
+    static let clientTunnelAddress = "10.8.0.2"
+    static let webPort = 8080
+
+    let topology: Topology
+    let directory: TemporaryDirectory
+    private var processes: [(name: String, process: BackgroundProcess)] = []
+
+    init(enableIPv6: Bool = false) throws {
+        topology = try .lanClientRouterServerInternet(enableIPv6: enableIPv6)
+        do { directory = try TemporaryDirectory() } catch {
+            topology.close()
+            throw error
+        }
+    }
+
+    /// Runs `body`, then prints the process logs, stops everything and removes namespaces and files.
+    func use<T>(_ body: (RoutingLab) throws -> T) throws -> T {
+        defer { close() }
+        return try body(self)
+    }
+
+    subscript(host: String) -> NetworkNamespace { topology[host] }
+    func path(_ name: String) -> String { directory.path + "/" + name }
+
+    var k: Int { topology.subnetIndex }
+    var serverUnderlay: String { topology.address("S", "s0") }
+    var serverEgress: String { topology.address("S", "s1") }
+    var clientUnderlay: String { topology.address("C", "c0") }
+    var router: String { topology.address("R", "r0") }
+    var internetHost: String { topology.address("H", "h0") }
+
+    // MARK: Keys
+
+    /// Keys for the server and the client, and an allow-list holding the client.
+    func makeKeys() throws {
+        for name in ["server", "client"] {
+            try runLoggedChecked([TestBinaries.tunvpn, "keygen", "--out", path("keys"), "--name", name])
+        }
+        let clientKey = try String(contentsOfFile: path("keys/client.pub"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let text = "\(clientKey)  # the test's client\n"
+        print("+ cat > \(path("keys/clients")) <<EOF\n\(text)EOF")
+        try text.write(toFile: path("keys/clients"), atomically: true, encoding: .utf8)
+    }
+
+    var serverArguments: [String] {
+        [
+            "server", "--key", path("keys/server.key"), "--listen", "0.0.0.0:\(Self.port)",
+            "--address", "\(Self.serverTunnelAddress)/16", "--clients", path("keys/clients"), "--dev", "tun0",
+        ]
+    }
+
+    var clientArguments: [String] {
+        [
+            "client", "--key", path("keys/client.key"), "--peer-key", path("keys/server.pub"),
+            "--endpoint", "\(serverUnderlay):\(Self.port)", "--dev", "tun0",
+        ]
+    }
+
+    // MARK: Processes
+
+    /// Starts the server in S (NAT out of s1 unless `extra` says otherwise) and waits until its UDP socket
+    /// is bound, which it does only after its host changes are made.
+    func startServer(_ extra: [String] = ["--egress", "s1"]) throws -> BackgroundProcess {
+        let server = try start("server", in: "S", serverArguments + extra + ["--log-level", "debug"])
+        let bound = try topology["S"].waitForListener(port: Self.port, udp: true)
+        try #require(bound, "tunvpn server did not bind UDP port \(Self.port) within 10 s; its log:\n\(server.log)")
+        return server
+    }
+
+    /// Starts the client in C with full-tunnel routes (plus `extra`).
+    func startClient(_ extra: [String] = []) throws -> BackgroundProcess {
+        try start("client", in: "C", clientArguments + extra + ["--log-level", "debug"])
+    }
+
+    /// Starts the server and the client and waits for the tunnel; returns both.
+    func startTunnel(client extra: [String] = []) throws -> (server: BackgroundProcess, client: BackgroundProcess) {
+        let server = try startServer()
+        let client = try startClient(extra)
+        try waitForTunnelUp(client)
+        return (server, client)
+    }
+
+    /// Waits for the client's `tunnel up` line (logged once its routes and rules are in place).
+    func waitForTunnelUp(_ client: BackgroundProcess, timeout: Double = 15) throws {
+        let up = client.waitForLog(containing: "tunnel up", timeout: timeout)
+        try #require(up, "no `tunnel up` from the client within \(timeout) s; its log:\n\(client.log)")
+    }
+
+    /// Runs `tunvpn ARGUMENTS` to completion inside `host` (`down`, `--dry-run`).
+    func tunvpn(in host: String, _ arguments: [String]) throws -> CommandResult {
+        try topology[host].exec([TestBinaries.tunvpn] + arguments, timeout: 30)
+    }
+
+    /// Sends SIGKILL to `process` (a tunvpn started by this lab) and waits for it to be gone.
+    func kill9(_ process: BackgroundProcess) {
+        print("+ kill -KILL \(process.pid)  # \(shellQuoted(process.command))")
+        process.sendSignal(SIGKILL)
+        #expect(process.waitForExit(timeout: 5), "\(process) survived SIGKILL for 5 s")
+        #expect(process.endedBySignal == true)
+    }
+
+    /// Starts a python3 web server on the internet host serving `path("www")`; each request is logged
+    /// with the peer address it came from (http.server's log format), which is what the test checks.
+    func startWebServer() throws -> BackgroundProcess {
+        try FileManager.default.createDirectory(atPath: path("www"), withIntermediateDirectories: true)
+        let web = try start(
+            "web", in: "H",
+            [
+                "python3", "-u", "-m", "http.server", "\(Self.webPort)", "--bind", internetHost, "--directory",
+                path("www"),
+            ])
+        let listening = try topology["H"].waitForListener(port: Self.webPort)
+        try #require(listening, "python3 http.server did not listen on \(Self.webPort) within 10 s: \(web.log)")
+        return web
+    }
+
+    /// The peer address of every request `web` logged (`10.200.k.1 - - [date] "GET /x HTTP/1.1" 200 -`).
+    func requestSources(_ web: BackgroundProcess) -> [String] {
+        web.log.split(separator: "\n").filter { $0.contains("\"GET ") }.map { String($0.prefix(while: { $0 != " " })) }
+    }
+
+    /// Fetches `name` from the internet host's web server from inside `host` with curl, into `output`.
+    func fetch(_ name: String, from host: String, into output: String) throws -> Bool {
+        try topology[host].exec(
+            ["curl", "-sS", "--max-time", "20", "-o", output, "http://\(internetHost):\(Self.webPort)/\(name)"],
+            timeout: 30
+        ).status == 0
+    }
+
+    /// Runs `commands` in `host` all at once and waits (at most `timeout` seconds) for every one to end;
+    /// returns each one's description and exit status (-1 if it had to be stopped).
+    func runAtOnce(_ commands: [(what: String, command: [String])], in host: String, timeout: Double = 10) throws
+        -> [(what: String, status: Int32)]
+    {
+        let started = try commands.enumerated().map { i, probe in
+            (probe.what, try topology[host].spawn(probe.command, logFile: path("probe-\(i).log")))
+        }
+        return started.map { what, process in
+            let ended = process.waitForExit(timeout: timeout)
+            let status = ended ? process.exitStatus ?? -1 : process.terminate()
+            let output = process.log.split(separator: "\n").joined(separator: "; ")
+            print("  \(what): exit status \(status)\(output.isEmpty ? "" : ": " + output)")
+            return (what, ended ? status : -1)
+        }
+    }
+
+    private func start(_ name: String, in host: String, _ arguments: [String]) throws -> BackgroundProcess {
+        let command = name == "web" ? arguments : [TestBinaries.tunvpn] + arguments
+        let process = try topology[host].spawn(command, logFile: path("\(name)-\(processes.count).log"))
+        processes.append((name, process))
+        return process
+    }
+
+    /// Prints the last lines of each log, stops every process and removes namespaces and files.
+    func close() {
+        for (name, process) in processes {
+            process.terminate()
+            let lines = process.log.split(separator: "\n", omittingEmptySubsequences: false)
+            print("--- \(name) log (\(process.logFile), last \(min(lines.count, 30)) of \(lines.count) lines) ---")
+            print(lines.suffix(30).joined(separator: "\n"))
+        }
+        processes = []
+        topology.close()
+        directory.remove()
+    }
+
+    // MARK: What the underlay carries
+
+    /// tcpdump's lines for frames in `capture` that are neither ARP nor tunvpn UDP between the client's and
+    /// the server's underlay addresses (to or from the server's port). With `leavingFrom` (a MAC address),
+    /// only frames sent from that address count: what arrives from elsewhere is not a leak.
+    func framesOutsideTheTunnel(_ capture: CaptureResult, leavingFrom mac: String? = nil) -> [String] {
+        var offending: [String] = []
+        for (i, frame) in capture.frames.enumerated() where frame.kind != .arp {
+            if let mac, frame.ethernetSource != mac { continue }
+            let toServer =
+                frame.source == clientUnderlay && frame.destination == serverUnderlay
+                && frame.destinationPort == UInt16(Self.port)
+            let fromServer =
+                frame.source == serverUnderlay && frame.destination == clientUnderlay
+                && frame.sourcePort == UInt16(Self.port)
+            if !(frame.isUDP && (toServer || fromServer)) { offending.append(capture.line(i)) }
+        }
+        return offending
+    }
+}
+
+@Suite(
+    .serialized,
+    .enabled(if: getuid() == 0, "needs root: it creates network namespaces, TUN devices and nftables tables"))
+struct RoutingEndToEndTests {
+    // MARK: Full tunnel
+
+    @Test func fullTunnelTakesTheClientToTheInternetHostWhichSeesOnlyTheServer() throws {
+        try RoutingLab().use { lab in
+            try lab.makeKeys()
+            // Without the tunnel the internet host is out of reach: the router has no route to it.
+            #expect(try lab["C"].ping(lab.internetHost, count: 1).status != 0)
+            let web = try lab.startWebServer()
+            try TestFiles.makeRandom(at: lab.path("www/download"), megabytes: 4)
+            try TestFiles.makeRandom(at: lab.path("upload"), megabytes: 4)
+
+            let underlay = try Capture(in: lab["C"], interface: "c0", file: lab.path("c0.pcap"))
+            let internet = try Capture(in: lab["H"], interface: "h0", file: lab.path("h0.pcap"))
+            let (server, client) = try lab.startTunnel()
+
+            let routes = try lab["C"].ip("-4", "route", "show").stdout
+            #expect(routes.contains("0.0.0.0/1 dev tun0"), "\(routes)")
+            #expect(routes.contains("128.0.0.0/1 dev tun0"), "\(routes)")
+            #expect(routes.contains("\(lab.serverUnderlay) via \(lab.router) dev c0"), "\(routes)")
+            #expect(routes.contains("default via \(lab.router) dev c0"), "the default route stays: \(routes)")
+
+            #expect(try lab["C"].waitForPing(lab.internetHost))
+            #expect(try lab["C"].ping(lab.internetHost, count: 3).status == 0)
+
+            let up = try transferFile(
+                lab.path("upload"), from: lab["C"], to: lab.internetHost, port: 5001, receiver: lab["H"],
+                into: lab.path("upload.received"), timeout: 30)
+            #expect(up.senderSucceeded && up.bytesReceived == 4 << 20)
+            #expect(try TestFiles.sha256(of: lab.path("upload")) == TestFiles.sha256(of: lab.path("upload.received")))
+            #expect(try lab.fetch("download", from: "C", into: lab.path("download.received")))
+            #expect(
+                try TestFiles.sha256(of: lab.path("www/download"))
+                    == TestFiles.sha256(of: lab.path("download.received")))
+
+            // MASQUERADE: the internet host saw the server's address, never the tunnel's or the client's.
+            #expect(lab.requestSources(web) == [lab.serverEgress], "\(web.log)")
+            let seen = try internet.stop()
+            let strangers = seen.frames.enumerated().filter { _, frame in
+                frame.kind == .ipv4
+                    && !([frame.source, frame.destination].allSatisfy {
+                        [lab.serverEgress, lab.internetHost].contains($0)
+                    })
+            }
+            #expect(strangers.isEmpty, "h0 saw other addresses:\n\(strangers.prefix(10).map { seen.line($0.offset) })")
+            #expect(
+                seen.frames.contains { $0.source == lab.serverEgress && $0.ipProtocol == 1 }, "the pings reached h0")
+
+            let wire = try underlay.stop()
+            #expect(wire.droppedByKernel == 0, "tcpdump missed frames on c0, so a leak could be missed")
+            let sealed = wire.frames.reduce(0) { $0 + ($1.udpPayload?.count ?? 0) }
+            #expect(sealed > 8 << 20, "both 4 MB transfers crossed c0 as UDP (\(sealed) bytes of UDP payload)")
+            let offending = lab.framesOutsideTheTunnel(wire)
+            #expect(
+                offending.isEmpty,
+                "frames other than ARP and tunvpn UDP on c0:\n\(offending.prefix(20).joined(separator: "\n"))")
+
+            #expect(client.terminate() == 0)
+            #expect(server.terminate() == 0)
+        }
+    }
+
+    // MARK: Gateway mode
+
+    @Test func lanHostReachesTheInternetHostThroughAGatewayClient() throws {
+        try RoutingLab().use { lab in
+            try lab.makeKeys()
+            let web = try lab.startWebServer()
+            try TestFiles.makeRandom(at: lab.path("www/page"), megabytes: 1)
+            // The LAN host's default route points at the client; without the tunnel it leads nowhere.
+            #expect(try lab["L"].ping(lab.internetHost, count: 1).status != 0)
+
+            let underlay = try Capture(in: lab["C"], interface: "c0", file: lab.path("c0.pcap"))
+            _ = try lab.startTunnel(client: ["--gateway"])
+            #expect(try lab["C"].run(["sysctl", "-n", "net.ipv4.ip_forward"]).stdout == "1\n")
+
+            #expect(try lab["L"].waitForPing(lab.internetHost))
+            #expect(try lab["L"].ping(lab.internetHost, count: 3).status == 0)
+            #expect(try lab.fetch("page", from: "L", into: lab.path("page.received")))
+            #expect(try TestFiles.sha256(of: lab.path("www/page")) == TestFiles.sha256(of: lab.path("page.received")))
+            // MASQUERADE twice (into the tunnel at the client, out of s1 at the server).
+            #expect(lab.requestSources(web) == [lab.serverEgress], "\(web.log)")
+
+            let wire = try underlay.stop()
+            let offending = lab.framesOutsideTheTunnel(wire)
+            #expect(
+                offending.isEmpty,
+                "the LAN host's traffic crossed c0 outside the tunnel:\n\(offending.prefix(20).joined(separator: "\n"))"
+            )
+        }
+    }
+
+    // MARK: Teardown
+
+    /// Snapshots C and S, starts a gateway-mode tunnel (so both sides change routes, nftables and
+    /// ip_forward), checks that the changes are there, and returns the snapshots and processes.
+    func startAndCheckChanges(_ lab: RoutingLab) throws
+        -> (client: HostState, server: HostState, processes: (server: BackgroundProcess, client: BackgroundProcess))
+    {
+        try lab.makeKeys()
+        let clientBefore = try lab["C"].hostState()
+        let serverBefore = try lab["S"].hostState()
+        #expect(
+            clientBefore.sysctls["net.ipv4.ip_forward"] == "0" && serverBefore.sysctls["net.ipv4.ip_forward"] == "0")
+        let processes = try lab.startTunnel(client: ["--gateway"])
+
+        let client = try lab["C"].hostState()
+        #expect(client.routes.contains("0.0.0.0/1 dev tun0"), "\(client.routes)")
+        #expect(client.routes.contains("\(lab.serverUnderlay) via \(lab.router) dev c0"), "\(client.routes)")
+        #expect(client.ruleset.contains("table ip tunvpn_tun0"), "\(client.ruleset)")
+        #expect(client.sysctls["net.ipv4.ip_forward"] == "1")
+        let server = try lab["S"].hostState()
+        #expect(
+            server.ruleset.contains("table ip tunvpn_tun0") && server.ruleset.contains("masquerade"),
+            "\(server.ruleset)")
+        #expect(server.sysctls["net.ipv4.ip_forward"] == "1")
+        return (clientBefore, serverBefore, processes)
+    }
+
+    /// The runtime files (`/run/tunvpn/<netns id>-tun0.*`) of the tunvpn instance `process`, found by
+    /// the pid file that names it, as a path prefix (`/run/tunvpn/netns-123-tun0.`).
+    func runtimePrefix(of process: BackgroundProcess) throws -> String {
+        let directory = "/run/tunvpn"
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory)
+        let pidFile = names.filter { $0.hasSuffix(".pid") }.first { name in
+            (try? String(contentsOfFile: "\(directory)/\(name)", encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines) == "\(process.pid)"
+        }
+        let found = try #require(pidFile, "no pid file in \(directory) names pid \(process.pid): \(names)")
+        return "\(directory)/\(found.dropLast("pid".count))"
+    }
+
+    /// Files under /run/tunvpn starting with `prefix`.
+    func runtimeFiles(_ prefix: String) -> [String] {
+        let directory = (prefix as NSString).deletingLastPathComponent
+        let name = (prefix as NSString).lastPathComponent
+        let all = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return all.filter { $0.hasPrefix(name) }.sorted()
+    }
+
+    @Test func sigtermLeavesRoutesRulesRulesetAndForwardingAsTheyWere() throws {
+        try RoutingLab().use { lab in
+            let (clientBefore, serverBefore, processes) = try startAndCheckChanges(lab)
+            let clientFiles = try runtimePrefix(of: processes.client)
+            let serverFiles = try runtimePrefix(of: processes.server)
+            #expect(processes.client.terminate() == 0 && processes.client.endedBySignal == false)
+            #expect(processes.server.terminate() == 0 && processes.server.endedBySignal == false)
+
+            let clientAfter = try lab["C"].hostState()
+            let serverAfter = try lab["S"].hostState()
+            #expect(clientAfter == clientBefore, "client: \(clientAfter.differences(from: clientBefore))")
+            #expect(serverAfter == serverBefore, "server: \(serverAfter.differences(from: serverBefore))")
+            #expect(runtimeFiles(clientFiles) == [], "the client left \(clientFiles)*")
+            #expect(runtimeFiles(serverFiles) == [], "the server left \(serverFiles)*")
+        }
+    }
+
+    @Test func killNineThenTunvpnDownLeavesEverythingAsItWas() throws {
+        try RoutingLab().use { lab in
+            let (clientBefore, serverBefore, processes) = try startAndCheckChanges(lab)
+            let clientFiles = try runtimePrefix(of: processes.client)
+            let serverFiles = try runtimePrefix(of: processes.server)
+            lab.kill9(processes.client)
+            lab.kill9(processes.server)
+
+            // What a crash leaves: the journaled changes that outlive the process (the tun0 routes went
+            // with the device).
+            let clientLeft = try lab["C"].hostState()
+            #expect(
+                clientLeft.routes.contains("\(lab.serverUnderlay) via \(lab.router) dev c0"), "\(clientLeft.routes)")
+            #expect(clientLeft.ruleset.contains("table ip tunvpn_tun0"))
+            #expect(clientLeft.sysctls["net.ipv4.ip_forward"] == "1")
+            #expect(try lab["S"].hostState().ruleset.contains("table ip tunvpn_tun0"))
+            #expect(runtimeFiles(clientFiles).contains { $0.hasSuffix(".journal") }, "\(runtimeFiles(clientFiles))")
+
+            let clientDown = try lab.tunvpn(in: "C", ["down", "--dev", "tun0"])
+            #expect(clientDown.status == 0 && clientDown.stdout == "removed 5 change(s) for tun0\n", "\(clientDown)")
+            let serverDown = try lab.tunvpn(in: "S", ["down", "--dev", "tun0"])
+            #expect(serverDown.status == 0 && serverDown.stdout == "removed 2 change(s) for tun0\n", "\(serverDown)")
+
+            let clientAfter = try lab["C"].hostState()
+            let serverAfter = try lab["S"].hostState()
+            #expect(clientAfter == clientBefore, "client: \(clientAfter.differences(from: clientBefore))")
+            #expect(serverAfter == serverBefore, "server: \(serverAfter.differences(from: serverBefore))")
+            #expect(runtimeFiles(clientFiles) == [], "after tunvpn down, the client's \(clientFiles)* are left")
+            #expect(runtimeFiles(serverFiles) == [], "after tunvpn down, the server's \(serverFiles)* are left")
+
+            let again = try lab.tunvpn(in: "C", ["down", "--dev", "tun0"])
+            #expect(again.status == 0 && again.stdout == "nothing to remove for tun0\n", "\(again)")
+        }
+    }
+
+    @Test func killNineThenAFreshStartRemovesTheLeftoversFirst() throws {
+        try RoutingLab().use { lab in
+            let (clientBefore, serverBefore, processes) = try startAndCheckChanges(lab)
+            lab.kill9(processes.client)
+            lab.kill9(processes.server)
+
+            let server = try lab.startServer()
+            #expect(server.log.contains("removed 2 change(s) left by a previous run on tun0"), "\(server.log)")
+            let client = try lab.startClient(["--gateway"])
+            try lab.waitForTunnelUp(client)
+            #expect(client.log.contains("removed 5 change(s) left by a previous run on tun0"), "\(client.log)")
+            #expect(try lab["C"].ping(lab.internetHost, count: 2).status == 0, "the restarted tunnel works")
+            let during = try lab["C"].hostState()
+            #expect(during.ruleset.components(separatedBy: "table ip tunvpn_tun0").count == 2, "one table, not two")
+
+            #expect(client.terminate() == 0)
+            #expect(server.terminate() == 0)
+            let clientAfter = try lab["C"].hostState()
+            let serverAfter = try lab["S"].hostState()
+            #expect(clientAfter == clientBefore, "client: \(clientAfter.differences(from: clientBefore))")
+            #expect(serverAfter == serverBefore, "server: \(serverAfter.differences(from: serverBefore))")
+        }
+    }
+
+    // MARK: --dry-run
+
+    @Test func dryRunPrintsTheExactCommandsAndChangesNothing() throws {
+        try RoutingLab().use { lab in
+            try lab.makeKeys()
+            let k = lab.k
+            let clientBefore = try lab["C"].hostState()
+            let serverBefore = try lab["S"].hostState()
+
+            let client = try lab.tunvpn(in: "C", lab.clientArguments + ["--dry-run"])
+            #expect(client.status == 0 && client.stderr == "", "\(client.stderr)")
+            #expect(
+                client.stdout == """
+                    # tun0: address assigned by the server at the handshake
+                    ip link set tun0 mtu 1420 up
+                    ip -4 route add 10.101.\(k).2/32 via 10.100.\(k).1 dev c0
+                    ip -4 route add 0.0.0.0/1 dev tun0
+                    ip -4 route add 128.0.0.0/1 dev tun0
+
+                    """)
+
+            let gateway = try lab.tunvpn(
+                in: "C",
+                lab.clientArguments + [
+                    "--gateway", "--lockdown", "--route", "10.200.\(k).0/24", "--route", "10.99.0.0/16", "--mtu",
+                    "1380",
+                    "--dry-run",
+                ])
+            #expect(gateway.status == 0 && gateway.stderr == "", "\(gateway.stderr)")
+            #expect(
+                gateway.stdout == """
+                    nft -f - <<'EOF'
+                    table inet tunvpn_lock_tun0 {
+                    \tchain output {
+                    \t\ttype filter hook output priority filter - 20; policy drop;
+                    \t\toifname "lo" accept
+                    \t\toifname "tun0" accept
+                    \t\tip daddr 10.101.\(k).2 udp dport 51820 accept
+                    \t}
+                    \tchain input {
+                    \t\ttype filter hook input priority filter - 20; policy drop;
+                    \t\tiifname "lo" accept
+                    \t\tiifname "tun0" accept
+                    \t\tip saddr 10.101.\(k).2 udp sport 51820 accept
+                    \t}
+                    \tchain forward {
+                    \t\ttype filter hook forward priority filter - 20; policy drop;
+                    \t\toifname "tun0" accept
+                    \t\tiifname "tun0" ct state established,related accept
+                    \t}
+                    }
+                    EOF
+                    # tun0: address assigned by the server at the handshake
+                    ip link set tun0 mtu 1380 up
+                    ip -4 route add 10.101.\(k).2/32 via 10.100.\(k).1 dev c0
+                    ip -4 route add 10.200.\(k).0/24 dev tun0
+                    ip -4 route add 10.99.0.0/16 dev tun0
+                    sysctl -w net.ipv4.ip_forward=1
+                    nft -f - <<'EOF'
+                    table ip tunvpn_tun0 {
+                    \tchain forward {
+                    \t\ttype filter hook forward priority filter - 10; policy accept;
+                    \t\toifname "tun0" tcp flags syn / syn,rst tcp option maxseg size set rt mtu
+                    \t\tiifname "tun0" tcp flags syn / syn,rst tcp option maxseg size set rt mtu
+                    \t\toifname "tun0" accept
+                    \t\tiifname "tun0" ct state established,related accept
+                    \t}
+                    \tchain postrouting {
+                    \t\ttype nat hook postrouting priority srcnat; policy accept;
+                    \t\toifname "tun0" masquerade
+                    \t}
+                    }
+                    EOF
+
+                    """)
+
+            // Without --egress the server NATs out of the default route's device, s0 here.
+            for (extra, egress) in [(["--egress", "s1"], "s1"), ([], "s0")] {
+                let server = try lab.tunvpn(in: "S", lab.serverArguments + extra + ["--dry-run"])
+                #expect(server.status == 0 && server.stderr == "", "\(server.stderr)")
+                #expect(
+                    server.stdout == """
+                        ip addr add 10.8.0.1/16 dev tun0
+                        ip link set tun0 mtu 1420 up
+                        sysctl -w net.ipv4.ip_forward=1
+                        nft -f - <<'EOF'
+                        table ip tunvpn_tun0 {
+                        \tchain forward {
+                        \t\ttype filter hook forward priority filter - 10; policy accept;
+                        \t\toifname "tun0" tcp flags syn / syn,rst tcp option maxseg size set rt mtu
+                        \t\tiifname "tun0" tcp flags syn / syn,rst tcp option maxseg size set rt mtu
+                        \t\tiifname "tun0" accept
+                        \t\toifname "tun0" ct state established,related accept
+                        \t}
+                        \tchain postrouting {
+                        \t\ttype nat hook postrouting priority srcnat; policy accept;
+                        \t\tip saddr 10.8.0.0/16 oifname "\(egress)" masquerade
+                        \t}
+                        }
+                        EOF
+
+                        """)
+            }
+
+            let clientAfter = try lab["C"].hostState()
+            let serverAfter = try lab["S"].hostState()
+            #expect(clientAfter == clientBefore, "client: \(clientAfter.differences(from: clientBefore))")
+            #expect(serverAfter == serverBefore, "server: \(serverAfter.differences(from: serverBefore))")
+            let down = try lab.tunvpn(in: "C", ["down", "--dev", "tun0"])
+            #expect(down.stdout == "nothing to remove for tun0\n", "a dry run journals nothing")
+        }
+    }
+
+    // MARK: A failure half way
+
+    @Test func stepThatFailsHalfWayIsRolledBackAndNamedInOneLine() throws {
+        try RoutingLab().use { lab in
+            try lab.makeKeys()
+            let k = lab.k
+            // The client's fourth step, `ip -4 route add 10.200.k.0/24 dev tun0`, will find this route
+            // in its place (EEXIST) after the server host route and 10.99.0.0/16 were added.
+            try lab["C"].ip("route", "add", "10.200.\(k).0/24", "dev", "lo")
+            let before = try lab["C"].hostState()
+
+            _ = try lab.startServer()
+            let client = try lab.startClient(["--route", "10.99.0.0/16", "--route", "10.200.\(k).0/24"])
+            #expect(client.waitForExit(timeout: 15), "the client kept running after its setup failed:\n\(client.log)")
+            #expect(client.exitStatus == 1 && client.endedBySignal == false, "\(client.log)")
+
+            // The engine logs the failure; the command's own error is the last line, and the only one.
+            let lines = client.log.split(separator: "\n")
+            let errors = lines.filter { $0.hasPrefix("tunvpn: error: ") }
+            #expect(errors.count == 1 && errors.last == lines.last, "one error line, the last:\n\(client.log)")
+            let error = String(errors.first ?? "")
+            #expect(error.contains("add route 10.200.\(k).0/24 dev tun0 failed"), "the step: \(error)")
+            #expect(error.contains("`ip -4 route add 10.200.\(k).0/24 dev tun0`"), "the command: \(error)")
+            #expect(error.contains("File exists"), "the reason: \(error)")
+
+            let after = try lab["C"].hostState()
+            #expect(after == before, "\(after.differences(from: before))")
+            let down = try lab.tunvpn(in: "C", ["down", "--dev", "tun0"])
+            #expect(down.stdout == "nothing to remove for tun0\n", "the journal went with the rollback: \(down)")
+        }
+    }
+
+    // MARK: Kill switch
+
+    @Test func lockdownLetsOnlyTheTunnelsUDPLeaveWhileTheServerIsUnreachableAndOutlivesAKill() throws {
+        try RoutingLab(enableIPv6: true).use { lab in
+            try lab.makeKeys()
+            let k = lab.k
+            let clientV6 = "fd00:100:\(k)::2"
+            let routerV6 = "fd00:100:\(k)::1"
+            try lab["C"].ip("-6", "address", "add", "\(clientV6)/64", "dev", "c0", "nodad")
+            try lab["R"].ip("-6", "address", "add", "\(routerV6)/64", "dev", "r0", "nodad")
+            #expect(try lab["C"].waitForPing(lab.router))
+            #expect(try lab["C"].waitForPing(routerV6))
+            // Link-local addresses get their local routes once duplicate address detection is done.
+            let settled = try waitUntil(timeout: 5, interval: 0.1) {
+                try lab["C"].run(["ip", "-6", "address", "show", "tentative"]).stdout.isEmpty
+            }
+            #expect(settled, "IPv6 duplicate address detection still running in C after 5 s")
+            let before = try lab["C"].hostState()
+            let mac = try lab["C"].macAddress(of: "c0")
+
+            // No server runs: the client keeps retrying its handshake behind the kill switch.
+            let client = try lab.startClient(["--lockdown"])
+            let connecting = client.waitForLog(containing: "client connecting to", timeout: 10)
+            try #require(connecting, "the client did not start:\n\(client.log)")
+            #expect(try lab["C"].hostState().ruleset.contains("table inet tunvpn_lock_tun0"))
+
+            let capture = try Capture(in: lab["C"], interface: "c0", file: lab.path("c0.pcap"))
+            // Each probe would succeed or at least put a frame on c0 without the kill switch; they run at
+            // once, as each blocked one takes its full timeout.
+            let udp =
+                "import socket,sys\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                + "s.sendto(b'leak', (sys.argv[1], int(sys.argv[2])))\n"
+            var probes: [(what: String, command: [String])] = [
+                ("ping the router", ["ping", "-n", "-c", "1", "-W", "1", lab.router]),
+                ("ping the internet host", ["ping", "-n", "-c", "1", "-W", "1", lab.internetHost]),
+                ("ping the server", ["ping", "-n", "-c", "1", "-W", "1", lab.serverUnderlay]),
+                ("ping the router over IPv6", ["ping", "-n", "-c", "1", "-W", "1", routerV6]),
+                ("TCP to the router over IPv6", ["nc", "-z", "-w", "1", routerV6, "22"]),
+            ]
+            for (address, port) in [(lab.router, 22), (lab.internetHost, 80), (lab.serverUnderlay, RoutingLab.port)] {
+                probes.append(("TCP to \(address):\(port)", ["nc", "-z", "-w", "1", address, "\(port)"]))
+            }
+            for (address, port) in [
+                (lab.router, 53), (lab.internetHost, 53), (lab.serverUnderlay, RoutingLab.port + 1),
+            ] {
+                probes.append(("UDP to \(address):\(port)", ["python3", "-c", udp, address, "\(port)"]))
+            }
+            for (what, status) in try lab.runAtOnce(probes, in: "C") {
+                #expect(status != 0, "\(what) got through the kill switch")
+            }
+            // The handshake is retried every 5 s (plus jitter): wait for one inside the capture.
+            let retried = capture.waitForFrame(timeout: 7) {
+                $0.ethernetSource == mac && $0.isUDP && $0.destination == lab.serverUnderlay
+                    && $0.destinationPort == UInt16(RoutingLab.port)
+            }
+            let wire = try capture.stop()
+            print("  c0 saw:\n" + wire.listing.map { "    " + $0 }.joined(separator: "\n"))
+            #expect(
+                retried,
+                "no handshake initiation to the server left c0 within 7 s:\n\(wire.listing.joined(separator: "\n"))")
+            #expect(client.isRunning, "the client keeps retrying: \(client.log)")
+            #expect(wire.droppedByKernel == 0)
+            let leaked = lab.framesOutsideTheTunnel(wire, leavingFrom: mac)
+            #expect(
+                leaked.isEmpty, "frames left c0 past the kill switch:\n\(leaked.prefix(20).joined(separator: "\n"))")
+            #expect(!wire.rawBytesContain(Array("leak".utf8)), "a UDP payload `leak` crossed c0")
+
+            // A crash keeps the block until `tunvpn down`.
+            lab.kill9(client)
+            #expect(try lab["C"].ping(lab.router, count: 1).status != 0, "still blocked after kill -9")
+            #expect(try lab["C"].hostState().ruleset.contains("table inet tunvpn_lock_tun0"))
+            let down = try lab.tunvpn(in: "C", ["down", "--dev", "tun0"])
+            #expect(down.status == 0 && down.stdout == "removed 1 change(s) for tun0\n", "\(down)")
+            #expect(try lab["C"].ping(lab.router, count: 1).status == 0, "IPv4 works again after tunvpn down")
+            #expect(try lab["C"].waitForPing(routerV6), "IPv6 works again after tunvpn down")
+            let after = try lab["C"].hostState()
+            #expect(after == before, "\(after.differences(from: before))")
+        }
+    }
+
+    @Test func lockdownKeepsTheTunnelWorkingAndEverythingElseBlocked() throws {
+        try RoutingLab().use { lab in
+            try lab.makeKeys()
+            let before = try lab["C"].hostState()
+            let (_, client) = try lab.startTunnel(client: ["--lockdown"])
+            #expect(try lab["C"].waitForPing(RoutingLab.serverTunnelAddress))
+            #expect(try lab["C"].ping(RoutingLab.serverTunnelAddress, count: 3).status == 0)
+            #expect(try lab["C"].ping(lab.internetHost, count: 3).status == 0)
+            // The router is on c0's own link, outside the tunnel: blocked while the client runs.
+            #expect(try lab["C"].ping(lab.router, count: 1).status != 0)
+
+            #expect(client.terminate() == 0)
+            #expect(try lab["C"].ping(lab.router, count: 1).status == 0, "a clean stop lifts the block")
+            let after = try lab["C"].hostState()
+            #expect(after == before, "\(after.differences(from: before))")
+        }
+    }
+}
