@@ -76,8 +76,12 @@ public final class UnixSocketServer: Sendable {
         }
     }
 
-    /// Removes a stale socket file at `path` (see `init`).
-    private static func removeStale(_ path: String) throws(IOError) {
+    /// Removes a stale socket file at `path`: one nobody listens on (connect(2) fails with ECONNREFUSED),
+    /// as a killed instance leaves. Nothing at `path` is fine.
+    ///
+    /// - Throws: `IOError` with EADDRINUSE if a running instance serves `path`, EEXIST if something other
+    ///   than a socket is there; in both cases it is left alone.
+    public static func removeStale(_ path: String) throws(IOError) {
         var st = stat()
         guard lstat(path, &st) == 0 else { return }
         guard st.st_mode & S_IFMT == S_IFSOCK else {

@@ -69,6 +69,23 @@ import Testing
         #expect(try UnixSocketClient.fetch(path) == [2])
     }
 
+    @Test func removeStaleRemovesOnlyASocketNobodyListensOn() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.path + "/down.sock"
+        try UnixSocketServer.removeStale(path)  // nothing there: fine
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(UnixSocketServer.withAddress(path) { bind(fd, $0, $1) } == 0)
+        close(fd)
+        try UnixSocketServer.removeStale(path)
+        var st = stat()
+        #expect(lstat(path, &st) != 0 && errno == ENOENT)
+        let live = try UnixSocketServer(path: path) { [1] }
+        defer { live.stop() }
+        #expect(throws: IOError.self) { try UnixSocketServer.removeStale(path) }
+        #expect(try UnixSocketClient.fetch(path) == [1])
+    }
+
     @Test func somethingOtherThanASocketAtThePathIsLeftAlone() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
