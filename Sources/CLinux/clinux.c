@@ -6,6 +6,9 @@
  */
 #define _GNU_SOURCE 1
 #include <errno.h>
+#include <linux/capability.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <fcntl.h>
 #include <unistd.h>
 #include <sched.h>
@@ -68,4 +71,22 @@ int clinux_pipe_cloexec(int fds[2]) {
 
 int clinux_accept_cloexec_nonblock(int fd) {
     return accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+}
+
+int clinux_keep_only_net_admin(int *bounding_dropped) {
+    int dropped = 1;
+    for (int cap = 0; cap < 64; cap++) {
+        if (cap == CAP_NET_ADMIN) continue;
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
+            if (errno == EINVAL) break;  /* past the kernel's last capability */
+            dropped = 0;                  /* EPERM: no CAP_SETPCAP (an unprivileged run) */
+        }
+    }
+    if (bounding_dropped) *bounding_dropped = dropped;
+    struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct data[2] = { { 0, 0, 0 }, { 0, 0, 0 } };
+    data[0].effective = data[0].permitted = data[0].inheritable = 1u << CAP_NET_ADMIN;
+    if (syscall(SYS_capset, &header, data) != 0) return -1;
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    return 0;
 }

@@ -85,10 +85,34 @@ public struct FileJournal: JournalStore {
     }
 }
 
+/// Process privileges.
+public enum Privileges {
+    /// After setup: keep only CAP_NET_ADMIN (what reading/writing the open devices needs nothing of, and
+    /// what teardown's `ip`/`nft` and sysctl writes need), drop the rest from the bounding set so children
+    /// cannot regain them either, and set no_new_privs. Returns a one-line description of the outcome.
+    public static func keepOnlyNetAdmin() -> (ok: Bool, description: String) {
+        var bounding: Int32 = 0
+        if clinux_keep_only_net_admin(&bounding) != 0 {
+            return (false, "could not reduce capabilities: \(String(cString: strerror(errno)))")
+        }
+        return (true, bounding == 1
+            ? "capabilities reduced to CAP_NET_ADMIN (bounding set included)"
+            : "capabilities reduced to CAP_NET_ADMIN (bounding set unchanged: no CAP_SETPCAP)")
+    }
+}
+
 /// Facts about the host's network, read with `ip`.
 public enum HostNetwork {
     /// Where journals live.
     public static let stateDirectory = "/run/tunvpn"
+
+    /// True when this process may use the state directory (an unprivileged run with only CAP_NET_ADMIN,
+    /// whose plans are empty, may not: root owns /run/tunvpn, mode 0700).
+    public static var stateDirectoryUsable: Bool {
+        var st = stat()
+        if stat(stateDirectory, &st) != 0 { return geteuid() == 0 }
+        return access(stateDirectory, R_OK | W_OK | X_OK) == 0
+    }
 
     /// An identifier of the current network namespace that is never reused while the machine is up:
     /// the kernel's network-namespace cookie (getsockopt SO_NETNS_COOKIE, Linux 5.14+). Inode numbers of

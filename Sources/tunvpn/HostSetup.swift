@@ -33,6 +33,8 @@ struct HostOptions: ParsableArguments {
 enum HostSetup {
     /// Undoes what a previous run left behind in this namespace for `device` (after kill -9).
     static func removeLeftovers(device: String, logger: Logger?) throws {
+        // An unprivileged instance can neither have left a journal nor read root's.
+        guard HostNetwork.stateDirectoryUsable else { return }
         let executor = PlanExecutor(executor: SystemCommandExecutor(), journal: try HostNetwork.journal(device: device))
         let pending = try executor.journal.entries()
         guard !pending.isEmpty else {
@@ -46,6 +48,7 @@ enum HostSetup {
 
     /// Checks the plan can be applied, then applies it (rolling back on failure).
     static func apply(_ plan: Plan, device: String, logger: Logger) throws {
+        guard !plan.changes.isEmpty else { return }
         try HostNetwork.preflight(plan)
         let executor = PlanExecutor(executor: SystemCommandExecutor(), journal: try HostNetwork.journal(device: device))
         try executor.apply(plan)
@@ -66,6 +69,7 @@ enum HostSetup {
 
     /// Removes everything the journal for `device` records.
     static func tearDown(device: String, logger: Logger) {
+        guard HostNetwork.stateDirectoryUsable else { return }
         do {
             let executor = PlanExecutor(executor: SystemCommandExecutor(), journal: try HostNetwork.journal(device: device))
             let (undone, failures) = try executor.tearDown()

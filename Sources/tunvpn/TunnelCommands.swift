@@ -106,6 +106,11 @@ func runUntilSignalled(_ engine: TunnelEngine, device: String, logger: Logger, r
     let pidFile = try? HostNetwork.runtimePath(device: device, suffix: "pid")
     if let pidFile { try? KeyFiles.write("\(getpid())\n", to: pidFile, mode: 0o600, overwrite: true) }
     defer { if let pidFile { unlink(pidFile) } }
+    // Setup is done: nothing from here on needs more than CAP_NET_ADMIN (the client's routes at tunnel-up,
+    // teardown's ip/nft and sysctls). Capabilities are per thread, so drop them before the engine's
+    // threads exist; they inherit the reduced sets.
+    let dropped = Privileges.keepOnlyNetAdmin()
+    if dropped.ok { logger.info("\(dropped.description)") } else { logger.warning("\(dropped.description)") }
     engine.start()
     var timeout = timespec(tv_sec: 0, tv_nsec: 200_000_000)
     while true {

@@ -101,6 +101,15 @@ int clinux_eventfd_cloexec_nonblock(unsigned int initval);
 /* unshare(CLONE_NEWNET): moves the CALLING THREAD into a fresh network namespace (tests only). */
 int clinux_unshare_network_namespace(void);
 
+/**
+ * Keeps only CAP_NET_ADMIN: drops every other capability from the bounding set (prctl PR_CAPBSET_DROP;
+ * needs CAP_SETPCAP, so this part is best-effort) and sets the effective, permitted and inheritable sets
+ * to CAP_NET_ADMIN alone (capset(2), always allowed when only removing), then sets no_new_privs.
+ * Returns 0, or -1 with errno if capset failed. *bounding_dropped is set to 1 when the bounding set was
+ * reduced, 0 when the process lacked CAP_SETPCAP.
+ */
+int clinux_keep_only_net_admin(int *bounding_dropped);
+
 /** pipe2(fds, O_CLOEXEC): a pipe whose ends are closed across exec (GNU extension, so wrapped here). */
 int clinux_pipe_cloexec(int fds[2]);
 
