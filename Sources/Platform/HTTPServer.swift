@@ -94,9 +94,12 @@ public final class HTTPServer: Sendable {
 
     /// Binds `endpoint` (socket(2), SO_REUSEADDR, bind(2), listen(2)) and starts answering with `handle`.
     ///
-    /// - Parameter timeout: seconds a connection may take to send its request and read the reply.
+    /// - Parameters:
+    ///   - timeout: seconds a connection may take to send its request and read the reply.
+    ///   - threadStart: run first on the server's thread (see `StreamServer`).
     public init(
-        endpoint: Endpoint, timeout: Double = 2, handle: @escaping @Sendable (HTTPRequest) -> HTTPResponse
+        endpoint: Endpoint, timeout: Double = 2, threadStart: @escaping @Sendable () -> Void = {},
+        handle: @escaping @Sendable (HTTPRequest) -> HTTPResponse
     ) throws(IOError) {
         let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
         let fd = try Syscall.check("socket") { socket(AF_INET, type, Int32(IPPROTO_TCP)) }
@@ -128,7 +131,8 @@ public final class HTTPServer: Sendable {
         }
         self.endpoint = Endpoint(
             address: IPv4Address(UInt32(bigEndian: bound.sin_addr.s_addr)), port: UInt16(bigEndian: bound.sin_port))
-        server = try StreamServer(owning: fd, name: "metrics", connectionTimeout: timeout) { connection in
+        server = try StreamServer(owning: fd, name: "metrics", connectionTimeout: timeout, threadStart: threadStart) {
+            connection in
             Self.answer(connection, handle)
         }
     }

@@ -108,9 +108,11 @@ public final class StreamServer: Sendable {
     ///
     /// - Parameters:
     ///   - connectionTimeout: seconds each connection may take in all, reads and writes together.
+    ///   - threadStart: run first on the new thread, before any connection is accepted (to shed privileges).
     ///   - serve: called on the server thread for each connection; it should not block otherwise.
     public init(
         owning listenFD: Int32, name: String, connectionTimeout: Double = 2,
+        threadStart: @escaping @Sendable () -> Void = {},
         serve: @escaping @Sendable (borrowing StreamConnection) -> Void
     ) throws(IOError) {
         let wake = Syscall.run("eventfd") { clinux_eventfd_cloexec_nonblock(0) }
@@ -123,6 +125,7 @@ public final class StreamServer: Sendable {
         self.wakeFD = wakeFD
         let timeout = UInt64(max(connectionTimeout, 0.001) * 1e9)
         thread = Self.startThreadWithSignalsBlocked(name: name) {
+            threadStart()
             Self.acceptLoop(listenFD: listenFD, wakeFD: wakeFD, timeout: timeout, serve: serve)
         }
     }
@@ -192,4 +195,11 @@ public final class StreamServer: Sendable {
             }
         }
     }
+}
+
+extension Privileges {
+    /// Gives up every capability in the calling thread only (bounding set as far as CAP_SETPCAP allows,
+    /// then capset(2) to nothing, and no_new_privs); other threads keep theirs. For threads that only
+    /// serve already-bound sockets and need no privilege at all. Returns false if capset failed.
+    public static func dropAllInThisThread() -> Bool { clinux_drop_all_capabilities_of_thread() == 0 }
 }

@@ -31,7 +31,10 @@ public final class UnixSocketServer: Sendable {
     /// A socket file at `path` that nobody listens on (ECONNREFUSED) is stale and removed first; one
     /// that accepts a connection belongs to a running instance, and `init` fails with EADDRINUSE.
     /// Anything else at `path` is left alone and `init` fails with EEXIST.
-    public init(path: String, respond: @escaping @Sendable () -> [UInt8]) throws(IOError) {
+    /// `threadStart` runs first on the server's thread (see `StreamServer`).
+    public init(
+        path: String, threadStart: @escaping @Sendable () -> Void = {}, respond: @escaping @Sendable () -> [UInt8]
+    ) throws(IOError) {
         guard path.utf8.count <= Self.maximumPathLength else {
             throw IOError(
                 call: "bind", errno: ENAMETOOLONG, detail: "\(path) is longer than \(Self.maximumPathLength) bytes")
@@ -56,7 +59,7 @@ public final class UnixSocketServer: Sendable {
         self.path = path
         identity = (UInt64(st.st_dev), UInt64(st.st_ino))
         do throws(IOError) {
-            server = try StreamServer(owning: fd, name: "status") { connection in
+            server = try StreamServer(owning: fd, name: "status", threadStart: threadStart) { connection in
                 connection.write(respond())
             }
         } catch {

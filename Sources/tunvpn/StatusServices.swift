@@ -26,13 +26,18 @@ struct StatusServices {
         let snapshot: @Sendable () -> EngineSnapshot = {
             engine.snapshot(now: SystemClock().monotonicNow(), device: device, listenPort: listenPort)
         }
+        // The threads are created before the main thread sheds its capabilities and would keep them all,
+        // so each drops every capability first: serving bound sockets from a snapshot needs none.
+        let threadStart: @Sendable () -> Void = {
+            if !Privileges.dropAllInThisThread() { logger.warning("a status thread could not drop its capabilities") }
+        }
         var metrics: HTTPServer? = nil
         if let metricsAddress {
             guard let endpoint = Endpoint(metricsAddress) else {
                 throw CLIError("--metrics '\(metricsAddress)' is not ADDRESS:PORT")
             }
             do {
-                metrics = try HTTPServer(endpoint: endpoint) { request in
+                metrics = try HTTPServer(endpoint: endpoint, threadStart: threadStart) { request in
                     guard request.path == "/metrics" else {
                         return .text(404, "Not Found", "not found; metrics are at /metrics")
                     }
@@ -49,7 +54,9 @@ struct StatusServices {
         var status: UnixSocketServer? = nil
         do {
             try HostNetwork.makeStateDirectory()
-            status = try UnixSocketServer(path: path) { Array((StatusJSON.encode(snapshot()).text + "\n").utf8) }
+            status = try UnixSocketServer(path: path, threadStart: threadStart) {
+                Array((StatusJSON.encode(snapshot()).text + "\n").utf8)
+            }
             logger.debug("status socket \(path)")
         } catch {
             logger.warning("no status socket, so `tunvpn show` will not see this instance: \(error)")

@@ -88,8 +88,28 @@ struct StatusEndToEndTests {
             #expect(clientText.contains("\n  persistent keepalive: every 25 seconds\n"))
             #expect(clientText.contains("\n  transfer: "))
 
+            // The socket is root-only, and the server's status and metrics threads hold no capability (the
+            // others keep CAP_NET_ADMIN, bit 12, and nothing more).
+            let journal = try lab["S"].run([TestBinaries.tunvpn, "down", "--print-journal-path"]).stdout
+            let socketPath = journal.trimmingCharacters(in: .whitespacesAndNewlines)
+                .replacingOccurrences(of: ".journal", with: ".sock")
+            let attributes = try FileManager.default.attributesOfItem(atPath: socketPath)
+            #expect(attributes[.posixPermissions] as? Int == 0o600)
+            #expect(attributes[.type] as? FileAttributeType == .typeSocket)
+            let threads = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(server.pid)/task")
+            let capabilities = try threads.map { thread in
+                let status = try String(contentsOfFile: "/proc/\(server.pid)/task/\(thread)/status", encoding: .utf8)
+                let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("CapEff:") })
+                return try #require(
+                    UInt64(line.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces), radix: 16))
+            }
+            print("+ # CapEff of the server's threads: \(capabilities.map { String($0, radix: 16) })")
+            #expect(capabilities.allSatisfy { $0 == 0 || $0 == 1 << 12 })
+            #expect(capabilities.filter { $0 == 0 }.count == 2, "the status and metrics threads")
+
             // Once the server has stopped, its socket is gone and `show` says so in one line.
             #expect(server.terminate() == 0, "server: \(server.log)")
+            #expect(!FileManager.default.fileExists(atPath: socketPath), "\(socketPath) is left")
             let after = try lab["S"].exec([TestBinaries.tunvpn, "show"])
             #expect(after.status == 1)
             #expect(after.stderr == "tunvpn: error: no tunvpn server or client is running in this network namespace\n")

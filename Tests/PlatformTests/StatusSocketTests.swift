@@ -115,6 +115,28 @@ import Testing
         #expect(Date().timeIntervalSince(start) < 6)
     }
 
+    @Test(.enabled(if: geteuid() == 0, "needs capabilities to drop"))
+    func theServerThreadCanShedEveryCapabilityWithoutTouchingTheOthers() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.path + "/caps.sock"
+        /// The `CapEff:` and `NoNewPrivs:` lines of the calling thread.
+        @Sendable func capabilityLines() -> String {
+            let status = (try? String(contentsOfFile: "/proc/thread-self/status", encoding: .utf8)) ?? ""
+            return status.split(separator: "\n").filter { $0.hasPrefix("CapEff:") || $0.hasPrefix("NoNewPrivs:") }
+                .joined(separator: " ")
+        }
+        let before = capabilityLines()
+        let server = try UnixSocketServer(path: path, threadStart: { _ = Privileges.dropAllInThisThread() }) {
+            Array(capabilityLines().utf8)
+        }
+        defer { server.stop() }
+        #expect(
+            String(decoding: try UnixSocketClient.fetch(path), as: UTF8.self)
+                == "CapEff:\t0000000000000000 NoNewPrivs:\t1")
+        #expect(capabilityLines() == before)
+    }
+
     @Test func aPathTooLongForSockaddrUnIsRefused() {
         let path = "/tmp/" + String(repeating: "x", count: 200)
         #expect(throws: IOError.self) { try UnixSocketServer(path: path) { [] } }

@@ -117,4 +117,9 @@ int clinux_pipe_cloexec(int fds[2]);
  * (GNU extension, so wrapped here). */
 int clinux_accept_cloexec_nonblock(int fd);
 
+/** For the calling thread only (capabilities are per thread): empty its bounding set as far as CAP_SETPCAP
+ * allows, clear its effective, permitted and inheritable sets (capset(2)) and set no_new_privs. Returns 0,
+ * or -1 with errno from capset. */
+int clinux_drop_all_capabilities_of_thread(void);
+
 #endif /* TUNVPN_CLINUX_H */
