@@ -53,6 +53,45 @@ private func counterNonce(_ counter: UInt64, length: Int, offset: Int, into nonc
     nonce.storeBytes(of: counter.littleEndian, toByteOffset: offset, as: UInt64.self)
 }
 
+/// libsodium's combined-mode AEAD encrypt and decrypt, which share one signature across constructions.
+typealias SodiumEncrypt = (
+    UnsafeMutablePointer<UInt8>, UnsafeMutablePointer<UInt64>?, UnsafePointer<UInt8>?, UInt64, UnsafePointer<UInt8>?,
+    UInt64, UnsafePointer<UInt8>?, UnsafePointer<UInt8>, UnsafePointer<UInt8>
+) -> Int32
+typealias SodiumDecrypt = (
+    UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt64>?, UnsafeMutablePointer<UInt8>?, UnsafePointer<UInt8>,
+    UInt64, UnsafePointer<UInt8>?, UInt64, UnsafePointer<UInt8>, UnsafePointer<UInt8>
+) -> Int32
+
+/// Seals `buffer[0..<length]` in place with `encrypt`; returns the sealed length.
+@inline(__always)
+func sodiumSeal(
+    _ encrypt: SodiumEncrypt, key: UnsafeRawPointer, nonce: UnsafeRawPointer, buffer: UnsafeMutableRawPointer,
+    length: Int, ad: UnsafeRawBufferPointer
+) -> Int {
+    let m = buffer.assumingMemoryBound(to: UInt8.self)
+    var out: UInt64 = 0
+    _ = encrypt(
+        m, &out, m, UInt64(length), ad.u8, UInt64(ad.count), nil, nonce.assumingMemoryBound(to: UInt8.self),
+        key.assumingMemoryBound(to: UInt8.self))
+    return Int(out)
+}
+
+/// Opens `buffer[0..<length]` in place with `decrypt`; returns the plaintext length or nil.
+@inline(__always)
+func sodiumOpen(
+    _ decrypt: SodiumDecrypt, tagLength: Int, key: UnsafeRawPointer, nonce: UnsafeRawPointer,
+    buffer: UnsafeMutableRawPointer, length: Int, ad: UnsafeRawBufferPointer
+) -> Int? {
+    guard length >= tagLength else { return nil }
+    let c = buffer.assumingMemoryBound(to: UInt8.self)
+    var out: UInt64 = 0
+    let rc = decrypt(
+        c, &out, nil, c, UInt64(length), ad.u8, UInt64(ad.count), nonce.assumingMemoryBound(to: UInt8.self),
+        key.assumingMemoryBound(to: UInt8.self))
+    return rc == 0 ? Int(out) : nil
+}
+
 /// XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha), the default. Nonce: 16 zero bytes ‖ counter (LE64).
 public enum XChaCha20Poly1305: CipherSuite {
     public static let name = "xchacha20poly1305"
@@ -71,25 +110,16 @@ public enum XChaCha20Poly1305: CipherSuite {
         key: UnsafeRawPointer, nonce: UnsafeRawPointer, buffer: UnsafeMutableRawPointer, length: Int,
         authenticating ad: UnsafeRawBufferPointer
     ) -> Int {
-        let m = buffer.assumingMemoryBound(to: UInt8.self)
-        var out: UInt64 = 0
-        _ = crypto_aead_xchacha20poly1305_ietf_encrypt(
-            m, &out, m, UInt64(length), ad.u8, UInt64(ad.count), nil, nonce.assumingMemoryBound(to: UInt8.self),
-            key.assumingMemoryBound(to: UInt8.self))
-        return Int(out)
+        sodiumSeal(crypto_aead_xchacha20poly1305_ietf_encrypt, key: key, nonce: nonce, buffer: buffer, length: length, ad: ad)
     }
 
     public static func open(
         key: UnsafeRawPointer, nonce: UnsafeRawPointer, buffer: UnsafeMutableRawPointer, length: Int,
         authenticating ad: UnsafeRawBufferPointer
     ) -> Int? {
-        guard length >= tagLength else { return nil }
-        let c = buffer.assumingMemoryBound(to: UInt8.self)
-        var out: UInt64 = 0
-        let rc = crypto_aead_xchacha20poly1305_ietf_decrypt(
-            c, &out, nil, c, UInt64(length), ad.u8, UInt64(ad.count), nonce.assumingMemoryBound(to: UInt8.self),
-            key.assumingMemoryBound(to: UInt8.self))
-        return rc == 0 ? Int(out) : nil
+        sodiumOpen(
+            crypto_aead_xchacha20poly1305_ietf_decrypt, tagLength: tagLength, key: key, nonce: nonce, buffer: buffer, length: length,
+            ad: ad)
     }
 }
 
@@ -111,25 +141,16 @@ public enum ChaCha20Poly1305: CipherSuite {
         key: UnsafeRawPointer, nonce: UnsafeRawPointer, buffer: UnsafeMutableRawPointer, length: Int,
         authenticating ad: UnsafeRawBufferPointer
     ) -> Int {
-        let m = buffer.assumingMemoryBound(to: UInt8.self)
-        var out: UInt64 = 0
-        _ = crypto_aead_chacha20poly1305_ietf_encrypt(
-            m, &out, m, UInt64(length), ad.u8, UInt64(ad.count), nil, nonce.assumingMemoryBound(to: UInt8.self),
-            key.assumingMemoryBound(to: UInt8.self))
-        return Int(out)
+        sodiumSeal(crypto_aead_chacha20poly1305_ietf_encrypt, key: key, nonce: nonce, buffer: buffer, length: length, ad: ad)
     }
 
     public static func open(
         key: UnsafeRawPointer, nonce: UnsafeRawPointer, buffer: UnsafeMutableRawPointer, length: Int,
         authenticating ad: UnsafeRawBufferPointer
     ) -> Int? {
-        guard length >= tagLength else { return nil }
-        let c = buffer.assumingMemoryBound(to: UInt8.self)
-        var out: UInt64 = 0
-        let rc = crypto_aead_chacha20poly1305_ietf_decrypt(
-            c, &out, nil, c, UInt64(length), ad.u8, UInt64(ad.count), nonce.assumingMemoryBound(to: UInt8.self),
-            key.assumingMemoryBound(to: UInt8.self))
-        return rc == 0 ? Int(out) : nil
+        sodiumOpen(
+            crypto_aead_chacha20poly1305_ietf_decrypt, tagLength: tagLength, key: key, nonce: nonce, buffer: buffer, length: length,
+            ad: ad)
     }
 }
 
@@ -154,25 +175,16 @@ public enum AES256GCM: CipherSuite {
         key: UnsafeRawPointer, nonce: UnsafeRawPointer, buffer: UnsafeMutableRawPointer, length: Int,
         authenticating ad: UnsafeRawBufferPointer
     ) -> Int {
-        let m = buffer.assumingMemoryBound(to: UInt8.self)
-        var out: UInt64 = 0
-        _ = crypto_aead_aes256gcm_encrypt(
-            m, &out, m, UInt64(length), ad.u8, UInt64(ad.count), nil, nonce.assumingMemoryBound(to: UInt8.self),
-            key.assumingMemoryBound(to: UInt8.self))
-        return Int(out)
+        sodiumSeal(crypto_aead_aes256gcm_encrypt, key: key, nonce: nonce, buffer: buffer, length: length, ad: ad)
     }
 
     public static func open(
         key: UnsafeRawPointer, nonce: UnsafeRawPointer, buffer: UnsafeMutableRawPointer, length: Int,
         authenticating ad: UnsafeRawBufferPointer
     ) -> Int? {
-        guard length >= tagLength else { return nil }
-        let c = buffer.assumingMemoryBound(to: UInt8.self)
-        var out: UInt64 = 0
-        let rc = crypto_aead_aes256gcm_decrypt(
-            c, &out, nil, c, UInt64(length), ad.u8, UInt64(ad.count), nonce.assumingMemoryBound(to: UInt8.self),
-            key.assumingMemoryBound(to: UInt8.self))
-        return rc == 0 ? Int(out) : nil
+        sodiumOpen(
+            crypto_aead_aes256gcm_decrypt, tagLength: tagLength, key: key, nonce: nonce, buffer: buffer, length: length,
+            ad: ad)
     }
 }
 

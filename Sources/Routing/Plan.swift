@@ -188,26 +188,11 @@ public enum Planner {
                         rule: ["-s", input.tunnelNetwork, "-o", input.egressDevice] + tag + ["-j", "MASQUERADE"])
                 ])
         }
-        let table = tableName(device: dev)
-        let ruleset = """
-            table ip \(table) {
-            \tchain forward {
-            \t\ttype filter hook forward priority filter - 10; policy accept;
-            \t\toifname "\(dev)" tcp flags syn / syn,rst tcp option maxseg size set rt mtu
-            \t\tiifname "\(dev)" tcp flags syn / syn,rst tcp option maxseg size set rt mtu
-            \t\tiifname "\(dev)" accept
-            \t\toifname "\(dev)" ct state established,related accept
-            \t}
-            \tchain postrouting {
-            \t\ttype nat hook postrouting priority srcnat; policy accept;
-            \t\tip saddr \(input.tunnelNetwork) oifname "\(input.egressDevice)" masquerade
-            \t}
-            }
-
-            """
         var changes: [Change] = [
             .sysctl(key: "net.ipv4.ip_forward", value: "1"),
-            .nftTable(family: "ip", name: table, ruleset: ruleset),
+            forwardingTable(
+                dev, connectionsEnter: "iifname",
+                masquerade: "ip saddr \(input.tunnelNetwork) oifname \"\(input.egressDevice)\" masquerade"),
         ]
         if input.iptablesForwardExists {
             changes += forwardAccepts(dev, ["-m", "comment", "--comment", iptablesComment(device: dev)])
@@ -293,6 +278,16 @@ public enum Planner {
             changes.append(.iptablesRule(table: "nat", chain: "POSTROUTING", position: 1, rule: ["-o", dev] + tag + ["-j", "MASQUERADE"]))
             return Plan(changes)
         }
+        changes.append(forwardingTable(dev, connectionsEnter: "oifname", masquerade: "oifname \"\(dev)\" masquerade"))
+        return Plan(changes)
+    }
+
+    /// The nftables table of an instance that forwards through `dev` (a server, or a gateway client):
+    /// MSS clamping of SYNs both ways, an accept for connections that start in the direction
+    /// `connectionsEnter` ("iifname": from the tunnel, on a server; "oifname": into it, on a gateway) and
+    /// for their replies, and the MASQUERADE rule `masquerade`.
+    static func forwardingTable(_ dev: String, connectionsEnter: String, masquerade: String) -> Change {
+        let replies = connectionsEnter == "iifname" ? "oifname" : "iifname"
         let table = tableName(device: dev)
         let ruleset = """
             table ip \(table) {
@@ -300,17 +295,16 @@ public enum Planner {
             \t\ttype filter hook forward priority filter - 10; policy accept;
             \t\toifname "\(dev)" tcp flags syn / syn,rst tcp option maxseg size set rt mtu
             \t\tiifname "\(dev)" tcp flags syn / syn,rst tcp option maxseg size set rt mtu
-            \t\toifname "\(dev)" accept
-            \t\tiifname "\(dev)" ct state established,related accept
+            \t\t\(connectionsEnter) "\(dev)" accept
+            \t\t\(replies) "\(dev)" ct state established,related accept
             \t}
             \tchain postrouting {
             \t\ttype nat hook postrouting priority srcnat; policy accept;
-            \t\toifname "\(dev)" masquerade
+            \t\t\(masquerade)
             \t}
             }
 
             """
-        changes.append(.nftTable(family: "ip", name: table, ruleset: ruleset))
-        return Plan(changes)
+        return .nftTable(family: "ip", name: table, ruleset: ruleset)
     }
 }

@@ -21,9 +21,7 @@ public struct CookieChecker: Sendable {
 
     public init(serverKey: PublicKey) {
         secret = SecretBytes(zeros: 32)
-        encryptionKey = SecretBytes(count: 32) { out in
-            WireFormat.cookieLabel.withUnsafeBytes { l in serverKey.bytes.withUnsafeBytes { k in Blake2b.hash([l, k], into: out) } }
-        }
+        encryptionKey = cookieEncryptionKey(serverKey)
     }
 
     /// The current secret, renewed when it is older than the cookie lifetime.
@@ -76,6 +74,13 @@ public struct CookieChecker: Sendable {
     }
 }
 
+/// BLAKE2b-256("cookie--" ‖ server static public key): the key cookie replies are sealed with.
+func cookieEncryptionKey(_ serverKey: PublicKey) -> SecretBytes {
+    SecretBytes(count: 32) { out in
+        WireFormat.cookieLabel.withUnsafeBytes { l in serverKey.bytes.withUnsafeBytes { k in Blake2b.hash([l, k], into: out) } }
+    }
+}
+
 /// mac2 of an initiation under `cookie`.
 func mac2(_ initiation: [UInt8], cookie: [UInt8]) -> [UInt8] {
     var out = [UInt8](repeating: 0, count: 16)
@@ -96,9 +101,7 @@ public struct CookieJar: Sendable {
     private var receivedAt: UInt64 = 0
 
     public init(serverKey: PublicKey) {
-        decryptionKey = SecretBytes(count: 32) { out in
-            WireFormat.cookieLabel.withUnsafeBytes { l in serverKey.bytes.withUnsafeBytes { k in Blake2b.hash([l, k], into: out) } }
-        }
+        decryptionKey = cookieEncryptionKey(serverKey)
     }
 
     /// Consumes a cookie reply to the initiation `sent` (whose sender index it must name). Returns false

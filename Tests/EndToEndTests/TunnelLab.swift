@@ -78,18 +78,19 @@ final class TunnelLab {
     /// `endpoint` (an address of the server's underlay).
     func startClient(
         in host: String = "C", key: String = "client", serverKey: String = "server", endpoint: String,
-        extra: [String] = [], logLevel: String = "debug"
+        extra: [String] = [], logLevel: String = "debug", wrapper: [String] = []
     ) throws -> BackgroundProcess {
         try start(
-            "client-\(host)", in: host,
+            "client-\(host)", in: host, wrapper: wrapper,
             [
                 "client", "--key", path("keys/\(key).key"), "--peer-key", path("keys/\(serverKey).pub"),
                 "--endpoint", "\(endpoint):\(Self.port)", "--dev", "tun0", "--no-routes", "--log-level", logLevel,
             ] + extra)
     }
 
-    private func start(_ name: String, in host: String, _ arguments: [String]) throws -> BackgroundProcess {
-        let process = try topology[host].spawn([TestBinaries.tunvpn] + arguments, logFile: path("\(name).log"))
+    /// Starts tunvpn with `arguments` in `host`, behind `wrapper` (e.g. a `setpriv …` prefix) if given.
+    func start(_ name: String, in host: String, wrapper: [String] = [], _ arguments: [String]) throws -> BackgroundProcess {
+        let process = try topology[host].spawn(wrapper + [TestBinaries.tunvpn] + arguments, logFile: path("\(name).log"))
         processes.append((name, process))
         return process
     }
