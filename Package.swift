@@ -14,7 +14,8 @@ let sodiumLink: [LinkerSetting] =
 let package = Package(
     name: "tunvpn",
     products: [
-        .executable(name: "tunvpn", targets: ["tunvpn"])
+        .executable(name: "tunvpn", targets: ["tunvpn"]),
+        .executable(name: "tunvpn-loadgen", targets: ["LoadGen"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -38,6 +39,13 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
+            ]),
+        // Test tool: many clients doing real handshakes against a server (issue 5, Scale).
+        .executableTarget(
+            name: "LoadGen",
+            dependencies: [
+                "Crypto", "Transport", "Engine", "Platform",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .target(name: "TestSupport", dependencies: ["Engine", "Transport", "Crypto", "CLinux"]),
         .testTarget(name: "CryptoTests", dependencies: ["Crypto", "TestSupport"], exclude: ["Fixtures"]),

@@ -237,3 +237,77 @@ public enum TCPSegmentation {
         return header
     }
 }
+
+/// UDP segmentation and merging for TUN devices with UDP segmentation offload (TUN_F_USO4, Linux 6.2+):
+/// the kernel may hand the reader a UDP super-packet (gso_type UDP_L4) to split, and a writer may merge
+/// consecutive equal-sized datagrams of one flow into one write, which the kernel splits again only when
+/// it delivers them, instead of running each through the IP stack on its own.
+public enum UDPSegmentation {
+    public static let gsoUDPL4: UInt8 = 5  // VIRTIO_NET_HDR_GSO_UDP_L4
+
+    /// IPv4 header length of a UDP/IPv4 packet without fragmentation, or nil.
+    @inline(__always)
+    public static func ipHeader(_ p: UnsafeRawPointer, length: Int) -> Int? {
+        guard length >= 28, p.load(as: UInt8.self) >> 4 == 4, p.load(fromByteOffset: 9, as: UInt8.self) == 17 else { return nil }
+        let ihl = Int(p.load(as: UInt8.self) & 0x0f) * 4
+        guard ihl >= 20, length >= ihl + 8,
+            UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 6, as: UInt16.self)) & 0x3fff == 0
+        else { return nil }
+        return ihl
+    }
+
+    /// Writes datagram `index` (payload bytes `[index × size, …)`) of the UDP/IPv4 super-packet to `out`
+    /// with its IPv4 length, ID and checksum and its UDP length and checksum fixed; 0 past the end.
+    public static func segment(
+        _ superPacket: UnsafeRawPointer, length: Int, ipHeader ihl: Int, size: Int, index: Int,
+        into out: UnsafeMutableRawPointer
+    ) -> Int {
+        let headerLength = ihl + 8
+        let payloadTotal = length - headerLength
+        let start = index * size
+        guard start < payloadTotal else { return 0 }
+        let chunk = min(size, payloadTotal - start)
+        out.copyMemory(from: superPacket, byteCount: headerLength)
+        (out + headerLength).copyMemory(from: superPacket + headerLength + start, byteCount: chunk)
+        let total = headerLength + chunk
+        InternetChecksum.store(UInt16(total), at: out + 2)
+        let id = UInt16(bigEndian: superPacket.loadUnaligned(fromByteOffset: 4, as: UInt16.self))
+        InternetChecksum.store(id &+ UInt16(truncatingIfNeeded: index), at: out + 4)
+        InternetChecksum.fixIPv4Header(out, headerLength: ihl)
+        let udp = out + ihl
+        InternetChecksum.store(UInt16(8 + chunk), at: udp + 4)
+        InternetChecksum.store(0, at: udp + 6)
+        let s = InternetChecksum.sum(udp, 8 + chunk, initial: InternetChecksum.pseudoHeader(out, protocol: 17, length: 8 + chunk))
+        let c = ~InternetChecksum.fold(s)
+        InternetChecksum.store(c == 0 ? 0xffff : c, at: udp + 6)
+        return total
+    }
+
+    /// Whether `next` (a UDP/IPv4 packet with a 20-byte header) belongs to `first`'s flow with the same
+    /// IP fields, so that their payloads can travel as one super-packet.
+    @inline(__always)
+    public static func canFollow(_ first: UnsafeRawPointer, _ next: UnsafeRawPointer) -> Bool {
+        first.loadUnaligned(as: UInt16.self) == next.loadUnaligned(as: UInt16.self)  // version, IHL, TOS
+            && first.loadUnaligned(fromByteOffset: 6, as: UInt32.self) == next.loadUnaligned(fromByteOffset: 6, as: UInt32.self)  // flags, TTL, protocol
+            && first.loadUnaligned(fromByteOffset: 12, as: UInt64.self) == next.loadUnaligned(fromByteOffset: 12, as: UInt64.self)  // addresses
+            && first.loadUnaligned(fromByteOffset: 20, as: UInt32.self) == next.loadUnaligned(fromByteOffset: 20, as: UInt32.self)  // ports
+    }
+
+    /// Rewrites the first datagram of a merged run as the head of a UDP super-packet of `totalLength`
+    /// bytes and returns its virtio header (NEEDS_CSUM with the pseudo-header sum in place).
+    public static func finishMerge(_ first: UnsafeMutableRawPointer, totalLength: Int, size: Int) -> VirtioNetHeader {
+        InternetChecksum.store(UInt16(totalLength), at: first + 2)
+        InternetChecksum.fixIPv4Header(first, headerLength: 20)
+        InternetChecksum.store(UInt16(totalLength - 20), at: first + 24)
+        let pseudo = InternetChecksum.fold(InternetChecksum.pseudoHeader(first, protocol: 17, length: totalLength - 20))
+        InternetChecksum.store(pseudo, at: first + 26)
+        var header = VirtioNetHeader()
+        header.flags = VirtioNetHeader.needsChecksum
+        header.gsoType = gsoUDPL4
+        header.headerLength = 28
+        header.gsoSize = UInt16(size)
+        header.checksumStart = 20
+        header.checksumOffset = 6
+        return header
+    }
+}

@@ -61,10 +61,12 @@ public final class TunDevice: PacketDevice {
     public let usesVirtioHeader: Bool
     /// True when the kernel accepted TUNSETOFFLOAD(CSUM | TSO4): reads may be TCP super-packets.
     public let offloadsEnabled: Bool
+    /// True when it also accepted TUN_F_USO4: UDP super-packets both ways.
+    public let udpOffloadEnabled: Bool
     /// Reader-only state for virtio reads: one buffer for a whole super-packet, and the segmentation
     /// cursor when a super-packet has more segments than the caller's batch had room for.
     private nonisolated(unsafe) let superBuffer: UnsafeMutableRawPointer
-    private nonisolated(unsafe) var pendingSegments: (length: Int, ip: Int, tcp: Int, mss: Int, next: Int)?
+    private nonisolated(unsafe) var pendingSegments: (length: Int, ip: Int, tcp: Int, mss: Int, next: Int, udp: Bool)?
     /// Writer-only state: virtio headers and the iovec array for merged writes.
     private nonisolated(unsafe) let writeHeaders: UnsafeMutableRawPointer
     private nonisolated(unsafe) let writeVectors: UnsafeMutablePointer<iovec>
@@ -78,11 +80,12 @@ public final class TunDevice: PacketDevice {
     private let invalidWrites = Atomic<Int>(0)
     private let writeWaits = Atomic<Int>(0)
 
-    private init(name: String, io: ClosableDescriptor, virtioHeader: Bool, offloads: Bool) {
+    private init(name: String, io: ClosableDescriptor, virtioHeader: Bool, offloads: Bool, udpOffloads: Bool) {
         self.name = name
         self.io = io
         usesVirtioHeader = virtioHeader
         offloadsEnabled = offloads
+        udpOffloadEnabled = udpOffloads
         overflowByte = .allocate(capacity: 1)
         overflowByte.initialize(to: 0)
         superBuffer = .allocate(byteCount: virtioHeader ? Self.superBufferSize : 1, alignment: 16)
@@ -140,11 +143,18 @@ public final class TunDevice: PacketDevice {
         }
 
         var offloads = false
+        var udpOffloads = false
         if offload {
-            // The header size is 10 by default; set it anyway, then probe the offloads (a kernel that
-            // refuses them still gives us headers, with no GSO in them).
+            // The header size is 10 by default; set it anyway, then probe the offloads, UDP segmentation
+            // (Linux 6.2+) first (a kernel that refuses them all still gives us headers, with no GSO in them).
             _ = clinux_tun_set_vnet_hdr_size(fd, Int32(VirtioNetHeader.length))
-            offloads = clinux_tun_set_offload(fd, UInt32(CLINUX_TUN_F_CSUM | CLINUX_TUN_F_TSO4)) == 0
+            let tcp = UInt32(CLINUX_TUN_F_CSUM | CLINUX_TUN_F_TSO4)
+            if clinux_tun_set_offload(fd, tcp | UInt32(CLINUX_TUN_F_USO4)) == 0 {
+                offloads = true
+                udpOffloads = true
+            } else {
+                offloads = clinux_tun_set_offload(fd, tcp) == 0
+            }
         }
         let io: ClosableDescriptor
         do {
@@ -152,7 +162,7 @@ public final class TunDevice: PacketDevice {
         } catch {
             throw TunError.systemCallFailed(device: name, error)
         }
-        return TunDevice(name: request.name, io: io, virtioHeader: offload, offloads: offloads)
+        return TunDevice(name: request.name, io: io, virtioHeader: offload, offloads: offloads, udpOffloads: udpOffloads)
     }
 
     /// Why `name` cannot be an interface name, or nil if it can (the kernel's dev_valid_name()).
@@ -271,9 +281,12 @@ public final class TunDevice: PacketDevice {
                         next = Int.max
                         break
                     }
-                    let n = TCPSegmentation.segment(
-                        packet, length: p.length, ipHeader: p.ip, tcpHeader: p.tcp, mss: p.mss, index: next,
-                        into: batch.slot(count) + headroom)
+                    let n = p.udp
+                        ? UDPSegmentation.segment(
+                            packet, length: p.length, ipHeader: p.ip, size: p.mss, index: next, into: batch.slot(count) + headroom)
+                        : TCPSegmentation.segment(
+                            packet, length: p.length, ipHeader: p.ip, tcpHeader: p.tcp, mss: p.mss, index: next,
+                            into: batch.slot(count) + headroom)
                     if n == 0 {
                         next = Int.max
                         break
@@ -283,7 +296,7 @@ public final class TunDevice: PacketDevice {
                     count += 1
                     next += 1
                 }
-                pendingSegments = next == Int.max ? nil : (p.length, p.ip, p.tcp, p.mss, next)
+                pendingSegments = next == Int.max ? nil : (p.length, p.ip, p.tcp, p.mss, next, p.udp)
                 if pendingSegments != nil { break }
                 continue
             }
@@ -306,7 +319,14 @@ public final class TunDevice: PacketDevice {
                 let h = TCPSegmentation.headers(packet, length: length)
             {
                 segmentedReads.wrappingAdd(1, ordering: .relaxed)
-                pendingSegments = (length, h.ip, h.tcp, Int(header.gsoSize), 0)
+                pendingSegments = (length, h.ip, h.tcp, Int(header.gsoSize), 0, false)
+                continue
+            }
+            if header.gsoType == UDPSegmentation.gsoUDPL4, header.gsoSize > 0,
+                let ihl = UDPSegmentation.ipHeader(packet, length: length)
+            {
+                segmentedReads.wrappingAdd(1, ordering: .relaxed)
+                pendingSegments = (length, ihl, 8, Int(header.gsoSize), 0, true)
                 continue
             }
             if header.flags & VirtioNetHeader.needsChecksum != 0 {
@@ -448,6 +468,30 @@ public final class TunDevice: PacketDevice {
                 if end - index > 1 {
                     let header = TCPSegmentation.finishMerge(first, headers: h, totalLength: total, mss: mss, pushLast: push)
                     header.write(to: mergeHeader)
+                    writeVectors[0] = iovec(iov_base: mergeHeader, iov_len: VirtioNetHeader.length)
+                    mergedWrites.wrappingAdd(1, ordering: .relaxed)
+                }
+            } else if udpOffloadEnabled, length > 28, UDPSegmentation.ipHeader(first, length: length) == 20 {
+                // Consecutive datagrams of one UDP flow, all of the first one's size but the last.
+                let size = length - 28
+                var total = length
+                while end < batch.count && end - index < Self.maxMerge {
+                    let o = batch.offsets[end]
+                    let l = batch.lengths[end]
+                    guard o >= 0, l > 28, l <= batch.slotSize - o else { break }
+                    let next = batch.slot(end) + o
+                    let payload = l - 28
+                    guard payload <= size, total + payload <= 65535, UDPSegmentation.ipHeader(next, length: l) == 20,
+                        UDPSegmentation.canFollow(first, next)
+                    else { break }
+                    writeVectors[vectors] = iovec(iov_base: next + 28, iov_len: payload)
+                    vectors += 1
+                    total += payload
+                    end += 1
+                    if payload < size { break }
+                }
+                if end - index > 1 {
+                    UDPSegmentation.finishMerge(first, totalLength: total, size: size).write(to: mergeHeader)
                     writeVectors[0] = iovec(iov_base: mergeHeader, iov_len: VirtioNetHeader.length)
                     mergedWrites.wrappingAdd(1, ordering: .relaxed)
                 }

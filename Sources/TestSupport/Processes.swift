@@ -26,6 +26,9 @@ public enum TestBinaries {
 
     /// Absolute path of the built `tunvpn`.
     public static var tunvpn: String { productsDirectory.appendingPathComponent("tunvpn").path }
+
+    /// Absolute path of the built `tunvpn-loadgen` (the load generator of the scale tests).
+    public static var loadgen: String { productsDirectory.appendingPathComponent("tunvpn-loadgen").path }
 }
 
 /// Runs `executable` with `arguments`, feeding `stdin`, and waits (at most `timeout` seconds, after which

@@ -101,7 +101,11 @@ func resolveEndpoint(_ text: String, option: String) throws -> Endpoint {
 /// Runs `engine` until SIGINT/SIGTERM (exit 0) or an engine failure (exit 1); SIGUSR1 prints stats,
 /// SIGHUP calls `reload`. While it runs, `/run/tunvpn/<netns>-<dev>.pid` names this process for
 /// `tunvpn reload`.
-func runUntilSignalled(_ engine: TunnelEngine, device: String, logger: Logger, reload: (() -> Void)? = nil) throws {
+func runUntilSignalled(
+    _ engine: TunnelEngine, device: String, logger: Logger, adapters: (() -> String)? = nil, reload: (() -> Void)? = nil
+) throws {
+    /// The counters, then the adapters' own (offload and skip counts) when given.
+    func statsLine() -> String { engine.counters.statsLine + (adapters.map { " " + $0() } ?? "") }
     var set = terminationSignals()
     let pidFile = try? HostNetwork.runtimePath(device: device, suffix: "pid")
     if let pidFile { try? KeyFiles.write("\(getpid())\n", to: pidFile, mode: 0o600, overwrite: true) }
@@ -116,22 +120,30 @@ func runUntilSignalled(_ engine: TunnelEngine, device: String, logger: Logger, r
     while true {
         let signal = sigtimedwait(&set, nil, &timeout)
         if signal == SIGUSR1 {
-            printLine(engine.counters.statsLine)
+            printLine(statsLine())
         } else if signal == SIGHUP {
             if let reload { reload() } else { logger.notice("SIGHUP: nothing to reload for a client") }
         } else if signal == SIGINT || signal == SIGTERM {
             logger.info("signal \(signal == SIGINT ? "SIGINT" : "SIGTERM"): shutting down")
             engine.stop()
-            printLine(engine.counters.statsLine)
+            printLine(statsLine())
             return
         }
         if !engine.isRunning {
             engine.stop()
-            printLine(engine.counters.statsLine)
+            printLine(statsLine())
             let message = engine.failure.withLock { $0 } ?? "engine stopped"
             throw CLIError(message)
         }
     }
+}
+
+/// The TUN device's and UDP socket's own counters, as `key=value` pairs for the `stats:` line.
+func adapterStats(_ device: TunDevice, _ socket: UDPSocket) -> String {
+    let t = device.stats
+    let u = socket.stats
+    return "tun.segmented_reads=\(t.segmentedReads) tun.merged_writes=\(t.mergedWrites) tun.rejected_writes=\(t.rejectedWrites) "
+        + "tun.truncated_reads=\(t.truncatedReads) udp.skipped_sends=\(u.skippedSends) udp.truncated_receives=\(u.truncatedReceives)"
 }
 
 /// The signals the main thread waits for with sigtimedwait(2).
@@ -253,7 +265,7 @@ struct Server: ParsableCommand {
                 engine: engine, device: common.dev, listenPort: socket.localEndpoint.port,
                 metricsAddress: common.metrics, logger: logger)
             defer { status.stop() }
-            try runUntilSignalled(engine, device: common.dev, logger: logger) {
+            try runUntilSignalled(engine, device: common.dev, logger: logger, adapters: { adapterStats(device, socket) }) {
                 do {
                     let list = try loadAllowList(prefix: prefix)
                     let (added, removed, readdressed) = engine.reload(allowList: list)
@@ -399,7 +411,7 @@ struct Client: ParsableCommand {
                 engine: engine, device: dev, listenPort: socket.localEndpoint.port,
                 metricsAddress: common.metrics, logger: logger)
             defer { status.stop() }
-            try runUntilSignalled(engine, device: dev, logger: logger)
+            try runUntilSignalled(engine, device: dev, logger: logger, adapters: { adapterStats(device, socket) })
         }
     }
 }

@@ -315,13 +315,13 @@ import TestSupport
         #expect(fromFile.status == 0, "\(fromFile.stderr)")
         #expect(
             fromFile.stdout.hasPrefix(
-                "# tunf: address assigned by the server at the handshake\nip link set tunf mtu 1300 up\nip -4 route add 10.1.0.0/16 dev tunf\nip -4 route add 10.2.0.0/16 dev tunf\nnft"
+                "# tunf: address assigned by the server at the handshake\nip link set tunf mtu 1300 up\nip -4 route add 10.1.0.0/16 dev tunf\nip -4 route add 10.2.0.0/16 dev tunf\n"
             ))
         let overridden = try tunvpn(["client", "--config=c.toml", "--mtu", "1400", "--route", "172.16.0.0/12"], in: dir.path)
         #expect(overridden.status == 0, "\(overridden.stderr)")
         #expect(
             overridden.stdout.hasPrefix(
-                "# tunf: address assigned by the server at the handshake\nip link set tunf mtu 1400 up\nip -4 route add 172.16.0.0/12 dev tunf\nnft"
+                "# tunf: address assigned by the server at the handshake\nip link set tunf mtu 1400 up\nip -4 route add 172.16.0.0/12 dev tunf\n"
             ))
         // The server example with NAT switched off from the command line.
         let server = try tunvpn(["server", "--config", "config/server.toml", "--dry-run", "--no-nat", "--mtu=1280"], in: dir.path)

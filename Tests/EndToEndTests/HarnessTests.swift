@@ -24,7 +24,14 @@ struct HarnessTests {
             #expect(try topology["C"].ping(topology.address("H", "h0"), count: 1).status != 0)
             sleeper = try topology["H"].spawn(["sleep", "600"], logFile: dir.path + "/sleep.log")
             #expect(sleeper?.isRunning == true)
-            #expect(topology["H"].pids() == [sleeper?.pid].compactMap { $0 })
+            // `ip netns exec` enters the namespace just after the process starts: wait for it (bounded).
+            var inside: [pid_t] = []
+            for _ in 0..<100 {
+                inside = topology["H"].pids()
+                if !inside.isEmpty { break }
+                usleep(50_000)
+            }
+            #expect(inside == [sleeper?.pid].compactMap { $0 })
         }
         let list = try runCommand("/usr/bin/env", ["ip", "netns", "list"]).stdout
         for name in names { #expect(!list.contains(name), "namespace \(name) is left after close()") }

@@ -58,12 +58,13 @@ final class TunnelLab {
 
     // MARK: Processes
 
-    /// Starts `tunvpn server` in `host` and waits until its UDP socket is bound.
-    func startServer(in host: String = "S", extra: [String] = [], logLevel: String = "debug") throws
-        -> BackgroundProcess
+    /// Starts `tunvpn server` in `host` and waits until its UDP socket is bound. `logName` names its log
+    /// file (a test that restarts the server gives each run its own).
+    func startServer(in host: String = "S", extra: [String] = [], logLevel: String = "debug", logName: String = "server")
+        throws -> BackgroundProcess
     {
         let server = try start(
-            "server", in: host,
+            logName, in: host,
             [
                 "server", "--key", path("keys/server.key"), "--listen", "0.0.0.0:\(Self.port)",
                 "--address", "\(Self.serverTunnelAddress)/16", "--clients", path("keys/clients"), "--dev", "tun0",
@@ -75,13 +76,13 @@ final class TunnelLab {
     }
 
     /// Starts `tunvpn client` in `host` with key `key` and the server key file `serverKey`, towards
-    /// `endpoint` (an address of the server's underlay).
+    /// `endpoint` (an address of the server's underlay). `logName` defaults to `client-<host>`.
     func startClient(
         in host: String = "C", key: String = "client", serverKey: String = "server", endpoint: String,
-        extra: [String] = [], logLevel: String = "debug", wrapper: [String] = []
+        extra: [String] = [], logLevel: String = "debug", wrapper: [String] = [], logName: String? = nil
     ) throws -> BackgroundProcess {
         try start(
-            "client-\(host)", in: host, wrapper: wrapper,
+            logName ?? "client-\(host)", in: host, wrapper: wrapper,
             [
                 "client", "--key", path("keys/\(key).key"), "--peer-key", path("keys/\(serverKey).pub"),
                 "--endpoint", "\(endpoint):\(Self.port)", "--dev", "tun0", "--no-routes", "--log-level", logLevel,

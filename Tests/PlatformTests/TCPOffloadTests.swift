@@ -162,3 +162,58 @@ func checksumsAreValid(_ p: [UInt8]) -> Bool {
         #expect(bytes.withUnsafeBytes { VirtioNetHeader(reading: $0.baseAddress!) } == h)
     }
 }
+
+/// A UDP/IPv4 packet with a valid checksum.
+func udpPacket(payload: [UInt8], id: UInt16 = 7, dstPort: UInt16 = 5201) -> [UInt8] {
+    let total = 28 + payload.count
+    var p: [UInt8] = [0x45, 0, UInt8(total >> 8), UInt8(total & 0xff), UInt8(id >> 8), UInt8(id & 0xff), 0x40, 0, 64, 17, 0, 0,
+        10, 8, 0, 2, 10, 8, 0, 1, 0x9c, 0x41, UInt8(dstPort >> 8), UInt8(dstPort & 0xff), UInt8((8 + payload.count) >> 8),
+        UInt8((8 + payload.count) & 0xff), 0, 0]
+    p += payload
+    p.withUnsafeMutableBytes { b in
+        InternetChecksum.fixIPv4Header(b.baseAddress!, headerLength: 20)
+        let s = InternetChecksum.sum(b.baseAddress! + 20, total - 20, initial: InternetChecksum.pseudoHeader(b.baseAddress!, protocol: 17, length: total - 20))
+        let c = ~InternetChecksum.fold(s)
+        b[26] = UInt8(c >> 8)
+        b[27] = UInt8(c & 0xff)
+    }
+    return p
+}
+
+func udpChecksumsAreValid(_ p: [UInt8]) -> Bool {
+    let udpLength = p.count - 20
+    let pseudo = Array(p[12..<20]) + [0, 17, UInt8(udpLength >> 8), UInt8(udpLength & 0xff)]
+    return naiveSum(Array(p[0..<20])) == 0xffff && naiveSum(pseudo + Array(p[20...])) == 0xffff
+        && Int(p[24]) << 8 | Int(p[25]) == udpLength && Int(p[2]) << 8 | Int(p[3]) == p.count
+}
+
+@Suite struct UDPOffloadTests {
+    @Test func equalSizedDatagramsMergeIntoASuperPacketThatSplitsBackIntoThem() throws {
+        let datagrams = (0..<5).map { i in udpPacket(payload: [UInt8](repeating: UInt8(i), count: i == 4 ? 300 : 1000), id: UInt16(10 + i)) }
+        for d in datagrams { #expect(udpChecksumsAreValid(d)) }
+        #expect(datagrams.dropFirst().allSatisfy { d in
+            datagrams[0].withUnsafeBytes { a in d.withUnsafeBytes { UDPSegmentation.canFollow(a.baseAddress!, $0.baseAddress!) } }
+        })
+        let other = udpPacket(payload: [1], dstPort: 5202)
+        #expect(!datagrams[0].withUnsafeBytes { a in other.withUnsafeBytes { UDPSegmentation.canFollow(a.baseAddress!, $0.baseAddress!) } })
+        var merged = datagrams[0]
+        for d in datagrams.dropFirst() { merged += d[28...] }
+        let header = merged.withUnsafeMutableBytes { UDPSegmentation.finishMerge($0.baseAddress!, totalLength: $0.count, size: 1000) }
+        #expect(header.gsoType == UDPSegmentation.gsoUDPL4 && header.gsoSize == 1000 && header.checksumOffset == 6)
+        // Split it back as the reader would (the kernel hands over such packets when USO is on).
+        var out: [[UInt8]] = []
+        for index in 0..<10 {
+            var buffer = [UInt8](repeating: 0, count: 1100)
+            let n = merged.withUnsafeBytes { m in
+                buffer.withUnsafeMutableBytes { UDPSegmentation.segment(m.baseAddress!, length: m.count, ipHeader: 20, size: 1000, index: index, into: $0.baseAddress!) }
+            }
+            if n == 0 { break }
+            out.append(Array(buffer.prefix(n)))
+        }
+        #expect(out.count == 5)
+        for (i, d) in out.enumerated() {
+            #expect(udpChecksumsAreValid(d), "datagram \(i)")
+            #expect(Array(d[28...]) == Array(datagrams[i][28...]))
+        }
+    }
+}

@@ -397,6 +397,8 @@ extension SendDecision {
         c.server = b.server
         c.start()
         #expect(c.tunnelUps.count == 1)
+        // It gets the lowest free pool address: the one the removed client gave back.
+        #expect(c.tunnelUps.first?.client.address == IPv4Address(10, 8, 0, 3))
     }
 }
 
