@@ -54,7 +54,7 @@ let package = Package(
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Transport", "Crypto", "TestSupport"]),
         .testTarget(name: "PlatformTests", dependencies: ["Platform", "Engine", "CLinux", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["tunvpn", "TestSupport", "Crypto", "Platform"]),
+        .testTarget(name: "CLITests", dependencies: ["tunvpn", "TestSupport", "Crypto", "Platform", "Engine", "Transport"]),
     ]
 )
 

@@ -69,6 +69,10 @@ int clinux_pipe_cloexec(int fds[2]) {
     return pipe2(fds, O_CLOEXEC);
 }
 
+int clinux_accept_cloexec_nonblock(int fd) {
+    return accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+}
+
 int clinux_keep_only_net_admin(int *bounding_dropped) {
     int dropped = 1;
     for (int cap = 0; cap < 64; cap++) {
@@ -82,6 +86,17 @@ int clinux_keep_only_net_admin(int *bounding_dropped) {
     struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };
     struct __user_cap_data_struct data[2] = { { 0, 0, 0 }, { 0, 0, 0 } };
     data[0].effective = data[0].permitted = data[0].inheritable = 1u << CAP_NET_ADMIN;
+    if (syscall(SYS_capset, &header, data) != 0) return -1;
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    return 0;
+}
+
+int clinux_drop_all_capabilities_of_thread(void) {
+    for (int cap = 0; cap < 64; cap++) {
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno == EINVAL) break;  /* EPERM: keep going */
+    }
+    struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct data[2] = { { 0, 0, 0 }, { 0, 0, 0 } };
     if (syscall(SYS_capset, &header, data) != 0) return -1;
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     return 0;

@@ -21,17 +21,20 @@ public enum Blake2b {
     ) {
         Sodium.ensureInitialized()
         precondition((1...64).contains(out.count), "BLAKE2b output is 1...64 bytes")
-        let stateBytes = crypto_generichash_statebytes()
-        let state = UnsafeMutableRawPointer.allocate(byteCount: stateBytes, alignment: 64)
-        defer {
-            sodium_memzero(state, stateBytes)
-            state.deallocate()
+        // The state lives on the stack (384 bytes, 64-byte aligned): MACs are checked per handshake message,
+        // including every message of a flood, so no heap allocation here.
+        withUnsafeTemporaryAllocation(byteCount: stateSize, alignment: 64) { state in
+            guard let base = state.baseAddress else { preconditionFailure("stack allocation has an address") }
+            defer { sodium_memzero(base, state.count) }
+            let op = OpaquePointer(base)
+            _ = crypto_generichash_init(op, key?.u8, key?.count ?? 0, out.count)
+            for part in parts where part.count > 0 { _ = crypto_generichash_update(op, part.u8, UInt64(part.count)) }
+            _ = crypto_generichash_final(op, out.u8, out.count)
         }
-        let op = OpaquePointer(state)
-        _ = crypto_generichash_init(op, key?.u8, key?.count ?? 0, out.count)
-        for part in parts where part.count > 0 { _ = crypto_generichash_update(op, part.u8, UInt64(part.count)) }
-        _ = crypto_generichash_final(op, out.u8, out.count)
     }
+
+    /// crypto_generichash_statebytes() (384 in libsodium 1.0.18), read once.
+    static let stateSize = crypto_generichash_statebytes()
 
     /// BLAKE2b-512 of `bytes`.
     public static func hash(_ bytes: [UInt8]) -> [UInt8] {

@@ -20,6 +20,25 @@ public struct PeerSnapshot: Sendable, Equatable {
     /// Persistent keepalive interval in seconds, nil if off.
     public var persistentKeepalive: UInt64?
     public var suite: String?
+
+    /// A peer as given (the status command rebuilds snapshots from their JSON; tests build them directly).
+    public init(
+        publicKey: String, endpoint: Endpoint?, tunnelAddress: IPv4Address?, latestHandshake: UInt64?,
+        sessionAge: UInt64?, rxBytes: UInt64, txBytes: UInt64, rxPackets: UInt64, txPackets: UInt64,
+        persistentKeepalive: UInt64?, suite: String?
+    ) {
+        self.publicKey = publicKey
+        self.endpoint = endpoint
+        self.tunnelAddress = tunnelAddress
+        self.latestHandshake = latestHandshake
+        self.sessionAge = sessionAge
+        self.rxBytes = rxBytes
+        self.txBytes = txBytes
+        self.rxPackets = rxPackets
+        self.txPackets = txPackets
+        self.persistentKeepalive = persistentKeepalive
+        self.suite = suite
+    }
 }
 
 /// The whole engine as status commands show it.
@@ -32,6 +51,20 @@ public struct EngineSnapshot: Sendable {
     public var peers: [PeerSnapshot]
     /// Counter name → value, as in the `stats:` line.
     public var counters: [(name: String, value: UInt64)]
+
+    /// An engine as given (the status command rebuilds snapshots from their JSON; tests build them directly).
+    public init(
+        role: String, publicKey: String, listenPort: UInt16, device: String, suites: [String], peers: [PeerSnapshot],
+        counters: [(name: String, value: UInt64)]
+    ) {
+        self.role = role
+        self.publicKey = publicKey
+        self.listenPort = listenPort
+        self.device = device
+        self.suites = suites
+        self.peers = peers
+        self.counters = counters
+    }
 }
 
 extension TunnelEngine {

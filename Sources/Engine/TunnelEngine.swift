@@ -66,6 +66,8 @@ public final class TunnelEngine: Sendable {
     private let logLimiter = Mutex(LogLimiter())
     /// Set when the engine stopped because of an error (for the CLI's exit status).
     public let failure = Mutex<String?>(nil)
+    /// A server's responder, for the checks that need no state (key ID, mac1), run before the lock.
+    private let initiationFilter: HandshakeResponder?
 
     public init(
         state: TunnelState, device: any PacketDevice, socket: any DatagramSocket, clock: any EngineClock = SystemClock(),
@@ -80,6 +82,7 @@ public final class TunnelEngine: Sendable {
         self.logger = logger
         self.hooks = hooks
         self.settings = settings
+        if case .server(let s) = state.role { initiationFilter = s.responder } else { initiationFilter = nil }
     }
 
     /// Reads the core's state under its lock (status, tests).
@@ -190,7 +193,7 @@ public final class TunnelEngine: Sendable {
 
     /// What the inbound loop made of one datagram.
     private enum Kind: UInt8 {
-        case data, handshake, oversized, malformed, unknownSession, dropped
+        case data, handshake, oversized, malformed, unknownSession, dropped, refusedInitiation
     }
 
     private func inboundLoop() {
@@ -198,6 +201,7 @@ public final class TunnelEngine: Sendable {
         let control = PacketBatch(capacity: settings.batchSize, slotSize: settings.slotSize)
         var kinds = [Kind](repeating: .malformed, count: settings.batchSize)
         var found: [(session: Session, peer: Int)?] = Array(repeating: nil, count: settings.batchSize)
+        var refusals = [HandshakeFailure?](repeating: nil, count: settings.batchSize)
         var handshakes: [(bytes: [UInt8], from: Endpoint)] = []
         var actions: [ControlAction] = []
         let headerLength = DataFrame.headerLength
@@ -210,11 +214,27 @@ public final class TunnelEngine: Sendable {
             if n == 0 { return }
             let now = clock.monotonicNow()
             let wall = clock.wallNow()
+            // 0. Initiations that fail the stateless checks (key ID, mac1) are refused before the lock and
+            //    without a copy: a flood of forgeries then costs one MAC each.
+            if let filter = initiationFilter {
+                for i in 0..<n {
+                    refusals[i] = nil
+                    guard batch.lengths[i] <= settings.slotSize, batch.lengths[i] > 0,
+                        batch.slot(i).load(fromByteOffset: batch.offsets[i], as: UInt8.self)
+                            == WireFormat.MessageType.initiation.rawValue
+                    else { continue }
+                    refusals[i] = filter.precheckInitiation(raw: UnsafeRawBufferPointer(batch.packet(i)))
+                }
+            }
             // 1. Classify every datagram and look up data sessions, under one lock. Handshake messages are
             //    copied out now, before any slot is reused.
             state.withLock { core in
                 for i in 0..<n {
                     found[i] = nil
+                    if initiationFilter != nil, refusals[i] != nil {
+                        kinds[i] = .refusedInitiation
+                        continue
+                    }
                     if batch.lengths[i] > settings.slotSize {
                         kinds[i] = .oversized
                         continue
@@ -223,7 +243,10 @@ public final class TunnelEngine: Sendable {
                     if let index = DataFrame.receiverIndex(datagram) {
                         found[i] = core.session(forIndex: index)
                         kinds[i] = found[i] == nil ? .unknownSession : .data
-                    } else if let type = datagram.first, (1...3).contains(type),
+                        if found[i] == nil, let hint = core.sessionGoneHint(index: index, now: now) {
+                            actions.append(.sendHandshake(hint, to: batch.endpoints[i]))
+                        }
+                    } else if let type = datagram.first, (1...5).contains(type),
                         datagram.count <= WireFormat.initiationLength
                     {
                         kinds[i] = .handshake
@@ -247,6 +270,14 @@ public final class TunnelEngine: Sendable {
                 case .oversized: counters.drop(.oversized)
                 case .malformed: counters.drop(.malformed)
                 case .unknownSession: counters.drop(.unknownSession)
+                case .refusedInitiation:
+                    if let reason = refusals[i] {
+                        counters.handshakeFailed(reason)
+                        counters.drop(.handshake)
+                        if logLimiter.withLock({ $0.allow(now: now) }) {
+                            logger.warning("handshake refused from \(batch.endpoints[i]): \(reason.name) (\(reason))")
+                        }
+                    }
                 case .handshake, .dropped: break
                 }
             }

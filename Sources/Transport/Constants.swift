@@ -12,6 +12,8 @@ public enum WireFormat {
         case response = 2
         case cookieReply = 3
         case data = 4
+        /// Server → client: "I have no session with this index" (after a server restart).
+        case sessionGone = 5
     }
 
     /// Noise prologue: binds every handshake to this protocol and version.
@@ -36,6 +38,8 @@ public enum WireFormat {
     public static let cookieReplyLength = 64
     /// Label hashed with the server's static public key to make the cookie-encryption key.
     public static let cookieLabel: [UInt8] = Array("cookie--".utf8)
+    /// Session-gone hint: type(1) reserved(3) the unknown receiver index (4).
+    public static let sessionGoneLength = 8
     /// The most suites an initiation can offer.
     public static let maxOfferedSuites = 8
     /// Data frame header: type(1) reserved(3) receiver(4) counter(8); authenticated as associated data.
@@ -75,6 +79,9 @@ public enum Limits {
     public static let rateLimiterEntries = 8192
     /// A client's initiations are consumed at most this often (per second), as WireGuard does.
     public static let initiationsPerSecondPerPeer: UInt64 = 50
+    /// Session-gone hints the server sends at most, per second and in a burst.
+    public static let sessionGoneHintsPerSecond: Double = 20
+    public static let sessionGoneHintBurst: Double = 10
     /// Frames queued per peer while a handshake is in flight; older ones are dropped first.
     public static let maxQueuedPackets = 1024
     /// Largest IP packet carried (the tunnel MTU can be at most this).

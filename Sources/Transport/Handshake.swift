@@ -73,9 +73,19 @@ public struct StaticKeyTags: Sendable {
 
     /// True when `message` carries a valid mac1 at `offset` (constant-time comparison).
     public func verifyMAC1(_ message: [UInt8], offset: Int) -> Bool {
+        message.withUnsafeBytes { verifyMAC1($0, offset: offset) }
+    }
+
+    /// True when the raw `message` carries a valid mac1 at `offset`, without allocating.
+    public func verifyMAC1(_ message: UnsafeRawBufferPointer, offset: Int) -> Bool {
         guard message.count >= offset + 16 else { return false }
-        let expected = message.withUnsafeBytes { mac1(UnsafeRawBufferPointer(rebasing: $0[0..<offset])) }
-        return Sodium.constantTimeEqual(expected, Array(message[offset..<(offset + 16)]))
+        return withUnsafeTemporaryAllocation(byteCount: 16, alignment: 8) { expected in
+            mac1Key.withUnsafeBytes { key in
+                Blake2b.hash([UnsafeRawBufferPointer(rebasing: message[0..<offset])], key: key, into: expected)
+            }
+            return Sodium.constantTimeEqual(
+                UnsafeRawBufferPointer(expected), UnsafeRawBufferPointer(rebasing: message[offset..<(offset + 16)]))
+        }
     }
 }
 
@@ -236,11 +246,20 @@ public struct HandshakeResponder: Sendable {
 
     /// Cheap checks before any Diffie-Hellman work: shape, server key ID and mac1.
     public func precheckInitiation(_ message: [UInt8]) throws(HandshakeFailure) {
-        guard message.count == WireFormat.initiationLength,
-            message[0] == WireFormat.MessageType.initiation.rawValue, message[1] == 0, message[2] == 0, message[3] == 0
-        else { throw .malformed }
-        guard Array(message[8..<12]) == localTags.keyID else { throw .wrongServerKey }
-        guard localTags.verifyMAC1(message, offset: WireFormat.initiationMAC1Offset) else { throw .corrupted }
+        let failure = message.withUnsafeBytes { precheckInitiation(raw: $0) }
+        if let failure { throw failure }
+    }
+
+    /// The same checks on a raw datagram, without allocating (the engine runs them before taking the
+    /// core's lock, so a flood of forged initiations costs little more than the MAC over each).
+    public func precheckInitiation(raw m: UnsafeRawBufferPointer) -> HandshakeFailure? {
+        guard m.count == WireFormat.initiationLength, m[0] == WireFormat.MessageType.initiation.rawValue, m[1] == 0,
+            m[2] == 0, m[3] == 0
+        else { return .malformed }
+        let id = localTags.keyID
+        guard m[8] == id[0], m[9] == id[1], m[10] == id[2], m[11] == id[3] else { return .wrongServerKey }
+        guard localTags.verifyMAC1(m, offset: WireFormat.initiationMAC1Offset) else { return .corrupted }
+        return nil
     }
 
     /// Consumes message 1. `isAllowed` says whether a client key is on the allow-list; `lastTimestamp`

@@ -156,6 +156,8 @@ public struct TunnelState: Sendable {
     private var cookieJar: CookieJar?
     private var rateLimiter = SourceRateLimiter()
     private var loadMeter = LoadMeter()
+    private var hintTokens = Limits.sessionGoneHintBurst
+    private var hintTokensAt: UInt64 = 0
 
     public init(role: Role, timers: ProtocolTimers = .standard) {
         self.role = role
@@ -313,6 +315,26 @@ public struct TunnelState: Sendable {
         return .deliver(length: header.totalLength)
     }
 
+    // MARK: Session-gone hints
+
+    /// Server: a data frame named `index`, which no live session has (the server restarted, or the
+    /// session expired). Returns the 8-byte hint to send back, at most 20 a second: the client checks it
+    /// names its current session and starts a handshake at once instead of after 15 s of silence. The
+    /// hint carries nothing secret and changes no state here; a blind attacker would have to guess the
+    /// 32-bit index, and a client acts on hints at most once per REKEY_TIMEOUT.
+    public mutating func sessionGoneHint(index: UInt32, now: UInt64) -> [UInt8]? {
+        guard case .server = role else { return nil }
+        hintTokens = min(
+            Limits.sessionGoneHintBurst,
+            hintTokens + Double(elapsed(now, since: hintTokensAt)) / 1e9 * Limits.sessionGoneHintsPerSecond)
+        hintTokensAt = now
+        guard hintTokens >= 1 else { return nil }
+        hintTokens -= 1
+        var hint: [UInt8] = [WireFormat.MessageType.sessionGone.rawValue, 0, 0, 0]
+        appendLE32(&hint, index)
+        return hint
+    }
+
     // MARK: Handshakes
 
     private mutating func nextTimestamp(_ wall: WallTime) -> TAI64N {
@@ -382,7 +404,7 @@ public struct TunnelState: Sendable {
             }
         case .client(let settings):
             do {
-                try handleResponse(message, settings: settings, from: source, now: now, wall: wall, actions: &actions)
+                try handleResponse(message, settings: settings, from: source, now: now, wall: wall, random: random, actions: &actions)
             } catch {
                 actions.append(.handshakeRefused(error, from: source))
             }
@@ -479,8 +501,17 @@ public struct TunnelState: Sendable {
 
     private mutating func handleResponse(
         _ message: [UInt8], settings: ClientSettings, from source: Endpoint, now: UInt64, wall: WallTime,
-        actions: inout [ControlAction]
+        random: any RandomSource, actions: inout [ControlAction]
     ) throws(HandshakeFailure) {
+        if message.first == WireFormat.MessageType.sessionGone.rawValue {
+            // The server lost the session we send on: handshake now (rate-limited) rather than after 15 s.
+            guard message.count == WireFormat.sessionGoneLength, message[1] == 0, message[2] == 0, message[3] == 0
+            else { throw .malformed }
+            guard let current = peers[0].current, readLE32(message, 4) == current.remoteIndex, !peers[0].timers.handshakeInFlight
+            else { return }
+            initiateIfAllowed(peer: 0, now: now, wall: wall, random: random, actions: &actions)
+            return
+        }
         if message.first == WireFormat.MessageType.cookieReply.rawValue {
             // The server is under load: keep its cookie; the next (re)transmission carries mac2.
             guard let pending = peers[0].pending else { throw .unexpectedResponse }

@@ -107,6 +107,7 @@ struct Down: ParsableCommand {
             let executor = PlanExecutor(executor: SystemCommandExecutor(), journal: try HostNetwork.journal(device: dev))
             let (undone, failures) = try executor.tearDown()
             HostSetup.removeStalePidFile(device: dev)
+            try? UnixSocketServer.removeStale(HostNetwork.statusSocketPath(device: dev))  // a live one stays
             print(undone == 0 ? "nothing to remove for \(dev)" : "removed \(undone) change(s) for \(dev)")
             if !failures.isEmpty { throw CLIError("could not undo: " + failures.joined(separator: "; ")) }
         }

@@ -18,7 +18,7 @@ struct TunVPN: ParsableCommand {
               tunvpn client --peer-key keys/server.pub --endpoint vpn.example.com:51820
             """,
         subcommands: [
-            Server.self, Client.self, Down.self, Reload.self, Keygen.self, Pubkey.self, Demo.self, Bench.self,
+            Server.self, Client.self, Down.self, Reload.self, Show.self, Keygen.self, Pubkey.self, Demo.self, Bench.self,
         ])
 
     /// Expands `--config FILE` (ConfigFile.swift) before ArgumentParser parses the command line.

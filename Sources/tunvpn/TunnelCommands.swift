@@ -30,7 +30,9 @@ struct CommonOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Testing only: multiply every protocol timer by this factor.", visibility: .hidden))
     var timerScale: Double = 1
 
-    @Option(help: ArgumentHelp("Testing only: shift the wall clock used for handshake timestamps by SECONDS.", visibility: .hidden))
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp("Testing only: shift the wall clock used for handshake timestamps by SECONDS.", visibility: .hidden))
     var clockOffset: Int64 = 0
 
     /// The protocol timers (WireGuard's unless --timer-scale shrinks them for a test).
@@ -38,6 +40,9 @@ struct CommonOptions: ParsableArguments {
 
     @Flag(help: "Do not use TUN segmentation offloads (IFF_VNET_HDR with TSO), even where the kernel has them.")
     var noOffload = false
+
+    @Option(help: ArgumentHelp("Serve Prometheus metrics at http://ADDR:PORT/metrics.", valueName: "ADDR:PORT"))
+    var metrics: String?
 
     func validateCommon() throws {
         guard (576...9000).contains(mtu) else { throw ValidationError("--mtu must be between 576 and 9000") }
@@ -47,6 +52,9 @@ struct CommonOptions: ParsableArguments {
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
         guard timerScale > 0 && timerScale <= 1 else { throw ValidationError("--timer-scale must be in (0, 1]") }
+        if let metrics, Endpoint(metrics) == nil {
+            throw ValidationError("--metrics '\(metrics)' must be ADDRESS:PORT, like 127.0.0.1:9586")
+        }
     }
 
     func suites() throws -> [any CipherSuite.Type] {
@@ -255,6 +263,10 @@ struct Server: ParsableCommand {
             let engine = TunnelEngine(
                 state: state, device: device, socket: socket, clock: SystemClock(wallOffset: common.clockOffset),
                 logger: logger, settings: EngineSettings(mtu: common.mtu))
+            let status = try StatusServices.start(
+                engine: engine, device: common.dev, listenPort: socket.localEndpoint.port,
+                metricsAddress: common.metrics, logger: logger)
+            defer { status.stop() }
             try runUntilSignalled(engine, device: common.dev, logger: logger, adapters: { adapterStats(device, socket) }) {
                 do {
                     let list = try loadAllowList(prefix: prefix)
@@ -397,6 +409,10 @@ struct Client: ParsableCommand {
             let engine = TunnelEngine(
                 state: state, device: device, socket: socket, clock: SystemClock(wallOffset: common.clockOffset),
                 logger: logger, hooks: hooks, settings: EngineSettings(mtu: mtu))
+            let status = try StatusServices.start(
+                engine: engine, device: dev, listenPort: socket.localEndpoint.port,
+                metricsAddress: common.metrics, logger: logger)
+            defer { status.stop() }
             try runUntilSignalled(engine, device: dev, logger: logger, adapters: { adapterStats(device, socket) })
         }
     }

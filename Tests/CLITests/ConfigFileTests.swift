@@ -41,15 +41,15 @@ import TestSupport
         #expect(
             server.keyNames == [
                 "address", "allow-any-client", "clients", "dev", "dry-run", "egress", "firewall", "key", "listen",
-                "log-level", "mtu", "nat", "offload", "psk", "suite",
+                "log-level", "metrics", "mtu", "nat", "offload", "psk", "suite",
             ])
     }
 
     @Test func theClientKeysAreItsLongOptionNamesWithNoXFlagsAsX() {
         #expect(
             client.keyNames == [
-                "dev", "dry-run", "endpoint", "firewall", "gateway", "keepalive", "key", "lockdown", "log-level", "mtu",
-                "offload", "peer-key", "psk", "route", "routes", "suite",
+                "dev", "dry-run", "endpoint", "firewall", "gateway", "keepalive", "key", "lockdown", "log-level",
+                "metrics", "mtu", "offload", "peer-key", "psk", "route", "routes", "suite",
             ])
     }
 
@@ -225,7 +225,7 @@ import TestSupport
     @Test func anUnknownKeyNamesTheLineAndTheKnownKeys() {
         #expect(
             error("mtu = 1400\ncolour = \"blue\"", client)
-                == "t.toml:2: key 'colour': not an option of tunvpn client (keys: dev, dry-run, endpoint, firewall, gateway, keepalive, key, lockdown, log-level, mtu, offload, peer-key, psk, route, routes, suite)"
+                == "t.toml:2: key 'colour': not an option of tunvpn client (keys: dev, dry-run, endpoint, firewall, gateway, keepalive, key, lockdown, log-level, metrics, mtu, offload, peer-key, psk, route, routes, suite)"
         )
         // A client-only key in a server file.
         #expect(error("\n\nendpoint = \"a:1\"", server)?.hasPrefix("t.toml:3: key 'endpoint': not an option of tunvpn server (keys: ") == true)

@@ -465,3 +465,45 @@ extension SendDecision {
         #expect(pair.tunnelUps.count == 2, "the client got back in without its clock catching up")
     }
 }
+
+@Suite struct SessionGoneTests {
+    @Test func aRestartedServerHintsAndTheClientHandshakesAtOnceButOnlyForItsOwnSession() throws {
+        var pair = CorePair()
+        pair.start()
+        guard case .send(let session, _, _) = pair.clientSends(ipv4(clientIP, serverIP), deliver: false) else {
+            Issue.record("no session")
+            return
+        }
+        // The server restarts: same key and allow-list, no sessions.
+        let f = Fixture()
+        pair.server = TunnelState(role: .server(ServerSettings(
+            responder: HandshakeResponder(localStatic: f.server), address: IPv4Prefix("10.8.0.1/16")!,
+            allowList: AllowList(clients: [AllowedClient(key: f.client.publicKey)]), allowAnyClient: false)))
+        let completions = pair.completions
+        // A hint naming some other index is ignored.
+        let wrongHint = pair.server.sessionGoneHint(index: session.remoteIndex &+ 1, now: pair.now)
+        var wrong = try #require(wrongHint)
+        pair.deliver(wrong, toServer: false, from: pair.serverEndpoint)
+        #expect(pair.completions == completions)
+        wrong[1] = 1
+        pair.deliver(wrong, toServer: false, from: pair.serverEndpoint)
+        // The real one makes the client handshake immediately (not after 15 s of silence).
+        pair.advance(6)
+        let maybeHint = pair.server.sessionGoneHint(index: session.remoteIndex, now: pair.now)
+        let hint = try #require(maybeHint)
+        #expect(hint.count == WireFormat.sessionGoneLength && hint[0] == 5)
+        pair.deliver(hint, toServer: false, from: pair.serverEndpoint)
+        #expect(pair.completions == completions + 2, "a new handshake completed at once")
+        pair.clientSends(ipv4(clientIP, serverIP))
+        #expect(pair.deliveredToServer.last == ipv4(clientIP, serverIP))
+    }
+
+    @Test func hintsAreRateLimited() {
+        var server = CorePair().server
+        var sent = 0
+        for _ in 0..<100 where server.sessionGoneHint(index: 1, now: 5 * second) != nil { sent += 1 }
+        #expect(sent == Int(Limits.sessionGoneHintBurst))
+        let later = server.sessionGoneHint(index: 1, now: 5 * second + second / 10)
+        #expect(later != nil, "tokens come back at 20 a second")
+    }
+}

@@ -113,4 +113,13 @@ int clinux_keep_only_net_admin(int *bounding_dropped);
 /** pipe2(fds, O_CLOEXEC): a pipe whose ends are closed across exec (GNU extension, so wrapped here). */
 int clinux_pipe_cloexec(int fds[2]);
 
+/** accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK): a connection that is never inherited across exec
+ * (GNU extension, so wrapped here). */
+int clinux_accept_cloexec_nonblock(int fd);
+
+/** For the calling thread only (capabilities are per thread): empty its bounding set as far as CAP_SETPCAP
+ * allows, clear its effective, permitted and inheritable sets (capset(2)) and set no_new_privs. Returns 0,
+ * or -1 with errno from capset. */
+int clinux_drop_all_capabilities_of_thread(void);
+
 #endif /* TUNVPN_CLINUX_H */

@@ -1,0 +1,228 @@
+// The status socket: a Unix stream socket under /run/tunvpn on which a running server or client hands
+// every connecting `tunvpn show` one reply (the status JSON) and closes the connection; and the client
+// side that `tunvpn show` uses to find and read those sockets.
+//
+// Permissions: the directory is 0700 and the socket 0600, so only root (the owner) can connect
+// (unix(7): connecting needs write permission on the socket file). The socket is named after the
+// network namespace and the device, `/run/tunvpn/<netns id>-<dev>.sock`, so `tunvpn show` run in a
+// namespace finds that namespace's instances only.
+
+import CLinux
+import Engine
+import Glibc
+
+/// A Unix stream socket answering every connection with `respond()` and closing it.
+///
+/// Lifetime: `init` binds the socket file (replacing a stale one left by a process that died) and
+/// starts the thread; `stop()` ends the thread and removes the socket file if it is still this
+/// server's. Thread safety: `respond` runs on the server's thread; `stop()` may be called from any.
+public final class UnixSocketServer: Sendable {
+    /// The socket file's path.
+    public let path: String
+    private let server: StreamServer
+    /// Device and inode of the socket file bound, so that `stop()` never removes another one.
+    private let identity: (device: UInt64, inode: UInt64)
+
+    /// Longest path a sockaddr_un holds (108 bytes with the terminating zero; unix(7)).
+    public static let maximumPathLength = MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1
+
+    /// Binds `path` (mode 0600) and starts answering.
+    ///
+    /// A socket file at `path` that nobody listens on (ECONNREFUSED) is stale and removed first; one
+    /// that accepts a connection belongs to a running instance, and `init` fails with EADDRINUSE.
+    /// Anything else at `path` is left alone and `init` fails with EEXIST.
+    /// `threadStart` runs first on the server's thread (see `StreamServer`).
+    public init(
+        path: String, threadStart: @escaping @Sendable () -> Void = {}, respond: @escaping @Sendable () -> [UInt8]
+    ) throws(IOError) {
+        guard path.utf8.count <= Self.maximumPathLength else {
+            throw IOError(
+                call: "bind", errno: ENAMETOOLONG, detail: "\(path) is longer than \(Self.maximumPathLength) bytes")
+        }
+        try Self.removeStale(path)
+        let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
+        let fd = try Syscall.check("socket") { socket(AF_UNIX, type, 0) }
+        var st = stat()
+        do throws(IOError) {
+            // On Linux the socket file takes the socket inode's mode (less the umask) at bind(2), so
+            // fchmod before bind leaves no moment in which the file is more open than 0600; chmod after
+            // bind covers kernels that behave otherwise.
+            _ = try Syscall.check("fchmod") { fchmod(fd, 0o600) }
+            _ = try Syscall.check("bind") { Self.withAddress(path) { Glibc.bind(fd, $0, $1) } }
+            _ = try Syscall.check("chmod") { chmod(path, 0o600) }
+            _ = try Syscall.check("stat") { stat(path, &st) }
+            _ = try Syscall.check("listen") { listen(fd, 16) }
+        } catch {
+            Syscall.close(fd)
+            throw error
+        }
+        self.path = path
+        identity = (UInt64(st.st_dev), UInt64(st.st_ino))
+        do throws(IOError) {
+            server = try StreamServer(owning: fd, name: "status", threadStart: threadStart) { connection in
+                connection.write(respond())
+            }
+        } catch {
+            unlink(path)
+            throw error
+        }
+    }
+
+    deinit { stop() }
+
+    /// Stops answering and removes the socket file (if it is still the one bound here). Idempotent.
+    public func stop() {
+        server.stop()
+        var st = stat()
+        if lstat(path, &st) == 0, UInt64(st.st_dev) == identity.device, UInt64(st.st_ino) == identity.inode {
+            unlink(path)
+        }
+    }
+
+    /// Removes a stale socket file at `path`: one nobody listens on (connect(2) fails with ECONNREFUSED),
+    /// as a killed instance leaves. Nothing at `path` is fine.
+    ///
+    /// - Throws: `IOError` with EADDRINUSE if a running instance serves `path`, EEXIST if something other
+    ///   than a socket is there; in both cases it is left alone.
+    public static func removeStale(_ path: String) throws(IOError) {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        guard st.st_mode & S_IFMT == S_IFSOCK else {
+            throw IOError(call: "bind", errno: EEXIST, detail: "\(path) exists and is not a socket; remove it")
+        }
+        switch UnixSocketClient.connect(path) {
+        case .success(let fd):
+            Syscall.close(fd)
+            throw IOError(call: "bind", errno: EADDRINUSE, detail: "\(path) is served by another running tunvpn")
+        case .failure(let code) where code.rawValue == ECONNREFUSED:
+            _ = try Syscall.check("unlink") { unlink(path) }
+        case .failure(let code):
+            throw IOError(call: "connect", errno: code.rawValue, detail: "\(path): \(code.message)")
+        }
+    }
+
+    /// Calls `body` with a sockaddr_un for `path` and its length.
+    static func withAddress<R>(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8.prefix(maximumPathLength))
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count + 1)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, length) }
+        }
+    }
+}
+
+/// The reading side of the status socket, for `tunvpn show`.
+public enum UnixSocketClient {
+    /// Connects a blocking Unix stream socket to `path` (socket(2), connect(2)).
+    static func connect(_ path: String) -> Result<Int32, Errno> {
+        let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+        let opened = Syscall.run("socket") { socket(AF_UNIX, type, 0) }
+        guard case .success(let fd) = opened else { return opened }
+        let connected = Syscall.run("connect") { UnixSocketServer.withAddress(path) { Glibc.connect(fd, $0, $1) } }
+        if case .failure(let code) = connected {
+            Syscall.close(fd)
+            return .failure(code)
+        }
+        return .success(fd)
+    }
+
+    /// Connects to `path` and reads until the server closes the connection.
+    ///
+    /// - Parameters:
+    ///   - timeout: seconds each read may wait (SO_RCVTIMEO).
+    ///   - limit: the most bytes accepted.
+    /// - Throws: `IOError` naming the call: ECONNREFUSED from connect for a stale socket, EAGAIN from
+    ///   read on timeout, EMSGSIZE past `limit`.
+    public static func fetch(_ path: String, timeout: Double = 3, limit: Int = 16 << 20) throws(IOError) -> [UInt8] {
+        let fd: Int32
+        switch connect(path) {
+        case .success(let connected): fd = connected
+        case .failure(let code):
+            throw IOError(call: "connect", errno: code.rawValue, detail: "\(path): \(code.message)")
+        }
+        defer { Syscall.close(fd) }
+        let seconds = max(timeout, 0.001)
+        var interval = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1e6))
+        _ = try Syscall.check("setsockopt") {
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &interval, socklen_t(MemoryLayout<timeval>.size))
+        }
+        var reply: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 << 10)
+        while true {
+            let result = chunk.withUnsafeMutableBytes { raw in
+                Syscall.run("read") { Glibc.read(fd, raw.baseAddress, raw.count) }
+            }
+            let n: Int
+            switch result {
+            case .success(let count): n = count
+            case .failure(let code):
+                throw IOError(call: "read", errno: code.rawValue, detail: "\(path): \(code.message)")
+            }
+            if n == 0 { return reply }
+            guard reply.count + n <= limit else {
+                throw IOError(call: "read", errno: EMSGSIZE, detail: "\(path): reply longer than \(limit) bytes")
+            }
+            reply += chunk[0..<n]
+        }
+    }
+}
+
+extension HostNetwork {
+    /// The status socket of the instance using `device` in this network namespace:
+    /// `/run/tunvpn/<netns id>-<device>.sock`.
+    public static func statusSocketPath(device: String) -> String {
+        "\(stateDirectory)/\(namespaceID())-\(device).sock"
+    }
+
+    /// Creates the state directory with mode 0700 if it is missing (mkdir(2)), and tightens it to 0700
+    /// (chmod(2)) if it exists with a wider mode.
+    public static func makeStateDirectory() throws(IOError) {
+        var st = stat()
+        if lstat(stateDirectory, &st) != 0 {
+            if case .failure(let code) = Syscall.run("mkdir", { mkdir(stateDirectory, 0o700) }), code.rawValue != EEXIST
+            {
+                throw IOError(call: "mkdir", errno: code.rawValue, detail: "\(stateDirectory): \(code.message)")
+            }
+            _ = try Syscall.check("lstat") { lstat(stateDirectory, &st) }
+        }
+        guard st.st_mode & S_IFMT == S_IFDIR else {
+            throw IOError(call: "mkdir", errno: ENOTDIR, detail: "\(stateDirectory) exists and is not a directory")
+        }
+        if st.st_mode & 0o077 != 0 {
+            _ = try Syscall.check("chmod") { chmod(stateDirectory, 0o700) }
+        }
+    }
+
+    /// The status sockets of this network namespace's instances, as (device, path), sorted by device;
+    /// empty if the state directory does not exist.
+    ///
+    /// - Throws: `IOError` from opendir(3) (EACCES when not run as root).
+    public static func statusSockets() throws(IOError) -> [(device: String, path: String)] {
+        guard let dir = opendir(stateDirectory) else {
+            let code = errno
+            if code == ENOENT { return [] }
+            throw IOError(call: "opendir", errno: code, detail: "\(stateDirectory): \(Errno(code).message)")
+        }
+        defer { closedir(dir) }
+        let prefix = "\(namespaceID())-"
+        let suffix = ".sock"
+        var found: [(device: String, path: String)] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            guard name.hasPrefix(prefix), name.hasSuffix(suffix), name.count > prefix.count + suffix.count else {
+                continue
+            }
+            let device = String(name.dropFirst(prefix.count).dropLast(suffix.count))
+            found.append((device, "\(stateDirectory)/\(name)"))
+        }
+        return found.sorted { $0.device < $1.device }
+    }
+}

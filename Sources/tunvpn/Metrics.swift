@@ -1,0 +1,94 @@
+// `--metrics ADDR:PORT`: an `EngineSnapshot` in the Prometheus text exposition format, version 0.0.4
+// (https://prometheus.io/docs/instrumenting/exposition_formats/): per family a `# HELP` and a `# TYPE`
+// line, then its samples. Label values escape `\`, `"` and newline; HELP text escapes `\` and newline.
+//
+// Families: per-peer bytes and packets each way, session age and latest handshake (labelled with the
+// peer's public key); handshakes completed; handshake failures and dropped frames by reason (every
+// reason, zeros included, so rates work from the first scrape); and the number of peers.
+
+import Engine
+
+/// Renders snapshots as Prometheus text.
+enum PrometheusText {
+    /// The Content-Type of the format.
+    static let contentType = "text/plain; version=0.0.4; charset=utf-8"
+
+    /// The exposition text for `s`, every line ending in a newline.
+    static func render(_ s: EngineSnapshot) -> String {
+        var out = ""
+        func family(_ name: String, _ type: String, _ help: String, _ samples: [(labels: String, value: UInt64)]) {
+            out += "# HELP \(name) \(escapeHelp(help))\n# TYPE \(name) \(type)\n"
+            for sample in samples { out += "\(name)\(sample.labels) \(sample.value)\n" }
+        }
+        func perPeer(_ value: (PeerSnapshot) -> UInt64?) -> [(labels: String, value: UInt64)] {
+            s.peers.compactMap { p in value(p).map { (labels(["peer": p.publicKey]), $0) } }
+        }
+        func byReason(_ prefix: String) -> [(labels: String, value: UInt64)] {
+            s.counters.filter { $0.name.hasPrefix(prefix) }.map {
+                (labels(["reason": String($0.name.dropFirst(prefix.count))]), $0.value)
+            }
+        }
+        family(
+            "tunvpn_peers", "gauge", "Peers known to this instance (a server's clients, a client's server).",
+            [("", UInt64(s.peers.count))])
+        family(
+            "tunvpn_handshakes_total", "counter", "Handshakes completed.",
+            [("", s.counters.first { $0.name == "handshakes.completed" }?.value ?? 0)])
+        family(
+            "tunvpn_handshake_failures_total", "counter", "Handshakes refused or failed, by reason.",
+            byReason("handshake.failed."))
+        family("tunvpn_dropped_frames_total", "counter", "Frames and packets dropped, by reason.", byReason("drop."))
+        family(
+            "tunvpn_peer_receive_bytes_total", "counter", "Bytes received from the peer through the tunnel.",
+            perPeer { $0.rxBytes })
+        family(
+            "tunvpn_peer_transmit_bytes_total", "counter", "Bytes sent to the peer through the tunnel.",
+            perPeer { $0.txBytes })
+        family(
+            "tunvpn_peer_receive_packets_total", "counter", "Packets received from the peer through the tunnel.",
+            perPeer { $0.rxPackets })
+        family(
+            "tunvpn_peer_transmit_packets_total", "counter", "Packets sent to the peer through the tunnel.",
+            perPeer { $0.txPackets })
+        family(
+            "tunvpn_peer_session_age_seconds", "gauge", "Age of the session used to send to the peer.",
+            perPeer { $0.sessionAge })
+        family(
+            "tunvpn_peer_latest_handshake_seconds", "gauge", "Unix time of the latest handshake with the peer.",
+            perPeer { $0.latestHandshake })
+        return out
+    }
+
+    /// `{name="value",…}` in the given order of names, values escaped; "" for no labels.
+    static func labels(_ pairs: KeyValuePairs<String, String>) -> String {
+        guard !pairs.isEmpty else { return "" }
+        return "{" + pairs.map { "\($0.key)=\"\(escapeLabelValue($0.value))\"" }.joined(separator: ",") + "}"
+    }
+
+    /// A label value with `\` → `\\`, `"` → `\"` and newline → `\n`.
+    static func escapeLabelValue(_ value: String) -> String {
+        var out = ""
+        for c in value.unicodeScalars {
+            switch c {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "\n": out += "\\n"
+            default: out.unicodeScalars.append(c)
+            }
+        }
+        return out
+    }
+
+    /// HELP text with `\` → `\\` and newline → `\n`.
+    static func escapeHelp(_ text: String) -> String {
+        var out = ""
+        for c in text.unicodeScalars {
+            switch c {
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            default: out.unicodeScalars.append(c)
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,183 @@
+// End-to-end tests of `tunvpn show` and `--metrics` (issue 6): a real server and client in namespaces,
+// traffic through the tunnel, then the status socket read with `ip netns exec S tunvpn show [--json]`
+// and the metrics fetched over HTTP on 127.0.0.1 inside the server's namespace.
+//
+//     client ns (C)                 server ns (S)                   internet host ns (H)
+//     c0 10.100.k.2/24 ──────────── s0 10.100.k.1/24
+//     tun0 10.8.0.2/16              s1 10.200.k.1/24 ────────────── h0 10.200.k.2/24
+//       ╰── UDP to 10.100.k.1:51820 ──╯ tun0 10.8.0.1/16            (no tunvpn here: `show` fails)
+//                                       metrics on 127.0.0.1:9586
+//
+// Each test builds its own topology and keys and removes both on every way out (TunnelLab.use).
+
+import Foundation
+import TestSupport
+import Testing
+
+@Suite(.serialized, .enabled(if: getuid() == 0, "needs root: it creates network namespaces and TUN devices"))
+struct StatusEndToEndTests {
+    static let metricsPort = 9586
+
+    /// Keys, an allow-list with the client, the server (with `--metrics`) and the client started, the
+    /// tunnel up and 5 pings through it; returns (server, client, client public key).
+    func startTunnelWithTraffic(_ lab: TunnelLab) throws -> (
+        server: BackgroundProcess, client: BackgroundProcess, clientKey: String
+    ) {
+        try lab.keygen("server")
+        let clientKey = try lab.keygen("client")
+        try lab.writeAllowList(["\(clientKey)  # the test's client"])
+        let server = try lab.startServer(extra: ["--metrics", "127.0.0.1:\(Self.metricsPort)"])
+        let client = try lab.startClient(endpoint: lab.topology.address("S", "s0"), extra: ["--keepalive", "25"])
+        #expect(try lab.waitForTunnelUp(client) == "10.8.0.2")
+        #expect(try lab["C"].ping(TunnelLab.serverTunnelAddress, count: 5).status == 0)
+        return (server, client, clientKey)
+    }
+
+    @Test func showPrintsTheServerAndClientAsWgShowDoesAndAsJSON() throws {
+        try TunnelLab.standard().use { lab in
+            let (server, client, clientKey) = try startTunnelWithTraffic(lab)
+            let serverKey = try String(contentsOfFile: lab.path("keys/server.pub"), encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            let clientUnderlay = lab.topology.address("C", "c0")
+            let serverUnderlay = lab.topology.address("S", "s0")
+
+            // The server's view, as text.
+            let shown = try lab["S"].run([TestBinaries.tunvpn, "show"])
+            let text = shown.stdout
+            print(text)
+            #expect(shown.stderr == "")
+            #expect(
+                text.hasPrefix(
+                    "interface: tun0\n  public key: \(serverKey)\n  listening port: 51820\n  role: server\n  suites: "))
+            #expect(!text.contains("role: client"), "the client runs in another namespace")
+            #expect(text.contains("\npeer: \(clientKey)\n  endpoint: \(clientUnderlay):"))
+            #expect(text.contains("\n  tunnel address: 10.8.0.2\n"))
+            #expect(text.contains("\n  latest handshake: "))
+            #expect(text.firstMatch(of: /latest handshake: (Now|\d+ seconds? ago)\n/) != nil, "a handshake seconds ago")
+            #expect(
+                text.firstMatch(of: /\n  transfer: \d+(\.\d\d)? (B|KiB) received, \d+(\.\d\d)? (B|KiB) sent\n/) != nil)
+
+            // The server's view, as JSON: one object per line.
+            let json = try lab["S"].run([TestBinaries.tunvpn, "show", "--json", "--dev", "tun0"]).stdout
+            #expect(json.hasSuffix("}\n") && json.split(separator: "\n").count == 1)
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+            #expect(object["interface"] as? String == "tun0")
+            #expect(object["role"] as? String == "server")
+            #expect(object["public_key"] as? String == serverKey)
+            #expect(object["listen_port"] as? Int == 51820)
+            let peers = try #require(object["peers"] as? [[String: Any]])
+            #expect(peers.count == 1)
+            let peer = try #require(peers.first)
+            #expect(peer["public_key"] as? String == clientKey)
+            #expect((peer["endpoint"] as? String)?.hasPrefix("\(clientUnderlay):") == true)
+            #expect(peer["tunnel_address"] as? String == "10.8.0.2")
+            #expect((peer["rx_bytes"] as? Int ?? 0) >= 5 * 84, "5 pings of 84 bytes at least")
+            #expect((peer["tx_bytes"] as? Int ?? 0) >= 5 * 84)
+            #expect((peer["rx_packets"] as? Int ?? 0) >= 5)
+            let handshake = try #require(peer["latest_handshake"] as? Int)
+            #expect(abs(Double(handshake) - Date().timeIntervalSince1970) < 60)
+            let counters = try #require(object["counters"] as? [String: Int])
+            #expect(counters["handshakes.completed"] == 1)
+            #expect(counters["drop.authentication"] == 0)
+
+            // The client's view, in its own namespace: the server as its peer, with the keepalive.
+            let clientText = try lab["C"].run([TestBinaries.tunvpn, "show"]).stdout
+            print(clientText)
+            #expect(clientText.contains("  role: client\n"))
+            #expect(clientText.contains("\npeer: \(serverKey)\n  endpoint: \(serverUnderlay):51820\n"))
+            #expect(clientText.contains("\n  persistent keepalive: every 25 seconds\n"))
+            #expect(clientText.contains("\n  transfer: "))
+
+            // The socket is root-only, and the server's status and metrics threads hold no capability (the
+            // others keep CAP_NET_ADMIN, bit 12, and nothing more).
+            let journal = try lab["S"].run([TestBinaries.tunvpn, "down", "--print-journal-path"]).stdout
+            let socketPath = journal.trimmingCharacters(in: .whitespacesAndNewlines)
+                .replacingOccurrences(of: ".journal", with: ".sock")
+            let attributes = try FileManager.default.attributesOfItem(atPath: socketPath)
+            #expect(attributes[.posixPermissions] as? Int == 0o600)
+            #expect(attributes[.type] as? FileAttributeType == .typeSocket)
+            let threads = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(server.pid)/task")
+            let capabilities = try threads.map { thread in
+                let status = try String(contentsOfFile: "/proc/\(server.pid)/task/\(thread)/status", encoding: .utf8)
+                let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("CapEff:") })
+                return try #require(
+                    UInt64(line.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces), radix: 16))
+            }
+            print("+ # CapEff of the server's threads: \(capabilities.map { String($0, radix: 16) })")
+            #expect(capabilities.allSatisfy { $0 == 0 || $0 == 1 << 12 })
+            #expect(capabilities.filter { $0 == 0 }.count == 2, "the status and metrics threads")
+
+            // Once the server has stopped, its socket is gone and `show` says so in one line.
+            #expect(server.terminate() == 0, "server: \(server.log)")
+            #expect(!FileManager.default.fileExists(atPath: socketPath), "\(socketPath) is left")
+            let after = try lab["S"].exec([TestBinaries.tunvpn, "show"])
+            #expect(after.status == 1)
+            #expect(after.stderr == "tunvpn: error: no tunvpn server or client is running in this network namespace\n")
+            #expect(client.isRunning)
+        }
+    }
+
+    @Test func showInANamespaceWithoutAnInstanceFailsInOneLine() throws {
+        try TunnelLab.standard().use { lab in
+            _ = try startTunnelWithTraffic(lab)
+            let none = try lab["H"].exec([TestBinaries.tunvpn, "show"])
+            #expect(none.status == 1)
+            #expect(none.stdout == "")
+            #expect(none.stderr == "tunvpn: error: no tunvpn server or client is running in this network namespace\n")
+            let json = try lab["H"].exec([TestBinaries.tunvpn, "show", "--json"])
+            #expect(json.status == 1 && json.stdout == "")
+            let dev = try lab["S"].exec([TestBinaries.tunvpn, "show", "--dev", "tun9"])
+            #expect(dev.status == 1)
+            #expect(dev.stderr == "tunvpn: error: no tunvpn server or client uses tun9 in this network namespace\n")
+        }
+    }
+
+    @Test func metricsAreServedInPrometheusTextFormatAndOtherPathsAre404() throws {
+        try TunnelLab.standard().use { lab in
+            let (_, _, clientKey) = try startTunnelWithTraffic(lab)
+            let fetch = """
+                import sys, urllib.request, urllib.error
+                try:
+                    r = urllib.request.urlopen("http://127.0.0.1:\(Self.metricsPort)" + sys.argv[1], timeout=5)
+                    print(r.status, r.headers["Content-Type"]); sys.stdout.write(r.read().decode())
+                except urllib.error.HTTPError as e:
+                    print(e.code, e.headers["Content-Type"])
+                """
+            let metrics = try lab["S"].run(["python3", "-c", fetch, "/metrics"]).stdout
+            print(metrics)
+            #expect(metrics.hasPrefix("200 text/plain; version=0.0.4; charset=utf-8\n"))
+            let samples = Dictionary(
+                metrics.split(separator: "\n").dropFirst().filter { !$0.hasPrefix("#") }.compactMap { line in
+                    line.lastIndex(of: " ").map { (String(line[..<$0]), UInt64(line[line.index(after: $0)...]) ?? 0) }
+                }, uniquingKeysWith: { a, _ in a })
+            let peer = "{peer=\"\(clientKey)\"}"
+            #expect(samples["tunvpn_peers"] == 1)
+            #expect(samples["tunvpn_handshakes_total"] == 1)
+            #expect((samples["tunvpn_peer_receive_bytes_total\(peer)"] ?? 0) >= 5 * 84)
+            #expect((samples["tunvpn_peer_transmit_bytes_total\(peer)"] ?? 0) >= 5 * 84)
+            #expect((samples["tunvpn_peer_receive_packets_total\(peer)"] ?? 0) >= 5)
+            #expect(samples["tunvpn_peer_session_age_seconds\(peer)"] != nil)
+            let handshake = try #require(samples["tunvpn_peer_latest_handshake_seconds\(peer)"])
+            #expect(abs(Double(handshake) - Date().timeIntervalSince1970) < 60)
+            #expect(samples["tunvpn_dropped_frames_total{reason=\"replay\"}"] == 0)
+            #expect(samples["tunvpn_dropped_frames_total{reason=\"authentication\"}"] == 0)
+            #expect(samples["tunvpn_handshake_failures_total{reason=\"wrongServerKey\"}"] == 0)
+            #expect(metrics.contains("# TYPE tunvpn_peer_receive_bytes_total counter\n"))
+            #expect(metrics.contains("# TYPE tunvpn_peers gauge\n"))
+
+            let missing = try lab["S"].run(["python3", "-c", fetch, "/"]).stdout
+            #expect(missing == "404 text/plain; charset=utf-8\n")
+
+            // A client that connects and sends nothing is cut off; the next scrape still works.
+            let slow = """
+                import socket, time
+                s = socket.create_connection(("127.0.0.1", \(Self.metricsPort)))
+                s.sendall(b"GET /metr"); time.sleep(3)
+                print(repr(s.recv(100)))
+                """
+            let cutOff = try lab["S"].run(["python3", "-c", slow]).stdout
+            #expect(cutOff == "b''\n", "the server closed the idle connection without a reply")
+            #expect(try lab["S"].run(["python3", "-c", fetch, "/metrics"]).stdout.hasPrefix("200 "))
+        }
+    }
+}
