@@ -76,6 +76,12 @@ func consume(_ message: [UInt8], allowed: Set<PublicKey> = [FuzzKeys.client.publ
     seed: UInt64 = 0) -> Result<HandshakeResponder.InitiationConsumed, HandshakeFailure>
 {
     let prechecked = Result { () throws(HandshakeFailure) in try responder.precheckInitiation(message) }
+    // The engine runs the raw form before taking the core's lock; both must say the same.
+    let raw = message.withUnsafeBytes { responder.precheckInitiation(raw: $0) }
+    switch prechecked {
+    case .success: require(raw == nil, "precheckInitiation(raw:) refused what precheckInitiation passed: \(raw!)")
+    case .failure(let f): require(raw == f, "precheckInitiation(raw:) says \(String(describing: raw)), the other \(f)")
+    }
     let result = Result { () throws(HandshakeFailure) in
         try responder.consumeInitiation(
             message, isAllowed: { allowed.contains($0) }, lastTimestamp: { _ in last }, random: FuzzRandom(seed: seed))

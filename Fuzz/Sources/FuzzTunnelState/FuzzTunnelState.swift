@@ -12,7 +12,8 @@
 //  10 a flood of the client's latest initiation (the server goes under load: cookie replies, mac2)
 // (opcode = low 4 bits mod 11; high bits are flags, e.g. 0x80 on a tick steps the wall clock back)
 // Each datagram goes through what the engine does with it: handshake types to `handleHandshake`,
-// type 4 to `receiverIndex`, `session(forIndex:)`, `DataFrame.open` and `received`.
+// type 4 to `receiverIndex`, `session(forIndex:)` (an unknown index gets a session-gone hint, which the
+// client then handles), `DataFrame.open` and `received`.
 // Invariants: every handshake message sent is exactly an initiation, response or cookie reply long; a delivered
 // packet is the packet the peer sent (trimmed to its IPv4 length) and its source is the peer's address
 // on the server; the server never keeps more than three sessions per peer, nor more peers than the
@@ -53,6 +54,8 @@ public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutabl
             ("stranger-allowed", [1, 5, 1, 5, 1, 5, 2, 5, 0]),
             ("stranger-refused", [0, 5, 0]),
             ("raw-to-both", [0, 0] + chunk([1, 0, 0, 0] + [UInt8](repeating: 0, count: 156)) + [1] + chunk([2, 0, 0, 0, 1])),
+            ("session-gone", [0] + handshake + [8, 2] + le16(0xffff) + [2] + le16(0xffff) + [2] + le16(0xffff)
+                + [9] + chunk([4, 0, 0, 0, 0, 0, 0, 0] + [UInt8](repeating: 0, count: 24)) + [4, 0, 3, 0, 4, 0]),
             ("forged-frame", [0] + handshake + [9, 0] + chunk([UInt8](repeating: 0xee, count: 60))),
             ("clock-back", [0] + handshake + [0x82] + le16(10_000) + [2] + le16(5000) + [3, 0, 4, 0]),
             ("flood-cookie", [0, 10, 120, 0, 4, 0, 2] + le16(5500) + [10, 150, 1, 4, 0, 2] + le16(5500) + [10, 110, 0, 3, 0, 4, 0]),
@@ -146,7 +149,15 @@ struct World {
         buffer.copyBytes(from: datagram)
         guard let index = DataFrame.receiverIndex(UnsafeRawBufferPointer(buffer)) else { return }
         let state = toServer ? server : client
-        guard let (session, peer) = state.session(forIndex: index) else { return }
+        guard let (session, peer) = state.session(forIndex: index) else {
+            // The engine answers a frame for an unknown session with a rate-limited session-gone hint.
+            if toServer, let hint = server.sessionGoneHint(index: index, now: now) {
+                require(hint.count == WireFormat.sessionGoneLength && hint[0] == WireFormat.MessageType.sessionGone.rawValue
+                    && Array(hint[4..<8]) == le32(index), "session-gone hint \(hint) for index \(index)")
+                toClient.append(hint)
+            }
+            return
+        }
         guard case .packet(let length) = DataFrame.open(buffer, session: session, now: now) else { return }
         require(length == datagram.count - DataFrame.headerLength - DataFrame.tagLength, "opened length")
         let packet = UnsafeRawBufferPointer(rebasing: buffer[DataFrame.headerLength..<(DataFrame.headerLength + length)])
