@@ -3,8 +3,8 @@
 //
 // Rooms (see ../shared/STYLE.md): a pure protocol core (Crypto, Transport, Routing) wrapped by thin
 // OS adapters (Platform) and driven by the Engine; the tunvpn executable is the only place that picks
-// real adapters. libsodium is linked dynamically by default; TUNVPN_STATIC_SODIUM=1 links libsodium.a
-// (PLATFORM-NOTES §6: with pkgConfig SwiftPM would always put -lsodium first, so none is given here).
+// real adapters. libsodium is found by pkg-config and linked dynamically by default; TUNVPN_STATIC_SODIUM=1
+// links libsodium.a instead (PLATFORM-NOTES §6).
 import PackageDescription
 
 let staticSodium = Context.environment["TUNVPN_STATIC_SODIUM"] == "1"
@@ -23,7 +23,9 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
-        .systemLibrary(name: "CSodium", providers: [.apt(["libsodium-dev"])]),
+        // Found by pkg-config for ordinary builds; a static build links libsodium.a by hand instead, because
+        // pkg-config's -lsodium would always come first and pick the shared library (PLATFORM-NOTES §6).
+        .systemLibrary(name: "CSodium", pkgConfig: staticSodium ? nil : "libsodium", providers: [.apt(["libsodium-dev"])]),
         .target(name: "CLinux"),
         .target(name: "Crypto", dependencies: ["CSodium"], linkerSettings: sodiumLink),
         .target(name: "Transport", dependencies: ["Crypto"]),

@@ -92,8 +92,30 @@ func sodiumOpen(
     return rc == 0 ? Int(out) : nil
 }
 
+/// A suite that is one of libsodium's combined-mode AEADs: seal and open come from its two functions.
+protocol LibsodiumAEAD: CipherSuite {
+    static var encrypt: SodiumEncrypt { get }
+    static var decrypt: SodiumDecrypt { get }
+}
+
+extension LibsodiumAEAD {
+    public static func seal(
+        key: UnsafeRawPointer, nonce: UnsafeRawPointer, buffer: UnsafeMutableRawPointer, length: Int,
+        authenticating ad: UnsafeRawBufferPointer
+    ) -> Int {
+        sodiumSeal(encrypt, key: key, nonce: nonce, buffer: buffer, length: length, ad: ad)
+    }
+
+    public static func open(
+        key: UnsafeRawPointer, nonce: UnsafeRawPointer, buffer: UnsafeMutableRawPointer, length: Int,
+        authenticating ad: UnsafeRawBufferPointer
+    ) -> Int? {
+        sodiumOpen(decrypt, tagLength: tagLength, key: key, nonce: nonce, buffer: buffer, length: length, ad: ad)
+    }
+}
+
 /// XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha), the default. Nonce: 16 zero bytes ‖ counter (LE64).
-public enum XChaCha20Poly1305: CipherSuite {
+public enum XChaCha20Poly1305: LibsodiumAEAD {
     public static let name = "xchacha20poly1305"
     public static let wireID: UInt8 = 1
     public static let keyLength = 32
@@ -106,25 +128,12 @@ public enum XChaCha20Poly1305: CipherSuite {
         counterNonce(counter, length: nonceLength, offset: 16, into: nonce)
     }
 
-    public static func seal(
-        key: UnsafeRawPointer, nonce: UnsafeRawPointer, buffer: UnsafeMutableRawPointer, length: Int,
-        authenticating ad: UnsafeRawBufferPointer
-    ) -> Int {
-        sodiumSeal(crypto_aead_xchacha20poly1305_ietf_encrypt, key: key, nonce: nonce, buffer: buffer, length: length, ad: ad)
-    }
-
-    public static func open(
-        key: UnsafeRawPointer, nonce: UnsafeRawPointer, buffer: UnsafeMutableRawPointer, length: Int,
-        authenticating ad: UnsafeRawBufferPointer
-    ) -> Int? {
-        sodiumOpen(
-            crypto_aead_xchacha20poly1305_ietf_decrypt, tagLength: tagLength, key: key, nonce: nonce, buffer: buffer, length: length,
-            ad: ad)
-    }
+    static var encrypt: SodiumEncrypt { crypto_aead_xchacha20poly1305_ietf_encrypt }
+    static var decrypt: SodiumDecrypt { crypto_aead_xchacha20poly1305_ietf_decrypt }
 }
 
 /// ChaCha20-Poly1305 (RFC 8439, IETF 96-bit nonce), as WireGuard uses. Nonce: 4 zero bytes ‖ counter (LE64).
-public enum ChaCha20Poly1305: CipherSuite {
+public enum ChaCha20Poly1305: LibsodiumAEAD {
     public static let name = "chacha20poly1305"
     public static let wireID: UInt8 = 2
     public static let keyLength = 32
@@ -137,25 +146,12 @@ public enum ChaCha20Poly1305: CipherSuite {
         counterNonce(counter, length: nonceLength, offset: 4, into: nonce)
     }
 
-    public static func seal(
-        key: UnsafeRawPointer, nonce: UnsafeRawPointer, buffer: UnsafeMutableRawPointer, length: Int,
-        authenticating ad: UnsafeRawBufferPointer
-    ) -> Int {
-        sodiumSeal(crypto_aead_chacha20poly1305_ietf_encrypt, key: key, nonce: nonce, buffer: buffer, length: length, ad: ad)
-    }
-
-    public static func open(
-        key: UnsafeRawPointer, nonce: UnsafeRawPointer, buffer: UnsafeMutableRawPointer, length: Int,
-        authenticating ad: UnsafeRawBufferPointer
-    ) -> Int? {
-        sodiumOpen(
-            crypto_aead_chacha20poly1305_ietf_decrypt, tagLength: tagLength, key: key, nonce: nonce, buffer: buffer, length: length,
-            ad: ad)
-    }
+    static var encrypt: SodiumEncrypt { crypto_aead_chacha20poly1305_ietf_encrypt }
+    static var decrypt: SodiumDecrypt { crypto_aead_chacha20poly1305_ietf_decrypt }
 }
 
 /// AES-256-GCM, offered only where libsodium reports hardware support. Nonce: 4 zero bytes ‖ counter (LE64).
-public enum AES256GCM: CipherSuite {
+public enum AES256GCM: LibsodiumAEAD {
     public static let name = "aes256gcm"
     public static let wireID: UInt8 = 3
     public static let keyLength = 32
@@ -171,21 +167,8 @@ public enum AES256GCM: CipherSuite {
         counterNonce(counter, length: nonceLength, offset: 4, into: nonce)
     }
 
-    public static func seal(
-        key: UnsafeRawPointer, nonce: UnsafeRawPointer, buffer: UnsafeMutableRawPointer, length: Int,
-        authenticating ad: UnsafeRawBufferPointer
-    ) -> Int {
-        sodiumSeal(crypto_aead_aes256gcm_encrypt, key: key, nonce: nonce, buffer: buffer, length: length, ad: ad)
-    }
-
-    public static func open(
-        key: UnsafeRawPointer, nonce: UnsafeRawPointer, buffer: UnsafeMutableRawPointer, length: Int,
-        authenticating ad: UnsafeRawBufferPointer
-    ) -> Int? {
-        sodiumOpen(
-            crypto_aead_aes256gcm_decrypt, tagLength: tagLength, key: key, nonce: nonce, buffer: buffer, length: length,
-            ad: ad)
-    }
+    static var encrypt: SodiumEncrypt { crypto_aead_aes256gcm_encrypt }
+    static var decrypt: SodiumDecrypt { crypto_aead_aes256gcm_decrypt }
 }
 
 /// The suites tunvpn knows, by name and by wire ID.
