@@ -79,8 +79,8 @@ if Context.environment["TUNVPN_FUZZ"] == "1" {
         ("FuzzTCPOffload", ["Platform"]),
         ("FuzzUDPGRO", ["Platform", "Engine", "Transport", "CLinux"]),
         ("FuzzCookie", ["Transport", "Crypto"]),
-        // The config file (Sources/tunvpn/ConfigFile.swift) lives in the executable target, which no other
-        // target can import; it gets a target here once its parser moves into a library room.
+        // The config file's parser (Sources/tunvpn/ConfigFile.swift) lives in the executable target, which
+        // only test targets import; FuzzConfig goes here once it moves into a library room.
     ]
     for t in fuzzTargets {
         package.targets.append(
