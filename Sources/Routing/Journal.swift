@@ -25,7 +25,8 @@ public struct JournalEntry: Equatable, Sendable {
     }
 
     public init?(encoded line: Substring) {
-        var fields = line.split(separator: "\t", omittingEmptySubsequences: false).map { Self.unescape($0) }
+        var fields = String(line).unicodeScalars.split(separator: "\t", omittingEmptySubsequences: false)
+            .map { Self.unescape(Substring(String(String.UnicodeScalarView($0)))) }
         guard !fields.isEmpty, fields.allSatisfy({ $0 != nil }) else { return nil }
         var values = fields.compactMap { $0 }
         fields = []
@@ -39,36 +40,41 @@ public struct JournalEntry: Equatable, Sendable {
         undo = values
     }
 
+    /// Percent-escapes %, tab, CR and LF, working on Unicode scalars (not Characters), so that a control
+    /// character next to a combining mark, or "\r" before the line's "\n", cannot merge into one grapheme
+    /// and slip past the escaping (found by FuzzJournal).
     static func escape(_ s: String) -> String {
-        var out = ""
-        for c in s {
+        var out = String.UnicodeScalarView()
+        for c in s.unicodeScalars {
             switch c {
-            case "%": out += "%25"
-            case "\t": out += "%09"
-            case "\n": out += "%0A"
+            case "%": out.append(contentsOf: "%25".unicodeScalars)
+            case "\t": out.append(contentsOf: "%09".unicodeScalars)
+            case "\n": out.append(contentsOf: "%0A".unicodeScalars)
+            case "\r": out.append(contentsOf: "%0D".unicodeScalars)
             default: out.append(c)
             }
         }
-        return out
+        return String(out)
     }
 
     static func unescape(_ s: Substring) -> String? {
-        var out = ""
-        var i = s.startIndex
-        while i < s.endIndex {
-            if s[i] == "%" {
-                let hexEnd = s.index(i, offsetBy: 3, limitedBy: s.endIndex) ?? s.endIndex
-                guard s.distance(from: i, to: hexEnd) == 3, let v = UInt8(s[s.index(after: i)..<hexEnd], radix: 16) else {
-                    return nil
-                }
-                out.append(Character(Unicode.Scalar(v)))
-                i = hexEnd
+        let scalars = Array(s.unicodeScalars)
+        var out = String.UnicodeScalarView()
+        var i = 0
+        while i < scalars.count {
+            if scalars[i] == "%" {
+                guard i + 2 < scalars.count, scalars[i + 1].properties.isASCIIHexDigit,
+                    scalars[i + 2].properties.isASCIIHexDigit,
+                    let v = UInt8(String(String.UnicodeScalarView([scalars[i + 1], scalars[i + 2]])), radix: 16)
+                else { return nil }
+                out.append(Unicode.Scalar(v))
+                i += 3
             } else {
-                out.append(s[i])
-                i = s.index(after: i)
+                out.append(scalars[i])
+                i += 1
             }
         }
-        return out
+        return String(out)
     }
 }
 

@@ -183,3 +183,16 @@ final class MemoryJournal: JournalStore {
         #expect(plan.changes[0].undoCommand() == ["nft", "delete", "table", "inet", "tunvpn_lock_tun0"])
     }
 }
+
+@Suite struct JournalEscapingTests {
+    @Test func carriageReturnsAndCombiningMarksSurviveTheRoundTrip() {
+        // FuzzJournal's findings: "\r" before the line's "\n", and a tab followed by a combining mark.
+        for args in [["\r"], ["\t\u{301}"], ["a%\u{301}", "\n\u{301}x"], ["é\r\n"]] {
+            let e = JournalEntry(undo: args)
+            #expect(!e.encoded.unicodeScalars.contains { $0 == "\r" || $0 == "\n" })
+            #expect(JournalEntry(encoded: Substring(e.encoded)) == e, "\(args)")
+        }
+        let lines = [JournalEntry(undo: ["\r"]), JournalEntry(undo: ["\r"])].map { $0.encoded + "\n" }.joined()
+        #expect(lines.split(separator: "\n").compactMap { JournalEntry(encoded: $0) } == [JournalEntry(undo: ["\r"]), JournalEntry(undo: ["\r"])])
+    }
+}
