@@ -372,7 +372,9 @@ public final class TunDevice: PacketDevice {
         return .success(length)
     }
 
-    /// Writes `batch.packet(i)` for each `i in 0..<batch.count` with write(2), one packet per call.
+    /// Writes `batch.packet(i)` for each `i in 0..<batch.count` with writev(2), one packet per call, or,
+    /// with offloads on, one merged run of consecutive segments of a TCP or UDP flow per call (a virtio
+    /// header in front, as GRO would build it) so the kernel's receive path handles one large packet.
     ///
     /// A packet the kernel refuses (EINVAL, EIO, EMSGSIZE, ENOMEM, ENOBUFS) or whose offset and length
     /// do not fit its slot is skipped and counted in `stats`. On EAGAIN the writer waits in poll(2)
@@ -386,38 +388,6 @@ public final class TunDevice: PacketDevice {
         guard io.enter() else { return 0 }
         defer { io.leave() }
 
-        if usesVirtioHeader { return try writeVirtio(from: batch) }
-        var written = 0
-        var index = 0
-        while index < batch.count {
-            let offset = batch.offsets[index]
-            let length = batch.lengths[index]
-            guard offset >= 0, length > 0, length <= batch.slotSize - offset else {
-                invalidWrites.wrappingAdd(1, ordering: .relaxed)
-                index += 1
-                continue
-            }
-            let start = batch.slot(index) + offset
-            switch Syscall.run("write", { write(io.fd, start, length) }) {
-            case .success:
-                written += 1
-                index += 1
-            case .failure(let code) where code.isWouldBlock:
-                writeWaits.wrappingAdd(1, ordering: .relaxed)
-                if try io.wait(for: Int16(POLLOUT)) == .closed { return written }
-            case .failure(let code) where Self.refusesOnePacket(code):
-                rejectedWrites.wrappingAdd(1, ordering: .relaxed)
-                index += 1
-            case .failure(let code):
-                throw IOError("write", code)
-            }
-        }
-        return written
-    }
-
-    /// Writes with virtio headers, merging runs of consecutive segments of one TCP flow into
-    /// super-packets (as GRO would) so the kernel's TCP receive path handles one large packet.
-    private func writeVirtio(from batch: PacketBatch) throws(IOError) -> Int {
         var written = 0
         var index = 0
         let plainHeader = writeHeaders  // all zero: no offload for this packet
@@ -432,9 +402,14 @@ public final class TunDevice: PacketDevice {
             }
             let first = batch.slot(index) + offset
             var end = index + 1
-            var vectors = 2
-            writeVectors[0] = iovec(iov_base: plainHeader, iov_len: VirtioNetHeader.length)
-            writeVectors[1] = iovec(iov_base: first, iov_len: length)
+            // With virtio headers, vector 0 is the header (rewritten below for a merged run).
+            var vectors = 0
+            if usesVirtioHeader {
+                writeVectors[0] = iovec(iov_base: plainHeader, iov_len: VirtioNetHeader.length)
+                vectors = 1
+            }
+            writeVectors[vectors] = iovec(iov_base: first, iov_len: length)
+            vectors += 1
             if offloadsEnabled, let h = TCPSegmentation.headers(first, length: length),
                 TCPSegmentation.canStartRun(first, h, length: length),
                 first.load(fromByteOffset: h.ip + 13, as: UInt8.self) & TCPSegmentation.tcpPSH == 0
