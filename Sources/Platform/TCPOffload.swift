@@ -283,6 +283,16 @@ public enum UDPSegmentation {
         return total
     }
 
+    /// Whether a UDP/IPv4 packet can be part of a merged write: a 20-byte IP header, no fragmentation,
+    /// and IP total length and UDP length that both agree with `length` (a datagram with trailing bytes
+    /// past its UDP length would otherwise change shape when its payload is cut from the packet's end).
+    @inline(__always)
+    public static func mergeable(_ p: UnsafeRawPointer, length: Int) -> Bool {
+        ipHeader(p, length: length) == 20
+            && Int(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 2, as: UInt16.self))) == length
+            && Int(UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 24, as: UInt16.self))) == length - 20
+    }
+
     /// Whether `next` (a UDP/IPv4 packet with a 20-byte header) belongs to `first`'s flow with the same
     /// IP fields, so that their payloads can travel as one super-packet.
     @inline(__always)

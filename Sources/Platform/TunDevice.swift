@@ -147,9 +147,11 @@ public final class TunDevice: PacketDevice {
         if offload {
             // The header size is 10 by default; set it anyway, then probe the offloads, UDP segmentation
             // (Linux 6.2+) first (a kernel that refuses them all still gives us headers, with no GSO in them).
+            // The kernel takes USO only as the pair USO4 | USO6 (either alone is EINVAL); IPv6 super-packets
+            // read from the device are not IPv4 and are dropped like any IPv6 packet.
             _ = clinux_tun_set_vnet_hdr_size(fd, Int32(VirtioNetHeader.length))
             let tcp = UInt32(CLINUX_TUN_F_CSUM | CLINUX_TUN_F_TSO4)
-            if clinux_tun_set_offload(fd, tcp | UInt32(CLINUX_TUN_F_USO4)) == 0 {
+            if clinux_tun_set_offload(fd, tcp | UInt32(CLINUX_TUN_F_USO4 | CLINUX_TUN_F_USO6)) == 0 {
                 offloads = true
                 udpOffloads = true
             } else {
@@ -446,7 +448,7 @@ public final class TunDevice: PacketDevice {
                     writeVectors[0] = iovec(iov_base: mergeHeader, iov_len: VirtioNetHeader.length)
                     mergedWrites.wrappingAdd(1, ordering: .relaxed)
                 }
-            } else if udpOffloadEnabled, length > 28, UDPSegmentation.ipHeader(first, length: length) == 20 {
+            } else if udpOffloadEnabled, length > 28, UDPSegmentation.mergeable(first, length: length) {
                 // Consecutive datagrams of one UDP flow, all of the first one's size but the last.
                 let size = length - 28
                 var total = length
@@ -456,7 +458,7 @@ public final class TunDevice: PacketDevice {
                     guard o >= 0, l > 28, l <= batch.slotSize - o else { break }
                     let next = batch.slot(end) + o
                     let payload = l - 28
-                    guard payload <= size, total + payload <= 65535, UDPSegmentation.ipHeader(next, length: l) == 20,
+                    guard payload <= size, total + payload <= 65535, UDPSegmentation.mergeable(next, length: l),
                         UDPSegmentation.canFollow(first, next)
                     else { break }
                     writeVectors[vectors] = iovec(iov_base: next + 28, iov_len: payload)

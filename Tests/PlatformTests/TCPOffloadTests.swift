@@ -216,4 +216,22 @@ func udpChecksumsAreValid(_ p: [UInt8]) -> Bool {
             #expect(Array(d[28...]) == Array(datagrams[i][28...]))
         }
     }
+
+    @Test func onlyDatagramsWhoseLengthsAgreeWithThePacketAreMerged() {
+        func mergeable(_ p: [UInt8], length: Int? = nil) -> Bool {
+            p.withUnsafeBytes { UDPSegmentation.mergeable($0.baseAddress!, length: length ?? p.count) }
+        }
+        let plain = udpPacket(payload: [UInt8](repeating: 7, count: 100))
+        #expect(mergeable(plain))
+        var shortUDP = plain
+        shortUDP[25] -= 4  // UDP length 4 bytes short of the packet: trailing bytes past the datagram
+        #expect(!mergeable(shortUDP))
+        #expect(!mergeable(plain + [0, 0, 0, 0], length: plain.count + 4), "IP total length short of the buffer")
+        var fragment = plain
+        fragment[6] = 0x20  // more fragments
+        #expect(!mergeable(fragment))
+        var options = plain
+        options[0] = 0x46  // a 24-byte IP header
+        #expect(!mergeable(options))
+    }
 }

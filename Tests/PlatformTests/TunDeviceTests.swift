@@ -32,6 +32,16 @@ private struct StepFailed: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
+/// True when the running kernel's release (uname) is at least `major.minor`.
+private func kernelAtLeast(_ major: Int, _ minor: Int) -> Bool {
+    var name = utsname()
+    guard uname(&name) == 0 else { return false }
+    let release = withUnsafeBytes(of: name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    let parts = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+    guard parts.count == 2 else { return false }
+    return (parts[0], parts[1]) >= (major, minor)
+}
+
 /// True if the root namespace (the test's own thread) has an interface called `name`.
 private func rootNamespaceHasInterface(_ name: String) -> Bool {
     if_nametoindex(name) != 0
@@ -247,6 +257,77 @@ struct TunDeviceTests {
         #expect(outcome.0 == 97)
         #expect(outcome.1 == [UInt8](repeating: 0xab, count: 68), "the room holds the packet's first 96 bytes")
         #expect(outcome.2 == 1)
+    }
+
+    struct OffloadObservations: Sendable {
+        var tcp: Bool
+        var udp: Bool
+        var written: Int
+        var merged: Int
+        var received: [[UInt8]]
+        var read: [[UInt8]]
+        var segmented: Int
+    }
+
+    /// UDP segmentation offload both ways: the kernel takes USO only as USO4 and USO6 together, and a
+    /// device that probed it wrong silently fell back to one write per datagram. Written: 8 datagrams of
+    /// one flow become one merged write that the socket receives as the same 8 datagrams, in order. Read:
+    /// a socket's GSO send of 8 datagrams arrives from the device as 8 packets with valid checksums.
+    @Test(.enabled(if: kernelAtLeast(6, 2), "USO on TUN devices needs Linux 6.2"))
+    func udpSegmentationOffloadWorksInBothDirections() throws {
+        let payloads = (0..<8).map { i in [UInt8](repeating: UInt8(0x30 + i), count: i == 7 ? 300 : 1000) }
+        let seen = try runInFreshNetworkNamespace { () throws -> OffloadObservations in
+            let device = try TunDevice.open(name: "tvtest0", offload: true)
+            defer { device.close() }
+            guard let prefix = IPv4Prefix("10.77.0.1/24") else { throw StepFailed("prefix did not parse") }
+            try device.configure(address: prefix, mtu: 1420)
+            let socket = try UDPSocket.bind(Endpoint(address: local, port: 0), segmentationOffload: true)
+            defer { socket.close() }
+
+            // Device → socket: 8 datagrams from the peer, merged into one write.
+            let writes = PacketBatch(capacity: 8, slotSize: 2048)
+            for (i, payload) in payloads.enumerated() {
+                writes.set(i, bytes: PacketBuilder.ipv4UDP(from: peer, to: socket.localEndpoint, payload: payload))
+            }
+            writes.count = payloads.count
+            let written = try device.writePackets(from: writes)
+            var received: [[UInt8]] = []
+            let incoming = PacketBatch(capacity: 16, slotSize: 2048)
+            while received.count < payloads.count {
+                let n = try socket.receive(into: incoming)
+                guard n > 0 else { throw StepFailed("socket closed") }
+                for i in 0..<n { received.append(incoming.bytes(i)) }
+            }
+
+            // Socket → device: one GSO send of 8 datagrams to the peer.
+            let outgoing = PacketBatch(capacity: 8, slotSize: 2048)
+            for (i, payload) in payloads.enumerated() { outgoing.set(i, bytes: payload, endpoint: peer) }
+            outgoing.count = payloads.count
+            guard try socket.send(from: outgoing) == payloads.count else { throw StepFailed("the datagrams were not sent") }
+            var read: [[UInt8]] = []
+            let batch = PacketBatch(capacity: 16, slotSize: 2048)
+            for _ in 0..<50 where read.count < payloads.count {
+                let n = try device.readPackets(into: batch, headroom: 16)
+                for i in 0..<n where PacketBuilder.parseIPv4UDP(batch.bytes(i))?.destination == peer {
+                    read.append(batch.bytes(i))
+                }
+            }
+            let stats = device.stats
+            return OffloadObservations(
+                tcp: device.offloadsEnabled, udp: device.udpOffloadEnabled, written: written,
+                merged: stats.mergedWrites, received: received, read: read, segmented: stats.segmentedReads)
+        }
+        // Plain values, so a failure prints them and not every payload byte.
+        let (tcp, udp, written, merged, segmented) = (seen.tcp, seen.udp, seen.written, seen.merged, seen.segmented)
+        #expect(tcp, "TUNSETOFFLOAD accepted TSO")
+        #expect(udp, "TUNSETOFFLOAD accepted USO (USO4 | USO6)")
+        #expect(written == payloads.count)
+        #expect(merged == 1, "the 8 datagrams went in one write")
+        #expect(seen.received == payloads)
+        #expect(segmented >= 1, "the device handed over a UDP super-packet")
+        let parsed = seen.read.compactMap(PacketBuilder.parseIPv4UDP)
+        #expect(parsed.map(\.payload) == payloads)
+        #expect(parsed.allSatisfy { $0.headerChecksumValid && $0.udpChecksumValid })
     }
 }
 
