@@ -45,23 +45,40 @@ public struct VirtioNetHeader: Equatable, Sendable {
 
 /// Internet checksum arithmetic (RFC 1071): 16-bit big-endian words summed with end-around carry.
 public enum InternetChecksum {
-    /// Adds `count` bytes at `p` to `initial` without folding (8 bytes at a time).
+    /// Adds `count` bytes at `p`, as big-endian 16-bit words, to `initial`; the result is not folded.
+    ///
+    /// One's-complement sums do not depend on byte order (RFC 1071, section 2): the words are added in
+    /// little-endian order, 32 bytes a round into four independent 64-bit accumulators (32-bit halves, so
+    /// no carry is lost for inputs up to 4 GiB), folded to 16 bits, and byte-swapped once at the end.
     @inline(__always)
     public static func sum(_ p: UnsafeRawPointer, _ count: Int, initial: UInt64 = 0) -> UInt64 {
-        var acc = initial
+        @inline(__always) func halves(_ offset: Int) -> UInt64 {
+            let v = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+            return (v >> 32) &+ (v & 0xffff_ffff)
+        }
+        var a0: UInt64 = 0
+        var a1: UInt64 = 0
+        var a2: UInt64 = 0
+        var a3: UInt64 = 0
         var i = 0
-        // Sum 32-bit big-endian halves of 64-bit loads; the accumulator cannot overflow for 64 KiB inputs.
+        while i + 32 <= count {
+            a0 &+= halves(i)
+            a1 &+= halves(i + 8)
+            a2 &+= halves(i + 16)
+            a3 &+= halves(i + 24)
+            i += 32
+        }
         while i + 8 <= count {
-            let v = UInt64(bigEndian: p.loadUnaligned(fromByteOffset: i, as: UInt64.self))
-            acc &+= (v >> 32) &+ (v & 0xffff_ffff)
+            a0 &+= halves(i)
             i += 8
         }
         while i + 2 <= count {
-            acc &+= UInt64(p.load(fromByteOffset: i, as: UInt8.self)) << 8 | UInt64(p.load(fromByteOffset: i + 1, as: UInt8.self))
+            a1 &+= UInt64(UInt16(littleEndian: p.loadUnaligned(fromByteOffset: i, as: UInt16.self)))
             i += 2
         }
-        if i < count { acc &+= UInt64(p.load(fromByteOffset: i, as: UInt8.self)) << 8 }
-        return acc
+        // A trailing odd byte is the high byte of a big-endian word: the low byte of a little-endian one.
+        if i < count { a2 &+= UInt64(p.load(fromByteOffset: i, as: UInt8.self)) }
+        return initial &+ UInt64(fold(a0 &+ a1 &+ a2 &+ a3).byteSwapped)
     }
 
     /// Folds a sum to 16 bits (not complemented).
