@@ -28,7 +28,7 @@ table of medians and ratios. The default run (3 rounds, 10 s tests) takes about 
 its section of bench/RESULTS.md; --quick (1 round, 3 s tests, short sweep) only prints.
 
 Environment: TUNVPN=path (use this binary instead of building), ROUNDS, DURATION, SWEEP_DURATION,
-SWEEP_RATES ("100M 200M …"), PINGS, SCRATCH_PATH (SwiftPM scratch path, default .build).
+SWEEP_RATES ("100M 200M …"), SWEEP_REFINE (bisection steps after the first failing rate), PINGS, SCRATCH_PATH (SwiftPM scratch path, default .build).
 EOF
 }
 
@@ -56,6 +56,7 @@ if [ "$quick" = 1 ]; then
     DURATION=${DURATION:-3}
     SWEEP_DURATION=${SWEEP_DURATION:-1}
     SWEEP_RATES=${SWEEP_RATES:-"200M 800M 1.6G 3.2G"}
+    SWEEP_REFINE=${SWEEP_REFINE:-1}
     PINGS=${PINGS:-100}
     [ "$results_set" = 1 ] || results=""
 fi
@@ -63,11 +64,14 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 SWEEP_DURATION=${SWEEP_DURATION:-2}
 SWEEP_RATES=${SWEEP_RATES:-"100M 200M 400M 800M 1.2G 1.6G 2.4G 3.2G 4.8G 6.4G"}
+SWEEP_REFINE=${SWEEP_REFINE:-3}
 PINGS=${PINGS:-200}
 MTU=1420
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS/--rounds must be a positive integer, not '$ROUNDS'"
 [[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || die "DURATION/--duration must be a positive number of seconds, not '$DURATION'"
 [[ "$SWEEP_DURATION" =~ ^[1-9][0-9]*$ ]] || die "SWEEP_DURATION must be a positive number of seconds"
+[[ "$SWEEP_REFINE" =~ ^[0-9]+$ ]] || die "SWEEP_REFINE must be a number of bisection steps (0 for none)"
+for r in $SWEEP_RATES; do [[ "$r" =~ ^[0-9]+(\.[0-9]+)?[KMG]$ ]] || die "SWEEP_RATES: '$r' is not a rate like 800M or 1.2G"; done
 [[ "$PINGS" =~ ^[1-9][0-9]*$ ]] || die "PINGS must be a positive integer"
 
 # ---- prerequisites ---------------------------------------------------------------------------------
@@ -321,25 +325,52 @@ udp_full_rate() {
     note "  udp -b 0: $pps packets/s delivered, $loss% lost"
 }
 
-udp_sweep() { # highest delivered rate among steps with <1% loss; stops at ≥1% loss or a sender that lags
-    local best=0 rate out bps pps loss
+# udp_step RATE: one fixed-rate UDP run; sets step_bps and step_loss, or returns 1 (recorded as a failure).
+# Not called in a command substitution: a subshell would lose the failure and the PID bookkeeping.
+udp_step() {
+    local rate=$1 out pps
+    if ! iperf "udp_$rate" -u -b "$rate" -l 1392 -w 4M -t "$SWEEP_DURATION" \
+        || ! out=$(python3 "$here/report.py" udp "$work/udp_$rate.json"); then
+        failures+=("round $round $variant: iperf3 UDP at $rate failed")
+        return 1
+    fi
+    read -r step_bps pps step_loss <<<"$out"
+}
+
+mbit() { # mbit RATE (100M, 1.2G, …) → Mbit/s
+    awk -v r="$1" 'BEGIN{u = substr(r, length(r)); n = substr(r, 1, length(r) - 1) + 0
+        print n * (u == "G" ? 1000 : u == "M" ? 1 : u == "K" ? 0.001 : 0.000001)}'
+}
+
+# Highest delivered rate among steps with <1% loss. The coarse steps (SWEEP_RATES) stop at the first with
+# ≥1% loss, or when the single-threaded iperf3 sender can no longer reach the rate; then SWEEP_REFINE
+# bisection steps between the last rate that passed and the first that failed narrow the answer.
+udp_sweep() {
+    local best=0 rate lo=0 hi=0 i mid
     for rate in $SWEEP_RATES; do
-        if ! iperf "udp_$rate" -u -b "$rate" -l 1392 -w 4M -t "$SWEEP_DURATION" \
-            || ! out=$(python3 "$here/report.py" udp "$work/udp_$rate.json"); then
-            failures+=("round $round $variant: iperf3 UDP at $rate failed")
-            break
-        fi
-        read -r bps pps loss <<<"$out"
-        if awk -v l="$loss" 'BEGIN{exit !(l >= 1)}'; then break; fi
-        best=$(awk -v b="$bps" -v best="$best" 'BEGIN{m = b/1e6; print (m > best ? m : best)}')
-        # The sender itself cannot reach the rate (iperf3 is one thread): faster steps would say nothing new.
-        awk -v b="$bps" -v r="$rate" 'BEGIN{
-            u = substr(r, length(r)); n = substr(r, 1, length(r) - 1) + 0
-            n *= (u == "G" ? 1e9 : u == "M" ? 1e6 : u == "K" ? 1e3 : 1)
-            exit !(b < 0.9 * n)}' && break
+        udp_step "$rate" || break
+        if awk -v l="$step_loss" 'BEGIN{exit !(l >= 1)}'; then hi=$(mbit "$rate"); break; fi
+        lo=$(mbit "$rate")
+        best=$(awk -v b="$step_bps" -v best="$best" 'BEGIN{m = b/1e6; print (m > best ? m : best)}')
+        # The sender itself cannot reach the rate: faster steps would say nothing new.
+        awk -v b="$step_bps" -v r="$lo" 'BEGIN{exit !(b < 0.9 * r * 1e6)}' && break
     done
+    if awk -v lo="$lo" -v hi="$hi" 'BEGIN{exit !(lo > 0 && hi > lo)}'; then
+        for i in $(seq "$SWEEP_REFINE"); do
+            mid=$(awk -v lo="$lo" -v hi="$hi" 'BEGIN{printf "%d", int((lo + hi) / 20 + 0.5) * 10}')
+            awk -v m="$mid" -v lo="$lo" -v hi="$hi" 'BEGIN{exit !(m > lo && m < hi)}' || break
+            udp_step "${mid}M" || break
+            if awk -v l="$step_loss" 'BEGIN{exit !(l >= 1)}'; then
+                hi=$mid
+            else
+                lo=$mid
+                best=$(awk -v b="$step_bps" -v best="$best" 'BEGIN{m = b/1e6; print (m > best ? m : best)}')
+            fi
+        done
+    fi
     record udp_sweep "$best"
-    note "  udp sweep: $best Mbit/s with <1% loss"
+    if [ "$hi" = 0 ]; then hi="none"; else hi="$hi Mbit/s"; fi
+    note "  udp sweep: $best Mbit/s with <1% loss (lowest rate tried with ≥1% loss: $hi)"
 }
 
 ping_test() {
@@ -388,7 +419,7 @@ run_variant() {
 
 # ---- the run ---------------------------------------------------------------------------------------
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
-note "tunvpn: $tunvpn; $ROUNDS round(s), ${DURATION}s tests, sweep ${SWEEP_DURATION}s steps: $SWEEP_RATES"
+note "tunvpn: $tunvpn; $ROUNDS round(s), ${DURATION}s tests, sweep ${SWEEP_DURATION}s steps: $SWEEP_RATES, then $SWEEP_REFINE bisection step(s)"
 for round in $(seq "$ROUNDS"); do
     for v in tunvpn wggo veth; do run_variant "$v"; done
 done
@@ -398,13 +429,13 @@ elapsed=$(($(date +%s) - started_at))
 # ---- report ----------------------------------------------------------------------------------------
 mode=$([ "$quick" = 1 ] && echo quick || echo default)
 env_prefix=""
-for var in TUNVPN SCRATCH_PATH ROUNDS DURATION SWEEP_DURATION SWEEP_RATES PINGS; do
+for var in TUNVPN SCRATCH_PATH ROUNDS DURATION SWEEP_DURATION SWEEP_RATES SWEEP_REFINE PINGS; do
     [ -n "${!var+set}" ] && [ -n "$(printenv "$var" || true)" ] && env_prefix+="$var='$(printenv "$var")' "
 done
 meta="$work/meta.json"
 MODE=$mode COMMAND="$env_prefix$command_line" LOAD_START=$load_start LOAD_END=$load_end \
 ELAPSED="$((elapsed / 60)) min $((elapsed % 60)) s" \
-SETTINGS="$ROUNDS round(s) of tunvpn → wireguard-go → veth; iperf3 TCP ${DURATION} s per test; UDP -l 1392 -w 4M, -b 0 for ${DURATION} s, sweep ${SWEEP_DURATION} s per step over $SWEEP_RATES; $PINGS pings at -i 0.01; tunnel MTU $MTU" \
+SETTINGS="$ROUNDS round(s) of tunvpn → wireguard-go → veth; iperf3 TCP ${DURATION} s per test; UDP -l 1392 -w 4M, -b 0 for ${DURATION} s, sweep ${SWEEP_DURATION} s per step over $SWEEP_RATES, then $SWEEP_REFINE bisection step(s) below the first rate with ≥1% loss; $PINGS pings at -i 0.01; tunnel MTU $MTU" \
 TUNVPN_VERSION="$(git -C "$repo" describe --always --dirty --tags 2>/dev/null || echo unknown)" \
 NPROC="$(nproc)" WG_VERSION="$(wireguard-go --version 2>&1 | head -1)" IPERF_VERSION="$(iperf3 --version 2>&1 | head -1)" \
 FAILURES="$(printf '%s\n' "${failures[@]+"${failures[@]}"}")" \

@@ -36,6 +36,12 @@ struct InterfaceRequest {
         set { raw.ifr_ifru.ifru_mtu = newValue }
     }
 
+    /// ifr_qlen (the transmit queue length: SIOCGIFTXQLEN/SIOCSIFTXQLEN).
+    var queueLength: Int32 {
+        get { raw.ifr_ifru.ifru_ivalue }
+        set { raw.ifr_ifru.ifru_ivalue = newValue }
+    }
+
     /// ifr_addr (or ifr_netmask, the same union member) as an AF_INET sockaddr_in.
     var ipv4Address: IPv4Address {
         get {

@@ -185,8 +185,13 @@ public final class TunDevice: PacketDevice {
     /// - Parameters:
     ///   - address: the interface address and prefix length ("10.8.0.1/24" gives a 10.8.0.0/24 route).
     ///   - mtu: 68...65535.
-    public func configure(address: IPv4Prefix, mtu: Int) throws(TunError) {
+    ///   - transmitQueueLength: packets the kernel holds for the reader before it drops (SIOCSIFTXQLEN;
+    ///     a TUN device's ring has this many slots, 500 unless set); nil leaves it as it is.
+    public func configure(address: IPv4Prefix, mtu: Int, transmitQueueLength: Int? = nil) throws(TunError) {
         guard (68...65535).contains(mtu) else { throw TunError.invalidMTU(device: name, mtu: mtu) }
+        if let length = transmitQueueLength {
+            precondition(length > 0 && length <= Int(Int32.max), "a transmit queue length is checked by the caller")
+        }
         let socketType = Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
         let control: Int32
         do {
@@ -199,6 +204,12 @@ public final class TunDevice: PacketDevice {
         var request = InterfaceRequest(name: name)
         request.mtu = Int32(mtu)
         try configureStep(control, SIOCSIFMTU, "SIOCSIFMTU", &request)
+
+        if let length = transmitQueueLength {
+            request = InterfaceRequest(name: name)
+            request.queueLength = Int32(length)
+            try configureStep(control, SIOCSIFTXQLEN, "SIOCSIFTXQLEN", &request)
+        }
 
         request = InterfaceRequest(name: name)
         request.ipv4Address = address.address

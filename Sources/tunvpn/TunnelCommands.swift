@@ -38,6 +38,12 @@ struct CommonOptions: ParsableArguments {
     /// The protocol timers (WireGuard's unless --timer-scale shrinks them for a test).
     var timers: ProtocolTimers { timerScale == 1 ? .standard : ProtocolTimers.standard.scaled(by: timerScale) }
 
+    @Option(
+        help: ArgumentHelp(
+            "Packets the kernel queues on the TUN device for tunvpn before it drops (the kernel's default is 500).",
+            valueName: "PACKETS"))
+    var txqueuelen: Int = 1000
+
     @Flag(help: "Do not use TUN segmentation offloads (IFF_VNET_HDR with TSO), even where the kernel has them.")
     var noOffload = false
 
@@ -46,6 +52,9 @@ struct CommonOptions: ParsableArguments {
 
     func validateCommon() throws {
         guard (576...9000).contains(mtu) else { throw ValidationError("--mtu must be between 576 and 9000") }
+        guard (16...100_000).contains(txqueuelen) else {
+            throw ValidationError("--txqueuelen must be between 16 and 100000 packets")
+        }
         for name in suite where CipherSuites.named(name) == nil {
             let known = CipherSuites.all.map { $0.name }.joined(separator: ", ")
             throw ValidationError("unknown suite '\(name)' (known: \(known))")
@@ -246,20 +255,20 @@ struct Server: ParsableCommand {
                         firewall: try host.backend()))
             }
             if host.dryRun {
-                print("ip addr add \(prefix) dev \(common.dev)\nip link set \(common.dev) mtu \(common.mtu) up")
+                print("ip addr add \(prefix) dev \(common.dev)\nip link set \(common.dev) mtu \(common.mtu) txqueuelen \(common.txqueuelen) up")
                 print(plan.script, terminator: "")
                 return
             }
             try HostSetup.removeLeftovers(device: common.dev, logger: logger)
             try HostNetwork.preflight(plan)
             let device = try common.openDevice()
-            do { try device.configure(address: prefix, mtu: common.mtu) } catch { throw CLIError("\(error)") }
+            do { try device.configure(address: prefix, mtu: common.mtu, transmitQueueLength: common.txqueuelen) } catch { throw CLIError("\(error)") }
             defer { HostSetup.tearDown(device: common.dev, logger: logger) }
             try HostSetup.apply(plan, device: common.dev, logger: logger)
             let socket = try UDPSocket.bind(listenEndpoint, segmentationOffload: !common.noOffload)
             if allowAnyClient { logger.warning("--allow-any-client: any client key is admitted; use an allow-list outside the lab") }
             logger.info(
-                "server listening on \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name) \(prefix), \(allowList.clients.count) allowed client(s), TSO \(device.offloadsEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
+                "server listening on \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name) \(prefix), \(allowList.clients.count) allowed client(s), TSO \(device.offloadsEnabled ? "on" : "off"), TUN USO \(device.udpOffloadEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
             let engine = TunnelEngine(
                 state: state, device: device, socket: socket, clock: SystemClock(wallOffset: common.clockOffset),
                 logger: logger, settings: EngineSettings(mtu: common.mtu))
@@ -383,7 +392,7 @@ struct Client: ParsableCommand {
                 : Plan()
             if host.dryRun {
                 print(lockdownPlan.script, terminator: "")
-                print("# \(common.dev): address assigned by the server at the handshake\nip link set \(common.dev) mtu \(common.mtu) up")
+                print("# \(common.dev): address assigned by the server at the handshake\nip link set \(common.dev) mtu \(common.mtu) txqueuelen \(common.txqueuelen) up")
                 print(plan.script, terminator: "")
                 return
             }
@@ -396,14 +405,15 @@ struct Client: ParsableCommand {
             let device = try common.openDevice()
             let socket = try UDPSocket.bind(Endpoint(address: .any, port: 0), segmentationOffload: !common.noOffload)
             let mtu = common.mtu
+            let queueLength = common.txqueuelen
             let dev = common.dev
             defer { HostSetup.tearDown(device: dev, logger: logger) }
             // The kill switch goes up before the first handshake and stays while the client reconnects.
             if lockdown { try HostSetup.apply(lockdownPlan, device: dev, logger: logger) }
             logger.info(
-                "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name), TSO \(device.offloadsEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
+                "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name), TSO \(device.offloadsEnabled ? "on" : "off"), TUN USO \(device.udpOffloadEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
             let hooks = EngineHooks(tunnelUp: { assignment in
-                do { try device.configure(address: assignment.client, mtu: mtu) } catch { throw CLIError("\(error)") }
+                do { try device.configure(address: assignment.client, mtu: mtu, transmitQueueLength: queueLength) } catch { throw CLIError("\(error)") }
                 try HostSetup.apply(plan, device: dev, logger: logger)
             })
             let engine = TunnelEngine(

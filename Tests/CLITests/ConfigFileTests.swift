@@ -41,7 +41,7 @@ import TestSupport
         #expect(
             server.keyNames == [
                 "address", "allow-any-client", "clients", "dev", "dry-run", "egress", "firewall", "key", "listen",
-                "log-level", "metrics", "mtu", "nat", "offload", "psk", "suite",
+                "log-level", "metrics", "mtu", "nat", "offload", "psk", "suite", "txqueuelen",
             ])
     }
 
@@ -49,7 +49,7 @@ import TestSupport
         #expect(
             client.keyNames == [
                 "dev", "dry-run", "endpoint", "firewall", "gateway", "keepalive", "key", "lockdown", "log-level",
-                "metrics", "mtu", "offload", "peer-key", "psk", "route", "routes", "suite",
+                "metrics", "mtu", "offload", "peer-key", "psk", "route", "routes", "suite", "txqueuelen",
             ])
     }
 
@@ -225,7 +225,7 @@ import TestSupport
     @Test func anUnknownKeyNamesTheLineAndTheKnownKeys() {
         #expect(
             error("mtu = 1400\ncolour = \"blue\"", client)
-                == "t.toml:2: key 'colour': not an option of tunvpn client (keys: dev, dry-run, endpoint, firewall, gateway, keepalive, key, lockdown, log-level, metrics, mtu, offload, peer-key, psk, route, routes, suite)"
+                == "t.toml:2: key 'colour': not an option of tunvpn client (keys: dev, dry-run, endpoint, firewall, gateway, keepalive, key, lockdown, log-level, metrics, mtu, offload, peer-key, psk, route, routes, suite, txqueuelen)"
         )
         // A client-only key in a server file.
         #expect(error("\n\nendpoint = \"a:1\"", server)?.hasPrefix("t.toml:3: key 'endpoint': not an option of tunvpn server (keys: ") == true)
@@ -284,7 +284,7 @@ import TestSupport
         defer { dir.remove() }
         let r = try tunvpn(["server", "--config", "config/server.toml", "--dry-run", "--egress", "lo"], in: dir.path)
         #expect(r.status == 0, "\(r.stderr)")
-        #expect(r.stdout.hasPrefix("ip addr add 10.8.0.1/16 dev tun0\nip link set tun0 mtu 1420 up\nsysctl -w net.ipv4.ip_forward=1\n"))
+        #expect(r.stdout.hasPrefix("ip addr add 10.8.0.1/16 dev tun0\nip link set tun0 mtu 1420 txqueuelen 1000 up\nsysctl -w net.ipv4.ip_forward=1\n"))
         #expect(r.stdout.contains(#"ip saddr 10.8.0.0/16 oifname "lo" masquerade"#))
     }
 
@@ -295,7 +295,7 @@ import TestSupport
         #expect(r.status == 0, "\(r.stderr)")
         #expect(
             r.stdout.hasPrefix(
-                "# tun0: address assigned by the server at the handshake\nip link set tun0 mtu 1420 up\nip -4 route add 0.0.0.0/1 dev tun0\nip -4 route add 128.0.0.0/1 dev tun0\n"
+                "# tun0: address assigned by the server at the handshake\nip link set tun0 mtu 1420 txqueuelen 1000 up\nip -4 route add 0.0.0.0/1 dev tun0\nip -4 route add 128.0.0.0/1 dev tun0\n"
             ))
     }
 
@@ -307,6 +307,7 @@ import TestSupport
             endpoint = "203.0.113.7:51820"
             dev = "tunf"
             mtu = 1300
+            txqueuelen = 2000
             route = ["10.1.0.0/16", "10.2.0.0/16"]
             dry-run = true
             """
@@ -315,17 +316,17 @@ import TestSupport
         #expect(fromFile.status == 0, "\(fromFile.stderr)")
         #expect(
             fromFile.stdout.hasPrefix(
-                "# tunf: address assigned by the server at the handshake\nip link set tunf mtu 1300 up\nip -4 route add 10.1.0.0/16 dev tunf\nip -4 route add 10.2.0.0/16 dev tunf\n"
+                "# tunf: address assigned by the server at the handshake\nip link set tunf mtu 1300 txqueuelen 2000 up\nip -4 route add 10.1.0.0/16 dev tunf\nip -4 route add 10.2.0.0/16 dev tunf\n"
             ))
         let overridden = try tunvpn(["client", "--config=c.toml", "--mtu", "1400", "--route", "172.16.0.0/12"], in: dir.path)
         #expect(overridden.status == 0, "\(overridden.stderr)")
         #expect(
             overridden.stdout.hasPrefix(
-                "# tunf: address assigned by the server at the handshake\nip link set tunf mtu 1400 up\nip -4 route add 172.16.0.0/12 dev tunf\n"
+                "# tunf: address assigned by the server at the handshake\nip link set tunf mtu 1400 txqueuelen 2000 up\nip -4 route add 172.16.0.0/12 dev tunf\n"
             ))
         // The server example with NAT switched off from the command line.
         let server = try tunvpn(["server", "--config", "config/server.toml", "--dry-run", "--no-nat", "--mtu=1280"], in: dir.path)
-        #expect(server.stdout == "ip addr add 10.8.0.1/16 dev tun0\nip link set tun0 mtu 1280 up\n")
+        #expect(server.stdout == "ip addr add 10.8.0.1/16 dev tun0\nip link set tun0 mtu 1280 txqueuelen 1000 up\n")
     }
 
     @Test func anInvalidFileStopsTheProgramWithOneLineAndStatus1() throws {

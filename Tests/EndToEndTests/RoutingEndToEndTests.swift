@@ -448,7 +448,7 @@ struct RoutingEndToEndTests {
             #expect(
                 client.stdout == """
                     # tun0: address assigned by the server at the handshake
-                    ip link set tun0 mtu 1420 up
+                    ip link set tun0 mtu 1420 txqueuelen 1000 up
                     ip -4 route add 10.101.\(k).2/32 via 10.100.\(k).1 dev c0
                     ip -4 route add 0.0.0.0/1 dev tun0
                     ip -4 route add 128.0.0.0/1 dev tun0
@@ -517,7 +517,7 @@ struct RoutingEndToEndTests {
                 #expect(
                     server.stdout == """
                         ip addr add 10.8.0.1/16 dev tun0
-                        ip link set tun0 mtu 1420 up
+                        ip link set tun0 mtu 1420 txqueuelen 1000 up
                         sysctl -w net.ipv4.ip_forward=1
                         nft -f - <<'EOF'
                         table ip tunvpn_tun0 {

@@ -45,6 +45,8 @@ struct TunnelEndToEndTests {
             let (server, client) = try startTunnel(lab)
             #expect(try lab.addresses(of: "tun0", in: "C") == ["10.8.0.2/16"])
             #expect(try lab.addresses(of: "tun0", in: "S") == ["10.8.0.1/16"])
+            #expect(try lab.queueLength(of: "tun0", in: "C") == 1000, "--txqueuelen's default reached the device")
+            #expect(try lab.queueLength(of: "tun0", in: "S") == 1000)
 
             let publicKey = try String(contentsOfFile: lab.path("keys/client.pub"), encoding: .utf8)
                 .trimmingCharacters(in: .whitespacesAndNewlines)

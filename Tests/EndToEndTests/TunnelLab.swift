@@ -114,6 +114,13 @@ final class TunnelLab {
         }
     }
 
+    /// The transmit queue length (`qlen`) of `device` in `host`, as `ip link show` reports it.
+    func queueLength(of device: String, in host: String) throws -> Int? {
+        let fields = try topology[host].ip("-o", "link", "show", "dev", device).stdout
+            .split(whereSeparator: { $0 == " " || $0 == "\\" })
+        return fields.firstIndex(of: "qlen").flatMap { $0 + 1 < fields.count ? Int(fields[$0 + 1]) : nil }
+    }
+
     /// Prints the last lines of each tunvpn log, stops every process and removes namespaces and files.
     func close() {
         for (name, process) in processes {

@@ -66,6 +66,7 @@ private func readUntil(
 struct TunDeviceTests {
     struct EchoObservations: Sendable {
         var mtu: Int32
+        var queueLength: Int32
         var up: Bool
         var address: IPv4Address
         var netmask: IPv4Address
@@ -84,7 +85,7 @@ struct TunDeviceTests {
             let device = try TunDevice.open(name: "tvtest0")
             defer { device.close() }
             guard let prefix = IPv4Prefix("10.77.0.1/24") else { throw StepFailed("prefix did not parse") }
-            try device.configure(address: prefix, mtu: 1420)
+            try device.configure(address: prefix, mtu: 1420, transmitQueueLength: 1234)
 
             // Read the configuration back with the SIOCGIF* ioctls.
             let control = socket(AF_INET, Int32(SOCK_DGRAM.rawValue | SOCK_CLOEXEC.rawValue), 0)
@@ -93,6 +94,8 @@ struct TunDeviceTests {
             var ifr = InterfaceRequest(name: "tvtest0")
             guard ifr.ioctl(control, UInt(SIOCGIFMTU)) == 0 else { throw StepFailed("SIOCGIFMTU failed") }
             let mtu = ifr.mtu
+            guard ifr.ioctl(control, UInt(SIOCGIFTXQLEN)) == 0 else { throw StepFailed("SIOCGIFTXQLEN failed") }
+            let queueLength = ifr.queueLength
             guard ifr.ioctl(control, UInt(SIOCGIFFLAGS)) == 0 else { throw StepFailed("SIOCGIFFLAGS failed") }
             let up = ifr.flags & Int16(IFF_UP) != 0
             guard ifr.ioctl(control, UInt(SIOCGIFADDR)) == 0 else { throw StepFailed("SIOCGIFADDR failed") }
@@ -130,10 +133,11 @@ struct TunDeviceTests {
             let incoming = PacketBatch(capacity: 4, slotSize: 1500)
             guard try socket.receive(into: incoming) >= 1 else { throw StepFailed("socket closed") }
             return EchoObservations(
-                mtu: mtu, up: up, address: address, netmask: netmask, packet: packet, offset: offset,
+                mtu: mtu, queueLength: queueLength, up: up, address: address, netmask: netmask, packet: packet, offset: offset,
                 written: written, stats: device.stats, reply: incoming.bytes(0), replySource: incoming.endpoints[0])
         }
         #expect(seen.mtu == 1420)
+        #expect(seen.queueLength == 1234)
         #expect(seen.up)
         #expect(seen.address == local)
         #expect(seen.netmask == IPv4Address(255, 255, 255, 0))
