@@ -487,7 +487,7 @@ struct RoutingEndToEndTests {
                     }
                     EOF
                     # tun0: address assigned by the server at the handshake
-                    ip link set tun0 mtu 1380 up
+                    ip link set tun0 mtu 1380 txqueuelen 1000 up
                     ip -4 route add 10.101.\(k).2/32 via 10.100.\(k).1 dev c0
                     ip -4 route add 10.200.\(k).0/24 dev tun0
                     ip -4 route add 10.99.0.0/16 dev tun0
