@@ -44,7 +44,7 @@ struct CommonOptions: ParsableArguments {
             valueName: "PACKETS"))
     var txqueuelen: Int = 1000
 
-    @Flag(help: "Do not use TUN segmentation offloads (IFF_VNET_HDR with TSO), even where the kernel has them.")
+    @Flag(help: "Do not use TUN segmentation offloads (IFF_VNET_HDR with TSO and USO) or UDP GSO/GRO, even where the kernel has them.")
     var noOffload = false
 
     @Option(help: ArgumentHelp("Serve Prometheus metrics at http://ADDR:PORT/metrics.", valueName: "ADDR:PORT"))
