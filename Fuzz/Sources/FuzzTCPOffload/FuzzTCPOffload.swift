@@ -295,10 +295,10 @@ func segmentUDP(_ packet: UnsafeRawPointer, length: Int, ip: Int, size: Int, ori
     return datagrams
 }
 
-/// The writer's UDP merge (TunDevice.writeVirtio with USO), on the datagrams just made.
+/// The writer's UDP merge (TunDevice.writePackets with USO), on the datagrams just made.
 func mergeUDP(_ datagrams: [[UInt8]]) {
     guard let firstBytes = datagrams.first, firstBytes.count > 28,
-        firstBytes.withUnsafeBytes({ UDPSegmentation.ipHeader($0.baseAddress!, length: firstBytes.count) }) == 20
+        firstBytes.withUnsafeBytes({ UDPSegmentation.mergeable($0.baseAddress!, length: firstBytes.count) })
     else { return }
     let copies = datagrams.map { d -> UnsafeMutableRawPointer in
         let p = UnsafeMutableRawPointer.allocate(byteCount: d.count, alignment: 16)
@@ -314,7 +314,7 @@ func mergeUDP(_ datagrams: [[UInt8]]) {
         let l = datagrams[end].count
         guard l > 28 else { break }
         let payload = l - 28
-        guard payload <= size, total + payload <= 65535, UDPSegmentation.ipHeader(copies[end], length: l) == 20,
+        guard payload <= size, total + payload <= 65535, UDPSegmentation.mergeable(copies[end], length: l),
             UDPSegmentation.canFollow(copies[0], copies[end])
         else { break }
         merged += datagrams[end][28...]
