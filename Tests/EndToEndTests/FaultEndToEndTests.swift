@@ -153,12 +153,15 @@ struct FaultEndToEndTests {
                 let again = try ThroughputRun(
                     from: lab["C1"], to: Self.serverTunnelAddress, port: 5201 + attempt, receiver: lab["S"], seconds: 22,
                     files: lab.path("iperf-\(attempt)"))
-                var againCPU = CPUShares(["server": server.pid, "client": c1.pid])
+                var againCPU = CPUShares([
+                    "server": server.pid, "client": c1.pid, "iperf3 -s": again.pids.server, "iperf3 -c": again.pids.client,
+                ])
                 Thread.sleep(until: again.startedAt.addingTimeInterval(5))
                 let quietAgain = againCPU.next()
                 let secondFlood = try InitiationFlood(
                     in: lab["F"], datagrams: lab.path("flood.bin"), to: topology.address("S", "s3"), port: TunnelLab.port,
                     sources: sources, rate: 10_500, seconds: 11, logFile: lab.path("flood-\(attempt).log"))
+                againCPU.processes["flood"] = secondFlood.pid
                 Thread.sleep(until: again.startedAt.addingTimeInterval(15.5))
                 let floodedAgain = againCPU.next()
                 let secondSent = try secondFlood.wait()
