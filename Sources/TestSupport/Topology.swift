@@ -138,10 +138,11 @@ public final class Topology: @unchecked Sendable {
         Topology.stopGuardian(guardian)
     }
 
-    /// Runs `body` with the topology and closes it afterwards, however `body` ends.
+    /// Runs `body` with the topology and closes it afterwards, however `body` ends, holding the
+    /// end-to-end gate shared (`EndToEndGate`).
     public func use<T>(_ body: (Topology) throws -> T) rethrows -> T {
         defer { close() }
-        return try body(self)
+        return try EndToEndGate.shared { try body(self) }
     }
 
     // MARK: The standard topology

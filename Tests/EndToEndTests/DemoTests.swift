@@ -13,7 +13,7 @@ import Testing
 @Suite(.serialized, .enabled(if: getuid() == 0, "needs root for network namespaces"))
 struct DemoTests {
     @Test func demoPassesEveryCheckAndLeavesNothingBehind() throws {
-        let result = try runCommand(TestBinaries.tunvpn, ["demo"], timeout: 120)
+        let result = try EndToEndGate.shared { try runCommand(TestBinaries.tunvpn, ["demo"], timeout: 120) }
         #expect(result.status == 0, "tunvpn demo failed:\n\(result.stdout)\n\(result.stderr)")
         #expect(result.stderr == "")
         #expect(result.stdout.contains("the internet host saw the request come from 198.18.0.1"))

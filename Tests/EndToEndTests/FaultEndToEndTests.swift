@@ -80,6 +80,19 @@ struct FaultEndToEndTests {
         }
     }
 
+    /// Waits until the whole machine is busy for less than `cores` over one second, or `timeout` seconds
+    /// have passed; returns the seconds waited and the last busy share (in cores).
+    static func waitForQuietMachine(below cores: Double, timeout: TimeInterval) -> (waited: Double, busy: Double) {
+        let start = Date()
+        var busy = 0.0
+        repeat {
+            let (before, at) = (ProcessCPU.machine().busy, Date())
+            Thread.sleep(forTimeInterval: 1)
+            busy = (ProcessCPU.machine().busy - before) / Date().timeIntervalSince(at)
+        } while busy >= cores && Date().timeIntervalSince(start) < timeout
+        return (Date().timeIntervalSince(start), busy)
+    }
+
     // MARK: Denial of service
 
     /// 10,500 forged initiations per second for 11 s from 200 addresses: half well-formed with a valid
@@ -95,7 +108,7 @@ struct FaultEndToEndTests {
                 VethLink(.init("F", "f0", "10.150.\(k).2/24"), .init("S", "s3", "10.150.\(k).1/24")),
             ]
         }
-        try TunnelLab(topology).use { lab in
+        try TunnelLab(topology).use(alone: true) { lab in
             let k = topology.subnetIndex
             let serverKey = try lab.keygen("server")
             let one = try lab.keygen("one")
@@ -141,15 +154,18 @@ struct FaultEndToEndTests {
             let flooded = try #require(measured.megabitsPerSecond(within: [5.5...15.5]), "no flooded seconds")
 
             var ratio = flooded / quiet
-            // On a 2-core machine the flooded and the unflooded seconds share the cores with everything else
-            // running, including the other end-to-end suites, which Swift Testing runs alongside this one
-            // (their CPU shows as "everything else" below). Up to three more identical measurements (without
-            // a newcomer) tell a busy moment from a real loss: each is reported, the best is held to the 80 %
-            // bound, and a real regression fails all four.
+            // The lab holds the end-to-end gate alone, so no other end-to-end test runs meanwhile, but unit
+            // tests still may, and on 2 cores any other work (its CPU shows as "everything else" below) comes
+            // out of the tunnel's share. Up to three more identical measurements (without a newcomer) tell a
+            // busy moment from a real loss: each is reported, the best is held to the 80 % bound, and a real
+            // regression fails all four.
             var attempt = 1
             while ratio < 0.8 && attempt < 4 {
                 attempt += 1
-                report(String(format: "throughput, try %d: %.0f %%; measuring again", attempt - 1, ratio * 100))
+                // Between tries nothing of this test runs: wait for the other suites' load to pass first.
+                let (waited, busy) = Self.waitForQuietMachine(below: 0.3, timeout: 120)
+                report(String(format: "throughput, try %d: %.0f %%; measuring again after %.0f s (machine busy %.2f cores)",
+                              attempt - 1, ratio * 100, waited, busy))
                 let again = try ThroughputRun(
                     from: lab["C1"], to: Self.serverTunnelAddress, port: 5201 + attempt, receiver: lab["S"], seconds: 22,
                     files: lab.path("iperf-\(attempt)"))

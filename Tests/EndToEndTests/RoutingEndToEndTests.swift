@@ -45,7 +45,7 @@ final class RoutingLab {
     /// Runs `body`, then prints the process logs, stops everything and removes namespaces and files.
     func use<T>(_ body: (RoutingLab) throws -> T) throws -> T {
         defer { close() }
-        return try body(self)
+        return try EndToEndGate.shared { try body(self) }
     }
 
     subscript(host: String) -> NetworkNamespace { topology[host] }

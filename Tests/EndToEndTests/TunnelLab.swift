@@ -26,10 +26,11 @@ final class TunnelLab {
     static func standard() throws -> TunnelLab { try TunnelLab(Topology.clientServerInternet()) }
 
     /// Runs `body` with the lab, then prints the process logs, stops everything and removes the
-    /// namespaces and files, however `body` ends.
-    func use<T>(_ body: (TunnelLab) throws -> T) throws -> T {
+    /// namespaces and files, however `body` ends. It holds the end-to-end gate (`EndToEndGate`) meanwhile:
+    /// `alone` for a test that compares throughput and needs the cores to itself.
+    func use<T>(alone: Bool = false, _ body: (TunnelLab) throws -> T) throws -> T {
         defer { close() }
-        return try body(self)
+        return try EndToEndGate.enter(alone: alone) { try body(self) }
     }
 
     func path(_ name: String) -> String { directory.path + "/" + name }
