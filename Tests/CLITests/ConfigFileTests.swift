@@ -279,7 +279,7 @@ import TestSupport
         return try topology["H"].exec(["env", "-C", directory, TestBinaries.tunvpn] + arguments)
     }
 
-    @Test func theExampleServerFileWorksAsItIs() throws {
+    @Test(.needsRoot("runs tunvpn inside a throwaway network namespace")) func theExampleServerFileWorksAsItIs() throws {
         let dir = try keysDirectory()
         defer { dir.remove() }
         let r = try tunvpn(["server", "--config", "config/server.toml", "--dry-run", "--egress", "lo"], in: dir.path)
@@ -288,7 +288,7 @@ import TestSupport
         #expect(r.stdout.contains(#"ip saddr 10.8.0.0/16 oifname "lo" masquerade"#))
     }
 
-    @Test func theExampleClientFileWorksAsItIs() throws {
+    @Test(.needsRoot("runs tunvpn inside a throwaway network namespace")) func theExampleClientFileWorksAsItIs() throws {
         let dir = try keysDirectory()
         defer { dir.remove() }
         let r = try tunvpn(["client", "--config", "config/client.toml", "--dry-run"], in: dir.path)
@@ -299,7 +299,7 @@ import TestSupport
             ))
     }
 
-    @Test func fileValuesReachTheCommandAndTheCommandLineOverridesThem() throws {
+    @Test(.needsRoot("runs tunvpn inside a throwaway network namespace")) func fileValuesReachTheCommandAndTheCommandLineOverridesThem() throws {
         let dir = try keysDirectory()
         defer { dir.remove() }
         let toml = """
@@ -329,7 +329,7 @@ import TestSupport
         #expect(server.stdout == "ip addr add 10.8.0.1/16 dev tun0\nip link set tun0 mtu 1280 txqueuelen 1000 up\n")
     }
 
-    @Test func anInvalidFileStopsTheProgramWithOneLineAndStatus1() throws {
+    @Test(.needsRoot("runs tunvpn inside a throwaway network namespace")) func anInvalidFileStopsTheProgramWithOneLineAndStatus1() throws {
         let dir = try keysDirectory()
         defer { dir.remove() }
         try "# settings\nmtu = \"big\"\ndry-run = true\n".write(toFile: dir.path + "/bad.toml", atomically: false, encoding: .utf8)

@@ -10,7 +10,7 @@ import Foundation
 import TestSupport
 import Testing
 
-@Suite(.serialized, .enabled(if: getuid() == 0, "needs root for network namespaces"))
+@Suite(.serialized, .needsRoot("needs root for network namespaces"))
 struct DemoTests {
     @Test func demoPassesEveryCheckAndLeavesNothingBehind() throws {
         let result = try EndToEndGate.shared { try runCommand(TestBinaries.tunvpn, ["demo"], timeout: 120) }

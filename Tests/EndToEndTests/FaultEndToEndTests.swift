@@ -24,7 +24,7 @@ import Foundation
 import Testing
 import TestSupport
 
-@Suite(.serialized, .enabled(if: getuid() == 0, "needs root: it creates network namespaces and TUN devices"))
+@Suite(.serialized, .needsRoot("needs root: it creates network namespaces and TUN devices"))
 struct FaultEndToEndTests {
     static let serverTunnelAddress = TunnelLab.serverTunnelAddress
     static let clientTunnelAddress = "10.8.0.2"

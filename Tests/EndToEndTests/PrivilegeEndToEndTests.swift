@@ -25,7 +25,7 @@ func capabilities(of pid: pid_t) throws -> [String: String] {
 let netAdminOnly = "0000000000001000"  // bit 12: CAP_NET_ADMIN
 let nothing = "0000000000000000"
 
-@Suite(.serialized, .enabled(if: getuid() == 0, "needs root: builds network namespaces"))
+@Suite(.serialized, .needsRoot("needs root: builds network namespaces"))
 struct PrivilegeEndToEndTests {
     @Test func aClientRunsAsNobodyWithOnlyNetAdminOnAPreCreatedDevice() throws {
         try TunnelLab.standard().use { lab in

@@ -217,7 +217,7 @@ final class RoutingLab {
 
 @Suite(
     .serialized,
-    .enabled(if: getuid() == 0, "needs root: it creates network namespaces, TUN devices and nftables tables"))
+    .needsRoot("needs root: it creates network namespaces, TUN devices and nftables tables"))
 struct RoutingEndToEndTests {
     // MARK: Full tunnel
 

@@ -25,7 +25,7 @@ import Foundation
 import Testing
 import TestSupport
 
-@Suite(.serialized, .enabled(if: getuid() == 0, "needs root: it creates network namespaces and TUN devices"))
+@Suite(.serialized, .needsRoot("needs root: it creates network namespaces and TUN devices"))
 struct ScaleEndToEndTests {
     static let clients = 1000
     static let iperfPort = 5201

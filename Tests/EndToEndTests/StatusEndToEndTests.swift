@@ -14,7 +14,7 @@ import Foundation
 import TestSupport
 import Testing
 
-@Suite(.serialized, .enabled(if: getuid() == 0, "needs root: it creates network namespaces and TUN devices"))
+@Suite(.serialized, .needsRoot("needs root: it creates network namespaces and TUN devices"))
 struct StatusEndToEndTests {
     static let metricsPort = 9586
 
@@ -146,10 +146,17 @@ struct StatusEndToEndTests {
             let metrics = try lab["S"].run(["python3", "-c", fetch, "/metrics"]).stdout
             print(metrics)
             #expect(metrics.hasPrefix("200 text/plain; version=0.0.4; charset=utf-8\n"))
-            let samples = Dictionary(
-                metrics.split(separator: "\n").dropFirst().filter { !$0.hasPrefix("#") }.compactMap { line in
-                    line.lastIndex(of: " ").map { (String(line[..<$0]), UInt64(line[line.index(after: $0)...]) ?? 0) }
-                }, uniquingKeysWith: { a, _ in a })
+            // Every sample line must parse: an unparsable value is a failure, never a stand-in 0 that could
+            // satisfy an `== 0` check below.
+            let sampleLines = metrics.split(separator: "\n").dropFirst().filter { !$0.hasPrefix("#") && !$0.isEmpty }
+            let parsed = sampleLines.map { line -> (String, UInt64)? in
+                guard let space = line.lastIndex(of: " "), let value = UInt64(line[line.index(after: space)...]) else {
+                    return nil
+                }
+                return (String(line[..<space]), value)
+            }
+            #expect(parsed.allSatisfy { $0 != nil }, "unparsable samples: \(zip(sampleLines, parsed).filter { $0.1 == nil }.map { $0.0 })")
+            let samples = Dictionary(parsed.compactMap { $0 }, uniquingKeysWith: { a, _ in a })
             let peer = "{peer=\"\(clientKey)\"}"
             #expect(samples["tunvpn_peers"] == 1)
             #expect(samples["tunvpn_handshakes_total"] == 1)

@@ -20,7 +20,7 @@ import Foundation
 import Testing
 import TestSupport
 
-@Suite(.serialized, .enabled(if: getuid() == 0, "needs root: it creates network namespaces and TUN devices"))
+@Suite(.serialized, .needsRoot("needs root: it creates network namespaces and TUN devices"))
 struct TunnelEndToEndTests {
     /// The client's tunnel address when it is the first (or only) client taking one from the pool.
     static let firstPoolAddress = "10.8.0.2"

@@ -115,7 +115,7 @@ import Testing
         #expect(Date().timeIntervalSince(start) < 6)
     }
 
-    @Test(.enabled(if: geteuid() == 0, "needs capabilities to drop"))
+    @Test(.needsRoot("needs capabilities to drop"))
     func theServerThreadCanShedEveryCapabilityWithoutTouchingTheOthers() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }

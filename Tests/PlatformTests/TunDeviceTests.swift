@@ -62,7 +62,7 @@ private func readUntil(
 
 @Suite(
     "TunDevice in a fresh network namespace", .serialized,
-    .enabled(if: getuid() == 0, "needs root for network namespaces"))
+    .needsRoot("needs root for network namespaces"))
 struct TunDeviceTests {
     struct EchoObservations: Sendable {
         var mtu: Int32
