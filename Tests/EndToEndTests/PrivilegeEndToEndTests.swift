@@ -41,6 +41,12 @@ struct PrivilegeEndToEndTests {
             let client = try lab.startClient(
                 endpoint: lab.topology.address("S", "s0"),
                 wrapper: [
+                    // Opening /dev/net/tun is also checked against its mode, which is 0600 on some hosts (no
+                    // udev rule making it 0666): the client gets its own 0666 node in a private mount
+                    // namespace over a tmpfs on /dev/net, so the host's /dev is never touched.
+                    "unshare", "--mount", "sh", "-c",
+                    "mount -t tmpfs -o mode=0755 tunvpn-test /dev/net && mknod -m 666 /dev/net/tun c 10 200 && exec \"$@\"",
+                    "sh",
                     "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all,+net_admin",
                     "--ambient-caps=-all,+net_admin", "--bounding-set=-all,+net_admin",
                 ])
