@@ -109,34 +109,16 @@ public final class HTTPServer: Sendable {
     ) throws(IOError) {
         let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
         let fd = try Syscall.check("socket") { socket(AF_INET, type, Int32(IPPROTO_TCP)) }
-        var bound = sockaddr_in()
         do throws(IOError) {
             if case .failure(let code) = Syscall.setOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR, value: 1) {
                 throw IOError("setsockopt", code)
             }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = endpoint.port.bigEndian
-            address.sin_addr.s_addr = endpoint.address.value.bigEndian
-            let length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            _ = try Syscall.check("bind") {
-                withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, length) }
-                }
-            }
+            self.endpoint = try Syscall.bind(fd, to: endpoint)
             _ = try Syscall.check("listen") { listen(fd, 16) }
-            var boundLength = length
-            _ = try Syscall.check("getsockname") {
-                withUnsafeMutablePointer(to: &bound) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &boundLength) }
-                }
-            }
         } catch {
             Syscall.close(fd)
             throw error
         }
-        self.endpoint = Endpoint(
-            address: IPv4Address(UInt32(bigEndian: bound.sin_addr.s_addr)), port: UInt16(bigEndian: bound.sin_port))
         server = try StreamServer(
             owning: fd, name: "metrics", maximumConnections: maximumConnections, requestTimeout: requestTimeout,
             connectionTimeout: timeout, threadStart: threadStart
