@@ -1,5 +1,6 @@
-// A point-in-time view of an engine for `tunvpn show`, metrics and logs: the interface, every peer's
-// endpoint, address, latest handshake and traffic, and the process-wide counters.
+// A view of an engine for `tunvpn show`, metrics and logs: the interface, every peer's endpoint, address,
+// latest handshake and traffic, and the process-wide counters. It is read a chunk of peers per hold of
+// the core's lock, so that a status request or a scrape never stalls the data path for long.
 
 import Crypto
 import Transport
@@ -77,8 +78,8 @@ extension TunnelEngine {
     /// the fields shown are copied; the base64 keys, the atomic traffic counters and the session ages are
     /// read after the lock is released. So the cost under the lock is a few copies per peer, and the data
     /// path waits for at most one chunk. Each peer is read consistently; the list as a whole may straddle
-    /// a reload that runs between two chunks (peers only ever get appended to the table, so no peer is
-    /// read twice).
+    /// a reload that runs between two chunks (a peer keeps its slot in the table, removed or not, and new
+    /// ones are appended, so no peer is read twice).
     public func snapshot(now: UInt64, device: String, listenPort: UInt16) -> EngineSnapshot {
         snapshot(now: now, device: device, listenPort: listenPort, peersCopiedUnderLock: { _ in })
     }
