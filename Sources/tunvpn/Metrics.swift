@@ -69,8 +69,9 @@ enum PrometheusText {
     /// (127.0.0.0/8, RFC 1122 §3.2.1.3), which only this host can reach.
     static func exposureWarning(boundTo endpoint: Endpoint) -> String? {
         guard endpoint.address.value >> 24 != 127 else { return nil }
-        return "metrics at http://\(endpoint)/metrics are not limited to this host: whoever can reach "
-            + "\(endpoint.address) can read every peer's public key and traffic, without authentication; "
+        let reach = endpoint.address.value == 0 ? "any address of this host" : "\(endpoint.address)"
+        return "metrics at http://\(endpoint)/metrics are not limited to this host: whoever can reach \(reach) "
+            + "can read every peer's public key and traffic, without authentication; "
             + "bind --metrics to 127.0.0.1 unless that is intended"
     }
 
@@ -111,7 +112,7 @@ enum PrometheusText {
 /// The metrics text, rendered at most once per `maximumAge` (a tight scrape loop costs one snapshot and
 /// rendering a second, however many scrapers there are).
 ///
-/// Thread safety: `body(now:)` may be called from any thread; concurrent callers while the text is
+/// Thread safety: `body` may be read from any thread; concurrent callers while the text is
 /// stale wait for one rendering and share it.
 final class CachedMetrics: Sendable {
     /// Nanoseconds a rendering is served for.
