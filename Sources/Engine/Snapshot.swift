@@ -1,5 +1,6 @@
-// A point-in-time view of an engine for `tunvpn show`, metrics and logs: the interface, every peer's
-// endpoint, address, latest handshake and traffic, and the process-wide counters.
+// A view of an engine for `tunvpn show`, metrics and logs: the interface, every peer's endpoint, address,
+// latest handshake and traffic, and the process-wide counters. It is read a chunk of peers per hold of
+// the core's lock, so that a status request or a scrape never stalls the data path for long.
 
 import Crypto
 import Transport
@@ -68,38 +69,80 @@ public struct EngineSnapshot: Sendable {
 }
 
 extension TunnelEngine {
-    /// A consistent snapshot of the core (taken under its lock) and the counters.
+    /// Peers copied per hold of the core's lock while a snapshot is taken.
+    public static let snapshotChunkSize = 256
+
+    /// A snapshot of the core and the counters, taken without holding the core's lock for long.
+    ///
+    /// The peers are copied in chunks of at most `snapshotChunkSize`, one hold of the lock each, and only
+    /// the fields shown are copied; the base64 keys, the atomic traffic counters and the session ages are
+    /// read after the lock is released. So the cost under the lock is a few copies per peer, and the data
+    /// path waits for at most one chunk. Each peer is read consistently; the list as a whole may straddle
+    /// a reload that runs between two chunks (a peer keeps its slot in the table, removed or not, and new
+    /// ones are appended, so no peer is read twice).
     public func snapshot(now: UInt64, device: String, listenPort: UInt16) -> EngineSnapshot {
-        withState { state in
-            let role: String
-            let publicKey: String
-            let suites: [String]
-            switch state.role {
-            case .server(let s):
-                role = "server"
-                publicKey = s.responder.localKey.base64
-                suites = s.responder.acceptedSuites.map { $0.name }
-            case .client(let c):
-                role = "client"
-                publicKey = c.initiator.localStatic.publicKey.base64
-                suites = c.initiator.offeredSuites.map { $0.name }
-            }
-            let peers = state.peers.filter { !$0.isRemoved }.map { p -> PeerSnapshot in
-                let wall = p.stats.lastHandshakeWallSeconds.load(ordering: .relaxed)
-                return PeerSnapshot(
-                    publicKey: p.key.base64, endpoint: p.endpoint, tunnelAddress: p.address,
-                    latestHandshake: wall == 0 ? nil : wall,
-                    sessionAge: p.current.map { $0.age(at: now) / 1_000_000_000 },
-                    rxBytes: p.stats.rxBytes.load(ordering: .relaxed), txBytes: p.stats.txBytes.load(ordering: .relaxed),
-                    rxPackets: p.stats.rxPackets.load(ordering: .relaxed),
-                    txPackets: p.stats.txPackets.load(ordering: .relaxed),
-                    persistentKeepalive: p.timers.persistentKeepaliveInterval.map { $0 / 1_000_000_000 },
-                    suite: p.current?.suite.name)
-            }
-            return EngineSnapshot(
-                role: role, publicKey: publicKey, listenPort: listenPort, device: device, suites: suites, peers: peers,
-                counters: counters.all)
+        snapshot(now: now, device: device, listenPort: listenPort, peersCopiedUnderLock: { _ in })
+    }
+
+    /// `snapshot(now:device:listenPort:)`, calling `peersCopiedUnderLock` inside each hold of the lock
+    /// with the number of peers copied in it (for tests of the chunking).
+    func snapshot(
+        now: UInt64, device: String, listenPort: UInt16, peersCopiedUnderLock: (Int) -> Void
+    ) -> EngineSnapshot {
+        /// What the lock is needed for: plain values and references to objects safe to read without it.
+        struct Copied {
+            let key: PublicKey
+            let endpoint: Endpoint?
+            let address: IPv4Address?
+            let stats: PeerStats
+            let current: Session?
+            let persistentKeepalive: UInt64?
         }
+        // The role is immutable and cheap to copy (its arrays are shared), so the X25519 public key of a
+        // client's private key is computed outside the lock.
+        let (role, publicKey, suites): (String, String, [String])
+        switch withState({ $0.role }) {
+        case .server(let s):
+            (role, publicKey, suites) = (
+                "server", s.responder.localKey.base64, s.responder.acceptedSuites.map { $0.name }
+            )
+        case .client(let c):
+            (role, publicKey, suites) = (
+                "client", c.initiator.localStatic.publicKey.base64, c.initiator.offeredSuites.map { $0.name }
+            )
+        }
+        var copied: [Copied] = []
+        var next = 0
+        var done = false
+        while !done {
+            withState { state in
+                let end = min(next + Self.snapshotChunkSize, state.peers.count)
+                for p in state.peers[min(next, end)..<end] where !p.isRemoved {
+                    copied.append(
+                        Copied(
+                            key: p.key, endpoint: p.endpoint, address: p.address, stats: p.stats, current: p.current,
+                            persistentKeepalive: p.timers.persistentKeepaliveInterval))
+                }
+                peersCopiedUnderLock(max(end - next, 0))
+                next = end
+                done = end >= state.peers.count
+            }
+        }
+        let peers = copied.map { p -> PeerSnapshot in
+            let wall = p.stats.lastHandshakeWallSeconds.load(ordering: .relaxed)
+            return PeerSnapshot(
+                publicKey: p.key.base64, endpoint: p.endpoint, tunnelAddress: p.address,
+                latestHandshake: wall == 0 ? nil : wall,
+                sessionAge: p.current.map { $0.age(at: now) / 1_000_000_000 },
+                rxBytes: p.stats.rxBytes.load(ordering: .relaxed), txBytes: p.stats.txBytes.load(ordering: .relaxed),
+                rxPackets: p.stats.rxPackets.load(ordering: .relaxed),
+                txPackets: p.stats.txPackets.load(ordering: .relaxed),
+                persistentKeepalive: p.persistentKeepalive.map { $0 / 1_000_000_000 },
+                suite: p.current?.suite.name)
+        }
+        return EngineSnapshot(
+            role: role, publicKey: publicKey, listenPort: listenPort, device: device, suites: suites,
+            peers: peers, counters: counters.all)
     }
 }
 

@@ -85,7 +85,8 @@ public final class TunnelEngine: Sendable {
         if case .server(let s) = state.role { initiationFilter = s.responder } else { initiationFilter = nil }
     }
 
-    /// Reads the core's state under its lock (status, tests).
+    /// Reads the core's state under its lock (status, tests). The data path waits meanwhile, so `body`
+    /// should be short: `snapshot` reads the peers a chunk per call.
     public func withState<R>(_ body: (TunnelState) -> R) -> R { state.withLock { body($0) } }
 
     /// Changes the core's state under its lock (reload).

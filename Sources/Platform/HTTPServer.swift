@@ -1,8 +1,9 @@
-// A deliberately tiny HTTP/1.1 server for the metrics endpoint: one connection at a time, one request per
-// connection (`Connection: close`), a request head of at most 8 KiB that must arrive within the
-// connection's deadline, no request bodies. That is all a Prometheus scraper needs (RFC 9112 §3 for the
-// request line, §9.6 for closing), and it keeps a slow or hostile client from holding the thread or
-// memory: it is cut off at the deadline or the size bound.
+// A deliberately tiny HTTP/1.1 server for the metrics endpoint: one request per connection
+// (`Connection: close`), a request head of at most 8 KiB that must arrive within the request deadline
+// (half a second from accept unless the caller says otherwise), no request bodies. That is all a
+// Prometheus scraper needs (RFC 9112 §3 for the request line, §9.6 for closing). Connections are served
+// by a `StreamServer`: up to `maximumConnections` at once, more waiting in the listen backlog, each cut
+// off at its deadlines, so a slow or hostile client holds neither the endpoint nor memory for long.
 
 import CLinux
 import Engine
@@ -83,7 +84,8 @@ public struct HTTPResponse: Sendable, Equatable {
 
 /// An HTTP server on a TCP endpoint; see the file comment for its limits.
 ///
-/// Lifetime and threads as `StreamServer`: `handle` runs on the server's thread; `stop()` from any.
+/// Lifetime and threads as `StreamServer`: `handle` runs on the server's threads, up to
+/// `maximumConnections` calls at once; `stop()` from any thread.
 public final class HTTPServer: Sendable {
     /// The largest request head read; longer requests get 431.
     public static let maximumHeadBytes = 8192
@@ -95,45 +97,36 @@ public final class HTTPServer: Sendable {
     /// Binds `endpoint` (socket(2), SO_REUSEADDR, bind(2), listen(2)) and starts answering with `handle`.
     ///
     /// - Parameters:
-    ///   - timeout: seconds a connection may take to send its request and read the reply.
-    ///   - threadStart: run first on the server's thread (see `StreamServer`).
+    ///   - maximumConnections: connections served at once; more wait in the listen backlog.
+    ///   - requestTimeout: seconds from accept in which the whole request head must arrive.
+    ///   - timeout: seconds from accept in which the connection must be done (reply written, close seen).
+    ///   - threadStart: run first on each of the server's threads (see `StreamServer`).
     public init(
-        endpoint: Endpoint, timeout: Double = 2, threadStart: @escaping @Sendable () -> Void = {},
+        endpoint: Endpoint, maximumConnections: Int = StreamServer.defaultMaximumConnections,
+        requestTimeout: Double = StreamServer.defaultRequestTimeout,
+        timeout: Double = StreamServer.defaultConnectionTimeout, threadStart: @escaping @Sendable () -> Void = {},
         handle: @escaping @Sendable (HTTPRequest) -> HTTPResponse
     ) throws(IOError) {
         let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
         let fd = try Syscall.check("socket") { socket(AF_INET, type, Int32(IPPROTO_TCP)) }
-        var bound = sockaddr_in()
         do throws(IOError) {
             if case .failure(let code) = Syscall.setOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR, value: 1) {
                 throw IOError("setsockopt", code)
             }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = endpoint.port.bigEndian
-            address.sin_addr.s_addr = endpoint.address.value.bigEndian
-            let length = socklen_t(MemoryLayout<sockaddr_in>.size)
-            _ = try Syscall.check("bind") {
-                withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, length) }
-                }
-            }
+            self.endpoint = try Syscall.bind(fd, to: endpoint)
             _ = try Syscall.check("listen") { listen(fd, 16) }
-            var boundLength = length
-            _ = try Syscall.check("getsockname") {
-                withUnsafeMutablePointer(to: &bound) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &boundLength) }
-                }
-            }
         } catch {
             Syscall.close(fd)
             throw error
         }
-        self.endpoint = Endpoint(
-            address: IPv4Address(UInt32(bigEndian: bound.sin_addr.s_addr)), port: UInt16(bigEndian: bound.sin_port))
-        server = try StreamServer(owning: fd, name: "metrics", connectionTimeout: timeout, threadStart: threadStart) {
-            connection in
-            Self.answer(connection, handle)
+        server = try StreamServer(
+            owning: fd, name: "metrics", maximumConnections: maximumConnections, requestTimeout: requestTimeout,
+            connectionTimeout: timeout, threadStart: threadStart
+        ) { connection in
+            // A client that hung up or missed the request deadline is closed at once, without lingering.
+            guard let reply = Self.answer(connection, handle) else { return }
+            connection.write(reply)
+            connection.finish()
         }
     }
 
@@ -142,28 +135,30 @@ public final class HTTPServer: Sendable {
     /// Stops answering and closes the socket. Idempotent.
     public func stop() { server.stop() }
 
-    /// Reads one request head and writes one response.
-    private static func answer(_ connection: borrowing StreamConnection, _ handle: (HTTPRequest) -> HTTPResponse) {
+    /// The number of connections being served now (for tests of the bound).
+    var connectionsBeingServed: Int { server.connectionsBeingServed }
+
+    /// Reads one request head and returns the bytes of the response, or nil if the client hung up or
+    /// missed the request deadline.
+    private static func answer(
+        _ connection: borrowing StreamConnection, _ handle: (HTTPRequest) -> HTTPResponse
+    ) -> [UInt8]? {
         var buffer = [UInt8](repeating: 0, count: maximumHeadBytes)
         var filled = 0
         var headEnd: Int? = nil
         while headEnd == nil {
             guard filled < buffer.count else {
-                connection.write(
-                    HTTPResponse.text(431, "Request Header Fields Too Large", "request head too large").serialized(
-                        includeBody: true))
-                return
+                return HTTPResponse.text(431, "Request Header Fields Too Large", "request head too large").serialized(
+                    includeBody: true)
             }
-            guard let n = connection.read(into: &buffer, at: filled), n > 0 else { return }  // timeout or hang-up
+            guard let n = connection.read(into: &buffer, at: filled), n > 0 else { return nil }  // timeout or hang-up
             // Look again from a little before the new bytes, in case the blank line straddles reads.
             let from = max(0, filled - 3)
             filled += n
             headEnd = HTTPRequest.endOfHead(buffer[from..<filled])
         }
         guard let request = HTTPRequest.parse(head: buffer[0..<filled]) else {
-            connection.write(
-                HTTPResponse.text(400, "Bad Request", "malformed request line").serialized(includeBody: true))
-            return
+            return HTTPResponse.text(400, "Bad Request", "malformed request line").serialized(includeBody: true)
         }
         let response: HTTPResponse
         if request.method == "GET" || request.method == "HEAD" {
@@ -171,7 +166,6 @@ public final class HTTPServer: Sendable {
         } else {
             response = .text(405, "Method Not Allowed", "only GET and HEAD are served")
         }
-        connection.write(response.serialized(includeBody: request.method != "HEAD"))
-        connection.finish()
+        return response.serialized(includeBody: request.method != "HEAD")
     }
 }

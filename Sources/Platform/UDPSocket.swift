@@ -120,28 +120,11 @@ public final class UDPSocket: DatagramSocket {
         try setBufferSize(fd, force: SO_RCVBUFFORCE, plain: SO_RCVBUF, bytes: receiveBufferBytes)
         try setBufferSize(fd, force: SO_SNDBUFFORCE, plain: SO_SNDBUF, bytes: sendBufferBytes)
 
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = endpoint.port.bigEndian
-        address.sin_addr.s_addr = endpoint.address.value.bigEndian
-        let length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = try Syscall.check("bind") {
-            withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.bind(fd, $0, length) }
-            }
-        }
-
-        var bound = sockaddr_in()
-        var boundLength = length
-        _ = try Syscall.check("getsockname") {
-            withUnsafeMutablePointer(to: &bound) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &boundLength) }
-            }
-        }
+        let local = try Syscall.bind(fd, to: endpoint)
         let receiveBytes = try Syscall.intOption(fd, level: SOL_SOCKET, name: SO_RCVBUF)
         let sendBytes = try Syscall.intOption(fd, level: SOL_SOCKET, name: SO_SNDBUF)
         let udp = UDPSocket(
-            io: io, localEndpoint: Endpoint(sockaddr: bound),
+            io: io, localEndpoint: local,
             receiveBufferBytes: Int(receiveBytes), sendBufferBytes: Int(sendBytes))
         if segmentationOffload,
             case .success = Syscall.setOption(fd, level: Int32(IPPROTO_UDP), name: Int32(CLINUX_UDP_SEGMENT), value: 0)

@@ -2,6 +2,10 @@
 // every connecting `tunvpn show` one reply (the status JSON) and closes the connection; and the client
 // side that `tunvpn show` uses to find and read those sockets.
 //
+// Connections are served by a `StreamServer`: up to `maximumConnections` at once, more waiting in the
+// listen backlog, each cut off at its deadline, so a client that connects and never reads its reply
+// holds one thread for at most that long, never the others.
+//
 // Permissions: the directory is 0700 and the socket 0600, so only root (the owner) can connect
 // (unix(7): connecting needs write permission on the socket file). The socket is named after the
 // network namespace and the device, `/run/tunvpn/<netns id>-<dev>.sock`, so `tunvpn show` run in a
@@ -14,8 +18,9 @@ import Glibc
 /// A Unix stream socket answering every connection with `respond()` and closing it.
 ///
 /// Lifetime: `init` binds the socket file (replacing a stale one left by a process that died) and
-/// starts the thread; `stop()` ends the thread and removes the socket file if it is still this
-/// server's. Thread safety: `respond` runs on the server's thread; `stop()` may be called from any.
+/// starts the threads; `stop()` ends them and removes the socket file if it is still this server's.
+/// Thread safety: `respond` runs on the server's threads, up to `maximumConnections` calls at once;
+/// `stop()` may be called from any thread.
 public final class UnixSocketServer: Sendable {
     /// The socket file's path.
     public let path: String
@@ -31,9 +36,13 @@ public final class UnixSocketServer: Sendable {
     /// A socket file at `path` that nobody listens on (ECONNREFUSED) is stale and removed first; one
     /// that accepts a connection belongs to a running instance, and `init` fails with EADDRINUSE.
     /// Anything else at `path` is left alone and `init` fails with EEXIST.
-    /// `threadStart` runs first on the server's thread (see `StreamServer`).
+    /// `threadStart` runs first on each of the server's threads (see `StreamServer`); `maximumConnections`
+    /// bounds the connections served at once, and `timeout` is the seconds from accept in which each must
+    /// have taken its whole reply.
     public init(
-        path: String, threadStart: @escaping @Sendable () -> Void = {}, respond: @escaping @Sendable () -> [UInt8]
+        path: String, maximumConnections: Int = StreamServer.defaultMaximumConnections,
+        timeout: Double = StreamServer.defaultConnectionTimeout, threadStart: @escaping @Sendable () -> Void = {},
+        respond: @escaping @Sendable () -> [UInt8]
     ) throws(IOError) {
         guard path.utf8.count <= Self.maximumPathLength else {
             throw IOError(
@@ -59,7 +68,10 @@ public final class UnixSocketServer: Sendable {
         self.path = path
         identity = (UInt64(st.st_dev), UInt64(st.st_ino))
         do throws(IOError) {
-            server = try StreamServer(owning: fd, name: "status", threadStart: threadStart) { connection in
+            server = try StreamServer(
+                owning: fd, name: "status", maximumConnections: maximumConnections, connectionTimeout: timeout,
+                threadStart: threadStart
+            ) { connection in
                 connection.write(respond())
             }
         } catch {
@@ -69,6 +81,9 @@ public final class UnixSocketServer: Sendable {
     }
 
     deinit { stop() }
+
+    /// The number of connections being served now (for tests of the bound).
+    var connectionsBeingServed: Int { server.connectionsBeingServed }
 
     /// Stops answering and removes the socket file (if it is still the one bound here). Idempotent.
     public func stop() {

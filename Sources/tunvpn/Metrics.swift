@@ -5,8 +5,14 @@
 // Families: per-peer bytes and packets each way, session age and latest handshake (labelled with the
 // peer's public key); handshakes completed; handshake failures and dropped frames by reason (every
 // reason, zeros included, so rates work from the first scrape); and the number of peers.
+//
+// The endpoint has no authentication and its labels name every peer's public key, so binding it to
+// anything but loopback is warned about; and the text is rendered at most once a second, however
+// often it is scraped (`CachedMetrics`).
 
 import Engine
+import Synchronization
+import Transport
 
 /// Renders snapshots as Prometheus text.
 enum PrometheusText {
@@ -59,6 +65,16 @@ enum PrometheusText {
         return out
     }
 
+    /// The warning to log when the endpoint is bound to `endpoint`, or nil for a loopback address
+    /// (127.0.0.0/8, RFC 1122 §3.2.1.3), which only this host can reach.
+    static func exposureWarning(boundTo endpoint: Endpoint) -> String? {
+        guard endpoint.address.value >> 24 != 127 else { return nil }
+        let reach = endpoint.address.value == 0 ? "any address of this host" : "\(endpoint.address)"
+        return "metrics at http://\(endpoint)/metrics are not limited to this host: whoever can reach \(reach) "
+            + "can read every peer's public key and traffic, without authentication; "
+            + "bind --metrics to 127.0.0.1 unless that is intended"
+    }
+
     /// `{name="value",…}` in the given order of names, values escaped; "" for no labels.
     static func labels(_ pairs: KeyValuePairs<String, String>) -> String {
         guard !pairs.isEmpty else { return "" }
@@ -90,5 +106,43 @@ enum PrometheusText {
             }
         }
         return out
+    }
+}
+
+/// The metrics text, rendered at most once per `maximumAge` (a tight scrape loop costs one snapshot and
+/// rendering a second, however many scrapers there are).
+///
+/// Thread safety: `body` may be read from any thread; concurrent callers while the text is
+/// stale wait for one rendering and share it.
+final class CachedMetrics: Sendable {
+    /// Nanoseconds a rendering is served for.
+    let maximumAge: UInt64
+    private let now: @Sendable () -> UInt64
+    private let render: @Sendable () -> [UInt8]
+    private let latest = Mutex<(renderedAt: UInt64, body: [UInt8])?>(nil)
+
+    /// - Parameters:
+    ///   - maximumAge: nanoseconds a rendering is served for (1 s unless a test asks otherwise).
+    ///   - now: the monotonic clock in nanoseconds.
+    ///   - render: makes the text; runs at most once per `maximumAge`, under this cache's own lock.
+    init(
+        maximumAge: UInt64 = 1_000_000_000, now: @escaping @Sendable () -> UInt64 = { SystemClock().monotonicNow() },
+        render: @escaping @Sendable () -> [UInt8]
+    ) {
+        self.maximumAge = maximumAge
+        self.now = now
+        self.render = render
+    }
+
+    /// The text rendered less than `maximumAge` ago, or a new rendering if there is none. The clock is
+    /// read under the lock, so callers that waited for another's rendering get that one.
+    var body: [UInt8] {
+        latest.withLock { latest in
+            let time = now()
+            if let latest, time >= latest.renderedAt, time - latest.renderedAt < maximumAge { return latest.body }
+            let body = render()
+            latest = (time, body)
+            return body
+        }
     }
 }

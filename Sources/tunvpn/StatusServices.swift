@@ -1,5 +1,6 @@
-// The status socket and the metrics endpoint of a running server or client: both answer from a fresh
-// `EngineSnapshot` per request (taken under the core's lock for a moment), each on its own thread.
+// The status socket and the metrics endpoint of a running server or client: both answer from an
+// `EngineSnapshot` (taken under the core's lock a chunk of peers at a time), each on its own few threads;
+// the status socket from a fresh one per request, the metrics from one at most a second old.
 
 import Engine
 import Logging
@@ -36,19 +37,22 @@ struct StatusServices {
             guard let endpoint = Endpoint(metricsAddress) else {
                 throw CLIError("--metrics '\(metricsAddress)' is not ADDRESS:PORT")
             }
+            let text = CachedMetrics { Array(PrometheusText.render(snapshot()).utf8) }
             do {
                 metrics = try HTTPServer(endpoint: endpoint, threadStart: threadStart) { request in
                     guard request.path == "/metrics" else {
                         return .text(404, "Not Found", "not found; metrics are at /metrics")
                     }
                     return HTTPResponse(
-                        status: 200, reason: "OK", contentType: PrometheusText.contentType,
-                        body: Array(PrometheusText.render(snapshot()).utf8))
+                        status: 200, reason: "OK", contentType: PrometheusText.contentType, body: text.body)
                 }
             } catch {
                 throw CLIError("--metrics \(metricsAddress): \(error)")
             }
-            if let bound = metrics?.endpoint { logger.info("metrics at http://\(bound)/metrics") }
+            if let bound = metrics?.endpoint {
+                logger.info("metrics at http://\(bound)/metrics")
+                if let warning = PrometheusText.exposureWarning(boundTo: bound) { logger.warning("\(warning)") }
+            }
         }
         let path = HostNetwork.statusSocketPath(device: device)
         var status: UnixSocketServer? = nil

@@ -3,6 +3,7 @@
 // the Prometheus exposition text for a fixed snapshot.
 
 import Engine
+import TestSupport
 import Testing
 import Transport
 
@@ -218,5 +219,39 @@ enum StatusFixture {
 
     @Test func helpTextEscapesBackslashAndNewlineButNotQuotes() {
         #expect(PrometheusText.escapeHelp("a\\b\n\"c\"") == #"a\\b\n"c""#)
+    }
+    @Test(arguments: ["127.0.0.1:9586", "127.1.2.3:80"])
+    func aLoopbackEndpointIsNotWarnedAbout(text: String) throws {
+        #expect(PrometheusText.exposureWarning(boundTo: try #require(Endpoint(text))) == nil)
+    }
+
+    @Test(arguments: [
+        ("0.0.0.0:9586", "any address of this host"), ("10.8.0.1:9586", "10.8.0.1"),
+        ("192.168.1.5:9586", "192.168.1.5"), ("128.0.0.1:9586", "128.0.0.1"),
+    ])
+    func anyOtherEndpointIsWarnedAboutNamingWhatItExposes(text: String, reach: String) throws {
+        #expect(
+            PrometheusText.exposureWarning(boundTo: try #require(Endpoint(text)))
+                == "metrics at http://\(text)/metrics are not limited to this host: whoever can reach \(reach) "
+                + "can read every peer's public key and traffic, without authentication; "
+                + "bind --metrics to 127.0.0.1 unless that is intended")
+    }
+}
+
+@Suite struct CachedMetricsTests {
+    @Test func aTightScrapeLoopRendersOnceASecond() {
+        let clock = ManualClock(start: 5_000_000_000)
+        let renders = Counter()
+        let cache = CachedMetrics(now: { clock.now }) {
+            renders.add()
+            return Array("render \(renders.current)\n".utf8)
+        }
+        for _ in 0..<100 { #expect(cache.body == Array("render 1\n".utf8)) }
+        clock.advance(nanoseconds: 999_999_999)
+        #expect(cache.body == Array("render 1\n".utf8), "still within the second")
+        clock.advance(nanoseconds: 1)
+        #expect(cache.body == Array("render 2\n".utf8), "a second after the first rendering")
+        #expect(cache.body == Array("render 2\n".utf8))
+        #expect(renders.current == 2)
     }
 }

@@ -1,6 +1,7 @@
 // The status socket's server and client on a path in a temporary directory (a Unix socket on the file
 // system involves no network namespace), and the HTTP server's request parsing. The HTTP server itself
-// is exercised end to end, inside a namespace (EndToEndTests/StatusEndToEndTests.swift).
+// is exercised on loopback in HTTPServerTests.swift, and end to end inside a namespace
+// (EndToEndTests/StatusEndToEndTests.swift).
 
 import Engine
 import Foundation
@@ -97,22 +98,71 @@ import Testing
         #expect(try String(contentsOfFile: path, encoding: .utf8) == "keep me")
     }
 
-    @Test func aClientThatConnectsAndNeverReadsDoesNotHoldTheServer() throws {
+    @Test func aClientThatConnectsAndNeverReadsHoldsOneThreadAndTheNextIsServedMeanwhile() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let path = dir.path + "/slow.sock"
         let big = [UInt8](repeating: 7, count: 8 << 20)  // far more than the socket buffers hold
-        let server = try UnixSocketServer(path: path) { big }
+        // A deadline far beyond the test's waits: a server that served one connection at a time would
+        // leave the second client waiting for 30 s.
+        let server = try UnixSocketServer(path: path, timeout: 30) { big }
         defer { server.stop() }
         guard case .success(let idle) = UnixSocketClient.connect(path) else {
             Issue.record("connect failed")
             return
         }
         defer { close(idle) }
-        let start = Date()
-        // The idle client is cut off at the 2 s deadline, then this one is served.
+        let accepted = waitUntil(timeout: 5, interval: 0.005) { server.connectionsBeingServed == 1 }
+        #expect(accepted, "the idle client was accepted")
+        #expect(try UnixSocketClient.fetch(path, timeout: 5).count == big.count)
+        #expect(server.connectionsBeingServed == 1, "the idle client still holds its connection")
+    }
+
+    @Test func beyondTheBoundAClientWaitsInTheBacklogAndIsServedOnceTheIdleOnesAreCutOff() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.path + "/bound.sock"
+        let big = [UInt8](repeating: 7, count: 8 << 20)
+        let bound = StreamServer.defaultMaximumConnections
+        let timeout = 2.0
+        let server = try UnixSocketServer(path: path, timeout: timeout) { big }
+        defer { server.stop() }
+        let start = ContinuousClock.now
+        var idle: [Int32] = []
+        defer { for fd in idle { close(fd) } }
+        for _ in 0..<bound {
+            guard case .success(let fd) = UnixSocketClient.connect(path) else {
+                Issue.record("connect failed")
+                return
+            }
+            idle.append(fd)
+        }
+        let accepted = waitUntil(timeout: 5, interval: 0.005) { server.connectionsBeingServed == bound }
+        #expect(accepted, "all \(bound) idle clients were accepted")
+        // One more connects (the backlog takes it) and is served whole once a thread is free, which is
+        // when an idle client's connection deadline passes: not before `timeout` after `start`.
         #expect(try UnixSocketClient.fetch(path, timeout: 10).count == big.count)
-        #expect(Date().timeIntervalSince(start) < 6)
+        let elapsed = start.duration(to: .now).components
+        let waited = Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
+        #expect(waited >= timeout, "served after \(waited) s, while all threads were held")
+        // The idle clients were cut off at their deadline: what each finds is part of the reply, then the end.
+        let allCutOff = waitUntil(timeout: 5, interval: 0.005) { server.connectionsBeingServed == 0 }
+        #expect(allCutOff)
+        for fd in idle {
+            var timeout = timeval(tv_sec: 5, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var total = 0
+            var chunk = [UInt8](repeating: 0, count: 64 << 10)
+            while true {
+                let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                guard n > 0 else {
+                    #expect(n == 0, "the idle client sees the end of the stream, not a read timeout")
+                    break
+                }
+                total += n
+            }
+            #expect(total < big.count)
+        }
     }
 
     @Test(.needsRoot("needs capabilities to drop"))
@@ -186,3 +236,4 @@ import Testing
         )
     }
 }
+

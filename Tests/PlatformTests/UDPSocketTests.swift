@@ -3,6 +3,7 @@
 
 import Engine
 import Glibc
+import Synchronization
 import TestSupport
 import Testing
 import Transport
@@ -123,18 +124,28 @@ struct UDPSocketTests {
 
     @Test func closingFromAnotherThreadWakesABlockedReceiveWhichReturnsZero() throws {
         let socket = try UDPSocket.bind(Endpoint(address: loopback, port: 0))
+        // The closer starts its 100 ms only once the receiver is about to call receive, and the receiver
+        // measures how long its first receive took: at least 50 ms shows it blocked until the close
+        // rather than finding the socket closed already.
+        final class Flag: Sendable { let isSet = Atomic(false) }
+        let receiving = Flag()
         let closer = try startThread {
+            while !receiving.isSet.load(ordering: .acquiring) { usleep(1_000) }
             usleep(100_000)
             socket.close()
         }
         defer { _ = pthread_join(closer, nil) }
-        let results = try runOnDedicatedThread(timeout: .seconds(5)) {
+        let (results, waited) = try runOnDedicatedThread(timeout: .seconds(5)) { () throws -> ([Int], Double) in
             let batch = PacketBatch(capacity: 4, slotSize: 1500)
+            let start = ContinuousClock.now
+            receiving.isSet.store(true, ordering: .releasing)
             let first = try socket.receive(into: batch)
+            let elapsed = start.duration(to: .now).components
             let second = try socket.receive(into: batch)
-            return [first, second, batch.count]
+            return ([first, second, batch.count], Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18)
         }
         #expect(results == [0, 0, 0])
+        #expect(waited >= 0.05 && waited < 5, "the receive blocked until close(), \(waited) s")
         let batch = PacketBatch(capacity: 1, slotSize: 64)
         batch.set(0, bytes: [1, 2, 3], endpoint: Endpoint(address: loopback, port: 9))
         batch.count = 1
