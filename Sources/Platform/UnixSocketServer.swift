@@ -1,6 +1,6 @@
-// The status socket: a Unix stream socket under /run/tunvpn on which a running server or client hands
-// every connecting `tunvpn show` one reply (the status JSON) and closes the connection; and the client
-// side that `tunvpn show` uses to find and read those sockets.
+// The status socket: a Unix stream socket under /run/tunvpn on which a running server or client reads
+// one request line from each connection (`status` from `tunvpn show`, `reload` from `tunvpn reload`),
+// hands back one reply and closes the connection; and the client side those commands use.
 //
 // Permissions: the directory is 0700 and the socket 0600, so only root (the owner) can connect
 // (unix(7): connecting needs write permission on the socket file). The socket is named after the
@@ -26,14 +26,24 @@ public final class UnixSocketServer: Sendable {
     /// Longest path a sockaddr_un holds (108 bytes with the terminating zero; unix(7)).
     public static let maximumPathLength = MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1
 
-    /// Binds `path` (mode 0600) and starts answering.
+    /// Binds `path` (mode 0600) and answers every connection with `respond()`, whatever it asks.
+    public convenience init(
+        path: String, threadStart: @escaping @Sendable () -> Void = {}, respond: @escaping @Sendable () -> [UInt8]
+    ) throws(IOError) {
+        try self.init(path: path, threadStart: threadStart, answering: { _ in respond() })
+    }
+
+    /// Binds `path` (mode 0600) and starts answering: `answer` gets each connection's request line (without
+    /// the newline; at most `maximumRequestLength` bytes, empty if the client sent none before the deadline)
+    /// and returns the reply.
     ///
     /// A socket file at `path` that nobody listens on (ECONNREFUSED) is stale and removed first; one
     /// that accepts a connection belongs to a running instance, and `init` fails with EADDRINUSE.
     /// Anything else at `path` is left alone and `init` fails with EEXIST.
     /// `threadStart` runs first on the server's thread (see `StreamServer`).
     public init(
-        path: String, threadStart: @escaping @Sendable () -> Void = {}, respond: @escaping @Sendable () -> [UInt8]
+        path: String, threadStart: @escaping @Sendable () -> Void = {},
+        answering answer: @escaping @Sendable ([UInt8]) -> [UInt8]
     ) throws(IOError) {
         guard path.utf8.count <= Self.maximumPathLength else {
             throw IOError(
@@ -60,7 +70,7 @@ public final class UnixSocketServer: Sendable {
         identity = (UInt64(st.st_dev), UInt64(st.st_ino))
         do throws(IOError) {
             server = try StreamServer(owning: fd, name: "status", threadStart: threadStart) { connection in
-                connection.write(respond())
+                connection.write(answer(Self.readRequest(connection)))
             }
         } catch {
             unlink(path)
@@ -69,6 +79,22 @@ public final class UnixSocketServer: Sendable {
     }
 
     deinit { stop() }
+
+    /// The longest request line read.
+    public static let maximumRequestLength = 256
+
+    /// Reads the request line: up to a newline, the end of the stream, `maximumRequestLength` bytes or the
+    /// connection's deadline, whichever comes first (all of them are read, so closing never resets the
+    /// client: unix(7) sockets closed with unread data make the peer's read fail with ECONNRESET).
+    static func readRequest(_ connection: borrowing StreamConnection) -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: maximumRequestLength)
+        var count = 0
+        while count < buffer.count, let n = connection.read(into: &buffer, at: count), n > 0 {
+            count += n
+            if buffer[0..<count].contains(UInt8(ascii: "\n")) { break }
+        }
+        return Array(buffer[0..<count].prefix { $0 != UInt8(ascii: "\n") })
+    }
 
     /// Stops answering and removes the socket file (if it is still the one bound here). Idempotent.
     public func stop() {
@@ -132,14 +158,17 @@ public enum UnixSocketClient {
         return .success(fd)
     }
 
-    /// Connects to `path` and reads until the server closes the connection.
+    /// Connects to `path`, sends `request` and a newline, and reads until the server closes the connection.
     ///
     /// - Parameters:
+    ///   - request: what to ask for (`status`, `reload`).
     ///   - timeout: seconds each read may wait (SO_RCVTIMEO).
     ///   - limit: the most bytes accepted.
     /// - Throws: `IOError` naming the call: ECONNREFUSED from connect for a stale socket, EAGAIN from
     ///   read on timeout, EMSGSIZE past `limit`.
-    public static func fetch(_ path: String, timeout: Double = 3, limit: Int = 16 << 20) throws(IOError) -> [UInt8] {
+    public static func fetch(
+        _ path: String, request: String = "status", timeout: Double = 3, limit: Int = 16 << 20
+    ) throws(IOError) -> [UInt8] {
         let fd: Int32
         switch connect(path) {
         case .success(let connected): fd = connected
@@ -152,6 +181,11 @@ public enum UnixSocketClient {
         _ = try Syscall.check("setsockopt") {
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &interval, socklen_t(MemoryLayout<timeval>.size))
         }
+        let line = Array((request + "\n").utf8)
+        _ = try Syscall.check("send") {
+            line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        }
+        _ = try Syscall.check("shutdown") { shutdown(fd, Int32(SHUT_WR)) }
         var reply: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 64 << 10)
         while true {
