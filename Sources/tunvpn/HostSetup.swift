@@ -72,27 +72,34 @@ enum HostSetup {
 
     /// Undoes what a previous run left behind for the claimed device (after kill -9), and removes its
     /// stale status socket. Entries whose undo is in `keeping` stay (see `PlanExecutor.tearDown(keeping:)`).
-    static func removeLeftovers(_ instance: InstanceFiles, keeping: [[String]] = [], logger: Logger?) throws {
+    static func removeLeftovers(
+        _ instance: InstanceFiles, keeping: [[String]] = [], executor: any CommandExecutor = SystemCommandExecutor(),
+        logger: Logger?
+    ) throws {
         try? UnixSocketServer.removeStale(HostNetwork.statusSocketPath(device: instance.device))
         guard let journal = instance.journal else { return }
         let pending = try journal.entries()
         guard !pending.isEmpty else { return }
-        let (undone, failures) = try PlanExecutor(executor: SystemCommandExecutor(), journal: journal).tearDown(keeping: keeping)
-        let kept = pending.count - undone
-        let keptNote = kept > 0 ? "; its kill switch stays until the new one replaces it" : ""
-        logger?.notice("removed \(undone) change(s) left by a previous run on \(instance.device)\(keptNote)")
+        let (undone, failures) = try PlanExecutor(executor: executor, journal: journal).tearDown(keeping: keeping)
+        if undone > 0 { logger?.notice("removed \(undone) change(s) left by a previous run on \(instance.device)") }
+        if pending.count > undone {
+            logger?.notice("kept the kill switch left by a previous run on \(instance.device) until the new one replaces it")
+        }
         for f in failures { logger?.warning("could not undo \(f)") }
     }
 
-    /// Checks the plan can be applied, then applies it (rolling back on failure).
-    static func apply(_ plan: Plan, to instance: InstanceFiles, logger: Logger) throws {
+    /// Checks the plan can be applied (unless `preflight` is false), then applies it (rolling back on failure).
+    static func apply(
+        _ plan: Plan, to instance: InstanceFiles, executor: any CommandExecutor = SystemCommandExecutor(),
+        preflight: Bool = true, logger: Logger
+    ) throws {
         guard !plan.changes.isEmpty else { return }
         guard let journal = instance.journal else {
             throw CLIError(
                 "cannot journal host changes: \(HostNetwork.stateDirectory) is not usable by uid \(geteuid()); run as root, or leave routing to the operator (--no-routes, --no-nat)")
         }
-        try HostNetwork.preflight(plan)
-        try PlanExecutor(executor: SystemCommandExecutor(), journal: journal).apply(plan)
+        if preflight { try HostNetwork.preflight(plan) }
+        try PlanExecutor(executor: executor, journal: journal).apply(plan)
         logger.info("applied \(plan.changes.count) host change(s): \(plan.changes.map { $0.summary }.joined(separator: "; "))")
     }
 
