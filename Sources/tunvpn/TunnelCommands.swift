@@ -478,8 +478,12 @@ struct Reload: ParsableCommand {
     @Option(help: "TUN device name of the server instance (default: the only one in this network namespace).")
     var dev: String?
 
+    @Option(help: "The server instance run by this process id (systemd's $MAINPID), instead of --dev.")
+    var pid: Int32?
+
     func validate() throws {
         if let dev { try validateInterfaceName(dev, option: "--dev") }
+        if dev != nil && pid != nil { throw ValidationError("--dev and --pid cannot be combined; pass one") }
     }
 
     func run() throws {
@@ -487,6 +491,11 @@ struct Reload: ParsableCommand {
             let device: String
             if let dev {
                 device = dev
+            } else if let pid {
+                guard let owned = try HostNetwork.instances().first(where: { $0.owner == pid }) else {
+                    throw CLIError("pid \(pid) runs no tunvpn instance in this network namespace")
+                }
+                device = owned.device
             } else {
                 let running = try HostNetwork.instances().filter { $0.owner != nil }
                 device = try soleInstance(of: running, "the server to reload").device
