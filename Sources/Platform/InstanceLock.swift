@@ -107,7 +107,8 @@ public final class InstanceLock: Sendable {
         guard fd >= 0 else {
             let code = errno
             let why = code == ELOOP ? "it is a symbolic link" : String(cString: strerror(code))
-            throw RoutingError(step: "instance lock", command: "", message: "cannot open \(path): \(why)")
+            let hint = code == EACCES || code == EPERM ? "; run as root" : ""
+            throw RoutingError(step: "instance lock", command: "", message: "cannot open \(path): \(why)\(hint)")
         }
         if let problem = HostNetwork.ownershipProblem(fd: fd) {
             close(fd)

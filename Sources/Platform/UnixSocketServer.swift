@@ -71,6 +71,7 @@ public final class UnixSocketServer: Sendable {
         do throws(IOError) {
             server = try StreamServer(owning: fd, name: "status", threadStart: threadStart) { connection in
                 connection.write(answer(Self.readRequest(connection)))
+                connection.finish()  // reads what is left of a longer request, so the close resets nothing
             }
         } catch {
             unlink(path)
@@ -84,8 +85,8 @@ public final class UnixSocketServer: Sendable {
     public static let maximumRequestLength = 256
 
     /// Reads the request line: up to a newline, the end of the stream, `maximumRequestLength` bytes or the
-    /// connection's deadline, whichever comes first (all of them are read, so closing never resets the
-    /// client: unix(7) sockets closed with unread data make the peer's read fail with ECONNRESET).
+    /// connection's deadline, whichever comes first. The rest is drained after the reply (`finish()`):
+    /// a unix(7) socket closed with unread data makes the peer's read fail with ECONNRESET.
     static func readRequest(_ connection: borrowing StreamConnection) -> [UInt8] {
         var buffer = [UInt8](repeating: 0, count: maximumRequestLength)
         var count = 0

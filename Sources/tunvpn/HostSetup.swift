@@ -219,6 +219,8 @@ struct Down: ParsableCommand {
         let deadline = SystemClock().monotonicNow() + 10_000_000_000
         while SystemClock().monotonicNow() < deadline {
             if case .acquired(let lock) = try InstanceLock.acquire(device: device) { return lock }
+            var pause = timespec(tv_sec: 0, tv_nsec: 50_000_000)
+            _ = nanosleep(&pause, nil)
         }
         throw CLIError("tunvpn pid \(pid) on \(device) did not exit within 10 s of SIGTERM; check its log, or kill -9 \(pid) and run tunvpn down again")
     }

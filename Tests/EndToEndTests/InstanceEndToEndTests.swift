@@ -107,6 +107,12 @@ struct InstanceEndToEndTests {
             lab.kill9(first)
             #expect(try state(lab, "C").ruleset.contains("table inet tunvpn_lock_tun0"), "a crash leaves the kill switch up")
             #expect(try lab["C"].ping(lab.router, count: 1).status != 0, "and it blocks")
+            let show = try lab.tunvpn(in: "C", ["show"])
+            #expect(
+                show.status == 1
+                    && show.stderr
+                        == "tunvpn: error: no tunvpn server or client is running in this network namespace; a killed instance left host changes on tun0: `tunvpn down --dev tun0` removes them\n",
+                "\(show)")
 
             // Sample `nft list tables` as fast as it runs while the client restarts.
             let samples = lab.path("tables.log")
@@ -176,6 +182,35 @@ struct InstanceEndToEndTests {
             let offset = server.logBytes.count
             server.sendSignal(SIGHUP)
             #expect(server.waitForLog(containing: "reload failed, kept the current allow-list", after: offset, timeout: 5))
+        }
+    }
+
+    @Test func commandsWithoutDevNameTheInstancesWhenThereAreSeveral() throws {
+        try RoutingLab().use { lab in
+            try lab.makeKeys()
+            // No server runs: both clients keep retrying their handshakes, each on its own device.
+            let first = try lab.startClient(["--no-routes"])
+            let second = try lab.startClient(["--no-routes", "--dev", "tun1"])
+            for client in [first, second] {
+                let up = client.waitForLog(containing: "client connecting to", timeout: 10)
+                #expect(up, "\(client.log)")
+            }
+            let choices = "tun0 (pid \(first.pid)), tun1 (pid \(second.pid))"
+            let down = try lab.tunvpn(in: "C", ["down"])
+            #expect(
+                down.status == 1
+                    && down.stderr
+                        == "tunvpn: error: 2 tunvpn instances in this network namespace: \(choices); pass --dev to choose the one to clean up after\n",
+                "\(down)")
+            let reload = try lab.tunvpn(in: "C", ["reload"])
+            #expect(
+                reload.status == 1
+                    && reload.stderr
+                        == "tunvpn: error: 2 tunvpn instances in this network namespace: \(choices); pass --dev to choose the server to reload\n",
+                "\(reload)")
+            let show = try lab.tunvpn(in: "C", ["show"])
+            #expect(show.status == 0 && show.stdout.contains("interface: tun0") && show.stdout.contains("interface: tun1"), "\(show)")
+            #expect(first.isRunning && second.isRunning)
         }
     }
 

@@ -131,3 +131,20 @@ struct InstanceLockTests {
         #expect(try !HostNetwork.instances().contains { $0.device == device })
     }
 }
+
+@Suite struct StatusRequestTests {
+    @Test func theServerGetsEachRequestLineAndAnswersIt() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.path + "/requests.sock"
+        let server = try UnixSocketServer(path: path) { request in
+            Array("got \(String(decoding: request, as: UTF8.self))\n".utf8)
+        }
+        defer { server.stop() }
+        #expect(try UnixSocketClient.fetch(path) == Array("got status\n".utf8))
+        #expect(try UnixSocketClient.fetch(path, request: "reload") == Array("got reload\n".utf8))
+        let long = String(repeating: "x", count: 1000)
+        let reply = String(decoding: try UnixSocketClient.fetch(path, request: long), as: UTF8.self)
+        #expect(reply == "got \(String(repeating: "x", count: UnixSocketServer.maximumRequestLength))\n", "cut at the limit")
+    }
+}
