@@ -151,6 +151,20 @@ extension HostNetwork {
     ///
     /// - Throws: `RoutingError` when the directory cannot be read (not root).
     public static func instances() throws(RoutingError) -> [InstanceRecord] {
+        try devicesWithFiles().compactMap { device in
+            var st = stat()
+            let journal = runtimeName(device: device, suffix: "journal")
+            let leftovers = lstat(journal, &st) == 0 && st.st_size > 0
+            let owner = InstanceLock.owner(device: device)
+            return owner != nil || leftovers ? InstanceRecord(device: device, owner: owner, hasLeftovers: leftovers) : nil
+        }
+    }
+
+    /// The devices of this network namespace with a lock file or a journal in the state directory,
+    /// sorted (an instance that gave up root before it exited cannot delete its own).
+    ///
+    /// - Throws: `RoutingError` when the directory cannot be read (not root).
+    public static func devicesWithFiles() throws(RoutingError) -> [String] {
         guard let dir = opendir(stateDirectory) else {
             let code = errno
             if code == ENOENT { return [] }
@@ -170,12 +184,6 @@ extension HostNetwork {
                 if !device.isEmpty { devices.insert(device) }
             }
         }
-        return devices.sorted().compactMap { device in
-            var st = stat()
-            let journal = runtimeName(device: device, suffix: "journal")
-            let leftovers = lstat(journal, &st) == 0 && st.st_size > 0
-            let owner = InstanceLock.owner(device: device)
-            return owner != nil || leftovers ? InstanceRecord(device: device, owner: owner, hasLeftovers: leftovers) : nil
-        }
+        return devices.sorted()
     }
 }

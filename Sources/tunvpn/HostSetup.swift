@@ -62,6 +62,17 @@ enum HostSetup {
         }
     }
 
+    /// Deletes the lock files and empty journals of this namespace's idle devices (no running owner,
+    /// nothing to undo), which instances that gave up root could not delete themselves; each under its
+    /// lock. Best effort: a device that cannot be locked or checked is left as it is.
+    static func sweepIdleFiles() {
+        for device in (try? HostNetwork.devicesWithFiles()) ?? [] where InstanceLock.owner(device: device) == nil {
+            guard case .acquired(let lock)? = try? InstanceLock.acquire(device: device) else { continue }
+            (try? HostNetwork.journal(device: device))?.unlinkIfEmpty()
+            lock.release()
+        }
+    }
+
     /// The refusal for a device a running instance owns.
     static func inUse(device: String, pid: Int32?) -> String {
         guard let pid, pid > 0 else {
@@ -182,6 +193,7 @@ struct Down: ParsableCommand {
             } else {
                 let found = try HostNetwork.instances()
                 guard !found.isEmpty else {
+                    HostSetup.sweepIdleFiles()
                     print("nothing to remove: no tunvpn instance or leftovers in this network namespace")
                     return
                 }
@@ -205,6 +217,8 @@ struct Down: ParsableCommand {
             let (undone, failures) = try PlanExecutor(executor: SystemCommandExecutor(), journal: journal).tearDown(keeping: keeping)
             journal.unlinkIfEmpty()
             try? UnixSocketServer.removeStale(HostNetwork.statusSocketPath(device: device))  // a live one stays
+            lock.release()
+            HostSetup.sweepIdleFiles()
             if let stopped { print("stopped tunvpn pid \(stopped) on \(device)") }
             print(undone == 0 ? "nothing to remove for \(device)" : "removed \(undone) change(s) for \(device)")
             if !failures.isEmpty { throw CLIError("could not undo: " + failures.joined(separator: "; ")) }
