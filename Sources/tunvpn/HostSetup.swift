@@ -43,6 +43,13 @@ final class InstanceFiles: Sendable {
         self.lock = lock
         self.journal = journal
     }
+
+    /// Gives the instance up, after its teardown or a setup that failed: deletes the journal if it is
+    /// empty and the lock file (where this process still may), and releases the lock.
+    func finish() {
+        journal?.unlinkIfEmpty()
+        lock?.release()
+    }
 }
 
 enum HostSetup {
@@ -114,8 +121,8 @@ enum HostSetup {
         logger.info("applied \(plan.changes.count) host change(s): \(plan.changes.map { $0.summary }.joined(separator: "; "))")
     }
 
-    /// Removes everything the instance's journal records, then gives up the instance: the journal file
-    /// and the lock file are deleted where this process still may, and the lock is released.
+    /// Removes everything the instance's journal records, and deletes the emptied journal where this
+    /// process still may (`InstanceFiles.finish()` then gives the instance up).
     static func tearDown(_ instance: InstanceFiles, logger: Logger) {
         guard let journal = instance.journal else { return }
         do {
@@ -214,6 +221,7 @@ struct Down: ParsableCommand {
             defer { lock.release() }
             let journal = try HostNetwork.journal(device: device)
             let keeping = keepLockdown ? [Planner.lockdownUndo(device: device)] : []
+            let pending = try journal.entries().count
             let (undone, failures) = try PlanExecutor(executor: SystemCommandExecutor(), journal: journal).tearDown(keeping: keeping)
             journal.unlinkIfEmpty()
             try? UnixSocketServer.removeStale(HostNetwork.statusSocketPath(device: device))  // a live one stays
@@ -221,6 +229,7 @@ struct Down: ParsableCommand {
             HostSetup.sweepIdleFiles()
             if let stopped { print("stopped tunvpn pid \(stopped) on \(device)") }
             print(undone == 0 ? "nothing to remove for \(device)" : "removed \(undone) change(s) for \(device)")
+            if pending > undone { print("kept the kill switch of \(device) (--keep-lockdown); the next start replaces it") }
             if !failures.isEmpty { throw CLIError("could not undo: " + failures.joined(separator: "; ")) }
         }
     }

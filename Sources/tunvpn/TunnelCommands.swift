@@ -270,7 +270,7 @@ struct Server: ParsableCommand {
             }
             // Ownership first: nothing of a running instance may be touched, not even its leftovers.
             let instance = try HostSetup.claim(device: common.dev)
-            defer { instance.lock?.release() }
+            defer { instance.finish() }
             try HostSetup.removeLeftovers(instance, logger: logger)
             try HostNetwork.preflight(plan)
             let device = try common.openDevice()
@@ -429,7 +429,7 @@ struct Client: ParsableCommand {
             // Ownership first: nothing of a running instance may be touched, not even its leftovers. With
             // --lockdown the previous run's kill switch stays until the new one replaces it atomically.
             let instance = try HostSetup.claim(device: common.dev)
-            defer { instance.lock?.release() }
+            defer { instance.finish() }
             try HostSetup.removeLeftovers(
                 instance, keeping: lockdown ? [Planner.lockdownUndo(device: common.dev)] : [], logger: logger)
             try HostNetwork.preflight(plan)

@@ -114,6 +114,18 @@ struct InstanceEndToEndTests {
                         == "tunvpn: error: no tunvpn server or client is running in this network namespace; a killed instance left host changes on tun0: `tunvpn down --dev tun0` removes them\n",
                 "\(show)")
 
+            // What the client unit's ExecStopPost does before systemd restarts it: everything but the kill switch goes.
+            let kept = try lab.tunvpn(in: "C", ["down", "--keep-lockdown"])
+            #expect(
+                kept.status == 0
+                    && kept.stdout
+                        == "removed 3 change(s) for tun0\nkept the kill switch of tun0 (--keep-lockdown); the next start replaces it\n",
+                "\(kept)")
+            let between = try state(lab, "C")
+            #expect(between.ruleset.contains("table inet tunvpn_lock_tun0"), "\(between.ruleset)")
+            #expect(!between.routes.contains("\(lab.serverUnderlay) via"), "the host route to the server went: \(between.routes)")
+            #expect(try lab["C"].ping(lab.router, count: 1).status != 0, "still blocked")
+
             // Sample `nft list tables` as fast as it runs while the client restarts.
             let samples = lab.path("tables.log")
             let poller = try lab["C"].spawn(
