@@ -373,7 +373,7 @@ struct Client: ParsableCommand {
     @Flag(help: "Gateway mode: forward and MASQUERADE traffic from other LAN hosts into the tunnel.")
     var gateway = false
 
-    @Flag(help: "Kill switch: block all IPv4 and IPv6 traffic outside the tunnel while the client runs, and after a crash until `tunvpn down`.")
+    @Flag(help: "Kill switch: block all IPv4 and IPv6 traffic outside the tunnel while the client runs, and after a crash until `tunvpn down` or the next start with --lockdown, which replaces it without a gap.")
     var lockdown = false
 
     @OptionGroup var common: CommonOptions
