@@ -132,7 +132,8 @@ public enum ReplayPolicy {
             guard let first = statements.first,
                 first.hasPrefix("table ") || first.hasPrefix("add table ") || first.hasPrefix("delete table ")
             else { return "nft -f - input must start with a table statement" }
-            if statements.contains(where: { $0.hasPrefix("include") }) { return "nft input with include is never replayed" }
+            let words = input.split(whereSeparator: { " \t\n;{}\"".contains($0) })
+            if words.contains("include") { return "nft input with include is never replayed" }
             return nil
         case "iptables":
             guard entry.input == nil else { return "iptables takes no input" }

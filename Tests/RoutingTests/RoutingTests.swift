@@ -247,6 +247,10 @@ final class MemoryJournal: JournalStore {
                 JournalEntry(undo: ["nft", "-f", "-"], input: "table ip t {}\ninclude \"/etc/evil.nft\"\n"),
                 "nft input with include is never replayed"
             ),
+            (
+                JournalEntry(undo: ["nft", "-f", "-"], input: "table ip t { include \"/etc/evil.nft\" }\n"),
+                "nft input with include is never replayed"
+            ),
             (JournalEntry(undo: ["iptables", "--modprobe=/tmp/x", "-t", "nat", "-D", "POSTROUTING"]), "iptables with --modprobe is never replayed"),
             (JournalEntry(undo: ["sysctl", "-w", "kernel.core_pattern=|/tmp/x"]), "sysctl is replayed only for net.* keys with plain values"),
             (JournalEntry(undo: ["sysctl", "-w", "net.a/../../../etc/x=1"]), "sysctl is replayed only for net.* keys with plain values"),
