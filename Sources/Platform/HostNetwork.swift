@@ -69,7 +69,8 @@ public final class FileJournal: JournalStore, Sendable {
     /// - Throws: `RoutingError` naming the path when it cannot be opened, is a symbolic link, is not a
     ///   regular file, is owned by another user or is open to group or others.
     public static func open(path: String) throws(RoutingError) -> FileJournal {
-        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        // O_NONBLOCK keeps a FIFO planted at the path from blocking the open; fstat then refuses it.
+        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             let code = errno
             let why = code == ELOOP ? "it is a symbolic link" : String(cString: strerror(code))

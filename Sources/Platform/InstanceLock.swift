@@ -79,9 +79,11 @@ public final class InstanceLock: Sendable {
     /// no lock file). Probes with a shared lock taken and dropped at once.
     public static func owner(device: String) -> Int32? {
         let path = HostNetwork.runtimeName(device: device, suffix: "lock")
-        let fd = Glibc.open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+        // O_NONBLOCK: a FIFO planted at the path must not block the probe (open(2)); it is no lock file.
+        let fd = Glibc.open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
+        guard HostNetwork.ownershipProblem(fd: fd) == nil else { return nil }
         if flock(fd, LOCK_SH | LOCK_NB) == 0 {
             flock(fd, LOCK_UN)
             return nil
@@ -103,7 +105,7 @@ public final class InstanceLock: Sendable {
 
     /// Opens `path` with O_NOFOLLOW and checks it (`HostNetwork.ownershipProblem`).
     static func openChecked(_ path: String, flags: Int32) throws(RoutingError) -> Int32 {
-        let fd = Glibc.open(path, flags | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        let fd = Glibc.open(path, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             let code = errno
             let why = code == ELOOP ? "it is a symbolic link" : String(cString: strerror(code))
