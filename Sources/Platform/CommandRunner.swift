@@ -1,4 +1,8 @@
-// Running host commands (ip, nft, iptables) with posix_spawnp(3), capturing their output.
+// Running host commands (ip, nft, iptables) with posix_spawn(3), capturing their output.
+//
+// Programs are found in a fixed, trusted search path (`trustedSearchPath`), never in the PATH tunvpn was
+// started with (`sudo -E`, an operator's own bin directory), and children get that path as their PATH:
+// a root process must not run whatever `ip` comes first in a directory someone else can write.
 //
 // The daemon imports no Foundation, so this is the small spawn-and-collect loop it needs: stdin from a
 // string, stdout and stderr collected through pipes with poll(2) so neither can fill up and block the
@@ -18,7 +22,20 @@ public struct CommandOutput: Sendable, Equatable {
 
 /// Runs commands.
 public enum CommandRunner {
-    /// Runs `argv` (looked up in PATH) with `input` on stdin and waits for it.
+    /// Where programs are looked up, and the PATH children get.
+    public static let trustedSearchPath = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+    /// The absolute path of `program`: itself when it contains a slash, else the first executable of that
+    /// name in `trustedSearchPath`; nil when there is none.
+    public static func resolve(_ program: String) -> String? {
+        if program.contains("/") { return program }
+        for dir in trustedSearchPath.split(separator: ":") where access("\(dir)/\(program)", X_OK) == 0 {
+            return "\(dir)/\(program)"
+        }
+        return nil
+    }
+
+    /// Runs `argv` (found in `trustedSearchPath`) with `input` on stdin and waits for it.
     public static func run(_ argv: [String], input: String? = nil) -> CommandOutput {
         var inPipe: [Int32] = [-1, -1]
         var outPipe: [Int32] = [-1, -1]
@@ -104,15 +121,31 @@ public enum CommandRunner {
             flags |= Int16(POSIX_SPAWN_SETPGROUP)
         }
         posix_spawnattr_setflags(&attributes, flags)
+        guard let path = resolve(program) else { return .failure("\(program): command not found in \(trustedSearchPath)") }
         var cArgs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
         cArgs.append(nil)
         defer { for a in cArgs { free(a) } }
+        var cEnvironment: [UnsafeMutablePointer<CChar>?] = childEnvironment().map { strdup($0) }
+        cEnvironment.append(nil)
+        defer { for e in cEnvironment { free(e) } }
         var pid: pid_t = 0
-        let rc = posix_spawnp(&pid, program, &actions, &attributes, cArgs, environ)
+        let rc = posix_spawn(&pid, path, &actions, &attributes, cArgs, cEnvironment)
         guard rc == 0 else {
             return .failure(rc == ENOENT ? "\(program): command not found" : "cannot run \(program): \(String(cString: strerror(rc)))")
         }
         return .success(pid)
+    }
+
+    /// This process's environment with PATH replaced by `trustedSearchPath`.
+    static func childEnvironment() -> [String] {
+        var result: [String] = []
+        var entry = environ
+        while let variable = entry.pointee {
+            let text = String(cString: variable)
+            if !text.hasPrefix("PATH=") { result.append(text) }
+            entry += 1
+        }
+        return result + ["PATH=\(trustedSearchPath)"]
     }
 
     /// Waits for `pid` and returns its exit status (128 + signal if it was killed).
@@ -127,10 +160,6 @@ public enum CommandRunner {
         return termSignal == 0 ? (status >> 8) & 0xff : 128 + termSignal
     }
 
-    /// True when `program` is found in PATH and runs (used for preflight checks).
-    public static func exists(_ program: String) -> Bool {
-        let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/sbin:/usr/bin:/sbin:/bin"
-        for dir in path.split(separator: ":") where access("\(dir)/\(program)", X_OK) == 0 { return true }
-        return false
-    }
+    /// True when `program` is found in `trustedSearchPath` (used for preflight checks).
+    public static func exists(_ program: String) -> Bool { resolve(program) != nil }
 }

@@ -45,18 +45,47 @@ public struct SystemCommandExecutor: CommandExecutor {
     }
 }
 
-/// The journal as a file: one `JournalEntry` per line, appended and fsync'd before each change.
-public struct FileJournal: JournalStore {
+/// The journal as a file under the state directory: one `JournalEntry` per line, appended and fsync'd
+/// before each change.
+///
+/// Lifetime: `open` opens the file once (O_NOFOLLOW, so a symbolic link planted at the path is refused,
+/// open(2)) and checks what it opened (fstat(2): a regular file owned by root or this user, without
+/// group or other permissions); the descriptor is kept until `deinit`, so an instance that later gives up
+/// root still appends to and empties its own journal. `remove()` empties it (ftruncate(2)): an empty
+/// journal means nothing to undo; `unlinkIfEmpty()` deletes it for a caller that may.
+public final class FileJournal: JournalStore, Sendable {
     public let path: String
+    private let fd: Int32
 
-    public init(path: String) { self.path = path }
+    private init(path: String, fd: Int32) {
+        self.path = path
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    /// Opens (creating, mode 0600) and checks the journal at `path`.
+    ///
+    /// - Throws: `RoutingError` naming the path when it cannot be opened, is a symbolic link, is not a
+    ///   regular file, is owned by another user or is open to group or others.
+    public static func open(path: String) throws(RoutingError) -> FileJournal {
+        // O_NONBLOCK keeps a FIFO planted at the path from blocking the open; fstat then refuses it.
+        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            let code = errno
+            let why = code == ELOOP ? "it is a symbolic link" : String(cString: strerror(code))
+            throw RoutingError(step: "journal", command: "", message: "cannot open \(path): \(why); remove it after checking what it holds")
+        }
+        if let problem = HostNetwork.ownershipProblem(fd: fd) {
+            close(fd)
+            throw RoutingError(
+                step: "journal", command: "",
+                message: "refusing \(path): \(problem); remove it after checking what it holds (tunvpn creates it root-owned, mode 0600)")
+        }
+        return FileJournal(path: path, fd: fd)
+    }
 
     public func append(_ entry: JournalEntry) throws(RoutingError) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            throw RoutingError(step: "journal", command: "", message: "cannot open \(path): \(String(cString: strerror(errno)))")
-        }
-        defer { close(fd) }
         let line = entry.encoded + "\n"
         let n = line.utf8CString.withUnsafeBufferPointer { Glibc.write(fd, $0.baseAddress, $0.count - 1) }
         guard n == line.utf8.count, fsync(fd) == 0 else {
@@ -65,10 +94,21 @@ public struct FileJournal: JournalStore {
     }
 
     public func entries() throws(RoutingError) -> [JournalEntry] {
-        guard KeyFiles.exists(path) else { return [] }
-        let bytes: [UInt8]
-        do { bytes = try KeyFiles.readSmallFile(path, what: "journal", limit: 1 << 20).text } catch {
-            throw RoutingError(step: "journal", command: "", message: error.description)
+        let limit = 1 << 20
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 << 10)
+        while bytes.count <= limit {
+            let offset = off_t(bytes.count)
+            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, offset) }
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else {
+                throw RoutingError(step: "journal", command: "", message: "cannot read \(path): \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            bytes += chunk[0..<n]
+        }
+        guard bytes.count <= limit else {
+            throw RoutingError(step: "journal", command: "", message: "\(path) is larger than \(limit) bytes; it was not written by tunvpn")
         }
         var result: [JournalEntry] = []
         for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") where !line.isEmpty {
@@ -78,10 +118,22 @@ public struct FileJournal: JournalStore {
         return result
     }
 
+    /// Empties the journal (ftruncate(2) and fsync(2) on the descriptor).
     public func remove() throws(RoutingError) {
-        if unlink(path) != 0 && errno != ENOENT {
-            throw RoutingError(step: "journal", command: "", message: "cannot remove \(path): \(String(cString: strerror(errno)))")
+        guard ftruncate(fd, 0) == 0, fsync(fd) == 0 else {
+            throw RoutingError(step: "journal", command: "", message: "cannot empty \(path): \(String(cString: strerror(errno)))")
         }
+    }
+
+    /// Deletes the file if it is empty and still the one opened here; does nothing when this process may
+    /// not (after giving up root, the state directory is closed to it).
+    public func unlinkIfEmpty() {
+        var mine = stat()
+        var there = stat()
+        guard fstat(fd, &mine) == 0, mine.st_size == 0, lstat(path, &there) == 0, there.st_dev == mine.st_dev,
+            there.st_ino == mine.st_ino
+        else { return }
+        unlink(path)
     }
 }
 
@@ -103,7 +155,7 @@ public enum Privileges {
 
 /// Facts about the host's network, read with `ip`.
 public enum HostNetwork {
-    /// Where journals live.
+    /// Where journals, instance locks and status sockets live.
     public static let stateDirectory = "/run/tunvpn"
 
     /// True when this process may use the state directory (an unprivileged run with only CAP_NET_ADMIN,
@@ -112,6 +164,47 @@ public enum HostNetwork {
         var st = stat()
         if stat(stateDirectory, &st) != 0 { return geteuid() == 0 }
         return access(stateDirectory, R_OK | W_OK | X_OK) == 0
+    }
+
+    /// Why the file open as `fd` must not be trusted, or nil: it must be a regular file owned by root or
+    /// this process's user, with no group or other permissions (fstat(2)).
+    static func ownershipProblem(fd: Int32) -> String? {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return "fstat failed: \(String(cString: strerror(errno)))" }
+        guard st.st_mode & S_IFMT == S_IFREG else { return "it is not a regular file" }
+        guard st.st_uid == 0 || st.st_uid == geteuid() else { return "it is owned by uid \(st.st_uid), not root" }
+        guard st.st_mode & 0o077 == 0 else {
+            return "its mode is 0\(String(st.st_mode & 0o777, radix: 8)), open to group or others (expected 0600)"
+        }
+        return nil
+    }
+
+    /// Checks the state directory before anything in it is used, creating it (root, mode 0700) if it is
+    /// missing: it must be a real directory (lstat(2), not a symbolic link) owned by root, with no group
+    /// or other write permission, since root later replays the journals kept there.
+    ///
+    /// - Throws: `RoutingError` naming the directory, what is wrong and the commands that fix it.
+    public static func checkStateDirectory() throws(RoutingError) {
+        var st = stat()
+        if lstat(stateDirectory, &st) != 0 {
+            guard errno == ENOENT, mkdir(stateDirectory, 0o700) == 0 || errno == EEXIST, lstat(stateDirectory, &st) == 0 else {
+                throw RoutingError(
+                    step: "state directory", command: "", message: "cannot create \(stateDirectory): \(String(cString: strerror(errno)))")
+            }
+        }
+        let fix = "check what it holds, then run `chown root:root \(stateDirectory) && chmod 700 \(stateDirectory)`"
+        guard st.st_mode & S_IFMT == S_IFDIR else {
+            let what = st.st_mode & S_IFMT == S_IFLNK ? "a symbolic link" : "not a directory"
+            throw RoutingError(step: "state directory", command: "", message: "\(stateDirectory) is \(what); remove it")
+        }
+        guard st.st_uid == 0 else {
+            throw RoutingError(step: "state directory", command: "", message: "\(stateDirectory) is owned by uid \(st.st_uid), not root; \(fix)")
+        }
+        guard st.st_mode & 0o022 == 0 else {
+            throw RoutingError(
+                step: "state directory", command: "",
+                message: "\(stateDirectory) is writable by group or others (mode 0\(String(st.st_mode & 0o777, radix: 8))); \(fix)")
+        }
     }
 
     /// An identifier of the current network namespace that is never reused while the machine is up:
@@ -135,18 +228,21 @@ public enum HostNetwork {
     /// True when an interface of this name exists in this network namespace (if_nametoindex(3)).
     public static func interfaceExists(_ name: String) -> Bool { if_nametoindex(name) != 0 }
 
-    /// The journal of the instance using `device` in this network namespace (creating the directory).
+    /// The journal of the instance using `device` in this network namespace, opened and checked (after
+    /// checking the state directory, and creating it if needed).
     public static func journal(device: String) throws(RoutingError) -> FileJournal {
-        FileJournal(path: try runtimePath(device: device, suffix: "journal"))
+        try FileJournal.open(path: try runtimePath(device: device, suffix: "journal"))
     }
 
-    /// `/run/tunvpn/<netns id>-<device>.<suffix>`, creating the directory (mode 0700) if needed.
+    /// `/run/tunvpn/<netns id>-<device>.<suffix>`, after `checkStateDirectory()`.
     public static func runtimePath(device: String, suffix: String) throws(RoutingError) -> String {
-        var st = stat()
-        if stat(stateDirectory, &st) != 0 && mkdir(stateDirectory, 0o700) != 0 && errno != EEXIST {
-            throw RoutingError(step: "state directory", command: "", message: "cannot create \(stateDirectory): \(String(cString: strerror(errno)))")
-        }
-        return "\(stateDirectory)/\(namespaceID())-\(device).\(suffix)"
+        try checkStateDirectory()
+        return runtimeName(device: device, suffix: suffix)
+    }
+
+    /// `/run/tunvpn/<netns id>-<device>.<suffix>`, without touching the file system.
+    public static func runtimeName(device: String, suffix: String) -> String {
+        "\(stateDirectory)/\(namespaceID())-\(device).\(suffix)"
     }
 
     /// Parses the "via X dev Y" part of an `ip route` line.
@@ -194,7 +290,7 @@ public enum HostNetwork {
                 guard CommandRunner.exists("nft") else {
                     throw RoutingError(step: "preflight", command: "", message: "nft not found: install nftables (apt-get install nftables), or iptables for the fallback")
                 }
-                let out = CommandRunner.run(["nft", "-c", "-f", "-"], input: ruleset)
+                let out = CommandRunner.run(["nft", "-c", "-f", "-"], input: change.applyInput ?? ruleset)
                 guard out.succeeded else {
                     let why = out.stderr.split(separator: "\n").first.map(String.init) ?? "exit \(out.status)"
                     throw RoutingError(

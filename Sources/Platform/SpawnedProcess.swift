@@ -38,7 +38,7 @@ public final class SpawnedProcess {
         if exitStatus == nil { terminate() }
     }
 
-    /// Starts `argv` (looked up in PATH) with stdout and stderr appended to `logPath` (created 0600).
+    /// Starts `argv` (found in `CommandRunner.trustedSearchPath` unless its first word is a path) with stdout and stderr appended to `logPath` (created 0600).
     public static func start(_ argv: [String], logPath: String) throws(SpawnedProcessError) -> SpawnedProcess {
         let name = argv.first ?? "(empty command)"
         let log = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)

@@ -1,6 +1,6 @@
-// The status socket: a Unix stream socket under /run/tunvpn on which a running server or client hands
-// every connecting `tunvpn show` one reply (the status JSON) and closes the connection; and the client
-// side that `tunvpn show` uses to find and read those sockets.
+// The status socket: a Unix stream socket under /run/tunvpn on which a running server or client reads
+// one request line from each connection (`status` from `tunvpn show`, `reload` from `tunvpn reload`),
+// hands back one reply and closes the connection; and the client side those commands use.
 //
 // Connections are served by a `StreamServer`: up to `maximumConnections` at once, more waiting in the
 // listen backlog, each cut off at its deadline, so a client that connects and never reads its reply
@@ -15,11 +15,11 @@ import CLinux
 import Engine
 import Glibc
 
-/// A Unix stream socket answering every connection with `respond()` and closing it.
+/// A Unix stream socket answering each connection's request line with one reply and closing it.
 ///
 /// Lifetime: `init` binds the socket file (replacing a stale one left by a process that died) and
 /// starts the threads; `stop()` ends them and removes the socket file if it is still this server's.
-/// Thread safety: `respond` runs on the server's threads, up to `maximumConnections` calls at once;
+/// Thread safety: the answering closure runs on the server's threads, up to `maximumConnections` calls at once;
 /// `stop()` may be called from any thread.
 public final class UnixSocketServer: Sendable {
     /// The socket file's path.
@@ -31,7 +31,20 @@ public final class UnixSocketServer: Sendable {
     /// Longest path a sockaddr_un holds (108 bytes with the terminating zero; unix(7)).
     public static let maximumPathLength = MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1
 
-    /// Binds `path` (mode 0600) and starts answering.
+    /// Binds `path` (mode 0600) and answers every connection with `respond()`, whatever it asks.
+    public convenience init(
+        path: String, maximumConnections: Int = StreamServer.defaultMaximumConnections,
+        timeout: Double = StreamServer.defaultConnectionTimeout, threadStart: @escaping @Sendable () -> Void = {},
+        respond: @escaping @Sendable () -> [UInt8]
+    ) throws(IOError) {
+        try self.init(
+            path: path, maximumConnections: maximumConnections, timeout: timeout, threadStart: threadStart,
+            answering: { _ in respond() })
+    }
+
+    /// Binds `path` (mode 0600) and starts answering: `answer` gets each connection's request line (without
+    /// the newline; at most `maximumRequestLength` bytes, empty if the client sent none before the deadline)
+    /// and returns the reply.
     ///
     /// A socket file at `path` that nobody listens on (ECONNREFUSED) is stale and removed first; one
     /// that accepts a connection belongs to a running instance, and `init` fails with EADDRINUSE.
@@ -42,7 +55,7 @@ public final class UnixSocketServer: Sendable {
     public init(
         path: String, maximumConnections: Int = StreamServer.defaultMaximumConnections,
         timeout: Double = StreamServer.defaultConnectionTimeout, threadStart: @escaping @Sendable () -> Void = {},
-        respond: @escaping @Sendable () -> [UInt8]
+        answering answer: @escaping @Sendable ([UInt8]) -> [UInt8]
     ) throws(IOError) {
         guard path.utf8.count <= Self.maximumPathLength else {
             throw IOError(
@@ -72,7 +85,8 @@ public final class UnixSocketServer: Sendable {
                 owning: fd, name: "status", maximumConnections: maximumConnections, connectionTimeout: timeout,
                 threadStart: threadStart
             ) { connection in
-                connection.write(respond())
+                connection.write(answer(Self.readRequest(connection)))
+                connection.finish()  // reads what is left of a longer request, so the close resets nothing
             }
         } catch {
             unlink(path)
@@ -84,6 +98,22 @@ public final class UnixSocketServer: Sendable {
 
     /// The number of connections being served now (for tests of the bound).
     var connectionsBeingServed: Int { server.connectionsBeingServed }
+
+    /// The longest request line read.
+    public static let maximumRequestLength = 256
+
+    /// Reads the request line: up to a newline, the end of the stream, `maximumRequestLength` bytes or the
+    /// connection's deadline, whichever comes first. The rest is drained after the reply (`finish()`):
+    /// a unix(7) socket closed with unread data makes the peer's read fail with ECONNRESET.
+    static func readRequest(_ connection: borrowing StreamConnection) -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: maximumRequestLength)
+        var count = 0
+        while count < buffer.count, let n = connection.read(into: &buffer, at: count), n > 0 {
+            count += n
+            if buffer[0..<count].contains(UInt8(ascii: "\n")) { break }
+        }
+        return Array(buffer[0..<count].prefix { $0 != UInt8(ascii: "\n") })
+    }
 
     /// Stops answering and removes the socket file (if it is still the one bound here). Idempotent.
     public func stop() {
@@ -147,14 +177,17 @@ public enum UnixSocketClient {
         return .success(fd)
     }
 
-    /// Connects to `path` and reads until the server closes the connection.
+    /// Connects to `path`, sends `request` and a newline, and reads until the server closes the connection.
     ///
     /// - Parameters:
+    ///   - request: what to ask for (`status`, `reload`).
     ///   - timeout: seconds each read may wait (SO_RCVTIMEO).
     ///   - limit: the most bytes accepted.
     /// - Throws: `IOError` naming the call: ECONNREFUSED from connect for a stale socket, EAGAIN from
     ///   read on timeout, EMSGSIZE past `limit`.
-    public static func fetch(_ path: String, timeout: Double = 3, limit: Int = 16 << 20) throws(IOError) -> [UInt8] {
+    public static func fetch(
+        _ path: String, request: String = "status", timeout: Double = 3, limit: Int = 16 << 20
+    ) throws(IOError) -> [UInt8] {
         let fd: Int32
         switch connect(path) {
         case .success(let connected): fd = connected
@@ -167,6 +200,11 @@ public enum UnixSocketClient {
         _ = try Syscall.check("setsockopt") {
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &interval, socklen_t(MemoryLayout<timeval>.size))
         }
+        let line = Array((request + "\n").utf8)
+        _ = try Syscall.check("send") {
+            line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        }
+        _ = try Syscall.check("shutdown") { shutdown(fd, Int32(SHUT_WR)) }
         var reply: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 64 << 10)
         while true {
@@ -193,25 +231,6 @@ extension HostNetwork {
     /// `/run/tunvpn/<netns id>-<device>.sock`.
     public static func statusSocketPath(device: String) -> String {
         "\(stateDirectory)/\(namespaceID())-\(device).sock"
-    }
-
-    /// Creates the state directory with mode 0700 if it is missing (mkdir(2)), and tightens it to 0700
-    /// (chmod(2)) if it exists with a wider mode.
-    public static func makeStateDirectory() throws(IOError) {
-        var st = stat()
-        if lstat(stateDirectory, &st) != 0 {
-            if case .failure(let code) = Syscall.run("mkdir", { mkdir(stateDirectory, 0o700) }), code.rawValue != EEXIST
-            {
-                throw IOError(call: "mkdir", errno: code.rawValue, detail: "\(stateDirectory): \(code.message)")
-            }
-            _ = try Syscall.check("lstat") { lstat(stateDirectory, &st) }
-        }
-        guard st.st_mode & S_IFMT == S_IFDIR else {
-            throw IOError(call: "mkdir", errno: ENOTDIR, detail: "\(stateDirectory) exists and is not a directory")
-        }
-        if st.st_mode & 0o077 != 0 {
-            _ = try Syscall.check("chmod") { chmod(stateDirectory, 0o700) }
-        }
     }
 
     /// The status sockets of this network namespace's instances, as (device, path), sorted by device;

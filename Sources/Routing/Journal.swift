@@ -84,8 +84,82 @@ public protocol JournalStore {
     func append(_ entry: JournalEntry) throws(RoutingError)
     /// Every entry, oldest first; empty when there is no journal.
     func entries() throws(RoutingError) -> [JournalEntry]
-    /// Deletes the journal.
+    /// Empties the journal: nothing is left to undo.
     func remove() throws(RoutingError)
+}
+
+/// Which journal entries a root process may replay.
+///
+/// A journal is read back by `tunvpn down` and by the next start, both running as root, while the instance
+/// that wrote it may have run unprivileged, so a compromised instance could have appended lines of its own.
+/// Only the shapes of undo command that plans produce are run:
+/// - `ip [-4|-6] route|rule|address|addr|link …`, never with `netns`, `-n`, `-netns`, `-batch`, `-b` or
+///   `-force` (ip(8): those run other commands or act on other namespaces), and with no input;
+/// - `nft delete table FAMILY NAME`, or `nft -f -` whose input starts with a table statement and holds no
+///   `include` (nft(8): include reads other files);
+/// - `iptables …` without `--modprobe` (iptables(8): it names a program to run), and with no input;
+/// - `sysctl -w net.KEY=VALUE`, with a key and value of letters, digits, `_`, `-` and `.` only.
+public enum ReplayPolicy {
+    /// Why `entry` must not be run, or nil when it may.
+    public static func refusal(_ entry: JournalEntry) -> String? {
+        let argv = entry.undo
+        guard let program = argv.first else { return "empty command" }
+        switch program {
+        case "ip":
+            guard entry.input == nil else { return "ip takes no input" }
+            let forbidden: Set<String> = ["netns", "-n", "-netns", "--netns", "-batch", "--batch", "-b", "-force", "--force"]
+            if let bad = argv.first(where: { forbidden.contains($0) }) { return "ip with \(bad) is never replayed" }
+            var i = 1
+            while i < argv.count, argv[i] == "-4" || argv[i] == "-6" { i += 1 }
+            guard i < argv.count, ["route", "rule", "address", "addr", "link"].contains(argv[i]) else {
+                return "ip is replayed only with route, rule, address or link"
+            }
+            return nil
+        case "nft":
+            if argv.count == 5, argv[1] == "delete", argv[2] == "table" {
+                guard ["ip", "ip6", "inet", "arp", "bridge", "netdev"].contains(argv[3]) else {
+                    return "nft delete table: unknown family \(argv[3])"
+                }
+                guard isName(argv[4]) else { return "nft delete table: bad table name" }
+                return entry.input == nil ? nil : "nft delete table takes no input"
+            }
+            guard argv == ["nft", "-f", "-"], let input = entry.input else {
+                return "nft is replayed only as `nft delete table FAMILY NAME` or `nft -f -`"
+            }
+            let statements = input.split(whereSeparator: { $0 == "\n" || $0 == ";" })
+                .map { $0.drop(while: { $0 == " " || $0 == "\t" }) }
+                .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+            guard let first = statements.first,
+                first.hasPrefix("table ") || first.hasPrefix("add table ") || first.hasPrefix("delete table ")
+            else { return "nft -f - input must start with a table statement" }
+            let words = input.split(whereSeparator: { " \t\n;{}\"".contains($0) })
+            if words.contains("include") { return "nft input with include is never replayed" }
+            return nil
+        case "iptables":
+            guard entry.input == nil else { return "iptables takes no input" }
+            if argv.contains(where: { $0.hasPrefix("--modprobe") }) { return "iptables with --modprobe is never replayed" }
+            return nil
+        case "sysctl":
+            guard entry.input == nil, argv.count == 3, argv[1] == "-w", let eq = argv[2].firstIndex(of: "=") else {
+                return "sysctl is replayed only as `sysctl -w net.KEY=VALUE`"
+            }
+            let key = argv[2][..<eq]
+            let value = argv[2][argv[2].index(after: eq)...]
+            guard key.hasPrefix("net."), !key.contains(".."), isName(key, extra: "."), isName(value, extra: ".") else {
+                return "sysctl is replayed only for net.* keys with plain values"
+            }
+            return nil
+        default:
+            return "\(program) is not one of ip, nft, iptables, sysctl"
+        }
+    }
+
+    /// True for a non-empty string of ASCII letters, digits, `_`, `-` and the characters in `extra`.
+    static func isName(_ s: some StringProtocol, extra: String = "") -> Bool {
+        !s.isEmpty && s.unicodeScalars.allSatisfy { c in
+            c.isASCII && (c.properties.isAlphabetic || ("0"..."9").contains(c) || c == "_" || c == "-" || extra.unicodeScalars.contains(c))
+        }
+    }
 }
 
 /// Runs host commands (a real one in Platform; a recording fake in tests).
@@ -123,25 +197,27 @@ public struct PlanExecutor {
         self.journal = journal
     }
 
-    /// Applies `plan` step by step, journaling each undo first. On failure, undoes what was done, removes
+    /// Applies `plan` step by step, journaling each undo first. On failure, undoes what was done, empties
     /// the journal, and throws an error naming the step and the command.
+    ///
+    /// An undo the journal already holds is not journaled twice: a kill-switch table kept from the previous
+    /// run (see `tearDown(keeping:)`) is replaced in place by its new version and has one undo.
     public func apply(_ plan: Plan) throws(RoutingError) {
         for change in plan.changes {
             var previous: String? = nil
             if case .sysctl(let key, _) = change {
                 previous = executor.readSysctl(key)
                 if previous == nil {
-                    rollBack()
+                    rollBack(dropLast: false)
                     throw RoutingError(step: change.summary, command: "", message: "cannot read \(key)")
                 }
             }
-            let undoInput: String? = nil
-            try journal.append(JournalEntry(undo: change.undoCommand(previousValue: previous), input: undoInput))
+            let entry = JournalEntry(undo: change.undoCommand(previousValue: previous), input: nil)
+            let journaled = try journal.entries().contains(entry)
+            if !journaled { try journal.append(entry) }
             if let failure = executor.run(change.applyCommand, input: change.applyInput) {
                 // The failed step made no change (commands are atomic), so only the earlier ones are undone.
-                let entries = (try? journal.entries()) ?? []
-                for entry in entries.dropLast().reversed() { _ = executor.run(entry.undo, input: entry.input) }
-                try? journal.remove()
+                rollBack(dropLast: !journaled)
                 throw RoutingError(
                     step: change.summary, command: change.applyCommand.map(shellQuote).joined(separator: " "),
                     message: failure)
@@ -149,26 +225,46 @@ public struct PlanExecutor {
         }
     }
 
-    private func rollBack() {
+    /// Undoes what the journal records (all but the newest entry with `dropLast`) and empties it.
+    private func rollBack(dropLast: Bool) {
         let entries = (try? journal.entries()) ?? []
-        for entry in entries.reversed() { _ = executor.run(entry.undo, input: entry.input) }
+        for entry in (dropLast ? entries.dropLast() : entries[...]).reversed() where ReplayPolicy.refusal(entry) == nil {
+            _ = executor.run(entry.undo, input: entry.input)
+        }
         try? journal.remove()
     }
 
-    /// Undoes everything the journal records, newest first, then removes it. Undo commands that find
-    /// nothing to remove (a crash before the change was made) are not errors. Returns the number of
-    /// entries replayed and the failures that remain.
+    /// Undoes everything the journal records, newest first, then empties it. Undo commands that find
+    /// nothing to remove (a crash before the change was made) are not errors. Entries that `ReplayPolicy`
+    /// refuses are not run and count as failures.
+    ///
+    /// - Parameter keeping: undo commands that are not run but stay in the journal (a client starting with
+    ///   `--lockdown` keeps the previous run's kill-switch table until its new version replaces it).
+    /// - Returns: the number of entries replayed and the failures that remain.
     @discardableResult
-    public func tearDown() throws(RoutingError) -> (undone: Int, failures: [String]) {
+    public func tearDown(keeping: [[String]] = []) throws(RoutingError) -> (undone: Int, failures: [String]) {
         let entries = try journal.entries()
         var failures: [String] = []
+        var kept: [JournalEntry] = []
+        var undone = 0
         for entry in entries.reversed() {
+            if keeping.contains(entry.undo) {
+                if !kept.contains(entry) { kept.insert(entry, at: 0) }
+                continue
+            }
+            undone += 1
+            let text = entry.undo.map(shellQuote).joined(separator: " ")
+            if let refusal = ReplayPolicy.refusal(entry) {
+                failures.append("`\(text)`: not run: \(refusal)")
+                continue
+            }
             if let failure = executor.run(entry.undo, input: entry.input), !Self.isAlreadyGone(failure) {
-                failures.append("`\(entry.undo.map(shellQuote).joined(separator: " "))`: \(failure)")
+                failures.append("`\(text)`: \(failure)")
             }
         }
         try journal.remove()
-        return (entries.count, failures)
+        for entry in kept { try journal.append(entry) }
+        return (undone, failures)
     }
 
     /// Error texts that mean "the thing to remove is not there", from ip, nft and iptables.

@@ -12,7 +12,9 @@ public enum Change: Equatable, Sendable {
     case route(destination: String, via: String?, device: String)
     /// Set a sysctl; the undo restores the value read just before (recorded in the journal).
     case sysctl(key: String, value: String)
-    /// Load an nftables table of tunvpn's own from `ruleset` (undo: delete the table).
+    /// Load an nftables table of tunvpn's own from `ruleset` (undo: delete the table). The table is
+    /// replaced in one transaction (`applyInput`): one left by a previous run, such as the kill switch a
+    /// crashed client leaves up on purpose, stays in force until its new version takes its place.
     case nftTable(family: String, name: String, ruleset: String)
     /// Insert an iptables rule at the top of a chain, tagged with a tunvpn comment (undo: delete it).
     case iptablesRule(table: String, chain: String, position: Int, rule: [String])
@@ -45,9 +47,13 @@ public enum Change: Equatable, Sendable {
         }
     }
 
-    /// Standard input for the apply command (the nftables ruleset), if any.
+    /// Standard input for the apply command, if any: for a table, one `nft -f` transaction that creates it
+    /// empty if it is missing, deletes it and loads the ruleset (nft(8): a file is applied atomically), so
+    /// an existing table is replaced without a moment in which neither version is loaded.
     public var applyInput: String? {
-        if case .nftTable(_, _, let ruleset) = self { return ruleset }
+        if case .nftTable(let family, let name, let ruleset) = self {
+            return "table \(family) \(name) {}\ndelete table \(family) \(name)\n" + ruleset
+        }
         return nil
     }
 
@@ -172,6 +178,17 @@ public enum Planner {
         "tunvpn_" + String(device.map { $0.isLetter || $0.isNumber ? $0 : "_" })
     }
 
+    /// nftables table name of an instance's kill switch (`inet`).
+    public static func lockTableName(device: String) -> String {
+        "tunvpn_lock_" + String(device.map { $0.isLetter || $0.isNumber ? $0 : "_" })
+    }
+
+    /// The undo command of the kill switch of `device`: the journal entry kept when a client restarts
+    /// with `--lockdown`, or when `tunvpn down --keep-lockdown` clears the rest.
+    public static func lockdownUndo(device: String) -> [String] {
+        ["nft", "delete", "table", "inet", lockTableName(device: device)]
+    }
+
     /// The comment that tags tunvpn's iptables rules.
     public static func iptablesComment(device: String) -> String { "tunvpn:\(device)" }
 
@@ -224,7 +241,7 @@ public enum Planner {
     /// from the server. It is applied before the first handshake and stays while the client reconnects;
     /// after a crash it stays until `tunvpn down` removes it.
     public static func lockdown(tunDevice dev: String, server: String, port: UInt16) -> Plan {
-        let table = "tunvpn_lock_" + String(dev.map { $0.isLetter || $0.isNumber ? $0 : "_" })
+        let table = lockTableName(device: dev)
         let ruleset = """
             table inet \(table) {
             \tchain output {

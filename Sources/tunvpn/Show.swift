@@ -10,7 +10,8 @@ struct Show: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show the servers and clients running in this network namespace, as `wg show` does.",
         discussion: """
-            Each running server or client answers on a root-only socket in /run/tunvpn.
+            Each running server or client answers on a root-only socket in /run/tunvpn; a killed one's
+            leftovers are mentioned.
             Run inside a network namespace (ip netns exec NS tunvpn show), it shows
             that namespace's instances only. --json prints one JSON object per line.
             Examples:
@@ -23,6 +24,10 @@ struct Show: ParsableCommand {
 
     @Option(help: "Only the instance using this TUN device.")
     var dev: String?
+
+    func validate() throws {
+        if let dev { try validateInterfaceName(dev, option: "--dev") }
+    }
 
     func run() throws {
         try reportingErrors {
@@ -46,8 +51,14 @@ struct Show: ParsableCommand {
                 }
             }
             guard !replies.isEmpty else {
-                if let dev { throw CLIError("no tunvpn server or client uses \(dev) in this network namespace") }
-                throw CLIError("no tunvpn server or client is running in this network namespace")
+                // A killed instance's host changes (a kill switch, routes) are worth a word.
+                let left = ((try? HostNetwork.instances()) ?? []).filter { $0.hasLeftovers && $0.owner == nil }
+                    .filter { dev == nil || $0.device == dev }.map(\.device)
+                let note = left.isEmpty
+                    ? ""
+                    : "; a killed instance left host changes on \(left.joined(separator: ", ")): `tunvpn down --dev \(left[0])` removes them"
+                if let dev { throw CLIError("no tunvpn server or client uses \(dev) in this network namespace" + note) }
+                throw CLIError("no tunvpn server or client is running in this network namespace" + note)
             }
             if json {
                 for reply in replies {
@@ -71,9 +82,9 @@ struct Show: ParsableCommand {
 
 extension Show {
     /// strerror(3)'s words for `error`, with what to do about a permission error.
-    static func reason(_ error: IOError) -> String {
+    static func reason(_ error: IOError, command: String = "show") -> String {
         let text = String(cString: strerror(error.errno))
-        return error.errno == EACCES || error.errno == EPERM ? "\(text); run tunvpn show as root" : text
+        return error.errno == EACCES || error.errno == EPERM ? "\(text); run tunvpn \(command) as root" : text
     }
 }
 

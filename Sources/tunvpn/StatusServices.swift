@@ -1,6 +1,11 @@
 // The status socket and the metrics endpoint of a running server or client: both answer from an
 // `EngineSnapshot` (taken under the core's lock a chunk of peers at a time), each on its own few threads;
-// the status socket from a fresh one per request, the metrics from one at most a second old.
+// the status socket from a fresh one per request, the metrics from one at most a second old. The status
+// socket also takes `reload` requests (`tunvpn reload`) and answers with the outcome.
+//
+// Status socket requests, one line each: `status` (or nothing) → the status JSON; `reload` → one line,
+// `ok MESSAGE` when the new allow-list took effect, `error MESSAGE` when it did not (a bad file, or a
+// client, which has no allow-list).
 
 import Engine
 import Logging
@@ -21,8 +26,10 @@ struct StatusServices {
     ///   - listenPort: the UDP port the engine's socket is bound to (the client's is ephemeral).
     ///   - metricsAddress: `ADDR:PORT` for the metrics endpoint (validated by `CommonOptions`).
     /// - Throws: `CLIError` if the metrics endpoint cannot be bound.
+    ///   - reload: the server's allow-list reload; nil for a client.
     static func start(
-        engine: TunnelEngine, device: String, listenPort: UInt16, metricsAddress: String?, logger: Logger
+        engine: TunnelEngine, device: String, listenPort: UInt16, metricsAddress: String?,
+        reload: (@Sendable () -> ReloadOutcome)?, logger: Logger
     ) throws -> StatusServices {
         let snapshot: @Sendable () -> EngineSnapshot = {
             engine.snapshot(now: SystemClock().monotonicNow(), device: device, listenPort: listenPort)
@@ -57,9 +64,17 @@ struct StatusServices {
         let path = HostNetwork.statusSocketPath(device: device)
         var status: UnixSocketServer? = nil
         do {
-            try HostNetwork.makeStateDirectory()
-            status = try UnixSocketServer(path: path, threadStart: threadStart) {
-                Array((StatusJSON.encode(snapshot()).text + "\n").utf8)
+            try HostNetwork.checkStateDirectory()
+            status = try UnixSocketServer(path: path, threadStart: threadStart) { request in
+                switch String(decoding: request, as: UTF8.self) {
+                case "", "status":
+                    return Array((StatusJSON.encode(snapshot()).text + "\n").utf8)
+                case "reload":
+                    let outcome = reload?() ?? ReloadOutcome(succeeded: false, message: "clients have no allow-list; nothing to reload")
+                    return Array(((outcome.succeeded ? "ok " : "error ") + outcome.message + "\n").utf8)
+                default:
+                    return Array("error unknown request; this tunvpn answers status and reload\n".utf8)
+                }
             }
             logger.debug("status socket \(path)")
         } catch {

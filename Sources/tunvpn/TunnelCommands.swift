@@ -8,6 +8,7 @@ import Glibc
 import Logging
 import Platform
 import Routing
+import Synchronization
 import Transport
 
 /// Options both commands share.
@@ -51,6 +52,7 @@ struct CommonOptions: ParsableArguments {
     var metrics: String?
 
     func validateCommon() throws {
+        try validateInterfaceName(dev, option: "--dev")
         guard (576...9000).contains(mtu) else { throw ValidationError("--mtu must be between 576 and 9000") }
         guard (16...100_000).contains(txqueuelen) else {
             throw ValidationError("--txqueuelen must be between 16 and 100000 packets")
@@ -109,18 +111,24 @@ func resolveEndpoint(_ text: String, option: String) throws -> Endpoint {
     }
 }
 
+/// What a reload of the allow-list did: the line logged, and what `tunvpn reload` prints.
+struct ReloadOutcome: Sendable, Equatable {
+    /// False when the server kept its old list (or has none: a client).
+    var succeeded: Bool
+    /// One line: the counts, or the reason with the file and line.
+    var message: String
+}
+
 /// Runs `engine` until SIGINT/SIGTERM (exit 0) or an engine failure (exit 1); SIGUSR1 prints stats,
-/// SIGHUP calls `reload`. While it runs, `/run/tunvpn/<netns>-<dev>.pid` names this process for
-/// `tunvpn reload`.
+/// SIGHUP calls `reload` (which logs its outcome). The instance lock (`HostSetup.claim`) names this
+/// process while it runs.
 func runUntilSignalled(
-    _ engine: TunnelEngine, device: String, logger: Logger, adapters: (() -> String)? = nil, reload: (() -> Void)? = nil
+    _ engine: TunnelEngine, device: String, logger: Logger, adapters: (() -> String)? = nil,
+    reload: (@Sendable () -> ReloadOutcome)? = nil
 ) throws {
     /// The counters, then the adapters' own (offload and skip counts) when given.
     func statsLine() -> String { engine.counters.statsLine + (adapters.map { " " + $0() } ?? "") }
     var set = terminationSignals()
-    let pidFile = try? HostNetwork.runtimePath(device: device, suffix: "pid")
-    if let pidFile { try? KeyFiles.write("\(getpid())\n", to: pidFile, mode: 0o600, overwrite: true) }
-    defer { if let pidFile { unlink(pidFile) } }
     // Setup is done: nothing from here on needs more than CAP_NET_ADMIN (the client's routes at tunnel-up,
     // teardown's ip/nft and sysctls). Capabilities are per thread, so drop them before the engine's
     // threads exist; they inherit the reduced sets.
@@ -133,7 +141,7 @@ func runUntilSignalled(
         if signal == SIGUSR1 {
             printLine(statsLine())
         } else if signal == SIGHUP {
-            if let reload { reload() } else { logger.notice("SIGHUP: nothing to reload for a client") }
+            if let reload { _ = reload() } else { logger.notice("SIGHUP: nothing to reload for a client") }
         } else if signal == SIGINT || signal == SIGTERM {
             logger.info("signal \(signal == SIGINT ? "SIGINT" : "SIGTERM"): shutting down")
             engine.stop()
@@ -224,6 +232,7 @@ struct Server: ParsableCommand {
             throw ValidationError("--address '\(address)' must be an IPv4 address with a prefix of /30 or wider, like 10.8.0.1/16")
         }
         guard Endpoint(listen) != nil else { throw ValidationError("--listen '\(listen)' must be ADDRESS:PORT, like 0.0.0.0:51820") }
+        if let egress { try validateInterfaceName(egress, option: "--egress") }
     }
 
     func run() throws {
@@ -234,7 +243,7 @@ struct Server: ParsableCommand {
             guard let prefix = IPv4Prefix(address), let listenEndpoint = Endpoint(listen) else {
                 throw CLIError("validated above")
             }
-            let allowList = try loadAllowList(prefix: prefix)
+            let allowList = try Self.loadAllowList(clients, prefix: prefix, allowAnyClient: allowAnyClient)
             let responder = HandshakeResponder(
                 localStatic: privateKey, settings: try common.settings(), acceptedSuites: try common.suites())
             let state = TunnelState(
@@ -259,12 +268,15 @@ struct Server: ParsableCommand {
                 print(plan.script, terminator: "")
                 return
             }
-            try HostSetup.removeLeftovers(device: common.dev, logger: logger)
+            // Ownership first: nothing of a running instance may be touched, not even its leftovers.
+            let instance = try HostSetup.claim(device: common.dev)
+            defer { instance.finish() }
+            try HostSetup.removeLeftovers(instance, logger: logger)
             try HostNetwork.preflight(plan)
             let device = try common.openDevice()
             do { try device.configure(address: prefix, mtu: common.mtu, transmitQueueLength: common.txqueuelen) } catch { throw CLIError("\(error)") }
-            defer { HostSetup.tearDown(device: common.dev, logger: logger) }
-            try HostSetup.apply(plan, device: common.dev, logger: logger)
+            defer { HostSetup.tearDown(instance, logger: logger) }
+            try HostSetup.apply(plan, to: instance, logger: logger)
             let socket = try UDPSocket.bind(listenEndpoint, segmentationOffload: !common.noOffload)
             if allowAnyClient { logger.warning("--allow-any-client: any client key is admitted; use an allow-list outside the lab") }
             logger.info(
@@ -272,25 +284,43 @@ struct Server: ParsableCommand {
             let engine = TunnelEngine(
                 state: state, device: device, socket: socket, clock: SystemClock(wallOffset: common.clockOffset),
                 logger: logger, settings: EngineSettings(mtu: common.mtu))
+            let reload = Self.reloader(engine: engine, clients: clients, prefix: prefix, allowAnyClient: allowAnyClient, logger: logger)
             let status = try StatusServices.start(
                 engine: engine, device: common.dev, listenPort: socket.localEndpoint.port,
-                metricsAddress: common.metrics, logger: logger)
+                metricsAddress: common.metrics, reload: reload, logger: logger)
             defer { status.stop() }
-            try runUntilSignalled(engine, device: common.dev, logger: logger, adapters: { adapterStats(device, socket) }) {
+            try runUntilSignalled(
+                engine, device: common.dev, logger: logger, adapters: { adapterStats(device, socket) }, reload: reload)
+        }
+    }
+
+    /// The reload of the allow-list, for SIGHUP and `tunvpn reload`: re-reads `clients` and gives the list
+    /// to the engine, or keeps the current one if the file is wrong; logs the outcome and returns it. One
+    /// reload runs at a time.
+    static func reloader(
+        engine: TunnelEngine, clients: String, prefix: IPv4Prefix, allowAnyClient: Bool, logger: Logger
+    ) -> @Sendable () -> ReloadOutcome {
+        let oneAtATime = Mutex(())
+        return {
+            oneAtATime.withLock { _ in
                 do {
-                    let list = try loadAllowList(prefix: prefix)
+                    let list = try loadAllowList(clients, prefix: prefix, allowAnyClient: allowAnyClient)
                     let (added, removed, readdressed) = engine.reload(allowList: list)
-                    logger.notice(
-                        "reloaded \(clients): \(list.clients.count) client(s), \(added) added, \(removed) removed, \(readdressed) readdressed")
+                    let message =
+                        "reloaded \(clients): \(list.clients.count) client(s), \(added) added, \(removed) removed, \(readdressed) readdressed"
+                    logger.notice("\(message)")
+                    return ReloadOutcome(succeeded: true, message: message)
                 } catch {
-                    logger.error("reload failed, keeping the current allow-list: \(error)")
+                    let message = "reload failed, kept the current allow-list: \(error)"
+                    logger.error("\(message)")
+                    return ReloadOutcome(succeeded: false, message: message)
                 }
             }
         }
     }
 
-    /// Reads and checks the allow-list file (missing is fine with --allow-any-client).
-    func loadAllowList(prefix: IPv4Prefix) throws -> AllowList {
+    /// Reads and checks the allow-list file `clients` (missing is fine with --allow-any-client).
+    static func loadAllowList(_ clients: String, prefix: IPv4Prefix, allowAnyClient: Bool) throws -> AllowList {
         var allowList = AllowList()
         if KeyFiles.exists(clients) {
             let (bytes, _) = try KeyFiles.readSmallFileAllowingLarge(clients)
@@ -343,7 +373,7 @@ struct Client: ParsableCommand {
     @Flag(help: "Gateway mode: forward and MASQUERADE traffic from other LAN hosts into the tunnel.")
     var gateway = false
 
-    @Flag(help: "Kill switch: block all IPv4 and IPv6 traffic outside the tunnel while the client runs, and after a crash until `tunvpn down`.")
+    @Flag(help: "Kill switch: block all IPv4 and IPv6 traffic outside the tunnel while the client runs, and after a crash until `tunvpn down` or the next start with --lockdown, which replaces it without a gap.")
     var lockdown = false
 
     @OptionGroup var common: CommonOptions
@@ -396,7 +426,12 @@ struct Client: ParsableCommand {
                 print(plan.script, terminator: "")
                 return
             }
-            try HostSetup.removeLeftovers(device: common.dev, logger: logger)
+            // Ownership first: nothing of a running instance may be touched, not even its leftovers. With
+            // --lockdown the previous run's kill switch stays until the new one replaces it atomically.
+            let instance = try HostSetup.claim(device: common.dev)
+            defer { instance.finish() }
+            try HostSetup.removeLeftovers(
+                instance, keeping: lockdown ? [Planner.lockdownUndo(device: common.dev)] : [], logger: logger)
             try HostNetwork.preflight(plan)
             if lockdown {
                 guard (try? host.backend()) == .nftables else { throw CLIError("--lockdown needs nftables (apt-get install nftables)") }
@@ -407,21 +442,21 @@ struct Client: ParsableCommand {
             let mtu = common.mtu
             let queueLength = common.txqueuelen
             let dev = common.dev
-            defer { HostSetup.tearDown(device: dev, logger: logger) }
+            defer { HostSetup.tearDown(instance, logger: logger) }
             // The kill switch goes up before the first handshake and stays while the client reconnects.
-            if lockdown { try HostSetup.apply(lockdownPlan, device: dev, logger: logger) }
+            if lockdown { try HostSetup.apply(lockdownPlan, to: instance, logger: logger) }
             logger.info(
                 "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name), TSO \(device.offloadsEnabled ? "on" : "off"), TUN USO \(device.udpOffloadEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
             let hooks = EngineHooks(tunnelUp: { assignment in
                 do { try device.configure(address: assignment.client, mtu: mtu, transmitQueueLength: queueLength) } catch { throw CLIError("\(error)") }
-                try HostSetup.apply(plan, device: dev, logger: logger)
+                try HostSetup.apply(plan, to: instance, logger: logger)
             })
             let engine = TunnelEngine(
                 state: state, device: device, socket: socket, clock: SystemClock(wallOffset: common.clockOffset),
                 logger: logger, hooks: hooks, settings: EngineSettings(mtu: mtu))
             let status = try StatusServices.start(
                 engine: engine, device: dev, listenPort: socket.localEndpoint.port,
-                metricsAddress: common.metrics, logger: logger)
+                metricsAddress: common.metrics, reload: nil, logger: logger)
             defer { status.stop() }
             try runUntilSignalled(engine, device: dev, logger: logger, adapters: { adapterStats(device, socket) })
         }
@@ -430,35 +465,61 @@ struct Client: ParsableCommand {
 
 struct Reload: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Make a running server re-read its allow-list (the same as sending it SIGHUP).",
+        abstract: "Make a running server re-read its allow-list, and print what changed.",
         discussion: """
             Clients added to the file can connect at once; clients removed lose their sessions; everyone
-            else keeps theirs. Run it in the network namespace of the server.
+            else keeps theirs. If the file is wrong the server keeps its current list, and this exits 1 with
+            the reason. Run it in the network namespace of the server; without --dev it finds the server.
+            SIGHUP does the same, with the outcome in the server's log only.
             Example:
               echo "$(cat keys/laptop.pub) 10.8.0.9  # laptop" >> keys/clients && tunvpn reload
             """)
 
-    @Option(help: "TUN device name of the server instance.")
-    var dev: String = "tun0"
+    @Option(help: "TUN device name of the server instance (default: the only one in this network namespace).")
+    var dev: String?
+
+    @Option(help: "The server instance run by this process id (systemd's $MAINPID), instead of --dev.")
+    var pid: Int32?
+
+    func validate() throws {
+        if let dev { try validateInterfaceName(dev, option: "--dev") }
+        if dev != nil && pid != nil { throw ValidationError("--dev and --pid cannot be combined; pass one") }
+    }
 
     func run() throws {
         try reportingErrors {
-            let path = try HostNetwork.runtimePath(device: dev, suffix: "pid")
-            guard let (bytes, _) = try? KeyFiles.readSmallFile(path, what: "pid file"),
-                let pid = Int32(String(decoding: bytes, as: UTF8.self).split(separator: "\n").first ?? "")
-            else {
-                throw CLIError("no tunvpn instance on \(dev) in this network namespace (no \(path))")
+            let device: String
+            if let dev {
+                device = dev
+            } else if let pid {
+                guard let owned = try HostNetwork.instances().first(where: { $0.owner == pid }) else {
+                    throw CLIError("pid \(pid) runs no tunvpn instance in this network namespace")
+                }
+                device = owned.device
+            } else {
+                let running = try HostNetwork.instances().filter { $0.owner != nil }
+                device = try soleInstance(of: running, "the server to reload").device
             }
-            let comm = (try? KeyFiles.readSmallFile("/proc/\(pid)/comm", what: "process").text).map {
-                String(decoding: $0, as: UTF8.self)
+            let path = HostNetwork.statusSocketPath(device: device)
+            let reply: [UInt8]
+            do throws(IOError) { reply = try UnixSocketClient.fetch(path, request: "reload", timeout: 30) } catch {
+                if error.errno == ENOENT || error.errno == ECONNREFUSED {
+                    if let pid = InstanceLock.owner(device: device), pid > 0 {
+                        throw CLIError(
+                            "tunvpn pid \(pid) on \(device) has no status socket to answer; `kill -HUP \(pid)` reloads it, with the outcome in its log")
+                    }
+                    throw CLIError("no tunvpn instance on \(device) in this network namespace")
+                }
+                throw CLIError("cannot ask the instance on \(device) to reload (\(path)): \(Show.reason(error))")
             }
-            guard comm?.hasPrefix("tunvpn") == true else {
-                throw CLIError("\(path) names pid \(pid), which is not a running tunvpn; remove the stale file")
+            let text = String(decoding: reply, as: UTF8.self).trimmingSuffix("\n")
+            if text.hasPrefix("ok ") {
+                print(String(text.dropFirst(3)))
+            } else if text.hasPrefix("error ") {
+                throw CLIError(String(text.dropFirst(6)))
+            } else {
+                throw CLIError("the instance on \(device) gave no reload outcome (an older tunvpn?): \(text.prefix(200))")
             }
-            guard kill(pid, SIGHUP) == 0 else {
-                throw CLIError("cannot signal pid \(pid): \(String(cString: strerror(errno)))")
-            }
-            print("asked tunvpn (pid \(pid)) on \(dev) to reload its allow-list")
         }
     }
 }

@@ -338,16 +338,16 @@ struct RoutingEndToEndTests {
     }
 
     /// The runtime files (`/run/tunvpn/<netns id>-tun0.*`) of the tunvpn instance `process`, found by
-    /// the pid file that names it, as a path prefix (`/run/tunvpn/netns-123-tun0.`).
+    /// the instance lock file that names it, as a path prefix (`/run/tunvpn/netns-123-tun0.`).
     func runtimePrefix(of process: BackgroundProcess) throws -> String {
         let directory = "/run/tunvpn"
         let names = try FileManager.default.contentsOfDirectory(atPath: directory)
-        let pidFile = names.filter { $0.hasSuffix(".pid") }.first { name in
+        let lockFile = names.filter { $0.hasSuffix(".lock") }.first { name in
             (try? String(contentsOfFile: "\(directory)/\(name)", encoding: .utf8))?
                 .trimmingCharacters(in: .whitespacesAndNewlines) == "\(process.pid)"
         }
-        let found = try #require(pidFile, "no pid file in \(directory) names pid \(process.pid): \(names)")
-        return "\(directory)/\(found.dropLast("pid".count))"
+        let found = try #require(lockFile, "no lock file in \(directory) names pid \(process.pid): \(names)")
+        return "\(directory)/\(found.dropLast("lock".count))"
     }
 
     /// Files under /run/tunvpn starting with `prefix`.
@@ -466,6 +466,8 @@ struct RoutingEndToEndTests {
             #expect(
                 gateway.stdout == """
                     nft -f - <<'EOF'
+                    table inet tunvpn_lock_tun0 {}
+                    delete table inet tunvpn_lock_tun0
                     table inet tunvpn_lock_tun0 {
                     \tchain output {
                     \t\ttype filter hook output priority filter - 20; policy drop;
@@ -493,6 +495,8 @@ struct RoutingEndToEndTests {
                     ip -4 route add 10.99.0.0/16 dev tun0
                     sysctl -w net.ipv4.ip_forward=1
                     nft -f - <<'EOF'
+                    table ip tunvpn_tun0 {}
+                    delete table ip tunvpn_tun0
                     table ip tunvpn_tun0 {
                     \tchain forward {
                     \t\ttype filter hook forward priority filter - 10; policy accept;
@@ -520,6 +524,8 @@ struct RoutingEndToEndTests {
                         ip link set tun0 mtu 1420 txqueuelen 1000 up
                         sysctl -w net.ipv4.ip_forward=1
                         nft -f - <<'EOF'
+                        table ip tunvpn_tun0 {}
+                        delete table ip tunvpn_tun0
                         table ip tunvpn_tun0 {
                         \tchain forward {
                         \t\ttype filter hook forward priority filter - 10; policy accept;

@@ -100,7 +100,7 @@ final class MemoryJournal: JournalStore {
         input.gateway = true
         let script = Planner.client(input).script
         #expect(script.hasPrefix("ip -4 route add 203.0.113.7/32 via 192.168.1.1 dev eth0\nip -4 route add 0.0.0.0/1 dev tun0\n"))
-        #expect(script.contains("nft -f - <<'EOF'\ntable ip tunvpn_tun0 {"))
+        #expect(script.contains("nft -f - <<'EOF'\ntable ip tunvpn_tun0 {}\ndelete table ip tunvpn_tun0\ntable ip tunvpn_tun0 {"))
         #expect(script.hasSuffix("}\nEOF\n"))
     }
 
@@ -194,5 +194,137 @@ final class MemoryJournal: JournalStore {
         }
         let lines = [JournalEntry(undo: ["\r"]), JournalEntry(undo: ["\r"])].map { $0.encoded + "\n" }.joined()
         #expect(lines.split(separator: "\n").compactMap { JournalEntry(encoded: $0) } == [JournalEntry(undo: ["\r"]), JournalEntry(undo: ["\r"])])
+    }
+}
+
+@Suite struct ReplayPolicyTests {
+    /// Every undo command the planner produces, for every role and backend.
+    var plannedUndos: [JournalEntry] {
+        let client = ClientPlanInput(
+            tunDevice: "tun0", serverAddress: "203.0.113.7", serverRoute: RouteLookup(via: "192.168.1.1", device: "eth0"),
+            routes: [], gateway: true, mtu: 1420)
+        var iptablesClient = client
+        iptablesClient.firewall = .iptables
+        let server = ServerPlanInput(
+            tunDevice: "tun0", tunnelNetwork: "10.8.0.0/16", egressDevice: "eth0", mtu: 1420, iptablesForwardExists: true)
+        var iptablesServer = server
+        iptablesServer.firewall = .iptables
+        let plans = [
+            Planner.client(client), Planner.client(iptablesClient), Planner.server(server), Planner.server(iptablesServer),
+            Planner.lockdown(tunDevice: "tun0", server: "203.0.113.7", port: 51820),
+        ]
+        return plans.flatMap { $0.changes.map { JournalEntry(undo: $0.undoCommand(previousValue: "0")) } }
+    }
+
+    @Test func everyUndoThePlannerWritesIsAccepted() {
+        let undos = plannedUndos
+        #expect(undos.count > 15)
+        for entry in undos { #expect(ReplayPolicy.refusal(entry) == nil, "\(entry.undo)") }
+        // The apply command of a table, replayed by a rollback of an older journal format, is accepted too.
+        let table = Planner.lockdown(tunDevice: "tun0", server: "203.0.113.7", port: 51820).changes[0]
+        #expect(ReplayPolicy.refusal(JournalEntry(undo: table.applyCommand, input: table.applyInput)) == nil)
+        #expect(ReplayPolicy.refusal(JournalEntry(undo: ["ip", "-6", "rule", "del", "pref", "100"])) == nil)
+        #expect(ReplayPolicy.refusal(JournalEntry(undo: ["ip", "address", "del", "10.8.0.1/16", "dev", "tun0"])) == nil)
+    }
+
+    @Test func commandsOfOtherShapesAreRefusedWithTheirReason() {
+        let refused: [(JournalEntry, String)] = [
+            (JournalEntry(undo: ["touch", "/tmp/x"]), "touch is not one of ip, nft, iptables, sysctl"),
+            (JournalEntry(undo: ["/usr/sbin/ip", "route", "del", "0.0.0.0/1"]), "/usr/sbin/ip is not one of ip, nft, iptables, sysctl"),
+            (JournalEntry(undo: ["ip", "netns", "exec", "x", "touch", "/tmp/x"]), "ip with netns is never replayed"),
+            (JournalEntry(undo: ["ip", "-batch", "/tmp/cmds"]), "ip with -batch is never replayed"),
+            (JournalEntry(undo: ["ip", "-b", "/tmp/cmds"]), "ip with -b is never replayed"),
+            (JournalEntry(undo: ["ip", "-force", "route", "del", "0.0.0.0/1"]), "ip with -force is never replayed"),
+            (JournalEntry(undo: ["ip", "-n", "other", "route", "del", "0.0.0.0/1"]), "ip with -n is never replayed"),
+            (JournalEntry(undo: ["ip", "monitor"]), "ip is replayed only with route, rule, address or link"),
+            (JournalEntry(undo: ["ip", "route", "del", "0.0.0.0/1"], input: "x"), "ip takes no input"),
+            (JournalEntry(undo: ["nft", "-f", "/etc/evil.nft"]), "nft is replayed only as `nft delete table FAMILY NAME` or `nft -f -`"),
+            (JournalEntry(undo: ["nft", "flush", "ruleset"]), "nft is replayed only as `nft delete table FAMILY NAME` or `nft -f -`"),
+            (JournalEntry(undo: ["nft", "delete", "table", "inet", "x;flush ruleset"]), "nft delete table: bad table name"),
+            (JournalEntry(undo: ["nft", "delete", "table", "evil", "x"]), "nft delete table: unknown family evil"),
+            (JournalEntry(undo: ["nft", "-f", "-"], input: "flush ruleset\n"), "nft -f - input must start with a table statement"),
+            (
+                JournalEntry(undo: ["nft", "-f", "-"], input: "table ip t {}\ninclude \"/etc/evil.nft\"\n"),
+                "nft input with include is never replayed"
+            ),
+            (
+                JournalEntry(undo: ["nft", "-f", "-"], input: "table ip t { include \"/etc/evil.nft\" }\n"),
+                "nft input with include is never replayed"
+            ),
+            (JournalEntry(undo: ["iptables", "--modprobe=/tmp/x", "-t", "nat", "-D", "POSTROUTING"]), "iptables with --modprobe is never replayed"),
+            (JournalEntry(undo: ["sysctl", "-w", "kernel.core_pattern=|/tmp/x"]), "sysctl is replayed only for net.* keys with plain values"),
+            (JournalEntry(undo: ["sysctl", "-w", "net.a/../../../etc/x=1"]), "sysctl is replayed only for net.* keys with plain values"),
+            (JournalEntry(undo: ["sysctl", "-p", "/tmp/x"]), "sysctl is replayed only as `sysctl -w net.KEY=VALUE`"),
+        ]
+        for (entry, reason) in refused { #expect(ReplayPolicy.refusal(entry) == reason, "\(entry.undo)") }
+    }
+
+    @Test func teardownRunsNoRefusedEntryAndReportsIt() throws {
+        let executor = ScriptedExecutor()
+        let journal = MemoryJournal()
+        journal.lines = [
+            JournalEntry(undo: ["ip", "-4", "route", "del", "0.0.0.0/1", "dev", "tun0"]).encoded,
+            JournalEntry(undo: ["touch", "/tmp/x"]).encoded,
+        ]
+        let result = try PlanExecutor(executor: executor, journal: journal).tearDown()
+        #expect(executor.ran == ["ip -4 route del 0.0.0.0/1 dev tun0"])
+        #expect(result.undone == 2)
+        #expect(result.failures == ["`touch /tmp/x`: not run: touch is not one of ip, nft, iptables, sysctl"])
+        #expect(journal.lines.isEmpty)
+    }
+}
+
+@Suite struct KillSwitchContinuityTests {
+    let lockdown = Planner.lockdown(tunDevice: "tun0", server: "203.0.113.7", port: 51820)
+
+    @Test func aTableIsReplacedInOneTransactionThatNeverLeavesItOut() {
+        guard case .nftTable = lockdown.changes[0], let input = lockdown.changes[0].applyInput else {
+            Issue.record("expected a table")
+            return
+        }
+        #expect(lockdown.changes[0].applyCommand == ["nft", "-f", "-"])
+        #expect(input.hasPrefix("table inet tunvpn_lock_tun0 {}\ndelete table inet tunvpn_lock_tun0\ntable inet tunvpn_lock_tun0 {\n"))
+    }
+
+    /// A restart with --lockdown over a crashed run's journal: the leftovers go, the kill switch is kept,
+    /// and its new version replaces it; no `nft delete table` of it runs before the new table is loaded.
+    @Test func aRestartWithLockdownNeverDeletesTheKillSwitchBeforeTheNewOneIsLoaded() throws {
+        let executor = ScriptedExecutor()
+        let journal = MemoryJournal()
+        let previous = PlanExecutor(executor: executor, journal: journal)
+        try previous.apply(lockdown)
+        try previous.apply(Planner.client(
+            ClientPlanInput(
+                tunDevice: "tun0", serverAddress: "203.0.113.7", serverRoute: RouteLookup(via: "192.168.1.1", device: "eth0"),
+                routes: [], gateway: false, mtu: 1420)))
+        #expect(journal.lines.count == 4)
+        executor.ran = []
+
+        // What `HostSetup.removeLeftovers` and then `HostSetup.apply` do for `tunvpn client --lockdown`.
+        let (undone, failures) = try previous.tearDown(keeping: [Planner.lockdownUndo(device: "tun0")])
+        #expect(undone == 3 && failures.isEmpty)
+        #expect(journal.lines == [JournalEntry(undo: Planner.lockdownUndo(device: "tun0")).encoded], "the kill switch stays journaled")
+        try previous.apply(lockdown)
+
+        let deletion = "nft delete table inet tunvpn_lock_tun0"
+        #expect(!executor.ran.contains(deletion), "\(executor.ran)")
+        #expect(executor.ran.last == "nft -f -", "the new table is loaded by one transaction")
+        #expect(executor.ran.dropLast().allSatisfy { $0.hasPrefix("ip -4 route del") }, "\(executor.ran)")
+        #expect(journal.lines.count == 1, "one undo for the table, not two")
+
+        // A plain stop removes it.
+        executor.ran = []
+        #expect(try previous.tearDown().undone == 1)
+        #expect(executor.ran == [deletion])
+    }
+
+    @Test func aStartWithoutLockdownRemovesTheOldKillSwitch() throws {
+        let executor = ScriptedExecutor()
+        let journal = MemoryJournal()
+        try PlanExecutor(executor: executor, journal: journal).apply(lockdown)
+        executor.ran = []
+        #expect(try PlanExecutor(executor: executor, journal: journal).tearDown().undone == 1)
+        #expect(executor.ran == ["nft delete table inet tunvpn_lock_tun0"])
+        #expect(journal.lines.isEmpty)
     }
 }

@@ -1,0 +1,150 @@
+// The files an instance keeps under the state directory and the commands it runs: the journal refuses
+// symbolic links, foreign owners and open modes; the instance lock is exclusive and names its owner;
+// commands are found in the trusted search path whatever PATH says.
+
+import Foundation
+import Glibc
+import Routing
+import TestSupport
+import Testing
+
+@testable import Platform
+
+@Suite struct CommandSearchPathTests {
+    /// PATH is process-wide, so this suite's one test sets it and puts it back at once.
+    @Test func aFakeIpEarlierInPATHIsNeverRunAndChildrenGetTheTrustedPATH() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let marker = dir.path + "/fake-ip-ran"
+        try "#!/bin/sh\ntouch \(marker)\necho fake ip\n".write(toFile: dir.path + "/ip", atomically: false, encoding: .utf8)
+        chmod(dir.path + "/ip", 0o755)
+        let saved = getenv("PATH").map { String(cString: $0) }
+        setenv("PATH", dir.path + ":" + (saved ?? "/usr/bin"), 1)
+        let version = CommandRunner.run(["ip", "-V"])
+        let environment = CommandRunner.run(["env"])
+        let found = CommandRunner.resolve("ip")
+        if let saved { setenv("PATH", saved, 1) } else { unsetenv("PATH") }
+
+        #expect(version.succeeded && version.stdout.contains("iproute2"), "\(version)")
+        #expect(!version.stdout.contains("fake"))
+        #expect(!FileManager.default.fileExists(atPath: marker), "the fake ip ran")
+        let paths = environment.stdout.split(separator: "\n").filter { $0.hasPrefix("PATH=") }
+        #expect(paths == ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "\(environment.stdout)")
+        #expect(["/usr/sbin/ip", "/usr/bin/ip", "/sbin/ip", "/bin/ip"].contains(found ?? ""), "\(String(describing: found))")
+        #expect(CommandRunner.resolve("no-such-tool-\(getpid())") == nil)
+        #expect(!CommandRunner.exists("no-such-tool-\(getpid())"))
+    }
+}
+
+@Suite struct FileJournalTests {
+    func refusal(_ path: String) -> String? {
+        do {
+            _ = try FileJournal.open(path: path)
+            return nil
+        } catch {
+            return error.description
+        }
+    }
+
+    @Test func aJournalAppendsReadsBackEmptiesAndIsDeletedOnlyWhenEmpty() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.path + "/j.journal"
+        let journal = try FileJournal.open(path: path)
+        var st = stat()
+        #expect(lstat(path, &st) == 0 && st.st_mode & 0o777 == 0o600)
+        let entries = [JournalEntry(undo: ["ip", "-4", "route", "del", "0.0.0.0/1", "dev", "tun0"]), JournalEntry(undo: ["nft", "delete", "table", "ip", "t"])]
+        for e in entries { try journal.append(e) }
+        #expect(try journal.entries() == entries)
+        #expect(try FileJournal.open(path: path).entries() == entries, "another opener reads the same lines")
+        journal.unlinkIfEmpty()
+        #expect(FileManager.default.fileExists(atPath: path), "a journal with entries stays")
+        try journal.remove()
+        #expect(lstat(path, &st) == 0 && st.st_size == 0)
+        #expect(try journal.entries() == [])
+        try journal.append(entries[0])
+        #expect(try journal.entries() == [entries[0]], "appends after emptying start at the top")
+        try journal.remove()
+        journal.unlinkIfEmpty()
+        #expect(!FileManager.default.fileExists(atPath: path))
+    }
+
+    @Test func aSymbolicLinkOrAFileOpenToOthersIsRefusedAndLeftAlone() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let target = dir.path + "/target"
+        try "".write(toFile: target, atomically: false, encoding: .utf8)
+        chmod(target, 0o600)
+        symlink(target, dir.path + "/link.journal")
+        #expect(
+            refusal(dir.path + "/link.journal")
+                == "journal: cannot open \(dir.path)/link.journal: it is a symbolic link; remove it after checking what it holds")
+        try "x\n".write(toFile: dir.path + "/open.journal", atomically: false, encoding: .utf8)
+        chmod(dir.path + "/open.journal", 0o620)
+        #expect(
+            refusal(dir.path + "/open.journal")
+                == "journal: refusing \(dir.path)/open.journal: its mode is 0620, open to group or others (expected 0600); remove it after checking what it holds (tunvpn creates it root-owned, mode 0600)")
+        mkfifo(dir.path + "/fifo.journal", 0o600)
+        #expect(refusal(dir.path + "/fifo.journal")?.contains("it is not a regular file") == true)
+        #expect(try String(contentsOfFile: target, encoding: .utf8) == "")
+    }
+
+    @Test(.enabled(if: getuid() == 0, "needs root: gives a file to another user"))
+    func aJournalOwnedByAnotherUserIsRefused() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.path + "/foreign.journal"
+        try "touch\t/tmp/x\n".write(toFile: path, atomically: false, encoding: .utf8)
+        chmod(path, 0o600)
+        #expect(chown(path, 65534, 65534) == 0)
+        #expect(
+            refusal(path)
+                == "journal: refusing \(path): it is owned by uid 65534, not root; remove it after checking what it holds (tunvpn creates it root-owned, mode 0600)")
+    }
+}
+
+@Suite(.enabled(if: getuid() == 0, "needs root: uses the state directory /run/tunvpn"))
+struct InstanceLockTests {
+    @Test func theLockIsExclusiveNamesItsOwnerAndGoesAtRelease() throws {
+        // A device name no instance uses: this process's pid.
+        let device = "tvlk\(getpid() % 100_000)"
+        guard case .acquired(let lock) = try InstanceLock.acquire(device: device) else {
+            Issue.record("the first acquire did not get the lock")
+            return
+        }
+        let text = try String(contentsOfFile: lock.path, encoding: .utf8)
+        #expect(text == "\(getpid())\n")
+        var st = stat()
+        #expect(lstat(lock.path, &st) == 0 && st.st_uid == 0 && st.st_mode & 0o777 == 0o600)
+        // A second open file description conflicts even in the same process (flock(2)).
+        guard case .held(let pid) = try InstanceLock.acquire(device: device) else {
+            lock.release()
+            Issue.record("a second acquire got the lock")
+            return
+        }
+        #expect(pid == getpid())
+        #expect(InstanceLock.owner(device: device) == getpid())
+        #expect(try HostNetwork.instances().contains(InstanceRecord(device: device, owner: getpid(), hasLeftovers: false)))
+        lock.release()
+        #expect(!FileManager.default.fileExists(atPath: lock.path))
+        #expect(InstanceLock.owner(device: device) == nil)
+        #expect(try !HostNetwork.instances().contains { $0.device == device })
+    }
+}
+
+@Suite struct StatusRequestTests {
+    @Test func theServerGetsEachRequestLineAndAnswersIt() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.path + "/requests.sock"
+        let server = try UnixSocketServer(path: path) { request in
+            Array("got \(String(decoding: request, as: UTF8.self))\n".utf8)
+        }
+        defer { server.stop() }
+        #expect(try UnixSocketClient.fetch(path) == Array("got status\n".utf8))
+        #expect(try UnixSocketClient.fetch(path, request: "reload") == Array("got reload\n".utf8))
+        let long = String(repeating: "x", count: 1000)
+        let reply = String(decoding: try UnixSocketClient.fetch(path, request: long), as: UTF8.self)
+        #expect(reply == "got \(String(repeating: "x", count: UnixSocketServer.maximumRequestLength))\n", "cut at the limit")
+    }
+}
