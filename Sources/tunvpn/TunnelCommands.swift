@@ -50,6 +50,12 @@ struct CommonOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Serve Prometheus metrics at http://ADDR:PORT/metrics.", valueName: "ADDR:PORT"))
     var metrics: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "The user to run as once setup is done, with CAP_NET_ADMIN alone (default: tunvpn if that user exists, else nobody; root keeps uid 0 and is not recommended).",
+            valueName: "NAME"))
+    var user: String?
+
     func validateCommon() throws {
         guard (576...9000).contains(mtu) else { throw ValidationError("--mtu must be between 576 and 9000") }
         guard (16...100_000).contains(txqueuelen) else {
@@ -63,6 +69,10 @@ struct CommonOptions: ParsableArguments {
         guard timerScale > 0 && timerScale <= 1 else { throw ValidationError("--timer-scale must be in (0, 1]") }
         if let metrics, Endpoint(metrics) == nil {
             throw ValidationError("--metrics '\(metrics)' must be ADDRESS:PORT, like 127.0.0.1:9586")
+        }
+        if let user, Privileges.Account.named(user) == nil {
+            throw ValidationError(
+                "--user '\(user)': no such user; create it (adduser --system --group --no-create-home \(user)) or name an existing one")
         }
     }
 
@@ -113,7 +123,8 @@ func resolveEndpoint(_ text: String, option: String) throws -> Endpoint {
 /// SIGHUP calls `reload`. While it runs, `/run/tunvpn/<netns>-<dev>.pid` names this process for
 /// `tunvpn reload`.
 func runUntilSignalled(
-    _ engine: TunnelEngine, device: String, logger: Logger, adapters: (() -> String)? = nil, reload: (() -> Void)? = nil
+    _ engine: TunnelEngine, device: String, user: String?, logger: Logger, adapters: (() -> String)? = nil,
+    reload: (() -> Void)? = nil
 ) throws {
     /// The counters, then the adapters' own (offload and skip counts) when given.
     func statsLine() -> String { engine.counters.statsLine + (adapters.map { " " + $0() } ?? "") }
@@ -121,11 +132,10 @@ func runUntilSignalled(
     let pidFile = try? HostNetwork.runtimePath(device: device, suffix: "pid")
     if let pidFile { try? KeyFiles.write("\(getpid())\n", to: pidFile, mode: 0o600, overwrite: true) }
     defer { if let pidFile { unlink(pidFile) } }
-    // Setup is done: nothing from here on needs more than CAP_NET_ADMIN (the client's routes at tunnel-up,
-    // teardown's ip/nft and sysctls). Capabilities are per thread, so drop them before the engine's
-    // threads exist; they inherit the reduced sets.
-    let dropped = Privileges.keepOnlyNetAdmin()
-    if dropped.ok { logger.info("\(dropped.description)") } else { logger.warning("\(dropped.description)") }
+    // Setup is done: nothing from here on needs root or more than CAP_NET_ADMIN (the client's routes at
+    // tunnel-up, teardown's ip/nft and sysctls). Capabilities are per thread, so drop them before the
+    // engine's threads exist; they inherit the reduced sets.
+    try dropPrivileges(user: user, logger: logger)
     engine.start()
     var timeout = timespec(tv_sec: 0, tv_nsec: 200_000_000)
     while true {
@@ -228,6 +238,7 @@ struct Server: ParsableCommand {
 
     func run() throws {
         blockTerminationSignals()
+        Privileges.disableCoreDumps()  // before any key is in memory
         try reportingErrors {
             let logger = common.makeLogger("tunvpn")
             let privateKey = try KeyFiles.loadPrivateKey(key)
@@ -276,7 +287,7 @@ struct Server: ParsableCommand {
                 engine: engine, device: common.dev, listenPort: socket.localEndpoint.port,
                 metricsAddress: common.metrics, logger: logger)
             defer { status.stop() }
-            try runUntilSignalled(engine, device: common.dev, logger: logger, adapters: { adapterStats(device, socket) }) {
+            try runUntilSignalled(engine, device: common.dev, user: common.user, logger: logger, adapters: { adapterStats(device, socket) }) {
                 do {
                     let list = try loadAllowList(prefix: prefix)
                     let (added, removed, readdressed) = engine.reload(allowList: list)
@@ -293,7 +304,7 @@ struct Server: ParsableCommand {
     func loadAllowList(prefix: IPv4Prefix) throws -> AllowList {
         var allowList = AllowList()
         if KeyFiles.exists(clients) {
-            let (bytes, _) = try KeyFiles.readSmallFileAllowingLarge(clients)
+            let bytes = try KeyFiles.readConfigurationFile(clients, what: "allow-list")
             do { allowList = try AllowList(parsing: String(decoding: bytes, as: UTF8.self)) } catch {
                 throw CLIError("\(clients): \(error)")
             }
@@ -361,6 +372,7 @@ struct Client: ParsableCommand {
 
     func run() throws {
         blockTerminationSignals()
+        Privileges.disableCoreDumps()  // before any key is in memory
         try reportingErrors {
             let logger = common.makeLogger("tunvpn")
             let privateKey: PrivateKey
@@ -423,7 +435,7 @@ struct Client: ParsableCommand {
                 engine: engine, device: dev, listenPort: socket.localEndpoint.port,
                 metricsAddress: common.metrics, logger: logger)
             defer { status.stop() }
-            try runUntilSignalled(engine, device: dev, logger: logger, adapters: { adapterStats(device, socket) })
+            try runUntilSignalled(engine, device: dev, user: common.user, logger: logger, adapters: { adapterStats(device, socket) })
         }
     }
 }
