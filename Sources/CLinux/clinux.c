@@ -157,10 +157,15 @@ int clinux_is_dumpable(void) {
     return prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
 }
 
-int clinux_drop_all_capabilities_of_thread(void) {
+int clinux_enter_service_thread(void) {
     drop_bounding_set(-1); /* best effort: without CAP_SETPCAP the bounding set stays */
     struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };
     struct __user_cap_data_struct data[2] = { { 0, 0, 0 }, { 0, 0, 0 } };
+    if (syscall(SYS_capget, &header, data) != 0) return -1;
+    uint32_t keep = data[0].permitted & ((1u << CAP_SETUID) | (1u << CAP_SETGID));
+    data[0].effective = data[0].permitted = keep;
+    data[0].inheritable = 0;
+    data[1].effective = data[1].permitted = data[1].inheritable = 0;
     if (syscall(SYS_capset, &header, data) != 0) return -1;
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     return 0;

@@ -59,6 +59,8 @@ func expectDropped(_ pid: pid_t, uid: UInt32, gid: UInt32, _ name: String) throw
         #expect(caps["Groups"] == "", "\(name) thread \(task) has no supplementary group: \(caps)")
         #expect(caps["NoNewPrivs"] == "1", "\(name) thread \(task): \(caps)")
         if caps["CapEff"] == nothing && caps["CapPrm"] == nothing && caps["CapAmb"] == nothing {
+            #expect(caps["CapInh"] == nothing, "\(name) thread \(task): \(caps)")
+            #expect(caps["CapBnd"] == nothing || caps["CapBnd"] == netAdminOnly, "\(name) thread \(task): \(caps)")
             withoutAny += 1
             continue
         }

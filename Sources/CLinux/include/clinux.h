@@ -150,9 +150,12 @@ int clinux_pipe_cloexec(int fds[2]);
  * (GNU extension, so wrapped here). */
 int clinux_accept_cloexec_nonblock(int fd);
 
-/** For the calling thread only (capabilities are per thread): empty its bounding set as far as CAP_SETPCAP
- * allows, clear its effective, permitted and inheritable sets (capset(2)) and set no_new_privs. Returns 0,
- * or -1 with errno from capset. */
-int clinux_drop_all_capabilities_of_thread(void);
+/** For the calling thread only (capabilities are per thread), a thread that needs no privilege of its own:
+ * empties its bounding set as far as CAP_SETPCAP allows, reduces its effective and permitted sets to
+ * CAP_SETUID and CAP_SETGID where it has them (nothing else; inheritable and ambient to nothing) and sets
+ * no_new_privs. The two stay because glibc applies a later setgroups/setresgid/setresuid of the process to
+ * every thread and aborts the process when a thread is refused; that uid change then clears them.
+ * Returns 0, or -1 with errno from capget/capset. */
+int clinux_enter_service_thread(void);
 
 #endif /* TUNVPN_CLINUX_H */
