@@ -110,13 +110,17 @@ int clinux_drop_privileges(int change_ids, uid_t uid, gid_t gid, int *failed_ste
         if (setresgid(gid, gid, gid) != 0) CLINUX_FAIL(CLINUX_DROP_STEP_SETRESGID);
         if (setresuid(uid, uid, uid) != 0) CLINUX_FAIL(CLINUX_DROP_STEP_SETRESUID);
     }
-    /* The uid change emptied the effective set; the permitted set survived (PR_SET_KEEPCAPS). */
+    /* The uid change emptied the effective set; the permitted set survived (PR_SET_KEEPCAPS). A process
+     * that never had CAP_NET_ADMIN (an unprivileged run) cannot gain it: it keeps nothing. */
     struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };
     struct __user_cap_data_struct data[2] = { { 0, 0, 0 }, { 0, 0, 0 } };
-    data[0].effective = data[0].permitted = data[0].inheritable = 1u << CAP_NET_ADMIN;
+    if (syscall(SYS_capget, &header, data) != 0) CLINUX_FAIL(CLINUX_DROP_STEP_CAPSET);
+    uint32_t keep = data[0].permitted & (1u << CAP_NET_ADMIN);
+    data[0].effective = data[0].permitted = data[0].inheritable = keep;
+    data[1].effective = data[1].permitted = data[1].inheritable = 0;
     if (syscall(SYS_capset, &header, data) != 0) CLINUX_FAIL(CLINUX_DROP_STEP_CAPSET);
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0
-        || prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_NET_ADMIN, 0, 0) != 0)
+        || (keep && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_NET_ADMIN, 0, 0) != 0))
         CLINUX_FAIL(CLINUX_DROP_STEP_AMBIENT);
     if (change_ids) prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0); /* cannot fail once set; exec clears it anyway */
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) CLINUX_FAIL(CLINUX_DROP_STEP_NO_NEW_PRIVS);

@@ -120,7 +120,8 @@ int clinux_unshare_network_namespace(void);
  *      a failure is an error when change_ids is set, and skipped otherwise, an unprivileged run);
  *   3. (change_ids) setgroups(0, NULL), setresgid(gid x3), setresuid(uid x3): glibc applies these to
  *      every thread of the process;
- *   4. capset(2): effective, permitted and inheritable = {CAP_NET_ADMIN} (calling thread);
+ *   4. capset(2): effective, permitted and inheritable = {CAP_NET_ADMIN} (calling thread), or nothing when
+ *      CAP_NET_ADMIN was not permitted to begin with;
  *   5. raises CAP_NET_ADMIN in the ambient set, so programs it executes (ip, nft) keep it;
  *   6. clears PR_SET_KEEPCAPS again and sets PR_SET_NO_NEW_PRIVS.
  * Capabilities are per thread: call it on the thread that later creates the others.
