@@ -70,16 +70,21 @@ public enum KeyFiles {
             if mode & (S_IRWXG | S_IRWXO) != 0 {
                 throw KeyFileError(
                     path: path,
-                    problem: "private key is accessible by group or others (mode 0\(String(mode, radix: 8))); run `chmod 600 \(path)`")
+                    problem: "private key is accessible by group or others (mode 0\(octal(mode))); run `chmod 600 \(path)`")
             }
         case .configuration:
             if mode & (S_IWGRP | S_IWOTH) != 0 {
-                let fixed = String(mode & ~(S_IWGRP | S_IWOTH), radix: 8)
                 throw KeyFileError(
                     path: path,
-                    problem: "is writable by group or others (mode 0\(String(mode, radix: 8))), so they could change it; run `chmod \(fixed.count < 3 ? String(repeating: "0", count: 3 - fixed.count) + fixed : fixed) \(path)`")
+                    problem: "is writable by group or others (mode 0\(octal(mode))), so they could change it; run `chmod \(octal(mode & ~(S_IWGRP | S_IWOTH))) \(path)`")
             }
         }
+    }
+
+    /// Permission bits as three octal digits, as chmod(1) takes them (`644`, `004`).
+    static func octal(_ mode: mode_t) -> String {
+        let digits = String(mode & 0o777, radix: 8)
+        return String(repeating: "0", count: max(0, 3 - digits.count)) + digits
     }
 
     /// Opens `path`, fstat(2)s the descriptor, passes the result to `check`, then reads up to `limit` bytes.
