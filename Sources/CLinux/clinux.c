@@ -157,10 +157,6 @@ int clinux_disable_core_dumps(void) {
     return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
-int clinux_is_dumpable(void) {
-    return prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
-}
-
 int clinux_enter_service_thread(void) {
     drop_bounding_set(-1); /* best effort: without CAP_SETPCAP the bounding set stays */
     struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };

@@ -155,7 +155,4 @@ public enum Privileges {
     /// processes of the same non-root user cannot ptrace it. Returns false, with nothing changed, on failure.
     @discardableResult
     public static func disableCoreDumps() -> Bool { clinux_disable_core_dumps() == 0 }
-
-    /// prctl(PR_GET_DUMPABLE) == 1.
-    public static var isDumpable: Bool { clinux_is_dumpable() == 1 }
 }

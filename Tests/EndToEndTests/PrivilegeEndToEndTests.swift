@@ -158,6 +158,42 @@ struct PrivilegeEndToEndTests {
         }
     }
 
+    @Test func userRootKeepsUidZeroWithOnlyNetAdminAndAWarning() throws {
+        try TunnelLab.standard().use { lab in
+            try lab.keygen("server")
+            try lab.writeAllowList([try lab.keygen("client")])
+            let forwardingBefore = try lab["S"].exec(["sysctl", "-n", "net.ipv4.ip_forward"]).stdout
+            let server = try lab.start(
+                "server", in: "S",
+                [
+                    "server", "--key", lab.path("keys/server.key"), "--clients", lab.path("keys/clients"),
+                    "--egress", "s1", "--user", "root",
+                ])
+            #expect(
+                server.waitForLog(containing: "running as root (uid 0, gid 0), capabilities: CAP_NET_ADMIN", timeout: 10),
+                "\(server.log)")
+            #expect(server.log.contains("--user root keeps uid 0"), "the warning: \(server.log)")
+            // Every thread keeps CAP_NET_ADMIN alone, except the status thread: with no uid change to clear
+            // them, it keeps the CAP_SETGID and CAP_SETUID (0xc0) it held for one.
+            var serviceThreads = 0
+            for (task, caps) in try threadCapabilities(of: server.pid) {
+                #expect(caps["Uid"] == allFour(0) && caps["NoNewPrivs"] == "1", "thread \(task): \(caps)")
+                if caps["CapEff"] == "00000000000000c0" && caps["CapPrm"] == "00000000000000c0" && caps["CapBnd"] == nothing {
+                    serviceThreads += 1
+                    continue
+                }
+                #expect(caps["CapEff"] == netAdminOnly && caps["CapPrm"] == netAdminOnly, "thread \(task): \(caps)")
+                #expect(caps["CapAmb"] == netAdminOnly && caps["CapBnd"] == netAdminOnly, "thread \(task): \(caps)")
+            }
+            #expect(serviceThreads == 1, "the status-socket thread")
+            // Still uid 0, which owns /run/tunvpn: teardown reads its journal and undoes NAT and ip_forward.
+            #expect(server.terminate() == 0)
+            #expect(server.log.contains("removed 2 host change(s)"), "\(server.log)")
+            #expect(!(try lab["S"].exec(["nft", "list", "tables"]).stdout.contains("tunvpn")))
+            #expect(try lab["S"].exec(["sysctl", "-n", "net.ipv4.ip_forward"]).stdout == forwardingBefore)
+        }
+    }
+
     @Test func aRootClientAddsItsRoutesAtTunnelUpAfterTheDrop() throws {
         try TunnelLab.standard().use { lab in
             try lab.keygen("server")

@@ -138,9 +138,6 @@ int clinux_capabilities(uint64_t *effective, uint64_t *permitted, uint64_t *inhe
  * non-root user. Returns 0, or -1 with errno. */
 int clinux_disable_core_dumps(void);
 
-/** prctl(PR_GET_DUMPABLE): 1 or 0, or -1 with errno. */
-int clinux_is_dumpable(void);
-
 /** The number of CAP_NET_ADMIN in <linux/capability.h>, for bit masks in Swift. */
 static inline int clinux_cap_net_admin(void) { return 12; }
 
