@@ -90,7 +90,10 @@ struct PrivilegeTests {
         close(ready[1])
         close(release[0])
         var byte: UInt8 = 0
-        let told = read(ready[0], &byte, 1) == 1
+        // At most 10 s for the child to report; a child that hangs is killed (by its pid) and the test fails.
+        var waitFor = pollfd(fd: ready[0], events: Int16(POLLIN), revents: 0)
+        let told = poll(&waitFor, 1, 10_000) == 1 && read(ready[0], &byte, 1) == 1
+        if !told { kill(pid, SIGKILL) }
         let status = told ? try statusLines(pid) : [:]
         _ = write(release[1], &byte, 1)
         close(ready[0])
