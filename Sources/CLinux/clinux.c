@@ -153,6 +153,16 @@ int clinux_capabilities(uint64_t *effective, uint64_t *permitted, uint64_t *inhe
     return 0;
 }
 
+int clinux_close_descriptors_from(int first) {
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, (unsigned int)first, ~0U, 0) == 0) return 0;
+    if (errno != ENOSYS) return -1;
+#endif
+    long max = sysconf(_SC_OPEN_MAX);
+    for (long fd = first; fd < (max > 0 ? max : 1024); fd++) close((int)fd);
+    return 0;
+}
+
 int clinux_disable_core_dumps(void) {
     return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }

@@ -63,8 +63,15 @@ struct PrivilegeTests {
 
         let pid = fork()
         if pid == 0 {
-            close(ready[0])
-            close(release[1])
+            // First of all, let go of the parent's files (tests running in parallel may be waiting for
+            // theirs to close): the two pipe ends move to 3 and 4 (by way of numbers above 100, so neither
+            // overwrites the other), everything from 5 on is closed.
+            let up = (fcntl(ready[1], F_DUPFD, 100), fcntl(release[0], F_DUPFD, 100))
+            guard up.0 >= 100, up.1 >= 100, dup2(up.0, 3) == 3, dup2(up.1, 4) == 4, clinux_close_descriptors_from(5) == 0 else {
+                _exit(Self.dropFailed)
+            }
+            ready[1] = 3
+            release[0] = 4
             var code: Int32 = 0
             // A private network namespace, so the sysctl, the link and the table touch nothing else.
             if clinux_unshare_network_namespace() != 0 { _exit(Self.dropFailed | 32) }
@@ -125,7 +132,8 @@ struct PrivilegeTests {
         #expect(pipe(&report) == 0)
         let pid = fork()
         if pid == 0 {
-            close(report[0])
+            guard dup2(report[1], 3) == 3, clinux_close_descriptors_from(4) == 0 else { _exit(2) }
+            report[1] = 3
             // Without CAP_SETPCAP (a service thread keeps CAP_SETUID and CAP_SETGID alone), reducing the
             // bounding set is the first step to fail.
             _ = clinux_enter_service_thread()

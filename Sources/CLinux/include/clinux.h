@@ -138,6 +138,11 @@ int clinux_capabilities(uint64_t *effective, uint64_t *permitted, uint64_t *inhe
  * non-root user. Returns 0, or -1 with errno. */
 int clinux_disable_core_dumps(void);
 
+/** close_range(first, ~0U, 0): closes every descriptor from `first` on, for a forked child that must not
+ * keep its parent's files open (close(2) one by one where the kernel lacks close_range, before 5.9).
+ * Returns 0, or -1 with errno. */
+int clinux_close_descriptors_from(int first);
+
 /** The number of CAP_NET_ADMIN in <linux/capability.h>, for bit masks in Swift. */
 static inline int clinux_cap_net_admin(void) { return 12; }
 
