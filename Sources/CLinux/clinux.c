@@ -9,6 +9,7 @@
 #include <linux/capability.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <unistd.h>
 #include <sched.h>
@@ -73,30 +74,108 @@ int clinux_accept_cloexec_nonblock(int fd) {
     return accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 }
 
-int clinux_keep_only_net_admin(int *bounding_dropped) {
-    int dropped = 1;
+_Static_assert(CAP_NET_ADMIN == 12, "clinux_cap_net_admin differs from CAP_NET_ADMIN");
+
+/* Drops every capability but `keep` (-1: none) from the bounding set. Returns 0, or -1 with errno (EPERM:
+ * no CAP_SETPCAP). */
+static int drop_bounding_set(int keep) {
     for (int cap = 0; cap < 64; cap++) {
-        if (cap == CAP_NET_ADMIN) continue;
+        if (cap == keep) continue;
         if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
-            if (errno == EINVAL) break;  /* past the kernel's last capability */
-            dropped = 0;                  /* EPERM: no CAP_SETPCAP (an unprivileged run) */
+            if (errno == EINVAL) return 0; /* past the kernel's last capability */
+            return -1;
         }
     }
-    if (bounding_dropped) *bounding_dropped = dropped;
-    struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };
-    struct __user_cap_data_struct data[2] = { { 0, 0, 0 }, { 0, 0, 0 } };
-    data[0].effective = data[0].permitted = data[0].inheritable = 1u << CAP_NET_ADMIN;
-    if (syscall(SYS_capset, &header, data) != 0) return -1;
-    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     return 0;
 }
 
-int clinux_drop_all_capabilities_of_thread(void) {
+/* 1 when the bounding set holds no capability but `keep`. */
+static int bounding_set_only(int keep) {
     for (int cap = 0; cap < 64; cap++) {
-        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno == EINVAL) break;  /* EPERM: keep going */
+        int present = prctl(PR_CAPBSET_READ, cap, 0, 0, 0);
+        if (present < 0) break; /* EINVAL: past the kernel's last capability */
+        if (present == 1 && cap != keep) return 0;
     }
+    return 1;
+}
+
+int clinux_drop_privileges(int change_ids, uid_t uid, gid_t gid, int *failed_step, int *bounding_net_admin_only) {
+    int step = 0;
+#define CLINUX_FAIL(s) do { step = (s); goto fail; } while (0)
+    if (change_ids && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0) CLINUX_FAIL(CLINUX_DROP_STEP_KEEPCAPS);
+    /* While still root: reducing the bounding set needs CAP_SETPCAP in the effective set. */
+    if (drop_bounding_set(CAP_NET_ADMIN) != 0 && change_ids) CLINUX_FAIL(CLINUX_DROP_STEP_BOUNDING);
+    if (change_ids) {
+        if (setgroups(0, NULL) != 0) CLINUX_FAIL(CLINUX_DROP_STEP_SETGROUPS);
+        if (setresgid(gid, gid, gid) != 0) CLINUX_FAIL(CLINUX_DROP_STEP_SETRESGID);
+        if (setresuid(uid, uid, uid) != 0) CLINUX_FAIL(CLINUX_DROP_STEP_SETRESUID);
+    }
+    /* The uid change emptied the effective set; the permitted set survived (PR_SET_KEEPCAPS). A process
+     * that never had CAP_NET_ADMIN (an unprivileged run) cannot gain it: it keeps nothing. */
     struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };
     struct __user_cap_data_struct data[2] = { { 0, 0, 0 }, { 0, 0, 0 } };
+    if (syscall(SYS_capget, &header, data) != 0) CLINUX_FAIL(CLINUX_DROP_STEP_CAPSET);
+    uint32_t keep = data[0].permitted & (1u << CAP_NET_ADMIN);
+    data[0].effective = data[0].permitted = data[0].inheritable = keep;
+    data[1].effective = data[1].permitted = data[1].inheritable = 0;
+    if (syscall(SYS_capset, &header, data) != 0) CLINUX_FAIL(CLINUX_DROP_STEP_CAPSET);
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0
+        || (keep && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_NET_ADMIN, 0, 0) != 0))
+        CLINUX_FAIL(CLINUX_DROP_STEP_AMBIENT);
+    if (change_ids) prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0); /* cannot fail once set; exec clears it anyway */
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) CLINUX_FAIL(CLINUX_DROP_STEP_NO_NEW_PRIVS);
+#undef CLINUX_FAIL
+    if (failed_step) *failed_step = 0;
+    if (bounding_net_admin_only) *bounding_net_admin_only = bounding_set_only(CAP_NET_ADMIN);
+    return 0;
+fail:;
+    int saved = errno;
+    if (failed_step) *failed_step = step;
+    if (bounding_net_admin_only) *bounding_net_admin_only = bounding_set_only(CAP_NET_ADMIN);
+    errno = saved;
+    return -1;
+}
+
+int clinux_capabilities(uint64_t *effective, uint64_t *permitted, uint64_t *inheritable, uint64_t *ambient) {
+    struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct data[2] = { { 0, 0, 0 }, { 0, 0, 0 } };
+    if (syscall(SYS_capget, &header, data) != 0) return -1;
+    *effective = (uint64_t)data[1].effective << 32 | data[0].effective;
+    *permitted = (uint64_t)data[1].permitted << 32 | data[0].permitted;
+    *inheritable = (uint64_t)data[1].inheritable << 32 | data[0].inheritable;
+    uint64_t amb = 0;
+    for (int cap = 0; cap < 64; cap++) {
+        int set = prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, cap, 0, 0);
+        if (set < 0) break; /* EINVAL: past the kernel's last capability */
+        if (set == 1) amb |= (uint64_t)1 << cap;
+    }
+    *ambient = amb;
+    return 0;
+}
+
+int clinux_close_descriptors_from(int first) {
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, (unsigned int)first, ~0U, 0) == 0) return 0;
+    if (errno != ENOSYS) return -1;
+#endif
+    long max = sysconf(_SC_OPEN_MAX);
+    for (long fd = first; fd < (max > 0 ? max : 1024); fd++) close((int)fd);
+    return 0;
+}
+
+int clinux_disable_core_dumps(void) {
+    return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+int clinux_enter_service_thread(void) {
+    drop_bounding_set(-1); /* best effort: without CAP_SETPCAP the bounding set stays */
+    struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct data[2] = { { 0, 0, 0 }, { 0, 0, 0 } };
+    if (syscall(SYS_capget, &header, data) != 0) return -1;
+    uint32_t keep = data[0].permitted & ((1u << CAP_SETUID) | (1u << CAP_SETGID));
+    data[0].effective = data[0].permitted = keep;
+    data[0].inheritable = 0;
+    data[1].effective = data[1].permitted = data[1].inheritable = 0;
     if (syscall(SYS_capset, &header, data) != 0) return -1;
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     return 0;

@@ -50,10 +50,18 @@ public enum Base64 {
     /// Decodes exactly 32 bytes of standard base64 into `out`, ignoring surrounding whitespace.
     /// Uses `sodium_base642bin`, whose running time does not depend on the decoded bytes.
     public static func decodeKey(_ text: String, into out: UnsafeMutableRawBufferPointer) throws(KeyDecodingError) {
-        Sodium.ensureInitialized()
-        precondition(out.count == 32, "keys are 32 bytes")
         var chars = Array(text.utf8)
         defer { Sodium.wipe(&chars) }
+        let result = chars.withUnsafeBytes { c in Result { () throws(KeyDecodingError) in try decodeKey(utf8: c, into: out) } }
+        try result.get()
+    }
+
+    /// Decodes exactly 32 bytes of standard base64 text, given as its UTF-8 bytes, into `out`, ignoring
+    /// surrounding whitespace. For key files: the text goes from the file's (wiped) buffer to the key without
+    /// a `String` in between, whose storage could not be wiped.
+    public static func decodeKey(utf8 chars: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) throws(KeyDecodingError) {
+        Sodium.ensureInitialized()
+        precondition(out.count == 32, "keys are 32 bytes")
         let first = chars.firstIndex { !isSpace($0) } ?? chars.count
         let last = (chars.lastIndex { !isSpace($0) } ?? -1) + 1
         guard first < last else { throw .notBase64 }
@@ -64,13 +72,11 @@ public enum Base64 {
         defer { Sodium.wipe(&scratch) }
         var decoded = 0
         var end: UnsafePointer<CChar>? = nil
-        let (rc, consumed) = chars.withUnsafeBytes { c in
-            scratch.withUnsafeMutableBytes { s -> (Int32, Int) in
-                let begin = UnsafeRawPointer(c.u8 + first).assumingMemoryBound(to: CChar.self)
-                let rc = sodium_base642bin(
-                    s.u8, s.count, begin, last - first, nil, &decoded, &end, sodium_base64_VARIANT_ORIGINAL)
-                return (rc, end.map { begin.distance(to: $0) } ?? -1)
-            }
+        let (rc, consumed) = scratch.withUnsafeMutableBytes { s -> (Int32, Int) in
+            let begin = UnsafeRawPointer(chars.u8 + first).assumingMemoryBound(to: CChar.self)
+            let rc = sodium_base642bin(
+                s.u8, s.count, begin, last - first, nil, &decoded, &end, sodium_base64_VARIANT_ORIGINAL)
+            return (rc, end.map { begin.distance(to: $0) } ?? -1)
         }
         // sodium_base642bin stops at the first invalid character; it must have consumed everything.
         guard rc == 0, consumed == last - first else { throw .notBase64 }
@@ -152,6 +158,15 @@ public struct PrivateKey: Sendable {
         // Freshly made and not yet shared, so writing through the pointer is safe.
         try Base64.decodeKey(
             text, into: UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(mutating: s.unsafePointer), count: 32))
+        secret = s
+    }
+
+    /// Parses the base64 text form from its UTF-8 bytes (a key file's contents), with no `String` copy.
+    public init(base64UTF8 text: UnsafeRawBufferPointer) throws(KeyDecodingError) {
+        let s = SecretBytes(zeros: PrivateKey.length)
+        // Freshly made and not yet shared, so writing through the pointer is safe.
+        try Base64.decodeKey(
+            utf8: text, into: UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(mutating: s.unsafePointer), count: 32))
         secret = s
     }
 

@@ -137,22 +137,6 @@ public final class FileJournal: JournalStore, Sendable {
     }
 }
 
-/// Process privileges.
-public enum Privileges {
-    /// After setup: keep only CAP_NET_ADMIN (what reading/writing the open devices needs nothing of, and
-    /// what teardown's `ip`/`nft` and sysctl writes need), drop the rest from the bounding set so children
-    /// cannot regain them either, and set no_new_privs. Returns a one-line description of the outcome.
-    public static func keepOnlyNetAdmin() -> (ok: Bool, description: String) {
-        var bounding: Int32 = 0
-        if clinux_keep_only_net_admin(&bounding) != 0 {
-            return (false, "could not reduce capabilities: \(String(cString: strerror(errno)))")
-        }
-        return (true, bounding == 1
-            ? "capabilities reduced to CAP_NET_ADMIN (bounding set included)"
-            : "capabilities reduced to CAP_NET_ADMIN (bounding set unchanged: no CAP_SETPCAP)")
-    }
-}
-
 /// Facts about the host's network, read with `ip`.
 public enum HostNetwork {
     /// Where journals, instance locks and status sockets live.

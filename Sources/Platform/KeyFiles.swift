@@ -2,6 +2,9 @@
 //
 // A private key file is created with mode 0600 from its first instant (open(2) with O_CREAT|O_EXCL and
 // mode 0600; umask can only remove bits), and one that group or others can read is refused, as ssh does.
+// Files tunvpn trusts (keys, psk, allow-list, config) must also be owned by root or by the user running
+// tunvpn, and not be writable by group or others; all of it is checked with fstat(2) on the opened
+// descriptor.
 // Every error is one line that names the file, says what is wrong and what to do; none ever contains key
 // material.
 
@@ -26,21 +29,78 @@ public enum KeyFiles {
     /// Largest key file read (a key is 44 characters; the rest allows comments-free whitespace).
     public static let maxFileSize = 4096
 
-    /// Reads a text file of up to 1 MiB (allow-lists); errors name the file.
-    public static func readSmallFileAllowingLarge(_ path: String) throws(KeyFileError) -> (text: [UInt8], mode: mode_t) {
-        try readSmallFile(path, what: "file", limit: 1 << 20)
+    /// How far a file must be protected before tunvpn trusts its contents. Checked with fstat(2) on the
+    /// opened descriptor, before reading, so the file checked is the file read.
+    public enum Trust: Sendable {
+        /// Private keys and pre-shared keys: owned by root or by the user running tunvpn, and no access at
+        /// all for group or others.
+        case secret
+        /// Files that decide who may connect or how tunvpn runs (allow-list, config, public keys): owned by
+        /// root or by the user running tunvpn, and not writable by group or others.
+        case configuration
+    }
+
+    /// Reads a file of up to `limit` bytes that tunvpn trusts for its settings (allow-list, config file),
+    /// refusing it unless `Trust.configuration` holds; errors name the file and the command that fixes it.
+    public static func readConfigurationFile(_ path: String, what: String, limit: Int = 1 << 20) throws(KeyFileError) -> [UInt8] {
+        try readChecked(path, what: what, limit: limit) { st throws(KeyFileError) in try check(st, of: path, trust: .configuration) }.text
     }
 
     /// Reads a whole small file; errors name the file.
     public static func readSmallFile(_ path: String, what: String = "file", limit: Int = maxFileSize) throws(KeyFileError) -> (
         text: [UInt8], mode: mode_t
     ) {
+        try readChecked(path, what: what, limit: limit) { _ throws(KeyFileError) in }
+    }
+
+    /// Refuses a file, given its fstat(2), that does not meet `trust`: with one line naming the file, what is
+    /// wrong, and the `chown` or `chmod` that fixes it. The owner is checked first.
+    public static func check(_ st: stat, of path: String, trust: Trust) throws(KeyFileError) {
+        let euid = geteuid()
+        if st.st_uid != 0 && st.st_uid != euid {
+            let owner = Privileges.Account.withID(st.st_uid).name
+            let runner = euid == 0 ? "root" : Privileges.Account.withID(euid).name
+            let who = euid == 0 ? "root" : "root or \(runner), the user running tunvpn"
+            throw KeyFileError(
+                path: path, problem: "owned by \(owner) (uid \(st.st_uid)), not by \(who); run `chown \(runner) \(path)`")
+        }
+        let mode = st.st_mode & 0o777
+        switch trust {
+        case .secret:
+            if mode & (S_IRWXG | S_IRWXO) != 0 {
+                throw KeyFileError(
+                    path: path,
+                    problem: "private key is accessible by group or others (mode 0\(octal(mode))); run `chmod 600 \(path)`")
+            }
+        case .configuration:
+            if mode & (S_IWGRP | S_IWOTH) != 0 {
+                throw KeyFileError(
+                    path: path,
+                    problem: "is writable by group or others (mode 0\(octal(mode))), so they could change it; run `chmod \(octal(mode & ~(S_IWGRP | S_IWOTH))) \(path)`")
+            }
+        }
+    }
+
+    /// Permission bits as three octal digits, as chmod(1) takes them (`644`, `004`).
+    static func octal(_ mode: mode_t) -> String {
+        let digits = String(mode & 0o777, radix: 8)
+        return String(repeating: "0", count: max(0, 3 - digits.count)) + digits
+    }
+
+    /// Opens `path`, fstat(2)s the descriptor, passes the result to `check`, then reads up to `limit` bytes.
+    private static func readChecked(_ path: String, what: String, limit: Int, check: (stat) throws(KeyFileError) -> Void)
+        throws(KeyFileError) -> (text: [UInt8], mode: mode_t)
+    {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)
         if fd < 0 {
             let e = errno
             switch e {
             case ENOENT: throw KeyFileError(path: path, problem: "\(what) not found")
-            case EACCES: throw KeyFileError(path: path, problem: "permission denied (run as root or as the file's owner)")
+            case EACCES:
+                let user = Privileges.Account.withID(geteuid()).name
+                throw KeyFileError(
+                    path: path,
+                    problem: "permission denied for \(user) (uid \(geteuid())); make it and its directories readable by that user, or run as root")
             default: throw KeyFileError(path: path, problem: "cannot open: \(String(cString: strerror(e)))")
             }
         }
@@ -48,6 +108,7 @@ public enum KeyFiles {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw KeyFileError(path: path, problem: "cannot stat: \(String(cString: strerror(errno)))") }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw KeyFileError(path: path, problem: "is not a regular file") }
+        try check(st)
         guard st.st_size <= limit else { throw KeyFileError(path: path, problem: "is too large (more than \(limit) bytes)") }
         var buffer = [UInt8](repeating: 0, count: limit + 1)
         var total = 0
@@ -66,25 +127,26 @@ public enum KeyFiles {
         return (text, st.st_mode)
     }
 
-    /// Loads a private key: the file must exist, be readable by its owner only, and hold one base64 key.
+    /// Loads a private key (or pre-shared key): the file must exist, be owned by root or the user running
+    /// tunvpn, be accessible by its owner only, and hold one base64 key. The key is decoded straight from the
+    /// file's bytes, which are wiped afterwards.
     public static func loadPrivateKey(_ path: String) throws(KeyFileError) -> PrivateKey {
-        var (bytes, mode) = try readSmallFile(path, what: "private key file")
-        defer { Sodium.wipe(&bytes) }
-        if mode & (S_IRWXG | S_IRWXO) != 0 {
-            let octal = String(mode & 0o777, radix: 8)
-            throw KeyFileError(
-                path: path, problem: "private key is accessible by group or others (mode 0\(octal)); run `chmod 600 \(path)`")
+        var (bytes, _) = try readChecked(path, what: "private key file", limit: maxFileSize) { st throws(KeyFileError) in
+            try check(st, of: path, trust: .secret)
         }
+        defer { Sodium.wipe(&bytes) }
+        let result = bytes.withUnsafeBytes { b in Result { () throws(KeyDecodingError) in try PrivateKey(base64UTF8: b) } }
         do {
-            return try PrivateKey(base64: String(decoding: bytes, as: UTF8.self))
+            return try result.get()
         } catch {
             throw KeyFileError(path: path, problem: "private key \(error)")
         }
     }
 
-    /// Loads a public key file (no permission requirement: public keys are not secret).
+    /// Loads a public key file. Public keys are not secret, but the peer's key decides whom tunvpn trusts, so
+    /// the file must meet `Trust.configuration` (owner root or the user running tunvpn, not group/other-writable).
     public static func loadPublicKey(_ path: String) throws(KeyFileError) -> PublicKey {
-        let (bytes, _) = try readSmallFile(path, what: "public key file")
+        let bytes = try readConfigurationFile(path, what: "public key file", limit: maxFileSize)
         do {
             return try PublicKey(base64: String(decoding: bytes, as: UTF8.self))
         } catch {

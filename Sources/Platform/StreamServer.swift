@@ -261,8 +261,12 @@ public final class StreamServer: Sendable {
 }
 
 extension Privileges {
-    /// Gives up every capability in the calling thread only (bounding set as far as CAP_SETPCAP allows,
-    /// then capset(2) to nothing, and no_new_privs); other threads keep theirs. For threads that only
-    /// serve already-bound sockets and need no privilege at all. Returns false if capset failed.
-    public static func dropAllInThisThread() -> Bool { clinux_drop_all_capabilities_of_thread() == 0 }
+    /// For a thread that serves already-bound sockets and needs no privilege of its own, created before the
+    /// main thread's `drop(to:)`: gives up, in the calling thread only, every capability but CAP_SETUID and
+    /// CAP_SETGID (bounding set as far as CAP_SETPCAP allows, capset(2)) and sets no_new_privs. Those two
+    /// stay because glibc carries the main thread's setgroups/setresgid/setresuid out in every thread and
+    /// aborts the process if one is refused; the uid change then clears them in this thread (it has no
+    /// PR_SET_KEEPCAPS). With `--user root` no uid change happens and the thread keeps them. Returns false
+    /// if capset failed.
+    public static func enterServiceThread() -> Bool { clinux_enter_service_thread() == 0 }
 }

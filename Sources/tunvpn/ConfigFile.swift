@@ -170,7 +170,7 @@ enum ConfigFile {
         let user = Array(arguments.dropFirst())
         guard let path = try configPath(in: user) else { return arguments }
         let bytes: [UInt8]
-        do { bytes = try KeyFiles.readSmallFile(path, what: "config file", limit: 1 << 20).text } catch {
+        do { bytes = try KeyFiles.readConfigurationFile(path, what: "config file") } catch {
             throw ConfigFileError(file: path, line: nil, key: nil, problem: error.problem)
         }
         let text = String(decoding: bytes, as: UTF8.self)

@@ -35,9 +35,10 @@ struct StatusServices {
             engine.snapshot(now: SystemClock().monotonicNow(), device: device, listenPort: listenPort)
         }
         // The threads are created before the main thread sheds its capabilities and would keep them all,
-        // so each drops every capability first: serving bound sockets from a snapshot needs none.
+        // so each drops them first: serving bound sockets from a snapshot needs none (the two the later
+        // uid change needs in every thread stay until that change clears them).
         let threadStart: @Sendable () -> Void = {
-            if !Privileges.dropAllInThisThread() { logger.warning("a status thread could not drop its capabilities") }
+            if !Privileges.enterServiceThread() { logger.warning("a status thread could not drop its capabilities") }
         }
         var metrics: HTTPServer? = nil
         if let metricsAddress {

@@ -51,6 +51,12 @@ struct CommonOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Serve Prometheus metrics at http://ADDR:PORT/metrics.", valueName: "ADDR:PORT"))
     var metrics: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "The user to run as once setup is done, with CAP_NET_ADMIN alone (default: tunvpn if that user exists, else nobody; root keeps uid 0 and is not recommended).",
+            valueName: "NAME"))
+    var user: String?
+
     func validateCommon() throws {
         try validateInterfaceName(dev, option: "--dev")
         guard (576...9000).contains(mtu) else { throw ValidationError("--mtu must be between 576 and 9000") }
@@ -65,6 +71,10 @@ struct CommonOptions: ParsableArguments {
         guard timerScale > 0 && timerScale <= 1 else { throw ValidationError("--timer-scale must be in (0, 1]") }
         if let metrics, Endpoint(metrics) == nil {
             throw ValidationError("--metrics '\(metrics)' must be ADDRESS:PORT, like 127.0.0.1:9586")
+        }
+        if let user, Privileges.Account.named(user) == nil {
+            throw ValidationError(
+                "--user '\(user)': no such user; create it (adduser --system --group --no-create-home \(user)) or name an existing one")
         }
     }
 
@@ -123,17 +133,16 @@ struct ReloadOutcome: Sendable, Equatable {
 /// SIGHUP calls `reload` (which logs its outcome). The instance lock (`HostSetup.claim`) names this
 /// process while it runs.
 func runUntilSignalled(
-    _ engine: TunnelEngine, device: String, logger: Logger, adapters: (() -> String)? = nil,
+    _ engine: TunnelEngine, device: String, user: String?, logger: Logger, adapters: (() -> String)? = nil,
     reload: (@Sendable () -> ReloadOutcome)? = nil
 ) throws {
     /// The counters, then the adapters' own (offload and skip counts) when given.
     func statsLine() -> String { engine.counters.statsLine + (adapters.map { " " + $0() } ?? "") }
     var set = terminationSignals()
-    // Setup is done: nothing from here on needs more than CAP_NET_ADMIN (the client's routes at tunnel-up,
-    // teardown's ip/nft and sysctls). Capabilities are per thread, so drop them before the engine's
-    // threads exist; they inherit the reduced sets.
-    let dropped = Privileges.keepOnlyNetAdmin()
-    if dropped.ok { logger.info("\(dropped.description)") } else { logger.warning("\(dropped.description)") }
+    // Setup is done: nothing from here on needs root or more than CAP_NET_ADMIN (the client's routes at
+    // tunnel-up, teardown's ip/nft and sysctls, through the journal opened while root). Capabilities are
+    // per thread, so drop them before the engine's threads exist; they inherit the reduced sets.
+    try dropPrivileges(user: user, logger: logger)
     engine.start()
     var timeout = timespec(tv_sec: 0, tv_nsec: 200_000_000)
     while true {
@@ -237,6 +246,7 @@ struct Server: ParsableCommand {
 
     func run() throws {
         blockTerminationSignals()
+        Privileges.disableCoreDumps()  // before any key is in memory
         try reportingErrors {
             let logger = common.makeLogger("tunvpn")
             let privateKey = try KeyFiles.loadPrivateKey(key)
@@ -290,7 +300,8 @@ struct Server: ParsableCommand {
                 metricsAddress: common.metrics, reload: reload, logger: logger)
             defer { status.stop() }
             try runUntilSignalled(
-                engine, device: common.dev, logger: logger, adapters: { adapterStats(device, socket) }, reload: reload)
+                engine, device: common.dev, user: common.user, logger: logger, adapters: { adapterStats(device, socket) },
+                reload: reload)
         }
     }
 
@@ -323,7 +334,7 @@ struct Server: ParsableCommand {
     static func loadAllowList(_ clients: String, prefix: IPv4Prefix, allowAnyClient: Bool) throws -> AllowList {
         var allowList = AllowList()
         if KeyFiles.exists(clients) {
-            let (bytes, _) = try KeyFiles.readSmallFileAllowingLarge(clients)
+            let bytes = try KeyFiles.readConfigurationFile(clients, what: "allow-list")
             do { allowList = try AllowList(parsing: String(decoding: bytes, as: UTF8.self)) } catch {
                 throw CLIError("\(clients): \(error)")
             }
@@ -391,6 +402,7 @@ struct Client: ParsableCommand {
 
     func run() throws {
         blockTerminationSignals()
+        Privileges.disableCoreDumps()  // before any key is in memory
         try reportingErrors {
             let logger = common.makeLogger("tunvpn")
             let privateKey: PrivateKey
@@ -458,7 +470,7 @@ struct Client: ParsableCommand {
                 engine: engine, device: dev, listenPort: socket.localEndpoint.port,
                 metricsAddress: common.metrics, reload: nil, logger: logger)
             defer { status.stop() }
-            try runUntilSignalled(engine, device: dev, logger: logger, adapters: { adapterStats(device, socket) })
+            try runUntilSignalled(engine, device: dev, user: common.user, logger: logger, adapters: { adapterStats(device, socket) })
         }
     }
 }

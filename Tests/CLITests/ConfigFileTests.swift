@@ -41,7 +41,7 @@ import TestSupport
         #expect(
             server.keyNames == [
                 "address", "allow-any-client", "clients", "dev", "dry-run", "egress", "firewall", "key", "listen",
-                "log-level", "metrics", "mtu", "nat", "offload", "psk", "suite", "txqueuelen",
+                "log-level", "metrics", "mtu", "nat", "offload", "psk", "suite", "txqueuelen", "user",
             ])
     }
 
@@ -49,7 +49,7 @@ import TestSupport
         #expect(
             client.keyNames == [
                 "dev", "dry-run", "endpoint", "firewall", "gateway", "keepalive", "key", "lockdown", "log-level",
-                "metrics", "mtu", "offload", "peer-key", "psk", "route", "routes", "suite", "txqueuelen",
+                "metrics", "mtu", "offload", "peer-key", "psk", "route", "routes", "suite", "txqueuelen", "user",
             ])
     }
 
@@ -225,7 +225,7 @@ import TestSupport
     @Test func anUnknownKeyNamesTheLineAndTheKnownKeys() {
         #expect(
             error("mtu = 1400\ncolour = \"blue\"", client)
-                == "t.toml:2: key 'colour': not an option of tunvpn client (keys: dev, dry-run, endpoint, firewall, gateway, keepalive, key, lockdown, log-level, metrics, mtu, offload, peer-key, psk, route, routes, suite, txqueuelen)"
+                == "t.toml:2: key 'colour': not an option of tunvpn client (keys: dev, dry-run, endpoint, firewall, gateway, keepalive, key, lockdown, log-level, metrics, mtu, offload, peer-key, psk, route, routes, suite, txqueuelen, user)"
         )
         // A client-only key in a server file.
         #expect(error("\n\nendpoint = \"a:1\"", server)?.hasPrefix("t.toml:3: key 'endpoint': not an option of tunvpn server (keys: ") == true)
@@ -340,5 +340,29 @@ import TestSupport
         let missing = try tunvpn(["client", "--config", "none.toml"], in: dir.path)
         #expect(missing.status == 1)
         #expect(missing.stderr == "tunvpn: error: none.toml: config file not found\n")
+    }
+
+    @Test func aConfigFileOthersCouldChangeIsRefusedWithTheChmodThatFixesIt() throws {
+        let dir = try keysDirectory()
+        defer { dir.remove() }
+        try "dry-run = true\n".write(toFile: dir.path + "/open.toml", atomically: false, encoding: .utf8)
+        chmod(dir.path + "/open.toml", 0o666)
+        let r = try tunvpn(["server", "--config", "open.toml", "--egress", "lo"], in: dir.path)
+        #expect(r.status == 1)
+        #expect(
+            r.stderr
+                == "tunvpn: error: open.toml: is writable by group or others (mode 0666), so they could change it; run `chmod 644 open.toml`\n")
+    }
+
+    @Test func anUnknownUserIsRefusedBeforeAnythingStarts() throws {
+        let dir = try keysDirectory()
+        defer { dir.remove() }
+        try "user = \"no-such-user-tunvpn\"\ndry-run = true\n".write(toFile: dir.path + "/u.toml", atomically: false, encoding: .utf8)
+        let r = try tunvpn(["server", "--config", "u.toml", "--egress", "lo"], in: dir.path)
+        #expect(r.status != 0)
+        #expect(
+            r.stderr.contains(
+                "--user 'no-such-user-tunvpn': no such user; create it (adduser --system --group --no-create-home no-such-user-tunvpn) or name an existing one"),
+            "\(r.stderr)")
     }
 }

@@ -63,3 +63,96 @@ import TestSupport
         }
     }
 }
+
+/// Files tunvpn trusts must be owned by root or the user running it and not be writable by group or others
+/// (keys and psk: not accessible by them at all). Each refusal names the file and the command that fixes it.
+@Suite struct FileTrustTests {
+    func write(_ text: String, _ path: String, mode: Int) throws {
+        try text.write(toFile: path, atomically: false, encoding: .utf8)
+        chmod(path, mode_t(mode))
+    }
+
+    func configurationError(_ path: String) -> String? {
+        do {
+            _ = try KeyFiles.readConfigurationFile(path, what: "allow-list")
+            return nil
+        } catch {
+            return error.description
+        }
+    }
+
+    @Test func aConfigurationFileWritableByGroupOrOthersIsRefusedWithTheChmodThatFixesIt() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let p = dir.path
+        try write("# nobody yet\n", p + "/clients", mode: 0o644)
+        #expect(configurationError(p + "/clients") == nil, "0644: readable by all, writable by the owner only")
+        try write("# nobody yet\n", p + "/shared", mode: 0o664)
+        #expect(
+            configurationError(p + "/shared")
+                == "\(p)/shared: is writable by group or others (mode 0664), so they could change it; run `chmod 644 \(p)/shared`")
+        try write("# nobody yet\n", p + "/open", mode: 0o606)
+        #expect(
+            configurationError(p + "/open")
+                == "\(p)/open: is writable by group or others (mode 0606), so they could change it; run `chmod 604 \(p)/open`")
+        try write("# nobody yet\n", p + "/private", mode: 0o600)
+        #expect(configurationError(p + "/private") == nil)
+    }
+
+    @Test func aPublicKeyFileWritableByOthersIsRefused() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try write(PrivateKey().publicKey.base64 + "\n", dir.path + "/server.pub", mode: 0o666)
+        #expect(throws: KeyFileError(
+            path: dir.path + "/server.pub",
+            problem: "is writable by group or others (mode 0666), so they could change it; run `chmod 644 \(dir.path)/server.pub`")
+        ) {
+            try KeyFiles.loadPublicKey(dir.path + "/server.pub")
+        }
+    }
+
+    @Test(.needsRoot("needs root: gives files to another user"))
+    func filesOwnedByAnotherUserAreRefusedWithTheChownThatFixesIt() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let p = dir.path
+        try write(PrivateKey().base64 + "\n", p + "/server.key", mode: 0o600)
+        try write("# nobody yet\n", p + "/clients", mode: 0o644)
+        try write(PrivateKey().publicKey.base64 + "\n", p + "/server.pub", mode: 0o644)
+        for file in ["server.key", "clients", "server.pub"] { #expect(chown(p + "/" + file, 65534, 65534) == 0) }
+        let name = try #require(getpwuid(65534)).pointee.pw_name.map { String(cString: $0) } ?? "uid 65534"
+        func expected(_ file: String) -> KeyFileError {
+            KeyFileError(path: p + "/" + file, problem: "owned by \(name) (uid 65534), not by root; run `chown root \(p)/\(file)`")
+        }
+        #expect(throws: expected("server.key")) { try KeyFiles.loadPrivateKey(p + "/server.key") }
+        #expect(throws: expected("clients")) { try KeyFiles.readConfigurationFile(p + "/clients", what: "allow-list") }
+        #expect(throws: expected("server.pub")) { try KeyFiles.loadPublicKey(p + "/server.pub") }
+        // Given back to root, all three load.
+        for file in ["server.key", "clients", "server.pub"] { #expect(chown(p + "/" + file, 0, 0) == 0) }
+        _ = try KeyFiles.loadPrivateKey(p + "/server.key")
+        _ = try KeyFiles.readConfigurationFile(p + "/clients", what: "allow-list")
+        _ = try KeyFiles.loadPublicKey(p + "/server.pub")
+    }
+
+    @Test(.needsRoot("needs root: gives files to another user"))
+    func aKeyOwnedByAnotherUserIsRefusedBeforeItsModeOrContentsAreLookedAt() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.path + "/psk"
+        try write("not even a key", path, mode: 0o644)
+        #expect(chown(path, 65534, 65534) == 0)
+        var message = ""
+        do { _ = try KeyFiles.loadPrivateKey(path) } catch { message = error.description }
+        #expect(message.hasPrefix("\(path): owned by "), "\(message)")
+        #expect(message.hasSuffix("run `chown root \(path)`"))
+    }
+
+    @Test func aKeyDecodesFromTheFileBytesWithoutAString() throws {
+        let key = PrivateKey()
+        let text = Array((" " + key.base64 + "\n").utf8)
+        let decoded = try text.withUnsafeBytes { b in try PrivateKey(base64UTF8: b) }
+        #expect(decoded.publicKey == key.publicKey)
+        let bad = Array("!!!!".utf8)
+        #expect(throws: KeyDecodingError.notBase64) { try bad.withUnsafeBytes { b in _ = try PrivateKey(base64UTF8: b) } }
+    }
+}

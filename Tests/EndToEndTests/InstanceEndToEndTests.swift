@@ -15,7 +15,7 @@ import Testing
 
 @Suite(
     .serialized,
-    .enabled(if: getuid() == 0, "needs root: it creates network namespaces, TUN devices and nftables tables"))
+    .needsRoot("needs root: it creates network namespaces, TUN devices and nftables tables"))
 struct InstanceEndToEndTests {
     /// The routes, rules, nftables ruleset and ip_forward of `host`.
     func state(_ lab: RoutingLab, _ host: String) throws -> HostState { try lab[host].hostState() }

@@ -1,29 +1,81 @@
-// Least privilege, end to end (issue 7):
+// Least privilege, end to end:
 //
 //   C (client)  c0 ──── s0  S (server)
 //
 // 1. With a TUN device pre-created for it and routing left to the operator (--no-routes), a client runs
-//    as the unprivileged user `nobody` with CAP_NET_ADMIN alone, and the tunnel works.
-// 2. A server started as root keeps only CAP_NET_ADMIN once setup is done (effective, permitted and
-//    bounding sets, in every thread), and that is still enough to tear its host changes down on SIGTERM.
+//    as the unprivileged user `nobody` with CAP_NET_ADMIN alone: it keeps its user, says so, and the
+//    tunnel works.
+// 2. A server and a client started as root become an unprivileged user once setup is done: every thread
+//    runs as that user with no supplementary group, keeps CAP_NET_ADMIN alone (effective, permitted,
+//    inheritable, ambient and bounding sets) with no_new_privs, and the tunnel works between them.
+// 3. A client started as root applies its routes at tunnel-up, after the drop, through `ip` children that
+//    inherit CAP_NET_ADMIN from the ambient set.
+//
+// The tests run as root, so `nobody` (uid 65534) is the user when none is chosen unless the machine has
+// a `tunvpn` system user; the server names `--user nobody` so its ids are known.
 
 import Foundation
 import Testing
 import TestSupport
 
-/// The capability lines of /proc/PID/status, and the uid.
+/// The identity and capability lines of /proc/PID/status (PID may be a thread id).
 func capabilities(of pid: pid_t) throws -> [String: String] {
     let text = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
     var result: [String: String] = [:]
+    let wanted = ["Uid", "Gid", "Groups", "CapEff", "CapPrm", "CapBnd", "CapInh", "CapAmb", "NoNewPrivs"]
     for line in text.split(separator: "\n") {
-        let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-        if parts.count == 2, ["Uid", "CapEff", "CapPrm", "CapBnd", "CapInh", "CapAmb"].contains(parts[0]) { result[parts[0]] = parts[1] }
+        let parts = line.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+        if parts.count == 2, wanted.contains(parts[0]) { result[parts[0]] = parts[1] }
+    }
+    return result
+}
+
+/// The status lines of every thread of `pid` (/proc/PID/task/*/status).
+func threadCapabilities(of pid: pid_t) throws -> [String: [String: String]] {
+    var result: [String: [String: String]] = [:]
+    for task in try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task") {
+        result[task] = try capabilities(of: pid_t(task) ?? 0)
     }
     return result
 }
 
 let netAdminOnly = "0000000000001000"  // bit 12: CAP_NET_ADMIN
 let nothing = "0000000000000000"
+
+/// The `Uid:`/`Gid:` value of a process whose real, effective, saved and filesystem ids are all `id`.
+func allFour(_ id: UInt32) -> String { "\(id)\t\(id)\t\(id)\t\(id)" }
+
+/// Checks the threads of a process that dropped to `uid`/`gid`: every thread runs as that user with no
+/// supplementary group and no_new_privs; each keeps CAP_NET_ADMIN alone in every set, except the status
+/// threads (status socket, metrics), which gave up everything. Returns how many threads had nothing.
+@discardableResult
+func expectDropped(_ pid: pid_t, uid: UInt32, gid: UInt32, _ name: String) throws -> Int {
+    var withoutAny = 0
+    let threads = try threadCapabilities(of: pid)
+    #expect(threads.count >= 3, "\(name): the main thread and the engine's threads: \(threads)")
+    for (task, caps) in threads {
+        #expect(caps["Uid"] == allFour(uid) && caps["Gid"] == allFour(gid), "\(name) thread \(task): \(caps)")
+        #expect(caps["Groups"] == "", "\(name) thread \(task) has no supplementary group: \(caps)")
+        #expect(caps["NoNewPrivs"] == "1", "\(name) thread \(task): \(caps)")
+        if caps["CapEff"] == nothing && caps["CapPrm"] == nothing && caps["CapAmb"] == nothing {
+            #expect(caps["CapInh"] == nothing, "\(name) thread \(task): \(caps)")
+            #expect(caps["CapBnd"] == nothing || caps["CapBnd"] == netAdminOnly, "\(name) thread \(task): \(caps)")
+            withoutAny += 1
+            continue
+        }
+        #expect(caps["CapEff"] == netAdminOnly && caps["CapPrm"] == netAdminOnly, "\(name) thread \(task): \(caps)")
+        #expect(caps["CapInh"] == netAdminOnly && caps["CapAmb"] == netAdminOnly, "\(name) thread \(task): \(caps)")
+        #expect(caps["CapBnd"] == netAdminOnly, "\(name) thread \(task): \(caps)")
+    }
+    return withoutAny
+}
+
+/// The user a root tunvpn runs as by default: `tunvpn` if it exists, else `nobody`.
+func defaultUser() throws -> (name: String, uid: UInt32, gid: UInt32) {
+    let entry = try #require(getpwnam("tunvpn") ?? getpwnam("nobody"))
+    return (String(cString: entry.pointee.pw_name), entry.pointee.pw_uid, entry.pointee.pw_gid)
+}
 
 @Suite(.serialized, .needsRoot("needs root: builds network namespaces"))
 struct PrivilegeEndToEndTests {
@@ -38,29 +90,32 @@ struct PrivilegeEndToEndTests {
             chmod(lab.path("keys"), 0o755)
             let pw = try #require(getpwnam("nobody"))
             #expect(chown(lab.path("keys/client.key"), pw.pointee.pw_uid, pw.pointee.pw_gid) == 0)
+            // /dev/net/tun is usually 0666; where the machine has it 0600, the client gets a 0666 node of the
+            // same device (10, 200) bound over it in a mount namespace of its own.
+            let tun = lab.path("net-tun")
+            #expect(try runCommand("mknod", ["-m", "666", tun, "c", "10", "200"]).status == 0)
             let client = try lab.startClient(
                 endpoint: lab.topology.address("S", "s0"),
                 wrapper: [
-                    // Opening /dev/net/tun is also checked against its mode, which is 0600 on some hosts (no
-                    // udev rule making it 0666): the client gets its own 0666 node in a private mount
-                    // namespace over a tmpfs on /dev/net, so the host's /dev is never touched.
-                    "unshare", "--mount", "sh", "-c",
-                    "mount -t tmpfs -o mode=0755 tunvpn-test /dev/net && mknod -m 666 /dev/net/tun c 10 200 && exec \"$@\"",
-                    "sh",
+                    "unshare", "--mount", "--propagation", "private", "sh", "-c", #"mount --bind "$0" /dev/net/tun && exec "$@""#, tun,
                     "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all,+net_admin",
                     "--ambient-caps=-all,+net_admin", "--bounding-set=-all,+net_admin",
                 ])
             let address = try lab.waitForTunnelUp(client)
             #expect(address == "10.8.0.2")
             #expect(try lab["C"].ping(TunnelLab.serverTunnelAddress).status == 0, "the tunnel works")
-            let caps = try capabilities(of: client.pid)
-            #expect(caps["Uid"]?.hasPrefix("65534") == true, "runs as nobody: \(caps)")
-            #expect(caps["CapEff"] == netAdminOnly && caps["CapBnd"] == netAdminOnly, "\(caps)")
+            #expect(client.log.contains("running as nobody (uid 65534, gid 65534), capabilities: CAP_NET_ADMIN"), "\(client.log)")
+            #expect(client.log.contains("not started as root, so the user stays nobody"), "\(client.log)")
+            try expectDropped(client.pid, uid: 65534, gid: 65534, "client")
+            // Not dumpable (PR_SET_DUMPABLE 0, set before the key was read): the kernel then gives the
+            // process's /proc entries to root, although the process runs as nobody.
+            var st = stat()
+            #expect(stat("/proc/\(client.pid)/status", &st) == 0 && st.st_uid == 0, "no core dumps of key material")
             #expect(client.terminate() == 0)
         }
     }
 
-    @Test func aRootServerKeepsOnlyNetAdminAfterSetupAndStillTearsDown() throws {
+    @Test func aRootServerAndClientBecomeAnUnprivilegedUserWithOnlyNetAdmin() throws {
         try TunnelLab.standard().use { lab in
             try lab.keygen("server")
             try lab.writeAllowList([try lab.keygen("client")])
@@ -69,28 +124,95 @@ struct PrivilegeEndToEndTests {
                 "server", in: "S",
                 [
                     "server", "--key", lab.path("keys/server.key"), "--clients", lab.path("keys/clients"),
-                    "--egress", "s1", "--log-level", "debug",
+                    "--egress", "s1", "--log-level", "debug", "--user", "nobody",
                 ])
-            let dropped = server.waitForLog(containing: "capabilities reduced to CAP_NET_ADMIN", timeout: 10)
+            let dropped = server.waitForLog(
+                containing: "running as nobody (uid 65534, gid 65534), capabilities: CAP_NET_ADMIN", timeout: 10)
             #expect(dropped, "\(server.log)")
             #expect(try lab["S"].exec(["nft", "list", "tables"]).stdout.contains("tunvpn_tun0"), "NAT is set up")
-            // Every thread keeps CAP_NET_ADMIN and nothing more, except the status-socket thread, which keeps
-            // nothing at all (it drops every capability itself, being created before the main thread drops).
-            var withoutAny = 0
-            for task in try FileManager.default.contentsOfDirectory(atPath: "/proc/\(server.pid)/task") {
-                let caps = try capabilities(of: pid_t(task) ?? 0)
-                if caps["CapEff"] == nothing && caps["CapPrm"] == nothing && caps["CapBnd"] == nothing {
-                    withoutAny += 1
+            #expect(try expectDropped(server.pid, uid: 65534, gid: 65534, "server") == 1, "the status-socket thread")
+
+            // A root client with the default user: the tunnel works with both ends unprivileged.
+            let user = try defaultUser()
+            let client = try lab.startClient(endpoint: lab.topology.address("S", "s0"))
+            #expect(try lab.waitForTunnelUp(client) == "10.8.0.2")
+            #expect(
+                client.log.contains("running as \(user.name) (uid \(user.uid), gid \(user.gid)), capabilities: CAP_NET_ADMIN"),
+                "\(client.log)")
+            #expect(try expectDropped(client.pid, uid: user.uid, gid: user.gid, "client") == 1, "the status-socket thread")
+            #expect(try lab["C"].ping(TunnelLab.serverTunnelAddress).status == 0, "the tunnel works")
+            #expect(client.terminate() == 0)
+
+            #expect(server.terminate() == 0)
+            // Teardown as the dropped user: nft through an `nft` child with the ambient CAP_NET_ADMIN, the
+            // ip_forward restore through /proc/sys/net, and the journal through the descriptor opened while root.
+            #expect(server.log.contains("removed 2 host change(s)"), "\(server.log)")
+            #expect(!(try lab["S"].exec(["nft", "list", "tables"]).stdout.contains("tunvpn")))
+            #expect(try lab["S"].exec(["sysctl", "-n", "net.ipv4.ip_forward"]).stdout == forwardingBefore)
+            // What the dropped user could not delete (its emptied journal, lock and socket files) goes now.
+            let down = try lab["S"].exec([TestBinaries.tunvpn, "down", "--dev", "tun0"])
+            #expect(down.status == 0 && down.stdout.contains("nothing to remove"), "\(down.stdout)\(down.stderr)")
+            #expect(!(try lab["S"].exec(["nft", "list", "tables"]).stdout.contains("tunvpn")))
+            #expect(try lab["S"].exec(["sysctl", "-n", "net.ipv4.ip_forward"]).stdout == forwardingBefore)
+        }
+    }
+
+    @Test func userRootKeepsUidZeroWithOnlyNetAdminAndAWarning() throws {
+        try TunnelLab.standard().use { lab in
+            try lab.keygen("server")
+            try lab.writeAllowList([try lab.keygen("client")])
+            let forwardingBefore = try lab["S"].exec(["sysctl", "-n", "net.ipv4.ip_forward"]).stdout
+            let server = try lab.start(
+                "server", in: "S",
+                [
+                    "server", "--key", lab.path("keys/server.key"), "--clients", lab.path("keys/clients"),
+                    "--egress", "s1", "--user", "root",
+                ])
+            #expect(
+                server.waitForLog(containing: "running as root (uid 0, gid 0), capabilities: CAP_NET_ADMIN", timeout: 10),
+                "\(server.log)")
+            #expect(server.log.contains("--user root keeps uid 0"), "the warning: \(server.log)")
+            // Every thread keeps CAP_NET_ADMIN alone, except the status thread: with no uid change to clear
+            // them, it keeps the CAP_SETGID and CAP_SETUID (0xc0) it held for one.
+            var serviceThreads = 0
+            for (task, caps) in try threadCapabilities(of: server.pid) {
+                #expect(caps["Uid"] == allFour(0) && caps["NoNewPrivs"] == "1", "thread \(task): \(caps)")
+                if caps["CapEff"] == "00000000000000c0" && caps["CapPrm"] == "00000000000000c0" && caps["CapBnd"] == nothing {
+                    serviceThreads += 1
                     continue
                 }
                 #expect(caps["CapEff"] == netAdminOnly && caps["CapPrm"] == netAdminOnly, "thread \(task): \(caps)")
-                #expect(caps["CapBnd"] == netAdminOnly, "thread \(task): \(caps)")
+                #expect(caps["CapAmb"] == netAdminOnly && caps["CapBnd"] == netAdminOnly, "thread \(task): \(caps)")
             }
-            #expect(withoutAny == 1, "the status-socket thread")
+            #expect(serviceThreads == 1, "the status-socket thread")
+            // Still uid 0, which owns /run/tunvpn: teardown reads its journal and undoes NAT and ip_forward.
             #expect(server.terminate() == 0)
-            #expect(server.log.contains("removed 2 host change(s)"), "teardown needed nothing more: \(server.log)")
+            #expect(server.log.contains("removed 2 host change(s)"), "\(server.log)")
             #expect(!(try lab["S"].exec(["nft", "list", "tables"]).stdout.contains("tunvpn")))
             #expect(try lab["S"].exec(["sysctl", "-n", "net.ipv4.ip_forward"]).stdout == forwardingBefore)
+        }
+    }
+
+    @Test func aRootClientAddsItsRoutesAtTunnelUpAfterTheDrop() throws {
+        try TunnelLab.standard().use { lab in
+            try lab.keygen("server")
+            try lab.writeAllowList([try lab.keygen("client")])
+            _ = try lab.startServer()
+            let client = try lab.start(
+                "client-C", in: "C",
+                [
+                    "client", "--key", lab.path("keys/client.key"), "--peer-key", lab.path("keys/server.pub"),
+                    "--endpoint", "\(lab.topology.address("S", "s0")):\(TunnelLab.port)", "--dev", "tun0",
+                    "--route", "10.9.0.0/16", "--log-level", "debug",
+                ])
+            #expect(client.waitForLog(containing: "capabilities: CAP_NET_ADMIN", timeout: 10), "\(client.log)")
+            _ = try lab.waitForTunnelUp(client)
+            let routes = try lab["C"].ip("-4", "route", "show", "10.9.0.0/16").stdout
+            #expect(routes.contains("dev tun0"), "the split route, added by an `ip` child as the dropped user: \(routes)")
+            #expect(client.terminate() == 0)
+            #expect(try lab["C"].ip("-4", "route", "show", "10.9.0.0/16").stdout.isEmpty, "removed at exit")
+            client.terminate()
+            _ = try lab["C"].exec([TestBinaries.tunvpn, "down", "--dev", "tun0"])
         }
     }
 }

@@ -89,7 +89,7 @@ import Testing
         #expect(try String(contentsOfFile: target, encoding: .utf8) == "")
     }
 
-    @Test(.enabled(if: getuid() == 0, "needs root: gives a file to another user"))
+    @Test(.needsRoot("needs root: gives a file to another user"))
     func aJournalOwnedByAnotherUserIsRefused() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
@@ -103,7 +103,7 @@ import Testing
     }
 }
 
-@Suite(.enabled(if: getuid() == 0, "needs root: uses the state directory /run/tunvpn"))
+@Suite(.needsRoot("needs root: uses the state directory /run/tunvpn"))
 struct InstanceLockTests {
     @Test func theLockIsExclusiveNamesItsOwnerAndGoesAtRelease() throws {
         // A device name no instance uses: this process's pid.

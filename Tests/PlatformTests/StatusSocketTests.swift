@@ -166,7 +166,7 @@ import Testing
     }
 
     @Test(.needsRoot("needs capabilities to drop"))
-    func theServerThreadCanShedEveryCapabilityWithoutTouchingTheOthers() throws {
+    func theServerThreadShedsEveryCapabilityButTheIDChangesWithoutTouchingTheOthers() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let path = dir.path + "/caps.sock"
@@ -177,13 +177,13 @@ import Testing
                 .joined(separator: " ")
         }
         let before = capabilityLines()
-        let server = try UnixSocketServer(path: path, threadStart: { _ = Privileges.dropAllInThisThread() }) {
+        let server = try UnixSocketServer(path: path, threadStart: { _ = Privileges.enterServiceThread() }) {
             Array(capabilityLines().utf8)
         }
         defer { server.stop() }
         #expect(
             String(decoding: try UnixSocketClient.fetch(path), as: UTF8.self)
-                == "CapEff:\t0000000000000000 NoNewPrivs:\t1")
+                == "CapEff:\t00000000000000c0 NoNewPrivs:\t1", "CAP_SETGID and CAP_SETUID alone, for the process's uid change")
         #expect(capabilityLines() == before)
     }
 

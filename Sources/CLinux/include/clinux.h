@@ -101,14 +101,50 @@ int clinux_eventfd_cloexec_nonblock(unsigned int initval);
 /* unshare(CLONE_NEWNET): moves the CALLING THREAD into a fresh network namespace (tests only). */
 int clinux_unshare_network_namespace(void);
 
+/* ---- privileges (capabilities(7), prctl(2), setresuid(2)) -------------------------------------- */
+
+/* The steps of clinux_drop_privileges, in order; *failed_step names the one that failed. */
+#define CLINUX_DROP_STEP_KEEPCAPS 1     /* prctl(PR_SET_KEEPCAPS, 1) */
+#define CLINUX_DROP_STEP_BOUNDING 2     /* prctl(PR_CAPBSET_DROP, every capability but CAP_NET_ADMIN) */
+#define CLINUX_DROP_STEP_SETGROUPS 3    /* setgroups(0, NULL) */
+#define CLINUX_DROP_STEP_SETRESGID 4    /* setresgid(gid, gid, gid) */
+#define CLINUX_DROP_STEP_SETRESUID 5    /* setresuid(uid, uid, uid) */
+#define CLINUX_DROP_STEP_CAPSET 6       /* capset: effective = permitted = inheritable = CAP_NET_ADMIN */
+#define CLINUX_DROP_STEP_AMBIENT 7      /* prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_NET_ADMIN) */
+#define CLINUX_DROP_STEP_NO_NEW_PRIVS 8 /* prctl(PR_SET_NO_NEW_PRIVS, 1) */
+
 /**
- * Keeps only CAP_NET_ADMIN: drops every other capability from the bounding set (prctl PR_CAPBSET_DROP;
- * needs CAP_SETPCAP, so this part is best-effort) and sets the effective, permitted and inheritable sets
- * to CAP_NET_ADMIN alone (capset(2), always allowed when only removing), then sets no_new_privs.
- * Returns 0, or -1 with errno if capset failed. *bounding_dropped is set to 1 when the bounding set was
- * reduced, 0 when the process lacked CAP_SETPCAP.
+ * Reduces the process to CAP_NET_ADMIN, as user uid/gid when change_ids is non-zero:
+ *   1. (change_ids) PR_SET_KEEPCAPS, so the permitted set survives the uid change;
+ *   2. drops every capability but CAP_NET_ADMIN from the calling thread's bounding set (needs CAP_SETPCAP:
+ *      a failure is an error when change_ids is set, and skipped otherwise, an unprivileged run);
+ *   3. (change_ids) setgroups(0, NULL), setresgid(gid x3), setresuid(uid x3): glibc applies these to
+ *      every thread of the process;
+ *   4. capset(2): effective, permitted and inheritable = {CAP_NET_ADMIN} (calling thread), or nothing when
+ *      CAP_NET_ADMIN was not permitted to begin with;
+ *   5. raises CAP_NET_ADMIN in the ambient set, so programs it executes (ip, nft) keep it;
+ *   6. clears PR_SET_KEEPCAPS again and sets PR_SET_NO_NEW_PRIVS.
+ * Capabilities are per thread: call it on the thread that later creates the others.
+ * Returns 0, or -1 with errno set and *failed_step = CLINUX_DROP_STEP_*. *bounding_net_admin_only is set
+ * to 1 when the bounding set holds nothing but CAP_NET_ADMIN afterwards (PR_CAPBSET_READ), 0 otherwise.
  */
-int clinux_keep_only_net_admin(int *bounding_dropped);
+int clinux_drop_privileges(int change_ids, uid_t uid, gid_t gid, int *failed_step, int *bounding_net_admin_only);
+
+/** capget(2) of the calling thread: the 64-bit effective, permitted and inheritable sets, and the ambient
+ * set (PR_CAP_AMBIENT_IS_SET for each capability). Returns 0, or -1 with errno. */
+int clinux_capabilities(uint64_t *effective, uint64_t *permitted, uint64_t *inheritable, uint64_t *ambient);
+
+/** prctl(PR_SET_DUMPABLE, 0): no core dumps (which would hold key material) and no ptrace by the same
+ * non-root user. Returns 0, or -1 with errno. */
+int clinux_disable_core_dumps(void);
+
+/** close_range(first, ~0U, 0): closes every descriptor from `first` on, for a forked child that must not
+ * keep its parent's files open (close(2) one by one where the kernel lacks close_range, before 5.9).
+ * Returns 0, or -1 with errno. */
+int clinux_close_descriptors_from(int first);
+
+/** The number of CAP_NET_ADMIN in <linux/capability.h>, for bit masks in Swift. */
+static inline int clinux_cap_net_admin(void) { return 12; }
 
 /** pipe2(fds, O_CLOEXEC): a pipe whose ends are closed across exec (GNU extension, so wrapped here). */
 int clinux_pipe_cloexec(int fds[2]);
@@ -117,9 +153,12 @@ int clinux_pipe_cloexec(int fds[2]);
  * (GNU extension, so wrapped here). */
 int clinux_accept_cloexec_nonblock(int fd);
 
-/** For the calling thread only (capabilities are per thread): empty its bounding set as far as CAP_SETPCAP
- * allows, clear its effective, permitted and inheritable sets (capset(2)) and set no_new_privs. Returns 0,
- * or -1 with errno from capset. */
-int clinux_drop_all_capabilities_of_thread(void);
+/** For the calling thread only (capabilities are per thread), a thread that needs no privilege of its own:
+ * empties its bounding set as far as CAP_SETPCAP allows, reduces its effective and permitted sets to
+ * CAP_SETUID and CAP_SETGID where it has them (nothing else; inheritable and ambient to nothing) and sets
+ * no_new_privs. The two stay because glibc applies a later setgroups/setresgid/setresuid of the process to
+ * every thread and aborts the process when a thread is refused; that uid change then clears them.
+ * Returns 0, or -1 with errno from capget/capset. */
+int clinux_enter_service_thread(void);
 
 #endif /* TUNVPN_CLINUX_H */
