@@ -101,10 +101,16 @@ public final class UnixSocketServer: Sendable {
 
     /// The longest request line read.
     public static let maximumRequestLength = 256
+    /// The longest body a request line may announce (`NAME <byte count>`), as large as the largest
+    /// configuration file tunvpn reads.
+    public static let maximumBodyLength = 1 << 20
 
     /// Reads the request line: up to a newline, the end of the stream, `maximumRequestLength` bytes or the
-    /// connection's deadline, whichever comes first. The rest is drained after the reply (`finish()`):
-    /// a unix(7) socket closed with unread data makes the peer's read fail with ECONNRESET.
+    /// request deadline, whichever comes first. A line whose last word is a byte count of at most
+    /// `maximumBodyLength` (`reload-file 1234`) announces a body of that many bytes, which follows the
+    /// newline and is returned after it: `line + "\n" + body` (shorter if the client stopped early).
+    /// What is left is drained after the reply (`finish()`): a unix(7) socket closed with unread data makes
+    /// the peer's read fail with ECONNRESET.
     static func readRequest(_ connection: borrowing StreamConnection) -> [UInt8] {
         var buffer = [UInt8](repeating: 0, count: maximumRequestLength)
         var count = 0
@@ -112,7 +118,24 @@ public final class UnixSocketServer: Sendable {
             count += n
             if buffer[0..<count].contains(UInt8(ascii: "\n")) { break }
         }
-        return Array(buffer[0..<count].prefix { $0 != UInt8(ascii: "\n") })
+        let line = Array(buffer[0..<count].prefix { $0 != UInt8(ascii: "\n") })
+        guard line.count < count, let announced = announcedBodyLength(line), announced <= maximumBodyLength else {
+            return line
+        }
+        var body = Array(buffer[(line.count + 1)..<count].prefix(announced))
+        var chunk = [UInt8](repeating: 0, count: 64 << 10)
+        while body.count < announced, let n = connection.read(into: &chunk, at: 0), n > 0 {
+            body += chunk[0..<min(n, announced - body.count)]
+        }
+        return line + [UInt8(ascii: "\n")] + body
+    }
+
+    /// The byte count a request line ends with (`NAME COUNT`), if it has one.
+    static func announcedBodyLength(_ line: [UInt8]) -> Int? {
+        guard let space = line.lastIndex(of: UInt8(ascii: " ")), space + 1 < line.count, line.count - space <= 9,
+            line[(space + 1)...].allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) })
+        else { return nil }
+        return Int(String(decoding: line[(space + 1)...], as: UTF8.self))
     }
 
     /// Stops answering and removes the socket file (if it is still the one bound here). Idempotent.
@@ -177,16 +200,18 @@ public enum UnixSocketClient {
         return .success(fd)
     }
 
-    /// Connects to `path`, sends `request` and a newline, and reads until the server closes the connection.
+    /// Connects to `path`, sends `request` and a newline (and `body`, announced by its length on that line),
+    /// and reads until the server closes the connection.
     ///
     /// - Parameters:
     ///   - request: what to ask for (`status`, `reload`).
+    ///   - body: bytes that go with the request (`reload-file`), at most `maximumBodyLength`.
     ///   - timeout: seconds each read may wait (SO_RCVTIMEO).
     ///   - limit: the most bytes accepted.
     /// - Throws: `IOError` naming the call: ECONNREFUSED from connect for a stale socket, EAGAIN from
     ///   read on timeout, EMSGSIZE past `limit`.
     public static func fetch(
-        _ path: String, request: String = "status", timeout: Double = 3, limit: Int = 16 << 20
+        _ path: String, request: String = "status", body: [UInt8]? = nil, timeout: Double = 3, limit: Int = 16 << 20
     ) throws(IOError) -> [UInt8] {
         let fd: Int32
         switch connect(path) {
@@ -200,9 +225,14 @@ public enum UnixSocketClient {
         _ = try Syscall.check("setsockopt") {
             setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &interval, socklen_t(MemoryLayout<timeval>.size))
         }
-        let line = Array((request + "\n").utf8)
-        _ = try Syscall.check("send") {
-            line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        // With a body, the line announces its length (`request COUNT`), as `readRequest` expects.
+        let line = Array((body.map { "\(request) \($0.count)" } ?? request).utf8) + [UInt8(ascii: "\n")] + (body ?? [])
+        var sent = 0
+        while sent < line.count {
+            let n = try Syscall.check("send") {
+                line[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            }
+            sent += n
         }
         _ = try Syscall.check("shutdown") { shutdown(fd, Int32(SHUT_WR)) }
         var reply: [UInt8] = []

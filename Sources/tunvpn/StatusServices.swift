@@ -3,9 +3,12 @@
 // the status socket from a fresh one per request, the metrics from one at most a second old. The status
 // socket also takes `reload` requests (`tunvpn reload`) and answers with the outcome.
 //
-// Status socket requests, one line each: `status` (or nothing) → the status JSON; `reload` → one line,
-// `ok MESSAGE` when the new allow-list took effect, `error MESSAGE` when it did not (a bad file, or a
-// client, which has no allow-list).
+// Status socket requests, one line each: `status` (or nothing) → the status JSON; `reload` → the server
+// re-reads its allow-list itself; `allow-list-path` → the file's absolute path; `reload-file COUNT` and
+// COUNT bytes → the server takes that text as its allow-list (how `tunvpn reload`, run as root, hands over
+// a file the server, no longer root, may not be allowed to read). Reload answers are one line, `ok
+// MESSAGE` when the new allow-list took effect, `error MESSAGE` when it did not (a bad file, or a
+// client, which has no allow-list). Only root can connect (the socket is 0600, root's).
 
 import Engine
 import Logging
@@ -29,7 +32,7 @@ struct StatusServices {
     ///   - reload: the server's allow-list reload; nil for a client.
     static func start(
         engine: TunnelEngine, device: String, listenPort: UInt16, metricsAddress: String?,
-        reload: (@Sendable () -> ReloadOutcome)?, logger: Logger
+        reload: AllowListReloader?, logger: Logger
     ) throws -> StatusServices {
         let snapshot: @Sendable () -> EngineSnapshot = {
             engine.snapshot(now: SystemClock().monotonicNow(), device: device, listenPort: listenPort)
@@ -67,14 +70,30 @@ struct StatusServices {
         do {
             try HostNetwork.checkStateDirectory()
             status = try UnixSocketServer(path: path, threadStart: threadStart) { request in
-                switch String(decoding: request, as: UTF8.self) {
+                let line = String(decoding: request.prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)
+                let words = line.split(separator: " ")
+                func answer(_ outcome: ReloadOutcome) -> [UInt8] {
+                    Array(((outcome.succeeded ? "ok " : "error ") + outcome.message + "\n").utf8)
+                }
+                let noAllowList = ReloadOutcome(succeeded: false, message: "clients have no allow-list; nothing to reload")
+                switch words.first ?? "" {
                 case "", "status":
                     return Array((StatusJSON.encode(snapshot()).text + "\n").utf8)
                 case "reload":
-                    let outcome = reload?() ?? ReloadOutcome(succeeded: false, message: "clients have no allow-list; nothing to reload")
-                    return Array(((outcome.succeeded ? "ok " : "error ") + outcome.message + "\n").utf8)
+                    return answer(reload?.fromFile() ?? noAllowList)
+                case "allow-list-path":
+                    guard let reload else { return answer(noAllowList) }
+                    return answer(ReloadOutcome(succeeded: true, message: reload.path))
+                case "reload-file":
+                    guard let reload else { return answer(noAllowList) }
+                    let body = Array(request.drop { $0 != UInt8(ascii: "\n") }.dropFirst())
+                    guard words.count == 2, let announced = Int(words[1]), announced == body.count else {
+                        return answer(ReloadOutcome(succeeded: false, message: "the allow-list sent was cut short; nothing changed"))
+                    }
+                    return answer(reload.fromBytes(body))
                 default:
-                    return Array("error unknown request; this tunvpn answers status and reload\n".utf8)
+                    return answer(
+                        ReloadOutcome(succeeded: false, message: "unknown request; this tunvpn answers status, reload, reload-file and allow-list-path"))
                 }
             }
             logger.debug("status socket \(path)")

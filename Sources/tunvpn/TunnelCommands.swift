@@ -134,7 +134,7 @@ struct ReloadOutcome: Sendable, Equatable {
 /// process while it runs.
 func runUntilSignalled(
     _ engine: TunnelEngine, device: String, user: String?, logger: Logger, adapters: (() -> String)? = nil,
-    reload: (@Sendable () -> ReloadOutcome)? = nil
+    reload: AllowListReloader? = nil
 ) throws {
     /// The counters, then the adapters' own (offload and skip counts) when given.
     func statsLine() -> String { engine.counters.statsLine + (adapters.map { " " + $0() } ?? "") }
@@ -150,7 +150,7 @@ func runUntilSignalled(
         if signal == SIGUSR1 {
             printLine(statsLine())
         } else if signal == SIGHUP {
-            if let reload { _ = reload() } else { logger.notice("SIGHUP: nothing to reload for a client") }
+            if let reload { _ = reload.fromFile() } else { logger.notice("SIGHUP: nothing to reload for a client") }
         } else if signal == SIGINT || signal == SIGTERM {
             logger.info("signal \(signal == SIGINT ? "SIGINT" : "SIGTERM"): shutting down")
             engine.stop()
@@ -305,42 +305,44 @@ struct Server: ParsableCommand {
         }
     }
 
-    /// The reload of the allow-list, for SIGHUP and `tunvpn reload`: re-reads `clients` and gives the list
-    /// to the engine, or keeps the current one if the file is wrong; logs the outcome and returns it. One
-    /// reload runs at a time.
+    /// The reload of the allow-list, for SIGHUP and `tunvpn reload`.
     static func reloader(
         engine: TunnelEngine, clients: String, prefix: IPv4Prefix, allowAnyClient: Bool, logger: Logger
-    ) -> @Sendable () -> ReloadOutcome {
-        let oneAtATime = Mutex(())
-        return {
-            oneAtATime.withLock { _ in
-                do {
-                    let list = try loadAllowList(clients, prefix: prefix, allowAnyClient: allowAnyClient)
-                    let (added, removed, readdressed) = engine.reload(allowList: list)
-                    let message =
-                        "reloaded \(clients): \(list.clients.count) client(s), \(added) added, \(removed) removed, \(readdressed) readdressed"
-                    logger.notice("\(message)")
-                    return ReloadOutcome(succeeded: true, message: message)
-                } catch {
-                    let message = "reload failed, kept the current allow-list: \(error)"
-                    logger.error("\(message)")
-                    return ReloadOutcome(succeeded: false, message: message)
-                }
-            }
-        }
+    ) -> AllowListReloader {
+        AllowListReloader(
+            path: absolutePath(clients), logger: logger,
+            load: { bytes in
+                if let bytes { return try parseAllowList(bytes, file: clients, prefix: prefix) }
+                return try loadAllowList(clients, prefix: prefix, allowAnyClient: allowAnyClient)
+            },
+            apply: { list in
+                let (added, removed, readdressed) = engine.reload(allowList: list)
+                return "\(list.clients.count) client(s), \(added) added, \(removed) removed, \(readdressed) readdressed"
+            })
     }
 
     /// Reads and checks the allow-list file `clients` (missing is fine with --allow-any-client).
     static func loadAllowList(_ clients: String, prefix: IPv4Prefix, allowAnyClient: Bool) throws -> AllowList {
-        var allowList = AllowList()
-        if KeyFiles.exists(clients) {
-            let bytes = try KeyFiles.readConfigurationFile(clients, what: "allow-list")
-            do { allowList = try AllowList(parsing: String(decoding: bytes, as: UTF8.self)) } catch {
-                throw CLIError("\(clients): \(error)")
+        var st = stat()
+        if lstat(clients, &st) != 0 {
+            if errno == EACCES {
+                throw CLIError(
+                    "\(clients): allow-list not readable by \(Privileges.Account.withID(geteuid()).name), the user this server runs as; run `tunvpn reload` as root (it reads the file for the server)")
             }
-        } else if !allowAnyClient {
-            throw CLIError(
-                "\(clients): allow-list not found; add each client's public key to it (one per line, e.g. `cat client.pub >> \(clients)`), or pass --allow-any-client for lab use")
+            guard allowAnyClient else {
+                throw CLIError(
+                    "\(clients): allow-list not found; add each client's public key to it (one per line, e.g. `cat client.pub >> \(clients)`), or pass --allow-any-client for lab use")
+            }
+            return AllowList()
+        }
+        return try parseAllowList(KeyFiles.readConfigurationFile(clients, what: "allow-list"), file: clients, prefix: prefix)
+    }
+
+    /// Parses allow-list text and checks that its fixed addresses are client addresses in `prefix`.
+    static func parseAllowList(_ bytes: [UInt8], file clients: String, prefix: IPv4Prefix) throws -> AllowList {
+        let allowList: AllowList
+        do { allowList = try AllowList(parsing: String(decoding: bytes, as: UTF8.self)) } catch {
+            throw CLIError("\(clients): \(error)")
         }
         for c in allowList.clients {
             if let a = c.address, !prefix.contains(a) || a == prefix.address {
@@ -348,6 +350,60 @@ struct Server: ParsableCommand {
             }
         }
         return allowList
+    }
+}
+
+/// `path` made absolute against the working directory, so that another process can find the file.
+func absolutePath(_ path: String) -> String {
+    if path.hasPrefix("/") { return path }
+    guard let cwd = getcwd(nil, 0) else { return path }
+    defer { free(cwd) }
+    return String(cString: cwd) + "/" + path
+}
+
+/// A server's allow-list reload, shared by SIGHUP and the status socket: one reload runs at a time, each
+/// logs its outcome and returns it. A reload either reads the file itself (SIGHUP, `reload`), which a
+/// server that gave up root may not be allowed to do, or takes the text `tunvpn reload` read as root.
+final class AllowListReloader: Sendable {
+    /// The allow-list file, as an absolute path.
+    let path: String
+    private let logger: Logger
+    private let load: @Sendable ([UInt8]?) throws -> AllowList
+    private let apply: @Sendable (AllowList) -> String
+    private let oneAtATime = Mutex(())
+
+    /// - Parameters:
+    ///   - load: reads the file (given nil) or parses the given text, checking it.
+    ///   - apply: gives the list to the engine and describes what changed.
+    init(
+        path: String, logger: Logger, load: @escaping @Sendable ([UInt8]?) throws -> AllowList,
+        apply: @escaping @Sendable (AllowList) -> String
+    ) {
+        self.path = path
+        self.logger = logger
+        self.load = load
+        self.apply = apply
+    }
+
+    /// Re-reads the file.
+    func fromFile() -> ReloadOutcome { reload(nil) }
+
+    /// Takes `bytes` as the file's text.
+    func fromBytes(_ bytes: [UInt8]) -> ReloadOutcome { reload(bytes) }
+
+    private func reload(_ bytes: [UInt8]?) -> ReloadOutcome {
+        oneAtATime.withLock { _ in
+            do {
+                let list = try load(bytes)
+                let message = "reloaded \(path): " + apply(list)
+                logger.notice("\(message)")
+                return ReloadOutcome(succeeded: true, message: message)
+            } catch {
+                let message = "reload failed, kept the current allow-list: \(error)"
+                logger.error("\(message)")
+                return ReloadOutcome(succeeded: false, message: message)
+            }
+        }
     }
 }
 
@@ -514,7 +570,23 @@ struct Reload: ParsableCommand {
             }
             let path = HostNetwork.statusSocketPath(device: device)
             let reply: [UInt8]
-            do throws(IOError) { reply = try UnixSocketClient.fetch(path, request: "reload", timeout: 30) } catch {
+            // The server may run as a user that cannot read its allow-list: read it here, as root, with the
+            // same checks, and hand over its text. Without a path (a client) it answers for itself.
+            var allowList: [UInt8]? = nil
+            if let asked = try? UnixSocketClient.fetch(path, request: "allow-list-path", timeout: 10) {
+                let answer = String(decoding: asked, as: UTF8.self).trimmingSuffix("\n")
+                if answer.hasPrefix("ok /") {
+                    let file = String(answer.dropFirst(3))
+                    if KeyFiles.exists(file) { allowList = try KeyFiles.readConfigurationFile(file, what: "allow-list") }
+                }
+            }
+            do throws(IOError) {
+                if let allowList {
+                    reply = try UnixSocketClient.fetch(path, request: "reload-file", body: allowList, timeout: 30)
+                } else {
+                    reply = try UnixSocketClient.fetch(path, request: "reload", timeout: 30)
+                }
+            } catch {
                 if error.errno == ENOENT || error.errno == ECONNREFUSED {
                     if let pid = InstanceLock.owner(device: device), pid > 0 {
                         throw CLIError(

@@ -147,4 +147,28 @@ struct InstanceLockTests {
         let reply = String(decoding: try UnixSocketClient.fetch(path, request: long), as: UTF8.self)
         #expect(reply == "got \(String(repeating: "x", count: UnixSocketServer.maximumRequestLength))\n", "cut at the limit")
     }
+
+    @Test func aLineEndingInAByteCountBringsThatManyBytesOfBodyUpToTheLimit() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.path + "/bodies.sock"
+        let server = try UnixSocketServer(path: path) { request in
+            let line = String(decoding: request.prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)
+            let body = request.drop { $0 != UInt8(ascii: "\n") }.dropFirst()
+            return Array("\(line): \(body.count) bytes, sum \(body.reduce(0) { $0 &+ Int($1) })\n".utf8)
+        }
+        defer { server.stop() }
+        let body = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let sum = body.reduce(0) { $0 &+ Int($1) }
+        let reply = String(decoding: try UnixSocketClient.fetch(path, request: "reload-file", body: body), as: UTF8.self)
+        #expect(reply == "reload-file 300000: 300000 bytes, sum \(sum)\n")
+        #expect(UnixSocketServer.announcedBodyLength(Array("reload-file 12".utf8)) == 12)
+        #expect(UnixSocketServer.announcedBodyLength(Array("reload-file".utf8)) == nil)
+        #expect(UnixSocketServer.announcedBodyLength(Array("reload-file 1x".utf8)) == nil)
+        #expect(UnixSocketServer.announcedBodyLength(Array("reload-file 1234567890".utf8)) == nil, "more than 8 digits")
+        // Over the limit: the line alone reaches the handler, and the body is drained, not read.
+        let tooLong = "reload-file \(UnixSocketServer.maximumBodyLength + 1)"
+        let refused = String(decoding: try UnixSocketClient.fetch(path, request: tooLong), as: UTF8.self)
+        #expect(refused == "\(tooLong): 0 bytes, sum 0\n")
+    }
 }
