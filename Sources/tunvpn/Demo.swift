@@ -412,7 +412,8 @@ final class DemoSteps {
     // MARK: 9. After the processes stopped
 
     /// Runs once `DemoLab.stopProcesses()` has sent SIGTERM and reaped everything: both tunvpn processes
-    /// exited with status 0, said they removed their host changes, and left no journal under /run/tunvpn.
+    /// exited with status 0, said they removed their host changes, left nothing to undo, and `tunvpn down`
+    /// removes the files they could not delete under /run/tunvpn once they ran as an unprivileged user.
     func checkCleanExit() throws(DemoStop) {
         for (label, process) in [("client", clientProcess), ("server", serverProcess)] {
             guard let process else { continue }
@@ -427,9 +428,19 @@ final class DemoSteps {
             )
         }
         for journal in lab.journals {
+            var st = stat()
+            let empty = lstat(journal.path, &st) != 0 || st.st_size == 0
             try check(
-                !KeyFiles.exists(journal.path), "no journal left by the \(journal.owner): \(journal.path) is gone",
-                else: "the \(journal.owner) left its journal \(journal.path) behind")
+                empty, "nothing left to undo by the \(journal.owner): its journal \(journal.path) is empty",
+                else: "the \(journal.owner) left host changes in its journal \(journal.path)")
+            // Having given up root, the process could empty its journal but not delete it (or its lock and
+            // socket files) from the root-owned state directory; `tunvpn down`, run as root, sweeps them.
+            guard let binary = lab.binary else { continue }
+            let out = CommandRunner.run(["ip", "netns", "exec", journal.namespace, binary, "down", "--dev", "tun0"])
+            try check(
+                out.succeeded && !KeyFiles.exists(journal.path),
+                "`tunvpn down` in \(journal.namespace) removed the \(journal.owner)'s emptied files",
+                else: "`tunvpn down` in \(journal.namespace) left \(journal.path): \(out.stdout)\(out.stderr)")
         }
     }
 

@@ -69,13 +69,14 @@ enum HostSetup {
         }
     }
 
-    /// Deletes the lock files and empty journals of this namespace's idle devices (no running owner,
-    /// nothing to undo), which instances that gave up root could not delete themselves; each under its
-    /// lock. Best effort: a device that cannot be locked or checked is left as it is.
+    /// Deletes the lock files, empty journals and stale status sockets of this namespace's idle devices
+    /// (no running owner, nothing to undo), which instances that gave up root could not delete themselves;
+    /// each under its lock. Best effort: a device that cannot be locked or checked is left as it is.
     static func sweepIdleFiles() {
         for device in (try? HostNetwork.devicesWithFiles()) ?? [] where InstanceLock.owner(device: device) == nil {
             guard case .acquired(let lock)? = try? InstanceLock.acquire(device: device) else { continue }
             (try? HostNetwork.journal(device: device))?.unlinkIfEmpty()
+            try? UnixSocketServer.removeStale(HostNetwork.statusSocketPath(device: device))
             lock.release()
         }
     }
