@@ -279,9 +279,8 @@ struct Server: ParsableCommand {
             try runUntilSignalled(engine, device: common.dev, logger: logger, adapters: { adapterStats(device, socket) }) {
                 do {
                     let list = try loadAllowList(prefix: prefix)
-                    let (added, removed, readdressed) = engine.reload(allowList: list)
-                    logger.notice(
-                        "reloaded \(clients): \(list.clients.count) client(s), \(added) added, \(removed) removed, \(readdressed) readdressed")
+                    let change = engine.reload(allowList: list)
+                    logger.notice("reloaded \(clients): \(list.clients.count) client(s), \(change)")
                 } catch {
                     logger.error("reload failed, keeping the current allow-list: \(error)")
                 }

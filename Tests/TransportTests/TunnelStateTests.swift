@@ -361,47 +361,6 @@ extension SendDecision {
     var isSend: Bool { if case .send = self { return true } else { return false } }
 }
 
-@Suite struct ReloadTests {
-    @Test func reloadingTheAllowListKeepsStayingClientsAndDropsRemovedOnes() throws {
-        let other = PrivateKey(random: HashRandom(seed: 77))
-        var a = CorePair(allowList: AllowList(clients: [AllowedClient(key: Fixture().client.publicKey), AllowedClient(key: other.publicKey)]))
-        a.start()
-        var b = CorePair(clientKey: other)
-        b.server = a.server
-        b.clientEndpoint = Endpoint(address: IPv4Address(10, 99, 0, 3), port: 40001)
-        b.start()
-        a.server = b.server
-        let sessionsBefore = a.server.liveSessionCount
-        // Remove `other`, keep the fixture's client, add a new key.
-        let newcomer = PrivateKey(random: HashRandom(seed: 78))
-        let result = a.server.replaceAllowList(AllowList(clients: [AllowedClient(key: Fixture().client.publicKey), AllowedClient(key: newcomer.publicKey)]))
-        #expect(result.added == 1 && result.removed == 1 && result.readdressed == 0)
-        #expect(a.server.liveSessionCount < sessionsBefore)
-        // The staying client still reaches the server without a new handshake.
-        let completions = a.completions
-        a.clientSends(ipv4(clientIP, serverIP))
-        #expect(a.deliveredToServer.last == ipv4(clientIP, serverIP))
-        #expect(a.completions == completions)
-        // The removed client's address no longer routes, and its next initiation is refused.
-        #expect({ if case .drop(.noRoute) = a.serverSends(ipv4(serverIP, IPv4Address(10, 8, 0, 3))) { return true } else { return false } }())
-        b.server = a.server
-        b.refusals = []
-        b.drops = []
-        b.clientSends(ipv4(IPv4Address(10, 8, 0, 3), serverIP))
-        #expect(b.drops == [.unknownSession], "its session is gone on the server")
-        b.advance(16)  // data sent, nothing heard: the client starts a new handshake
-        b.tickBoth()
-        #expect(b.refusals.contains(.unknownClientKey))
-        // The newcomer can connect.
-        var c = CorePair(clientKey: newcomer)
-        c.server = b.server
-        c.start()
-        #expect(c.tunnelUps.count == 1)
-        // It gets the lowest free pool address: the one the removed client gave back.
-        #expect(c.tunnelUps.first?.client.address == IPv4Address(10, 8, 0, 3))
-    }
-}
-
 @Suite struct ClockOrderTests {
     @Test func aTimeReadJustBeforeASessionWasMadeDoesNotExpireItOrCrash() {
         // Two engine threads can read the clock in one order and take the core's lock in the other.
