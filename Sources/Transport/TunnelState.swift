@@ -84,11 +84,18 @@ public struct ClientSettings: Sendable {
     public var endpoint: Endpoint
     /// Persistent keepalive interval in seconds (for clients behind NAT), or nil.
     public var persistentKeepalive: UInt64?
+    /// What addressing the client accepts from the server (besides `endpoint`, which the assigned prefix
+    /// must not contain).
+    public var assignmentBounds: AssignmentBounds
 
-    public init(initiator: HandshakeInitiator, endpoint: Endpoint, persistentKeepalive: UInt64? = nil) {
+    public init(
+        initiator: HandshakeInitiator, endpoint: Endpoint, persistentKeepalive: UInt64? = nil,
+        assignmentBounds: AssignmentBounds = AssignmentBounds()
+    ) {
         self.initiator = initiator
         self.endpoint = endpoint
         self.persistentKeepalive = persistentKeepalive
+        self.assignmentBounds = assignmentBounds
     }
 }
 
@@ -156,8 +163,7 @@ public struct TunnelState: Sendable {
     private var cookieJar: CookieJar?
     private var rateLimiter = SourceRateLimiter()
     private var loadMeter = LoadMeter()
-    private var hintTokens = Limits.sessionGoneHintBurst
-    private var hintTokensAt: UInt64 = 0
+    private var hintLimiter = SourceRateLimiter(perSecond: Limits.sessionGoneHintsPerSecond, burst: Limits.sessionGoneHintBurst)
 
     public init(role: Role, timers: ProtocolTimers = .standard) {
         self.role = role
@@ -385,19 +391,16 @@ public struct TunnelState: Sendable {
 
     // MARK: Session-gone hints
 
-    /// Server: a data frame named `index`, which no live session has (the server restarted, or the
-    /// session expired). Returns the 8-byte hint to send back, at most 20 a second: the client checks it
-    /// names its current session and starts a handshake at once instead of after 15 s of silence. The
-    /// hint carries nothing secret and changes no state here; a blind attacker would have to guess the
-    /// 32-bit index, and a client acts on hints at most once per REKEY_TIMEOUT.
-    public mutating func sessionGoneHint(index: UInt32, now: UInt64) -> [UInt8]? {
+    /// Server: a data frame from `source` named `index`, which no live session has (the server
+    /// restarted, or the session expired). Returns the 8-byte hint to send back, at most 20 a second per
+    /// source address (a bounded table of buckets, so spoofed frames from other addresses cannot use up
+    /// a real client's hints): the client checks it names its current session and starts a handshake at
+    /// once instead of after 15 s of silence. The hint carries nothing secret and changes no state here;
+    /// a blind attacker would have to guess the 32-bit index, and a client acts on hints at most once per
+    /// REKEY_TIMEOUT. A hint (8 bytes) is never larger than the frame it answers (32 bytes or more).
+    public mutating func sessionGoneHint(index: UInt32, from source: IPv4Address, now: UInt64) -> [UInt8]? {
         guard case .server = role else { return nil }
-        hintTokens = min(
-            Limits.sessionGoneHintBurst,
-            hintTokens + Double(elapsed(now, since: hintTokensAt)) / 1e9 * Limits.sessionGoneHintsPerSecond)
-        hintTokensAt = now
-        guard hintTokens >= 1 else { return nil }
-        hintTokens -= 1
+        guard hintLimiter.allow(source, now: now) else { return nil }
         var hint: [UInt8] = [WireFormat.MessageType.sessionGone.rawValue, 0, 0, 0]
         appendLE32(&hint, index)
         return hint
@@ -590,6 +593,11 @@ public struct TunnelState: Sendable {
         guard let pending = peers[0].pending else { throw .unexpectedResponse }
         let result = try settings.initiator.consumeResponse(message, for: pending)
         peers[0].pending = nil
+        // An authentic response whose addressing is outside the client's bounds makes no session: the
+        // retransmit timer tries again, and the refusal is logged and counted each time.
+        if let violation = settings.assignmentBounds.violation(of: result.assignment, endpoint: settings.endpoint) {
+            throw .unsafeAssignment(violation)
+        }
         let session = Session(result: result, createdAt: now, rejectAfter: timers.rejectAfterTime)
         if let old = peers[0].previous { sessions[old.localIndex] = nil }
         peers[0].previous = peers[0].current
