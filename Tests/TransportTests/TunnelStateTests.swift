@@ -440,7 +440,7 @@ extension SendDecision {
             allowList: AllowList(clients: [AllowedClient(key: f.client.publicKey)]), allowAnyClient: false)))
         let completions = pair.completions
         // A hint naming some other index is ignored.
-        let wrongHint = pair.server.sessionGoneHint(index: session.remoteIndex &+ 1, now: pair.now)
+        let wrongHint = pair.server.sessionGoneHint(index: session.remoteIndex &+ 1, from: pair.clientEndpoint.address, now: pair.now)
         var wrong = try #require(wrongHint)
         pair.deliver(wrong, toServer: false, from: pair.serverEndpoint)
         #expect(pair.completions == completions)
@@ -448,7 +448,7 @@ extension SendDecision {
         pair.deliver(wrong, toServer: false, from: pair.serverEndpoint)
         // The real one makes the client handshake immediately (not after 15 s of silence).
         pair.advance(6)
-        let maybeHint = pair.server.sessionGoneHint(index: session.remoteIndex, now: pair.now)
+        let maybeHint = pair.server.sessionGoneHint(index: session.remoteIndex, from: pair.clientEndpoint.address, now: pair.now)
         let hint = try #require(maybeHint)
         #expect(hint.count == WireFormat.sessionGoneLength && hint[0] == 5)
         pair.deliver(hint, toServer: false, from: pair.serverEndpoint)
@@ -457,12 +457,17 @@ extension SendDecision {
         #expect(pair.deliveredToServer.last == ipv4(clientIP, serverIP))
     }
 
-    @Test func hintsAreRateLimited() {
+    @Test func hintsAreRateLimitedPerSourceAddress() {
         var server = CorePair().server
+        let spoofed = IPv4Address(198, 51, 100, 66)
+        let client = IPv4Address(10, 99, 0, 2)
         var sent = 0
-        for _ in 0..<100 where server.sessionGoneHint(index: 1, now: 5 * second) != nil { sent += 1 }
+        for _ in 0..<100 where server.sessionGoneHint(index: 1, from: spoofed, now: 5 * second) != nil { sent += 1 }
         #expect(sent == Int(Limits.sessionGoneHintBurst))
-        let later = server.sessionGoneHint(index: 1, now: 5 * second + second / 10)
+        #expect(server.sessionGoneHint(index: 1, from: spoofed, now: 5 * second) == nil)
+        // A flood from one address leaves another's hints alone (the bucket was global once).
+        #expect(server.sessionGoneHint(index: 2, from: client, now: 5 * second) != nil)
+        let later = server.sessionGoneHint(index: 1, from: spoofed, now: 5 * second + second / 10)
         #expect(later != nil, "tokens come back at 20 a second")
     }
 }
