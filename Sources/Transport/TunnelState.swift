@@ -171,11 +171,10 @@ public struct TunnelState: Sendable {
         switch role {
         case .server(let s):
             cookieChecker = CookieChecker(serverKey: s.responder.localKey)
-            // The same claim as a reload's, so a list built in code with one address twice still ends
-            // with one owner per address (a parsed list never has that).
+            // Addresses are claimed as a reload claims them, so a list built in code with one address (or
+            // key) twice still ends with one owner per address (a parsed list never has either).
             for client in s.allowList.clients where peerByKey[client.key] == nil {
-                let index = addPeer(key: client.key, address: nil)
-                if let address = client.address { _ = claim(address, for: index) }
+                addPeer(key: client.key, address: client.address)
             }
         case .client(let c):
             cookieJar = CookieJar(serverKey: c.initiator.serverKey)
