@@ -148,8 +148,8 @@ extension TunnelEngine {
 
 extension TunnelEngine {
     /// Replaces the server's allow-list (SIGHUP / `tunvpn reload`) without dropping the sessions of
-    /// clients that stay on it.
-    public func reload(allowList: AllowList) -> (added: Int, removed: Int, readdressed: Int) {
+    /// clients that stay on it; a fixed address another peer held is taken from it (see `AllowListChange`).
+    public func reload(allowList: AllowList) -> AllowListChange {
         withStateMutation { $0.replaceAllowList(allowList) }
     }
 }

@@ -244,7 +244,7 @@ public final class TunnelEngine: Sendable {
                     if let index = DataFrame.receiverIndex(datagram) {
                         found[i] = core.session(forIndex: index)
                         kinds[i] = found[i] == nil ? .unknownSession : .data
-                        if found[i] == nil, let hint = core.sessionGoneHint(index: index, now: now) {
+                        if found[i] == nil, let hint = core.sessionGoneHint(index: index, from: batch.endpoints[i].address, now: now) {
                             actions.append(.sendHandshake(hint, to: batch.endpoints[i]))
                         }
                     } else if let type = datagram.first, (1...5).contains(type),

@@ -251,6 +251,27 @@ public enum HostNetwork {
         return parseRoute(line)
     }
 
+    /// The host's connected IPv4 networks (`ip -4 route show scope link`: its LANs and other on-link
+    /// routes), as (network text like "192.168.1.0/24", device), skipping `excluding` (the tunnel's own device).
+    public static func connectedNetworks(excluding device: String) -> [(network: String, device: String)] {
+        let out = CommandRunner.run(["ip", "-4", "route", "show", "scope", "link"])
+        guard out.succeeded else { return [] }
+        return parseLinkRoutes(out.stdout).filter { $0.device != device }
+    }
+
+    /// Parses `ip -4 route show scope link` output: each line starts with the network ("10.0.0.0/24", or
+    /// a bare address for a /32), then "dev NAME" somewhere after it. Lines without either are skipped.
+    static func parseLinkRoutes(_ text: String) -> [(network: String, device: String)] {
+        text.split(separator: "\n").compactMap { line in
+            let words = line.split(separator: " ")
+            guard var network = words.first.map(String.init), let route = parseRoute(line) else { return nil }
+            // Route types (e.g. "broadcast 10.0.0.255 ...") come first when present; unicast omits it.
+            if network.first?.isNumber != true { return nil }
+            if !network.contains("/") { network += "/32" }
+            return (network, route.device)
+        }
+    }
+
     /// How the kernel reaches `address` now (`ip -4 route get`), or nil.
     public static func route(to address: String) -> RouteLookup? {
         let out = CommandRunner.run(["ip", "-4", "route", "get", address])

@@ -92,3 +92,43 @@ extension Substring {
         String(self.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" || $0 == "\r" }.reversed())
     }
 }
+
+/// What a reload of the allow-list changed (`TunnelState.replaceAllowList`).
+public struct AllowListChange: Equatable, Sendable, CustomStringConvertible {
+    /// A fixed address the new list gives to one key, taken from the peer that held it.
+    public struct Eviction: Equatable, Sendable {
+        public var address: IPv4Address
+        /// The previous holder, which lost its sessions and draws a pool address at its next handshake.
+        public var key: PublicKey
+
+        public init(address: IPv4Address, key: PublicKey) {
+            self.address = address
+            self.key = key
+        }
+    }
+
+    /// Keys that became peers.
+    public var added = 0
+    /// Peers whose key left the list (their sessions are gone).
+    public var removed = 0
+    /// Peers whose fixed address changed (their sessions are gone; the next handshake carries it).
+    public var readdressed = 0
+    /// Peers that lost their address to the key the new list gives it to.
+    public var evicted: [Eviction] = []
+
+    public init(added: Int = 0, removed: Int = 0, readdressed: Int = 0, evicted: [Eviction] = []) {
+        self.added = added
+        self.removed = removed
+        self.readdressed = readdressed
+        self.evicted = evicted
+    }
+
+    /// `1 added, 0 removed, 0 readdressed, 1 evicted (10.8.0.2 from KEY)`, for logs and `tunvpn reload`.
+    public var description: String {
+        var text = "\(added) added, \(removed) removed, \(readdressed) readdressed, \(evicted.count) evicted"
+        if !evicted.isEmpty {
+            text += " (" + evicted.map { "\($0.address) from \($0.key.base64)" }.joined(separator: ", ") + ")"
+        }
+        return text
+    }
+}

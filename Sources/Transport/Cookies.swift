@@ -141,8 +141,16 @@ public struct CookieJar: Sendable {
 /// Per-source-address token buckets for initiations under load (WireGuard's ratelimiter).
 public struct SourceRateLimiter: Sendable {
     private var buckets: [IPv4Address: (tokens: Double, last: UInt64)] = [:]
+    private let perSecond: Double
+    private let burst: Double
 
-    public init() {}
+    /// A token bucket per source address; by default the initiation limits under load.
+    public init(
+        perSecond: Double = Limits.initiationsPerSecondPerSource, burst: Double = Limits.initiationBurstPerSource
+    ) {
+        self.perSecond = perSecond
+        self.burst = burst
+    }
 
     /// Takes one token for `source`; false when it has none left.
     public mutating func allow(_ source: IPv4Address, now: UInt64) -> Bool {
@@ -152,10 +160,8 @@ public struct SourceRateLimiter: Sendable {
             buckets = buckets.filter { elapsed(now, since: $0.value.last) < 1_000_000_000 }
             if buckets.count >= Limits.rateLimiterEntries { buckets.removeAll(keepingCapacity: true) }
         }
-        var bucket = buckets[source] ?? (Limits.initiationBurstPerSource, now)
-        bucket.tokens = min(
-            Limits.initiationBurstPerSource,
-            bucket.tokens + Double(elapsed(now, since: bucket.last)) / 1e9 * Limits.initiationsPerSecondPerSource)
+        var bucket = buckets[source] ?? (burst, now)
+        bucket.tokens = min(burst, bucket.tokens + Double(elapsed(now, since: bucket.last)) / 1e9 * perSecond)
         bucket.last = now
         guard bucket.tokens >= 1 else {
             buckets[source] = bucket

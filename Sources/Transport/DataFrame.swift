@@ -66,7 +66,12 @@ public enum DataFrame {
     @inline(__always)
     public static func seal(_ buffer: UnsafeMutableRawPointer, packetLength length: Int, session: Session) -> Int? {
         let counter = session.sendCounter.wrappingAdd(1, ordering: .relaxed).oldValue
-        guard counter < Limits.rejectAfterMessages else { return nil }
+        guard counter < Limits.rejectAfterMessages else {
+            // Put the counter back at the limit, so that refused seals can never wrap it to 0 and reuse a
+            // nonce (wireguard-go does the same).
+            session.sendCounter.store(Limits.rejectAfterMessages, ordering: .relaxed)
+            return nil
+        }
         buffer.storeBytes(of: UInt32(WireFormat.MessageType.data.rawValue).littleEndian, as: UInt32.self)
         buffer.storeBytes(of: session.remoteIndex.littleEndian, toByteOffset: 4, as: UInt32.self)
         buffer.storeBytes(of: counter.littleEndian, toByteOffset: 8, as: UInt64.self)

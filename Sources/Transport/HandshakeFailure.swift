@@ -1,7 +1,10 @@
 // The named reasons a handshake message is refused, in the operator's words.
 
 /// Why a handshake message was refused. Each case is a distinct reason the caller logs and counts.
-public enum HandshakeFailure: Error, Equatable, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+///
+/// Two failures are equal (and hash alike) when their reason is: `unsafeAssignment`'s detail is for the
+/// log, and every unsafe assignment counts under one name.
+public enum HandshakeFailure: Error, Hashable, Sendable, CaseIterable, CustomStringConvertible {
     /// Wrong length, type or reserved bytes: not a handshake message of this protocol.
     case malformed
     /// The initiation was made for another server's public key (the client has the wrong `--peer-key`).
@@ -26,6 +29,18 @@ public enum HandshakeFailure: Error, Equatable, Hashable, Sendable, CaseIterable
     case cookieRequired
     /// Too many initiations from this source address or for this client.
     case rateLimited
+    /// The server assigned a tunnel address or prefix this client refuses to configure; the detail names
+    /// the address and what it conflicts with (`AssignmentBounds`).
+    case unsafeAssignment(String)
+
+    public static let allCases: [HandshakeFailure] = [
+        .malformed, .wrongServerKey, .corrupted, .unknownClientKey, .replayedInitiation, .noCommonSuite,
+        .unexpectedResponse, .invalidPublicKey, .timeout, .addressPoolExhausted, .cookieRequired, .rateLimited,
+        .unsafeAssignment(""),
+    ]
+
+    public static func == (a: HandshakeFailure, b: HandshakeFailure) -> Bool { a.name == b.name }
+    public func hash(into hasher: inout Hasher) { hasher.combine(name) }
 
     /// The reason's name as logs and metrics spell it.
     public var name: String {
@@ -42,6 +57,7 @@ public enum HandshakeFailure: Error, Equatable, Hashable, Sendable, CaseIterable
         case .addressPoolExhausted: return "addressPoolExhausted"
         case .cookieRequired: return "cookieRequired"
         case .rateLimited: return "rateLimited"
+        case .unsafeAssignment: return "unsafeAssignment"
         }
     }
 
@@ -59,6 +75,8 @@ public enum HandshakeFailure: Error, Equatable, Hashable, Sendable, CaseIterable
         case .addressPoolExhausted: return "no tunnel address left in the server's pool"
         case .cookieRequired: return "server under load: answered with a cookie instead"
         case .rateLimited: return "too many initiations from this source or for this client"
+        case .unsafeAssignment(let detail):
+            return "refused the server's tunnel address: \(detail) (a misconfigured or malicious server; check its --address)"
         }
     }
 }

@@ -84,11 +84,18 @@ public struct ClientSettings: Sendable {
     public var endpoint: Endpoint
     /// Persistent keepalive interval in seconds (for clients behind NAT), or nil.
     public var persistentKeepalive: UInt64?
+    /// What addressing the client accepts from the server (besides `endpoint`, which the assigned prefix
+    /// must not contain).
+    public var assignmentBounds: AssignmentBounds
 
-    public init(initiator: HandshakeInitiator, endpoint: Endpoint, persistentKeepalive: UInt64? = nil) {
+    public init(
+        initiator: HandshakeInitiator, endpoint: Endpoint, persistentKeepalive: UInt64? = nil,
+        assignmentBounds: AssignmentBounds = AssignmentBounds()
+    ) {
         self.initiator = initiator
         self.endpoint = endpoint
         self.persistentKeepalive = persistentKeepalive
+        self.assignmentBounds = assignmentBounds
     }
 }
 
@@ -156,8 +163,7 @@ public struct TunnelState: Sendable {
     private var cookieJar: CookieJar?
     private var rateLimiter = SourceRateLimiter()
     private var loadMeter = LoadMeter()
-    private var hintTokens = Limits.sessionGoneHintBurst
-    private var hintTokensAt: UInt64 = 0
+    private var hintLimiter = SourceRateLimiter(perSecond: Limits.sessionGoneHintsPerSecond, burst: Limits.sessionGoneHintBurst)
 
     public init(role: Role, timers: ProtocolTimers = .standard) {
         self.role = role
@@ -165,7 +171,11 @@ public struct TunnelState: Sendable {
         switch role {
         case .server(let s):
             cookieChecker = CookieChecker(serverKey: s.responder.localKey)
-            for client in s.allowList.clients { addPeer(key: client.key, address: client.address) }
+            // Addresses are claimed as a reload claims them, so a list built in code with one address (or
+            // key) twice still ends with one owner per address (a parsed list never has either).
+            for client in s.allowList.clients where peerByKey[client.key] == nil {
+                addPeer(key: client.key, address: client.address)
+            }
         case .client(let c):
             cookieJar = CookieJar(serverKey: c.initiator.serverKey)
             let i = addPeer(key: c.initiator.serverKey, address: nil)
@@ -179,50 +189,111 @@ public struct TunnelState: Sendable {
         return false
     }
 
+    /// Appends a peer. A server peer gets its address through `claim` (or the pool), never here, so that
+    /// `peerByAddress` stays the only record of who owns an address.
     @discardableResult
     private mutating func addPeer(key: PublicKey, address: IPv4Address?) -> Int {
         let index = peers.count
-        peers.append(PeerState(key: key, address: address, timers: PeerTimers(isInitiator: isClient, lengths: timers)))
+        peers.append(PeerState(key: key, address: nil, timers: PeerTimers(isInitiator: isClient, lengths: timers)))
         peerByKey[key] = index
-        if let address { peerByAddress[address] = index }
+        if let address { _ = claim(address, for: index) }
         return index
+    }
+
+    // MARK: Address ownership
+    //
+    // One record decides both where a destination goes (`route`) and which inner source a peer may use
+    // (`received`): `peerByAddress`. `peers[i].address` is a copy kept equal to it: for every live server
+    // peer, `peers[i].address == a` exactly when `peerByAddress[a] == i`. Every change of owner goes
+    // through `claim` and `releaseAddress`.
+
+    /// Gives `address` to peer `index`. A previous holder is evicted: its sessions are dropped and its
+    /// address cleared, so its next handshake draws a fresh pool address. Returns the evicted peer's slot.
+    private mutating func claim(_ address: IPv4Address, for index: Int) -> Int? {
+        if peers[index].address == address { return nil }
+        releaseAddress(of: index)
+        var evicted: Int?
+        if let holder = peerByAddress[address], holder != index {
+            dropSessions(peer: holder)
+            peers[holder].address = nil
+            evicted = holder
+        }
+        peerByAddress[address] = index
+        peers[index].address = address
+        return evicted
+    }
+
+    /// Takes peer `index`'s address away and returns it to the pool.
+    private mutating func releaseAddress(of index: Int) {
+        guard let address = peers[index].address else { return }
+        peers[index].address = nil
+        if peerByAddress[address] == index { freePoolAddress(address) }
+    }
+
+    /// The first way the two address records disagree, or nil when live peers' addresses are pairwise
+    /// distinct and `peerByAddress[a] == i` exactly when `peers[i].address == a` (for tests and fuzzing).
+    package func addressOwnershipViolation() -> String? {
+        guard case .server = role else { return nil }
+        for (address, index) in peerByAddress {
+            guard peers.indices.contains(index) else { return "\(address) maps to slot \(index), which does not exist" }
+            guard !peers[index].isRemoved else { return "\(address) maps to removed peer \(index)" }
+            guard peers[index].address == address else {
+                return "\(address) maps to peer \(index), whose address is \(peers[index].address.map { "\($0)" } ?? "none")"
+            }
+        }
+        for index in peers.indices {
+            guard let address = peers[index].address else { continue }
+            if peers[index].isRemoved { return "removed peer \(index) still has \(address)" }
+            guard peerByAddress[address] == index else {
+                return "peer \(index) has \(address), which maps to \(peerByAddress[address].map { "peer \($0)" } ?? "nobody")"
+            }
+        }
+        return nil
     }
 
     // MARK: Reload
 
     /// Replaces the server's allow-list without touching the sessions of clients that stay: new keys
     /// become peers, removed keys lose their sessions at once, and a client whose fixed address changed
-    /// loses its sessions so that its next handshake carries the new address.
-    /// Returns how many peers were added, removed and readdressed.
-    public mutating func replaceAllowList(_ list: AllowList) -> (added: Int, removed: Int, readdressed: Int) {
-        guard case .server = role else { return (0, 0, 0) }
-        var added = 0
-        var removed = 0
-        var readdressed = 0
-        let wanted = Dictionary(list.clients.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+    /// loses its sessions so that its next handshake carries the new address. A fixed address that
+    /// another peer holds (a pool client, or a key whose line lost that address) goes to the key the list
+    /// names; the previous holder is evicted (docs/PROTOCOL.md, "Reloading the allow-list").
+    public mutating func replaceAllowList(_ list: AllowList) -> AllowListChange {
+        var change = AllowListChange()
+        guard case .server = role else { return change }
+        var wanted: [PublicKey: AllowedClient] = [:]
+        for client in list.clients where wanted[client.key] == nil { wanted[client.key] = client }
+        // 1. Removed keys give everything back.
+        for index in peers.indices where !peers[index].isRemoved && wanted[peers[index].key] == nil {
+            dropSessions(peer: index)
+            releaseAddress(of: index)
+            peerByKey[peers[index].key] = nil
+            peers[index].isRemoved = true
+            change.removed += 1
+        }
+        // 2. Staying keys whose fixed address changed give their old address back first, so that two keys
+        //    swapping addresses in one edit are two readdresses, not evictions.
+        var claims: [(index: Int, address: IPv4Address)] = []
         for index in peers.indices where !peers[index].isRemoved {
-            guard let entry = wanted[peers[index].key] else {
-                dropSessions(peer: index)
-                if let a = peers[index].address, peerByAddress[a] == index { freePoolAddress(a) }
-                peerByKey[peers[index].key] = nil
-                peers[index].address = nil
-                peers[index].isRemoved = true
-                removed += 1
-                continue
-            }
-            if let fixed = entry.address, fixed != peers[index].address {
-                dropSessions(peer: index)
-                if let old = peers[index].address, peerByAddress[old] == index { freePoolAddress(old) }
-                peers[index].address = fixed
-                peerByAddress[fixed] = index
-                readdressed += 1
-            }
+            guard let fixed = wanted[peers[index].key]?.address, fixed != peers[index].address else { continue }
+            dropSessions(peer: index)
+            releaseAddress(of: index)
+            claims.append((index, fixed))
+            change.readdressed += 1
         }
+        // 3. New keys become peers.
         for client in list.clients where peerByKey[client.key] == nil {
-            addPeer(key: client.key, address: client.address)
-            added += 1
+            let index = addPeer(key: client.key, address: nil)
+            if let fixed = client.address { claims.append((index, fixed)) }
+            change.added += 1
         }
-        return (added, removed, readdressed)
+        // 4. Each fixed address goes to its key; whoever still holds it is evicted.
+        for (index, address) in claims {
+            if let holder = claim(address, for: index) {
+                change.evicted.append(AllowListChange.Eviction(address: address, key: peers[holder].key))
+            }
+        }
+        return change
     }
 
     private mutating func dropSessions(peer index: Int) {
@@ -310,26 +381,25 @@ public struct TunnelState: Sendable {
         }
         if packet.count == 0 { return .keepalive }
         guard let header = IPv4Header.parse(packet) else { return .drop(.notIPv4) }
-        if let allowed = peers[index].address, header.source != allowed { return .drop(.sourceNotAllowed) }
+        // Cryptokey routing (server): the inner source must be an address this peer owns, by the same
+        // record that routes that address back to it. The client accepts any source from the server.
+        if !isClient, peerByAddress[header.source] != index { return .drop(.sourceNotAllowed) }
         peers[index].timers.dataReceived(now: now)
         return .deliver(length: header.totalLength)
     }
 
     // MARK: Session-gone hints
 
-    /// Server: a data frame named `index`, which no live session has (the server restarted, or the
-    /// session expired). Returns the 8-byte hint to send back, at most 20 a second: the client checks it
-    /// names its current session and starts a handshake at once instead of after 15 s of silence. The
-    /// hint carries nothing secret and changes no state here; a blind attacker would have to guess the
-    /// 32-bit index, and a client acts on hints at most once per REKEY_TIMEOUT.
-    public mutating func sessionGoneHint(index: UInt32, now: UInt64) -> [UInt8]? {
+    /// Server: a data frame from `source` named `index`, which no live session has (the server
+    /// restarted, or the session expired). Returns the 8-byte hint to send back, at most 20 a second per
+    /// source address (a bounded table of buckets, so spoofed frames from other addresses cannot use up
+    /// a real client's hints): the client checks it names its current session and starts a handshake at
+    /// once instead of after 15 s of silence. The hint carries nothing secret and changes no state here;
+    /// a blind attacker would have to guess the 32-bit index, and a client acts on hints at most once per
+    /// REKEY_TIMEOUT. A hint (8 bytes) is never larger than the frame it answers (32 bytes or more).
+    public mutating func sessionGoneHint(index: UInt32, from source: IPv4Address, now: UInt64) -> [UInt8]? {
         guard case .server = role else { return nil }
-        hintTokens = min(
-            Limits.sessionGoneHintBurst,
-            hintTokens + Double(elapsed(now, since: hintTokensAt)) / 1e9 * Limits.sessionGoneHintsPerSecond)
-        hintTokensAt = now
-        guard hintTokens >= 1 else { return nil }
-        hintTokens -= 1
+        guard hintLimiter.allow(source, now: now) else { return nil }
         var hint: [UInt8] = [WireFormat.MessageType.sessionGone.rawValue, 0, 0, 0]
         appendLE32(&hint, index)
         return hint
@@ -443,8 +513,7 @@ public struct TunnelState: Sendable {
         }
         if self.peers[index].address == nil {
             guard let address = nextPoolAddress(settings) else { throw .addressPoolExhausted }
-            self.peers[index].address = address
-            peerByAddress[address] = index
+            _ = claim(address, for: index)  // free: nobody is evicted
         }
         guard let clientAddress = self.peers[index].address else { preconditionFailure("address assigned above") }
         if let last = self.peers[index].lastInitiationConsumedAt, elapsed(now, since: last) < 1_000_000_000 / Limits.initiationsPerSecondPerPeer {
@@ -523,6 +592,11 @@ public struct TunnelState: Sendable {
         guard let pending = peers[0].pending else { throw .unexpectedResponse }
         let result = try settings.initiator.consumeResponse(message, for: pending)
         peers[0].pending = nil
+        // An authentic response whose addressing is outside the client's bounds makes no session: the
+        // retransmit timer tries again, and the refusal is logged and counted each time.
+        if let violation = settings.assignmentBounds.violation(of: result.assignment, endpoint: settings.endpoint) {
+            throw .unsafeAssignment(violation)
+        }
         let session = Session(result: result, createdAt: now, rejectAfter: timers.rejectAfterTime)
         if let old = peers[0].previous { sessions[old.localIndex] = nil }
         peers[0].previous = peers[0].current

@@ -315,10 +315,7 @@ struct Server: ParsableCommand {
                 if let bytes { return try parseAllowList(bytes, file: clients, prefix: prefix) }
                 return try loadAllowList(clients, prefix: prefix, allowAnyClient: allowAnyClient)
             },
-            apply: { list in
-                let (added, removed, readdressed) = engine.reload(allowList: list)
-                return "\(list.clients.count) client(s), \(added) added, \(removed) removed, \(readdressed) readdressed"
-            })
+            apply: { list in "\(list.clients.count) client(s), \(engine.reload(allowList: list))" })
     }
 
     /// Reads and checks the allow-list file `clients` (missing is fine with --allow-any-client).
@@ -475,8 +472,16 @@ struct Client: ParsableCommand {
             let initiator = HandshakeInitiator(
                 localStatic: privateKey, serverKey: serverKey, settings: try common.settings(),
                 offeredSuites: try common.suites())
+            // The server's assignment may not take over this host's LANs, the server's own address or more
+            // than the --route prefixes (AssignmentBounds).
+            let bounds = AssignmentBounds(
+                localNetworks: HostNetwork.connectedNetworks(excluding: common.dev).compactMap { n in
+                    IPv4Prefix(n.network).map { AssignmentBounds.Network($0, name: "the local network \(n.network) on \(n.device)") }
+                },
+                routes: noRoutes ? [] : route.compactMap { IPv4Prefix($0) })
             let state = TunnelState(
-                role: .client(ClientSettings(initiator: initiator, endpoint: serverEndpoint, persistentKeepalive: keepalive)),
+                role: .client(ClientSettings(
+                    initiator: initiator, endpoint: serverEndpoint, persistentKeepalive: keepalive, assignmentBounds: bounds)),
                 timers: common.timers)
             // How the server is reached now, before the tunnel's routes exist.
             let serverRoute = HostNetwork.route(to: "\(serverEndpoint.address)")

@@ -10,14 +10,18 @@
 //   6 the client sends a packet          7 the server sends a packet
 //   8 deliver the oldest data frame      9 raw data frame to the server, with the index of a live session
 //  10 a flood of the client's latest initiation (the server goes under load: cookie replies, mac2)
-// (opcode = low 4 bits mod 11; high bits are flags, e.g. 0x80 on a tick steps the wall clock back)
+//  11 the server's allow-list is replaced (a reload): each of the three keys absent, without an address,
+//     or with a fixed address in the pool (two keys may name one address, which the CLI never passes)
+// (opcode = low 4 bits mod 12; high bits are flags, e.g. 0x80 on a tick steps the wall clock back)
 // Each datagram goes through what the engine does with it: handshake types to `handleHandshake`,
 // type 4 to `receiverIndex`, `session(forIndex:)` (an unknown index gets a session-gone hint, which the
 // client then handles), `DataFrame.open` and `received`.
 // Invariants: every handshake message sent is exactly an initiation, response or cookie reply long; a delivered
 // packet is the packet the peer sent (trimmed to its IPv4 length) and its source is the peer's address
-// on the server; the server never keeps more than three sessions per peer, nor more peers than the
-// allow-list plus the pool; a forged or flipped message never completes a handshake.
+// on the server; the server never keeps more than three sessions per peer, nor more live peers than there
+// are keys; a forged or flipped message never completes a handshake; after every event, live peers'
+// addresses are pairwise distinct and the address map names peer i for address a exactly when peer i has
+// address a (one owner per address, Sources/Transport/TunnelState.swift).
 
 import Crypto
 import FuzzSupport
@@ -59,6 +63,13 @@ public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutabl
             ("forged-frame", [0] + handshake + [9, 0] + chunk([UInt8](repeating: 0xee, count: 60))),
             ("clock-back", [0] + handshake + [0x82] + le16(10_000) + [2] + le16(5000) + [3, 0, 4, 0]),
             ("flood-cookie", [0, 10, 120, 0, 4, 0, 2] + le16(5500) + [10, 150, 1, 4, 0, 2] + le16(5500) + [10, 110, 0, 3, 0, 4, 0]),
+            // The other client takes 10.8.0.3 from the pool; a reload gives 10.8.0.3 to the stranger, which
+            // connects; the other client reconnects (evicted: a fresh address).
+            ("reload-evicts", [0] + handshake + [5, 0] + le32(1001) + [11] + le16(reloadSpec(client: 2, other: 1, stranger: 3))
+                + [5, 1] + le32(1002) + [2] + le16(1000) + [5, 0] + le32(1003)),
+            // The world's client loses 10.8.0.2 to the other client in one edit, then data flows.
+            ("reload-moves", [0] + handshake + [8, 5, 0] + le32(1001) + [11] + le16(reloadSpec(client: 1, other: 2, stranger: 0))
+                + [6] + chunk(ping) + [8, 2] + le16(16000) + [3, 0, 4, 0, 8]),
         ]
     }
     return 0
@@ -77,7 +88,9 @@ struct World {
     /// Packets each side sent that may come out at the other end (IPv4-trimmed), oldest first.
     var sentByClient: [[UInt8]] = []
     var sentByServer: [[UInt8]] = []
-    let maxPeers: Int
+    /// Live (not removed) peers at most: one per key the world knows. (A key removed by a reload and
+    /// added back, by a reload or by --allow-any-client, takes a new slot; removed slots stay empty.)
+    let maxPeers = 3
 
     init(flags: UInt8) {
         random = FuzzRandom(seed: UInt64(flags))
@@ -96,7 +109,6 @@ struct World {
                 ClientSettings(
                     initiator: HandshakeInitiator(localStatic: FuzzKeys.client, serverKey: FuzzKeys.server.publicKey),
                     endpoint: serverEndpoint, persistentKeepalive: flags & 2 == 2 ? 25 : nil)))
-        maxPeers = anyClient ? 2 + 5 : 2
         // The engine starts the client's first handshake at launch.
         var actions: [ControlAction] = []
         client.start(now: now, wall: wall, random: random, actions: &actions)
@@ -151,7 +163,7 @@ struct World {
         let state = toServer ? server : client
         guard let (session, peer) = state.session(forIndex: index) else {
             // The engine answers a frame for an unknown session with a rate-limited session-gone hint.
-            if toServer, let hint = server.sessionGoneHint(index: index, now: now) {
+            if toServer, let hint = server.sessionGoneHint(index: index, from: source.address, now: now) {
                 require(hint.count == WireFormat.sessionGoneLength && hint[0] == WireFormat.MessageType.sessionGone.rawValue
                     && Array(hint[4..<8]) == le32(index), "session-gone hint \(hint) for index \(index)")
                 toClient.append(hint)
@@ -217,12 +229,41 @@ struct World {
         checkServer()
     }
 
+    /// A reload: each key absent (0), without an address (1), or with 10.8.0.(code) (2...6), 3 bits each.
+    mutating func reload(_ spec: UInt16) {
+        var clients: [AllowedClient] = []
+        for (i, key) in [FuzzKeys.client, FuzzKeys.otherClient, strangerKey].enumerated() {
+            let code = UInt8(spec >> (3 * i) & 7) % 7
+            if code == 0 { continue }
+            clients.append(AllowedClient(key: key.publicKey, address: code == 1 ? nil : IPv4Address(10, 8, 0, code)))
+        }
+        let live = server.peers.filter { !$0.isRemoved }.map(\.key)
+        let change = server.replaceAllowList(AllowList(clients: clients))
+        if trace { print("reload \(clients.map { "\($0.address.map { "\($0)" } ?? "pool")" }): \(change)") }
+        require(change.removed == live.filter { k in !clients.contains { $0.key == k } }.count, "removed count \(change)")
+        require(change.added == clients.filter { !live.contains($0.key) }.count, "added count \(change)")
+        for eviction in change.evicted {
+            require(server.peer(withKey: eviction.key)?.address == nil, "evicted \(eviction.key.base64) still has an address")
+            require(server.peer(withKey: eviction.key).map { $0.current == nil && $0.previous == nil && $0.next == nil } ?? true,
+                "evicted \(eviction.key.base64) keeps a session")
+        }
+        for client in clients {
+            if let fixed = client.address, clients.filter({ $0.address == fixed }).count == 1 {
+                require(server.peer(withKey: client.key)?.address == fixed, "\(client.key.base64) did not get its fixed \(fixed)")
+            }
+        }
+        checkServer()
+    }
+
     func checkServer() {
-        require(server.peers.count <= maxPeers, "\(server.peers.count) peers, at most \(maxPeers)")
-        require(server.liveSessionCount <= 3 * server.peers.count, "\(server.liveSessionCount) live sessions for \(server.peers.count) peers")
+        let live = server.peers.filter { !$0.isRemoved }
+        require(live.count <= maxPeers, "\(live.count) live peers, at most \(maxPeers)")
+        require(Set(live.map(\.key)).count == live.count, "two live peers with one key")
+        require(server.liveSessionCount <= 3 * live.count, "\(server.liveSessionCount) live sessions for \(live.count) live peers")
         require(client.liveSessionCount <= 2, "the client keeps \(client.liveSessionCount) sessions")
         let addresses = server.peers.compactMap(\.address)
         require(Set(addresses).count == addresses.count, "two peers share a tunnel address")
+        if let violation = server.addressOwnershipViolation() { require(false, "address records disagree: \(violation)") }
         require(addresses.allSatisfy { serverPrefix.contains($0) && $0 != serverPrefix.address }, "an address outside the pool")
     }
 }
@@ -236,7 +277,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     while !input.isAtEnd && steps < 200 {
         steps += 1
         let op = input.byte()
-        switch (op & 0x0f) % 11 {
+        switch (op & 0x0f) % 12 {
         case 0: world.handshake(input.chunk(), toServer: true, from: clientEndpoint)
         case 1: world.handshake(input.chunk(), toServer: false, from: serverEndpoint)
         case 2:
@@ -290,6 +331,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
                     ? clientEndpoint : Endpoint(address: IPv4Address(198, 18, UInt8(i & 0xff), spread), port: UInt16(i))
                 world.handshake(message, toServer: true, from: source)
             }
+        case 11: world.reload(input.uint16())
         default:
             // A forged frame naming a live session (or none): raw bytes with that receiver index.
             var bytes = input.chunk()
@@ -298,9 +340,13 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
             }
             world.frame(bytes, toServer: true, from: clientEndpoint)
         }
+        world.checkServer()
     }
     return 0
 }
+
+/// The reload opcode's argument for these per-key codes (0 absent, 1 pool, 2...6 10.8.0.code).
+func reloadSpec(client: UInt16, other: UInt16, stranger: UInt16) -> UInt16 { client | other << 3 | stranger << 6 }
 
 /// TUNVPN_FUZZ_TRACE=1 prints what each frame came to (for checking that seeds reach the data path).
 let trace = getenv("TUNVPN_FUZZ_TRACE") != nil
