@@ -19,14 +19,19 @@ public struct EngineHooks: Sendable {
     /// Called (from the inbound thread) when a client's first session is up, before any packet is written
     /// to the device: configure the device's address here. A thrown error stops the engine.
     public var tunnelUp: @Sendable (TunnelAssignment) throws -> Void
+    /// Called (from the inbound thread) when a later handshake gave a client other addressing: give the
+    /// device the new address. A thrown error stops the engine.
+    public var addressChanged: @Sendable (TunnelAssignment) throws -> Void
     /// Called when a client gives up on its handshake attempts.
     public var handshakeGaveUp: @Sendable () -> Void
 
     public init(
         tunnelUp: @escaping @Sendable (TunnelAssignment) throws -> Void = { _ in },
+        addressChanged: @escaping @Sendable (TunnelAssignment) throws -> Void = { _ in },
         handshakeGaveUp: @escaping @Sendable () -> Void = {}
     ) {
         self.tunnelUp = tunnelUp
+        self.addressChanged = addressChanged
         self.handshakeGaveUp = handshakeGaveUp
     }
 }
@@ -401,6 +406,13 @@ public final class TunnelEngine: Sendable {
                     logger.info("tunnel up: address \(assignment.client), server \(assignment.server)")
                 } catch {
                     fail("configuring \(device.name) with \(assignment.client): \(error)")
+                }
+            case .addressChanged(let assignment):
+                do {
+                    try hooks.addressChanged(assignment)
+                    logger.notice("tunnel address changed by the server: address \(assignment.client), server \(assignment.server)")
+                } catch {
+                    fail("reconfiguring \(device.name) with \(assignment.client): \(error)")
                 }
             case .handshakeCompleted(let peer, let address, let endpoint, let suite):
                 counters.handshakesCompleted.add()

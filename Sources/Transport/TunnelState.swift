@@ -33,6 +33,9 @@ public enum ControlAction: Sendable {
     case sendQueued([[UInt8]], Session, to: Endpoint, stats: PeerStats)
     /// The client's first session: configure the tunnel device with this addressing.
     case tunnelUp(TunnelAssignment)
+    /// The client: a later handshake assigned other addressing than the one in force (the server's reload
+    /// gave this client's fixed address to another key, or gave it a new one): reconfigure the device.
+    case addressChanged(TunnelAssignment)
     /// A handshake completed with `peer`.
     case handshakeCompleted(peer: PublicKey, address: IPv4Address?, endpoint: Endpoint, suite: String)
     /// A handshake message was refused.
@@ -158,6 +161,8 @@ public struct TunnelState: Sendable {
     private var sessions: [UInt32: (session: Session, peer: Int)] = [:]
     private var lastTimestampSent: TAI64N?
     private var tunnelIsUp = false
+    /// Client: the addressing the device has, from the latest handshake that changed it.
+    private var assignmentInForce: TunnelAssignment?
     // Denial-of-service defences (server) and the cookie from the server (client).
     private var cookieChecker: CookieChecker?
     private var cookieJar: CookieJar?
@@ -610,7 +615,11 @@ public struct TunnelState: Sendable {
         peers[0].address = nil  // the server forwards for the whole internet: any inner source is allowed
         if !tunnelIsUp {
             tunnelIsUp = true
+            assignmentInForce = result.assignment
             actions.append(.tunnelUp(result.assignment))
+        } else if result.assignment != assignmentInForce {
+            assignmentInForce = result.assignment
+            actions.append(.addressChanged(result.assignment))
         }
         actions.append(
             .handshakeCompleted(peer: result.peerKey, address: result.assignment.server, endpoint: source, suite: result.suite.name))

@@ -520,10 +520,15 @@ struct Client: ParsableCommand {
             if lockdown { try HostSetup.apply(lockdownPlan, to: instance, logger: logger) }
             logger.info(
                 "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name), TSO \(device.offloadsEnabled ? "on" : "off"), TUN USO \(device.udpOffloadEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
-            let hooks = EngineHooks(tunnelUp: { assignment in
-                do { try device.configure(address: assignment.client, mtu: mtu, transmitQueueLength: queueLength) } catch { throw CLIError("\(error)") }
-                try HostSetup.apply(plan, to: instance, logger: logger)
-            })
+            let hooks = EngineHooks(
+                tunnelUp: { assignment in
+                    do { try device.configure(address: assignment.client, mtu: mtu, transmitQueueLength: queueLength) } catch { throw CLIError("\(error)") }
+                    try HostSetup.apply(plan, to: instance, logger: logger)
+                },
+                addressChanged: { assignment in
+                    // SIOCSIFADDR replaces the address; the plan's routes name the device, not the address.
+                    do { try device.configure(address: assignment.client, mtu: mtu, transmitQueueLength: queueLength) } catch { throw CLIError("\(error)") }
+                })
             let engine = TunnelEngine(
                 state: state, device: device, socket: socket, clock: SystemClock(wallOffset: common.clockOffset),
                 logger: logger, hooks: hooks, settings: EngineSettings(mtu: mtu))

@@ -80,8 +80,8 @@ struct ReloadEndToEndTests {
             peers = try serverPeers(lab)
             #expect(try peer(keyA, in: peers).address == "10.8.0.2")
 
-            // B sends again: the server answers its stale session with a hint, and B handshakes at once
-            // and gets a fresh pool address. Its device still has 10.8.0.2, which it may no longer send from.
+            // B sends again: the server answers its stale session with a hint, B handshakes at once, gets a
+            // fresh pool address and gives its device that address.
             var addressB: String?
             for _ in 0..<20 where addressB == nil {
                 _ = try lab["B"].exec(["ping", "-c", "1", "-W", "1", TunnelLab.serverTunnelAddress])
@@ -89,10 +89,17 @@ struct ReloadEndToEndTests {
             }
             #expect(addressB == "10.8.0.3", "B reconnected with a different address")
             #expect(clientB.log.split(separator: "\n").filter { $0.contains("handshake completed") }.count >= 2)
-            let spoofed = try lab["B"].exec(["ping", "-c", "2", "-W", "1", TunnelLab.serverTunnelAddress])
+            #expect(clientB.waitForLog(containing: "tunnel address changed by the server: address 10.8.0.3/16", timeout: 5), "\(clientB.log)")
+            let deviceB = try lab["B"].ip("-4", "-o", "addr", "show", "dev", "tun0").stdout
+            #expect(deviceB.contains("inet 10.8.0.3/16") && !deviceB.contains("10.8.0.2"), "B's device: \(deviceB)")
+            #expect(try lab["B"].ping(TunnelLab.serverTunnelAddress, count: 2).status == 0, "B works from its new address")
+            // B may no longer send from A's address: packets from 10.8.0.2 are dropped at the server.
+            try lab["B"].ip("addr", "add", "10.8.0.2/32", "dev", "tun0")
+            let spoofed = try lab["B"].exec(["ping", "-c", "2", "-W", "1", "-I", "10.8.0.2", TunnelLab.serverTunnelAddress])
             #expect(spoofed.status != 0, "no answer to B's packets from A's address")
             let stats = try server.requestStats()
             #expect((stats["drop.sourceNotAllowed"] ?? 0) > 0, "B's packets from 10.8.0.2 are dropped, not delivered as A's")
+            try lab["B"].ip("addr", "del", "10.8.0.2/32", "dev", "tun0")
 
             // Traffic for 10.8.0.2 reaches A only.
             let receivedA = try tunReceived(lab, "A")

@@ -132,6 +132,9 @@ func ip(_ last: UInt8) -> IPv4Address { IPv4Address(10, 8, 0, last) }
         fleet.reconnect(keyB, from: ip(2))
         #expect(fleet.address(of: keyB) == ip(3), "a fresh pool address")
         #expect(fleet.server.addressOwnershipViolation() == nil)
+        // B's core tells its engine to give the device the new address (the first tunnel-up stays the only one).
+        #expect(fleet.pairs[keyB.publicKey]?.tunnelUps.map(\.client.address) == [ip(2)])
+        #expect(fleet.pairs[keyB.publicKey]?.addressChanges.map(\.client.address) == [ip(3)])
         fleet.on(keyB) { pair in
             pair.drops = []
             pair.clientSends(ipv4(ip(2), IPv4Address(1, 1, 1, 1)))

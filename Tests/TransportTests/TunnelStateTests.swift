@@ -19,6 +19,7 @@ struct CorePair {
     var clientEndpoint = Endpoint(address: IPv4Address(10, 99, 0, 2), port: 40000)
     let serverEndpoint = Endpoint(address: IPv4Address(10, 99, 0, 1), port: 51820)
     var tunnelUps: [TunnelAssignment] = []
+    var addressChanges: [TunnelAssignment] = []
     var refusals: [HandshakeFailure] = []
     var completions = 0
     /// Packets each side delivered to its TUN device.
@@ -97,6 +98,7 @@ struct CorePair {
             case .sendQueued(let packets, let s, _, _):
                 for p in packets { deliver(Self.seal(p, s), toServer: !fromServer, from: from) }
             case .tunnelUp(let a): tunnelUps.append(a)
+            case .addressChanged(let a): addressChanges.append(a)
             case .handshakeCompleted: completions += 1
             case .handshakeRefused(let r, _): refusals.append(r)
             case .handshakeGaveUp: refusals.append(.timeout)

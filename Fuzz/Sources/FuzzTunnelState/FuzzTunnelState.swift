@@ -127,7 +127,7 @@ struct World {
                 seal([], session: session, toServer: !fromServer)
             case .sendQueued(let packets, let session, _, _):
                 for p in packets { seal(p, session: session, toServer: !fromServer) }
-            case .handshakeCompleted, .handshakeRefused, .handshakeGaveUp, .keysZeroed, .tunnelUp:
+            case .handshakeCompleted, .handshakeRefused, .handshakeGaveUp, .keysZeroed, .tunnelUp, .addressChanged:
                 if trace { print("\(fromServer ? "server" : "client"): \(action)") }
             }
         }
