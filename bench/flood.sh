@@ -15,6 +15,11 @@
 # weighs on both. Each round builds fresh namespaces for each binary under test, in turn (A B A B …),
 # and the report gives the medians across rounds.
 #
+# With --kind handshakes the flood is real handshakes instead (`tunvpn-loadgen --clients … --window 64`
+# against a server with --allow-any-client, as many as it answers in the 11 s): senders that answer cookie
+# replies, so each initiation costs the server its Diffie-Hellman work, which forged ones from an address
+# that never reads its replies do not once the server is under load.
+#
 # Nothing is changed in the root network namespace; every process started here is stopped by PID and the
 # namespaces (named after this script's PID) are deleted on any exit.
 set -euo pipefail
@@ -24,7 +29,7 @@ repo=$(cd "$here/.." && pwd)
 
 usage() {
     cat <<EOF
-Usage: sudo bench/flood.sh [--rounds N] [--rate R] [--tunvpn LABEL=PATH]... [--loadgen PATH]
+Usage: sudo bench/flood.sh [--rounds N] [--kind forged|handshakes] [--rate R] [--tunvpn LABEL=PATH]... [--loadgen PATH]
 
 Prints, per round and as medians over the rounds: iperf3 TCP throughput through an established client's
 tunnel without the flood, with it, and their ratio. Each round takes about 35 s per binary; the default
@@ -35,7 +40,9 @@ tunnel without the flood, with it, and their ratio. Each round takes about 35 s 
                        swift build -c release.
   --loadgen PATH       the tunvpn-loadgen that sends the flood. Default: this checkout's.
   --rounds N           rounds (default 5).
-  --rate R             flood datagrams per second (default 10500, as in the test).
+  --kind KIND          forged (default): the test's flood of forged initiations; handshakes: real
+                       handshakes from new keys, as fast as the server answers them.
+  --rate R             forged datagrams per second (default 10500, as in the test).
 
 Environment: SCRATCH_PATH (SwiftPM scratch path when building, default .build).
 EOF
@@ -49,12 +56,14 @@ RATE=10500
 SECONDS_TOTAL=22
 FLOOD_AT=5
 FLOOD_SECONDS=11
+KIND=forged
 variants=()
 loadgen=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) [ $# -ge 2 ] || die "--rounds needs a number"; ROUNDS=$2; shift ;;
         --rate) [ $# -ge 2 ] || die "--rate needs a number"; RATE=$2; shift ;;
+        --kind) [ $# -ge 2 ] || die "--kind needs forged or handshakes"; KIND=$2; shift ;;
         --tunvpn) [ $# -ge 2 ] || die "--tunvpn needs LABEL=PATH"; variants+=("$2"); shift ;;
         --loadgen) [ $# -ge 2 ] || die "--loadgen needs a path"; loadgen=$2; shift ;;
         -h | --help) usage; exit 0 ;;
@@ -62,6 +71,8 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+unit=datagrams; [ "$KIND" = handshakes ] && unit=handshakes
+[ "$KIND" = forged ] || [ "$KIND" = handshakes ] || die "--kind must be forged or handshakes, not '$KIND'"
 for v in ROUNDS RATE; do
     [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "--${v,,} must be a positive integer, not '${!v}'"
 done
@@ -166,8 +177,10 @@ measure() {
     "$tunvpn" keygen --out "$keys" --name server >/dev/null
     "$tunvpn" keygen --out "$keys" --name client >/dev/null
     cp "$keys/client.pub" "$keys/clients"
-    ip netns exec "$NS_S" "$tunvpn" server --key "$keys/server.key" --clients "$keys/clients" --listen 0.0.0.0:51820 \
-        --address 10.8.0.1/16 --dev tvf0 --no-nat --log-level info >"$work/server.log" 2>&1 &
+    local admit=()
+    [ "$KIND" = handshakes ] && admit=(--allow-any-client)
+    ip netns exec "$NS_S" "$tunvpn" server --key "$keys/server.key" --clients "$keys/clients" "${admit[@]}" \
+        --listen 0.0.0.0:51820 --address 10.8.0.1/16 --dev tvf0 --no-nat --log-level info >"$work/server.log" 2>&1 &
     server=$!
     pids+=("$server")
     wait_for 10 "tunvpn server to listen" grep -q "server listening" "$work/server.log" || die "tunvpn server did not start"
@@ -188,30 +201,41 @@ measure() {
     iperf_c=$!
     pids+=("$iperf_c")
     sleep "$(python3 -c "import time; print(max(0, $t0 + $FLOOD_AT - time.time()))")"
+    local what=(--flood "$RATE" --flood-seconds "$FLOOD_SECONDS" --flood-file "$work/flood.bin")
+    # Real handshakes: more clients than the server can answer in the time, which then runs out.
+    [ "$KIND" = handshakes ] && what=(--clients 60000 --window 64 --timeout "$FLOOD_SECONDS")
     ip netns exec "$NS_F" "$loadgen" --peer-key "$keys/server.pub" --endpoint 10.150.0.1:51820 \
-        --sources "$(seq -s, -f '10.150.0.%g' 10 209)" --flood "$RATE" --flood-seconds "$FLOOD_SECONDS" \
-        --flood-file "$work/flood.bin" >"$work/flood.out" 2>"$work/flood.err" &
+        --sources "$(seq -s, -f '10.150.0.%g' 10 209)" "${what[@]}" >"$work/flood.out" 2>"$work/flood.err" &
     flood=$!
     pids+=("$flood")
-    wait "$flood" || die "the flood sender failed: $(tail -3 "$work/flood.err")"
+    # The handshake generator exits 1 when clients were left unfinished, as they are by design here.
+    wait "$flood" || [ "$KIND" = handshakes ] || die "the flood sender failed: $(tail -3 "$work/flood.err")"
+    grep -q '^{\|^loadgen:' "$work/flood.out" || die "the flood sender printed no report: $(tail -3 "$work/flood.err")"
     wait "$iperf_c" || die "iperf3 -c failed: $(tail -3 "$work/iperf3.err")"
     kill -0 "$server" 2>/dev/null || die "the tunvpn server died during the flood"
     out=$(python3 - "$work/iperf3.json" "$work/flood.out" <<'EOF'
 import json, sys
 report = json.load(open(sys.argv[1]))
-flood = json.loads([l for l in open(sys.argv[2]) if l.startswith("{")][-1])
+lines = open(sys.argv[2]).read().splitlines()
+forged = [l for l in lines if l.startswith("{")]
+if forged:
+    flood = json.loads(forged[-1])
+    flood_rate = flood["sent"] / flood["seconds"]
+else:  # loadgen: … completed=N … elapsed=Ts …
+    fields = dict(f.split("=", 1) for f in [l for l in lines if l.startswith("loadgen:")][-1].split()[1:])
+    flood_rate = int(fields["completed"]) / float(fields["elapsed"].rstrip("s"))
 def mean(windows):
     rates = [i["sum"]["bits_per_second"] / 1e6 for i in report["intervals"]
              if any(lo <= i["sum"]["start"] and i["sum"]["end"] <= hi for lo, hi in windows)]
     return sum(rates) / len(rates)
 quiet = mean([(0.5, 4.5), (16.5, 22.5)])
 flooded = mean([(5.5, 15.5)])
-print(f"{quiet:.1f} {flooded:.1f} {flooded / quiet:.3f} {flood['sent'] / flood['seconds']:.0f}")
+print(f"{quiet:.1f} {flooded:.1f} {flooded / quiet:.3f} {flood_rate:.0f}")
 EOF
     ) || die "could not read iperf3's report"
     printf '%s\t%s\t%s\n' "$label" "$round" "${out// /	}" >>"$results"
     read -r q f r s <<<"$out"
-    note "round $round, $label: $q Mbit/s unflooded, $f flooded, ratio $r (flood $s datagrams/s); load $(cut -d' ' -f1-3 /proc/loadavg)"
+    note "round $round, $label: $q Mbit/s unflooded, $f flooded, ratio $r (flood: $s $unit/s); load $(cut -d' ' -f1-3 /proc/loadavg)"
     teardown
 }
 
@@ -224,21 +248,26 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), Linux $(uname -r)"
 echo "load average: $load_before at the start, $load_after at the end"
-echo "flood: $RATE datagrams/s for $FLOOD_SECONDS s from 200 sources, within a ${SECONDS_TOTAL} s iperf3 TCP run"
+if [ "$KIND" = forged ]; then
+    echo "flood: $RATE forged initiations/s for $FLOOD_SECONDS s from 200 sources, within a ${SECONDS_TOTAL} s iperf3 TCP run"
+else
+    echo "flood: real handshakes (window 64) for $FLOOD_SECONDS s from 200 sources, within a ${SECONDS_TOTAL} s iperf3 TCP run"
+fi
 for i in "${!labels[@]}"; do echo "${labels[$i]}: ${binaries[$i]}"; done
 python3 - "$results" "${labels[@]}" <<'EOF'
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 print()
-print("| tunvpn | rounds | unflooded Mbit/s | flooded Mbit/s | ratio | per round (flooded / unflooded) |")
-print("|---|---:|---:|---:|---:|---|")
+print("| tunvpn | rounds | unflooded Mbit/s | flooded Mbit/s | ratio | flood per s | per round (flooded / unflooded) |")
+print("|---|---:|---:|---:|---:|---:|---|")
 for label in sys.argv[2:]:
     mine = [r for r in rows if r[0] == label]
     q = statistics.median(float(r[2]) for r in mine)
     f = statistics.median(float(r[3]) for r in mine)
     ratio = statistics.median(float(r[4]) for r in mine)
+    rate = statistics.median(float(r[5]) for r in mine)
     rounds = ", ".join(f"{float(r[3]):.0f}/{float(r[2]):.0f}" for r in mine)
-    print(f"| {label} | {len(mine)} | {q:.0f} | {f:.0f} | {ratio:.2f} | {rounds} |")
+    print(f"| {label} | {len(mine)} | {q:.0f} | {f:.0f} | {ratio:.2f} | {rate:.0f} | {rounds} |")
 print()
 print("Medians over the rounds; the ratio column is the median of the per-round ratios.")
 EOF
