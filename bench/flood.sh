@@ -20,6 +20,10 @@
 # replies, so each initiation costs the server its Diffie-Hellman work, which forged ones from an address
 # that never reads its replies do not once the server is under load.
 #
+# With --probe ping, C pings the server's tunnel address every 10 ms for the 22 s instead of running
+# iperf3, and the report gives round-trip times (median and 99th percentile) unflooded and flooded: the
+# data path's latency, which a stall of the server's threads shows at once.
+#
 # Nothing is changed in the root network namespace; every process started here is stopped by PID and the
 # namespaces (named after this script's PID) are deleted on any exit.
 set -euo pipefail
@@ -43,6 +47,7 @@ tunnel without the flood, with it, and their ratio. Each round takes about 35 s 
   --kind KIND          forged (default): the test's flood of forged initiations; handshakes: real
                        handshakes from new keys, as fast as the server answers them.
   --rate R             forged datagrams per second (default 10500, as in the test).
+  --probe PROBE        iperf (default): TCP throughput; ping: round-trip times every 10 ms.
 
 Environment: SCRATCH_PATH (SwiftPM scratch path when building, default .build).
 EOF
@@ -57,6 +62,7 @@ SECONDS_TOTAL=22
 FLOOD_AT=5
 FLOOD_SECONDS=11
 KIND=forged
+PROBE=iperf
 variants=()
 loadgen=""
 while [ $# -gt 0 ]; do
@@ -64,6 +70,7 @@ while [ $# -gt 0 ]; do
         --rounds) [ $# -ge 2 ] || die "--rounds needs a number"; ROUNDS=$2; shift ;;
         --rate) [ $# -ge 2 ] || die "--rate needs a number"; RATE=$2; shift ;;
         --kind) [ $# -ge 2 ] || die "--kind needs forged or handshakes"; KIND=$2; shift ;;
+        --probe) [ $# -ge 2 ] || die "--probe needs iperf or ping"; PROBE=$2; shift ;;
         --tunvpn) [ $# -ge 2 ] || die "--tunvpn needs LABEL=PATH"; variants+=("$2"); shift ;;
         --loadgen) [ $# -ge 2 ] || die "--loadgen needs a path"; loadgen=$2; shift ;;
         -h | --help) usage; exit 0 ;;
@@ -72,6 +79,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 unit=datagrams; [ "$KIND" = handshakes ] && unit=handshakes
+[ "$PROBE" = iperf ] || [ "$PROBE" = ping ] || die "--probe must be iperf or ping, not '$PROBE'"
 [ "$KIND" = forged ] || [ "$KIND" = handshakes ] || die "--kind must be forged or handshakes, not '$KIND'"
 for v in ROUNDS RATE; do
     [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "--${v,,} must be a positive integer, not '${!v}'"
@@ -192,12 +200,17 @@ measure() {
     wait_for 10 "a ping through the tunnel" ip netns exec "$NS_C" ping -c 1 -W 1 10.8.0.1 || die "no ping through the tunnel"
     wait_for 5 "a ping from F" ip netns exec "$NS_F" ping -c 1 -W 1 10.150.0.1 || die "no ping from F to S"
 
-    ip netns exec "$NS_S" iperf3 -s -1 -B 10.8.0.1 -p 5201 >"$work/iperf3-server.log" 2>&1 &
-    iperf_s=$!
-    pids+=("$iperf_s")
-    wait_for 5 "iperf3 -s in S" bash -c "ip netns exec '$NS_S' ss -Hltn 'sport = :5201' | grep -q ." || die "iperf3 -s did not start"
-    t0=$(date +%s.%N)
-    ip netns exec "$NS_C" iperf3 -c 10.8.0.1 -p 5201 -t "$SECONDS_TOTAL" -J >"$work/iperf3.json" 2>"$work/iperf3.err" &
+    if [ "$PROBE" = iperf ]; then
+        ip netns exec "$NS_S" iperf3 -s -1 -B 10.8.0.1 -p 5201 >"$work/iperf3-server.log" 2>&1 &
+        iperf_s=$!
+        pids+=("$iperf_s")
+        wait_for 5 "iperf3 -s in S" bash -c "ip netns exec '$NS_S' ss -Hltn 'sport = :5201' | grep -q ." || die "iperf3 -s did not start"
+        t0=$(date +%s.%N)
+        ip netns exec "$NS_C" iperf3 -c 10.8.0.1 -p 5201 -t "$SECONDS_TOTAL" -J >"$work/iperf3.json" 2>"$work/iperf3.err" &
+    else
+        t0=$(date +%s.%N)
+        ip netns exec "$NS_C" ping -n -D -i 0.01 -W 1 -w "$SECONDS_TOTAL" 10.8.0.1 >"$work/ping.txt" 2>"$work/iperf3.err" &
+    fi
     iperf_c=$!
     pids+=("$iperf_c")
     sleep "$(python3 -c "import time; print(max(0, $t0 + $FLOOD_AT - time.time()))")"
@@ -211,11 +224,11 @@ measure() {
     # The handshake generator exits 1 when clients were left unfinished, as they are by design here.
     wait "$flood" || [ "$KIND" = handshakes ] || die "the flood sender failed: $(tail -3 "$work/flood.err")"
     grep -q '^{\|^loadgen:' "$work/flood.out" || die "the flood sender printed no report: $(tail -3 "$work/flood.err")"
-    wait "$iperf_c" || die "iperf3 -c failed: $(tail -3 "$work/iperf3.err")"
+    # ping exits 1 when a reply is lost; lost replies are counted below.
+    wait "$iperf_c" || [ "$PROBE" = ping ] || die "iperf3 -c failed: $(tail -3 "$work/iperf3.err")"
     kill -0 "$server" 2>/dev/null || die "the tunvpn server died during the flood"
-    out=$(python3 - "$work/iperf3.json" "$work/flood.out" <<'EOF'
-import json, sys
-report = json.load(open(sys.argv[1]))
+    out=$(python3 - "$work/iperf3.json" "$work/flood.out" "$work/ping.txt" "$t0" <<'EOF'
+import json, re, statistics, sys
 lines = open(sys.argv[2]).read().splitlines()
 forged = [l for l in lines if l.startswith("{")]
 if forged:
@@ -224,18 +237,36 @@ if forged:
 else:  # loadgen: … completed=N … elapsed=Ts …
     fields = dict(f.split("=", 1) for f in [l for l in lines if l.startswith("loadgen:")][-1].split()[1:])
     flood_rate = int(fields["completed"]) / float(fields["elapsed"].rstrip("s"))
+quiet_windows, flooded_windows = [(0.5, 4.5), (16.5, 22.5)], [(5.5, 15.5)]
+try:
+    report = json.load(open(sys.argv[1]))
+except FileNotFoundError:  # --probe ping: [epoch] … icmp_seq=N … time=X ms, relative to t0
+    t0 = float(sys.argv[4])
+    replies = [(float(m.group(1)) - t0, int(m.group(2)), float(m.group(3))) for m in
+               re.finditer(r"\[([0-9.]+)\].*icmp_seq=(\d+).*time=([0-9.]+) ms", open(sys.argv[3]).read())]
+    def times(windows):
+        return sorted(rtt for at, _, rtt in replies if any(lo <= at <= hi for lo, hi in windows))
+    def p99(x): return x[min(len(x) - 1, int(0.99 * len(x)))]
+    q, f = times(quiet_windows), times(flooded_windows)
+    sent = max(seq for _, seq, _ in replies)
+    print(f"{p99(q):.3f} {p99(f):.3f} {p99(f) / p99(q):.3f} {flood_rate:.0f} {statistics.median(q):.3f} {statistics.median(f):.3f} {sent - len(replies)}")
+    sys.exit(0)
 def mean(windows):
     rates = [i["sum"]["bits_per_second"] / 1e6 for i in report["intervals"]
              if any(lo <= i["sum"]["start"] and i["sum"]["end"] <= hi for lo, hi in windows)]
     return sum(rates) / len(rates)
-quiet = mean([(0.5, 4.5), (16.5, 22.5)])
-flooded = mean([(5.5, 15.5)])
+quiet = mean(quiet_windows)
+flooded = mean(flooded_windows)
 print(f"{quiet:.1f} {flooded:.1f} {flooded / quiet:.3f} {flood_rate:.0f}")
 EOF
     ) || die "could not read iperf3's report"
     printf '%s\t%s\t%s\n' "$label" "$round" "${out// /	}" >>"$results"
-    read -r q f r s <<<"$out"
-    note "round $round, $label: $q Mbit/s unflooded, $f flooded, ratio $r (flood: $s $unit/s); load $(cut -d' ' -f1-3 /proc/loadavg)"
+    read -r q f r s qm fm lost <<<"$out"
+    if [ "$PROBE" = iperf ]; then
+        note "round $round, $label: $q Mbit/s unflooded, $f flooded, ratio $r (flood: $s $unit/s); load $(cut -d' ' -f1-3 /proc/loadavg)"
+    else
+        note "round $round, $label: ping p99 $q ms unflooded, $f flooded (medians $qm, $fm), $lost lost (flood: $s $unit/s); load $(cut -d' ' -f1-3 /proc/loadavg)"
+    fi
     teardown
 }
 
@@ -254,13 +285,23 @@ else
     echo "flood: real handshakes (window 64) for $FLOOD_SECONDS s from 200 sources, within a ${SECONDS_TOTAL} s iperf3 TCP run"
 fi
 for i in "${!labels[@]}"; do echo "${labels[$i]}: ${binaries[$i]}"; done
-python3 - "$results" "${labels[@]}" <<'EOF'
+python3 - "$results" "$PROBE" "${labels[@]}" <<'EOF'
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 print()
+if sys.argv[2] == "ping":
+    print("| tunvpn | rounds | RTT median unflooded ms | RTT median flooded ms | RTT p99 unflooded ms | RTT p99 flooded ms | lost | flood per s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for label in sys.argv[3:]:
+        mine = [r for r in rows if r[0] == label]
+        m = lambda i: statistics.median(float(r[i]) for r in mine)
+        print(f"| {label} | {len(mine)} | {m(6):.2f} | {m(7):.2f} | {m(2):.2f} | {m(3):.2f} | {m(8):.0f} | {m(5):.0f} |")
+    print()
+    print("Medians over the rounds of each round's median and 99th-percentile round trip (pings every 10 ms).")
+    sys.exit(0)
 print("| tunvpn | rounds | unflooded Mbit/s | flooded Mbit/s | ratio | flood per s | per round (flooded / unflooded) |")
 print("|---|---:|---:|---:|---:|---:|---|")
-for label in sys.argv[2:]:
+for label in sys.argv[3:]:
     mine = [r for r in rows if r[0] == label]
     q = statistics.median(float(r[2]) for r in mine)
     f = statistics.median(float(r[3]) for r in mine)
