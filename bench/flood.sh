@@ -279,10 +279,12 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), Linux $(uname -r)"
 echo "load average: $load_before at the start, $load_after at the end"
+probe="a ${SECONDS_TOTAL} s iperf3 TCP run"
+[ "$PROBE" = ping ] && probe="${SECONDS_TOTAL} s of pings every 10 ms"
 if [ "$KIND" = forged ]; then
-    echo "flood: $RATE forged initiations/s for $FLOOD_SECONDS s from 200 sources, within a ${SECONDS_TOTAL} s iperf3 TCP run"
+    echo "flood: $RATE forged initiations/s for $FLOOD_SECONDS s from 200 sources, within $probe"
 else
-    echo "flood: real handshakes (window 64) for $FLOOD_SECONDS s from 200 sources, within a ${SECONDS_TOTAL} s iperf3 TCP run"
+    echo "flood: real handshakes (window 64) for $FLOOD_SECONDS s from 200 sources, within $probe"
 fi
 for i in "${!labels[@]}"; do echo "${labels[$i]}: ${binaries[$i]}"; done
 python3 - "$results" "$PROBE" "${labels[@]}" <<'EOF'
