@@ -348,8 +348,9 @@ public final class TunnelEngine: Sendable {
     }
 
     /// Steps 2 to 5 of the server's initiations (the list is in TunnelState.swift): the Diffie-Hellman
-    /// work of both messages runs outside the lock, so the outbound thread's `route` and the next batch's
-    /// lookups never wait for it; the lock is held only for the checks against the state and the commit.
+    /// work of both messages runs outside the lock, so the outbound thread's `route` and the timer thread
+    /// never wait for it; the lock is held only for the checks against the state and the commit. (This
+    /// thread still does the work itself, so its own next batch waits for it.)
     private func answer(_ initiations: inout [PreparedInitiation], now: UInt64, actions: inout [ControlAction]) {
         var consumed: [ConsumedInitiation] = []
         for prepared in initiations {
