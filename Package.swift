@@ -46,7 +46,7 @@ let package = Package(
         .executableTarget(
             name: "LoadGen",
             dependencies: [
-                "Crypto", "Transport", "Engine", "Platform",
+                "Crypto", "Transport", "Engine", "Platform", "TestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .target(name: "TestSupport", dependencies: ["Engine", "Transport", "Crypto", "CLinux"]),

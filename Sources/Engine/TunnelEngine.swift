@@ -2,7 +2,9 @@
 //
 //   outbound  TUN → route (one lock per batch) → seal in place → sendmmsg
 //   inbound   recvmmsg → look up sessions (one lock) → open in place → account (one lock) → TUN write
-//             handshake messages → core (lock) → responses
+//             server: initiations → load checks (with the lookup) → message 1's DH → admit (lock) →
+//             message 2's DH → commit (lock) → responses; the DH work never holds the lock
+//             client: responses → core (with the accounting)
 //   timers    every 100 ms: core.tick → initiations, keepalives, expiries
 // Each thread owns its batches, made once at start, so the steady-state data path allocates nothing; the
 // cryptography runs outside the lock, on `Session`s that are safe to share. Control actions the core
@@ -209,6 +211,7 @@ public final class TunnelEngine: Sendable {
         var found: [(session: Session, peer: Int)?] = Array(repeating: nil, count: settings.batchSize)
         var refusals = [HandshakeFailure?](repeating: nil, count: settings.batchSize)
         var handshakes: [(bytes: [UInt8], from: Endpoint)] = []
+        var initiations: [PreparedInitiation] = []
         var actions: [ControlAction] = []
         let headerLength = DataFrame.headerLength
         while isRunning {
@@ -256,7 +259,17 @@ public final class TunnelEngine: Sendable {
                         datagram.count <= WireFormat.initiationLength
                     {
                         kinds[i] = .handshake
-                        handshakes.append((Array(datagram), batch.endpoints[i]))
+                        if initiationFilter != nil, type == WireFormat.MessageType.initiation.rawValue {
+                            // Step 1 of an initiation (load checks, cookie replies); its DH work comes later,
+                            // outside the lock.
+                            if let prepared = core.prepareInitiation(
+                                Array(datagram), from: batch.endpoints[i], now: now, random: random, actions: &actions)
+                            {
+                                initiations.append(prepared)
+                            }
+                        } else {
+                            handshakes.append((Array(datagram), batch.endpoints[i]))
+                        }
                     } else {
                         kinds[i] = .malformed
                     }
@@ -287,8 +300,9 @@ public final class TunnelEngine: Sendable {
                 case .handshake, .dropped: break
                 }
             }
-            // 3. Account for authenticated frames and handle handshakes under one lock; move deliverable
-            //    packets to the front (only when something before them was not delivered).
+            // 3. Account for authenticated frames and handle other handshake messages (the client's
+            //    responses) under one lock; move deliverable packets to the front (only when something
+            //    before them was not delivered).
             var out = 0
             state.withLock { core in
                 for i in 0..<n where kinds[i] == .data {
@@ -331,6 +345,35 @@ public final class TunnelEngine: Sendable {
                     return
                 }
             }
+            // 5. Initiations (server), once this batch's packets are delivered.
+            if !initiations.isEmpty {
+                answer(&initiations, now: now, actions: &actions)
+                if !actions.isEmpty { perform(&actions, using: control) }
+            }
+        }
+    }
+
+    /// Steps 2 to 5 of the server's initiations (the list is in TunnelState.swift): the Diffie-Hellman
+    /// work of both messages runs outside the lock, so the outbound thread's `route` and the timer thread
+    /// never wait for it; the lock is held only for the checks against the state and the commit. (This
+    /// thread still does the work itself, so its own next batch waits for it.)
+    private func answer(_ initiations: inout [PreparedInitiation], now: UInt64, actions: inout [ControlAction]) {
+        var consumed: [ConsumedInitiation] = []
+        for prepared in initiations {
+            if let c = prepared.consume(random: random, actions: &actions) { consumed.append(c) }
+        }
+        initiations.removeAll(keepingCapacity: true)
+        guard !consumed.isEmpty else { return }
+        var admitted: [AdmittedInitiation] = []
+        state.withLock { core in
+            for c in consumed {
+                if let a = core.admitInitiation(c, now: now, random: random, actions: &actions) { admitted.append(a) }
+            }
+        }
+        guard !admitted.isEmpty else { return }
+        let answered = admitted.map { $0.respond() }
+        state.withLock { core in
+            for a in answered { core.commitInitiation(a, now: now, actions: &actions) }
         }
     }
 

@@ -8,12 +8,17 @@
 //            elapsed=…s handshakes_per_s=… loadgen_cpu=…s
 // and exits 0 only if every handshake completed. The server must admit the generated keys
 // (`tunvpn server --allow-any-client`) and have room for them in its address pool.
+//
+// With --flood RATE it makes no handshakes: it writes forged initiations to --flood-file and sends them
+// from --sources at RATE a second for --flood-seconds, with the end-to-end flood test's own generator
+// (TestSupport's ForgedInitiations and InitiationFlood), and prints the sender's JSON report (bench/flood.sh).
 
 import ArgumentParser
 import Crypto
 import Engine
 import Glibc
 import Platform
+import TestSupport
 import Transport
 
 struct LoadGenCommand: ParsableCommand {
@@ -56,11 +61,27 @@ struct LoadGenCommand: ParsableCommand {
     @Option(help: "Seconds a client waits for an answer before it sends a fresh initiation.")
     var retransmit: Double = 1
 
+    @Option(help: ArgumentHelp(
+        "Make no handshakes: send forged initiations (half well-formed from random keys, half garbage) at this many datagrams a second instead.",
+        valueName: "rate"))
+    var flood: Int?
+
+    @Option(help: "How long a --flood lasts, in seconds.")
+    var floodSeconds: Double = 11
+
+    @Option(help: "Where --flood writes its datagrams before sending them (a file it may replace).")
+    var floodFile: String?
+
     func validate() throws {
         guard (1...1_000_000).contains(clients) else { throw ValidationError("--clients must be between 1 and 1000000") }
         guard (1...1024).contains(window) else { throw ValidationError("--window must be between 1 and 1024") }
         guard timeout > 0, timeout <= 3600 else { throw ValidationError("--timeout must be in (0, 3600] seconds") }
         guard retransmit >= 0.01, retransmit <= 60 else { throw ValidationError("--retransmit must be in [0.01, 60] seconds") }
+        if let flood {
+            guard (1...1_000_000).contains(flood) else { throw ValidationError("--flood must be between 1 and 1000000 datagrams a second") }
+            guard floodSeconds > 0, floodSeconds <= 3600 else { throw ValidationError("--flood-seconds must be in (0, 3600]") }
+            guard floodFile != nil else { throw ValidationError("--flood needs --flood-file PATH for its datagrams") }
+        }
         guard Endpoint(endpoint) != nil else {
             throw ValidationError("--endpoint '\(endpoint)' must be ADDRESS:PORT, like 10.60.7.1:51820")
         }
@@ -72,6 +93,9 @@ struct LoadGenCommand: ParsableCommand {
             let serverKey = try KeyFiles.loadPublicKey(peerKey)
             let addresses = try SourceAddresses.parse(sources)
             try LoadGenerator.checkSources(addresses)
+            if let flood, let floodFile {
+                try sendFlood(rate: flood, file: floodFile, serverKey: serverKey, server: server, sources: addresses)
+            }
             let settings = LoadSettings(
                 serverKey: serverKey, server: server, clients: clients, window: min(window, clients),
                 sources: addresses, timeout: UInt64(timeout * 1e9), retransmitAfter: UInt64(retransmit * 1e9))
@@ -85,6 +109,23 @@ struct LoadGenCommand: ParsableCommand {
             printLine("tunvpn-loadgen: error: \(error)", to: 2)
             throw ExitCode(1)
         }
+    }
+}
+
+extension LoadGenCommand {
+    /// Writes the forged datagrams and replaces this process with their sender (python3), which prints
+    /// one JSON line (`sent`, `errors`, `seconds`) when it stops. Returns only if python3 cannot start.
+    func sendFlood(rate: Int, file: String, serverKey: PublicKey, server: Endpoint, sources: [IPv4Address]) throws {
+        let summary = try ForgedInitiations.write(to: file, serverPublicKey: serverKey.base64)
+        printLine("tunvpn-loadgen: flood of \(summary), \(rate)/s for \(floodSeconds) s", to: 2)
+        let command = InitiationFlood.senderCommand(
+            datagrams: file, to: "\(server.address)", port: Int(server.port), sources: sources.map { "\($0)" }, rate: rate,
+            seconds: floodSeconds)
+        var arguments: [UnsafeMutablePointer<CChar>?] = command.map { strdup($0) }
+        arguments.append(nil)
+        fflush(nil)  // ForgedInitiations printed a line; exec would drop what is still buffered
+        execvp("python3", &arguments)
+        throw LoadGenError("cannot run python3 for the flood's sender: \(String(cString: strerror(errno)))")
     }
 }
 

@@ -10,6 +10,7 @@
 //   `time.monotonic()`), cycling over several source addresses, at a fixed rate for a fixed time. It
 //   stops by itself: at most `rate × seconds` datagrams, and never after `seconds`. It prints one JSON
 //   line with what it sent, so the test can check and report the rate it really reached.
+// `tunvpn-loadgen --flood` runs the same two halves for bench/flood.sh.
 //
 // The source addresses are plain aliases on the generator's veth (`addAddresses`), so the cookie
 // replies the server sends to them come back to the generator's namespace (and are never read: its
@@ -150,8 +151,16 @@ public final class InitiationFlood: @unchecked Sendable {
         precondition(!sources.isEmpty, "a flood needs at least one source address")
         self.seconds = seconds
         process = try namespace.spawn(
-            ["python3", "-c", Self.script, file, address, "\(port)", "\(rate)", "\(seconds)"] + sources,
+            Self.senderCommand(datagrams: file, to: address, port: port, sources: sources, rate: rate, seconds: seconds),
             logFile: logFile)
+    }
+
+    /// The sender's command line (python3 and its arguments), for a caller that runs it itself, as
+    /// `tunvpn-loadgen --flood` does for bench/flood.sh.
+    public static func senderCommand(
+        datagrams file: String, to address: String, port: Int, sources: [String], rate: Int, seconds: Double
+    ) -> [String] {
+        ["python3", "-c", script, file, address, "\(port)", "\(rate)", "\(seconds)"] + sources
     }
 
     public var isRunning: Bool { process.isRunning }

@@ -269,6 +269,17 @@ public struct HandshakeResponder: Sendable {
         _ message: [UInt8], isAllowed: (PublicKey) -> Bool, lastTimestamp: (PublicKey) -> TAI64N?,
         random: some RandomSource
     ) throws(HandshakeFailure) -> InitiationConsumed {
+        let consumed = try consumeInitiation(message, random: random)
+        guard isAllowed(consumed.clientKey) else { throw .unknownClientKey }
+        if let last = lastTimestamp(consumed.clientKey), !(last < consumed.timestamp) { throw .replayedInitiation }
+        return consumed
+    }
+
+    /// Consumes message 1 without the allow-list and timestamp checks, which the caller makes against its
+    /// own state afterwards: this part needs no state, so a server can run it outside its lock.
+    public func consumeInitiation(_ message: [UInt8], random: some RandomSource) throws(HandshakeFailure)
+        -> InitiationConsumed
+    {
         try precheckInitiation(message)
         // The ephemeral key is ours for message 2; it is chosen now because Noise fixes it at Initialize().
         var noise = NoiseHandshake(
@@ -285,8 +296,6 @@ public struct HandshakeResponder: Sendable {
         guard let clientKey = noise.remoteStatic, payload.count == WireFormat.initiationPayloadLength,
             let timestamp = TAI64N(bytes: payload[0..<TAI64N.length])
         else { throw .malformed }
-        guard isAllowed(clientKey) else { throw .unknownClientKey }
-        if let last = lastTimestamp(clientKey), !(last < timestamp) { throw .replayedInitiation }
         let offered = payload[TAI64N.length...].filter { $0 != 0 && CipherSuites.withID($0) != nil }
         return InitiationConsumed(
             clientKey: clientKey, senderIndex: readLE32(message, 4), timestamp: timestamp,

@@ -36,7 +36,8 @@ public enum ControlAction: Sendable {
     /// The client: a later handshake assigned other addressing than the one in force (the server's reload
     /// gave this client's fixed address to another key, or gave it a new one): reconfigure the device.
     case addressChanged(TunnelAssignment)
-    /// A handshake completed with `peer`.
+    /// A handshake completed with `peer` (on the server: once the client confirmed the new session with an
+    /// authenticated frame from `endpoint`).
     case handshakeCompleted(peer: PublicKey, address: IPv4Address?, endpoint: Endpoint, suite: String)
     /// A handshake message was refused.
     case handshakeRefused(HandshakeFailure, from: Endpoint)
@@ -159,6 +160,8 @@ public struct TunnelState: Sendable {
     /// O(N²) lookups (17% of the server's CPU time for 5,000 clients in bench/scale.sh). 0 = the bottom.
     private var poolSearchStart: UInt32 = 0
     private var sessions: [UInt32: (session: Session, peer: Int)] = [:]
+    /// Server: indexes given to responses between `admitInitiation` and `commitInitiation`.
+    private var reservedIndexes: Set<UInt32> = []
     private var lastTimestampSent: TAI64N?
     private var tunnelIsUp = false
     /// Client: the addressing the device has, from the latest handshake that changed it.
@@ -376,6 +379,7 @@ public struct TunnelState: Sendable {
             peers[index].previous = peers[index].current
             peers[index].current = next
             peers[index].next = nil
+            handshakeConfirmed(peer: index, session: next, from: source, now: now, wall: wall, actions: &actions)
         }
         if session.isInitiator, !peers[index].sentLastMinuteHandshake,
             session.age(at: now)
@@ -431,7 +435,9 @@ public struct TunnelState: Sendable {
     private mutating func freshIndex(random: any RandomSource) -> UInt32 {
         while true {
             let i = random.nextUInt32()
-            if sessions[i] == nil, peers.allSatisfy({ $0.pending?.senderIndex != i }) { return i }
+            if sessions[i] == nil, !reservedIndexes.contains(i), peers.allSatisfy({ $0.pending?.senderIndex != i }) {
+                return i
+            }
         }
     }
 
@@ -471,12 +477,12 @@ public struct TunnelState: Sendable {
         actions: inout [ControlAction]
     ) {
         switch role {
-        case .server(let settings):
-            do {
-                try handleInitiation(message, settings: settings, from: source, now: now, wall: wall, random: random, actions: &actions)
-            } catch {
-                actions.append(.handshakeRefused(error, from: source))
-            }
+        case .server:
+            guard let prepared = prepareInitiation(message, from: source, now: now, random: random, actions: &actions),
+                let consumed = prepared.consume(random: random, actions: &actions),
+                let admitted = admitInitiation(consumed, now: now, random: random, actions: &actions)
+            else { return }
+            commitInitiation(admitted.respond(), now: now, actions: &actions)
         case .client(let settings):
             do {
                 try handleResponse(message, settings: settings, from: source, now: now, wall: wall, random: random, actions: &actions)
@@ -486,68 +492,149 @@ public struct TunnelState: Sendable {
         }
     }
 
-    private mutating func handleInitiation(
-        _ message: [UInt8], settings: ServerSettings, from source: Endpoint, now: UInt64, wall: WallTime,
-        random: any RandomSource, actions: inout [ControlAction]
+    // MARK: Initiations in phases (server)
+    //
+    // Answering an initiation costs the server about five X25519 operations. The engine keeps this state
+    // behind one lock that its data path takes for every batch, so the server handles an initiation in
+    // five steps that alternate between this state (under the lock, cheap) and pure work (outside it):
+    //   1. prepareInitiation (state): shape, key ID and mac1; under load, mac2 (or a cookie reply) and
+    //      the per-source rate limit. Nothing else is done for an initiation that fails here.
+    //   2. PreparedInitiation.consume (pure): message 1, `-> e, es, s, ss` and its payload.
+    //   3. admitInitiation (state): the client key is allowed, its timestamp is newer than the last one
+    //      admitted, its per-peer rate limit; its tunnel address and the response's index, reserved. The
+    //      timestamp is recorded here, so a copy of the message that raced behind it through step 2 is
+    //      refused as a replay.
+    //   4. AdmittedInitiation.respond (pure): message 2, `<- e, ee, se, psk`, which carries the address.
+    //   5. commitInitiation (state): the session becomes the peer's `next`, and the response goes out.
+    // A handshake is counted as completed only when the client confirms `next` with an authenticated frame
+    // (`received`), so an initiation replayed once the server forgot its timestamp shows nowhere.
+    // `handleHandshake` runs the five steps in a row.
+
+    /// Step 1. Returns the initiation if its DH work may go ahead; otherwise appends the refusal (and,
+    /// under load, the cookie reply) to `actions` and returns nil.
+    public mutating func prepareInitiation(
+        _ message: [UInt8], from source: Endpoint, now: UInt64, random: any RandomSource,
+        actions: inout [ControlAction]
+    ) -> PreparedInitiation? {
+        guard case .server(let settings) = role else { return nil }
+        do {
+            try screen(message, settings: settings, from: source, now: now, random: random, actions: &actions)
+        } catch {
+            actions.append(.handshakeRefused(error, from: source))
+            return nil
+        }
+        return PreparedInitiation(message: message, source: source, responder: settings.responder)
+    }
+
+    private mutating func screen(
+        _ message: [UInt8], settings: ServerSettings, from source: Endpoint, now: UInt64, random: any RandomSource,
+        actions: inout [ControlAction]
     ) throws(HandshakeFailure) {
         guard message.first == WireFormat.MessageType.initiation.rawValue else { throw .malformed }
         // Cheap checks first (shape, key ID, mac1): a datagram failing them gets no reply and no DH work.
         try settings.responder.precheckInitiation(message)
-        if loadMeter.record(now: now) {
-            // Under load, only a sender that proved it receives at its address (mac2) gets DH work.
-            if cookieChecker?.verifyMAC2(message, source: source, now: now, random: random) != true {
-                if let reply = cookieChecker?.makeReply(to: message, source: source, now: now, random: random) {
-                    actions.append(.sendHandshake(reply, to: source))
-                }
-                throw .cookieRequired
+        guard loadMeter.record(now: now) else { return }
+        // Under load, only a sender that proved it receives at its address (mac2) gets DH work.
+        if cookieChecker?.verifyMAC2(message, source: source, now: now, random: random) != true {
+            if let reply = cookieChecker?.makeReply(to: message, source: source, now: now, random: random) {
+                actions.append(.sendHandshake(reply, to: source))
             }
-            guard rateLimiter.allow(source.address, now: now) else { throw .rateLimited }
+            throw .cookieRequired
         }
-        let peerByKey = self.peerByKey
-        let peers = self.peers
-        let consumed = try settings.responder.consumeInitiation(
-            message, isAllowed: { settings.allowAnyClient || peerByKey[$0] != nil },
-            lastTimestamp: { key in peerByKey[key].flatMap { peers[$0].lastInitiation } }, random: random)
+        guard rateLimiter.allow(source.address, now: now) else { throw .rateLimited }
+    }
+
+    /// Step 3. Returns what the response needs if the client may have one; otherwise appends the refusal
+    /// to `actions` and returns nil.
+    public mutating func admitInitiation(
+        _ initiation: ConsumedInitiation, now: UInt64, random: any RandomSource, actions: inout [ControlAction]
+    ) -> AdmittedInitiation? {
+        guard case .server(let settings) = role else { return nil }
+        do {
+            return try admit(initiation, settings: settings, now: now, random: random)
+        } catch {
+            actions.append(.handshakeRefused(error, from: initiation.source))
+            return nil
+        }
+    }
+
+    private mutating func admit(
+        _ initiation: ConsumedInitiation, settings: ServerSettings, now: UInt64, random: any RandomSource
+    ) throws(HandshakeFailure) -> AdmittedInitiation {
+        let consumed = initiation.consumed
+        let known = peerByKey[consumed.clientKey]
+        guard settings.allowAnyClient || known != nil else { throw .unknownClientKey }
+        if let known, let last = peers[known].lastInitiation, !(last < consumed.timestamp) {
+            throw .replayedInitiation
+        }
         let index: Int
-        if let known = peerByKey[consumed.clientKey] {
+        if let known {
             index = known
         } else {
             // --allow-any-client: a new key becomes a peer with an address from the pool.
             guard let address = nextPoolAddress(settings) else { throw .addressPoolExhausted }
             index = addPeer(key: consumed.clientKey, address: address)
         }
-        if self.peers[index].address == nil {
+        if peers[index].address == nil {
             guard let address = nextPoolAddress(settings) else { throw .addressPoolExhausted }
             _ = claim(address, for: index)  // free: nobody is evicted
         }
-        guard let clientAddress = self.peers[index].address else { preconditionFailure("address assigned above") }
-        if let last = self.peers[index].lastInitiationConsumedAt, elapsed(now, since: last) < 1_000_000_000 / Limits.initiationsPerSecondPerPeer {
+        guard let clientAddress = peers[index].address else { preconditionFailure("address assigned above") }
+        if let last = peers[index].lastInitiationConsumedAt,
+            elapsed(now, since: last) < 1_000_000_000 / Limits.initiationsPerSecondPerPeer
+        {
             throw .rateLimited
         }
-        self.peers[index].lastInitiationConsumedAt = now
+        peers[index].lastInitiationConsumedAt = now
+        peers[index].lastInitiation = consumed.timestamp
+        let localIndex = freshIndex(random: random)
+        reservedIndexes.insert(localIndex)
         let assignment = TunnelAssignment(
             client: IPv4Prefix(address: clientAddress, length: settings.address.length), server: settings.address.address)
-        let localIndex = freshIndex(random: random)
-        let (response, result) = settings.responder.createResponse(
-            to: consumed, senderIndex: localIndex, assignment: assignment)
-        self.peers[index].lastInitiation = consumed.timestamp
-        actions.append(.sendHandshake(response, to: source))
-        guard let result else {
-            actions.append(.handshakeRefused(.noCommonSuite, from: source))
+        return AdmittedInitiation(
+            consumed: consumed, source: initiation.source, responder: initiation.responder, peer: index,
+            localIndex: localIndex, assignment: assignment)
+    }
+
+    /// Step 5. Sends the response and installs its session as the peer's `next`, unless a reload removed
+    /// the client or changed its address since step 3 (the response would carry a stale address; the
+    /// client's retransmission gets a fresh one).
+    public mutating func commitInitiation(_ answer: AnsweredInitiation, now: UInt64, actions: inout [ControlAction]) {
+        reservedIndexes.remove(answer.localIndex)
+        let index = answer.peer
+        guard index < peers.count, !peers[index].isRemoved, peers[index].key == answer.clientKey,
+            peers[index].address == answer.assignment.client.address
+        else {
+            actions.append(.handshakeRefused(.unknownClientKey, from: answer.source))
+            return
+        }
+        actions.append(.sendHandshake(answer.response, to: answer.source))
+        guard let result = answer.result else {
+            actions.append(.handshakeRefused(.noCommonSuite, from: answer.source))
             return
         }
         let session = Session(result: result, createdAt: now, rejectAfter: timers.rejectAfterTime)
-        if let old = self.peers[index].next { sessions[old.localIndex] = nil }
-        self.peers[index].next = session
-        sessions[localIndex] = (session, index)
+        if let old = peers[index].next { sessions[old.localIndex] = nil }
+        peers[index].next = session
+        sessions[answer.localIndex] = (session, index)
         // The endpoint moves only with authenticated data (roaming), never with an initiation alone, so a
         // replayed initiation cannot redirect a client's traffic; the response goes to `source` regardless.
-        if self.peers[index].endpoint == nil { self.peers[index].endpoint = source }
-        self.peers[index].lastHandshake = now
-        self.peers[index].timers.handshakeCompleted(now: now)
-        self.peers[index].stats.lastHandshakeWallSeconds.store(wall.seconds, ordering: .relaxed)
+        if peers[index].endpoint == nil { peers[index].endpoint = answer.source }
+        // Keys were derived: arm key zeroing now, as WireGuard does when a session is derived, so the
+        // timestamp recorded in step 3 is forgotten again 3 × REJECT_AFTER_TIME later (docs/PROTOCOL.md).
+        peers[index].timers.handshakeCompleted(now: now)
+    }
+
+    /// Server: the client confirmed `session` (its `next`) with an authenticated frame from `source`;
+    /// only now does the handshake count as completed.
+    private mutating func handshakeConfirmed(
+        peer index: Int, session: Session, from source: Endpoint, now: UInt64, wall: WallTime,
+        actions: inout [ControlAction]
+    ) {
+        peers[index].lastHandshake = now
+        peers[index].stats.lastHandshakeWallSeconds.store(wall.seconds, ordering: .relaxed)
         actions.append(
-            .handshakeCompleted(peer: consumed.clientKey, address: clientAddress, endpoint: source, suite: result.suite.name))
+            .handshakeCompleted(peer: peers[index].key, address: peers[index].address, endpoint: source, suite: session.suite.name))
     }
 
     /// The lowest free address in the server's prefix (not network, broadcast, the server, or taken).

@@ -24,7 +24,7 @@ final class EnginePair: Sendable {
     let clientEndpoint = Endpoint(address: IPv4Address(10, 99, 0, 2), port: 40000)
     let assignedBox = AssignmentBox()
 
-    init() throws {
+    init(serverRandom: any RandomSource = SystemRandom()) throws {
         let serverKey = PrivateKey()
         let clientKey = PrivateKey()
         var logger = Logger(label: "engine-test")
@@ -35,7 +35,7 @@ final class EnginePair: Sendable {
             state: TunnelState(role: .server(ServerSettings(
                 responder: HandshakeResponder(localStatic: serverKey), address: IPv4Prefix(address: IPv4Address(10, 8, 0, 1), length: 16),
                 allowList: AllowList(clients: [AllowedClient(key: clientKey.publicKey)]), allowAnyClient: false))),
-            device: serverDevice, socket: serverSocket, logger: logger)
+            device: serverDevice, socket: serverSocket, random: serverRandom, logger: logger)
         let initiator = HandshakeInitiator(localStatic: clientKey, serverKey: serverKey.publicKey)
         let box = assignedBox
         client = TunnelEngine(
