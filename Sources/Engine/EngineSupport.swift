@@ -36,16 +36,46 @@ public final class EngineThread: @unchecked Sendable {
     private var joined = false
 
     private final class Body {
+        let name: String
         let run: @Sendable () -> Void
-        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+        init(_ name: String, _ run: @escaping @Sendable () -> Void) {
+            self.name = name
+            self.run = run
+        }
     }
 
-    /// Starts `body` on a new thread.
+    /// Longest thread name Linux keeps (16 bytes with the terminating NUL; pthread_setname_np(3)).
+    public static let maximumNameBytes = 15
+
+    /// `name` cut to `maximumNameBytes` UTF-8 bytes, on a character boundary.
+    public static func threadName(_ name: String) -> String {
+        var cut = ""
+        for c in name {
+            guard cut.utf8.count + String(c).utf8.count <= maximumNameBytes else { break }
+            cut.append(c)
+        }
+        return cut
+    }
+
+    /// Names the calling thread by writing /proc/thread-self/comm (proc(5); what pthread_setname_np(3)
+    /// does, which Swift's Glibc module does not declare). A failure leaves the inherited name.
+    static func nameCurrentThread(_ name: String) {
+        let fd = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let bytes = Array(name.utf8)
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    }
+
+    /// Starts `body` on a new thread named `name` (cut to 15 bytes), the name `top -H` and
+    /// /proc/PID/task/TID/comm show.
     public init(name: String, _ body: @escaping @Sendable () -> Void) {
-        let box = Unmanaged.passRetained(Body(body)).toOpaque()
+        let box = Unmanaged.passRetained(Body(Self.threadName(name), body)).toOpaque()
         let rc = pthread_create(&thread, nil, { raw in
             guard let raw else { return nil }
-            Unmanaged<Body>.fromOpaque(raw).takeRetainedValue().run()
+            let body = Unmanaged<Body>.fromOpaque(raw).takeRetainedValue()
+            EngineThread.nameCurrentThread(body.name)
+            body.run()
             return nil
         }, box)
         precondition(rc == 0, "pthread_create failed (\(rc)): cannot start the \(name) thread")

@@ -53,6 +53,9 @@ public struct EngineSnapshot: Sendable {
     /// Counter name → value, as in the `stats:` line.
     public var counters: [(name: String, value: UInt64)]
 
+    /// The counters with each family typed (drops and handshake failures by reason): what metrics read.
+    public var counterValues: CounterValues { CounterValues(named: counters) }
+
     /// An engine as given (the status command rebuilds snapshots from their JSON; tests build them directly).
     public init(
         role: String, publicKey: String, listenPort: UInt16, device: String, suites: [String], peers: [PeerSnapshot],

@@ -70,7 +70,8 @@ public final class TunnelEngine: Sendable {
     private let settings: EngineSettings
     private let running = Atomic<Bool>(false)
     private let threads = Mutex<[EngineThread]>([])
-    private let logLimiter = Mutex(LogLimiter())
+    /// At most 5 refusal log lines at once and 5 a second, so floods of bad input cannot flood logs.
+    private let logLimiter = Mutex(TokenBucket(perSecond: 5, burst: 5))
     /// Set when the engine stopped because of an error (for the CLI's exit status).
     public let failure = Mutex<String?>(nil)
     /// A server's responder, for the checks that need no state (key ID, mac1), run before the lock.
@@ -293,7 +294,7 @@ public final class TunnelEngine: Sendable {
                     if let reason = refusals[i] {
                         counters.handshakeFailed(reason)
                         counters.drop(.handshake)
-                        if logLimiter.withLock({ $0.allow(now: now) }) {
+                        if logLimiter.withLock({ $0.take(now: now) }) {
                             logger.warning("handshake refused from \(batch.endpoints[i]): \(reason.name) (\(reason))")
                         }
                     }
@@ -464,7 +465,7 @@ public final class TunnelEngine: Sendable {
             case .handshakeRefused(let reason, let from):
                 counters.handshakeFailed(reason)
                 counters.drop(.handshake)
-                if logLimiter.withLock({ $0.allow(now: clock.monotonicNow()) }) {
+                if logLimiter.withLock({ $0.take(now: clock.monotonicNow()) }) {
                     logger.warning("handshake refused from \(from): \(reason.name) (\(reason))")
                 }
             case .handshakeGaveUp(let peer):
@@ -478,21 +479,5 @@ public final class TunnelEngine: Sendable {
         }
         actions.removeAll(keepingCapacity: true)
         flush()
-    }
-}
-
-/// At most `burst` log lines at once and `perSecond` sustained, so floods of bad input cannot flood logs.
-struct LogLimiter {
-    var tokens: Double = 5
-    var last: UInt64 = 0
-    let perSecond: Double = 5
-    let burst: Double = 5
-
-    mutating func allow(now: UInt64) -> Bool {
-        tokens = min(burst, tokens + Double(elapsed(now, since: last)) / 1e9 * perSecond)
-        last = now
-        guard tokens >= 1 else { return false }
-        tokens -= 1
-        return true
     }
 }

@@ -1,16 +1,22 @@
 // The load generator's engine: many clients, each doing one real handshake with a tunvpn server.
 //
-// Every client is a fresh static key (`PrivateKey`), a `HandshakeInitiator` and a `CookieJar`, with its
-// own `UDPSocket` bound to one of the source addresses and a kernel-chosen port, so the server sees each
-// client at a different source address and port, as it would real ones. A client:
-//   1. sends an initiation (message 1);
-//   2. on a cookie reply (the server is under load), keeps the cookie and sends a fresh initiation
-//      stamped with mac2, as `TunnelState` does (TunnelState waits for its retransmit timer; the
-//      generator retransmits at once, so a run measures the server rather than REKEY_TIMEOUT);
-//   3. on the response (message 2), derives the session and sends one keepalive on it, which confirms
-//      the session on the server (key confirmation), and is done;
+// Every client is a real protocol core, a `TunnelState(role: .client(...))` with a fresh static key, and
+// its own `UDPSocket` bound to one of the source addresses and a kernel-chosen port, so the server sees
+// each client at a different source address and port, as it would real ones. The generator does the IO
+// the engine would do for that core (`TunnelEngine.perform`): it sends its `.sendHandshake` messages,
+// feeds it what the server sends (`handleHandshake`), and seals its `.sendKeepalive` with `DataFrame`.
+// So the handshake, the cookie (mac2) handling, key confirmation and the timestamps are TunnelState's own.
+// A client:
+//   1. `start`s: the core's initiation (message 1) goes out;
+//   2. on a cookie reply (the server is under load), the core keeps the cookie, and the generator calls
+//      `start` again at once, which sends a fresh initiation stamped with mac2 (a real client waits for its
+//      retransmit timer, REKEY_TIMEOUT plus jitter; the generator does not, so a run measures the server);
+//   3. on the response (message 2), the core derives the session and asks for a keepalive on it
+//      (`.sendKeepalive`), which confirms the session on the server (key confirmation); once it is sent,
+//      the client is done;
 //   4. with nothing useful after `retransmitAfter` (the initiation or its answer lost, or the server's
-//      per-source rate limit dropped it), sends a fresh initiation (stamped if a cookie is held).
+//      per-source rate limit dropped it), the generator calls `start` again: a fresh initiation, stamped
+//      if a cookie is held (again faster than the core's own retransmit timer, which is not ticked).
 // `window` worker threads run one client each at a time, so at most `window` handshakes are in flight.
 // A worker blocks in `UDPSocket.receive`; a watchdog thread wakes it when its retransmit deadline or the
 // run's deadline passes by sending a one-byte datagram to its socket from a socket of its own (UDPSocket
@@ -175,58 +181,65 @@ final class LoadGenerator: Sendable {
         let socket = try UDPSocket.bind(Endpoint(address: source, port: 0), receiveBufferBytes: 0, sendBufferBytes: 0)
         defer { socket.close() }
         let initiator = HandshakeInitiator(localStatic: PrivateKey(random: random), serverKey: settings.serverKey)
-        var jar = CookieJar(serverKey: settings.serverKey)
-        var lastTimestamp: TAI64N?
+        var client = TunnelState(role: .client(ClientSettings(initiator: initiator, endpoint: settings.server)))
+        var actions: [ControlAction] = []
 
-        // A fresh initiation (new index, ephemeral key and timestamp), stamped with mac2 if the jar holds a
-        // cookie, as TunnelState.initiate does.
-        func sendInitiation() throws(IOError) -> (sent: HandshakeInitiator.InitiationSent, message: [UInt8]) {
-            let timestamp = nextTimestamp(after: lastTimestamp)
-            lastTimestamp = timestamp
-            var (message, sent) = initiator.createInitiation(
-                senderIndex: random.nextUInt32(), timestamp: timestamp, random: random)
-            let now = clock.monotonicNow()
-            jar.stamp(&message, now: now)
-            sendBatch.set(0, bytes: message, endpoint: settings.server)
-            sendBatch.count = 1
-            try socket.send(from: sendBatch)
-            let deadline = now + settings.retransmitAfter
-            waiters.withLock { $0[slot] = Waiter(endpoint: socket.localEndpoint, deadline: deadline) }
-            return (sent, message)
+        /// Does what the core asked, as the engine would; true once the keepalive confirming a session
+        /// went out.
+        func perform() throws(IOError) -> Bool {
+            defer { actions.removeAll(keepingCapacity: true) }
+            for action in actions {
+                switch action {
+                case .sendHandshake(let message, let to):
+                    sendBatch.set(0, bytes: message, endpoint: to)
+                    sendBatch.count = 1
+                    try socket.send(from: sendBatch)
+                case .sendKeepalive(let session, let to, _):
+                    guard let frame = DataFrame.seal(sendBatch.slot(0), packetLength: 0, session: session) else {
+                        preconditionFailure("a fresh session has all its counters")
+                    }
+                    sendBatch.offsets[0] = 0
+                    sendBatch.lengths[0] = frame
+                    sendBatch.endpoints[0] = to
+                    sendBatch.count = 1
+                    try socket.send(from: sendBatch)
+                    return true
+                default:
+                    continue  // tunnelUp, handshakeCompleted, a refused (superseded) response: nothing to do
+                }
+            }
+            return false
         }
 
-        var pending = try sendInitiation()
+        /// A fresh initiation from the core (new index, ephemeral key and timestamp, mac2 if it holds a
+        /// cookie), and the next retransmit deadline.
+        func sendInitiation() throws(IOError) {
+            let now = clock.monotonicNow()
+            client.start(now: now, wall: clock.wallNow(), random: random, actions: &actions)
+            _ = try perform()
+            let deadline = now + settings.retransmitAfter
+            waiters.withLock { $0[slot] = Waiter(endpoint: socket.localEndpoint, deadline: deadline) }
+        }
+
+        try sendInitiation()
         while true {
             let n = try socket.receive(into: receiveBatch)
             if n == 0 { return false }  // closed: cannot happen while this function owns the socket
             let now = clock.monotonicNow()
             for i in 0..<n where receiveBatch.endpoints[i] == settings.server {
                 let datagram = receiveBatch.bytes(i)
-                switch datagram.first {
-                case WireFormat.MessageType.cookieReply.rawValue:
-                    guard jar.consumeReply(datagram, answering: pending.message, senderIndex: pending.sent.senderIndex, now: now)
-                    else { continue }
+                // A response to an earlier initiation of ours (superseded by a retransmission) fails the
+                // core's index check and comes back as a refusal, which is ignored; the latest initiation
+                // gets its own answer.
+                client.handleHandshake(
+                    datagram, from: settings.server, now: now, wall: clock.wallNow(), random: random, actions: &actions)
+                let accepted = !actions.contains { if case .handshakeRefused = $0 { true } else { false } }
+                if try perform() { return true }
+                if accepted, datagram.first == WireFormat.MessageType.cookieReply.rawValue {
+                    // The core holds the cookie now; its next initiation carries mac2.
                     cookieReplies.add(1, ordering: .relaxed)
                     retransmissions.add(1, ordering: .relaxed)
-                    pending = try sendInitiation()
-                case WireFormat.MessageType.response.rawValue:
-                    // A response to an earlier initiation of ours (superseded by a retransmission) fails the
-                    // index check and is ignored; the latest initiation gets its own answer.
-                    guard let result = try? initiator.consumeResponse(datagram, for: pending.sent) else { continue }
-                    let session = Session(result: result, createdAt: now)
-                    // Key confirmation: one keepalive (an empty data frame) makes the server's new session
-                    // current, as TunnelState's `.sendKeepalive` after a response does.
-                    guard let frame = DataFrame.seal(sendBatch.slot(0), packetLength: 0, session: session) else {
-                        preconditionFailure("a fresh session has all its counters")
-                    }
-                    sendBatch.offsets[0] = 0
-                    sendBatch.lengths[0] = frame
-                    sendBatch.endpoints[0] = settings.server
-                    sendBatch.count = 1
-                    try socket.send(from: sendBatch)
-                    return true
-                default:
-                    continue
+                    try sendInitiation()
                 }
             }
             // Woken by the watchdog (or by a datagram that did not finish the handshake).
@@ -234,22 +247,9 @@ final class LoadGenerator: Sendable {
             let deadline = waiters.withLock { $0[slot].deadline }
             if now >= deadline {
                 retransmissions.add(1, ordering: .relaxed)
-                pending = try sendInitiation()
+                try sendInitiation()
             }
         }
-    }
-
-    /// The wall clock as a TAI64N, strictly after `last` (TAI64N keeps 2^24 ns granules; a retransmission
-    /// inside the same granule moves one granule on, as TunnelState's timestamps do).
-    private func nextTimestamp(after last: TAI64N?) -> TAI64N {
-        let wall = clock.wallNow()
-        let t = TAI64N(secondsSince1970: wall.seconds, nanoseconds: wall.nanoseconds)
-        guard let last, !(last < t) else { return t }
-        let nanos = UInt32(last.bytes[8]) << 24 | UInt32(last.bytes[9]) << 16 | UInt32(last.bytes[10]) << 8 | UInt32(last.bytes[11])
-        let granule: UInt32 = 1 << 24
-        return nanos + granule < 1_000_000_000
-            ? TAI64N(secondsSince1970: last.secondsSince1970, nanoseconds: nanos + granule)
-            : TAI64N(secondsSince1970: last.secondsSince1970 + 1, nanoseconds: 0)
     }
 
     // MARK: Watchdog

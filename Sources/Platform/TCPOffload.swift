@@ -11,7 +11,6 @@
 public struct VirtioNetHeader: Equatable, Sendable {
     public static let length = 10
     public static let needsChecksum: UInt8 = 1  // VIRTIO_NET_HDR_F_NEEDS_CSUM
-    public static let gsoNone: UInt8 = 0
     public static let gsoTCPv4: UInt8 = 1
     public static let gsoECN: UInt8 = 0x80
 
@@ -125,11 +124,8 @@ public enum InternetChecksum {
 /// Splits and merges TCP/IPv4 packets.
 public enum TCPSegmentation {
     static let tcpFIN: UInt8 = 0x01
-    static let tcpSYN: UInt8 = 0x02
-    static let tcpRST: UInt8 = 0x04
     static let tcpPSH: UInt8 = 0x08
     static let tcpACK: UInt8 = 0x10
-    static let tcpURG: UInt8 = 0x20
     static let tcpCWR: UInt8 = 0x80
 
     /// Header lengths of a TCP/IPv4 packet, or nil if it is not one.

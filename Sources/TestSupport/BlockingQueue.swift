@@ -5,6 +5,8 @@
 // pthread mutex and condition variable (pthread_cond_wait(3p)); timed waits use CLOCK_MONOTONIC
 // (pthread_condattr_setclock(3p)) so a wall-clock step cannot stretch or cut them short.
 
+import Engine
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Musl)
@@ -144,15 +146,9 @@ public final class BlockingQueue<Element: Sendable>: @unchecked Sendable {
     /// The CLOCK_MONOTONIC time `timeout` from now, for pthread_cond_timedwait; a negative timeout is zero
     /// and a huge one is capped at about 68 years.
     private static func deadline(after timeout: Duration) -> timespec {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
         let (seconds, attoseconds) = Swift.max(timeout, .zero).components
-        var wholeSeconds = Int(now.tv_sec) + Int(Swift.min(seconds, Int64(Int32.max)))
-        var nanoseconds = Int(now.tv_nsec) + Int(attoseconds / 1_000_000_000)
-        if nanoseconds >= 1_000_000_000 {
-            nanoseconds -= 1_000_000_000
-            wholeSeconds += 1
-        }
-        return timespec(tv_sec: wholeSeconds, tv_nsec: nanoseconds)
+        let wait = UInt64(Swift.min(seconds, Int64(Int32.max))) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000)
+        let at = SystemClock().monotonicNow() + wait
+        return timespec(tv_sec: Int(at / 1_000_000_000), tv_nsec: Int(at % 1_000_000_000))
     }
 }

@@ -138,9 +138,10 @@ public struct CookieJar: Sendable {
     }
 }
 
-/// Per-source-address token buckets for initiations under load (WireGuard's ratelimiter).
+/// Per-source-address token buckets (WireGuard's ratelimiter): initiations under load, and the server's
+/// session-gone hints. The table is bounded, so spoofed sources cannot grow it without limit.
 public struct SourceRateLimiter: Sendable {
-    private var buckets: [IPv4Address: (tokens: Double, last: UInt64)] = [:]
+    private var buckets: [IPv4Address: TokenBucket] = [:]
     private let perSecond: Double
     private let burst: Double
 
@@ -160,16 +161,10 @@ public struct SourceRateLimiter: Sendable {
             buckets = buckets.filter { elapsed(now, since: $0.value.last) < 1_000_000_000 }
             if buckets.count >= Limits.rateLimiterEntries { buckets.removeAll(keepingCapacity: true) }
         }
-        var bucket = buckets[source] ?? (burst, now)
-        bucket.tokens = min(burst, bucket.tokens + Double(elapsed(now, since: bucket.last)) / 1e9 * perSecond)
-        bucket.last = now
-        guard bucket.tokens >= 1 else {
-            buckets[source] = bucket
-            return false
-        }
-        bucket.tokens -= 1
+        var bucket = buckets[source] ?? TokenBucket(perSecond: perSecond, burst: burst, now: now)
+        let allowed = bucket.take(now: now)
         buckets[source] = bucket
-        return true
+        return allowed
     }
 }
 

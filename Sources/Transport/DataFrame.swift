@@ -111,7 +111,6 @@ public enum DataFrame {
         else { return .dropped(.authentication) }
         guard session.replay.withLock({ $0.accept(counter) }) else { return .dropped(.replay) }
         guard !session.isExpired(at: now) else { return .dropped(.expired) }
-        if !session.confirmed.load(ordering: .relaxed) { session.confirmed.store(true, ordering: .releasing) }
         return .packet(length: length)
     }
 }

@@ -31,8 +31,6 @@ public final class Session: Sendable {
     /// Next counter to send.
     let sendCounter = Atomic<UInt64>(0)
     let replay = Mutex(ReplayWindow())
-    /// Set by the first authenticated frame; a responder uses a new session only after this (key confirmation).
-    let confirmed: Atomic<Bool>
 
     public init(result: HandshakeResult, createdAt: UInt64, rejectAfter: UInt64 = ProtocolTimers.standard.rejectAfterTime) {
         self.rejectAfter = rejectAfter
@@ -44,15 +42,10 @@ public final class Session: Sendable {
         suite = result.suite
         sender = SessionCipher(suite: result.suite, key: result.sendKey)
         receiver = SessionCipher(suite: result.suite, key: result.receiveKey)
-        // The initiator has seen the responder's message 2, which proves the responder holds the keys.
-        confirmed = Atomic(result.isInitiator)
     }
 
     /// Frames sealed so far.
     public var framesSent: UInt64 { sendCounter.load(ordering: .relaxed) }
-
-    /// True once a frame authenticated under this session's receive key.
-    public var isConfirmed: Bool { confirmed.load(ordering: .acquiring) }
 
     /// Age in nanoseconds at `now`.
     @inline(__always)

@@ -34,5 +34,28 @@ public struct TAI64N: Comparable, Hashable, Sendable {
         return label &- (UInt64(1) << 62)
     }
 
+    /// Nanoseconds encoded after the label (a multiple of `granule`).
+    public var nanoseconds: UInt32 {
+        UInt32(bytes[8]) << 24 | UInt32(bytes[9]) << 16 | UInt32(bytes[10]) << 8 | UInt32(bytes[11])
+    }
+
+    /// The step between two encodable timestamps: 2^24 ns (nanoseconds are rounded down to it).
+    public static let granule: UInt32 = 1 << 24
+
+    /// The timestamp one granule later (the next second once the nanoseconds would reach 10^9).
+    public var nextGranule: TAI64N {
+        nanoseconds + TAI64N.granule < 1_000_000_000
+            ? TAI64N(secondsSince1970: secondsSince1970, nanoseconds: nanoseconds + TAI64N.granule)
+            : TAI64N(secondsSince1970: secondsSince1970 + 1, nanoseconds: 0)
+    }
+
+    /// This timestamp if it is later than `last` (or there is none), else the one a granule after `last`.
+    /// A sender's initiations stay strictly increasing, as a responder's replay check requires, even when
+    /// two fall in one granule or the wall clock steps back.
+    public func after(_ last: TAI64N?) -> TAI64N {
+        guard let last, !(last < self) else { return self }
+        return last.nextGranule
+    }
+
     public static func < (a: TAI64N, b: TAI64N) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }
 }

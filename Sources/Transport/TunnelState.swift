@@ -417,17 +417,8 @@ public struct TunnelState: Sendable {
     // MARK: Handshakes
 
     private mutating func nextTimestamp(_ wall: WallTime) -> TAI64N {
-        var t = TAI64N(secondsSince1970: wall.seconds, nanoseconds: wall.nanoseconds)
         // Strictly increasing within this process, even if the wall clock steps back.
-        if let last = lastTimestampSent, !(last < t) {
-            let s = last.secondsSince1970
-            let granule: UInt32 = 1 << 24
-            let nanos = UInt32(last.bytes[8]) << 24 | UInt32(last.bytes[9]) << 16 | UInt32(last.bytes[10]) << 8
-                | UInt32(last.bytes[11])
-            t = nanos + granule < 1_000_000_000
-                ? TAI64N(secondsSince1970: s, nanoseconds: nanos + granule)
-                : TAI64N(secondsSince1970: s + 1, nanoseconds: 0)
-        }
+        let t = TAI64N(secondsSince1970: wall.seconds, nanoseconds: wall.nanoseconds).after(lastTimestampSent)
         lastTimestampSent = t
         return t
     }

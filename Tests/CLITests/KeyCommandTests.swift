@@ -43,8 +43,8 @@ import TestSupport
 
     @Test func pubkeyPrintsThePublicKeyOfAKeyOnStdinAsWgPubkeyDoes() throws {
         // RFC 7748 §6.1's Alice: a published private/public pair.
-        let alice = Base64.encode(VectorHex.bytes("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a"))
-        let alicePublic = Base64.encode(VectorHex.bytes("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"))
+        let alice = Base64.encode(try Hex.bytes("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a"))
+        let alicePublic = Base64.encode(try Hex.bytes("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"))
         let r = try runCommand(TestBinaries.tunvpn, ["pubkey"], stdin: alice + "\n")
         #expect(r.status == 0)
         #expect(r.stdout == alicePublic + "\n")
@@ -56,17 +56,5 @@ import TestSupport
         #expect(r.stderr == "tunvpn: error: stdin: private key is not base64 (expected 44 characters, as `tunvpn keygen` or `wg genkey` write)\n")
         let short = try runCommand(TestBinaries.tunvpn, ["pubkey"], stdin: "AAAA\n")
         #expect(short.stderr == "tunvpn: error: stdin: private key decodes to 3 bytes, expected 32\n")
-    }
-}
-
-enum VectorHex {
-    static func bytes(_ s: String) -> [UInt8] {
-        var out: [UInt8] = []
-        var chars = Array(s.utf8)[...]
-        while chars.count >= 2 {
-            out.append(UInt8(String(decoding: chars.prefix(2), as: UTF8.self), radix: 16) ?? 0)
-            chars = chars.dropFirst(2)
-        }
-        return out
     }
 }

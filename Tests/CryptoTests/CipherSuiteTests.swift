@@ -2,6 +2,7 @@
 // of ciphertext, tag or associated data makes `open` fail.
 
 import Crypto
+import TestSupport
 import Testing
 
 @Suite struct CipherSuiteTests {
@@ -29,11 +30,11 @@ import Testing
             let suite = try #require(CipherSuites.named(name), "unknown suite \(name)")
             let available = suite.isAvailable
             try #require(available, "\(name) is not available here")
-            let key = VectorLoader.hex(v["key"] ?? "")
-            let nonce = VectorLoader.hex(v["nonce"] ?? "")
-            let ad = VectorLoader.hex(v["aad"] ?? "")
-            let plaintext = VectorLoader.hex(v["plaintext"] ?? "")
-            let expected = VectorLoader.hex((v["ciphertext"] ?? "") + (v["tag"] ?? ""))
+            let key = try Hex.bytes(v["key"] ?? "")
+            let nonce = try Hex.bytes(v["nonce"] ?? "")
+            let ad = try Hex.bytes(v["aad"] ?? "")
+            let plaintext = try Hex.bytes(v["plaintext"] ?? "")
+            let expected = try Hex.bytes((v["ciphertext"] ?? "") + (v["tag"] ?? ""))
             #expect(nonce.count == suite.nonceLength && key.count == suite.keyLength)
             var buffer = plaintext + [UInt8](repeating: 0, count: suite.tagLength)
             let sealed = buffer.withUnsafeMutableBytes { b in

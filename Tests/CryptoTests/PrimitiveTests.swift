@@ -1,26 +1,27 @@
 // X25519 (RFC 7748) and BLAKE2b (RFC 7693) against their published vectors; key text round trips.
 
 import Crypto
+import TestSupport
 import Testing
 
 @Suite struct PrimitiveTests {
-    static func key(_ hex: String) -> PrivateKey { PrivateKey(secret: SecretBytes(copying: VectorLoader.hex(hex))) }
+    static func key(_ hex: String) throws -> PrivateKey { PrivateKey(secret: SecretBytes(copying: try Hex.bytes(hex))) }
 
     @Test func x25519MatchesRFC7748() throws {
         let vectors = try PrimitiveVectors.load().x25519
         #expect(vectors.count == 3)
         for v in vectors {
             if let scalar = v["scalar"], let u = v["u"], let output = v["output"] {
-                let shared = try Self.key(scalar).sharedSecret(with: try #require(PublicKey(bytes: VectorLoader.hex(u))))
-                #expect(shared.withUnsafeBytes { Array($0) } == VectorLoader.hex(output), "\(v["reference"] ?? "")")
+                let shared = try Self.key(scalar).sharedSecret(with: try #require(PublicKey(bytes: try Hex.bytes(u))))
+                #expect(try shared.withUnsafeBytes { Array($0) } == Hex.bytes(output), "\(v["reference"] ?? "")")
             } else {
-                let alice = Self.key(try #require(v["alice_private"]))
-                let bob = Self.key(try #require(v["bob_private"]))
-                #expect(alice.publicKey.bytes == VectorLoader.hex(v["alice_public"] ?? ""))
-                #expect(bob.publicKey.bytes == VectorLoader.hex(v["bob_public"] ?? ""))
+                let alice = try Self.key(try #require(v["alice_private"]))
+                let bob = try Self.key(try #require(v["bob_private"]))
+                #expect(try alice.publicKey.bytes == Hex.bytes(v["alice_public"] ?? ""))
+                #expect(try bob.publicKey.bytes == Hex.bytes(v["bob_public"] ?? ""))
                 let k1 = try alice.sharedSecret(with: bob.publicKey)
                 let k2 = try bob.sharedSecret(with: alice.publicKey)
-                #expect(k1.withUnsafeBytes { Array($0) } == VectorLoader.hex(v["shared"] ?? ""))
+                #expect(try k1.withUnsafeBytes { Array($0) } == Hex.bytes(v["shared"] ?? ""))
                 #expect(k1.constantTimeEquals(k2))
             }
         }
@@ -35,7 +36,7 @@ import Testing
         let vectors = try PrimitiveVectors.load().blake2b
         #expect(!vectors.isEmpty)
         for v in vectors {
-            #expect(Blake2b.hash(VectorLoader.hex(v["input"] ?? "")) == VectorLoader.hex(v["output"] ?? ""))
+            #expect(try Blake2b.hash(Hex.bytes(v["input"] ?? "")) == Hex.bytes(v["output"] ?? ""))
         }
     }
 

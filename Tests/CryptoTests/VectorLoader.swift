@@ -3,6 +3,7 @@
 // `TUNVPN_EXTRA_VECTORS` may name a folder of further JSON files in the same format.
 
 import Foundation
+import TestSupport
 
 struct NoiseVector {
     struct Message {
@@ -29,21 +30,6 @@ enum VectorLoader {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
     }
 
-    static func hex(_ s: String) -> [UInt8] {
-        var out: [UInt8] = []
-        var it = s.utf8.makeIterator()
-        func nibble(_ c: UInt8) -> UInt8 {
-            switch c {
-            case 0x30...0x39: return c - 0x30
-            case 0x61...0x66: return c - 0x61 + 10
-            case 0x41...0x46: return c - 0x41 + 10
-            default: return 0xff
-            }
-        }
-        while let a = it.next(), let b = it.next() { out.append(nibble(a) << 4 | nibble(b)) }
-        return out
-    }
-
     /// Every JSON file in the fixtures folder, plus those in `$TUNVPN_EXTRA_VECTORS` when set.
     static func noiseVectorFiles() throws -> [URL] {
         var dirs = [fixturesDirectory]
@@ -66,14 +52,15 @@ enum VectorLoader {
                 let vectors = root["vectors"] as? [[String: Any]]
             else { continue }
             for v in vectors {
-                func bytes(_ k: String) -> [UInt8]? { (v[k] as? String).map(hex) }
-                func list(_ k: String) -> [[UInt8]] { (v[k] as? [String])?.map(hex) ?? [] }
-                let messages = (v["messages"] as? [[String: Any]] ?? []).map {
+                func bytes(_ k: String) throws -> [UInt8]? { try (v[k] as? String).map { try Hex.bytes($0) } }
+                func list(_ k: String) throws -> [[UInt8]] { try (v[k] as? [String])?.map { try Hex.bytes($0) } ?? [] }
+                let messages = try (v["messages"] as? [[String: Any]] ?? []).map {
                     NoiseVector.Message(
-                        payload: hex($0["payload"] as? String ?? ""), ciphertext: hex($0["ciphertext"] as? String ?? ""))
+                        payload: try Hex.bytes($0["payload"] as? String ?? ""),
+                        ciphertext: try Hex.bytes($0["ciphertext"] as? String ?? ""))
                 }
                 result.append(
-                    NoiseVector(
+                    try NoiseVector(
                         protocolName: v["protocol_name"] as? String ?? "",
                         source: (v["source"] as? String ?? "") + " (" + file.lastPathComponent + ")",
                         initPrologue: bytes("init_prologue") ?? [], initPSKs: list("init_psks"),

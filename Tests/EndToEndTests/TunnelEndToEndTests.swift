@@ -149,9 +149,7 @@ struct TunnelEndToEndTests {
             let wire = try underlay.stop()
             let plain = try inner.stop()
             #expect(try String(contentsOfFile: lab.path("marker.received"), encoding: .utf8) == marker)
-            let patternBytes = stride(from: 0, to: pattern.count, by: 2).map {
-                UInt8(pattern.dropFirst($0).prefix(2), radix: 16)!
-            }
+            let patternBytes = try Hex.bytes(pattern)
             // The checks below can fail: the plaintext side does carry both markers.
             #expect(plain.rawBytesContain(Array(marker.utf8)))
             #expect(plain.rawBytesContain(patternBytes + patternBytes))

@@ -1,4 +1,5 @@
-// Handshake refusals are counted by reason name, including a reason that carries a detail for the log.
+// Handshake refusals are counted by reason name, including a reason that carries a detail for the log;
+// and every counter shows in the stats line, the status document's names and its typed family alike.
 
 import Engine
 import Testing
@@ -12,5 +13,51 @@ import Transport
         #expect(counters.handshakeFailures(.unsafeAssignment("")) == 2)
         #expect(counters.all.filter { $0.name == "handshake.failed.unsafeAssignment" }.map(\.value) == [2])
         #expect(counters.statsLine.hasSuffix("handshake.failed.unsafeAssignment=2"))
+    }
+
+    @Test func everyCounterIsInTheStatsLineUnderItsNameAndInExactlyOneTypedPlace() {
+        let counters = Counters()
+        // A distinct value per counter, so a counter shown under another's name is caught too.
+        for (position, id) in CounterID.allCases.enumerated() { counters.counter(id).add(UInt64(1_000 + position)) }
+        let line = counters.statsLine
+        #expect(line.hasPrefix("stats: "))
+        let fields = line.dropFirst("stats: ".count).split(separator: " ").map(String.init)
+        #expect(fields.count == CounterID.allCases.count)
+        #expect(Set(CounterID.allCases.map(\.name)).count == CounterID.allCases.count, "names are unique")
+
+        let values = counters.values
+        var typedPlaces = 0
+        for (position, id) in CounterID.allCases.enumerated() {
+            let expected = UInt64(1_000 + position)
+            #expect(fields[position] == "\(id.name)=\(expected)", "the stats line lists \(id.name) in its place")
+            #expect(CounterID(name: id.name) == id)
+            #expect(values[id] == expected)
+            switch id {
+            case .rxPackets: #expect(values.rxPackets == expected); typedPlaces += 1
+            case .txPackets: #expect(values.txPackets == expected); typedPlaces += 1
+            case .rxBytes: #expect(values.rxBytes == expected); typedPlaces += 1
+            case .txBytes: #expect(values.txBytes == expected); typedPlaces += 1
+            case .handshakesCompleted: #expect(values.handshakesCompleted == expected); typedPlaces += 1
+            case .dropped(let reason):
+                let found = counters.drops.filter { $0.reason == reason }.map(\.value)
+                #expect(found == [expected], "drop.\(reason) in the drops family")
+                typedPlaces += 1
+            case .handshakeFailed(let failure):
+                let found = counters.handshakeFailures.filter { $0.reason == failure }.map(\.value)
+                #expect(found == [expected], "\(failure.name) in the handshake failures family")
+                typedPlaces += 1
+            }
+        }
+        #expect(typedPlaces == CounterID.allCases.count)
+        #expect(counters.drops.count + counters.handshakeFailures.count + 5 == CounterID.allCases.count,
+            "no counter is in two families or none")
+        #expect(counters.drops.map(\.reason) == DropReason.allCases)
+        #expect(counters.handshakeFailures.map(\.reason) == HandshakeFailure.allCases)
+        // The status document carries the counters by name; read back, every typed family is whole again.
+        #expect(CounterValues(named: counters.all) == values)
+        let snapshot = EngineSnapshot(
+            role: "server", publicKey: "", listenPort: 0, device: "d", suites: [], peers: [], counters: counters.all)
+        #expect(snapshot.counterValues == values)
+        #expect(CounterValues(named: [("no.such.counter", 5)]) == CounterValues(), "unknown names are ignored")
     }
 }

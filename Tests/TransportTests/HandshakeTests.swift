@@ -222,4 +222,29 @@ func expectFailure(_ expected: HandshakeFailure, _ body: () throws -> Void, _ no
         #expect(TAI64N(secondsSince1970: 5, nanoseconds: 900_000_000) < TAI64N(secondsSince1970: 6, nanoseconds: 0))
         #expect(f.t1.secondsSince1970 == 1_700_000_000)
     }
+
+    @Test func timestampsDecodeTheirNanosecondsRoundedDownToAGranule() {
+        let t = TAI64N(secondsSince1970: 9, nanoseconds: 3 * TAI64N.granule + 12_345)
+        #expect(t.nanoseconds == 3 * TAI64N.granule)
+        #expect(t.secondsSince1970 == 9)
+        #expect(TAI64N(bytes: t.bytes) == t)
+    }
+
+    @Test func aTimestampAfterAnotherIsItselfWhenLaterElseOneGranuleOn() {
+        let last = TAI64N(secondsSince1970: 100, nanoseconds: 5 * TAI64N.granule)
+        // Later: kept as is. None before: kept as is.
+        let later = TAI64N(secondsSince1970: 101, nanoseconds: 0)
+        #expect(later.after(last) == later)
+        #expect(later.after(nil) == later)
+        // The same granule, or a clock that stepped back: one granule after `last`.
+        let same = TAI64N(secondsSince1970: 100, nanoseconds: 5 * TAI64N.granule + 1_000)
+        let expected = TAI64N(secondsSince1970: 100, nanoseconds: 6 * TAI64N.granule)
+        #expect(same.after(last) == expected)
+        #expect(TAI64N(secondsSince1970: 3, nanoseconds: 0).after(last) == expected)
+        // The last granule of a second moves on to the next second.
+        let lastGranule = TAI64N(secondsSince1970: 100, nanoseconds: 999_999_999)
+        #expect(lastGranule.nanoseconds + TAI64N.granule >= 1_000_000_000)
+        #expect(lastGranule.after(lastGranule) == TAI64N(secondsSince1970: 101, nanoseconds: 0))
+        #expect(lastGranule < lastGranule.nextGranule)
+    }
 }
