@@ -140,11 +140,7 @@ struct FaultEndToEndTests {
     @Test func clientIsBackWithinTenSecondsOfAServerRestartAndALongTransferCompletesIntact() throws {
         try TunnelLab.standard().use { lab in
             let (server, client) = try startTunnel(lab)
-            let k = lab.topology.subnetIndex
-            let internetHost = lab.topology.address("H", "h0")
-            try lab["C"].ip("route", "add", "10.200.\(k).0/24", "dev", "tun0")
-            try lab["S"].sysctl("net.ipv4.ip_forward", "1")
-            try lab["H"].ip("route", "add", "10.8.0.0/16", "via", lab.topology.address("S", "s1"))
+            let internetHost = try lab.routeClientToInternetHost()
             #expect(try lab["C"].waitForPing(internetHost))
 
             try TestFiles.makeRandom(at: lab.path("long"), megabytes: 24)
