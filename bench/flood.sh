@@ -118,19 +118,7 @@ NS_C="$tag-c"; NS_S="$tag-s"; NS_F="$tag-f"
 work=$(mktemp -d "/tmp/$tag.XXXXXX")
 results="$work/results.tsv"; : >"$results"
 
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    topo_teardown
-    if [ "$rc" != 0 ] && [ -f "$work/server.log" ]; then
-        note "server log (last 20 lines):"; tail -20 "$work/server.log" >&2
-    fi
-    rm -rf "$work"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'note "interrupted"; exit 130' INT
-trap 'note "terminated"; exit 143' TERM
+topo_traps
 
 # ---- one measurement -------------------------------------------------------------------------------
 make_topology() {

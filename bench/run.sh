@@ -124,21 +124,8 @@ started_at=$(date +%s)
 
 forget_pid() { local p=$1 keep=() x; for x in "${pids[@]}"; do [ "$x" = "$p" ] || keep+=("$x"); done; pids=("${keep[@]}"); }
 
-teardown() { # stop our processes, delete our namespaces and wireguard-go sockets
-    topo_teardown
-    rm -f "/var/run/wireguard/$WG_C.sock" "/var/run/wireguard/$WG_S.sock"
-}
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    teardown
-    rm -rf "$work"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'note "interrupted"; exit 130' INT
-trap 'note "terminated"; exit 143' TERM
+topo_files=("/var/run/wireguard/$WG_C.sock" "/var/run/wireguard/$WG_S.sock") # topo_teardown removes them
+topo_traps
 
 # run_wait OUT ERR SECONDS CMD…: runs CMD in the background under `timeout`, stdout to OUT and stderr to
 # ERR, and waits, so a signal reaches our trap at once (bash runs traps only between foreground commands).
@@ -381,7 +368,7 @@ run_variant() {
         record rss_client "$(peak_rss "$vpn_client")"
         record rss_server "$(peak_rss "$vpn_server")"
     fi
-    teardown
+    topo_teardown
 }
 
 # ---- the run ---------------------------------------------------------------------------------------

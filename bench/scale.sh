@@ -83,19 +83,7 @@ NS_G="$tag-g"; NS_S="$tag-s"; NS_C="$tag-c"
 work=$(mktemp -d "/tmp/$tag.XXXXXX")
 clk_tck=$(getconf CLK_TCK)
 
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    topo_teardown
-    if [ "$rc" != 0 ] && [ -f "$work/server.log" ]; then
-        note "server log (last 20 lines):"; tail -20 "$work/server.log" >&2
-    fi
-    rm -rf "$work"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'note "interrupted"; exit 130' INT
-trap 'note "terminated"; exit 143' TERM
+topo_traps
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # utime + stime, in clock ticks
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }

@@ -98,16 +98,12 @@ struct TunnelEndToEndTests {
             let up = try transferFile(
                 lab.path("up"), from: lab["C"], to: internetHost, port: 5001, receiver: lab["H"],
                 into: lab.path("up.received"), timeout: 90)
-            #expect(up.senderSucceeded)
-            #expect(up.bytesReceived == 50 << 20)
-            #expect(try TestFiles.sha256(of: lab.path("up")) == TestFiles.sha256(of: lab.path("up.received")))
+            try lab.expectIntact(up, "up", megabytes: 50)
 
             let down = try transferFile(
                 lab.path("down"), from: lab["H"], to: Self.firstPoolAddress, port: 5002, receiver: lab["C"],
                 into: lab.path("down.received"), timeout: 90)
-            #expect(down.senderSucceeded)
-            #expect(down.bytesReceived == 50 << 20)
-            #expect(try TestFiles.sha256(of: lab.path("down")) == TestFiles.sha256(of: lab.path("down.received")))
+            try lab.expectIntact(down, "down", megabytes: 50)
 
             let stats = try server.requestStats()
             #expect((stats["rx_bytes"] ?? 0) >= 50 << 20)

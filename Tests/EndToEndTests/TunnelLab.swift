@@ -201,6 +201,18 @@ final class TunnelLab {
         return internetHost
     }
 
+    /// Expects `transfer`, of the file `path(name)` into `path(name + ".received")`, to have moved all of
+    /// its `megabytes` MB intact.
+    func expectIntact(
+        _ transfer: TransferReport, _ name: String, megabytes: Int, sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
+        #expect(transfer.senderSucceeded, "\(transfer)", sourceLocation: sourceLocation)
+        #expect(transfer.bytesReceived == megabytes << 20, "\(transfer)", sourceLocation: sourceLocation)
+        #expect(
+            try TestFiles.sha256(of: path(name)) == TestFiles.sha256(of: path(name + ".received")),
+            "\(name).received differs from \(name)", sourceLocation: sourceLocation)
+    }
+
     // MARK: The device
 
     /// The IPv4 addresses (with prefix length) configured on `device` in `host`.

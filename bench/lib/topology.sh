@@ -4,6 +4,9 @@
 #
 #   pids=()        every process the script started and has not reaped (the script appends to it)
 #   namespaces=()  every namespace topo_namespaces made and topo_teardown has not deleted
+#   topo_files=()  files topo_teardown removes too (the script sets it: wireguard-go's sockets)
+#
+# It uses the script's `note` and `$work` (its scratch directory).
 #
 # The rules the scripts keep (bench/README.md): nothing is changed in the root network namespace, since each
 # veth pair is created inside its first namespace with its peer placed directly in the second
@@ -12,6 +15,7 @@
 
 pids=()
 namespaces=()
+topo_files=()
 
 # topo_namespaces NS…: makes each namespace with its loopback up, and remembers it for topo_teardown.
 topo_namespaces() {
@@ -61,6 +65,27 @@ topo_teardown() {
     pids=()
     for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
     namespaces=()
+    [ ${#topo_files[@]} -eq 0 ] || rm -f "${topo_files[@]}"
+}
+
+# topo_cleanup: the exit trap. topo_teardown; after a failure, the last 20 lines of $work/server.log if
+# there is one; removes $work; exits with the script's status.
+topo_cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    topo_teardown
+    if [ "$rc" != 0 ] && [ -f "$work/server.log" ]; then
+        note "server log (last 20 lines):"; tail -20 "$work/server.log" >&2
+    fi
+    rm -rf "$work"
+    exit "$rc"
+}
+
+# topo_traps: runs topo_cleanup on any exit, including Ctrl-C (status 130) and SIGTERM (143).
+topo_traps() {
+    trap topo_cleanup EXIT
+    trap 'note "interrupted"; exit 130' INT
+    trap 'note "terminated"; exit 143' TERM
 }
 
 # wait_for SECONDS DESCRIPTION CMD…: polls CMD every 0.1 s until it succeeds; says so (through the
