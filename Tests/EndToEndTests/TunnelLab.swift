@@ -192,12 +192,13 @@ final class TunnelLab {
     }
 
     /// On the standard topology, where tunvpn changes only its device: routes the internet host's link
-    /// (10.200.k.0/24) into C's tunnel, turns on forwarding in S, and routes the tunnel pool back from H
-    /// via S. Returns the internet host's address.
-    func routeClientToInternetHost() throws -> String {
+    /// (10.200.k.0/24) into C's tunnel, turns on forwarding in S, routes the tunnel pool back from H via
+    /// S, and expects a ping from C to reach H. Returns the internet host's address.
+    func routeClientToInternetHost(sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
         try self["C"].ip("route", "add", "10.200.\(k).0/24", "dev", "tun0")
         try self["S"].sysctl("net.ipv4.ip_forward", "1")
         try self["H"].ip("route", "add", "10.8.0.0/16", "via", serverEgress)
+        #expect(try self["C"].waitForPing(internetHost), "no ping from C to H", sourceLocation: sourceLocation)
         return internetHost
     }
 
