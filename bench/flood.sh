@@ -111,69 +111,21 @@ done
 [ -x "$loadgen" ] || die "--loadgen: '$loadgen' is not an executable file"
 
 # ---- state and cleanup -----------------------------------------------------------------------------
+# shellcheck source=lib/topology.sh
+. "$here/lib/topology.sh" # pids, namespaces, topo_*, stop_pid, wait_for
 tag="tvflood$$"
 NS_C="$tag-c"; NS_S="$tag-s"; NS_F="$tag-f"
 work=$(mktemp -d "/tmp/$tag.XXXXXX")
 results="$work/results.tsv"; : >"$results"
-pids=()
 
-stop_pid() { # TERM, up to 3 s, then KILL; always reaps
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
-teardown() { # stop our processes, delete our namespaces
-    local pid ns
-    for pid in "${pids[@]}"; do stop_pid "$pid"; done
-    pids=()
-    for ns in "$NS_C" "$NS_S" "$NS_F"; do ip netns del "$ns" 2>/dev/null || true; done
-}
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    teardown
-    if [ "$rc" != 0 ] && [ -f "$work/server.log" ]; then
-        note "server log (last 20 lines):"; tail -20 "$work/server.log" >&2
-    fi
-    rm -rf "$work"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'note "interrupted"; exit 130' INT
-trap 'note "terminated"; exit 143' TERM
-
-wait_for() { # wait_for SECONDS DESCRIPTION CMD…
-    local secs=$1 what=$2 i
-    shift 2
-    for i in $(seq $((secs * 10))); do
-        "$@" >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    note "timed out after ${secs}s waiting for $what"
-    return 1
-}
+topo_traps
 
 # ---- one measurement -------------------------------------------------------------------------------
 make_topology() {
-    local ns i
-    for ns in "$NS_C" "$NS_S" "$NS_F"; do
-        ip netns add "$ns"
-        ip -n "$ns" link set lo up
-    done
-    ip -n "$NS_C" link add c0 type veth peer name s0 netns "$NS_S"
-    ip -n "$NS_F" link add f0 type veth peer name s3 netns "$NS_S"
-    ip -n "$NS_C" addr add 10.100.0.2/24 dev c0
-    ip -n "$NS_S" addr add 10.100.0.1/24 dev s0
-    ip -n "$NS_S" addr add 10.150.0.1/24 dev s3
-    ip -n "$NS_F" addr add 10.150.0.2/24 dev f0
-    for i in $(seq 10 209); do echo "address add 10.150.0.$i/24 dev f0"; done >"$work/sources.batch"
-    ip -n "$NS_F" -batch "$work/sources.batch"
-    for ns in "$NS_C:c0" "$NS_S:s0" "$NS_S:s3" "$NS_F:f0"; do ip -n "${ns%%:*}" link set "${ns#*:}" up; done
+    topo_namespaces "$NS_C" "$NS_S" "$NS_F"
+    topo_link "$NS_C" c0 10.100.0.2/24 "$NS_S" s0 10.100.0.1/24
+    topo_link "$NS_F" f0 10.150.0.2/24 "$NS_S" s3 10.150.0.1/24
+    topo_addresses "$NS_F" f0 "$work/sources.batch" $(seq -f '10.150.0.%g/24' 10 209)
 }
 
 # measure LABEL TUNVPN ROUND: one 22 s iperf3 run with the flood from 5 s to 16 s; appends
@@ -267,7 +219,7 @@ EOF
     else
         note "round $round, $label: ping p99 $q ms unflooded, $f flooded (medians $qm, $fm), $lost lost (flood: $s $unit/s); load $(cut -d' ' -f1-3 /proc/loadavg)"
     fi
-    teardown
+    topo_teardown
 }
 
 # ---- rounds ----------------------------------------------------------------------------------------

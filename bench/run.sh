@@ -109,46 +109,23 @@ else
 fi
 
 # ---- state and cleanup -----------------------------------------------------------------------------
+# shellcheck source=lib/topology.sh
+. "$here/lib/topology.sh" # pids (every process this script started and has not reaped), namespaces,
+                          # topo_*, stop_pid, wait_for
 tag="tvbench$$"
 NS_C="$tag-c"; NS_S="$tag-s"; NS_H="$tag-h"
 WG_C="wgc$$"; WG_S="wgs$$"        # wireguard-go's UAPI sockets live in /var/run/wireguard, shared by all
                                   # namespaces, so the two ends (and concurrent runs) need distinct names
 work=$(mktemp -d "/tmp/$tag.XXXXXX")
 raw="$work/raw.tsv"; : >"$raw"
-pids=()                           # every process this script started and has not reaped
 failures=()
 clk_tck=$(getconf CLK_TCK)
 started_at=$(date +%s)
 
-stop_pid() { # stop_pid PID: TERM, up to 3 s, then KILL; always reaps
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
 forget_pid() { local p=$1 keep=() x; for x in "${pids[@]}"; do [ "$x" = "$p" ] || keep+=("$x"); done; pids=("${keep[@]}"); }
 
-teardown() { # kill our processes, delete our namespaces and wireguard-go sockets
-    local pid ns
-    for pid in "${pids[@]}"; do stop_pid "$pid"; done
-    pids=()
-    for ns in "$NS_C" "$NS_S" "$NS_H"; do ip netns del "$ns" 2>/dev/null || true; done
-    rm -f "/var/run/wireguard/$WG_C.sock" "/var/run/wireguard/$WG_S.sock"
-}
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    teardown
-    rm -rf "$work"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'note "interrupted"; exit 130' INT
-trap 'note "terminated"; exit 143' TERM
+topo_files=("/var/run/wireguard/$WG_C.sock" "/var/run/wireguard/$WG_S.sock") # topo_teardown removes them
+topo_traps
 
 # run_wait OUT ERR SECONDS CMD…: runs CMD in the background under `timeout`, stdout to OUT and stderr to
 # ERR, and waits, so a signal reaches our trap at once (bash runs traps only between foreground commands).
@@ -171,33 +148,10 @@ in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
 # ---- topology --------------------------------------------------------------------------------------
 make_topology() {
-    local ns
-    for ns in "$NS_C" "$NS_S" "$NS_H"; do
-        ip netns add "$ns"
-        ip -n "$ns" link set lo up
-    done
-    ip -n "$NS_C" link add c0 type veth peer name s0 netns "$NS_S"
-    ip -n "$NS_S" link add s1 type veth peer name h0 netns "$NS_H"
-    ip -n "$NS_C" addr add 10.101.0.2/24 dev c0
-    ip -n "$NS_S" addr add 10.101.0.1/24 dev s0
-    ip -n "$NS_S" addr add 10.201.0.1/24 dev s1
-    ip -n "$NS_H" addr add 10.201.0.2/24 dev h0
-    ip -n "$NS_C" link set c0 up
-    ip -n "$NS_S" link set s0 up
-    ip -n "$NS_S" link set s1 up
-    ip -n "$NS_H" link set h0 up
+    topo_namespaces "$NS_C" "$NS_S" "$NS_H"
+    topo_link "$NS_C" c0 10.101.0.2/24 "$NS_S" s0 10.101.0.1/24
+    topo_link "$NS_S" s1 10.201.0.1/24 "$NS_H" h0 10.201.0.2/24
     in_ns "$NS_S" sysctl -qw net.ipv4.ip_forward=1
-}
-
-wait_for() { # wait_for SECONDS DESCRIPTION CMD…: polls CMD every 0.1 s
-    local secs=$1 what=$2 i
-    shift 2
-    for i in $(seq $((secs * 10))); do
-        "$@" >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    note "timed out after ${secs}s waiting for $what"
-    return 1
 }
 
 alive() { kill -0 "$1" 2>/dev/null; }
@@ -414,7 +368,7 @@ run_variant() {
         record rss_client "$(peak_rss "$vpn_client")"
         record rss_server "$(peak_rss "$vpn_server")"
     fi
-    teardown
+    topo_teardown
 }
 
 # ---- the run ---------------------------------------------------------------------------------------

@@ -76,67 +76,23 @@ loadgen=$bin/tunvpn-loadgen
 [ -x "$tunvpn" ] && [ -x "$loadgen" ] || die "$bin must hold tunvpn and tunvpn-loadgen"
 
 # ---- state and cleanup -----------------------------------------------------------------------------
+# shellcheck source=lib/topology.sh
+. "$here/lib/topology.sh" # pids, namespaces, topo_*, stop_pid, wait_for
 tag="tvscale$$"
 NS_G="$tag-g"; NS_S="$tag-s"; NS_C="$tag-c"
 work=$(mktemp -d "/tmp/$tag.XXXXXX")
-pids=()
 clk_tck=$(getconf CLK_TCK)
 
-stop_pid() { # TERM, up to 3 s, then KILL; always reaps
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local rc=$? pid ns
-    trap - EXIT INT TERM
-    for pid in "${pids[@]}"; do stop_pid "$pid"; done
-    for ns in "$NS_G" "$NS_S" "$NS_C"; do ip netns del "$ns" 2>/dev/null || true; done
-    if [ "$rc" != 0 ] && [ -f "$work/server.log" ]; then
-        note "server log (last 20 lines):"; tail -20 "$work/server.log" >&2
-    fi
-    rm -rf "$work"
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'note "interrupted"; exit 130' INT
-trap 'note "terminated"; exit 143' TERM
-
-wait_for() { # wait_for SECONDS DESCRIPTION CMD…
-    local secs=$1 what=$2 i
-    shift 2
-    for i in $(seq $((secs * 10))); do
-        "$@" >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    note "timed out after ${secs}s waiting for $what"
-    return 1
-}
+topo_traps
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # utime + stime, in clock ticks
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 
 # ---- topology --------------------------------------------------------------------------------------
-for ns in "$NS_G" "$NS_S" "$NS_C"; do
-    ip netns add "$ns"
-    ip -n "$ns" link set lo up
-done
-ip -n "$NS_G" link add g0 type veth peer name s0 netns "$NS_S"
-ip -n "$NS_C" link add c0 type veth peer name s1 netns "$NS_S"
-ip -n "$NS_G" addr add 10.60.0.2/24 dev g0
-ip -n "$NS_S" addr add 10.60.0.1/24 dev s0
-ip -n "$NS_S" addr add 10.62.0.1/24 dev s1
-ip -n "$NS_C" addr add 10.62.0.2/24 dev c0
-for i in $(seq 1 254); do echo "address add 10.61.0.$i/24 dev g0"; done >"$work/sources.batch"
-ip -n "$NS_G" -batch "$work/sources.batch"
-ip -n "$NS_G" link set g0 up
-ip -n "$NS_S" link set s0 up
-ip -n "$NS_S" link set s1 up
-ip -n "$NS_C" link set c0 up
+topo_namespaces "$NS_G" "$NS_S" "$NS_C"
+topo_link "$NS_G" g0 10.60.0.2/24 "$NS_S" s0 10.60.0.1/24
+topo_link "$NS_C" c0 10.62.0.2/24 "$NS_S" s1 10.62.0.1/24
+topo_addresses "$NS_G" g0 "$work/sources.batch" $(seq -f '10.61.0.%g/24' 1 254)
 ip -n "$NS_S" route add 10.61.0.0/24 via 10.60.0.2
 
 # ---- server and a real client ----------------------------------------------------------------------

@@ -140,12 +140,7 @@ struct FaultEndToEndTests {
     @Test func clientIsBackWithinTenSecondsOfAServerRestartAndALongTransferCompletesIntact() throws {
         try TunnelLab.standard().use { lab in
             let (server, client) = try startTunnel(lab)
-            let k = lab.topology.subnetIndex
-            let internetHost = lab.topology.address("H", "h0")
-            try lab["C"].ip("route", "add", "10.200.\(k).0/24", "dev", "tun0")
-            try lab["S"].sysctl("net.ipv4.ip_forward", "1")
-            try lab["H"].ip("route", "add", "10.8.0.0/16", "via", lab.topology.address("S", "s1"))
-            #expect(try lab["C"].waitForPing(internetHost))
+            let internetHost = try lab.routeClientToInternetHost()
 
             try TestFiles.makeRandom(at: lab.path("long"), megabytes: 24)
             let transfer = try PacedTransfer(
@@ -169,9 +164,7 @@ struct FaultEndToEndTests {
 
             let done = try transfer.wait(timeout: 90)
             report("restart: transfer \(done)")
-            #expect(done.senderSucceeded)
-            #expect(done.bytesReceived == 24 << 20)
-            #expect(try TestFiles.sha256(of: lab.path("long")) == TestFiles.sha256(of: lab.path("long.received")))
+            try lab.expectIntact(done, "long", megabytes: 24)
             let serverStats = try restarted.requestStats()
             let clientStats = try client.requestStats()
             report("restart: restarted server handshakes.completed=\(serverStats["handshakes.completed"] ?? 0), client handshakes.completed=\(clientStats["handshakes.completed"] ?? 0)")
@@ -216,9 +209,7 @@ struct FaultEndToEndTests {
             let done = try transferFile(
                 lab.path("lossy"), from: lab["C"], to: Self.serverTunnelAddress, port: 5001, receiver: lab["S"],
                 into: lab.path("lossy.received"), timeout: 120)
-            #expect(done.senderSucceeded)
-            #expect(done.bytesReceived == 50 << 20)
-            #expect(try TestFiles.sha256(of: lab.path("lossy")) == TestFiles.sha256(of: lab.path("lossy.received")))
+            try lab.expectIntact(done, "lossy", megabytes: 50)
 
             // Quiesce before counting: stop the relay, so no frame is in flight between the two counts.
             let impaired = try relay.stop()
@@ -274,9 +265,7 @@ struct FaultEndToEndTests {
             let toNew = frames.count { $0.destination == new && $0.sourcePort == UInt16(TunnelLab.port) }
             report("roaming: transfer \(done); after the move s0 saw \(fromNew) frames from \(new) and \(toNew) to it")
             report("roaming: server handshakes.completed \(before["handshakes.completed"] ?? 0) → \(after["handshakes.completed"] ?? 0), client \(clientStats["handshakes.completed"] ?? 0)")
-            #expect(done.senderSucceeded)
-            #expect(done.bytesReceived == 20 << 20)
-            #expect(try TestFiles.sha256(of: lab.path("roam")) == TestFiles.sha256(of: lab.path("roam.received")))
+            try lab.expectIntact(done, "roam", megabytes: 20)
             #expect(fromNew > 0, "no tunnel frames from the new address")
             #expect(toNew > 0, "the server did not send to the new address")
             #expect(after["handshakes.completed"] == before["handshakes.completed"], "the move cost a new handshake")
@@ -310,9 +299,7 @@ struct FaultEndToEndTests {
             report("rekeying: server " + keys.map { "\($0)=\(serverStats[$0] ?? 0)" }.joined(separator: " "))
             report("rekeying: client " + keys.map { "\($0)=\(clientStats[$0] ?? 0)" }.joined(separator: " "))
             #expect(done.seconds >= 22)
-            #expect(done.senderSucceeded)
-            #expect(done.bytesReceived == 24 << 20)
-            #expect(try TestFiles.sha256(of: lab.path("rekey")) == TestFiles.sha256(of: lab.path("rekey.received")))
+            try lab.expectIntact(done, "rekey", megabytes: 24)
             #expect(rekeys >= 3)
             for key in ["drop.authentication", "drop.expired", "drop.unknownSession"] {
                 #expect(serverStats[key] == 0, "server \(key)")

@@ -4,7 +4,7 @@
 // `tunvpn reload` answers with the outcome; and a state directory or journal that root must not trust
 // is refused before any journal line runs.
 //
-// Topology: RoutingLab's (RoutingEndToEndTests.swift): L ── C ── R ── S ── H, client in C, server in S,
+// Topology: TunnelLab.routed()'s (RoutedTopology.swift): L ── C ── R ── S ── H, client in C, server in S,
 // NAT out of s1. The state-directory tests run `tunvpn down` inside `unshare -m -n`: a mount namespace
 // with a private tmpfs on /run (the host's /run/tunvpn is never seen or touched) and a network namespace
 // of its own (so no journal line could touch the root namespace).
@@ -18,7 +18,7 @@ import Testing
     .needsRoot("needs root: it creates network namespaces, TUN devices and nftables tables"))
 struct InstanceEndToEndTests {
     /// The routes, rules, nftables ruleset and ip_forward of `host`.
-    func state(_ lab: RoutingLab, _ host: String) throws -> HostState { try lab[host].hostState() }
+    func state(_ lab: TunnelLab, _ host: String) throws -> HostState { try lab[host].hostState() }
 
     /// The refusal a start or `down` gives for a device that tunvpn `pid` owns.
     func inUse(_ pid: pid_t) -> String {
@@ -26,7 +26,7 @@ struct InstanceEndToEndTests {
     }
 
     @Test func aSecondStartAndDownLeaveALiveLockdownClientAsItIs() throws {
-        try RoutingLab().use { lab in
+        try TunnelLab.routed().use { lab in
             try lab.makeKeys()
             let (_, client) = try lab.startTunnel(client: ["--lockdown"])
             #expect(try lab["C"].waitForPing(lab.internetHost))
@@ -34,7 +34,7 @@ struct InstanceEndToEndTests {
             #expect(before.ruleset.contains("table inet tunvpn_lock_tun0"), "\(before.ruleset)")
             #expect(before.routes.contains("0.0.0.0/1 dev tun0"), "\(before.routes)")
 
-            let second = try lab.tunvpn(in: "C", lab.clientArguments + ["--lockdown"])
+            let second = try lab.tunvpn(in: "C", lab.clientArguments() + ["--lockdown"])
             #expect(second.status == 1 && second.stdout == "", "\(second)")
             #expect(second.stderr == "tunvpn: error: \(inUse(client.pid))\n", "\(second)")
             for arguments in [["down"], ["down", "--dev", "tun0"], ["down", "--dev", "tun0", "--keep-lockdown"]] {
@@ -56,7 +56,7 @@ struct InstanceEndToEndTests {
     }
 
     @Test func aSecondStartAndDownLeaveALiveServerAsItIs() throws {
-        try RoutingLab().use { lab in
+        try TunnelLab.routed().use { lab in
             try lab.makeKeys()
             let (server, client) = try lab.startTunnel()
             #expect(try lab["C"].waitForPing(lab.internetHost))
@@ -79,7 +79,7 @@ struct InstanceEndToEndTests {
     }
 
     @Test func downWithStopEndsTheInstanceAndLeavesTheHostAsItWas() throws {
-        try RoutingLab().use { lab in
+        try TunnelLab.routed().use { lab in
             try lab.makeKeys()
             let before = try state(lab, "C")
             let (_, client) = try lab.startTunnel(client: ["--lockdown"])
@@ -100,7 +100,7 @@ struct InstanceEndToEndTests {
     }
 
     @Test func theKillSwitchStaysUpThroughKillNineAndARestart() throws {
-        try RoutingLab().use { lab in
+        try TunnelLab.routed().use { lab in
             try lab.makeKeys()
             let before = try state(lab, "C")
             let (_, first) = try lab.startTunnel(client: ["--lockdown"])
@@ -132,7 +132,7 @@ struct InstanceEndToEndTests {
                 ["sh", "-c", "while :; do nft list tables; echo ---; done"], logFile: samples)
             defer { _ = poller.terminate() }
             #expect(waitUntil(timeout: 5) { ((try? String(contentsOfFile: samples, encoding: .utf8)) ?? "").contains("---") })
-            let restarted = try lab.startClient(["--lockdown"])
+            let restarted = try lab.startClient(extra: ["--lockdown"])
             try lab.waitForTunnelUp(restarted)
             // A few more samples after the tunnel is up.
             usleep(300_000)
@@ -158,7 +158,7 @@ struct InstanceEndToEndTests {
     }
 
     @Test func reloadAnswersWithTheOutcome() throws {
-        try RoutingLab().use { lab in
+        try TunnelLab.routed().use { lab in
             try lab.makeKeys()
             let (server, _) = try lab.startTunnel()
             let clients = lab.path("keys/clients")
@@ -198,11 +198,11 @@ struct InstanceEndToEndTests {
     }
 
     @Test func commandsWithoutDevNameTheInstancesWhenThereAreSeveral() throws {
-        try RoutingLab().use { lab in
+        try TunnelLab.routed().use { lab in
             try lab.makeKeys()
             // No server runs: both clients keep retrying their handshakes, each on its own device.
-            let first = try lab.startClient(["--no-routes"])
-            let second = try lab.startClient(["--no-routes", "--dev", "tun1"])
+            let first = try lab.startClient(extra: ["--no-routes"])
+            let second = try lab.startClient(extra: ["--no-routes", "--dev", "tun1"])
             for client in [first, second] {
                 let up = client.waitForLog(containing: "client connecting to", timeout: 10)
                 #expect(up, "\(client.log)")

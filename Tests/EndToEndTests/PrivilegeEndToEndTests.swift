@@ -81,6 +81,19 @@ func defaultUser() throws -> (name: String, uid: UInt32, gid: UInt32) {
 
 @Suite(.serialized, .needsRoot("needs root: builds network namespaces"))
 struct PrivilegeEndToEndTests {
+    /// Keys and an allow-list holding the client, then `tunvpn server` in S with its default port, address
+    /// and device, NAT out of s1 (host changes for the dropped user's teardown to undo) and `extra`.
+    /// Returns the server and S's ip_forward before it started.
+    func startServerWithNAT(_ lab: TunnelLab, _ extra: [String]) throws -> (server: BackgroundProcess, forwardingBefore: String) {
+        try lab.keygen("server")
+        try lab.writeAllowList([try lab.keygen("client")])
+        let forwardingBefore = try lab["S"].exec(["sysctl", "-n", "net.ipv4.ip_forward"]).stdout
+        let server = try lab.start(
+            "server", in: "S",
+            ["server", "--key", lab.path("keys/server.key"), "--clients", lab.path("keys/clients"), "--egress", "s1"] + extra)
+        return (server, forwardingBefore)
+    }
+
     @Test func aClientRunsAsNobodyWithOnlyNetAdminOnAPreCreatedDevice() throws {
         try TunnelLab.standard().use { lab in
             try lab.keygen("server")
@@ -119,15 +132,7 @@ struct PrivilegeEndToEndTests {
 
     @Test func aRootServerAndClientBecomeAnUnprivilegedUserWithOnlyNetAdmin() throws {
         try TunnelLab.standard().use { lab in
-            try lab.keygen("server")
-            try lab.writeAllowList([try lab.keygen("client")])
-            let forwardingBefore = try lab["S"].exec(["sysctl", "-n", "net.ipv4.ip_forward"]).stdout
-            let server = try lab.start(
-                "server", in: "S",
-                [
-                    "server", "--key", lab.path("keys/server.key"), "--clients", lab.path("keys/clients"),
-                    "--egress", "s1", "--log-level", "debug", "--user", "nobody",
-                ])
+            let (server, forwardingBefore) = try startServerWithNAT(lab, ["--log-level", "debug", "--user", "nobody"])
             let dropped = server.waitForLog(
                 containing: "running as nobody (uid 65534, gid 65534), capabilities: CAP_NET_ADMIN", timeout: 10)
             #expect(dropped, "\(server.log)")
@@ -161,15 +166,7 @@ struct PrivilegeEndToEndTests {
 
     @Test func userRootKeepsUidZeroWithOnlyNetAdminAndAWarning() throws {
         try TunnelLab.standard().use { lab in
-            try lab.keygen("server")
-            try lab.writeAllowList([try lab.keygen("client")])
-            let forwardingBefore = try lab["S"].exec(["sysctl", "-n", "net.ipv4.ip_forward"]).stdout
-            let server = try lab.start(
-                "server", in: "S",
-                [
-                    "server", "--key", lab.path("keys/server.key"), "--clients", lab.path("keys/clients"),
-                    "--egress", "s1", "--user", "root",
-                ])
+            let (server, forwardingBefore) = try startServerWithNAT(lab, ["--user", "root"])
             #expect(
                 server.waitForLog(containing: "running as root (uid 0, gid 0), capabilities: CAP_NET_ADMIN", timeout: 10),
                 "\(server.log)")
@@ -201,12 +198,7 @@ struct PrivilegeEndToEndTests {
             try lab.writeAllowList([try lab.keygen("client")])
             _ = try lab.startServer()
             let client = try lab.start(
-                "client-C", in: "C",
-                [
-                    "client", "--key", lab.path("keys/client.key"), "--peer-key", lab.path("keys/server.pub"),
-                    "--endpoint", "\(lab.topology.address("S", "s0")):\(TunnelLab.port)", "--dev", "tun0",
-                    "--route", "10.9.0.0/16", "--log-level", "debug",
-                ])
+                "client-C", in: "C", lab.clientArguments() + ["--route", "10.9.0.0/16", "--log-level", "debug"])
             #expect(client.waitForLog(containing: "capabilities: CAP_NET_ADMIN", timeout: 10), "\(client.log)")
             _ = try lab.waitForTunnelUp(client)
             let routes = try lab["C"].ip("-4", "route", "show", "10.9.0.0/16").stdout

@@ -16,204 +16,12 @@
 //
 // The client adds 10.101.k.2/32 via 10.100.k.1 dev c0, 0.0.0.0/1 and 128.0.0.0/1 dev tun0 and the table
 // `ip tunvpn_tun0`; the server turns on ip_forward and loads its own `ip tunvpn_tun0`. Every test
-// builds its own namespaces and keys, and `RoutingLab.use` removes them (and stops every process it
+// builds its own namespaces and keys, and `TunnelLab.use` removes them (and stops every process it
 // started, by pid) however the test ends. Nothing here touches the root namespace.
 
 import Foundation
 import TestSupport
 import Testing
-
-/// The fixture: the routed topology, a directory of keys and logs, and the tunvpn processes.
-final class RoutingLab {
-    static let port = 51820
-    static let serverTunnelAddress = "10.8.0.1"
-    static let clientTunnelAddress = "10.8.0.2"
-    static let webPort = 8080
-
-    let topology: Topology
-    let directory: TemporaryDirectory
-    private var processes: [(name: String, process: BackgroundProcess)] = []
-
-    init(enableIPv6: Bool = false) throws {
-        topology = try .lanClientRouterServerInternet(enableIPv6: enableIPv6)
-        do { directory = try TemporaryDirectory() } catch {
-            topology.close()
-            throw error
-        }
-    }
-
-    /// Runs `body`, then prints the process logs, stops everything and removes namespaces and files.
-    func use<T>(_ body: (RoutingLab) throws -> T) throws -> T {
-        defer { close() }
-        return try EndToEndGate.shared { try body(self) }
-    }
-
-    subscript(host: String) -> NetworkNamespace { topology[host] }
-    func path(_ name: String) -> String { directory.path + "/" + name }
-
-    var k: Int { topology.subnetIndex }
-    var serverUnderlay: String { topology.address("S", "s0") }
-    var serverEgress: String { topology.address("S", "s1") }
-    var clientUnderlay: String { topology.address("C", "c0") }
-    var router: String { topology.address("R", "r0") }
-    var internetHost: String { topology.address("H", "h0") }
-
-    // MARK: Keys
-
-    /// Keys for the server and the client, and an allow-list holding the client.
-    func makeKeys() throws {
-        for name in ["server", "client"] {
-            try runLoggedChecked([TestBinaries.tunvpn, "keygen", "--out", path("keys"), "--name", name])
-        }
-        let clientKey = try String(contentsOfFile: path("keys/client.pub"), encoding: .utf8)
-            .trimmingCharacters(in: .whitespacesAndNewlines)
-        let text = "\(clientKey)  # the test's client\n"
-        print("+ cat > \(path("keys/clients")) <<EOF\n\(text)EOF")
-        try text.write(toFile: path("keys/clients"), atomically: true, encoding: .utf8)
-    }
-
-    var serverArguments: [String] {
-        [
-            "server", "--key", path("keys/server.key"), "--listen", "0.0.0.0:\(Self.port)",
-            "--address", "\(Self.serverTunnelAddress)/16", "--clients", path("keys/clients"), "--dev", "tun0",
-        ]
-    }
-
-    var clientArguments: [String] {
-        [
-            "client", "--key", path("keys/client.key"), "--peer-key", path("keys/server.pub"),
-            "--endpoint", "\(serverUnderlay):\(Self.port)", "--dev", "tun0",
-        ]
-    }
-
-    // MARK: Processes
-
-    /// Starts the server in S (NAT out of s1 unless `extra` says otherwise) and waits until its UDP socket
-    /// is bound, which it does only after its host changes are made.
-    func startServer(_ extra: [String] = ["--egress", "s1"]) throws -> BackgroundProcess {
-        let server = try start("server", in: "S", serverArguments + extra + ["--log-level", "debug"])
-        let bound = try topology["S"].waitForListener(port: Self.port, udp: true)
-        try #require(bound, "tunvpn server did not bind UDP port \(Self.port) within 10 s; its log:\n\(server.log)")
-        return server
-    }
-
-    /// Starts the client in C with full-tunnel routes (plus `extra`).
-    func startClient(_ extra: [String] = []) throws -> BackgroundProcess {
-        try start("client", in: "C", clientArguments + extra + ["--log-level", "debug"])
-    }
-
-    /// Starts the server and the client and waits for the tunnel; returns both.
-    func startTunnel(client extra: [String] = []) throws -> (server: BackgroundProcess, client: BackgroundProcess) {
-        let server = try startServer()
-        let client = try startClient(extra)
-        try waitForTunnelUp(client)
-        return (server, client)
-    }
-
-    /// Waits for the client's `tunnel up` line (logged once its routes and rules are in place).
-    func waitForTunnelUp(_ client: BackgroundProcess, timeout: Double = 15) throws {
-        let up = client.waitForLog(containing: "tunnel up", timeout: timeout)
-        try #require(up, "no `tunnel up` from the client within \(timeout) s; its log:\n\(client.log)")
-    }
-
-    /// Runs `tunvpn ARGUMENTS` to completion inside `host` (`down`, `--dry-run`).
-    func tunvpn(in host: String, _ arguments: [String]) throws -> CommandResult {
-        try topology[host].exec([TestBinaries.tunvpn] + arguments, timeout: 30)
-    }
-
-    /// Sends SIGKILL to `process` (a tunvpn started by this lab) and waits for it to be gone.
-    func kill9(_ process: BackgroundProcess) {
-        print("+ kill -KILL \(process.pid)  # \(shellQuoted(process.command))")
-        process.sendSignal(SIGKILL)
-        #expect(process.waitForExit(timeout: 5), "\(process) survived SIGKILL for 5 s")
-        #expect(process.endedBySignal == true)
-    }
-
-    /// Starts a python3 web server on the internet host serving `path("www")`; each request is logged
-    /// with the peer address it came from (http.server's log format), which is what the test checks.
-    func startWebServer() throws -> BackgroundProcess {
-        try FileManager.default.createDirectory(atPath: path("www"), withIntermediateDirectories: true)
-        let web = try start(
-            "web", in: "H",
-            [
-                "python3", "-u", "-m", "http.server", "\(Self.webPort)", "--bind", internetHost, "--directory",
-                path("www"),
-            ])
-        let listening = try topology["H"].waitForListener(port: Self.webPort)
-        try #require(listening, "python3 http.server did not listen on \(Self.webPort) within 10 s: \(web.log)")
-        return web
-    }
-
-    /// The peer address of every request `web` logged (`10.200.k.1 - - [date] "GET /x HTTP/1.1" 200 -`).
-    func requestSources(_ web: BackgroundProcess) -> [String] {
-        web.log.split(separator: "\n").filter { $0.contains("\"GET ") }.map { String($0.prefix(while: { $0 != " " })) }
-    }
-
-    /// Fetches `name` from the internet host's web server from inside `host` with curl, into `output`.
-    func fetch(_ name: String, from host: String, into output: String) throws -> Bool {
-        try topology[host].exec(
-            ["curl", "-sS", "--max-time", "20", "-o", output, "http://\(internetHost):\(Self.webPort)/\(name)"],
-            timeout: 30
-        ).status == 0
-    }
-
-    /// Runs `commands` in `host` all at once and waits (at most `timeout` seconds) for every one to end;
-    /// returns each one's description and exit status (-1 if it had to be stopped).
-    func runAtOnce(_ commands: [(what: String, command: [String])], in host: String, timeout: Double = 10) throws
-        -> [(what: String, status: Int32)]
-    {
-        let started = try commands.enumerated().map { i, probe in
-            (probe.what, try topology[host].spawn(probe.command, logFile: path("probe-\(i).log")))
-        }
-        return started.map { what, process in
-            let ended = process.waitForExit(timeout: timeout)
-            let status = ended ? process.exitStatus ?? -1 : process.terminate()
-            let output = process.log.split(separator: "\n").joined(separator: "; ")
-            print("  \(what): exit status \(status)\(output.isEmpty ? "" : ": " + output)")
-            return (what, ended ? status : -1)
-        }
-    }
-
-    private func start(_ name: String, in host: String, _ arguments: [String]) throws -> BackgroundProcess {
-        let command = name == "web" ? arguments : [TestBinaries.tunvpn] + arguments
-        let process = try topology[host].spawn(command, logFile: path("\(name)-\(processes.count).log"))
-        processes.append((name, process))
-        return process
-    }
-
-    /// Prints the last lines of each log, stops every process and removes namespaces and files.
-    func close() {
-        for (name, process) in processes {
-            process.terminate()
-            let lines = process.log.split(separator: "\n", omittingEmptySubsequences: false)
-            print("--- \(name) log (\(process.logFile), last \(min(lines.count, 30)) of \(lines.count) lines) ---")
-            print(lines.suffix(30).joined(separator: "\n"))
-        }
-        processes = []
-        topology.close()
-        directory.remove()
-    }
-
-    // MARK: What the underlay carries
-
-    /// tcpdump's lines for frames in `capture` that are neither ARP nor tunvpn UDP between the client's and
-    /// the server's underlay addresses (to or from the server's port). With `leavingFrom` (a MAC address),
-    /// only frames sent from that address count: what arrives from elsewhere is not a leak.
-    func framesOutsideTheTunnel(_ capture: CaptureResult, leavingFrom mac: String? = nil) -> [String] {
-        var offending: [String] = []
-        for (i, frame) in capture.frames.enumerated() where frame.kind != .arp {
-            if let mac, frame.ethernetSource != mac { continue }
-            let toServer =
-                frame.source == clientUnderlay && frame.destination == serverUnderlay
-                && frame.destinationPort == UInt16(Self.port)
-            let fromServer =
-                frame.source == serverUnderlay && frame.destination == clientUnderlay
-                && frame.sourcePort == UInt16(Self.port)
-            if !(frame.isUDP && (toServer || fromServer)) { offending.append(capture.line(i)) }
-        }
-        return offending
-    }
-}
 
 @Suite(
     .serialized,
@@ -222,7 +30,7 @@ struct RoutingEndToEndTests {
     // MARK: Full tunnel
 
     @Test func fullTunnelTakesTheClientToTheInternetHostWhichSeesOnlyTheServer() throws {
-        try RoutingLab().use { lab in
+        try TunnelLab.routed().use { lab in
             try lab.makeKeys()
             // Without the tunnel the internet host is out of reach: the router has no route to it.
             #expect(try lab["C"].ping(lab.internetHost, count: 1).status != 0)
@@ -283,7 +91,7 @@ struct RoutingEndToEndTests {
     // MARK: Gateway mode
 
     @Test func lanHostReachesTheInternetHostThroughAGatewayClient() throws {
-        try RoutingLab().use { lab in
+        try TunnelLab.routed().use { lab in
             try lab.makeKeys()
             let web = try lab.startWebServer()
             try TestFiles.makeRandom(at: lab.path("www/page"), megabytes: 1)
@@ -314,7 +122,7 @@ struct RoutingEndToEndTests {
 
     /// Snapshots C and S, starts a gateway-mode tunnel (so both sides change routes, nftables and
     /// ip_forward), checks that the changes are there, and returns the snapshots and processes.
-    func startAndCheckChanges(_ lab: RoutingLab) throws
+    func startAndCheckChanges(_ lab: TunnelLab) throws
         -> (client: HostState, server: HostState, processes: (server: BackgroundProcess, client: BackgroundProcess))
     {
         try lab.makeKeys()
@@ -359,7 +167,7 @@ struct RoutingEndToEndTests {
     }
 
     @Test func sigtermLeavesRoutesRulesRulesetAndForwardingAsTheyWere() throws {
-        try RoutingLab().use { lab in
+        try TunnelLab.routed().use { lab in
             let (clientBefore, serverBefore, processes) = try startAndCheckChanges(lab)
             let clientFiles = try runtimePrefix(of: processes.client)
             let serverFiles = try runtimePrefix(of: processes.server)
@@ -384,7 +192,7 @@ struct RoutingEndToEndTests {
     }
 
     @Test func killNineThenTunvpnDownLeavesEverythingAsItWas() throws {
-        try RoutingLab().use { lab in
+        try TunnelLab.routed().use { lab in
             let (clientBefore, serverBefore, processes) = try startAndCheckChanges(lab)
             let clientFiles = try runtimePrefix(of: processes.client)
             let serverFiles = try runtimePrefix(of: processes.server)
@@ -419,14 +227,14 @@ struct RoutingEndToEndTests {
     }
 
     @Test func killNineThenAFreshStartRemovesTheLeftoversFirst() throws {
-        try RoutingLab().use { lab in
+        try TunnelLab.routed().use { lab in
             let (clientBefore, serverBefore, processes) = try startAndCheckChanges(lab)
             lab.kill9(processes.client)
             lab.kill9(processes.server)
 
             let server = try lab.startServer()
             #expect(server.log.contains("removed 2 change(s) left by a previous run on tun0"), "\(server.log)")
-            let client = try lab.startClient(["--gateway"])
+            let client = try lab.startClient(extra: ["--gateway"])
             try lab.waitForTunnelUp(client)
             #expect(client.log.contains("removed 5 change(s) left by a previous run on tun0"), "\(client.log)")
             #expect(try lab["C"].ping(lab.internetHost, count: 2).status == 0, "the restarted tunnel works")
@@ -444,14 +252,44 @@ struct RoutingEndToEndTests {
 
     // MARK: --dry-run
 
+    /// The `nft -f -` step `--dry-run` prints for a table tunvpn replaces whole (declared, deleted and
+    /// written again). `chains` are each chain's name, its `type … hook … policy …;` line and its rules.
+    static func nftScript(_ table: String, _ chains: [(name: String, hook: String, rules: [String])]) -> String {
+        var lines = ["nft -f - <<'EOF'", "table \(table) {}", "delete table \(table)", "table \(table) {"]
+        for chain in chains {
+            lines += ["\tchain \(chain.name) {", "\t\t" + chain.hook] + chain.rules.map { "\t\t" + $0 } + ["\t}"]
+        }
+        return (lines + ["}", "EOF"]).joined(separator: "\n") + "\n"
+    }
+
+    /// The `ip tunvpn_tun0` table a gateway client and the server load: MSS clamping both ways, the
+    /// forwarding of connections opened through `opening` (`oifname`, into the tunnel, on the client;
+    /// `iifname`, out of it, on the server) and of their replies, and the `masquerade` rule.
+    static func forwardingTable(opening: String, masquerade: String) -> String {
+        let replies = opening == "oifname" ? "iifname" : "oifname"
+        return nftScript(
+            "ip tunvpn_tun0",
+            [
+                (
+                    "forward", "type filter hook forward priority filter - 10; policy accept;",
+                    [
+                        "oifname \"tun0\" tcp flags syn / syn,rst tcp option maxseg size set rt mtu",
+                        "iifname \"tun0\" tcp flags syn / syn,rst tcp option maxseg size set rt mtu",
+                        "\(opening) \"tun0\" accept", "\(replies) \"tun0\" ct state established,related accept",
+                    ]
+                ),
+                ("postrouting", "type nat hook postrouting priority srcnat; policy accept;", [masquerade]),
+            ])
+    }
+
     @Test func dryRunPrintsTheExactCommandsAndChangesNothing() throws {
-        try RoutingLab().use { lab in
+        try TunnelLab.routed().use { lab in
             try lab.makeKeys()
             let k = lab.k
             let clientBefore = try lab["C"].hostState()
             let serverBefore = try lab["S"].hostState()
 
-            let client = try lab.tunvpn(in: "C", lab.clientArguments + ["--dry-run"])
+            let client = try lab.tunvpn(in: "C", lab.clientArguments() + ["--dry-run"])
             #expect(client.status == 0 && client.stderr == "", "\(client.stderr)")
             #expect(
                 client.stdout == """
@@ -465,91 +303,51 @@ struct RoutingEndToEndTests {
 
             let gateway = try lab.tunvpn(
                 in: "C",
-                lab.clientArguments + [
+                lab.clientArguments() + [
                     "--gateway", "--lockdown", "--route", "10.200.\(k).0/24", "--route", "10.99.0.0/16", "--mtu",
                     "1380",
                     "--dry-run",
                 ])
             #expect(gateway.status == 0 && gateway.stderr == "", "\(gateway.stderr)")
+            let lockdown = Self.nftScript(
+                "inet tunvpn_lock_tun0",
+                [
+                    (
+                        "output", "type filter hook output priority filter - 20; policy drop;",
+                        ["oifname \"lo\" accept", "oifname \"tun0\" accept", "ip daddr 10.101.\(k).2 udp dport 51820 accept"]
+                    ),
+                    (
+                        "input", "type filter hook input priority filter - 20; policy drop;",
+                        ["iifname \"lo\" accept", "iifname \"tun0\" accept", "ip saddr 10.101.\(k).2 udp sport 51820 accept"]
+                    ),
+                    (
+                        "forward", "type filter hook forward priority filter - 20; policy drop;",
+                        ["oifname \"tun0\" accept", "iifname \"tun0\" ct state established,related accept"]
+                    ),
+                ])
             #expect(
-                gateway.stdout == """
-                    nft -f - <<'EOF'
-                    table inet tunvpn_lock_tun0 {}
-                    delete table inet tunvpn_lock_tun0
-                    table inet tunvpn_lock_tun0 {
-                    \tchain output {
-                    \t\ttype filter hook output priority filter - 20; policy drop;
-                    \t\toifname "lo" accept
-                    \t\toifname "tun0" accept
-                    \t\tip daddr 10.101.\(k).2 udp dport 51820 accept
-                    \t}
-                    \tchain input {
-                    \t\ttype filter hook input priority filter - 20; policy drop;
-                    \t\tiifname "lo" accept
-                    \t\tiifname "tun0" accept
-                    \t\tip saddr 10.101.\(k).2 udp sport 51820 accept
-                    \t}
-                    \tchain forward {
-                    \t\ttype filter hook forward priority filter - 20; policy drop;
-                    \t\toifname "tun0" accept
-                    \t\tiifname "tun0" ct state established,related accept
-                    \t}
-                    }
-                    EOF
+                gateway.stdout == lockdown + """
                     # tun0: address assigned by the server at the handshake
                     ip link set tun0 mtu 1380 txqueuelen 1000 up
                     ip -4 route add 10.101.\(k).2/32 via 10.100.\(k).1 dev c0
                     ip -4 route add 10.200.\(k).0/24 dev tun0
                     ip -4 route add 10.99.0.0/16 dev tun0
                     sysctl -w net.ipv4.ip_forward=1
-                    nft -f - <<'EOF'
-                    table ip tunvpn_tun0 {}
-                    delete table ip tunvpn_tun0
-                    table ip tunvpn_tun0 {
-                    \tchain forward {
-                    \t\ttype filter hook forward priority filter - 10; policy accept;
-                    \t\toifname "tun0" tcp flags syn / syn,rst tcp option maxseg size set rt mtu
-                    \t\tiifname "tun0" tcp flags syn / syn,rst tcp option maxseg size set rt mtu
-                    \t\toifname "tun0" accept
-                    \t\tiifname "tun0" ct state established,related accept
-                    \t}
-                    \tchain postrouting {
-                    \t\ttype nat hook postrouting priority srcnat; policy accept;
-                    \t\toifname "tun0" masquerade
-                    \t}
-                    }
-                    EOF
 
-                    """)
+                    """ + Self.forwardingTable(opening: "oifname", masquerade: "oifname \"tun0\" masquerade"))
 
             // Without --egress the server NATs out of the default route's device, s0 here.
             for (extra, egress) in [(["--egress", "s1"], "s1"), ([], "s0")] {
                 let server = try lab.tunvpn(in: "S", lab.serverArguments + extra + ["--dry-run"])
                 #expect(server.status == 0 && server.stderr == "", "\(server.stderr)")
+                let masquerade = "ip saddr 10.8.0.0/16 oifname \"\(egress)\" masquerade"
                 #expect(
                     server.stdout == """
                         ip addr add 10.8.0.1/16 dev tun0
                         ip link set tun0 mtu 1420 txqueuelen 1000 up
                         sysctl -w net.ipv4.ip_forward=1
-                        nft -f - <<'EOF'
-                        table ip tunvpn_tun0 {}
-                        delete table ip tunvpn_tun0
-                        table ip tunvpn_tun0 {
-                        \tchain forward {
-                        \t\ttype filter hook forward priority filter - 10; policy accept;
-                        \t\toifname "tun0" tcp flags syn / syn,rst tcp option maxseg size set rt mtu
-                        \t\tiifname "tun0" tcp flags syn / syn,rst tcp option maxseg size set rt mtu
-                        \t\tiifname "tun0" accept
-                        \t\toifname "tun0" ct state established,related accept
-                        \t}
-                        \tchain postrouting {
-                        \t\ttype nat hook postrouting priority srcnat; policy accept;
-                        \t\tip saddr 10.8.0.0/16 oifname "\(egress)" masquerade
-                        \t}
-                        }
-                        EOF
 
-                        """)
+                        """ + Self.forwardingTable(opening: "iifname", masquerade: masquerade))
             }
 
             let clientAfter = try lab["C"].hostState()
@@ -564,7 +362,7 @@ struct RoutingEndToEndTests {
     // MARK: A failure half way
 
     @Test func stepThatFailsHalfWayIsRolledBackAndNamedInOneLine() throws {
-        try RoutingLab().use { lab in
+        try TunnelLab.routed().use { lab in
             try lab.makeKeys()
             let k = lab.k
             // The client's fourth step, `ip -4 route add 10.200.k.0/24 dev tun0`, will find this route
@@ -573,7 +371,7 @@ struct RoutingEndToEndTests {
             let before = try lab["C"].hostState()
 
             _ = try lab.startServer()
-            let client = try lab.startClient(["--route", "10.99.0.0/16", "--route", "10.200.\(k).0/24"])
+            let client = try lab.startClient(extra: ["--route", "10.99.0.0/16", "--route", "10.200.\(k).0/24"])
             #expect(client.waitForExit(timeout: 15), "the client kept running after its setup failed:\n\(client.log)")
             #expect(client.exitStatus == 1 && client.endedBySignal == false, "\(client.log)")
 
@@ -596,7 +394,7 @@ struct RoutingEndToEndTests {
     // MARK: Kill switch
 
     @Test func lockdownLetsOnlyTheTunnelsUDPLeaveWhileTheServerIsUnreachableAndOutlivesAKill() throws {
-        try RoutingLab(enableIPv6: true).use { lab in
+        try TunnelLab.routed(enableIPv6: true).use { lab in
             try lab.makeKeys()
             let k = lab.k
             let clientV6 = "fd00:100:\(k)::2"
@@ -614,7 +412,7 @@ struct RoutingEndToEndTests {
             let mac = try lab["C"].macAddress(of: "c0")
 
             // No server runs: the client keeps retrying its handshake behind the kill switch.
-            let client = try lab.startClient(["--lockdown"])
+            let client = try lab.startClient(extra: ["--lockdown"])
             let connecting = client.waitForLog(containing: "client connecting to", timeout: 10)
             try #require(connecting, "the client did not start:\n\(client.log)")
             #expect(try lab["C"].hostState().ruleset.contains("table inet tunvpn_lock_tun0"))
@@ -632,11 +430,11 @@ struct RoutingEndToEndTests {
                 ("ping the router over IPv6", ["ping", "-n", "-c", "1", "-W", "1", routerV6]),
                 ("TCP to the router over IPv6", ["nc", "-z", "-w", "1", routerV6, "22"]),
             ]
-            for (address, port) in [(lab.router, 22), (lab.internetHost, 80), (lab.serverUnderlay, RoutingLab.port)] {
+            for (address, port) in [(lab.router, 22), (lab.internetHost, 80), (lab.serverUnderlay, TunnelLab.port)] {
                 probes.append(("TCP to \(address):\(port)", ["nc", "-z", "-w", "1", address, "\(port)"]))
             }
             for (address, port) in [
-                (lab.router, 53), (lab.internetHost, 53), (lab.serverUnderlay, RoutingLab.port + 1),
+                (lab.router, 53), (lab.internetHost, 53), (lab.serverUnderlay, TunnelLab.port + 1),
             ] {
                 probes.append(("UDP to \(address):\(port)", ["python3", "-c", udp, address, "\(port)"]))
             }
@@ -646,7 +444,7 @@ struct RoutingEndToEndTests {
             // The handshake is retried every 5 s (plus jitter): wait for one inside the capture.
             let retried = capture.waitForFrame(timeout: 7) {
                 $0.ethernetSource == mac && $0.isUDP && $0.destination == lab.serverUnderlay
-                    && $0.destinationPort == UInt16(RoutingLab.port)
+                    && $0.destinationPort == UInt16(TunnelLab.port)
             }
             let wire = try capture.stop()
             print("  c0 saw:\n" + wire.listing.map { "    " + $0 }.joined(separator: "\n"))
@@ -674,12 +472,12 @@ struct RoutingEndToEndTests {
     }
 
     @Test func lockdownKeepsTheTunnelWorkingAndEverythingElseBlocked() throws {
-        try RoutingLab().use { lab in
+        try TunnelLab.routed().use { lab in
             try lab.makeKeys()
             let before = try lab["C"].hostState()
             let (_, client) = try lab.startTunnel(client: ["--lockdown"])
-            #expect(try lab["C"].waitForPing(RoutingLab.serverTunnelAddress))
-            #expect(try lab["C"].ping(RoutingLab.serverTunnelAddress, count: 3).status == 0)
+            #expect(try lab["C"].waitForPing(TunnelLab.serverTunnelAddress))
+            #expect(try lab["C"].ping(TunnelLab.serverTunnelAddress, count: 3).status == 0)
             #expect(try lab["C"].ping(lab.internetHost, count: 3).status == 0)
             // The router is on c0's own link, outside the tunnel: blocked while the client runs.
             #expect(try lab["C"].ping(lab.router, count: 1).status != 0)

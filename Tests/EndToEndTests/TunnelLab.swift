@@ -1,9 +1,14 @@
-// The fixture of the tunnel end-to-end tests: a topology, a directory of keys and logs, and the real
-// `tunvpn` binary started in the namespaces as an operator would start it.
+// The fixture of every end-to-end suite that runs the real `tunvpn` binary: a topology, a directory of
+// keys and logs, and the tunvpn processes started in the namespaces as an operator would start them.
+// Every process log is printed (its last lines) when the lab closes, so a failing test shows what
+// tunvpn said.
 //
-// Issue 3's tunnel only: the server runs with `--no-nat` and the clients with `--no-routes`, and the
-// tests add the routes and the forwarding sysctl themselves (issue 4 automates that). Every process log
-// is printed (its last lines) when the lab closes, so a failing test shows what tunvpn said.
+// Two kinds of lab, the same type:
+// - `TunnelLab.standard()` (or `TunnelLab(topology)` for a test's own topology): issue 3's tunnel only.
+//   The server runs with `--no-nat` and the clients with `--no-routes`, and the tests add the routes and
+//   the forwarding sysctl themselves (`routeClientToInternetHost`).
+// - `TunnelLab.routed()`: the LAN–client–router–server–internet line of RoutedTopology.swift, where
+//   tunvpn makes its own host changes (routes, nftables tables, ip_forward), the server NATing out of s1.
 
 import Foundation
 import Testing
@@ -12,18 +17,40 @@ import TestSupport
 final class TunnelLab {
     static let port = 51820
     static let serverTunnelAddress = "10.8.0.1"
+    static let clientTunnelAddress = "10.8.0.2"
+    static let webPort = 8080
 
     let topology: Topology
     let directory: TemporaryDirectory
+    /// Arguments every `startServer` and `startClient` adds: what tunvpn may change in its namespaces.
+    let serverDefaults: [String]
+    let clientDefaults: [String]
     private var processes: [(name: String, process: BackgroundProcess)] = []
 
-    init(_ topology: Topology) throws {
+    /// A lab on `topology` (which it closes if the lab cannot be made). By default tunvpn changes only its
+    /// device: `--no-nat` for the server, `--no-routes` for the clients.
+    init(_ topology: Topology, serverDefaults: [String] = ["--no-nat"], clientDefaults: [String] = ["--no-routes"])
+        throws
+    {
         self.topology = topology
-        directory = try TemporaryDirectory()
+        self.serverDefaults = serverDefaults
+        self.clientDefaults = clientDefaults
+        do { directory = try TemporaryDirectory() } catch {
+            topology.close()
+            throw error
+        }
     }
 
     /// A lab on the standard client–server–internet topology.
     static func standard() throws -> TunnelLab { try TunnelLab(Topology.clientServerInternet()) }
+
+    /// A lab on the routed topology (Topology.lanClientRouterServerInternet), where tunvpn makes its own
+    /// host changes: full-tunnel routes for the client, forwarding and NAT out of s1 for the server.
+    static func routed(enableIPv6: Bool = false) throws -> TunnelLab {
+        try TunnelLab(
+            .lanClientRouterServerInternet(enableIPv6: enableIPv6), serverDefaults: ["--egress", "s1"],
+            clientDefaults: [])
+    }
 
     /// Runs `body` with the lab, then prints the process logs, stops everything and removes the
     /// namespaces and files, however `body` ends. It holds the end-to-end gate (`EndToEndGate`) meanwhile:
@@ -36,6 +63,15 @@ final class TunnelLab {
     func path(_ name: String) -> String { directory.path + "/" + name }
 
     subscript(host: String) -> NetworkNamespace { topology[host] }
+
+    // MARK: Addresses of the routed topology
+
+    var k: Int { topology.subnetIndex }
+    var serverUnderlay: String { topology.address("S", "s0") }
+    var serverEgress: String { topology.address("S", "s1") }
+    var clientUnderlay: String { topology.address("C", "c0") }
+    var router: String { topology.address("R", "r0") }
+    var internetHost: String { topology.address("H", "h0") }
 
     // MARK: Keys and the allow-list
 
@@ -57,47 +93,96 @@ final class TunnelLab {
         return file
     }
 
+    /// Keys for the server and the client, and an allow-list holding the client.
+    func makeKeys() throws {
+        try keygen("server")
+        let clientKey = try keygen("client")
+        try writeAllowList(["\(clientKey)  # the test's client"])
+    }
+
+    // MARK: Command lines
+
+    /// `tunvpn server` with the lab's keys, port, tunnel address and device, before any defaults.
+    var serverArguments: [String] {
+        [
+            "server", "--key", path("keys/server.key"), "--listen", "0.0.0.0:\(Self.port)",
+            "--address", "\(Self.serverTunnelAddress)/16", "--clients", path("keys/clients"), "--dev", "tun0",
+        ]
+    }
+
+    /// `tunvpn client` with key `key` and the server key file `serverKey`, towards `endpoint` (an address
+    /// of the server's underlay; by default S's s0), before any defaults.
+    func clientArguments(key: String = "client", serverKey: String = "server", endpoint: String? = nil) -> [String] {
+        [
+            "client", "--key", path("keys/\(key).key"), "--peer-key", path("keys/\(serverKey).pub"),
+            "--endpoint", "\(endpoint ?? serverUnderlay):\(Self.port)", "--dev", "tun0",
+        ]
+    }
+
     // MARK: Processes
 
-    /// Starts `tunvpn server` in `host` and waits until its UDP socket is bound. `logName` names its log
-    /// file (a test that restarts the server gives each run its own).
+    /// Starts `tunvpn server` in `host` and waits until its UDP socket is bound (which it does only after
+    /// its host changes are made). `logName` names its log file.
+    @discardableResult
     func startServer(in host: String = "S", extra: [String] = [], logLevel: String = "debug", logName: String = "server")
         throws -> BackgroundProcess
     {
-        let server = try start(
-            logName, in: host,
-            [
-                "server", "--key", path("keys/server.key"), "--listen", "0.0.0.0:\(Self.port)",
-                "--address", "\(Self.serverTunnelAddress)/16", "--clients", path("keys/clients"), "--dev", "tun0",
-                "--no-nat", "--log-level", logLevel,
-            ] + extra)
+        let server = try start(logName, in: host, serverArguments + serverDefaults + ["--log-level", logLevel] + extra)
         let bound = try topology[host].waitForListener(port: Self.port, udp: true)
         try #require(bound, "tunvpn server did not bind UDP port \(Self.port) within 10 s; its log:\n\(server.log)")
         return server
     }
 
     /// Starts `tunvpn client` in `host` with key `key` and the server key file `serverKey`, towards
-    /// `endpoint` (an address of the server's underlay). `logName` defaults to `client-<host>`.
+    /// `endpoint` (by default S's s0). `logName` defaults to `client-<host>`.
     func startClient(
-        in host: String = "C", key: String = "client", serverKey: String = "server", endpoint: String,
+        in host: String = "C", key: String = "client", serverKey: String = "server", endpoint: String? = nil,
         extra: [String] = [], logLevel: String = "debug", wrapper: [String] = [], logName: String? = nil
     ) throws -> BackgroundProcess {
         try start(
             logName ?? "client-\(host)", in: host, wrapper: wrapper,
-            [
-                "client", "--key", path("keys/\(key).key"), "--peer-key", path("keys/\(serverKey).pub"),
-                "--endpoint", "\(endpoint):\(Self.port)", "--dev", "tun0", "--no-routes", "--log-level", logLevel,
-            ] + extra)
+            clientArguments(key: key, serverKey: serverKey, endpoint: endpoint) + clientDefaults
+                + ["--log-level", logLevel] + extra)
+    }
+
+    /// Starts the server in S and the client in C (with `extra`) and waits for the tunnel; returns both.
+    func startTunnel(client extra: [String] = []) throws -> (server: BackgroundProcess, client: BackgroundProcess) {
+        let server = try startServer()
+        let client = try startClient(extra: extra)
+        try waitForTunnelUp(client)
+        return (server, client)
     }
 
     /// Starts tunvpn with `arguments` in `host`, behind `wrapper` (e.g. a `setpriv …` prefix) if given.
     func start(_ name: String, in host: String, wrapper: [String] = [], _ arguments: [String]) throws -> BackgroundProcess {
-        let process = try topology[host].spawn(wrapper + [TestBinaries.tunvpn] + arguments, logFile: path("\(name).log"))
+        try spawn(name, in: host, wrapper + [TestBinaries.tunvpn] + arguments)
+    }
+
+    /// Starts `command` in `host`, logging to `<name>.log` (`<name>-<n>.log` when a process of that name
+    /// was started before); `close` stops it and prints its log.
+    func spawn(_ name: String, in host: String, _ command: [String]) throws -> BackgroundProcess {
+        let file = processes.contains { $0.name == name } ? "\(name)-\(processes.count)" : name
+        let process = try topology[host].spawn(command, logFile: path("\(file).log"))
         processes.append((name, process))
         return process
     }
 
-    /// Waits for the client's `tunnel up` line and returns the tunnel address it names (10.8.x.y).
+    /// Runs `tunvpn ARGUMENTS` to completion inside `host` (`down`, `--dry-run`).
+    func tunvpn(in host: String, _ arguments: [String]) throws -> CommandResult {
+        try topology[host].exec([TestBinaries.tunvpn] + arguments, timeout: 30)
+    }
+
+    /// Sends SIGKILL to `process` (a tunvpn started by this lab) and waits for it to be gone.
+    func kill9(_ process: BackgroundProcess) {
+        print("+ kill -KILL \(process.pid)  # \(shellQuoted(process.command))")
+        process.sendSignal(SIGKILL)
+        #expect(process.waitForExit(timeout: 5), "\(process) survived SIGKILL for 5 s")
+        #expect(process.endedBySignal == true)
+    }
+
+    /// Waits for the client's `tunnel up` line (logged once its routes and rules are in place) and returns
+    /// the tunnel address it names (10.8.x.y).
+    @discardableResult
     func waitForTunnelUp(_ client: BackgroundProcess, timeout: Double = 15) throws -> String {
         let up = client.waitForLog(containing: "tunnel up", timeout: timeout)
         try #require(up, "no `tunnel up` from the client within \(timeout) s; its log:\n\(client.log)")
@@ -105,6 +190,31 @@ final class TunnelLab {
         let address = line.split(whereSeparator: { " ,=:/\"".contains($0) }).first { $0.hasPrefix("10.8.") }
         return String(try #require(address, "no 10.8.x.y address in \(line)"))
     }
+
+    /// On the standard topology, where tunvpn changes only its device: routes the internet host's link
+    /// (10.200.k.0/24) into C's tunnel, turns on forwarding in S, routes the tunnel pool back from H via
+    /// S, and expects a ping from C to reach H. Returns the internet host's address.
+    func routeClientToInternetHost(sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+        try self["C"].ip("route", "add", "10.200.\(k).0/24", "dev", "tun0")
+        try self["S"].sysctl("net.ipv4.ip_forward", "1")
+        try self["H"].ip("route", "add", "10.8.0.0/16", "via", serverEgress)
+        #expect(try self["C"].waitForPing(internetHost), "no ping from C to H", sourceLocation: sourceLocation)
+        return internetHost
+    }
+
+    /// Expects `transfer`, of the file `path(name)` into `path(name + ".received")`, to have moved all of
+    /// its `megabytes` MB intact.
+    func expectIntact(
+        _ transfer: TransferReport, _ name: String, megabytes: Int, sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
+        #expect(transfer.senderSucceeded, "\(transfer)", sourceLocation: sourceLocation)
+        #expect(transfer.bytesReceived == megabytes << 20, "\(transfer)", sourceLocation: sourceLocation)
+        #expect(
+            try TestFiles.sha256(of: path(name)) == TestFiles.sha256(of: path(name + ".received")),
+            "\(name).received differs from \(name)", sourceLocation: sourceLocation)
+    }
+
+    // MARK: The device
 
     /// The IPv4 addresses (with prefix length) configured on `device` in `host`.
     func addresses(of device: String, in host: String) throws -> [String] {
@@ -122,7 +232,76 @@ final class TunnelLab {
         return fields.firstIndex(of: "qlen").flatMap { $0 + 1 < fields.count ? Int(fields[$0 + 1]) : nil }
     }
 
-    /// Prints the last lines of each tunvpn log, stops every process and removes namespaces and files.
+    // MARK: The internet host's web server
+
+    /// Starts a python3 web server on the internet host serving `path("www")`; each request is logged
+    /// with the peer address it came from (http.server's log format), which is what the test checks.
+    func startWebServer() throws -> BackgroundProcess {
+        try FileManager.default.createDirectory(atPath: path("www"), withIntermediateDirectories: true)
+        let web = try spawn(
+            "web", in: "H",
+            [
+                "python3", "-u", "-m", "http.server", "\(Self.webPort)", "--bind", internetHost, "--directory",
+                path("www"),
+            ])
+        let listening = try topology["H"].waitForListener(port: Self.webPort)
+        try #require(listening, "python3 http.server did not listen on \(Self.webPort) within 10 s: \(web.log)")
+        return web
+    }
+
+    /// The peer address of every request `web` logged (`10.200.k.1 - - [date] "GET /x HTTP/1.1" 200 -`).
+    func requestSources(_ web: BackgroundProcess) -> [String] {
+        web.log.split(separator: "\n").filter { $0.contains("\"GET ") }.map { String($0.prefix(while: { $0 != " " })) }
+    }
+
+    /// Fetches `name` from the internet host's web server from inside `host` with curl, into `output`.
+    func fetch(_ name: String, from host: String, into output: String) throws -> Bool {
+        try topology[host].exec(
+            ["curl", "-sS", "--max-time", "20", "-o", output, "http://\(internetHost):\(Self.webPort)/\(name)"],
+            timeout: 30
+        ).status == 0
+    }
+
+    /// Runs `commands` in `host` all at once and waits (at most `timeout` seconds) for every one to end;
+    /// returns each one's description and exit status (-1 if it had to be stopped).
+    func runAtOnce(_ commands: [(what: String, command: [String])], in host: String, timeout: Double = 10) throws
+        -> [(what: String, status: Int32)]
+    {
+        let started = try commands.enumerated().map { i, probe in
+            (probe.what, try topology[host].spawn(probe.command, logFile: path("probe-\(i).log")))
+        }
+        return started.map { what, process in
+            let ended = process.waitForExit(timeout: timeout)
+            let status = ended ? process.exitStatus ?? -1 : process.terminate()
+            let output = process.log.split(separator: "\n").joined(separator: "; ")
+            print("  \(what): exit status \(status)\(output.isEmpty ? "" : ": " + output)")
+            return (what, ended ? status : -1)
+        }
+    }
+
+    // MARK: What the underlay carries
+
+    /// tcpdump's lines for frames in `capture` that are neither ARP nor tunvpn UDP between the client's and
+    /// the server's underlay addresses (to or from the server's port). With `leavingFrom` (a MAC address),
+    /// only frames sent from that address count: what arrives from elsewhere is not a leak.
+    func framesOutsideTheTunnel(_ capture: CaptureResult, leavingFrom mac: String? = nil) -> [String] {
+        var offending: [String] = []
+        for (i, frame) in capture.frames.enumerated() where frame.kind != .arp {
+            if let mac, frame.ethernetSource != mac { continue }
+            let toServer =
+                frame.source == clientUnderlay && frame.destination == serverUnderlay
+                && frame.destinationPort == UInt16(Self.port)
+            let fromServer =
+                frame.source == serverUnderlay && frame.destination == clientUnderlay
+                && frame.sourcePort == UInt16(Self.port)
+            if !(frame.isUDP && (toServer || fromServer)) { offending.append(capture.line(i)) }
+        }
+        return offending
+    }
+
+    // MARK: Closing
+
+    /// Prints the last lines of each process log, stops every process and removes namespaces and files.
     func close() {
         for (name, process) in processes {
             process.terminate()
