@@ -85,8 +85,8 @@ command -v ping >/dev/null || missing+=(iputils-ping)
 if [ ${#missing[@]} -gt 0 ]; then
     command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them"
     note "installing ${missing[*]} with apt-get"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >&2 \
-        || { DEBIAN_FRONTEND=noninteractive apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >&2; } \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2 \
+        || { DEBIAN_FRONTEND=noninteractive apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2; } \
         || die "apt-get could not install ${missing[*]}"
 fi
 for tool in ip iperf3 wireguard-go wg ping python3 timeout getconf awk; do
