@@ -110,8 +110,7 @@ if Context.environment["TUNVPN_FUZZ"] == "1" {
         ("FuzzTCPOffload", ["Platform"]),
         ("FuzzUDPGRO", ["Platform", "Engine", "Transport", "CLinux"]),
         ("FuzzCookie", ["Transport", "Crypto"]),
-        // The config file's parser (Sources/tunvpn/ConfigFile.swift) lives in the executable target, which
-        // only test targets import; FuzzConfig goes here once it moves into a library room.
+        ("FuzzConfig", ["Control"]),
     ]
     for t in fuzzTargets {
         package.targets.append(

@@ -177,6 +177,11 @@ public enum ConfigFile {
 
     /// Converts a TOML document into settings for the command described by `schema`.
     public static func settings(fromTOML text: String, file: String, for schema: ConfigSchema) throws(ConfigFileError) -> [Setting] {
+        if let (line, column, found) = tableHeaderWithoutKey(in: text) {
+            throw ConfigFileError(
+                file: file, line: line, key: nil,
+                problem: "invalid TOML at column \(column): a table header starts with a key (a letter, digit, _, - or quote), not '\(found)'")
+        }
         let table: TOMLTable
         do { table = try TOMLTable(string: text) } catch let error as TOMLParseError {
             throw ConfigFileError(
@@ -249,10 +254,53 @@ public enum ConfigFile {
         return "not an option of tunvpn \(schema.commandName) (keys: \(schema.keyNames.joined(separator: ", ")))"
     }
 
+    /// The first table header (`[` or `[[` at the start of a line, outside multi-line strings) whose key
+    /// does not start on that line with a bare-key character, a quote or `]`: its line, column and what is
+    /// there instead (escaped, so the message stays one line).
+    ///
+    /// The toml++ parser inside TOMLKit 0.6.0 asserts on such a header instead of reporting it (an abort in a
+    /// debug build, undefined behaviour where assertions become assumptions), so it is refused here first;
+    /// FuzzConfig found it (Fuzz/README.md, Findings). A line of a multi-line array that starts with `[[` or
+    /// `[{` is refused too, with this message instead of TOMLKit's; no option's value is a nested array.
+    static func tableHeaderWithoutKey(in text: String) -> (line: Int, column: Int, found: String)? {
+        var inString: String? = nil
+        let lines = text.split(omittingEmptySubsequences: false) { $0 == "\n" || $0 == "\r\n" }
+        for (number, rawLine) in lines.enumerated() {
+            var rest = Substring(rawLine)
+            if let delimiter = inString {
+                guard let end = rest.firstRange(of: delimiter) else { continue }
+                rest = rest[end.upperBound...]
+                inString = nil
+            }
+            // toml++ skips a UTF-8 byte order mark at the start of the file.
+            let body = (number == 0 ? rest.drop { $0 == "\u{FEFF}" } : rest).drop { $0 == " " || $0 == "\t" }
+            if body.hasPrefix("[") {
+                var key = body.dropFirst()
+                if key.hasPrefix("[") { key = key.dropFirst() }
+                key = key.drop { $0 == " " || $0 == "\t" }
+                let column = rawLine.distance(from: rawLine.startIndex, to: key.startIndex) + 1
+                if let first = key.first {
+                    if !(first.isASCII && (first.isLetter || first.isNumber || "_-\"']".contains(first))) {
+                        return (number + 1, column, String(first).unicodeScalars.map { $0.escaped(asASCII: false) }.joined())
+                    }
+                } else if number + 1 < lines.count {
+                    return (number + 1, column, "\\n")  // the header goes on to the next line
+                }
+            }
+            // A multi-line string opened (and not closed) on this line hides the lines after it.
+            for delimiter in ["\"\"\"", "'''"] where rest.ranges(of: delimiter).count % 2 == 1 {
+                inString = delimiter
+                break
+            }
+        }
+        return nil
+    }
+
     /// The 1-based line where `key` is set (`key =`, `"key" =`, `key.x =` or `[key]`), if found.
     public static func keyLine(_ key: String, in text: String) -> Int? {
         let quotedForms = [key, "\"\(key)\"", "'\(key)'"]
-        for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // "\r\n" is one Character in Swift, so a file with CRLF line ends is split on both.
+        for (number, rawLine) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
             var line = Substring(rawLine.drop { $0 == " " || $0 == "\t" })
             if line.hasPrefix("[") {
                 line = line.drop { $0 == "[" || $0 == " " || $0 == "\t" }

@@ -10,11 +10,7 @@
 // `ConfigFileTests` checks that every option of every config-capable command got a type, so the two
 // sources cannot drift apart silently.
 //
-// Hidden options (test hooks) are not keys. Rules (config/README.md): an option `--X` is `X = value` (an array for a repeatable option, numbers
-// as their decimal text); a flag `--X` is `X = true`; a flag `--no-X` is `X = false`. The file's
-// arguments go before the user's own, and an option the user gives drops the file's value for it
-// entirely, so a repeatable `--route` on the command line replaces the file's list instead of adding
-// to it. Key options take file paths only, as on the command line (keys are never values).
+// Hidden options (test hooks) are not keys. The rules for values are in config/README.md.
 
 import ArgumentParser
 import Control
