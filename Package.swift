@@ -52,7 +52,7 @@ let package = Package(
         .executableTarget(
             name: "tunvpn",
             dependencies: [
-                "Control", "TunnelDemo", "CipherBench", "Crypto", "Transport", "Routing", "Engine", "Platform",
+                "Control", "TunnelDemo", "CipherBench", "Crypto", "Transport", "Platform",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

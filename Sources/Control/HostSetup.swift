@@ -138,6 +138,64 @@ public enum HostSetup {
         }
         journal.unlinkIfEmpty()
     }
+
+    /// `tunvpn down`: undoes what the journal of `device` (or of the only instance or leftovers in this
+    /// network namespace) records, printing what it did; with `stop`, stops a running owner first.
+    ///
+    /// - Throws: `ControlError` when the device is in use (without `stop`), or an undo failed.
+    public static func down(device dev: String?, stop: Bool, keepLockdown: Bool) throws {
+        let device: String
+        if let dev {
+            device = dev
+        } else {
+            let found = try HostNetwork.instances()
+            guard !found.isEmpty else {
+                HostSetup.sweepIdleFiles()
+                print("nothing to remove: no tunvpn instance or leftovers in this network namespace")
+                return
+            }
+            device = try soleInstance(of: found, "the one to clean up after").device
+        }
+        var stopped: Int32? = nil
+        var lock: InstanceLock
+        switch try InstanceLock.acquire(device: device) {
+        case .acquired(let acquired): lock = acquired
+        case .held(let pid):
+            guard stop, let pid, pid > 0 else {
+                throw ControlError(
+                    HostSetup.inUse(device: device, pid: pid) + "; or run `tunvpn down --dev \(device) --stop` to stop it and clean up")
+            }
+            lock = try stopOwner(pid, device: device)
+            stopped = pid
+        }
+        defer { lock.release() }
+        let journal = try HostNetwork.journal(device: device)
+        let keeping = keepLockdown ? [Planner.lockdownUndo(device: device)] : []
+        let pending = try journal.entries().count
+        let (undone, failures) = try PlanExecutor(executor: SystemCommandExecutor(), journal: journal).tearDown(keeping: keeping)
+        journal.unlinkIfEmpty()
+        try? UnixSocketServer.removeStale(HostNetwork.statusSocketPath(device: device))  // a live one stays
+        lock.release()
+        HostSetup.sweepIdleFiles()
+        if let stopped { print("stopped tunvpn pid \(stopped) on \(device)") }
+        print(undone == 0 ? "nothing to remove for \(device)" : "removed \(undone) change(s) for \(device)")
+        if pending > undone { print("kept the kill switch of \(device) (--keep-lockdown); the next start replaces it") }
+        if !failures.isEmpty { throw ControlError("could not undo: " + failures.joined(separator: "; ")) }
+    }
+
+    /// Sends SIGTERM to `pid` and waits up to 10 s for its lock to be released; returns the lock, taken.
+    static func stopOwner(_ pid: Int32, device: String) throws -> InstanceLock {
+        guard kill(pid, SIGTERM) == 0 else {
+            throw ControlError("cannot stop tunvpn pid \(pid): \(String(cString: strerror(errno)))")
+        }
+        let deadline = SystemClock().monotonicNow() + 10_000_000_000
+        while SystemClock().monotonicNow() < deadline {
+            if case .acquired(let lock) = try InstanceLock.acquire(device: device) { return lock }
+            var pause = timespec(tv_sec: 0, tv_nsec: 50_000_000)
+            _ = nanosleep(&pause, nil)
+        }
+        throw ControlError("tunvpn pid \(pid) on \(device) did not exit within 10 s of SIGTERM; check its log, or kill -9 \(pid) and run tunvpn down again")
+    }
 }
 
 /// The one instance a command without `--dev` means, from the `found` instances of this network

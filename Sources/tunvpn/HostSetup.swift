@@ -2,11 +2,7 @@
 
 import ArgumentParser
 import Control
-import Engine
-import Glibc
-import Logging
 import Platform
-import Routing
 
 /// Options about host changes, shared by server and client.
 struct HostOptions: ParsableArguments {
@@ -65,57 +61,7 @@ struct Down: ParsableCommand {
                 print(HostNetwork.runtimeName(device: dev ?? "tun0", suffix: "journal"))
                 return
             }
-            let device: String
-            if let dev {
-                device = dev
-            } else {
-                let found = try HostNetwork.instances()
-                guard !found.isEmpty else {
-                    HostSetup.sweepIdleFiles()
-                    print("nothing to remove: no tunvpn instance or leftovers in this network namespace")
-                    return
-                }
-                device = try soleInstance(of: found, "the one to clean up after").device
-            }
-            var stopped: Int32? = nil
-            var lock: InstanceLock
-            switch try InstanceLock.acquire(device: device) {
-            case .acquired(let acquired): lock = acquired
-            case .held(let pid):
-                guard stop, let pid, pid > 0 else {
-                    throw ControlError(
-                        HostSetup.inUse(device: device, pid: pid) + "; or run `tunvpn down --dev \(device) --stop` to stop it and clean up")
-                }
-                lock = try Self.stopOwner(pid, device: device)
-                stopped = pid
-            }
-            defer { lock.release() }
-            let journal = try HostNetwork.journal(device: device)
-            let keeping = keepLockdown ? [Planner.lockdownUndo(device: device)] : []
-            let pending = try journal.entries().count
-            let (undone, failures) = try PlanExecutor(executor: SystemCommandExecutor(), journal: journal).tearDown(keeping: keeping)
-            journal.unlinkIfEmpty()
-            try? UnixSocketServer.removeStale(HostNetwork.statusSocketPath(device: device))  // a live one stays
-            lock.release()
-            HostSetup.sweepIdleFiles()
-            if let stopped { print("stopped tunvpn pid \(stopped) on \(device)") }
-            print(undone == 0 ? "nothing to remove for \(device)" : "removed \(undone) change(s) for \(device)")
-            if pending > undone { print("kept the kill switch of \(device) (--keep-lockdown); the next start replaces it") }
-            if !failures.isEmpty { throw ControlError("could not undo: " + failures.joined(separator: "; ")) }
+            try HostSetup.down(device: dev, stop: stop, keepLockdown: keepLockdown)
         }
-    }
-
-    /// Sends SIGTERM to `pid` and waits up to 10 s for its lock to be released; returns the lock, taken.
-    static func stopOwner(_ pid: Int32, device: String) throws -> InstanceLock {
-        guard kill(pid, SIGTERM) == 0 else {
-            throw ControlError("cannot stop tunvpn pid \(pid): \(String(cString: strerror(errno)))")
-        }
-        let deadline = SystemClock().monotonicNow() + 10_000_000_000
-        while SystemClock().monotonicNow() < deadline {
-            if case .acquired(let lock) = try InstanceLock.acquire(device: device) { return lock }
-            var pause = timespec(tv_sec: 0, tv_nsec: 50_000_000)
-            _ = nanosleep(&pause, nil)
-        }
-        throw ControlError("tunvpn pid \(pid) on \(device) did not exit within 10 s of SIGTERM; check its log, or kill -9 \(pid) and run tunvpn down again")
     }
 }

@@ -3,9 +3,6 @@
 
 import ArgumentParser
 import Control
-import Engine
-import Glibc
-import Platform
 
 struct Show: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -4,7 +4,6 @@
 import ArgumentParser
 import Control
 import Crypto
-import Glibc
 import Logging
 import Platform
 import Transport
