@@ -1,10 +1,12 @@
 // swift-tools-version: 6.0
 // tunvpn: an encrypted layer-3 VPN for Linux.
 //
-// Rooms (see ../shared/STYLE.md): a pure protocol core (Crypto, Transport, Routing) wrapped by thin
-// OS adapters (Platform) and driven by the Engine; the tunvpn executable is the only place that picks
-// real adapters. libsodium is found by pkg-config and linked dynamically by default; TUNVPN_STATIC_SODIUM=1
-// links libsodium.a instead (PLATFORM-NOTES §6).
+// Rooms (docs/ARCHITECTURE.md): a pure protocol core (Crypto, Transport, Routing) wrapped by thin OS
+// adapters (Platform) and driven by the Engine (which also holds the clock and thread helpers the adapters
+// share); Control wires real adapters, plans and the engine for a server or client, and the tunvpn
+// executable only parses flags into Control's settings. LoadGen, a test tool, binds real UDP sockets too.
+// Each target declares exactly the modules it imports. libsodium is found by pkg-config and linked
+// dynamically by default; TUNVPN_STATIC_SODIUM=1 links libsodium.a instead (PLATFORM-NOTES §6).
 import PackageDescription
 
 let staticSodium = Context.environment["TUNVPN_STATIC_SODIUM"] == "1"
@@ -32,15 +34,27 @@ let package = Package(
         .target(name: "Routing"),
         .target(
             name: "Engine",
-            dependencies: ["Transport", "Routing", "Crypto", .product(name: "Logging", package: "swift-log")]),
-        .target(name: "Platform", dependencies: ["CLinux", "Engine", "Routing", "Crypto"]),
+            dependencies: ["Transport", "Crypto", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Platform", dependencies: ["CLinux", "Engine", "Routing", "Transport", "Crypto"]),
+        // What an operator touches besides flag parsing: settings, the server and client run sequences,
+        // config files, the status document, metrics, reload and host setup.
+        .target(
+            name: "Control",
+            dependencies: [
+                "Crypto", "Transport", "Routing", "Engine", "Platform",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]),
+        // `tunvpn demo` and `tunvpn bench`: apart from Control because neither runs a tunnel of its own (the
+        // demo starts tunvpn processes in namespaces; the bench calls libsodium directly).
+        .target(name: "TunnelDemo", dependencies: ["Control", "Crypto", "Platform", "Routing"]),
+        .target(name: "CipherBench", dependencies: ["CSodium", "Control", "Crypto", "Transport"]),
         .executableTarget(
             name: "tunvpn",
             dependencies: [
-                "Crypto", "Transport", "Routing", "Engine", "Platform", "CSodium",
+                "Control", "TunnelDemo", "CipherBench", "Crypto", "Transport", "Platform",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "TOMLKit", package: "TOMLKit"),
             ]),
         // Test tool: many clients doing real handshakes against a server (issue 5, Scale).
         .executableTarget(
@@ -50,13 +64,30 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .target(name: "TestSupport", dependencies: ["Engine", "Transport", "Crypto", "CLinux"]),
-        .testTarget(name: "CryptoTests", dependencies: ["Crypto", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "CryptoTests", dependencies: ["Crypto"], exclude: ["Fixtures"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "Crypto", "TestSupport"]),
         .testTarget(name: "RoutingTests", dependencies: ["Routing"]),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "Transport", "Crypto", "TestSupport"]),
-        .testTarget(name: "PlatformTests", dependencies: ["Platform", "Engine", "CLinux", "TestSupport"]),
+        .testTarget(
+            name: "EngineTests",
+            dependencies: [
+                "Engine", "Transport", "Crypto", "TestSupport", .product(name: "Logging", package: "swift-log"),
+            ]),
+        .testTarget(
+            name: "PlatformTests", dependencies: ["Platform", "Engine", "Routing", "Transport", "CLinux", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"]),
-        .testTarget(name: "CLITests", dependencies: ["tunvpn", "TestSupport", "Crypto", "Platform", "Engine", "Transport"]),
+        .testTarget(
+            name: "CLITests",
+            dependencies: [
+                "tunvpn", "Control", "TestSupport", "Crypto", "Platform", "Engine", "Transport", "Routing",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .testTarget(
+            name: "ControlTests",
+            dependencies: [
+                "Control", "Engine", "Platform", "Routing", "Transport", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
     ]
 )
 
@@ -79,8 +110,7 @@ if Context.environment["TUNVPN_FUZZ"] == "1" {
         ("FuzzTCPOffload", ["Platform"]),
         ("FuzzUDPGRO", ["Platform", "Engine", "Transport", "CLinux"]),
         ("FuzzCookie", ["Transport", "Crypto"]),
-        // The config file's parser (Sources/tunvpn/ConfigFile.swift) lives in the executable target, which
-        // only test targets import; FuzzConfig goes here once it moves into a library room.
+        ("FuzzConfig", ["Control"]),
     ]
     for t in fuzzTargets {
         package.targets.append(

@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TARGETS=(FuzzDataFrame FuzzHandshake FuzzTunnelState FuzzCookie FuzzKeys FuzzAllowList FuzzJournal FuzzTCPOffload FuzzUDPGRO)
+TARGETS=(FuzzDataFrame FuzzHandshake FuzzTunnelState FuzzCookie FuzzKeys FuzzAllowList FuzzJournal FuzzTCPOffload FuzzUDPGRO FuzzConfig)
 SCRATCH=.build-fuzz
 WORK=${FUZZ_WORK:-$SCRATCH/work}
 JOBS=${FUZZ_JOBS:-1}

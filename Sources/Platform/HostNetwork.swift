@@ -310,7 +310,7 @@ public enum HostNetwork {
                 guard CommandRunner.exists("ip") else {
                     throw RoutingError(step: "preflight", command: "", message: "ip not found: install iproute2")
                 }
-            case .sysctl: break
+            case .sysctl, .device: break
             }
         }
     }

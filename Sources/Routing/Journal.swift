@@ -204,6 +204,11 @@ public struct PlanExecutor {
     /// run (see `tearDown(keeping:)`) is replaced in place by its new version and has one undo.
     public func apply(_ plan: Plan) throws(RoutingError) {
         for change in plan.changes {
+            if case .device = change {
+                rollBack(dropLast: false)
+                throw RoutingError(
+                    step: change.summary, command: "", message: "a device step is applied by the device, not by a command")
+            }
             var previous: String? = nil
             if case .sysctl(let key, _) = change {
                 previous = executor.readSysctl(key)

@@ -4,7 +4,8 @@
 // Why commands and not netlink calls: the same text is what `--dry-run` prints, what the state journal
 // records, and what an operator would type to inspect or undo a step by hand; `nft -f` applies a whole
 // table in one kernel transaction, and deleting that one table undoes all of it. docs/ROUTING.md has the
-// full reasoning. Nothing here runs a command: `PlanApplier` (implemented in Platform) does.
+// full reasoning. Nothing here runs a command: `PlanExecutor` does, through a `CommandExecutor` (Platform's
+// `SystemCommandExecutor`).
 
 /// One reversible host change.
 public enum Change: Equatable, Sendable {
@@ -18,6 +19,10 @@ public enum Change: Equatable, Sendable {
     case nftTable(family: String, name: String, ruleset: String)
     /// Insert an iptables rule at the top of a chain, tagged with a tunvpn comment (undo: delete it).
     case iptablesRule(table: String, chain: String, position: Int, rule: [String])
+    /// Give the tunnel device its address, MTU and transmit queue length, and bring it up. Shown as the
+    /// `ip addr`/`ip link` commands that do the same; applied by the device itself (Platform's `TunDevice`,
+    /// with ioctls), never by `PlanExecutor`; it has no undo, since the settings go with the device.
+    case device(DeviceSettings)
 
     /// The command that makes the change (for display, the journal and the applier).
     public var applyCommand: [String] {
@@ -30,6 +35,8 @@ public enum Change: Equatable, Sendable {
             return ["nft", "-f", "-"]
         case .iptablesRule(let table, let chain, let position, let rule):
             return ["iptables", "-t", table, "-I", chain, String(position)] + rule
+        case .device(let d):
+            return ["ip", "link", "set", d.device, "mtu", String(d.mtu), "txqueuelen", String(d.transmitQueueLength), "up"]
         }
     }
 
@@ -44,6 +51,8 @@ public enum Change: Equatable, Sendable {
             return ["nft", "delete", "table", family, name]
         case .iptablesRule(let table, let chain, _, let rule):
             return ["iptables", "-t", table, "-D", chain] + rule
+        case .device:
+            return []
         }
     }
 
@@ -64,14 +73,48 @@ public enum Change: Equatable, Sendable {
         case .sysctl(let k, let v): return "set \(k)=\(v)"
         case .nftTable(let f, let n, _): return "load nftables table \(f) \(n)"
         case .iptablesRule(let t, let c, _, _): return "insert iptables rule in \(t)/\(c)"
+        case .device(let d): return "configure device \(d.device)"
         }
     }
 
     /// The command line as a shell would show it (with the ruleset as a here-document for nft).
     public var displayCommand: String {
         let line = applyCommand.map(shellQuote).joined(separator: " ")
+        if case .device(let d) = self {
+            let address = d.address.map { "ip addr add \($0) dev \(d.device)" }
+                ?? "# \(d.device): address assigned by the server at the handshake"
+            return address + "\n" + line
+        }
         if let input = applyInput { return line + " <<'EOF'\n" + input + "EOF" }
         return line
+    }
+}
+
+/// What `Change.device` gives the tunnel device.
+public struct DeviceSettings: Equatable, Sendable {
+    public var device: String
+    /// `ADDRESS/LENGTH` (the device's own address and the tunnel prefix), or nil while it is not known: a
+    /// client's comes from the server at each handshake (`withAddress`).
+    public var address: String?
+    public var mtu: Int
+    public var transmitQueueLength: Int
+
+    public init(device: String, address: String?, mtu: Int, transmitQueueLength: Int) {
+        self.device = device
+        self.address = address
+        self.mtu = mtu
+        self.transmitQueueLength = transmitQueueLength
+    }
+}
+
+extension Plan {
+    /// The plan with every device step given `address` (a client's, once the server has assigned it).
+    public func withDeviceAddress(_ address: String) -> Plan {
+        Plan(changes.map { change in
+            guard case .device(var d) = change else { return change }
+            d.address = address
+            return .device(d)
+        })
     }
 }
 

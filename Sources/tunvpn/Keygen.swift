@@ -1,13 +1,10 @@
 // `tunvpn keygen` and `tunvpn pubkey`: key pairs in WireGuard's format.
 
 import ArgumentParser
+import Control
 import Crypto
 import Glibc
 import Platform
-
-extension KeyFileError: KeyFileErrorConvertible {
-    var oneLine: String { description }
-}
 
 struct Keygen: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -38,7 +35,7 @@ struct Keygen: ParsableCommand {
             let base = out.hasSuffix("/") ? out + name : out + "/" + name
             if !force {
                 for path in [base + ".key", base + ".pub"] where KeyFiles.exists(path) {
-                    throw CLIError("\(path): already exists; refusing to overwrite a key (use --force to replace it)")
+                    throw ControlError("\(path): already exists; refusing to overwrite a key (use --force to replace it)")
                 }
             }
             let key = PrivateKey()
@@ -73,7 +70,7 @@ struct Pubkey: ParsableCommand {
                 let key = try PrivateKey(base64: String(decoding: buffer.prefix(total), as: UTF8.self))
                 print(key.publicKey.base64)
             } catch {
-                throw CLIError("stdin: private key \(error)")
+                throw ControlError("stdin: private key \(error)")
             }
         }
     }

@@ -1,8 +1,8 @@
-// The tunvpn command line: parses arguments, picks the real adapters, and turns every error into one
-// line on stderr and an exit status.
+// The tunvpn command line: parses arguments into Control's settings, and turns every error into one line
+// on stderr and an exit status.
 
 import ArgumentParser
-import Crypto
+import Control
 import Glibc
 
 @main
@@ -32,33 +32,14 @@ struct TunVPN: ParsableCommand {
     }
 }
 
-/// A failure the user can act on: printed as one line, exit status 1.
-struct CLIError: Error, CustomStringConvertible {
-    var message: String
-    init(_ message: String) { self.message = message }
-    var description: String { message }
-}
-
 extension ParsableCommand {
     /// Runs `body`, printing any error as `tunvpn: error: …` and exiting with status 1.
     func reportingErrors(_ body: () throws -> Void) throws {
         do {
             try body()
-        } catch let e as CLIError {
-            printError(e.message)
-            throw ExitCode(1)
-        } catch let e as KeyFileErrorConvertible {
+        } catch let e as any OneLineError {
             printError(e.oneLine)
             throw ExitCode(1)
         }
     }
-}
-
-/// Errors from other rooms that already describe themselves in one line.
-protocol KeyFileErrorConvertible: Error { var oneLine: String { get } }
-
-/// Writes one line to stderr.
-func printError(_ message: String) {
-    let line = "tunvpn: error: \(message)\n"
-    _ = line.utf8CString.withUnsafeBufferPointer { Glibc.write(2, $0.baseAddress, $0.count - 1) }
 }

@@ -1,14 +1,11 @@
-// `tunvpn server` and `tunvpn client`: load keys and settings, open the real TUN device and UDP socket,
-// and run the engine until SIGINT/SIGTERM. SIGUSR1 prints the counters as one `stats:` line.
+// `tunvpn server`, `tunvpn client` and `tunvpn reload`: their flags, checked and turned into Control's
+// settings (`ServerConfiguration`, `ClientConfiguration`), which `ServerDaemon` and `ClientDaemon` run.
 
 import ArgumentParser
+import Control
 import Crypto
-import Engine
-import Glibc
 import Logging
 import Platform
-import Routing
-import Synchronization
 import Transport
 
 /// Options both commands share.
@@ -35,9 +32,6 @@ struct CommonOptions: ParsableArguments {
         parsing: .unconditional,
         help: ArgumentHelp("Testing only: shift the wall clock used for handshake timestamps by SECONDS.", visibility: .hidden))
     var clockOffset: Int64 = 0
-
-    /// The protocol timers (WireGuard's unless --timer-scale shrinks them for a test).
-    var timers: ProtocolTimers { timerScale == 1 ? .standard : ProtocolTimers.standard.scaled(by: timerScale) }
 
     @Option(
         help: ArgumentHelp(
@@ -78,123 +72,24 @@ struct CommonOptions: ParsableArguments {
         }
     }
 
-    func suites() throws -> [any CipherSuite.Type] {
-        if suite.isEmpty { return CipherSuites.available }
-        let chosen = suite.compactMap { CipherSuites.named($0) }
-        let usable = chosen.filter { $0.isAvailable }
-        guard !usable.isEmpty else {
-            throw CLIError("none of the chosen suites runs on this machine (aes256gcm needs AES-NI)")
-        }
-        return usable
+    /// The settings these options and `host` give.
+    func settings(_ host: HostOptions) -> TunnelSettings {
+        var t = TunnelSettings()
+        t.device = dev
+        t.mtu = mtu
+        t.pskFile = psk
+        t.suites = suite
+        t.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        t.timerScale = timerScale
+        t.clockOffset = clockOffset
+        t.transmitQueueLength = txqueuelen
+        t.offload = !noOffload
+        t.metrics = metrics
+        t.user = user
+        t.dryRun = host.dryRun
+        t.firewall = host.firewall
+        return t
     }
-
-    func settings() throws -> HandshakeSettings {
-        guard let psk else { return HandshakeSettings() }
-        let key = try KeyFiles.loadPrivateKey(psk)
-        return HandshakeSettings(psk: key.secret)
-    }
-
-    func makeLogger(_ label: String) -> Logger {
-        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-        var logger = Logger(label: label)
-        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-        return logger
-    }
-
-    func openDevice() throws -> TunDevice {
-        do { return try TunDevice.open(name: dev, offload: !noOffload) } catch { throw CLIError("\(error)") }
-    }
-}
-
-extension TunError: KeyFileErrorConvertible { var oneLine: String { description } }
-extension IOError: KeyFileErrorConvertible { var oneLine: String { description } }
-
-/// Parses "HOST:PORT" and resolves HOST (IPv4).
-func resolveEndpoint(_ text: String, option: String) throws -> Endpoint {
-    if let e = Endpoint(text) { return e }
-    guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]) else {
-        throw CLIError("\(option) '\(text)' is not HOST:PORT")
-    }
-    let host = String(text[..<colon])
-    do { return try UDPSocket.resolve(host: host, port: port) } catch {
-        throw CLIError("\(option): cannot resolve '\(host)': \(error)")
-    }
-}
-
-/// What a reload of the allow-list did: the line logged, and what `tunvpn reload` prints.
-struct ReloadOutcome: Sendable, Equatable {
-    /// False when the server kept its old list (or has none: a client).
-    var succeeded: Bool
-    /// One line: the counts, or the reason with the file and line.
-    var message: String
-}
-
-/// Runs `engine` until SIGINT/SIGTERM (exit 0) or an engine failure (exit 1); SIGUSR1 prints stats,
-/// SIGHUP calls `reload` (which logs its outcome). The instance lock (`HostSetup.claim`) names this
-/// process while it runs.
-func runUntilSignalled(
-    _ engine: TunnelEngine, device: String, user: String?, logger: Logger, adapters: (() -> String)? = nil,
-    reload: AllowListReloader? = nil
-) throws {
-    /// The counters, then the adapters' own (offload and skip counts) when given.
-    func statsLine() -> String { engine.counters.statsLine + (adapters.map { " " + $0() } ?? "") }
-    var set = terminationSignals()
-    // Setup is done: nothing from here on needs root or more than CAP_NET_ADMIN (the client's routes at
-    // tunnel-up, teardown's ip/nft and sysctls, through the journal opened while root). Capabilities are
-    // per thread, so drop them before the engine's threads exist; they inherit the reduced sets.
-    try dropPrivileges(user: user, logger: logger)
-    engine.start()
-    var timeout = timespec(tv_sec: 0, tv_nsec: 200_000_000)
-    while true {
-        let signal = sigtimedwait(&set, nil, &timeout)
-        if signal == SIGUSR1 {
-            printLine(statsLine())
-        } else if signal == SIGHUP {
-            if let reload { _ = reload.fromFile() } else { logger.notice("SIGHUP: nothing to reload for a client") }
-        } else if signal == SIGINT || signal == SIGTERM {
-            logger.info("signal \(signal == SIGINT ? "SIGINT" : "SIGTERM"): shutting down")
-            engine.stop()
-            printLine(statsLine())
-            return
-        }
-        if !engine.isRunning {
-            engine.stop()
-            printLine(statsLine())
-            let message = engine.failure.withLock { $0 } ?? "engine stopped"
-            throw CLIError(message)
-        }
-    }
-}
-
-/// The TUN device's and UDP socket's own counters, as `key=value` pairs for the `stats:` line.
-func adapterStats(_ device: TunDevice, _ socket: UDPSocket) -> String {
-    let t = device.stats
-    let u = socket.stats
-    return "tun.segmented_reads=\(t.segmentedReads) tun.merged_writes=\(t.mergedWrites) tun.rejected_writes=\(t.rejectedWrites) "
-        + "tun.truncated_reads=\(t.truncatedReads) udp.skipped_sends=\(u.skippedSends) udp.truncated_receives=\(u.truncatedReceives)"
-}
-
-/// The signals the main thread waits for with sigtimedwait(2).
-func terminationSignals() -> sigset_t {
-    var set = sigset_t()
-    sigemptyset(&set)
-    for s in [SIGINT, SIGTERM, SIGUSR1, SIGHUP] { sigaddset(&set, s) }
-    return set
-}
-
-/// Blocks SIGINT, SIGTERM, SIGUSR1 and SIGHUP first thing, before any host change or thread exists:
-/// a signal that arrives during setup then waits for the main loop (which tears down what was set up)
-/// instead of killing the process half way; every thread inherits the mask, so only the main thread
-/// receives them. Children started with CommandRunner get an empty mask.
-func blockTerminationSignals() {
-    var set = terminationSignals()
-    pthread_sigmask(SIG_BLOCK, &set, nil)
-}
-
-/// Writes one line to stdout at once (no buffering surprises for log readers).
-func printLine(_ line: String) {
-    let text = line + "\n"
-    _ = text.utf8CString.withUnsafeBufferPointer { Glibc.write(1, $0.baseAddress, $0.count - 1) }
 }
 
 struct Server: ParsableCommand {
@@ -245,162 +140,18 @@ struct Server: ParsableCommand {
     }
 
     func run() throws {
-        blockTerminationSignals()
-        Privileges.disableCoreDumps()  // before any key is in memory
-        try reportingErrors {
-            let logger = common.makeLogger("tunvpn")
-            let privateKey = try KeyFiles.loadPrivateKey(key)
-            guard let prefix = IPv4Prefix(address), let listenEndpoint = Endpoint(listen) else {
-                throw CLIError("validated above")
-            }
-            let allowList = try Self.loadAllowList(clients, prefix: prefix, allowAnyClient: allowAnyClient)
-            let responder = HandshakeResponder(
-                localStatic: privateKey, settings: try common.settings(), acceptedSuites: try common.suites())
-            let state = TunnelState(
-                role: .server(ServerSettings(responder: responder, address: prefix, allowList: allowList, allowAnyClient: allowAnyClient)),
-                timers: common.timers)
-            var plan = Plan()
-            if !noNat {
-                guard let egressDevice = egress ?? HostNetwork.defaultRoute()?.device else {
-                    throw CLIError("no default route to find the egress interface for NAT: pass --egress IF (or --no-nat)")
-                }
-                guard HostNetwork.interfaceExists(egressDevice) else {
-                    throw CLIError("--egress \(egressDevice): no such interface here; `ip link` lists them")
-                }
-                plan = Planner.server(
-                    ServerPlanInput(
-                        tunDevice: common.dev, tunnelNetwork: "\(prefix.network)/\(prefix.length)", egressDevice: egressDevice,
-                        mtu: common.mtu, iptablesForwardExists: HostNetwork.iptablesForwardChainExists(),
-                        firewall: try host.backend()))
-            }
-            if host.dryRun {
-                print("ip addr add \(prefix) dev \(common.dev)\nip link set \(common.dev) mtu \(common.mtu) txqueuelen \(common.txqueuelen) up")
-                print(plan.script, terminator: "")
-                return
-            }
-            // Ownership first: nothing of a running instance may be touched, not even its leftovers.
-            let instance = try HostSetup.claim(device: common.dev)
-            defer { instance.finish() }
-            try HostSetup.removeLeftovers(instance, logger: logger)
-            try HostNetwork.preflight(plan)
-            let device = try common.openDevice()
-            do { try device.configure(address: prefix, mtu: common.mtu, transmitQueueLength: common.txqueuelen) } catch { throw CLIError("\(error)") }
-            defer { HostSetup.tearDown(instance, logger: logger) }
-            try HostSetup.apply(plan, to: instance, logger: logger)
-            let socket = try UDPSocket.bind(listenEndpoint, segmentationOffload: !common.noOffload)
-            if allowAnyClient { logger.warning("--allow-any-client: any client key is admitted; use an allow-list outside the lab") }
-            logger.info(
-                "server listening on \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name) \(prefix), \(allowList.clients.count) allowed client(s), TSO \(device.offloadsEnabled ? "on" : "off"), TUN USO \(device.udpOffloadEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
-            let engine = TunnelEngine(
-                state: state, device: device, socket: socket, clock: SystemClock(wallOffset: common.clockOffset),
-                logger: logger, settings: EngineSettings(mtu: common.mtu))
-            let reload = Self.reloader(engine: engine, clients: clients, prefix: prefix, allowAnyClient: allowAnyClient, logger: logger)
-            let status = try StatusServices.start(
-                engine: engine, device: common.dev, listenPort: socket.localEndpoint.port,
-                metricsAddress: common.metrics, reload: reload, logger: logger)
-            defer { status.stop() }
-            try runUntilSignalled(
-                engine, device: common.dev, user: common.user, logger: logger, adapters: { adapterStats(device, socket) },
-                reload: reload)
+        guard let prefix = IPv4Prefix(address), let listenEndpoint = Endpoint(listen) else {
+            preconditionFailure("validate() checked --address and --listen")
         }
-    }
-
-    /// The reload of the allow-list, for SIGHUP and `tunvpn reload`.
-    static func reloader(
-        engine: TunnelEngine, clients: String, prefix: IPv4Prefix, allowAnyClient: Bool, logger: Logger
-    ) -> AllowListReloader {
-        AllowListReloader(
-            path: absolutePath(clients), logger: logger,
-            load: { bytes in
-                if let bytes { return try parseAllowList(bytes, file: clients, prefix: prefix) }
-                return try loadAllowList(clients, prefix: prefix, allowAnyClient: allowAnyClient)
-            },
-            apply: { list in "\(list.clients.count) client(s), \(engine.reload(allowList: list))" })
-    }
-
-    /// Reads and checks the allow-list file `clients` (missing is fine with --allow-any-client).
-    static func loadAllowList(_ clients: String, prefix: IPv4Prefix, allowAnyClient: Bool) throws -> AllowList {
-        var st = stat()
-        if lstat(clients, &st) != 0 {
-            if errno == EACCES {
-                throw CLIError(
-                    "\(clients): allow-list not readable by \(Privileges.Account.withID(geteuid()).name), the user this server runs as; run `tunvpn reload` as root (it reads the file for the server)")
-            }
-            guard allowAnyClient else {
-                throw CLIError(
-                    "\(clients): allow-list not found; add each client's public key to it (one per line, e.g. `cat client.pub >> \(clients)`), or pass --allow-any-client for lab use")
-            }
-            return AllowList()
-        }
-        return try parseAllowList(KeyFiles.readConfigurationFile(clients, what: "allow-list"), file: clients, prefix: prefix)
-    }
-
-    /// Parses allow-list text and checks that its fixed addresses are client addresses in `prefix`.
-    static func parseAllowList(_ bytes: [UInt8], file clients: String, prefix: IPv4Prefix) throws -> AllowList {
-        let allowList: AllowList
-        do { allowList = try AllowList(parsing: String(decoding: bytes, as: UTF8.self)) } catch {
-            throw CLIError("\(clients): \(error)")
-        }
-        for c in allowList.clients {
-            if let a = c.address, !prefix.contains(a) || a == prefix.address {
-                throw CLIError("\(clients): address \(a) for \(c.key.base64) is not a client address in \(prefix)")
-            }
-        }
-        return allowList
-    }
-}
-
-/// `path` made absolute against the working directory, so that another process can find the file.
-func absolutePath(_ path: String) -> String {
-    if path.hasPrefix("/") { return path }
-    guard let cwd = getcwd(nil, 0) else { return path }
-    defer { free(cwd) }
-    return String(cString: cwd) + "/" + path
-}
-
-/// A server's allow-list reload, shared by SIGHUP and the status socket: one reload runs at a time, each
-/// logs its outcome and returns it. A reload either reads the file itself (SIGHUP, `reload`), which a
-/// server that gave up root may not be allowed to do, or takes the text `tunvpn reload` read as root.
-final class AllowListReloader: Sendable {
-    /// The allow-list file, as an absolute path.
-    let path: String
-    private let logger: Logger
-    private let load: @Sendable ([UInt8]?) throws -> AllowList
-    private let apply: @Sendable (AllowList) -> String
-    private let oneAtATime = Mutex(())
-
-    /// - Parameters:
-    ///   - load: reads the file (given nil) or parses the given text, checking it.
-    ///   - apply: gives the list to the engine and describes what changed.
-    init(
-        path: String, logger: Logger, load: @escaping @Sendable ([UInt8]?) throws -> AllowList,
-        apply: @escaping @Sendable (AllowList) -> String
-    ) {
-        self.path = path
-        self.logger = logger
-        self.load = load
-        self.apply = apply
-    }
-
-    /// Re-reads the file.
-    func fromFile() -> ReloadOutcome { reload(nil) }
-
-    /// Takes `bytes` as the file's text.
-    func fromBytes(_ bytes: [UInt8]) -> ReloadOutcome { reload(bytes) }
-
-    private func reload(_ bytes: [UInt8]?) -> ReloadOutcome {
-        oneAtATime.withLock { _ in
-            do {
-                let list = try load(bytes)
-                let message = "reloaded \(path): " + apply(list)
-                logger.notice("\(message)")
-                return ReloadOutcome(succeeded: true, message: message)
-            } catch {
-                let message = "reload failed, kept the current allow-list: \(error)"
-                logger.error("\(message)")
-                return ReloadOutcome(succeeded: false, message: message)
-            }
-        }
+        var c = ServerConfiguration(address: prefix)
+        c.tunnel = common.settings(host)
+        c.keyFile = key
+        c.listen = listenEndpoint
+        c.clientsFile = clients
+        c.allowAnyClient = allowAnyClient
+        c.egress = egress
+        c.noNAT = noNat
+        try reportingErrors { try ServerDaemon.run(c) }
     }
 }
 
@@ -454,90 +205,14 @@ struct Client: ParsableCommand {
     }
 
     func run() throws {
-        blockTerminationSignals()
-        Privileges.disableCoreDumps()  // before any key is in memory
-        try reportingErrors {
-            let logger = common.makeLogger("tunvpn")
-            let privateKey: PrivateKey
-            do { privateKey = try KeyFiles.loadPrivateKey(key) } catch {
-                if !KeyFiles.exists(key) {
-                    let base = key.hasSuffix(".key") ? String(key.dropLast(4)) : key
-                    throw CLIError(
-                        "\(key): private key file not found; create it with `tunvpn keygen --name client` and add \(base).pub to the server's allow-list (one key per line in its keys/clients)")
-                }
-                throw error
-            }
-            let serverKey = try KeyFiles.loadPublicKey(peerKey)
-            let serverEndpoint = try resolveEndpoint(endpoint, option: "--endpoint")
-            let initiator = HandshakeInitiator(
-                localStatic: privateKey, serverKey: serverKey, settings: try common.settings(),
-                offeredSuites: try common.suites())
-            // The server's assignment may not take over this host's LANs, the server's own address or more
-            // than the --route prefixes (AssignmentBounds).
-            let bounds = AssignmentBounds(
-                localNetworks: HostNetwork.connectedNetworks(excluding: common.dev).compactMap { n in
-                    IPv4Prefix(n.network).map { AssignmentBounds.Network($0, name: "the local network \(n.network) on \(n.device)") }
-                },
-                routes: noRoutes ? [] : route.compactMap { IPv4Prefix($0) })
-            let state = TunnelState(
-                role: .client(ClientSettings(
-                    initiator: initiator, endpoint: serverEndpoint, persistentKeepalive: keepalive, assignmentBounds: bounds)),
-                timers: common.timers)
-            // How the server is reached now, before the tunnel's routes exist.
-            let serverRoute = HostNetwork.route(to: "\(serverEndpoint.address)")
-            let plan = Planner.client(
-                ClientPlanInput(
-                    tunDevice: common.dev, serverAddress: "\(serverEndpoint.address)", serverRoute: serverRoute,
-                    routes: noRoutes ? nil : route.map { p in IPv4Prefix(p).map { "\($0.network)/\($0.length)" } ?? p },
-                    gateway: gateway, mtu: common.mtu, firewall: try host.backend()))
-            let lockdownPlan = lockdown
-                ? Planner.lockdown(tunDevice: common.dev, server: "\(serverEndpoint.address)", port: serverEndpoint.port)
-                : Plan()
-            if host.dryRun {
-                print(lockdownPlan.script, terminator: "")
-                print("# \(common.dev): address assigned by the server at the handshake\nip link set \(common.dev) mtu \(common.mtu) txqueuelen \(common.txqueuelen) up")
-                print(plan.script, terminator: "")
-                return
-            }
-            // Ownership first: nothing of a running instance may be touched, not even its leftovers. With
-            // --lockdown the previous run's kill switch stays until the new one replaces it atomically.
-            let instance = try HostSetup.claim(device: common.dev)
-            defer { instance.finish() }
-            try HostSetup.removeLeftovers(
-                instance, keeping: lockdown ? [Planner.lockdownUndo(device: common.dev)] : [], logger: logger)
-            try HostNetwork.preflight(plan)
-            if lockdown {
-                guard (try? host.backend()) == .nftables else { throw CLIError("--lockdown needs nftables (apt-get install nftables)") }
-                try HostNetwork.preflight(lockdownPlan)
-            }
-            let device = try common.openDevice()
-            let socket = try UDPSocket.bind(Endpoint(address: .any, port: 0), segmentationOffload: !common.noOffload)
-            let mtu = common.mtu
-            let queueLength = common.txqueuelen
-            let dev = common.dev
-            defer { HostSetup.tearDown(instance, logger: logger) }
-            // The kill switch goes up before the first handshake and stays while the client reconnects.
-            if lockdown { try HostSetup.apply(lockdownPlan, to: instance, logger: logger) }
-            logger.info(
-                "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name), TSO \(device.offloadsEnabled ? "on" : "off"), TUN USO \(device.udpOffloadEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
-            let hooks = EngineHooks(
-                tunnelUp: { assignment in
-                    do { try device.configure(address: assignment.client, mtu: mtu, transmitQueueLength: queueLength) } catch { throw CLIError("\(error)") }
-                    try HostSetup.apply(plan, to: instance, logger: logger)
-                },
-                addressChanged: { assignment in
-                    // SIOCSIFADDR replaces the address; the plan's routes name the device, not the address.
-                    do { try device.configure(address: assignment.client, mtu: mtu, transmitQueueLength: queueLength) } catch { throw CLIError("\(error)") }
-                })
-            let engine = TunnelEngine(
-                state: state, device: device, socket: socket, clock: SystemClock(wallOffset: common.clockOffset),
-                logger: logger, hooks: hooks, settings: EngineSettings(mtu: mtu))
-            let status = try StatusServices.start(
-                engine: engine, device: dev, listenPort: socket.localEndpoint.port,
-                metricsAddress: common.metrics, reload: nil, logger: logger)
-            defer { status.stop() }
-            try runUntilSignalled(engine, device: dev, user: common.user, logger: logger, adapters: { adapterStats(device, socket) })
-        }
+        var c = ClientConfiguration(peerKeyFile: peerKey, endpoint: endpoint)
+        c.tunnel = common.settings(host)
+        c.keyFile = key
+        c.keepalive = keepalive
+        c.routes = noRoutes ? nil : route.compactMap { IPv4Prefix($0) }
+        c.gateway = gateway
+        c.lockdown = lockdown
+        try reportingErrors { try ClientDaemon.run(c) }
     }
 }
 
@@ -565,55 +240,6 @@ struct Reload: ParsableCommand {
     }
 
     func run() throws {
-        try reportingErrors {
-            let device: String
-            if let dev {
-                device = dev
-            } else if let pid {
-                guard let owned = try HostNetwork.instances().first(where: { $0.owner == pid }) else {
-                    throw CLIError("pid \(pid) runs no tunvpn instance in this network namespace")
-                }
-                device = owned.device
-            } else {
-                let running = try HostNetwork.instances().filter { $0.owner != nil }
-                device = try soleInstance(of: running, "the server to reload").device
-            }
-            let path = HostNetwork.statusSocketPath(device: device)
-            let reply: [UInt8]
-            // The server may run as a user that cannot read its allow-list: read it here, as root, with the
-            // same checks, and hand over its text. Without a path (a client) it answers for itself.
-            var allowList: [UInt8]? = nil
-            if let asked = try? UnixSocketClient.fetch(path, request: "allow-list-path", timeout: 10) {
-                let answer = String(decoding: asked, as: UTF8.self).trimmingSuffix("\n")
-                if answer.hasPrefix("ok /") {
-                    let file = String(answer.dropFirst(3))
-                    if KeyFiles.exists(file) { allowList = try KeyFiles.readConfigurationFile(file, what: "allow-list") }
-                }
-            }
-            do throws(IOError) {
-                if let allowList {
-                    reply = try UnixSocketClient.fetch(path, request: "reload-file", body: allowList, timeout: 30)
-                } else {
-                    reply = try UnixSocketClient.fetch(path, request: "reload", timeout: 30)
-                }
-            } catch {
-                if error.errno == ENOENT || error.errno == ECONNREFUSED {
-                    if let pid = InstanceLock.owner(device: device), pid > 0 {
-                        throw CLIError(
-                            "tunvpn pid \(pid) on \(device) has no status socket to answer; `kill -HUP \(pid)` reloads it, with the outcome in its log")
-                    }
-                    throw CLIError("no tunvpn instance on \(device) in this network namespace")
-                }
-                throw CLIError("cannot ask the instance on \(device) to reload (\(path)): \(Show.reason(error))")
-            }
-            let text = String(decoding: reply, as: UTF8.self).trimmingSuffix("\n")
-            if text.hasPrefix("ok ") {
-                print(String(text.dropFirst(3)))
-            } else if text.hasPrefix("error ") {
-                throw CLIError(String(text.dropFirst(6)))
-            } else {
-                throw CLIError("the instance on \(device) gave no reload outcome (an older tunvpn?): \(text.prefix(200))")
-            }
-        }
+        try reportingErrors { print(try InstanceRequests.reload(device: dev, pid: pid)) }
     }
 }

@@ -11,6 +11,7 @@ import Foundation
 import Testing
 import TestSupport
 
+@testable import Control
 @testable import tunvpn
 
 @Suite struct ConfigFileTests {

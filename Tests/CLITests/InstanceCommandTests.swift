@@ -10,6 +10,7 @@ import Routing
 import Testing
 import TestSupport
 
+@testable import Control
 @testable import tunvpn
 
 /// Records commands and their input; changes nothing.

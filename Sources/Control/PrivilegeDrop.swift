@@ -8,14 +8,14 @@ import Platform
 /// `running as NAME (uid N, gid N), capabilities: CAP_NET_ADMIN`. A process not started as root keeps its
 /// user (it could not change it) and says so; `--user root` keeps uid 0 with a warning.
 ///
-/// - Throws: `CLIError` naming the step that failed; the caller then tears down and exits 1.
-func dropPrivileges(user: String?, logger: Logger) throws {
+/// - Throws: `ControlError` naming the step that failed; the caller then tears down and exits 1.
+public func dropPrivileges(user: String?, logger: Logger) throws {
     let startedAsRoot = geteuid() == 0
     let name = user ?? Privileges.defaultUserName
     let account: Privileges.Account
     if startedAsRoot {
         guard let found = Privileges.Account.named(name) else {
-            throw CLIError(
+            throw ControlError(
                 "--user \(name): no such user; create it (adduser --system --group --no-create-home \(name)) or pass --user with an existing one")
         }
         account = found
@@ -23,7 +23,7 @@ func dropPrivileges(user: String?, logger: Logger) throws {
         account = Privileges.Account.withID(geteuid())
     }
     let outcome: Privileges.Outcome
-    do { outcome = try Privileges.drop(to: account) } catch { throw CLIError(error.description) }
+    do { outcome = try Privileges.drop(to: account) } catch { throw ControlError(error.description) }
     logger.info("\(outcome.description)")
     if !startedAsRoot {
         let ignored = user.map { $0 == account.name ? "" : " (--user \($0) ignored)" } ?? ""

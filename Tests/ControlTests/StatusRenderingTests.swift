@@ -1,62 +1,13 @@
-// The text `tunvpn show` and `--metrics` produce, asserted verbatim: the JSON writer and reader, the
-// status JSON round trip, the `wg show`-style text with wireguard-tools' duration and size wording, and
-// the Prometheus exposition text for a fixed snapshot.
+// The text `tunvpn show` and `--metrics` produce, asserted verbatim: the status JSON (`StatusDocument`,
+// written by JSONEncoder) of a fixed snapshot and its round trip, the `wg show`-style text with
+// wireguard-tools' duration and size wording, and the Prometheus exposition text for a fixed snapshot.
 
 import Engine
 import TestSupport
 import Testing
 import Transport
 
-@testable import tunvpn
-
-@Suite struct JSONTests {
-    @Test func stringsEscapeQuotesBackslashesAndControlCharacters() {
-        let value = JSONValue.string("a\"b\\c\nd\re\tf\u{08}g\u{0C}h\u{01}i\u{1F}j/k\u{7F}")
-        #expect(value.text == #""a\"b\\c\nd\re\tf\bg\fh\u0001i\u001fj/k\#u{7F}""#)
-    }
-
-    @Test func nonASCIIStaysUTF8ButLineAndParagraphSeparatorsAreEscaped() {
-        #expect(JSONValue.string("é🔑\u{2028}\u{2029}").text == "\"é🔑\\u2028\\u2029\"")
-    }
-
-    @Test func objectsKeepTheirOrderAndNumbersTheirDigits() {
-        let value = JSONValue.object([
-            JSONMember("z", .integer(UInt64.max)), JSONMember("a", .array([.null, .bool(true), .bool(false)])),
-            JSONMember("e", .object([])), JSONMember("s", .optional(nil as String?)),
-        ])
-        #expect(value.text == #"{"z":18446744073709551615,"a":[null,true,false],"e":{},"s":null}"#)
-    }
-
-    @Test func writtenTextReadsBackToTheSameValue() throws {
-        let value = JSONValue.object([
-            JSONMember("key \"quoted\"", .string("line\nbreak \u{0} nul \\ é 🔑 \u{2028}")),
-            JSONMember("n", .integer(UInt64.max)), JSONMember("list", .array([.integer(0), .string(""), .object([])])),
-        ])
-        #expect(try JSONValue(parsing: value.text) == value)
-        #expect(try JSONValue(parsing: value.text)["n"]?.uint64 == UInt64.max)
-    }
-
-    @Test func theReaderDecodesEscapesAndSurrogatePairsAndAllowsWhitespace() throws {
-        let value = try JSONValue(parsing: " { \"a\" : [ \"\\u00e9\\ud83d\\udd11\\/\\\"\" , -1.5e3 , 0 ] } \n")
-        #expect(value == .object([JSONMember("a", .array([.string("é🔑/\""), .number("-1.5e3"), .number("0")]))]))
-    }
-
-    @Test(arguments: [
-        ("", 0), ("{", 1), ("[1,]", 3), ("{\"a\":1,}", 7), ("01", 1), ("1.", 2), ("-", 1), ("\"\\ud800\"", 7),
-        ("\"\\udc00\"", 7), ("\"a\nb\"", 2), ("\"\\x\"", 2), ("nul", 3), ("[] []", 3), ("{\"a\" 1}", 5),
-    ])
-    func malformedTextIsRefusedWithTheByteItFailedAt(text: String, offset: Int) {
-        #expect(throws: JSONError.self) { try JSONValue(parsing: text) }
-        do { _ = try JSONValue(parsing: text) } catch { #expect(error.offset == offset, "\(text): \(error)") }
-    }
-
-    @Test func nestingDeeperThanTheLimitIsRefused() {
-        let deep = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)
-        #expect(throws: JSONError(message: "nested deeper than 64 levels", offset: 64)) { try JSONValue(parsing: deep) }
-        let fine = String(repeating: "[", count: 64) + String(repeating: "]", count: 64)
-        #expect(throws: Never.self) { try JSONValue(parsing: fine) }
-    }
-}
+@testable import Control
 
 /// The fixed snapshot the rendering tests share: a server with one active client and one that never
 /// completed a handshake.
@@ -141,29 +92,47 @@ enum StatusFixture {
         #expect(StatusText.bytes(bytes) == text)
     }
 
+    @Test func theStatusJSONOfTheFixedSnapshotIsExactlyThis() {
+        #expect(
+            StatusDocument.json(StatusFixture.snapshot)
+                == #"{"counters":{"drop.rateLimited":0,"drop.replay":2,"handshake.failed.wrongServerKey":3,"handshakes.completed":1,"rx_packets":900,"tx_packets":2500},"interface":"tun0","listen_port":51820,"peers":[{"endpoint":"10.100.3.2:40000","latest_handshake":1699999937,"persistent_keepalive":25,"public_key":"xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=","rx_bytes":1258291,"rx_packets":900,"session_age":63,"suite":"xchacha20poly1305","tunnel_address":"10.8.0.2","tx_bytes":3565158,"tx_packets":2500},{"endpoint":null,"latest_handshake":null,"persistent_keepalive":null,"public_key":"TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=","rx_bytes":0,"rx_packets":0,"session_age":null,"suite":null,"tunnel_address":"10.8.0.3","tx_bytes":0,"tx_packets":0}],"public_key":"HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=","role":"server","suites":["xchacha20poly1305","chacha20poly1305"]}"#
+        )
+    }
+
     @Test func theStatusJSONReadsBackIntoTheSameSnapshot() throws {
         let snapshot = StatusFixture.snapshot
-        let json = StatusJSON.encode(snapshot).text
-        #expect(
-            json.hasPrefix(
-                #"{"interface":"tun0","role":"server","public_key":"HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=","listen_port":51820,"suites":["xchacha20poly1305","chacha20poly1305"],"peers":[{"public_key":"xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=","endpoint":"10.100.3.2:40000","tunnel_address":"10.8.0.2","latest_handshake":1699999937,"session_age":63,"rx_bytes":1258291,"tx_bytes":3565158,"rx_packets":900,"tx_packets":2500,"persistent_keepalive":25,"suite":"xchacha20poly1305"},{"public_key":"TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=","endpoint":null,"tunnel_address":"10.8.0.3","latest_handshake":null,"#
-            ))
-        #expect(
-            json.hasSuffix(
-                #""counters":{"rx_packets":900,"tx_packets":2500,"drop.replay":2,"drop.rateLimited":0,"handshakes.completed":1,"handshake.failed.wrongServerKey":3}}"#
-            ))
-        let back = try StatusJSON.decode(JSONValue(parsing: json))
+        let back = try StatusDocument.snapshot(fromJSON: Array(StatusDocument.json(snapshot).utf8))
         #expect(back.peers == snapshot.peers)
-        #expect(back.counters.map { "\($0.name)=\($0.value)" } == snapshot.counters.map { "\($0.name)=\($0.value)" })
+        #expect(back.role == snapshot.role && back.publicKey == snapshot.publicKey && back.device == snapshot.device)
+        #expect(back.listenPort == snapshot.listenPort && back.suites == snapshot.suites)
+        #expect(
+            back.counters.map { "\($0.name)=\($0.value)" }
+                == snapshot.counters.map { "\($0.name)=\($0.value)" }.sorted())
         #expect(StatusText.render(back, now: StatusFixture.now) == StatusText.render(snapshot, now: StatusFixture.now))
     }
 
-    @Test func aStatusReplyWithoutPeersIsRefusedNamingTheMember() throws {
-        let json = try JSONValue(
-            parsing: #"{"interface":"tun0","role":"server","public_key":"k","listen_port":1,"suites":[]}"#)
-        #expect(throws: CLIError.self) { try StatusJSON.decode(json) }
-        do { _ = try StatusJSON.decode(json) } catch {
-            #expect("\(error)" == "status reply: 'peers' is missing or not what it should be")
+    @Test func countsKeepAllSixtyFourBits() throws {
+        var snapshot = StatusFixture.snapshot
+        snapshot.peers[0].rxBytes = UInt64.max
+        let json = StatusDocument.json(snapshot)
+        #expect(json.contains(#""rx_bytes":18446744073709551615"#))
+        #expect(try StatusDocument.snapshot(fromJSON: Array(json.utf8)).peers[0].rxBytes == UInt64.max)
+    }
+
+    @Test(arguments: [
+        (#"{"interface":"tun0","role":"server","public_key":"k","listen_port":1,"suites":[]}"#, "status reply: 'peers' is missing"),
+        (#"{"interface":"tun0","role":"server","public_key":"k","listen_port":70000,"suites":[],"peers":[]}"#, "status reply is not valid JSON, or a number in it is out of range"),
+        (#"{"interface":"tun0","role":"server","public_key":"k","listen_port":1,"suites":[],"peers":[{"public_key":"p","tunnel_address":null,"latest_handshake":null,"session_age":null,"rx_bytes":0,"tx_bytes":0,"rx_packets":0,"tx_packets":0,"persistent_keepalive":null,"suite":null}]}"#, "status reply: 'endpoint' is missing"),
+        (#"{"interface":"tun0","role":"server","public_key":"k","listen_port":1,"suites":[],"peers":[{"public_key":"p","endpoint":"nowhere","tunnel_address":null,"latest_handshake":null,"session_age":null,"rx_bytes":0,"tx_bytes":0,"rx_packets":0,"tx_packets":0,"persistent_keepalive":null,"suite":null}]}"#, "status reply: 'endpoint' is not what it should be"),
+        (#"{"interface":"tun0","role":"server","public_key":"k","listen_port":1,"suites":[],"peers":[],"counters":{"rx_packets":-1}}"#, "status reply is not valid JSON, or a number in it is out of range"),
+        (#"{"interface":"tun0","role":"server","public_key":"k","listen_port":1,"suites":[],"peers":[],"counters":{"rx_packets":"x"}}"#, "status reply: 'rx_packets' is not what it should be"),
+        (#"[1]"#, "status reply is not a JSON object"),
+        (#"{"#, "status reply is not valid JSON, or a number in it is out of range"),
+    ])
+    func aStatusReplyThatIsNotADocumentIsRefusedNamingTheMember(json: String, message: String) {
+        #expect(throws: ControlError.self) { try StatusDocument.snapshot(fromJSON: Array(json.utf8)) }
+        do { _ = try StatusDocument.snapshot(fromJSON: Array(json.utf8)) } catch {
+            #expect("\(error)" == message, "\(json)")
         }
     }
 }

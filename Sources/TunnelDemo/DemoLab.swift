@@ -13,6 +13,7 @@
 // Nothing here touches the root network namespace: every link is created inside a namespace
 // (`ip -n A link add X type veth peer name Y netns B`), and every sysctl is written from inside one.
 
+import Control
 import Glibc
 import Platform
 import Routing

@@ -15,12 +15,12 @@ import Synchronization
 import Transport
 
 /// Renders snapshots as Prometheus text.
-enum PrometheusText {
+public enum PrometheusText {
     /// The Content-Type of the format.
-    static let contentType = "text/plain; version=0.0.4; charset=utf-8"
+    public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 
     /// The exposition text for `s`, every line ending in a newline.
-    static func render(_ s: EngineSnapshot) -> String {
+    public static func render(_ s: EngineSnapshot) -> String {
         var out = ""
         func family(_ name: String, _ type: String, _ help: String, _ samples: [(labels: String, value: UInt64)]) {
             out += "# HELP \(name) \(escapeHelp(help))\n# TYPE \(name) \(type)\n"
@@ -67,7 +67,7 @@ enum PrometheusText {
 
     /// The warning to log when the endpoint is bound to `endpoint`, or nil for a loopback address
     /// (127.0.0.0/8, RFC 1122 §3.2.1.3), which only this host can reach.
-    static func exposureWarning(boundTo endpoint: Endpoint) -> String? {
+    public static func exposureWarning(boundTo endpoint: Endpoint) -> String? {
         guard endpoint.address.value >> 24 != 127 else { return nil }
         let reach = endpoint.address.value == 0 ? "any address of this host" : "\(endpoint.address)"
         return "metrics at http://\(endpoint)/metrics are not limited to this host: whoever can reach \(reach) "
@@ -76,13 +76,13 @@ enum PrometheusText {
     }
 
     /// `{name="value",…}` in the given order of names, values escaped; "" for no labels.
-    static func labels(_ pairs: KeyValuePairs<String, String>) -> String {
+    public static func labels(_ pairs: KeyValuePairs<String, String>) -> String {
         guard !pairs.isEmpty else { return "" }
         return "{" + pairs.map { "\($0.key)=\"\(escapeLabelValue($0.value))\"" }.joined(separator: ",") + "}"
     }
 
     /// A label value with `\` → `\\`, `"` → `\"` and newline → `\n`.
-    static func escapeLabelValue(_ value: String) -> String {
+    public static func escapeLabelValue(_ value: String) -> String {
         var out = ""
         for c in value.unicodeScalars {
             switch c {
@@ -96,7 +96,7 @@ enum PrometheusText {
     }
 
     /// HELP text with `\` → `\\` and newline → `\n`.
-    static func escapeHelp(_ text: String) -> String {
+    public static func escapeHelp(_ text: String) -> String {
         var out = ""
         for c in text.unicodeScalars {
             switch c {
@@ -114,9 +114,9 @@ enum PrometheusText {
 ///
 /// Thread safety: `body` may be read from any thread; concurrent callers while the text is
 /// stale wait for one rendering and share it.
-final class CachedMetrics: Sendable {
+public final class CachedMetrics: Sendable {
     /// Nanoseconds a rendering is served for.
-    let maximumAge: UInt64
+    public let maximumAge: UInt64
     private let now: @Sendable () -> UInt64
     private let render: @Sendable () -> [UInt8]
     private let latest = Mutex<(renderedAt: UInt64, body: [UInt8])?>(nil)
@@ -125,7 +125,7 @@ final class CachedMetrics: Sendable {
     ///   - maximumAge: nanoseconds a rendering is served for (1 s unless a test asks otherwise).
     ///   - now: the monotonic clock in nanoseconds.
     ///   - render: makes the text; runs at most once per `maximumAge`, under this cache's own lock.
-    init(
+    public init(
         maximumAge: UInt64 = 1_000_000_000, now: @escaping @Sendable () -> UInt64 = { SystemClock().monotonicNow() },
         render: @escaping @Sendable () -> [UInt8]
     ) {
@@ -136,7 +136,7 @@ final class CachedMetrics: Sendable {
 
     /// The text rendered less than `maximumAge` ago, or a new rendering if there is none. The clock is
     /// read under the lock, so callers that waited for another's rendering get that one.
-    var body: [UInt8] {
+    public var body: [UInt8] {
         latest.withLock { latest in
             let time = now()
             if let latest, time >= latest.renderedAt, time - latest.renderedAt < maximumAge { return latest.body }

@@ -19,7 +19,7 @@ import Transport
 ///
 /// Lifetime: `start` binds both sockets (the status socket is best effort: without it the tunnel still
 /// runs, with a warning); `stop()` closes them and removes the status socket file. Idempotent.
-struct StatusServices {
+public struct StatusServices {
     private let status: UnixSocketServer?
     private let metrics: HTTPServer?
 
@@ -28,9 +28,9 @@ struct StatusServices {
     /// - Parameters:
     ///   - listenPort: the UDP port the engine's socket is bound to (the client's is ephemeral).
     ///   - metricsAddress: `ADDR:PORT` for the metrics endpoint (validated by `CommonOptions`).
-    /// - Throws: `CLIError` if the metrics endpoint cannot be bound.
+    /// - Throws: `ControlError` if the metrics endpoint cannot be bound.
     ///   - reload: the server's allow-list reload; nil for a client.
-    static func start(
+    public static func start(
         engine: TunnelEngine, device: String, listenPort: UInt16, metricsAddress: String?,
         reload: AllowListReloader?, logger: Logger
     ) throws -> StatusServices {
@@ -46,7 +46,7 @@ struct StatusServices {
         var metrics: HTTPServer? = nil
         if let metricsAddress {
             guard let endpoint = Endpoint(metricsAddress) else {
-                throw CLIError("--metrics '\(metricsAddress)' is not ADDRESS:PORT")
+                throw ControlError("--metrics '\(metricsAddress)' is not ADDRESS:PORT")
             }
             let text = CachedMetrics { Array(PrometheusText.render(snapshot()).utf8) }
             do {
@@ -58,7 +58,7 @@ struct StatusServices {
                         status: 200, reason: "OK", contentType: PrometheusText.contentType, body: text.body)
                 }
             } catch {
-                throw CLIError("--metrics \(metricsAddress): \(error)")
+                throw ControlError("--metrics \(metricsAddress): \(error)")
             }
             if let bound = metrics?.endpoint {
                 logger.info("metrics at http://\(bound)/metrics")
@@ -78,7 +78,7 @@ struct StatusServices {
                 let noAllowList = ReloadOutcome(succeeded: false, message: "clients have no allow-list; nothing to reload")
                 switch words.first ?? "" {
                 case "", "status":
-                    return Array((StatusJSON.encode(snapshot()).text + "\n").utf8)
+                    return Array((StatusDocument.json(snapshot()) + "\n").utf8)
                 case "reload":
                     return answer(reload?.fromFile() ?? noAllowList)
                 case "allow-list-path":
@@ -104,7 +104,7 @@ struct StatusServices {
     }
 
     /// Stops both servers and removes the status socket file.
-    func stop() {
+    public func stop() {
         status?.stop()
         metrics?.stop()
     }

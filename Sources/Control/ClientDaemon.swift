@@ -1,0 +1,135 @@
+// `tunvpn client` without its flags: load the keys, plan the host changes (the kill switch; the device's
+// MTU and queue, its address once the server assigns one, and the routes), own the device, and run the
+// engine until a signal stops it. The device step and the routes are applied at each tunnel-up, with the
+// address of that handshake. `--dry-run` prints the same plans instead.
+
+import Crypto
+import Engine
+import Glibc
+import Logging
+import Platform
+import Routing
+import Transport
+
+/// A client's settings, as `tunvpn client` (flags and config file) gives them.
+public struct ClientConfiguration: Sendable {
+    public var tunnel = TunnelSettings()
+    /// The server's public key file.
+    public var peerKeyFile: String
+    /// The server's UDP endpoint, `HOST:PORT` (resolved at start).
+    public var endpoint: String
+    /// This client's private key file.
+    public var keyFile = "keys/client.key"
+    /// Send a keepalive at least this often (seconds).
+    public var keepalive: UInt64?
+    /// Networks routed through the tunnel (split tunnel); empty for all of IPv4; nil for no routes at all.
+    public var routes: [IPv4Prefix]? = []
+    /// Forward and MASQUERADE traffic from other LAN hosts into the tunnel.
+    public var gateway = false
+    /// Block all traffic outside the tunnel while the client runs (and after a crash).
+    public var lockdown = false
+
+    public init(peerKeyFile: String, endpoint: String) {
+        self.peerKeyFile = peerKeyFile
+        self.endpoint = endpoint
+    }
+}
+
+/// Runs a client.
+public enum ClientDaemon {
+    /// The two plans of a client for the server at `server`: the kill switch (empty without `lockdown`),
+    /// applied before the first handshake, and the tunnel plan (the device step, whose address comes with
+    /// each handshake, then the routes), applied at tunnel-up. What `--dry-run` prints, in that order.
+    ///
+    /// - Throws: `ControlError` when no firewall is installed.
+    public static func plans(_ c: ClientConfiguration, server: Endpoint) throws -> (lockdown: Plan, tunnel: Plan) {
+        // How the server is reached now, before the tunnel's routes exist.
+        let serverRoute = HostNetwork.route(to: "\(server.address)")
+        let routes = Planner.client(
+            ClientPlanInput(
+                tunDevice: c.tunnel.device, serverAddress: "\(server.address)", serverRoute: serverRoute,
+                routes: c.routes.map { $0.map { "\($0.network)/\($0.length)" } },
+                gateway: c.gateway, mtu: c.tunnel.mtu, firewall: try c.tunnel.firewallBackend()))
+        let lockdown = c.lockdown
+            ? Planner.lockdown(tunDevice: c.tunnel.device, server: "\(server.address)", port: server.port) : Plan()
+        return (lockdown, Plan([c.tunnel.deviceChange(address: nil)] + routes.changes))
+    }
+
+    /// Runs the client until SIGINT or SIGTERM (returns) or an engine failure (throws); with `dryRun`,
+    /// prints the plans and returns.
+    public static func run(_ c: ClientConfiguration) throws {
+        blockTerminationSignals()
+        Privileges.disableCoreDumps()  // before any key is in memory
+        let logger = c.tunnel.makeLogger("tunvpn")
+        let dev = c.tunnel.device
+        let privateKey: PrivateKey
+        do { privateKey = try KeyFiles.loadPrivateKey(c.keyFile) } catch {
+            if !KeyFiles.exists(c.keyFile) {
+                let base = c.keyFile.hasSuffix(".key") ? String(c.keyFile.dropLast(4)) : c.keyFile
+                throw ControlError(
+                    "\(c.keyFile): private key file not found; create it with `tunvpn keygen --name client` and add \(base).pub to the server's allow-list (one key per line in its keys/clients)")
+            }
+            throw error
+        }
+        let serverKey = try KeyFiles.loadPublicKey(c.peerKeyFile)
+        let serverEndpoint = try resolveEndpoint(c.endpoint, option: "--endpoint")
+        let initiator = HandshakeInitiator(
+            localStatic: privateKey, serverKey: serverKey, settings: try c.tunnel.handshakeSettings(),
+            offeredSuites: try c.tunnel.cipherSuites())
+        // The server's assignment may not take over this host's LANs, the server's own address or more
+        // than the --route prefixes (AssignmentBounds).
+        let bounds = AssignmentBounds(
+            localNetworks: HostNetwork.connectedNetworks(excluding: dev).compactMap { n in
+                IPv4Prefix(n.network).map { AssignmentBounds.Network($0, name: "the local network \(n.network) on \(n.device)") }
+            },
+            routes: c.routes ?? [])
+        let state = TunnelState(
+            role: .client(ClientSettings(
+                initiator: initiator, endpoint: serverEndpoint, persistentKeepalive: c.keepalive, assignmentBounds: bounds)),
+            timers: c.tunnel.timers)
+        let (lockdownPlan, plan) = try plans(c, server: serverEndpoint)
+        if c.tunnel.dryRun {
+            print(lockdownPlan.script, terminator: "")
+            print(plan.script, terminator: "")
+            return
+        }
+        // Ownership first: nothing of a running instance may be touched, not even its leftovers. With
+        // --lockdown the previous run's kill switch stays until the new one replaces it atomically.
+        let instance = try HostSetup.claim(device: dev)
+        defer { instance.finish() }
+        try HostSetup.removeLeftovers(
+            instance, keeping: c.lockdown ? [Planner.lockdownUndo(device: dev)] : [], logger: logger)
+        try HostNetwork.preflight(plan)
+        if c.lockdown {
+            guard (try? c.tunnel.firewallBackend()) == .nftables else {
+                throw ControlError("--lockdown needs nftables (apt-get install nftables)")
+            }
+            try HostNetwork.preflight(lockdownPlan)
+        }
+        let device = try c.tunnel.openDevice()
+        let socket = try UDPSocket.bind(Endpoint(address: .any, port: 0), segmentationOffload: c.tunnel.offload)
+        defer { HostSetup.tearDown(instance, logger: logger) }
+        // The kill switch goes up before the first handshake and stays while the client reconnects.
+        if c.lockdown { try HostSetup.apply(lockdownPlan, to: instance, logger: logger) }
+        logger.info(
+            "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name), TSO \(device.offloadsEnabled ? "on" : "off"), TUN USO \(device.udpOffloadEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
+        let hooks = EngineHooks(
+            tunnelUp: { assignment in
+                try HostSetup.apply(plan.withDeviceAddress("\(assignment.client)"), to: instance, device: device, logger: logger)
+            },
+            addressChanged: { assignment in
+                // SIOCSIFADDR replaces the address; the plan's routes name the device, not the address.
+                let deviceStep = Plan(plan.changes.filter { if case .device = $0 { true } else { false } })
+                try HostSetup.apply(deviceStep.withDeviceAddress("\(assignment.client)"), to: instance, device: device, logger: logger)
+            })
+        let engine = TunnelEngine(
+            state: state, device: device, socket: socket, clock: SystemClock(wallOffset: c.tunnel.clockOffset),
+            logger: logger, hooks: hooks, settings: EngineSettings(mtu: c.tunnel.mtu))
+        let status = try StatusServices.start(
+            engine: engine, device: dev, listenPort: socket.localEndpoint.port,
+            metricsAddress: c.tunnel.metrics, reload: nil, logger: logger)
+        defer { status.stop() }
+        try runUntilSignalled(
+            engine, device: dev, user: c.tunnel.user, logger: logger, adapters: { adapterStats(device, socket) })
+    }
+}

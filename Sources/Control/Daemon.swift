@@ -1,0 +1,178 @@
+// The composition root of `tunvpn server` and `tunvpn client`: the settings both roles share, and the run
+// loop that keeps the engine going until SIGINT/SIGTERM. SIGUSR1 prints the counters as one `stats:` line;
+// SIGHUP reloads a server's allow-list. `ServerDaemon` and `ClientDaemon` wire the real adapters, the plan
+// and the engine from their settings; the command line only fills the settings in from flags.
+
+import Crypto
+import Engine
+import Glibc
+import Logging
+import Platform
+import Routing
+import Transport
+
+/// What a server and a client share: the device, the protocol's options, the host options and the logging.
+/// The command line's `CommonOptions` and `HostOptions` validate the values before they get here.
+public struct TunnelSettings: Sendable {
+    /// TUN device name (a pre-created persistent device is used as it is).
+    public var device = "tun0"
+    public var mtu = 1420
+    /// File with a 32-byte pre-shared key (base64), mixed into the handshake as WireGuard's psk.
+    public var pskFile: String?
+    /// Cipher suites to allow, in preference order; empty for every suite this machine runs.
+    public var suites: [String] = []
+    public var logLevel: Logger.Level = .info
+    /// Testing only: every protocol timer multiplied by this factor, in (0, 1].
+    public var timerScale: Double = 1
+    /// Testing only: seconds added to the wall clock used for handshake timestamps.
+    public var clockOffset: Int64 = 0
+    /// Packets the kernel queues on the TUN device for tunvpn before it drops.
+    public var transmitQueueLength = 1000
+    /// TUN segmentation offloads and UDP GSO/GRO where the kernel has them.
+    public var offload = true
+    /// `ADDR:PORT` of the Prometheus metrics endpoint, if any.
+    public var metrics: String?
+    /// The user to run as once setup is done (nil: tunvpn if that user exists, else nobody).
+    public var user: String?
+    /// Print the host changes as commands and exit without making them.
+    public var dryRun = false
+    /// `nftables` or `iptables`; nil picks the one installed (nftables first).
+    public var firewall: String?
+
+    public init() {}
+
+    /// The protocol timers (WireGuard's unless `timerScale` shrinks them for a test).
+    public var timers: ProtocolTimers { timerScale == 1 ? .standard : ProtocolTimers.standard.scaled(by: timerScale) }
+
+    /// The suites to offer or accept, those this machine runs.
+    ///
+    /// - Throws: `ControlError` when none of the chosen suites runs here.
+    public func cipherSuites() throws(ControlError) -> [any CipherSuite.Type] {
+        if suites.isEmpty { return CipherSuites.available }
+        let usable = suites.compactMap { CipherSuites.named($0) }.filter { $0.isAvailable }
+        guard !usable.isEmpty else {
+            throw ControlError("none of the chosen suites runs on this machine (aes256gcm needs AES-NI)")
+        }
+        return usable
+    }
+
+    /// The handshake's settings: the pre-shared key, when a file names one.
+    public func handshakeSettings() throws -> HandshakeSettings {
+        guard let pskFile else { return HandshakeSettings() }
+        let key = try KeyFiles.loadPrivateKey(pskFile)
+        return HandshakeSettings(psk: key.secret)
+    }
+
+    /// The firewall backend to plan with.
+    public func firewallBackend() throws(ControlError) -> FirewallBackend { try Control.firewallBackend(named: firewall) }
+
+    /// A logger writing to stderr at `logLevel` (bootstraps the logging system: once per process).
+    func makeLogger(_ label: String) -> Logger {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: label)
+        logger.logLevel = logLevel
+        return logger
+    }
+
+    func openDevice() throws(ControlError) -> TunDevice {
+        do { return try TunDevice.open(name: device, offload: offload) } catch { throw ControlError("\(error)") }
+    }
+
+    /// The device step of both plans: address (nil for a client until its handshake), MTU and queue length.
+    func deviceChange(address: String?) -> Change {
+        .device(DeviceSettings(device: device, address: address, mtu: mtu, transmitQueueLength: transmitQueueLength))
+    }
+}
+
+/// Applies `Change.device` steps (`HostSetup.apply`): Platform's `TunDevice` does it with ioctls
+/// (SIOCSIFADDR, SIOCSIFNETMASK, SIOCSIFMTU, SIOCSIFTXQLEN, SIOCSIFFLAGS); tests record the calls.
+public protocol DeviceConfiguring {
+    /// Gives the device `settings`, whose address is known.
+    func apply(_ settings: DeviceSettings) throws(ControlError)
+}
+
+extension TunDevice: DeviceConfiguring {
+    public func apply(_ settings: DeviceSettings) throws(ControlError) {
+        guard let text = settings.address, let address = IPv4Prefix(text) else {
+            preconditionFailure("a device step is applied only once its address is known (Plan.withDeviceAddress)")
+        }
+        do { try configure(address: address, mtu: settings.mtu, transmitQueueLength: settings.transmitQueueLength) } catch {
+            throw ControlError("\(error)")
+        }
+    }
+}
+
+/// Parses "HOST:PORT" and resolves HOST (IPv4).
+public func resolveEndpoint(_ text: String, option: String) throws(ControlError) -> Endpoint {
+    if let e = Endpoint(text) { return e }
+    guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]) else {
+        throw ControlError("\(option) '\(text)' is not HOST:PORT")
+    }
+    let host = String(text[..<colon])
+    do { return try UDPSocket.resolve(host: host, port: port) } catch {
+        throw ControlError("\(option): cannot resolve '\(host)': \(error)")
+    }
+}
+
+/// Runs `engine` until SIGINT/SIGTERM (exit 0) or an engine failure (exit 1); SIGUSR1 prints stats,
+/// SIGHUP calls `reload` (which logs its outcome). The instance lock (`HostSetup.claim`) names this
+/// process while it runs.
+public func runUntilSignalled(
+    _ engine: TunnelEngine, device: String, user: String?, logger: Logger, adapters: (() -> String)? = nil,
+    reload: AllowListReloader? = nil
+) throws {
+    /// The counters, then the adapters' own (offload and skip counts) when given.
+    func statsLine() -> String { engine.counters.statsLine + (adapters.map { " " + $0() } ?? "") }
+    var set = terminationSignals()
+    // Setup is done: nothing from here on needs root or more than CAP_NET_ADMIN (the client's routes at
+    // tunnel-up, teardown's ip/nft and sysctls, through the journal opened while root). Capabilities are
+    // per thread, so drop them before the engine's threads exist; they inherit the reduced sets.
+    try dropPrivileges(user: user, logger: logger)
+    engine.start()
+    var timeout = timespec(tv_sec: 0, tv_nsec: 200_000_000)
+    while true {
+        let signal = sigtimedwait(&set, nil, &timeout)
+        if signal == SIGUSR1 {
+            printLine(statsLine())
+        } else if signal == SIGHUP {
+            if let reload { _ = reload.fromFile() } else { logger.notice("SIGHUP: nothing to reload for a client") }
+        } else if signal == SIGINT || signal == SIGTERM {
+            logger.info("signal \(signal == SIGINT ? "SIGINT" : "SIGTERM"): shutting down")
+            engine.stop()
+            printLine(statsLine())
+            return
+        }
+        if !engine.isRunning {
+            engine.stop()
+            printLine(statsLine())
+            let message = engine.failure.withLock { $0 } ?? "engine stopped"
+            throw ControlError(message)
+        }
+    }
+}
+
+/// The TUN device's and UDP socket's own counters, as `key=value` pairs for the `stats:` line.
+public func adapterStats(_ device: TunDevice, _ socket: UDPSocket) -> String {
+    let t = device.stats
+    let u = socket.stats
+    return "tun.segmented_reads=\(t.segmentedReads) tun.merged_writes=\(t.mergedWrites) tun.rejected_writes=\(t.rejectedWrites) "
+        + "tun.truncated_reads=\(t.truncatedReads) udp.skipped_sends=\(u.skippedSends) udp.truncated_receives=\(u.truncatedReceives)"
+}
+
+/// The signals the main thread waits for with sigtimedwait(2).
+public func terminationSignals() -> sigset_t {
+    var set = sigset_t()
+    sigemptyset(&set)
+    for s in [SIGINT, SIGTERM, SIGUSR1, SIGHUP] { sigaddset(&set, s) }
+    return set
+}
+
+/// Blocks SIGINT, SIGTERM, SIGUSR1 and SIGHUP first thing, before any host change or thread exists:
+/// a signal that arrives during setup then waits for the main loop (which tears down what was set up)
+/// instead of killing the process half way; every thread inherits the mask, so only the main thread
+/// receives them. Children started with CommandRunner get an empty mask.
+public func blockTerminationSignals() {
+    var set = terminationSignals()
+    pthread_sigmask(SIG_BLOCK, &set, nil)
+}
+

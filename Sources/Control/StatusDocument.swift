@@ -1,0 +1,270 @@
+// What `tunvpn show` prints and what the status socket carries: an `EngineSnapshot` as JSON (`Codable`, written
+// by Foundation's `JSONEncoder` with sorted keys and read back by `JSONDecoder`), and as text in the manner
+// of `wg show`, with wireguard-tools' wording for durations ("1 minute, 3 seconds ago", "Now") and sizes
+// ("1.20 MiB"), as in its src/show.c (`pretty_time`, `ago`, `bytes`).
+
+import Engine
+import FoundationEssentials
+import Transport
+
+/// The status JSON: one object per instance, keys sorted.
+///
+/// ```
+/// {"counters":{"drop.replay":…,"rx_packets":…,…},"interface":"tun0","listen_port":51820,
+///  "peers":[{"endpoint":"10.100.3.2:40000","latest_handshake":1700000000,"persistent_keepalive":25,
+///            "public_key":"…","rx_bytes":…,"rx_packets":…,"session_age":63,"suite":"…",
+///            "tunnel_address":"10.8.0.2","tx_bytes":…,"tx_packets":…}],
+///  "public_key":"…","role":"server","suites":["…"]}
+/// ```
+/// `latest_handshake` is Unix time in seconds; `session_age` and `persistent_keepalive` are seconds. Absent
+/// values (no endpoint yet, no handshake, keepalive off) are `null`, never left out.
+public struct StatusDocument: Codable, Equatable, Sendable {
+    public var interface: String
+    public var role: String
+    public var publicKey: String
+    public var listenPort: UInt16
+    public var suites: [String]
+    public var peers: [PeerStatus]
+    /// Counter name → value, as in the `stats:` line.
+    public var counters: [String: UInt64]
+
+    enum CodingKeys: String, CodingKey {
+        case interface, role, suites, peers, counters
+        case publicKey = "public_key"
+        case listenPort = "listen_port"
+    }
+
+    /// The document for `s`.
+    public init(_ s: EngineSnapshot) {
+        interface = s.device
+        role = s.role
+        publicKey = s.publicKey
+        listenPort = s.listenPort
+        suites = s.suites
+        peers = s.peers.map(PeerStatus.init)
+        counters = Dictionary(s.counters.map { ($0.name, $0.value) }, uniquingKeysWith: { _, last in last })
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        interface = try c.decode(String.self, forKey: .interface)
+        role = try c.decode(String.self, forKey: .role)
+        publicKey = try c.decode(String.self, forKey: .publicKey)
+        listenPort = try c.decode(UInt16.self, forKey: .listenPort)
+        suites = try c.decode([String].self, forKey: .suites)
+        peers = try c.decode([PeerStatus].self, forKey: .peers)
+        counters = try c.decodeIfPresent([String: UInt64].self, forKey: .counters) ?? [:]
+    }
+
+    /// The snapshot the document describes, counters in name order.
+    ///
+    /// - Throws: `ControlError` for an endpoint or tunnel address that is not one.
+    public func snapshot() throws(ControlError) -> EngineSnapshot {
+        EngineSnapshot(
+            role: role, publicKey: publicKey, listenPort: listenPort, device: interface, suites: suites,
+            peers: try peers.map { p throws(ControlError) in try p.snapshot() },
+            counters: counters.sorted { $0.key < $1.key }.map { (name: $0.key, value: $0.value) })
+    }
+
+    /// The JSON text of `s`: one line, no trailing newline.
+    public static func json(_ s: EngineSnapshot) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        guard let data = try? encoder.encode(StatusDocument(s)) else {
+            preconditionFailure("a status document holds only strings, integers, arrays and objects")
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// Reads a snapshot back from `json`'s text.
+    ///
+    /// - Throws: `ControlError` naming the first member that is missing or of the wrong kind.
+    public static func snapshot(fromJSON bytes: [UInt8]) throws(ControlError) -> EngineSnapshot {
+        let document: StatusDocument
+        do { document = try JSONDecoder().decode(StatusDocument.self, from: Data(bytes)) } catch let error as DecodingError {
+            throw ControlError(describe(error))
+        } catch {
+            throw ControlError("status reply is not JSON: \(error)")
+        }
+        return try document.snapshot()
+    }
+
+    /// One line for a decoding failure, naming the member.
+    static func describe(_ error: DecodingError) -> String {
+        func name(_ path: [any CodingKey]) -> String { path.last?.stringValue ?? "" }
+        switch error {
+        case .keyNotFound(let key, _):
+            return "status reply: '\(key.stringValue)' is missing"
+        case .typeMismatch(_, let context), .valueNotFound(_, let context):
+            return context.codingPath.isEmpty
+                ? "status reply is not a JSON object" : "status reply: '\(name(context.codingPath))' is not what it should be"
+        case .dataCorrupted(let context):
+            // JSONDecoder reports a number out of its type's range this way too, without a path.
+            return context.codingPath.isEmpty
+                ? "status reply is not valid JSON, or a number in it is out of range"
+                : "status reply: '\(name(context.codingPath))' is not what it should be"
+        @unknown default:
+            return "status reply: \(error)"
+        }
+    }
+}
+
+/// One peer in the status JSON.
+public struct PeerStatus: Codable, Equatable, Sendable {
+    public var publicKey: String
+    public var endpoint: String?
+    public var tunnelAddress: String?
+    public var latestHandshake: UInt64?
+    public var sessionAge: UInt64?
+    public var rxBytes: UInt64
+    public var txBytes: UInt64
+    public var rxPackets: UInt64
+    public var txPackets: UInt64
+    public var persistentKeepalive: UInt64?
+    public var suite: String?
+
+    enum CodingKeys: String, CodingKey {
+        case endpoint, suite
+        case publicKey = "public_key"
+        case tunnelAddress = "tunnel_address"
+        case latestHandshake = "latest_handshake"
+        case sessionAge = "session_age"
+        case rxBytes = "rx_bytes"
+        case txBytes = "tx_bytes"
+        case rxPackets = "rx_packets"
+        case txPackets = "tx_packets"
+        case persistentKeepalive = "persistent_keepalive"
+    }
+
+    public init(_ p: PeerSnapshot) {
+        publicKey = p.publicKey
+        endpoint = p.endpoint.map { "\($0)" }
+        tunnelAddress = p.tunnelAddress.map { "\($0)" }
+        latestHandshake = p.latestHandshake
+        sessionAge = p.sessionAge
+        rxBytes = p.rxBytes
+        txBytes = p.txBytes
+        rxPackets = p.rxPackets
+        txPackets = p.txPackets
+        persistentKeepalive = p.persistentKeepalive
+        suite = p.suite
+    }
+
+    /// Every member is required; the optional ones may be null (`decode(T?.self)` refuses a missing key).
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        publicKey = try c.decode(String.self, forKey: .publicKey)
+        endpoint = try c.decode(String?.self, forKey: .endpoint)
+        tunnelAddress = try c.decode(String?.self, forKey: .tunnelAddress)
+        latestHandshake = try c.decode(UInt64?.self, forKey: .latestHandshake)
+        sessionAge = try c.decode(UInt64?.self, forKey: .sessionAge)
+        rxBytes = try c.decode(UInt64.self, forKey: .rxBytes)
+        txBytes = try c.decode(UInt64.self, forKey: .txBytes)
+        rxPackets = try c.decode(UInt64.self, forKey: .rxPackets)
+        txPackets = try c.decode(UInt64.self, forKey: .txPackets)
+        persistentKeepalive = try c.decode(UInt64?.self, forKey: .persistentKeepalive)
+        suite = try c.decode(String?.self, forKey: .suite)
+    }
+
+    /// Writes absent values as `null` (the synthesized encoder would leave them out).
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(publicKey, forKey: .publicKey)
+        try c.encode(endpoint, forKey: .endpoint)
+        try c.encode(tunnelAddress, forKey: .tunnelAddress)
+        try c.encode(latestHandshake, forKey: .latestHandshake)
+        try c.encode(sessionAge, forKey: .sessionAge)
+        try c.encode(rxBytes, forKey: .rxBytes)
+        try c.encode(txBytes, forKey: .txBytes)
+        try c.encode(rxPackets, forKey: .rxPackets)
+        try c.encode(txPackets, forKey: .txPackets)
+        try c.encode(persistentKeepalive, forKey: .persistentKeepalive)
+        try c.encode(suite, forKey: .suite)
+    }
+
+    func snapshot() throws(ControlError) -> PeerSnapshot {
+        var e: Endpoint? = nil
+        if let endpoint {
+            guard let parsed = Endpoint(endpoint) else { throw ControlError("status reply: 'endpoint' is not what it should be") }
+            e = parsed
+        }
+        var a: IPv4Address? = nil
+        if let tunnelAddress {
+            guard let parsed = IPv4Address(tunnelAddress) else {
+                throw ControlError("status reply: 'tunnel_address' is not what it should be")
+            }
+            a = parsed
+        }
+        return PeerSnapshot(
+            publicKey: publicKey, endpoint: e, tunnelAddress: a, latestHandshake: latestHandshake,
+            sessionAge: sessionAge, rxBytes: rxBytes, txBytes: txBytes, rxPackets: rxPackets, txPackets: txPackets,
+            persistentKeepalive: persistentKeepalive, suite: suite)
+    }
+}
+
+/// `wg show`-style text.
+public enum StatusText {
+    /// The interface block and one block per peer, separated by blank lines, ending in a newline.
+    ///
+    /// - Parameter now: wall-clock seconds (CLOCK_REALTIME) to measure handshake ages against.
+    public static func render(_ s: EngineSnapshot, now: UInt64) -> String {
+        var lines = [
+            "interface: \(s.device)",
+            "  public key: \(s.publicKey)",
+            "  listening port: \(s.listenPort)",
+            "  role: \(s.role)",
+        ]
+        if !s.suites.isEmpty { lines.append("  suites: \(s.suites.joined(separator: ", "))") }
+        for p in s.peers {
+            lines.append("")
+            lines.append("peer: \(p.publicKey)")
+            if let e = p.endpoint { lines.append("  endpoint: \(e)") }
+            if let a = p.tunnelAddress { lines.append("  tunnel address: \(a)") }
+            if let suite = p.suite { lines.append("  suite: \(suite)") }
+            if let h = p.latestHandshake { lines.append("  latest handshake: \(ago(h, now: now))") }
+            if p.rxBytes != 0 || p.txBytes != 0 {
+                lines.append("  transfer: \(bytes(p.rxBytes)) received, \(bytes(p.txBytes)) sent")
+            }
+            if let k = p.persistentKeepalive, k > 0 { lines.append("  persistent keepalive: every \(duration(k))") }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// How long ago wall-clock second `then` was: "Now", "1 minute, 3 seconds ago", or a warning if
+    /// `then` is in the future (wg's `ago`).
+    public static func ago(_ then: UInt64, now: UInt64) -> String {
+        if then == now { return "Now" }
+        if then > now { return "in the future (the system clock went backwards; connection problems may ensue)" }
+        return duration(now - then) + " ago"
+    }
+
+    /// Years, days, hours, minutes and seconds, leaving out zero parts: "2 hours, 1 minute" (wg's
+    /// `pretty_time`; a year is 365 days).
+    public static func duration(_ seconds: UInt64) -> String {
+        let units: [(UInt64, String)] = [
+            (365 * 86_400, "year"), (86_400, "day"), (3_600, "hour"), (60, "minute"), (1, "second"),
+        ]
+        var left = seconds
+        var parts: [String] = []
+        for (size, name) in units {
+            let n = left / size
+            left %= size
+            if n > 0 { parts.append("\(n) \(name)\(n == 1 ? "" : "s")") }
+        }
+        return parts.isEmpty ? "0 seconds" : parts.joined(separator: ", ")
+    }
+
+    /// A byte count in binary units with two decimals: "512 B", "1.50 KiB", "3.40 MiB" (wg's `bytes`).
+    public static func bytes(_ n: UInt64) -> String {
+        let units: [(String, Double)] = [("KiB", 0x1p10), ("MiB", 0x1p20), ("GiB", 0x1p30), ("TiB", 0x1p40)]
+        if n < 1024 { return "\(n) B" }
+        var chosen = units[units.count - 1]
+        for unit in units where Double(n) < unit.1 * 1024 {
+            chosen = unit
+            break
+        }
+        let hundredths = UInt64((Double(n) / chosen.1 * 100).rounded())
+        let fraction = hundredths % 100
+        return "\(hundredths / 100).\(fraction < 10 ? "0" : "")\(fraction) \(chosen.0)"
+    }
+}
