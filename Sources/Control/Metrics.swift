@@ -29,21 +29,19 @@ public enum PrometheusText {
         func perPeer(_ value: (PeerSnapshot) -> UInt64?) -> [(labels: String, value: UInt64)] {
             s.peers.compactMap { p in value(p).map { (labels(["peer": p.publicKey]), $0) } }
         }
-        func byReason(_ prefix: String) -> [(labels: String, value: UInt64)] {
-            s.counters.filter { $0.name.hasPrefix(prefix) }.map {
-                (labels(["reason": String($0.name.dropFirst(prefix.count))]), $0.value)
-            }
-        }
+        // The families come from the typed counters (Engine's CounterID), so a renamed or new counter
+        // cannot fall out of them unnoticed.
+        let counters = s.counterValues
         family(
             "tunvpn_peers", "gauge", "Peers known to this instance (a server's clients, a client's server).",
             [("", UInt64(s.peers.count))])
-        family(
-            "tunvpn_handshakes_total", "counter", "Handshakes completed.",
-            [("", s.counters.first { $0.name == "handshakes.completed" }?.value ?? 0)])
+        family("tunvpn_handshakes_total", "counter", "Handshakes completed.", [("", counters.handshakesCompleted)])
         family(
             "tunvpn_handshake_failures_total", "counter", "Handshakes refused or failed, by reason.",
-            byReason("handshake.failed."))
-        family("tunvpn_dropped_frames_total", "counter", "Frames and packets dropped, by reason.", byReason("drop."))
+            counters.handshakeFailures.map { (labels(["reason": $0.reason.name]), $0.value) })
+        family(
+            "tunvpn_dropped_frames_total", "counter", "Frames and packets dropped, by reason.",
+            counters.drops.map { (labels(["reason": "\($0.reason)"]), $0.value) })
         family(
             "tunvpn_peer_receive_bytes_total", "counter", "Bytes received from the peer through the tunnel.",
             perPeer { $0.rxBytes })

@@ -138,6 +138,8 @@ enum StatusFixture {
 }
 
 @Suite struct PrometheusTextTests {
+    /// Every failure and drop reason has its sample, 0 when the snapshot has none (a stable label set): the
+    /// families come from Engine's typed counters, not from the names the snapshot happens to carry.
     @Test func theFixedSnapshotRendersToThisExactText() {
         #expect(
             PrometheusText.render(StatusFixture.snapshot) == """
@@ -149,10 +151,33 @@ enum StatusFixture {
                 tunvpn_handshakes_total 1
                 # HELP tunvpn_handshake_failures_total Handshakes refused or failed, by reason.
                 # TYPE tunvpn_handshake_failures_total counter
+                tunvpn_handshake_failures_total{reason="malformed"} 0
                 tunvpn_handshake_failures_total{reason="wrongServerKey"} 3
+                tunvpn_handshake_failures_total{reason="corrupted"} 0
+                tunvpn_handshake_failures_total{reason="unknownClientKey"} 0
+                tunvpn_handshake_failures_total{reason="replayedInitiation"} 0
+                tunvpn_handshake_failures_total{reason="noCommonSuite"} 0
+                tunvpn_handshake_failures_total{reason="unexpectedResponse"} 0
+                tunvpn_handshake_failures_total{reason="invalidPublicKey"} 0
+                tunvpn_handshake_failures_total{reason="timeout"} 0
+                tunvpn_handshake_failures_total{reason="addressPoolExhausted"} 0
+                tunvpn_handshake_failures_total{reason="cookieRequired"} 0
+                tunvpn_handshake_failures_total{reason="rateLimited"} 0
+                tunvpn_handshake_failures_total{reason="unsafeAssignment"} 0
                 # HELP tunvpn_dropped_frames_total Frames and packets dropped, by reason.
                 # TYPE tunvpn_dropped_frames_total counter
+                tunvpn_dropped_frames_total{reason="malformed"} 0
+                tunvpn_dropped_frames_total{reason="oversized"} 0
+                tunvpn_dropped_frames_total{reason="unknownSession"} 0
+                tunvpn_dropped_frames_total{reason="authentication"} 0
                 tunvpn_dropped_frames_total{reason="replay"} 2
+                tunvpn_dropped_frames_total{reason="expired"} 0
+                tunvpn_dropped_frames_total{reason="sourceNotAllowed"} 0
+                tunvpn_dropped_frames_total{reason="notIPv4"} 0
+                tunvpn_dropped_frames_total{reason="noRoute"} 0
+                tunvpn_dropped_frames_total{reason="noSession"} 0
+                tunvpn_dropped_frames_total{reason="queueFull"} 0
+                tunvpn_dropped_frames_total{reason="handshake"} 0
                 tunvpn_dropped_frames_total{reason="rateLimited"} 0
                 # HELP tunvpn_peer_receive_bytes_total Bytes received from the peer through the tunnel.
                 # TYPE tunvpn_peer_receive_bytes_total counter
