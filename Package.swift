@@ -6,7 +6,7 @@
 // share); Control wires real adapters, plans and the engine for a server or client, and the tunvpn
 // executable only parses flags into Control's settings. LoadGen, a test tool, binds real UDP sockets too.
 // Each target declares exactly the modules it imports. libsodium is found by pkg-config and linked
-// dynamically by default; TUNVPN_STATIC_SODIUM=1 links libsodium.a instead (PLATFORM-NOTES §6).
+// dynamically by default; TUNVPN_STATIC_SODIUM=1 links libsodium.a instead (README.md).
 import PackageDescription
 
 let staticSodium = Context.environment["TUNVPN_STATIC_SODIUM"] == "1"
@@ -26,7 +26,7 @@ let package = Package(
     ],
     targets: [
         // Found by pkg-config for ordinary builds; a static build links libsodium.a by hand instead, because
-        // pkg-config's -lsodium would always come first and pick the shared library (PLATFORM-NOTES §6).
+        // pkg-config's -lsodium would always come first and pick the shared library.
         .systemLibrary(name: "CSodium", pkgConfig: staticSodium ? nil : "libsodium", providers: [.apt(["libsodium-dev"])]),
         .target(name: "CLinux"),
         .target(name: "Crypto", dependencies: ["CSodium"], linkerSettings: sodiumLink),
@@ -56,7 +56,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        // Test tool: many clients doing real handshakes against a server (issue 5, Scale).
+        // Test tool: many clients doing real handshakes against a server (bench/README.md).
         .executableTarget(
             name: "LoadGen",
             dependencies: [

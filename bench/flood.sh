@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/flood.sh: how much of its TCP throughput an established tunvpn client keeps while the server is
-# flooded with forged initiations (issue 7, "Denial of service"). Run as root; see bench/README.md.
+# flooded with forged initiations (docs/PROTOCOL.md, "Denial of service"). Run as root; see bench/README.md.
 #
 #   C (client)                          S (tunvpn server)                     F (flood)
 #   c0 10.100.0.2/24 ───── veth ─────── s0 10.100.0.1/24

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# bench/run.sh: tunvpn, wireguard-go and a bare veth path measured side by side, interleaved in one run
-# (issue 5). Run as root; see bench/README.md.
+# bench/run.sh: tunvpn, wireguard-go and a bare veth path measured side by side, interleaved in one run.
+# Run as root; see bench/README.md.
 #
 #   C (client)                        S (server, ip_forward=1)                 H (host behind S)
 #   c0 10.101.0.2/24 ───── veth ───── s0 10.101.0.1/24

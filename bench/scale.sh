@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/scale.sh: one tunvpn server with 1,000 clients (issue 5, "Scale"). Run as root; see bench/README.md.
+# bench/scale.sh: one tunvpn server with 1,000 clients. Run as root; see bench/README.md.
 #
 #   G (load generator)                      S (tunvpn server)                   C (a real client)
 #   g0 10.60.0.2/24 ──────── veth ───────── s0 10.60.0.1/24

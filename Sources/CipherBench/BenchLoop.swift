@@ -1,12 +1,12 @@
 // `tunvpn bench`: how fast each cipher suite seals and opens packets on this machine, in process, next
 // to libsodium's own speed measured the same way, so an operator can pick a suite and the data path can
-// be held to issue 5's "within 10% of libsodium".
+// be held within 10% of libsodium's.
 //
 // Both sides run the same loop over the same memory: a ring of preallocated frames laid out as on the
 // wire (16-byte data header, used as associated data ‖ packet ‖ room for the tag), one counter per
 // packet, no allocation. tunvpn's side goes through the real `SessionCipher` (existential suite
 // dispatch, nonce built on the stack per packet); libsodium's side calls the C function directly with a
-// nonce buffer zeroed once, storing only the counter per packet (PLATFORM-NOTES §4's loop).
+// nonce buffer zeroed once, storing only the counter per packet, as a plain C loop would.
 //
 // Open needs a valid frame for every call, so before each timed pass over the ring the ring is sealed
 // again, untimed, under the counters the pass will open; only the open calls are timed. Each figure is

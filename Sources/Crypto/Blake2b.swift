@@ -3,7 +3,7 @@
 // Noise's HASH is BLAKE2b-512 (HASHLEN 64, BLOCKLEN 128). HMAC is RFC 2104 over that hash, not
 // BLAKE2b's built-in keyed mode; HKDF is Noise's two/three-output form. libsodium's incremental
 // `crypto_generichash` state is not imported into Swift (it is a 64-byte-aligned packed struct), so the
-// state is kept in an aligned raw allocation of `crypto_generichash_statebytes()` bytes (PLATFORM-NOTES §1).
+// state is kept in an aligned raw allocation of `crypto_generichash_statebytes()` bytes.
 
 import CSodium
 

@@ -30,7 +30,7 @@ public struct SystemClock: EngineClock {
 }
 
 /// A joinable POSIX thread running a closure (the data path stays off Swift's cooperative pool, which is
-/// two threads wide here; PLATFORM-NOTES §3).
+/// only as wide as the machine has cores, two on a small VM).
 public final class EngineThread: @unchecked Sendable {
     private var thread = pthread_t()
     private var joined = false

@@ -1,5 +1,5 @@
 // tunvpn-loadgen: a test tool that makes many clients do real handshakes with a tunvpn server at once
-// (issue 5, "Scale"), and reports how many completed and how fast.
+// (bench/README.md, bench/scale.sh), and reports how many completed and how fast.
 //
 //   tunvpn-loadgen --peer-key keys/server.pub --endpoint 10.60.7.1:51820 --clients 1000 --window 32 \
 //       --sources 10.61.7.0/24 --timeout 120

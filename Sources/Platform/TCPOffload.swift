@@ -1,4 +1,4 @@
-// TCP segmentation and coalescing for a TUN device opened with IFF_VNET_HDR and TSO (issue 5).
+// TCP segmentation and coalescing for a TUN device opened with IFF_VNET_HDR and TSO .
 //
 // With offloads on, the kernel hands the TUN reader TCP "super-packets" of up to 64 KiB with a
 // virtio_net_hdr in front (gso_type TCPV4, gso_size = MSS), and lets it write such super-packets back.

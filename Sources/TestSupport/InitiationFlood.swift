@@ -1,4 +1,5 @@
-// A flood of forged handshake initiations for the denial-of-service end-to-end test (issue 7).
+// A flood of forged handshake initiations for the denial-of-service end-to-end test
+// (docs/PROTOCOL.md, "Denial of service").
 //
 // Two halves:
 // - `ForgedInitiations` makes the datagrams in the test process, with the project's own

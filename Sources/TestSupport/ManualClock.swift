@@ -1,6 +1,6 @@
 // A monotonic clock that moves only when a test says so.
 //
-// The core takes `now` as a parameter on every event (STYLE.md, "The core's shape"), so tests drive rekeys
+// The core takes `now` as a parameter on every event (docs/ARCHITECTURE.md), so tests drive rekeys
 // and timeouts by advancing this clock instead of sleeping, as `advanceTime` does in swift-nio's
 // NIOEmbedded. Times are nanoseconds on an arbitrary monotonic origin, like CLOCK_MONOTONIC.
 

@@ -2,7 +2,7 @@
 // deletes.
 //
 // Commands run as `ip netns exec NAME …` in a child process: the test process itself never calls
-// setns(), which is per thread, and test threads are shared (PLATFORM-NOTES §5). Deleting the
+// setns(), which is per thread (setns(2)), and test threads are shared. Deleting the
 // namespace first stops every process this object spawned, then any other process still inside it
 // (all of them were started by the test, as nobody else knows the name), then removes it; its veth
 // ends go with it.

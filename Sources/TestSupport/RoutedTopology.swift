@@ -1,4 +1,4 @@
-// The routed topology of the routing end-to-end tests (issue 4): a LAN host, a client, an underlay
+// The routed topology of the routing end-to-end tests (docs/ROUTING.md): a LAN host, a client, an underlay
 // router, a server and an internet host, each a namespace, in a line (k = the topology's subnet index):
 //
 //     L  l0 10.110.k.2/24   default via 10.110.k.1 (the client)

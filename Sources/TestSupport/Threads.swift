@@ -1,7 +1,7 @@
 // Running a closure on a dedicated pthread with a bounded wait.
 //
 // Blocking calls (a TUN read, a recvmmsg) must not run on Swift Concurrency's cooperative pool, which
-// is two threads wide on the project VM (PLATFORM-NOTES §3), and a test that waits for one must not
+// is as wide as the machine has cores (two on the project VM), and a test that waits for one must not
 // hang the whole run if the code under test is wrong. `runOnDedicatedThread` starts a pthread, waits
 // for it up to a deadline, and on time-out detaches it and throws, so the test fails instead.
 

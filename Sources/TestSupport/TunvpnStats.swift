@@ -1,6 +1,6 @@
 // The `stats:` line tunvpn prints on SIGUSR1 and at exit, parsed for end-to-end tests.
 //
-// Format (issue 3): one line whose text starts with `stats:` (a log prefix before it is tolerated),
+// Format: one line whose text starts with `stats:` (a log prefix before it is tolerated),
 // followed by space-separated `key=value` counters, e.g.
 //     stats: rx_packets=12 tx_packets=12 rx_bytes=1008 tx_bytes=1008 drop.replay=1 drop.authentication=0
 //            handshakes.completed=1 handshake.failed.unknownClientKey=0 …

@@ -7,7 +7,7 @@
 // index, and is this decrypted packet allowed?"); the cryptography runs outside the lock on `Session`s.
 //
 // Roles: the client is the only initiator (it knows the server's key; the server learns clients from
-// their initiations), as in issue 3's design. Sessions per peer: `current` (used to send), `previous`
+// their initiations; docs/PROTOCOL.md, "Overview"). Sessions per peer: `current` (used to send), `previous`
 // (still opens frames after a rekey, so packets in flight are not lost) and, on the server, `next` (a
 // fresh session not yet confirmed by a frame from the client; WireGuard's key confirmation).
 

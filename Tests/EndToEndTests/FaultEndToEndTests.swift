@@ -1,4 +1,4 @@
-// Fault and denial-of-service end-to-end tests (issue 7, "Denial of service" and "Faults"): the real
+// Fault and denial-of-service end-to-end tests (docs/PROTOCOL.md, "Denial of service"): the real
 // `tunvpn server` and `tunvpn client` in network namespaces, under a flood of forged initiations, a
 // server restart, a lossy underlay, a client that changes its address, rekeys every few seconds and a
 // client clock stepped back an hour. Every number a test measures is printed (`= …` lines), so a run's

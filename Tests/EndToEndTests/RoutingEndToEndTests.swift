@@ -1,5 +1,5 @@
-// End-to-end tests of routing, forwarding, NAT and teardown (issue 4) and of the client kill switch
-// (issue 7, `--lockdown`): the real `tunvpn server` and `tunvpn client`, without --no-nat and
+// End-to-end tests of routing, forwarding, NAT and teardown (docs/ROUTING.md) and of the
+// client kill switch (`--lockdown`): the real `tunvpn server` and `tunvpn client`, without --no-nat and
 // --no-routes, changing the routes, nftables tables and sysctls of their own namespaces.
 //
 // Topology (k = the topology's subnet index, different for every test; Topology+lanClientRouterServerInternet):

@@ -1,4 +1,4 @@
-// End-to-end test of scale (issue 5): one `tunvpn server` with 1,000 clients from `tunvpn-loadgen`, which
+// End-to-end test of scale: one `tunvpn server` with 1,000 clients from `tunvpn-loadgen`, which
 // performs real handshakes from 254 source addresses and a port per client, and a real `tunvpn client`
 // whose tunnel keeps working with the 1,000 other peers present.
 //

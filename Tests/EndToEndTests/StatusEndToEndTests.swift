@@ -1,4 +1,4 @@
-// End-to-end tests of `tunvpn show` and `--metrics` (issue 6): a real server and client in namespaces,
+// End-to-end tests of `tunvpn show` and `--metrics` (README.md, "Status and metrics"): a real server and client in namespaces,
 // traffic through the tunnel, then the status socket read with `ip netns exec S tunvpn show [--json]`
 // and the metrics fetched over HTTP on 127.0.0.1 inside the server's namespace.
 //

@@ -1,4 +1,4 @@
-// End-to-end tests of the tunnel (issue 3): the real `tunvpn server` and `tunvpn client` in network
+// End-to-end tests of the tunnel: the real `tunvpn server` and `tunvpn client` in network
 // namespaces, checked with ping, nc, tcpdump and the processes' logs and `stats:` lines.
 //
 // Standard topology (k = the topology's subnet index, different for every test):

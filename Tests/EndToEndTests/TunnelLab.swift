@@ -4,7 +4,7 @@
 // tunvpn said.
 //
 // Two kinds of lab, the same type:
-// - `TunnelLab.standard()` (or `TunnelLab(topology)` for a test's own topology): issue 3's tunnel only.
+// - `TunnelLab.standard()` (or `TunnelLab(topology)` for a test's own topology): the tunnel only.
 //   The server runs with `--no-nat` and the clients with `--no-routes`, and the tests add the routes and
 //   the forwarding sysctl themselves (`routeClientToInternetHost`).
 // - `TunnelLab.routed()`: the LAN–client–router–server–internet line of RoutedTopology.swift, where

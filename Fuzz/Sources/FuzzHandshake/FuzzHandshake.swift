@@ -13,7 +13,6 @@
 //      (suite, addresses, prefix length); if consumed, the result must say what the payload said.
 //   4: a real exchange with fuzzed suite lists and one flipped bit: a flip anywhere but mac2 (not checked
 //      until cookies exist) must be refused.
-// (Cookie replies, type 3, get their own mode or target once issue 7's cookies land.)
 
 import Crypto
 import FuzzSupport

@@ -1,6 +1,6 @@
 /*
  * clinux: the small C shim between Swift and the Linux kernel interfaces that Glibc's Swift module
- * does not import (PLATFORM-NOTES §2-3): the TUN ioctls of <linux/if_tun.h>, recvmmsg/sendmmsg with
+ * does not import (the _IOW ioctl numbers, function-like macros and, without _GNU_SOURCE, mmsghdr): the TUN ioctls of <linux/if_tun.h>, recvmmsg/sendmmsg with
  * their mmsghdr, UDP GSO/GRO option names, eventfd, unshare(CLONE_NEWNET), and the CMSG_* macros.
  *
  * This header deliberately does NOT define _GNU_SOURCE: doing so changes glibc's struct layouts as seen
