@@ -7,7 +7,10 @@
 // as their decimal text); a flag `--X` is `X = true`; a flag `--no-X` is `X = false`. The file's
 // arguments go before the user's own, and an option the user gives drops the file's value for it
 // entirely, so a repeatable `--route` on the command line replaces the file's list instead of adding
-// to it. Key options take file paths only, as on the command line (keys are never values).
+// to it. Key options take file paths only, as on the command line (keys are never values). A relative
+// path in the file (a key whose `isPath` is set) is taken from the file's own directory, so a file
+// moved together with its keys keeps working; the same option on the command line stays relative to
+// the working directory.
 
 import Platform
 import TOMLKit
@@ -53,11 +56,14 @@ public struct ConfigKey: Equatable {
     /// Every spelling of the argument(s) behind the key (`--mtu`, `-m`): given by the user, they drop
     /// the file's value.
     public var spellings: Set<String>
+    /// The value names a file: a relative one is resolved against the config file's directory.
+    public var isPath: Bool
 
-    public init(key: String, shape: Shape, spellings: Set<String>) {
+    public init(key: String, shape: Shape, spellings: Set<String>, isPath: Bool = false) {
         self.key = key
         self.shape = shape
         self.spellings = spellings
+        self.isPath = isPath
     }
 }
 
@@ -224,13 +230,20 @@ public enum ConfigFile {
                         throw fail(at + "'\(text)' is not a valid value for \(name)")
                     }
                     // `--name=value`, so a value that starts with '-' is not taken for an option.
-                    out.append(name + "=" + text)
+                    out.append(name + "=" + (rule.isPath ? resolve(text, besideFile: file) : text))
                 }
                 arguments = out
             }
             settings.append(Setting(key: key, arguments: arguments, spellings: rule.spellings))
         }
         return settings
+    }
+
+    /// `path` as written in the config file `file`: unchanged when absolute or empty, or when `file`
+    /// has no directory part (it is in the working directory); otherwise joined to `file`'s directory.
+    public static func resolve(_ path: String, besideFile file: String) -> String {
+        guard !path.isEmpty, !path.hasPrefix("/"), let slash = file.lastIndex(of: "/") else { return path }
+        return String(file[..<slash]) + "/" + path
     }
 
     /// The file's arguments first, minus every setting the user gives on the command line, then the

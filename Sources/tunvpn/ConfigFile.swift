@@ -10,7 +10,9 @@
 // `ConfigFileTests` checks that every option of every config-capable command got a type, so the two
 // sources cannot drift apart silently.
 //
-// Hidden options (test hooks) are not keys. The rules for values are in config/README.md.
+// Hidden options (test hooks) are not keys. The rules for values are in config/README.md. The options
+// that name files are listed in `ConfigSchema.pathOptions` (a relative one in a file is taken from the
+// file's directory); `ConfigFileTests` checks the list against the options whose help mentions a file.
 
 import ArgumentParser
 import Control
@@ -26,6 +28,9 @@ struct ConfigFileOption: ParsableArguments {
 }
 
 extension ConfigSchema {
+    /// The options whose value is a file path.
+    static let pathOptions: Set<String> = ["key", "clients", "peer-key", "psk"]
+
     /// The keys of `command`: its visible long options and flags, typed from its property wrappers.
     init(_ command: any ParsableCommand.Type) {
         let info = CommandDump(command)
@@ -48,7 +53,7 @@ extension ConfigSchema {
                     }
                     keys[name] = ConfigKey(
                         key: name, shape: .option(name: "--" + name, value: value, repeating: argument.isRepeating),
-                        spellings: spellings)
+                        spellings: spellings, isPath: Self.pathOptions.contains(name))
                 }
             } else {
                 for name in longNames {
@@ -96,14 +101,17 @@ struct CommandDump: Decodable {
         var isRepeating: Bool
         /// False for hidden options (test hooks such as --timer-scale), which are no config keys.
         var shouldDisplay: Bool
+        /// The help text's first part.
+        var abstract: String
         init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             kind = try c.decode(String.self, forKey: .kind)
             names = try c.decodeIfPresent([Name].self, forKey: .names) ?? []
             isRepeating = try c.decodeIfPresent(Bool.self, forKey: .isRepeating) ?? false
             shouldDisplay = try c.decodeIfPresent(Bool.self, forKey: .shouldDisplay) ?? true
+            abstract = try c.decodeIfPresent(String.self, forKey: .abstract) ?? ""
         }
-        enum CodingKeys: String, CodingKey { case kind, names, isRepeating, shouldDisplay }
+        enum CodingKeys: String, CodingKey { case kind, names, isRepeating, shouldDisplay, abstract }
     }
     struct Command: Decodable {
         var commandName: String

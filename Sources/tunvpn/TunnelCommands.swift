@@ -102,7 +102,7 @@ struct Server: ParsableCommand {
               tunvpn server --key keys/server.key
               tunvpn server --key keys/server.key --listen 0.0.0.0:51820 --address 10.8.0.1/16 --clients keys/clients
               tunvpn server --key keys/server.key --allow-any-client      # lab use only
-              tunvpn server --config config/server.toml --mtu 1380        # a file, one option overridden
+              tunvpn server --config /etc/tunvpn/server.toml --mtu 1380   # a file, one option overridden
             """)
 
     @Option(help: "The server's private key file.")
@@ -164,7 +164,7 @@ struct Client: ParsableCommand {
             Examples:
               tunvpn client --peer-key keys/server.pub --endpoint vpn.example.com:51820
               tunvpn client --peer-key keys/server.pub --endpoint 203.0.113.7:51820 --keepalive 25
-              tunvpn client --config config/client.toml --route 10.8.0.0/16   # the file's routes replaced
+              tunvpn client --config /etc/tunvpn/client.toml --route 10.8.0.0/16   # the file's routes replaced
             """)
 
     @Option(help: "The server's public key file.")

@@ -108,6 +108,36 @@ import TestSupport
         #expect(repeating)
     }
 
+    /// The options that name files are exactly those whose help mentions a file, so a new one cannot be
+    /// left out of `pathOptions` (and so read from the working directory in a config file) unnoticed.
+    @Test(arguments: ["server", "client"])
+    func thePathOptionsAreTheOptionsWhoseHelpNamesAFile(command: String) {
+        let type: any ParsableCommand.Type = command == "server" ? Server.self : Client.self
+        let schema = ConfigSchema(type)
+        var namingFiles: Set<String> = []
+        for argument in CommandDump(type).arguments where argument.kind == "option" && argument.abstract.lowercased().contains("file") {
+            namingFiles.formUnion(argument.names.filter { $0.kind == "long" }.map(\.name))
+        }
+        namingFiles.remove("config")
+        #expect(Set(schema.keys.values.filter(\.isPath).map(\.key)) == namingFiles)
+        #expect(namingFiles.isSubset(of: ConfigSchema.pathOptions))
+    }
+
+    @Test func aRelativePathInTheFileIsTakenFromItsDirectoryAndOnTheCommandLineFromTheWorkingDirectory() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try FileManager.default.createDirectory(atPath: dir.path + "/site", withIntermediateDirectories: true)
+        let file = dir.path + "/site/c.toml"
+        try "peer-key = \"/srv/server.pub\"\nkey = \"client.key\"\nendpoint = \"203.0.113.7:51820\"\n"
+            .write(toFile: file, atomically: false, encoding: .utf8)
+        #expect(
+            try ConfigFile.expand(["client", "--config", file])
+                == ["client", "--peer-key=/srv/server.pub", "--key=\(dir.path)/site/client.key", "--endpoint=203.0.113.7:51820", "--config", file])
+        #expect(
+            try ConfigFile.expand(["client", "--config", file, "--key", "keys/mine.key"])
+                == ["client", "--peer-key=/srv/server.pub", "--endpoint=203.0.113.7:51820", "--config", file, "--key", "keys/mine.key"])
+    }
+
     @Test func propertyNamesBecomeArgumentParsersLongNames() {
         #expect(ValueTypes.longName("logLevel") == "log-level")
         #expect(ValueTypes.longName("peerKey") == "peer-key")
@@ -257,7 +287,7 @@ import TestSupport
     // MARK: The binary
 
     /// A directory with keys from `tunvpn keygen --name server` and `--name client`, the client's
-    /// public key on the allow-list, and config/*.toml copied in as config/.
+    /// public key on the allow-list, and config/*.toml copied in beside keys/ (as in /etc/tunvpn).
     func keysDirectory() throws -> TemporaryDirectory {
         let dir = try TemporaryDirectory()
         for name in ["server", "client"] {
@@ -266,9 +296,8 @@ import TestSupport
         }
         let clientKey = try String(contentsOfFile: dir.path + "/keys/client.pub", encoding: .utf8)
         try clientKey.write(toFile: dir.path + "/keys/clients", atomically: false, encoding: .utf8)
-        try FileManager.default.createDirectory(atPath: dir.path + "/config", withIntermediateDirectories: true)
         for file in ["server.toml", "client.toml"] {
-            try FileManager.default.copyItem(atPath: Self.repository + "/config/" + file, toPath: dir.path + "/config/" + file)
+            try FileManager.default.copyItem(atPath: Self.repository + "/config/" + file, toPath: dir.path + "/" + file)
         }
         return dir
     }
@@ -283,7 +312,7 @@ import TestSupport
     @Test(.needsRoot("runs tunvpn inside a throwaway network namespace")) func theExampleServerFileWorksAsItIs() throws {
         let dir = try keysDirectory()
         defer { dir.remove() }
-        let r = try tunvpn(["server", "--config", "config/server.toml", "--dry-run", "--egress", "lo"], in: dir.path)
+        let r = try tunvpn(["server", "--config", "server.toml", "--dry-run", "--egress", "lo"], in: dir.path)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.hasPrefix("ip addr add 10.8.0.1/16 dev tun0\nip link set tun0 mtu 1420 txqueuelen 1000 up\nsysctl -w net.ipv4.ip_forward=1\n"))
         #expect(r.stdout.contains(#"ip saddr 10.8.0.0/16 oifname "lo" masquerade"#))
@@ -292,7 +321,7 @@ import TestSupport
     @Test(.needsRoot("runs tunvpn inside a throwaway network namespace")) func theExampleClientFileWorksAsItIs() throws {
         let dir = try keysDirectory()
         defer { dir.remove() }
-        let r = try tunvpn(["client", "--config", "config/client.toml", "--dry-run"], in: dir.path)
+        let r = try tunvpn(["client", "--config", "client.toml", "--dry-run"], in: dir.path)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(
             r.stdout.hasPrefix(
@@ -326,8 +355,30 @@ import TestSupport
                 "# tunf: address assigned by the server at the handshake\nip link set tunf mtu 1400 txqueuelen 2000 up\nip -4 route add 172.16.0.0/12 dev tunf\n"
             ))
         // The server example with NAT switched off from the command line.
-        let server = try tunvpn(["server", "--config", "config/server.toml", "--dry-run", "--no-nat", "--mtu=1280"], in: dir.path)
+        let server = try tunvpn(["server", "--config", "server.toml", "--dry-run", "--no-nat", "--mtu=1280"], in: dir.path)
         #expect(server.stdout == "ip addr add 10.8.0.1/16 dev tun0\nip link set tun0 mtu 1280 txqueuelen 1000 up\n")
+    }
+
+    @Test(.needsRoot("runs tunvpn inside a throwaway network namespace")) func pathsInAFileAreFoundBesideItAndOnTheCommandLineFromTheWorkingDirectory() throws {
+        let dir = try keysDirectory()
+        defer { dir.remove() }
+        // keys/s.toml names the files beside it: keys/server.key and keys/clients.
+        try "key = \"server.key\"\nclients = \"clients\"\ndry-run = true\nnat = false\n"
+            .write(toFile: dir.path + "/keys/s.toml", atomically: false, encoding: .utf8)
+        let beside = try tunvpn(["server", "--config", "keys/s.toml"], in: dir.path)
+        #expect(beside.status == 0, "\(beside.stderr)")
+        #expect(beside.stdout == "ip addr add 10.8.0.1/16 dev tun0\nip link set tun0 mtu 1420 txqueuelen 1000 up\n")
+        // The same option on the command line is taken from the working directory.
+        let fromWorkingDirectory = try tunvpn(["server", "--config", "keys/s.toml", "--key", "keys/server.key"], in: dir.path)
+        #expect(fromWorkingDirectory.status == 0, "\(fromWorkingDirectory.stderr)")
+        let notBesideTheFile = try tunvpn(["server", "--config", "keys/s.toml", "--key", "server.key"], in: dir.path)
+        #expect(notBesideTheFile.status != 0)
+        #expect(notBesideTheFile.stderr.contains("server.key"), "\(notBesideTheFile.stderr)")
+        // An absolute path is used as it is.
+        try "key = \"\(dir.path)/keys/server.key\"\nclients = \"\(dir.path)/keys/clients\"\ndry-run = true\nnat = false\n"
+            .write(toFile: dir.path + "/keys/a.toml", atomically: false, encoding: .utf8)
+        let absolute = try tunvpn(["server", "--config", dir.path + "/keys/a.toml"], in: "/")
+        #expect(absolute.status == 0, "\(absolute.stderr)")
     }
 
     @Test(.needsRoot("runs tunvpn inside a throwaway network namespace")) func anInvalidFileStopsTheProgramWithOneLineAndStatus1() throws {

@@ -50,3 +50,34 @@ extension ConfigFileReaderTests {
         #expect(problem("# x\r\n\r\nmtu = \"big\"\r\n") == "t.toml:3: key 'mtu': expected an integer, not a string (\"big\")")
     }
 }
+
+/// Relative paths in a config file are taken from the file's directory.
+@Suite struct ConfigFilePathTests {
+    let schema = ConfigSchema(
+        commandName: "test",
+        keys: [
+            "key": ConfigKey(
+                key: "key", shape: .option(name: "--key", value: ValueType(kind: .string, typeName: "String", parses: { _ in true }), repeating: false),
+                spellings: ["--key"], isPath: true),
+            "dev": ConfigKey(
+                key: "dev", shape: .option(name: "--dev", value: ValueType(kind: .string, typeName: "String", parses: { _ in true }), repeating: false),
+                spellings: ["--dev"]),
+        ])
+
+    func arguments(_ text: String, file: String) throws -> [String] {
+        try ConfigFile.settings(fromTOML: text, file: file, for: schema).flatMap(\.arguments)
+    }
+
+    @Test func aRelativePathIsJoinedToTheFilesDirectory() throws {
+        #expect(try arguments("key = \"server.key\"", file: "site/server.toml") == ["--key=site/server.key"])
+        #expect(try arguments("key = \"keys/server.key\"", file: "/etc/tunvpn/server.toml") == ["--key=/etc/tunvpn/keys/server.key"])
+        #expect(try arguments("key = \"../server.key\"", file: "/etc/tunvpn/server.toml") == ["--key=/etc/tunvpn/../server.key"])
+        #expect(try arguments("key = \"server.key\"", file: "/server.toml") == ["--key=/server.key"])
+    }
+
+    @Test func absolutePathsAFileInTheWorkingDirectoryAndOtherKeysAreUnchanged() throws {
+        #expect(try arguments("key = \"/srv/server.key\"", file: "/etc/tunvpn/server.toml") == ["--key=/srv/server.key"])
+        #expect(try arguments("key = \"server.key\"", file: "server.toml") == ["--key=server.key"])
+        #expect(try arguments("dev = \"tun1\"", file: "/etc/tunvpn/server.toml") == ["--dev=tun1"])
+    }
+}
