@@ -47,7 +47,7 @@ let package = Package(
             ]),
         // `tunvpn demo` and `tunvpn bench`: apart from Control because neither runs a tunnel of its own (the
         // demo starts tunvpn processes in namespaces; the bench calls libsodium directly).
-        .target(name: "TunnelDemo", dependencies: ["Control", "Crypto", "Platform", "Routing"]),
+        .target(name: "TunnelDemo", dependencies: ["Control", "Crypto", "Platform", "Routing", "NamespaceLab"]),
         .target(name: "CipherBench", dependencies: ["CSodium", "Control", "Crypto", "Transport"]),
         .executableTarget(
             name: "tunvpn",
@@ -63,7 +63,10 @@ let package = Package(
                 "Crypto", "Transport", "Engine", "Platform", "TestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
-        .target(name: "TestSupport", dependencies: ["Engine", "Transport", "Crypto", "CLinux"]),
+        // The namespace-lab plans and the hex decoder, shared by the demo and the tests: no Testing, no
+        // Foundation, so the tunvpn executable can link it.
+        .target(name: "NamespaceLab"),
+        .target(name: "TestSupport", dependencies: ["Engine", "Transport", "Crypto", "CLinux", "NamespaceLab"]),
         .testTarget(name: "CryptoTests", dependencies: ["Crypto", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "Crypto", "TestSupport"]),
         .testTarget(name: "RoutingTests", dependencies: ["Routing"]),

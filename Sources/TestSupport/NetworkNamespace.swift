@@ -8,6 +8,7 @@
 // ends go with it.
 
 import Foundation
+import NamespaceLab
 
 /// A named network namespace owned by a test.
 ///
@@ -23,9 +24,10 @@ public final class NetworkNamespace: CustomStringConvertible, @unchecked Sendabl
     /// Creates the namespace and brings its loopback up.
     public init(name: String) throws {
         self.name = name
-        try runLoggedChecked(["ip", "netns", "add", name])
+        let commands = LabPlan(prefix: "", hosts: [name], links: []).creationCommands(name)
+        try runLoggedChecked(commands[0])
         do {
-            try ip("link", "set", "lo", "up")
+            for command in commands.dropFirst() { try runLoggedChecked(command) }
         } catch {
             delete()
             throw error

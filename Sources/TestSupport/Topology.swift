@@ -1,5 +1,6 @@
 // Throwaway network topologies for end-to-end tests: namespaces joined by veth pairs, built from a
-// small description and torn down on every way out of a test.
+// `LabPlan` (NamespaceLab, shared with `tunvpn demo`, which holds the building rules) and torn down on
+// every way out of a test.
 //
 // The standard one, `Topology.clientServerInternet()`, with k from `subnetIndex`:
 //
@@ -7,50 +8,18 @@
 //     c0 10.100.k.2/24 ─────────── s0 10.100.k.1/24
 //                                  s1 10.200.k.1/24 ───────────── h0 10.200.k.2/24
 //
-// Rules kept here, as in `WireGuard/wireguard-linux-compat:src/tests/netns.sh`:
-// - Nothing touches the root namespace. A veth pair is created inside its first namespace with its
-//   peer placed directly in the second (`ip -n A link add … peer name … netns B`).
-// - Names are unique per test: `tv<pid>n<counter><host>`, e.g. `tv4242n3C`. Interface names live in
-//   their namespace, so short fixed ones (`c0`, `s0`) never collide; k differs between the topologies
-//   of one process and usually between processes, though addresses in separate namespaces cannot
-//   collide anyway.
-// - IPv6 is off in every namespace unless asked for, so router solicitations and MLD reports do not
-//   show up in captures that check what the underlay carries.
+// Rules kept here, besides the plan's:
+// - Names are unique per test: `tv<pid>n<counter><host>`, e.g. `tv4242n3C`; k differs between the
+//   topologies of one process and usually between processes, though addresses in separate namespaces
+//   cannot collide anyway.
 // - Cleanup: `close()` (idempotent; also run on release) stops the processes in each namespace and
 //   deletes it, which removes its veths. If the test process dies without running it (a crash, a
 //   SIGKILL, Ctrl-C), a guardian shell started with the topology notices within half a second and
 //   does the same. The guardian only signals processes inside this topology's namespaces.
 
 import Foundation
+import NamespaceLab
 import Synchronization
-
-/// One veth pair: an interface and address in each of two namespaces.
-public struct VethLink: Sendable {
-    /// One end of the pair.
-    public struct End: Sendable {
-        /// The host (role) name in the topology, e.g. "C".
-        public var host: String
-        /// The interface name inside that host (at most 15 characters).
-        public var interface: String
-        /// The address with its prefix length, e.g. "10.100.7.2/24".
-        public var address: String
-
-        public init(_ host: String, _ interface: String, _ address: String) {
-            precondition(interface.utf8.count <= 15, "interface names are at most 15 bytes (IFNAMSIZ - 1)")
-            self.host = host
-            self.interface = interface
-            self.address = address
-        }
-    }
-
-    public var a: End
-    public var b: End
-
-    public init(_ a: End, _ b: End) {
-        self.a = a
-        self.b = b
-    }
-}
 
 /// Namespaces joined by veth pairs, deleted (with every process in them) by `close()`.
 public final class Topology: @unchecked Sendable {
@@ -60,7 +29,9 @@ public final class Topology: @unchecked Sendable {
     public let tag: String
     /// The per-topology number k that the standard topology puts in its subnets (1...250).
     public let subnetIndex: Int
-    public let links: [VethLink]
+    /// The hosts, links and building commands.
+    public let plan: LabPlan
+    public var links: [VethLink] { plan.links }
     private let namespaces: [(host: String, namespace: NetworkNamespace)]
     private let guardian: ChildProcess
     private let closed = Mutex(false)
@@ -77,28 +48,19 @@ public final class Topology: @unchecked Sendable {
         let tag = "tv\(pid)n\(n)"
         self.tag = tag
         subnetIndex = (pid &* 7 &+ n) % 250 + 1
-        self.links = links(subnetIndex)
-        let names = hosts.map { tag + $0 }
-        guardian = try Topology.startGuardian(namespaces: names)
+        let plan = LabPlan(prefix: tag, hosts: hosts, links: links(subnetIndex), enableIPv6: enableIPv6)
+        self.plan = plan
+        guardian = try Topology.startGuardian(namespaces: hosts.map(plan.namespace))
         var created: [(String, NetworkNamespace)] = []
         do {
-            for (host, name) in zip(hosts, names) {
-                let namespace = try NetworkNamespace(name: name)
-                created.append((host, namespace))
-                if !enableIPv6 {
-                    try namespace.sysctl("net.ipv6.conf.all.disable_ipv6", "1")
-                    try namespace.sysctl("net.ipv6.conf.default.disable_ipv6", "1")
-                }
+            for host in hosts {
+                // NetworkNamespace runs the plan's creation commands (add, loopback up) itself.
+                created.append((host, try NetworkNamespace(name: plan.namespace(host))))
+                for command in plan.sysctlCommands(host) { try runLoggedChecked(command) }
             }
             namespaces = created
-            for link in self.links {
-                let a = self[link.a.host]
-                let b = self[link.b.host]
-                try a.ip("link", "add", link.a.interface, "type", "veth", "peer", "name", link.b.interface, "netns", b.name)
-                for (end, namespace) in [(link.a, a), (link.b, b)] {
-                    try namespace.ip("address", "add", end.address, "dev", end.interface)
-                    try namespace.ip("link", "set", end.interface, "up")
-                }
+            for link in plan.links {
+                for command in plan.linkCommands(link) { try runLoggedChecked(command) }
             }
         } catch {
             for (_, namespace) in created.reversed() { namespace.delete() }
@@ -119,12 +81,10 @@ public final class Topology: @unchecked Sendable {
 
     /// The address (without prefix length) of `interface` on `host`, as given in the links.
     public func address(_ host: String, _ interface: String) -> String {
-        for link in links {
-            for end in [link.a, link.b] where end.host == host && end.interface == interface {
-                return String(end.address.prefix(while: { $0 != "/" }))
-            }
+        guard let address = plan.address(host, interface) else {
+            preconditionFailure("topology \(tag) has no interface \(interface) on \(host)")
         }
-        preconditionFailure("topology \(tag) has no interface \(interface) on \(host)")
+        return address
     }
 
     /// Stops every process in the namespaces and deletes them (with their veths). Idempotent.

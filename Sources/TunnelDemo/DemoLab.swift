@@ -15,6 +15,7 @@
 
 import Control
 import Glibc
+import NamespaceLab
 import Platform
 import Routing
 
@@ -134,17 +135,19 @@ final class DemoLab {
 
     // MARK: Namespaces
 
-    /// Creates namespace `<prefix><role>` with its loopback up and IPv6 off (so captures and counters
-    /// show only the IPv4 traffic the demo sends). Returns its name.
-    func addNamespace(_ role: String) throws(DemoStop) -> String {
-        let name = prefix + role
-        try mustRun(["ip", "netns", "add", name])
-        namespaces.append(name)
-        try mustRun(["ip", "-n", name, "link", "set", "lo", "up"])
-        for key in ["net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"] {
-            try mustRun(["ip", "netns", "exec", name, "sysctl", "-qw", "\(key)=1"])
+    /// Builds `plan` (NamespaceLab, as the end-to-end tests do): each namespace with its loopback up and
+    /// IPv6 off (so captures and counters show only the IPv4 traffic the demo sends), then the veth
+    /// pairs. A namespace is recorded for `tearDown()` as soon as it exists.
+    func build(_ plan: LabPlan) throws(DemoStop) {
+        for host in plan.hosts {
+            let commands = plan.creationCommands(host)
+            try mustRun(commands[0])
+            namespaces.append(plan.namespace(host))
+            for command in commands.dropFirst() + plan.sysctlCommands(host) { try mustRun(command) }
         }
-        return name
+        for link in plan.links {
+            for command in plan.linkCommands(link) { try mustRun(command) }
+        }
     }
 
     // MARK: Processes

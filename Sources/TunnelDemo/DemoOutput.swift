@@ -1,5 +1,7 @@
 // Reading what the demo's helpers wrote: tcpdump's `-nn -X` output, and tunvpn's `stats:` line.
 
+import NamespaceLab
+
 /// One captured packet: tcpdump's summary line, its hex dump lines and the bytes they spell.
 struct CapturedPacket {
     /// `12:38:13.119239 IP 172.31.1.2.42295 > 172.31.2.2.51820: UDP, length 116`
@@ -51,15 +53,8 @@ struct Capture {
         guard let colon = line.firstIndex(of: ":") else { return [] }
         let rest = line[line.index(after: colon)...].drop { $0 == " " }
         let hex = rest.split(separator: "  ", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        var bytes: [UInt8] = []
-        for group in hex.split(separator: " ") {
-            var digits = group[...]
-            while digits.count >= 2, let byte = UInt8(digits.prefix(2), radix: 16) {
-                bytes.append(byte)
-                digits = digits.dropFirst(2)
-            }
-        }
-        return bytes
+        // A group that is not whole bytes of hex (never in tcpdump's output) adds nothing.
+        return hex.split(separator: " ").flatMap { group in (try? Hex.bytes(group)) ?? [] }
     }
 }
 

@@ -20,6 +20,7 @@
 import Control
 import Crypto
 import Glibc
+import NamespaceLab
 import Platform
 
 /// The steps of one demo run, in order, and the checks they make.
@@ -89,16 +90,20 @@ final class DemoSteps {
 
     func buildNetwork() throws(DemoStop) {
         step("1. Building the network: five namespaces joined by veth pairs")
-        lan = try lab.addNamespace("lan")
-        client = try lab.addNamespace("client")
-        router = try lab.addNamespace("router")
-        server = try lab.addNamespace("server")
-        internet = try lab.addNamespace("internet")
         // Each veth is created inside a namespace with its peer moved straight into the other one.
-        try link(lan, "l0", "192.168.77.2/24", client, "lan0", "192.168.77.1/24")
-        try link(client, "c0", "172.31.1.2/24", router, "r0", "172.31.1.1/24")
-        try link(router, "r1", "172.31.2.1/24", server, "s0", "172.31.2.2/24")
-        try link(server, "s1", "198.18.0.1/24", internet, "i0", "198.18.0.2/24")
+        let plan = LabPlan(
+            prefix: lab.prefix, hosts: ["lan", "client", "router", "server", "internet"],
+            links: [
+                VethLink(.init("lan", "l0", "192.168.77.2/24"), .init("client", "lan0", "192.168.77.1/24")),
+                VethLink(.init("client", "c0", "172.31.1.2/24"), .init("router", "r0", "172.31.1.1/24")),
+                VethLink(.init("router", "r1", "172.31.2.1/24"), .init("server", "s0", "172.31.2.2/24")),
+                VethLink(.init("server", "s1", "198.18.0.1/24"), .init("internet", "i0", "198.18.0.2/24")),
+            ])
+        try lab.build(plan)
+        (lan, client, router, server, internet) = (
+            plan.namespace("lan"), plan.namespace("client"), plan.namespace("router"), plan.namespace("server"),
+            plan.namespace("internet")
+        )
         try lab.mustRun(["ip", "-n", lan, "route", "add", "default", "via", "192.168.77.1"])
         try lab.mustRun(["ip", "-n", client, "route", "add", "default", "via", "172.31.1.1"])
         try lab.mustRun(["ip", "-n", server, "route", "add", "default", "via", "172.31.2.1"])
@@ -120,15 +125,6 @@ final class DemoSteps {
                 out.succeeded, let path = out.stdout.split(separator: "\n").first
             else { throw .failed("cannot find the journal path of \(name)") }
             lab.journals.append((owner, name, String(path)))
-        }
-    }
-
-    func link(_ a: String, _ ifA: String, _ addrA: String, _ b: String, _ ifB: String, _ addrB: String) throws(DemoStop)
-    {
-        try lab.mustRun(["ip", "-n", a, "link", "add", ifA, "type", "veth", "peer", "name", ifB, "netns", b])
-        for (ns, dev, addr) in [(a, ifA, addrA), (b, ifB, addrB)] {
-            try lab.mustRun(["ip", "-n", ns, "addr", "add", addr, "dev", dev])
-            try lab.mustRun(["ip", "-n", ns, "link", "set", dev, "up"])
         }
     }
 

@@ -1,5 +1,5 @@
-// Hexadecimal text to bytes, for test vectors and expected packet contents: the one decoder the tests
-// use. A character that is not a hex digit, or an odd number of digits, is an error naming where, never
+// Hexadecimal text to bytes, for test vectors, expected packet contents and `tunvpn demo`'s reading of
+// tcpdump's hex dump: the project's one decoder. A character that is not a hex digit, or an odd number of digits, is an error naming where, never
 // a silently wrong byte (a vector with a typo must fail, not test something else).
 
 /// Why a string is not hexadecimal bytes.
