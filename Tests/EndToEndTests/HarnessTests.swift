@@ -124,3 +124,33 @@ struct HarnessTests {
         #expect(TunvpnStats.last(in: "nothing here\n") == nil)
     }
 }
+
+/// The plan both the tests' `Topology` and `tunvpn demo` build their namespaces from (NamespaceLab).
+@Suite struct LabPlanTests {
+    let plan = LabPlan(
+        prefix: "tvx-", hosts: ["A", "B"],
+        links: [VethLink(.init("A", "a0", "10.1.0.1/24"), .init("B", "b0", "10.1.0.2/24"))])
+
+    @Test func theCommandsMakeEachNamespaceThenTheLinksInsideThemOnly() {
+        #expect(
+            plan.commands == [
+                ["ip", "netns", "add", "tvx-A"], ["ip", "-n", "tvx-A", "link", "set", "lo", "up"],
+                ["ip", "netns", "exec", "tvx-A", "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1"],
+                ["ip", "netns", "exec", "tvx-A", "sysctl", "-q", "-w", "net.ipv6.conf.default.disable_ipv6=1"],
+                ["ip", "netns", "add", "tvx-B"], ["ip", "-n", "tvx-B", "link", "set", "lo", "up"],
+                ["ip", "netns", "exec", "tvx-B", "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1"],
+                ["ip", "netns", "exec", "tvx-B", "sysctl", "-q", "-w", "net.ipv6.conf.default.disable_ipv6=1"],
+                ["ip", "-n", "tvx-A", "link", "add", "a0", "type", "veth", "peer", "name", "b0", "netns", "tvx-B"],
+                ["ip", "-n", "tvx-A", "address", "add", "10.1.0.1/24", "dev", "a0"], ["ip", "-n", "tvx-A", "link", "set", "a0", "up"],
+                ["ip", "-n", "tvx-B", "address", "add", "10.1.0.2/24", "dev", "b0"], ["ip", "-n", "tvx-B", "link", "set", "b0", "up"],
+            ])
+    }
+
+    @Test func ipv6StaysOnWhenAskedAndAddressesAreFoundByHostAndInterface() {
+        var withIPv6 = plan
+        withIPv6.enableIPv6 = true
+        #expect(withIPv6.commands.allSatisfy { !$0.contains("sysctl") })
+        #expect(plan.address("B", "b0") == "10.1.0.2")
+        #expect(plan.address("B", "a0") == nil)
+    }
+}
