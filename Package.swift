@@ -81,7 +81,7 @@ let package = Package(
         .testTarget(
             name: "CLITests",
             dependencies: [
-                "tunvpn", "Control", "TestSupport", "Crypto", "Platform", "Engine", "Transport", "Routing",
+                "tunvpn", "Control", "TunnelDemo", "TestSupport", "Crypto", "Platform", "Engine", "Transport", "Routing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
