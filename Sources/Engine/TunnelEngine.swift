@@ -445,7 +445,7 @@ public final class TunnelEngine: Sendable {
         func flush() {
             guard used > 0 else { return }
             control.count = used
-            _ = try? socket.send(from: control)
+            do { try socket.send(from: control) } catch { counters.controlSendFailures.add() }
             used = 0
         }
         func sealInto(_ packet: UnsafeRawBufferPointer, _ session: Session, _ to: Endpoint, _ stats: PeerStats) {
