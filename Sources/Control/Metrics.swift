@@ -43,6 +43,9 @@ public enum PrometheusText {
             "tunvpn_dropped_frames_total", "counter", "Frames and packets dropped, by reason.",
             counters.drops.map { (labels(["reason": "\($0.reason)"]), $0.value) })
         family(
+            "tunvpn_control_send_failures_total", "counter",
+            "Sends of handshake messages, cookie replies and keepalives that failed.", [("", counters.controlSendFailures)])
+        family(
             "tunvpn_peer_receive_bytes_total", "counter", "Bytes received from the peer through the tunnel.",
             perPeer { $0.rxBytes })
         family(

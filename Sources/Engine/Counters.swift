@@ -28,12 +28,15 @@ public enum CounterID: Hashable, Sendable, CaseIterable {
     case handshakesCompleted
     /// Handshakes refused or failed for this reason (its detail, if any, is not part of the counter).
     case handshakeFailed(HandshakeFailure)
+    /// Sends of control packets (handshake messages, cookie replies, keepalives, queued packets sent
+    /// once a session is up) that failed; the engine goes on, and a handshake is retried by its timers.
+    case controlSendFailures
 
     /// `rx_packets`, `tx_packets`, `rx_bytes`, `tx_bytes`, `drop.<reason>`, `handshakes.completed`,
-    /// `handshake.failed.<reason>`.
+    /// `handshake.failed.<reason>`, `control.send_failures`.
     public static let allCases: [CounterID] =
         [.rxPackets, .txPackets, .rxBytes, .txBytes] + DropReason.allCases.map { .dropped($0) } + [.handshakesCompleted]
-        + HandshakeFailure.allCases.map { .handshakeFailed($0) }
+        + HandshakeFailure.allCases.map { .handshakeFailed($0) } + [.controlSendFailures]
 
     /// The counter's name in the `stats:` line and the status document.
     public var name: String {
@@ -45,6 +48,7 @@ public enum CounterID: Hashable, Sendable, CaseIterable {
         case .dropped(let reason): "drop.\(reason)"
         case .handshakesCompleted: "handshakes.completed"
         case .handshakeFailed(let failure): "handshake.failed.\(failure.name)"
+        case .controlSendFailures: "control.send_failures"
         }
     }
 
@@ -64,6 +68,7 @@ public enum CounterID: Hashable, Sendable, CaseIterable {
         case .dropped(let reason): 4 + reason.rawValue
         case .handshakesCompleted: 4 + DropReason.allCases.count
         case .handshakeFailed(let failure): 5 + DropReason.allCases.count + CounterID.failurePosition[failure.name]!
+        case .controlSendFailures: 5 + DropReason.allCases.count + HandshakeFailure.allCases.count
         }
     }
 
@@ -98,6 +103,7 @@ public struct CounterValues: Sendable, Equatable {
     public var rxBytes: UInt64 { self[.rxBytes] }
     public var txBytes: UInt64 { self[.txBytes] }
     public var handshakesCompleted: UInt64 { self[.handshakesCompleted] }
+    public var controlSendFailures: UInt64 { self[.controlSendFailures] }
     /// Every drop reason with its count, zeros included, in `DropReason.allCases` order.
     public var drops: [(reason: DropReason, value: UInt64)] { DropReason.allCases.map { ($0, self[.dropped($0)]) } }
     /// Every handshake failure with its count, zeros included, in `HandshakeFailure.allCases` order.
@@ -115,6 +121,7 @@ public final class Counters: Sendable {
     public let rxBytes = Counter()
     public let txBytes = Counter()
     public let handshakesCompleted = Counter()
+    public let controlSendFailures = Counter()
     private let dropCounters: [Counter] = DropReason.allCases.map { _ in Counter() }
     private let failureCounters: [HandshakeFailure: Counter] = Dictionary(
         uniqueKeysWithValues: HandshakeFailure.allCases.map { ($0, Counter()) })
@@ -136,6 +143,7 @@ public final class Counters: Sendable {
         case .dropped(let reason): dropCounters[reason.rawValue]
         case .handshakesCompleted: handshakesCompleted
         case .handshakeFailed(let failure): failureCounters[failure]!  // every failure has one (allCases)
+        case .controlSendFailures: controlSendFailures
         }
     }
 
@@ -152,10 +160,11 @@ public final class Counters: Sendable {
     public var handshakeFailures: [(reason: HandshakeFailure, value: UInt64)] { values.handshakeFailures }
 
     /// Every counter by name, in a fixed order: `rx_packets`, `tx_packets`, `rx_bytes`, `tx_bytes`,
-    /// `drop.<reason>`, `handshakes.completed`, `handshake.failed.<reason>`.
+    /// `drop.<reason>`, `handshakes.completed`, `handshake.failed.<reason>`, `control.send_failures`.
     public var all: [(name: String, value: UInt64)] { values.named }
 
-    /// `stats: rx_packets=… tx_packets=… … drop.<reason>=… handshakes.completed=… handshake.failed.<reason>=…`
+    /// `stats: rx_packets=… tx_packets=… … drop.<reason>=… handshakes.completed=… handshake.failed.<reason>=…
+    /// control.send_failures=…`
     public var statsLine: String {
         "stats: " + all.map { "\($0.name)=\($0.value)" }.joined(separator: " ")
     }

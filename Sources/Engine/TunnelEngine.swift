@@ -205,16 +205,29 @@ public final class TunnelEngine: Sendable {
         case data, handshake, oversized, malformed, unknownSession, dropped, refusedInitiation
     }
 
-    private func inboundLoop() {
-        let batch = PacketBatch(capacity: settings.batchSize, slotSize: settings.slotSize)
-        let control = PacketBatch(capacity: settings.batchSize, slotSize: settings.slotSize)
-        var kinds = [Kind](repeating: .malformed, count: settings.batchSize)
-        var found: [(session: Session, peer: Int)?] = Array(repeating: nil, count: settings.batchSize)
-        var refusals = [HandshakeFailure?](repeating: nil, count: settings.batchSize)
+    /// The inbound thread's buffers, made once at start and reused for every batch.
+    private struct InboundScratch {
+        var kinds: [Kind]
+        /// The session and peer of each `.data` datagram.
+        var found: [(session: Session, peer: Int)?]
+        /// Why a server refused each initiation before the lock (step 0), or nil.
+        var refusals: [HandshakeFailure?]
+        /// Copies of handshake messages other than a server's initiations.
         var handshakes: [(bytes: [UInt8], from: Endpoint)] = []
         var initiations: [PreparedInitiation] = []
         var actions: [ControlAction] = []
-        let headerLength = DataFrame.headerLength
+
+        init(batchSize: Int) {
+            kinds = [Kind](repeating: .malformed, count: batchSize)
+            found = Array(repeating: nil, count: batchSize)
+            refusals = Array(repeating: nil, count: batchSize)
+        }
+    }
+
+    private func inboundLoop() {
+        let batch = PacketBatch(capacity: settings.batchSize, slotSize: settings.slotSize)
+        let control = PacketBatch(capacity: settings.batchSize, slotSize: settings.slotSize)
+        var scratch = InboundScratch(batchSize: settings.batchSize)
         while isRunning {
             let n: Int
             do { n = try socket.receive(into: batch) } catch {
@@ -224,121 +237,12 @@ public final class TunnelEngine: Sendable {
             if n == 0 { return }
             let now = clock.monotonicNow()
             let wall = clock.wallNow()
-            // 0. Initiations that fail the stateless checks (key ID, mac1) are refused before the lock and
-            //    without a copy: a flood of forgeries then costs one MAC each.
-            if let filter = initiationFilter {
-                for i in 0..<n {
-                    refusals[i] = nil
-                    guard batch.lengths[i] <= settings.slotSize, batch.lengths[i] > 0,
-                        batch.slot(i).load(fromByteOffset: batch.offsets[i], as: UInt8.self)
-                            == WireFormat.MessageType.initiation.rawValue
-                    else { continue }
-                    refusals[i] = filter.precheckInitiation(raw: UnsafeRawBufferPointer(batch.packet(i)))
-                }
-            }
-            // 1. Classify every datagram and look up data sessions, under one lock. Handshake messages are
-            //    copied out now, before any slot is reused.
-            state.withLock { core in
-                for i in 0..<n {
-                    found[i] = nil
-                    if initiationFilter != nil, refusals[i] != nil {
-                        kinds[i] = .refusedInitiation
-                        continue
-                    }
-                    if batch.lengths[i] > settings.slotSize {
-                        kinds[i] = .oversized
-                        continue
-                    }
-                    let datagram = UnsafeRawBufferPointer(batch.packet(i))
-                    if let index = DataFrame.receiverIndex(datagram) {
-                        found[i] = core.session(forIndex: index)
-                        kinds[i] = found[i] == nil ? .unknownSession : .data
-                        if found[i] == nil, let hint = core.sessionGoneHint(index: index, from: batch.endpoints[i].address, now: now) {
-                            actions.append(.sendHandshake(hint, to: batch.endpoints[i]))
-                        }
-                    } else if let type = datagram.first, (1...5).contains(type),
-                        datagram.count <= WireFormat.initiationLength
-                    {
-                        kinds[i] = .handshake
-                        if initiationFilter != nil, type == WireFormat.MessageType.initiation.rawValue {
-                            // Step 1 of an initiation (load checks, cookie replies); its DH work comes later,
-                            // outside the lock.
-                            if let prepared = core.prepareInitiation(
-                                Array(datagram), from: batch.endpoints[i], now: now, random: random, actions: &actions)
-                            {
-                                initiations.append(prepared)
-                            }
-                        } else {
-                            handshakes.append((Array(datagram), batch.endpoints[i]))
-                        }
-                    } else {
-                        kinds[i] = .malformed
-                    }
-                }
-            }
-            // 2. Open data frames in place, outside the lock.
-            for i in 0..<n {
-                switch kinds[i] {
-                case .data:
-                    guard let (session, _) = found[i] else { continue }
-                    switch DataFrame.open(batch.packet(i), session: session, now: now) {
-                    case .packet(let length): batch.lengths[i] = length
-                    case .dropped(let reason):
-                        counters.drop(reason)
-                        kinds[i] = .dropped
-                    }
-                case .oversized: counters.drop(.oversized)
-                case .malformed: counters.drop(.malformed)
-                case .unknownSession: counters.drop(.unknownSession)
-                case .refusedInitiation:
-                    if let reason = refusals[i] {
-                        counters.handshakeFailed(reason)
-                        counters.drop(.handshake)
-                        if logLimiter.withLock({ $0.take(now: now) }) {
-                            logger.warning("handshake refused from \(batch.endpoints[i]): \(reason.name) (\(reason))")
-                        }
-                    }
-                case .handshake, .dropped: break
-                }
-            }
-            // 3. Account for authenticated frames and handle other handshake messages (the client's
-            //    responses) under one lock; move deliverable packets to the front (only when something
-            //    before them was not delivered).
-            var out = 0
-            state.withLock { core in
-                for i in 0..<n where kinds[i] == .data {
-                    guard let (session, peer) = found[i] else { continue }
-                    let length = batch.lengths[i]
-                    let plaintext = UnsafeRawBufferPointer(start: batch.slot(i) + headerLength, count: length)
-                    let decision = core.received(
-                        plaintext, on: session, peer: peer, from: batch.endpoints[i], now: now, wall: wall,
-                        random: random, actions: &actions)
-                    counters.rxPackets.add()
-                    let stats = core.peers[peer].stats
-                    switch decision {
-                    case .deliver(let packetLength):
-                        stats.received(bytes: packetLength)
-                        counters.rxBytes.add(UInt64(packetLength))
-                        if out != i {
-                            (batch.slot(out) + headerLength).copyMemory(
-                                from: batch.slot(i) + headerLength, byteCount: packetLength)
-                        }
-                        batch.offsets[out] = headerLength
-                        batch.lengths[out] = packetLength
-                        out += 1
-                    case .keepalive:
-                        stats.received(bytes: 0)
-                    case .drop(let reason):
-                        counters.drop(reason)
-                    }
-                }
-                for (bytes, from) in handshakes {
-                    core.handleHandshake(bytes, from: from, now: now, wall: wall, random: random, actions: &actions)
-                }
-            }
-            handshakes.removeAll(keepingCapacity: true)
+            if let filter = initiationFilter { precheckInitiations(batch, count: n, filter: filter, &scratch) }
+            classify(batch, count: n, now: now, &scratch)
+            openFrames(batch, count: n, now: now, &scratch)
+            let out = account(batch, count: n, now: now, wall: wall, &scratch)
             // 4. Handshake results first (a client's first session configures the device), then the packets.
-            if !actions.isEmpty { perform(&actions, using: control) }
+            if !scratch.actions.isEmpty { perform(&scratch.actions, using: control) }
             batch.count = out
             if out > 0 {
                 do { try device.writePackets(from: batch) } catch {
@@ -347,11 +251,143 @@ public final class TunnelEngine: Sendable {
                 }
             }
             // 5. Initiations (server), once this batch's packets are delivered.
-            if !initiations.isEmpty {
-                answer(&initiations, now: now, actions: &actions)
-                if !actions.isEmpty { perform(&actions, using: control) }
+            if !scratch.initiations.isEmpty {
+                answer(&scratch.initiations, now: now, actions: &scratch.actions)
+                if !scratch.actions.isEmpty { perform(&scratch.actions, using: control) }
             }
         }
+    }
+
+    /// Step 0 (server): initiations that fail the stateless checks (key ID, mac1) are refused before the
+    /// lock and without a copy, so a flood of forgeries costs one MAC each.
+    private func precheckInitiations(
+        _ batch: PacketBatch, count n: Int, filter: HandshakeResponder, _ scratch: inout InboundScratch
+    ) {
+        for i in 0..<n {
+            scratch.refusals[i] = nil
+            guard batch.lengths[i] <= settings.slotSize, batch.lengths[i] > 0,
+                batch.slot(i).load(fromByteOffset: batch.offsets[i], as: UInt8.self)
+                    == WireFormat.MessageType.initiation.rawValue
+            else { continue }
+            scratch.refusals[i] = filter.precheckInitiation(raw: UnsafeRawBufferPointer(batch.packet(i)))
+        }
+    }
+
+    /// Step 1: classifies every datagram and looks up data sessions, under one lock. Handshake messages
+    /// are copied out now, before any slot is reused; a server's initiations go through their load checks
+    /// (step 1 of the list in TunnelState.swift), their DH work comes later, outside the lock.
+    private func classify(_ batch: PacketBatch, count n: Int, now: UInt64, _ scratch: inout InboundScratch) {
+        state.withLock { core in
+            for i in 0..<n {
+                scratch.found[i] = nil
+                if initiationFilter != nil, scratch.refusals[i] != nil {
+                    scratch.kinds[i] = .refusedInitiation
+                    continue
+                }
+                if batch.lengths[i] > settings.slotSize {
+                    scratch.kinds[i] = .oversized
+                    continue
+                }
+                let datagram = UnsafeRawBufferPointer(batch.packet(i))
+                let endpoint = batch.endpoints[i]
+                if let index = DataFrame.receiverIndex(datagram) {
+                    let found = core.session(forIndex: index)
+                    scratch.found[i] = found
+                    scratch.kinds[i] = found == nil ? .unknownSession : .data
+                    if found == nil, let hint = core.sessionGoneHint(index: index, from: endpoint.address, now: now) {
+                        scratch.actions.append(.sendHandshake(hint, to: endpoint))
+                    }
+                } else if let first = datagram.first, let type = WireFormat.MessageType(rawValue: first),
+                    datagram.count <= WireFormat.initiationLength
+                {
+                    scratch.kinds[i] = .handshake
+                    if initiationFilter != nil, type == .initiation {
+                        if let prepared = core.prepareInitiation(
+                            Array(datagram), from: endpoint, now: now, random: random, actions: &scratch.actions)
+                        {
+                            scratch.initiations.append(prepared)
+                        }
+                    } else {
+                        scratch.handshakes.append((Array(datagram), endpoint))
+                    }
+                } else {
+                    scratch.kinds[i] = .malformed
+                }
+            }
+        }
+    }
+
+    /// Step 2: opens data frames in place, outside the lock, and counts what step 1 dropped.
+    private func openFrames(_ batch: PacketBatch, count n: Int, now: UInt64, _ scratch: inout InboundScratch) {
+        for i in 0..<n {
+            switch scratch.kinds[i] {
+            case .data:
+                guard let (session, _) = scratch.found[i] else { continue }
+                switch DataFrame.open(batch.packet(i), session: session, now: now) {
+                case .packet(let length): batch.lengths[i] = length
+                case .dropped(let reason):
+                    counters.drop(reason)
+                    scratch.kinds[i] = .dropped
+                }
+            case .oversized: counters.drop(.oversized)
+            case .malformed: counters.drop(.malformed)
+            case .unknownSession: counters.drop(.unknownSession)
+            case .refusedInitiation:
+                if let reason = scratch.refusals[i] {
+                    counters.handshakeFailed(reason)
+                    counters.drop(.handshake)
+                    if logLimiter.withLock({ $0.take(now: now) }) {
+                        logger.warning("handshake refused from \(batch.endpoints[i]): \(reason.name) (\(reason))")
+                    }
+                }
+            case .handshake, .dropped: break
+            }
+        }
+    }
+
+    /// Step 3: accounts for authenticated frames and handles the other handshake messages (the client's
+    /// responses) under one lock, and moves deliverable packets to the front of `batch` (copying only
+    /// when something before them was not delivered).
+    ///
+    /// - Returns: the number of packets to deliver, now at `0..<count`.
+    private func account(
+        _ batch: PacketBatch, count n: Int, now: UInt64, wall: WallTime, _ scratch: inout InboundScratch
+    ) -> Int {
+        let headerLength = DataFrame.headerLength
+        var out = 0
+        state.withLock { core in
+            for i in 0..<n where scratch.kinds[i] == .data {
+                guard let (session, peer) = scratch.found[i] else { continue }
+                let length = batch.lengths[i]
+                let plaintext = UnsafeRawBufferPointer(start: batch.slot(i) + headerLength, count: length)
+                let decision = core.received(
+                    plaintext, on: session, peer: peer, from: batch.endpoints[i], now: now, wall: wall,
+                    random: random, actions: &scratch.actions)
+                counters.rxPackets.add()
+                let stats = core.peers[peer].stats
+                switch decision {
+                case .deliver(let packetLength):
+                    stats.received(bytes: packetLength)
+                    counters.rxBytes.add(UInt64(packetLength))
+                    if out != i {
+                        (batch.slot(out) + headerLength).copyMemory(
+                            from: batch.slot(i) + headerLength, byteCount: packetLength)
+                    }
+                    batch.offsets[out] = headerLength
+                    batch.lengths[out] = packetLength
+                    out += 1
+                case .keepalive:
+                    stats.received(bytes: 0)
+                case .drop(let reason):
+                    counters.drop(reason)
+                }
+            }
+            for (bytes, from) in scratch.handshakes {
+                core.handleHandshake(bytes, from: from, now: now, wall: wall, random: random, actions: &scratch.actions)
+            }
+        }
+        scratch.handshakes.removeAll(keepingCapacity: true)
+        return out
     }
 
     /// Steps 2 to 5 of the server's initiations (the list is in TunnelState.swift): the Diffie-Hellman
@@ -409,7 +445,7 @@ public final class TunnelEngine: Sendable {
         func flush() {
             guard used > 0 else { return }
             control.count = used
-            _ = try? socket.send(from: control)
+            do { try socket.send(from: control) } catch { counters.controlSendFailures.add() }
             used = 0
         }
         func sealInto(_ packet: UnsafeRawBufferPointer, _ session: Session, _ to: Endpoint, _ stats: PeerStats) {

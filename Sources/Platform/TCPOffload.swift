@@ -257,11 +257,14 @@ public enum TCPSegmentation {
 /// it delivers them, instead of running each through the IP stack on its own.
 public enum UDPSegmentation {
     public static let gsoUDPL4: UInt8 = 5  // VIRTIO_NET_HDR_GSO_UDP_L4
+    /// A 20-byte IPv4 header (no options) and the 8-byte UDP header: the headers of every datagram
+    /// `mergeable` accepts, and the shortest UDP/IPv4 packet.
+    public static let headerLength = 28
 
     /// IPv4 header length of a UDP/IPv4 packet without fragmentation, or nil.
     @inline(__always)
     public static func ipHeader(_ p: UnsafeRawPointer, length: Int) -> Int? {
-        guard length >= 28, p.load(as: UInt8.self) >> 4 == 4, p.load(fromByteOffset: 9, as: UInt8.self) == 17 else { return nil }
+        guard length >= headerLength, p.load(as: UInt8.self) >> 4 == 4, p.load(fromByteOffset: 9, as: UInt8.self) == 17 else { return nil }
         let ihl = Int(p.load(as: UInt8.self) & 0x0f) * 4
         guard ihl >= 20, length >= ihl + 8,
             UInt16(bigEndian: p.loadUnaligned(fromByteOffset: 6, as: UInt16.self)) & 0x3fff == 0
@@ -327,7 +330,7 @@ public enum UDPSegmentation {
         var header = VirtioNetHeader()
         header.flags = VirtioNetHeader.needsChecksum
         header.gsoType = gsoUDPL4
-        header.headerLength = 28
+        header.headerLength = UInt16(headerLength)
         header.gsoSize = UInt16(size)
         header.checksumStart = 20
         header.checksumOffset = 6

@@ -70,7 +70,9 @@ public final class TunDevice: PacketDevice {
     /// Writer-only state: virtio headers and the iovec array for merged writes.
     private nonisolated(unsafe) let writeHeaders: UnsafeMutableRawPointer
     private nonisolated(unsafe) let writeVectors: UnsafeMutablePointer<iovec>
-    static let superBufferSize = VirtioNetHeader.length + 65535 + 1
+    /// Largest IPv4 packet (its total-length field's limit); a merged write grows no larger.
+    static let maxPacketLength = 65535
+    static let superBufferSize = VirtioNetHeader.length + maxPacketLength + 1
     static let maxMerge = 64
 
     private let truncatedReads = Atomic<Int>(0)
@@ -403,107 +405,164 @@ public final class TunDevice: PacketDevice {
 
         var written = 0
         var index = 0
-        let plainHeader = writeHeaders  // all zero: no offload for this packet
-        let mergeHeader = writeHeaders + VirtioNetHeader.length
         while index < batch.count {
-            let offset = batch.offsets[index]
-            let length = batch.lengths[index]
-            guard offset >= 0, length > 0, length <= batch.slotSize - offset else {
+            guard let (first, length) = Self.packet(batch, index) else {
                 invalidWrites.wrappingAdd(1, ordering: .relaxed)
                 index += 1
                 continue
             }
-            let first = batch.slot(index) + offset
-            var end = index + 1
-            // With virtio headers, vector 0 is the header (rewritten below for a merged run).
+            // With virtio headers, vector 0 is the header: all zero (no offload for this packet) unless a
+            // run builder below rewrites it for a merged run.
             var vectors = 0
             if usesVirtioHeader {
-                writeVectors[0] = iovec(iov_base: plainHeader, iov_len: VirtioNetHeader.length)
+                writeVectors[0] = iovec(iov_base: writeHeaders, iov_len: VirtioNetHeader.length)
                 vectors = 1
             }
             writeVectors[vectors] = iovec(iov_base: first, iov_len: length)
             vectors += 1
+            var end = index + 1
             if offloadsEnabled, let h = TCPSegmentation.headers(first, length: length),
                 TCPSegmentation.canStartRun(first, h, length: length),
                 first.load(fromByteOffset: h.ip + 13, as: UInt8.self) & TCPSegmentation.tcpPSH == 0
             {
-                let headerLength = h.ip + h.tcp
-                let mss = length - headerLength
-                var total = length
-                var expected = UInt32(bigEndian: first.loadUnaligned(fromByteOffset: h.ip + 4, as: UInt32.self)) &+ UInt32(mss)
-                var push = false
-                while end < batch.count && end - index < Self.maxMerge {
-                    let o = batch.offsets[end]
-                    let l = batch.lengths[end]
-                    guard o >= 0, l > 0, l <= batch.slotSize - o else { break }
-                    let next = batch.slot(end) + o
-                    guard let nh = TCPSegmentation.headers(next, length: l) else { break }
-                    let payload = l - headerLength
-                    guard payload > 0, payload <= mss, total + payload <= 65535,
-                        TCPSegmentation.canFollow(first, h, next, nh, expectedSequence: expected)
-                    else { break }
-                    writeVectors[vectors] = iovec(iov_base: next + headerLength, iov_len: payload)
-                    vectors += 1
-                    total += payload
-                    expected &+= UInt32(payload)
-                    end += 1
-                    if next.load(fromByteOffset: h.ip + 13, as: UInt8.self) & TCPSegmentation.tcpPSH != 0 {
-                        push = true
-                        break
-                    }
-                    if payload < mss { break }
-                }
-                if end - index > 1 {
-                    let header = TCPSegmentation.finishMerge(first, headers: h, totalLength: total, mss: mss, pushLast: push)
-                    header.write(to: mergeHeader)
-                    writeVectors[0] = iovec(iov_base: mergeHeader, iov_len: VirtioNetHeader.length)
-                    mergedWrites.wrappingAdd(1, ordering: .relaxed)
-                }
-            } else if udpOffloadEnabled, length > 28, UDPSegmentation.mergeable(first, length: length) {
-                // Consecutive datagrams of one UDP flow, all of the first one's size but the last.
-                let size = length - 28
-                var total = length
-                while end < batch.count && end - index < Self.maxMerge {
-                    let o = batch.offsets[end]
-                    let l = batch.lengths[end]
-                    guard o >= 0, l > 28, l <= batch.slotSize - o else { break }
-                    let next = batch.slot(end) + o
-                    let payload = l - 28
-                    guard payload <= size, total + payload <= 65535, UDPSegmentation.mergeable(next, length: l),
-                        UDPSegmentation.canFollow(first, next)
-                    else { break }
-                    writeVectors[vectors] = iovec(iov_base: next + 28, iov_len: payload)
-                    vectors += 1
-                    total += payload
-                    end += 1
-                    if payload < size { break }
-                }
-                if end - index > 1 {
-                    UDPSegmentation.finishMerge(first, totalLength: total, size: size).write(to: mergeHeader)
-                    writeVectors[0] = iovec(iov_base: mergeHeader, iov_len: VirtioNetHeader.length)
-                    mergedWrites.wrappingAdd(1, ordering: .relaxed)
-                }
+                end = collectTCPRun(batch, from: index, first: first, length: length, headers: h, vectors: &vectors)
+            } else if udpOffloadEnabled, length > UDPSegmentation.headerLength,
+                UDPSegmentation.mergeable(first, length: length)
+            {
+                end = collectUDPRun(batch, from: index, first: first, length: length, vectors: &vectors)
             }
-            let count = Int32(vectors)
-            // Retry the very same vectors after EAGAIN: a merged head has already been rewritten.
-            retry: while true {
-                switch Syscall.run("writev", { writev(io.fd, writeVectors, count) }) {
-                case .success:
-                    written += end - index
-                case .failure(let code) where code.isWouldBlock:
-                    writeWaits.wrappingAdd(1, ordering: .relaxed)
-                    if try io.wait(for: Int16(POLLOUT)) == .closed { return written }
-                    continue retry
-                case .failure(let code) where Self.refusesOnePacket(code):
-                    rejectedWrites.wrappingAdd(end - index, ordering: .relaxed)
-                case .failure(let code):
-                    throw IOError("writev", code)
-                }
-                break retry
+            switch try writeRun(vectors: vectors) {
+            case .written: written += end - index
+            case .refused: rejectedWrites.wrappingAdd(end - index, ordering: .relaxed)
+            case .closed: return written
             }
             index = end
         }
         return written
+    }
+
+    /// Batch entry `index` as a pointer and length, or nil if its offset and length do not fit its slot.
+    @inline(__always)
+    private static func packet(_ batch: PacketBatch, _ index: Int) -> (UnsafeMutableRawPointer, Int)? {
+        let offset = batch.offsets[index]
+        let length = batch.lengths[index]
+        guard offset >= 0, length > 0, length <= batch.slotSize - offset else { return nil }
+        return (batch.slot(index) + offset, length)
+    }
+
+    /// Extends a write that starts with TCP segment `first` (entry `index`, already in `writeVectors`)
+    /// with the payloads of the entries after it that continue its flow in sequence, as GRO would
+    /// (wireguard-go's tcpGRO): at most `maxMerge` segments and `maxPacketLength` bytes, none with more
+    /// payload than the first, and the run ends after a short segment or one with PSH. If more than one
+    /// segment joined, `first` becomes the head of a TCP super-packet and vector 0 its virtio header.
+    ///
+    /// - Returns: the index after the run's last entry.
+    @inline(__always)
+    private func collectTCPRun(
+        _ batch: PacketBatch, from index: Int, first: UnsafeMutableRawPointer, length: Int,
+        headers h: (ip: Int, tcp: Int), vectors: inout Int
+    ) -> Int {
+        let headerLength = h.ip + h.tcp
+        let mss = length - headerLength
+        var total = length
+        var expected = UInt32(bigEndian: first.loadUnaligned(fromByteOffset: h.ip + 4, as: UInt32.self)) &+ UInt32(mss)
+        var push = false
+        var end = index + 1
+        while end < batch.count && end - index < Self.maxMerge {
+            guard let (next, l) = Self.packet(batch, end), let nh = TCPSegmentation.headers(next, length: l) else { break }
+            let payload = l - headerLength
+            guard payload > 0, payload <= mss, total + payload <= Self.maxPacketLength,
+                TCPSegmentation.canFollow(first, h, next, nh, expectedSequence: expected)
+            else { break }
+            writeVectors[vectors] = iovec(iov_base: next + headerLength, iov_len: payload)
+            vectors += 1
+            total += payload
+            expected &+= UInt32(payload)
+            end += 1
+            if next.load(fromByteOffset: h.ip + 13, as: UInt8.self) & TCPSegmentation.tcpPSH != 0 {
+                push = true
+                break
+            }
+            if payload < mss { break }
+        }
+        if end - index > 1 {
+            let header = TCPSegmentation.finishMerge(first, headers: h, totalLength: total, mss: mss, pushLast: push)
+            useMergeHeader(header)
+        }
+        return end
+    }
+
+    /// Extends a write that starts with UDP datagram `first` (entry `index`, already in `writeVectors`)
+    /// with the payloads of the entries after it in the same flow (wireguard-go's udpGRO): all of the
+    /// first one's size but the last, which may be shorter, at most `maxMerge` datagrams and
+    /// `maxPacketLength` bytes. If more than one joined, `first` becomes the head of a UDP super-packet
+    /// and vector 0 its virtio header.
+    ///
+    /// - Returns: the index after the run's last entry.
+    @inline(__always)
+    private func collectUDPRun(
+        _ batch: PacketBatch, from index: Int, first: UnsafeMutableRawPointer, length: Int, vectors: inout Int
+    ) -> Int {
+        let headerLength = UDPSegmentation.headerLength
+        let size = length - headerLength
+        var total = length
+        var end = index + 1
+        while end < batch.count && end - index < Self.maxMerge {
+            guard let (next, l) = Self.packet(batch, end), l > headerLength else { break }
+            let payload = l - headerLength
+            guard payload <= size, total + payload <= Self.maxPacketLength, UDPSegmentation.mergeable(next, length: l),
+                UDPSegmentation.canFollow(first, next)
+            else { break }
+            writeVectors[vectors] = iovec(iov_base: next + headerLength, iov_len: payload)
+            vectors += 1
+            total += payload
+            end += 1
+            if payload < size { break }
+        }
+        if end - index > 1 {
+            useMergeHeader(UDPSegmentation.finishMerge(first, totalLength: total, size: size))
+        }
+        return end
+    }
+
+    /// Makes `header` the virtio header of the write being built (vector 0) and counts the merge.
+    @inline(__always)
+    private func useMergeHeader(_ header: VirtioNetHeader) {
+        let mergeHeader = writeHeaders + VirtioNetHeader.length
+        header.write(to: mergeHeader)
+        writeVectors[0] = iovec(iov_base: mergeHeader, iov_len: VirtioNetHeader.length)
+        mergedWrites.wrappingAdd(1, ordering: .relaxed)
+    }
+
+    /// What became of one writev(2) of a packet or merged run.
+    private enum RunOutcome {
+        case written
+        /// The kernel refused this packet or run (`refusesOnePacket`).
+        case refused
+        /// The device was closed while waiting for room.
+        case closed
+    }
+
+    /// Writes `writeVectors[0..<vectors]` with one writev(2). On EAGAIN it waits in poll(2) for POLLOUT
+    /// and retries the very same vectors (a merged run's head has already been rewritten).
+    ///
+    /// - Throws: `IOError` for a failure that is not about this packet.
+    @inline(__always)
+    private func writeRun(vectors: Int) throws(IOError) -> RunOutcome {
+        let count = Int32(vectors)
+        while true {
+            switch Syscall.run("writev", { writev(io.fd, writeVectors, count) }) {
+            case .success:
+                return .written
+            case .failure(let code) where code.isWouldBlock:
+                writeWaits.wrappingAdd(1, ordering: .relaxed)
+                if try io.wait(for: Int16(POLLOUT)) == .closed { return .closed }
+            case .failure(let code) where Self.refusesOnePacket(code):
+                return .refused
+            case .failure(let code):
+                throw IOError("writev", code)
+            }
+        }
     }
 
     /// Errors of write(2) on a TUN descriptor that concern one packet, not the device.

@@ -76,6 +76,9 @@ public final class UDPSocket: DatagramSocket {
     private let segmentationOffload = Atomic<Bool>(false)
     /// Most datagrams in one GSO send (the kernel's UDP_MAX_SEGMENTS is 64 on older kernels).
     static let maxSegments = 64
+    /// Most payload bytes in one GSO send, all its datagrams together: the kernel refuses a send larger
+    /// than one UDP/IPv4 datagram can carry (65,535 less the 28 bytes of headers), and this stays below.
+    static let maxGSOBytes = 65_000
     private let gsoSends = Atomic<Int>(0)
     /// Whether the kernel hands this socket coalesced datagrams (UDP_GRO), which `receive` splits.
     private let receiveOffload = Atomic<Bool>(false)
@@ -345,7 +348,7 @@ public final class UDPSocket: DatagramSocket {
                         let o = batch.offsets[j]
                         let l = batch.lengths[j]
                         guard o >= 0, l > 0, l <= length, l <= batch.slotSize - o, batch.endpoints[j] == endpoint,
-                            (group + 1) * length <= 65_000
+                            (group + 1) * length <= Self.maxGSOBytes
                         else { break }
                         vectors.iovecs[vectorsUsed + group] = iovec(iov_base: batch.slot(j) + o, iov_len: l)
                         group += 1

@@ -179,6 +179,9 @@ enum StatusFixture {
                 tunvpn_dropped_frames_total{reason="queueFull"} 0
                 tunvpn_dropped_frames_total{reason="handshake"} 0
                 tunvpn_dropped_frames_total{reason="rateLimited"} 0
+                # HELP tunvpn_control_send_failures_total Sends of handshake messages, cookie replies and keepalives that failed.
+                # TYPE tunvpn_control_send_failures_total counter
+                tunvpn_control_send_failures_total 0
                 # HELP tunvpn_peer_receive_bytes_total Bytes received from the peer through the tunnel.
                 # TYPE tunvpn_peer_receive_bytes_total counter
                 tunvpn_peer_receive_bytes_total{peer="xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="} 1258291

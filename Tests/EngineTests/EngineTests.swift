@@ -76,6 +76,18 @@ func ipv4Packet(_ src: IPv4Address, _ dst: IPv4Address, payload: [UInt8]) -> [UI
     return p + payload
 }
 
+/// A socket whose every send fails, as sendmmsg(2) does when the route to the peer is gone.
+final class RefusingSocket: DatagramSocket {
+    let inner: MemoryDatagramSocket
+    init(_ inner: MemoryDatagramSocket) { self.inner = inner }
+    var localEndpoint: Endpoint { inner.localEndpoint }
+    func receive(into batch: PacketBatch) throws(IOError) -> Int { try inner.receive(into: batch) }
+    func send(from batch: PacketBatch) throws(IOError) -> Int {
+        throw IOError(call: "sendmmsg", errno: ENETUNREACH, detail: "refused by the test")
+    }
+    func close() { inner.close() }
+}
+
 @Suite(.serialized) struct EngineTests {
     let client = IPv4Address(10, 8, 0, 2)
     let server = IPv4Address(10, 8, 0, 1)
@@ -93,6 +105,28 @@ func ipv4Packet(_ src: IPv4Address, _ dst: IPv4Address, payload: [UInt8]) -> [UI
         for p in inbound { _ = pair.serverDevice.inject(p) }
         #expect(pair.clientDevice.waitForWritten(count: 200) == inbound)
         #expect(pair.server.counters.dropped(.authentication) == 0)
+    }
+
+    @Test func aFailedControlSendIsCountedAndTheEngineKeepsRunning() throws {
+        let network = MemoryNetwork()
+        var logger = Logger(label: "engine-test")
+        logger.logLevel = .critical
+        let socket = RefusingSocket(try network.bind(Endpoint(address: IPv4Address(10, 99, 0, 2), port: 40000)))
+        let initiator = HandshakeInitiator(localStatic: PrivateKey(), serverKey: PrivateKey().publicKey)
+        let engine = TunnelEngine(
+            state: TunnelState(role: .client(ClientSettings(
+                initiator: initiator, endpoint: Endpoint(address: IPv4Address(10, 99, 0, 1), port: 51820)))),
+            device: MemoryPacketDevice(name: "tun-client"), socket: socket, logger: logger)
+        #expect(engine.counters.controlSendFailures.current == 0)
+        engine.start()
+        defer { engine.stop() }
+        // The client's first initiation goes out through a control send at start.
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(5)
+        while engine.counters.controlSendFailures.current == 0 && clock.now < deadline { usleep(5_000) }
+        #expect(engine.counters.controlSendFailures.current >= 1)
+        #expect(engine.isRunning)
+        #expect(engine.counters.statsLine.split(separator: " ").contains { $0.hasPrefix("control.send_failures=") })
     }
 
     @Test func hostileDatagramsAreDroppedAndCountedAndTheTunnelKeepsWorking() throws {
