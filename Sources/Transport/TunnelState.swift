@@ -390,9 +390,12 @@ public struct TunnelState: Sendable {
         }
         if packet.count == 0 { return .keepalive }
         guard let header = IPv4Header.parse(packet) else { return .drop(.notIPv4) }
-        // Cryptokey routing (server): the inner source must be an address this peer owns, by the same
-        // record that routes that address back to it. The client accepts any source from the server.
-        if !isClient, peerByAddress[header.source] != index { return .drop(.sourceNotAllowed) }
+        // Cryptokey routing (server): the inner source must be the address this peer owns. `address` is
+        // the copy `claim`/`releaseAddress` keep equal to `peerByAddress` (the record that routes the
+        // address back to it; `addressOwnershipViolation` checks this, and the fuzz target after every
+        // event), so a field compare answers without a hash lookup per packet. The client accepts any
+        // source from the server.
+        if !isClient, peers[index].address != header.source { return .drop(.sourceNotAllowed) }
         peers[index].timers.dataReceived(now: now)
         return .deliver(length: header.totalLength)
     }
