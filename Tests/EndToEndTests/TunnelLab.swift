@@ -310,6 +310,10 @@ final class TunnelLab {
             print(lines.suffix(40).joined(separator: "\n"))
         }
         processes = []
+        // An instance that gave up root cannot delete its emptied journal, lock and socket files from the
+        // host's /run/tunvpn, and a killed one may leave a journal; they are keyed by these namespaces,
+        // which are about to go, so `tunvpn down` (root) removes them now rather than leaving them forever.
+        for host in topology.plan.hosts { _ = try? topology[host].exec([TestBinaries.tunvpn, "down"]) }
         topology.close()
         directory.remove()
     }
