@@ -163,8 +163,8 @@ public struct TunnelState: Sendable {
     /// Server: indexes given to responses between `admitInitiation` and `commitInitiation`.
     private var reservedIndexes: Set<UInt32> = []
     private var lastTimestampSent: TAI64N?
-    private var tunnelIsUp = false
-    /// Client: the addressing the device has, from the latest handshake that changed it.
+    /// Client: the addressing the device has, from the latest handshake that changed it; nil until the
+    /// tunnel is first up.
     private var assignmentInForce: TunnelAssignment?
     // Denial-of-service defences (server) and the cookie from the server (client).
     private var cookieChecker: CookieChecker?
@@ -694,8 +694,7 @@ public struct TunnelState: Sendable {
         peers[0].timers.handshakeCompleted(now: now)
         peers[0].stats.lastHandshakeWallSeconds.store(wall.seconds, ordering: .relaxed)
         peers[0].address = nil  // the server forwards for the whole internet: any inner source is allowed
-        if !tunnelIsUp {
-            tunnelIsUp = true
+        if assignmentInForce == nil {
             assignmentInForce = result.assignment
             actions.append(.tunnelUp(result.assignment))
         } else if result.assignment != assignmentInForce {
