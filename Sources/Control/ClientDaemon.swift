@@ -107,7 +107,7 @@ public enum ClientDaemon {
             try HostNetwork.preflight(lockdownPlan)
         }
         let device = try c.tunnel.openDevice()
-        let socket = try UDPSocket.bind(Endpoint(address: .any, port: 0), segmentationOffload: c.tunnel.offload)
+        let socket = try UDPSocket.bind(Endpoint(address: IPv4Address.any, port: 0), segmentationOffload: c.tunnel.offload)
         defer { HostSetup.tearDown(instance, logger: logger) }
         // The kill switch goes up before the first handshake and stays while the client reconnects.
         if c.lockdown { try HostSetup.apply(lockdownPlan, to: instance, logger: logger) }

@@ -67,10 +67,14 @@ public enum PrometheusText {
     }
 
     /// The warning to log when the endpoint is bound to `endpoint`, or nil for a loopback address
-    /// (127.0.0.0/8, RFC 1122 §3.2.1.3), which only this host can reach.
+    /// (127.0.0.0/8, RFC 1122 §3.2.1.3, or ::1, RFC 4291 §2.5.3), which only this host can reach.
     public static func exposureWarning(boundTo endpoint: Endpoint) -> String? {
-        guard endpoint.address.value >> 24 != 127 else { return nil }
-        let reach = endpoint.address.value == 0 ? "any address of this host" : "\(endpoint.address)"
+        switch endpoint.address.unmapped {
+        case .v4(let a) where a.value >> 24 == 127: return nil
+        case .v6(let a) where a == IPv6Address(high: 0, low: 1): return nil
+        default: break
+        }
+        let reach = endpoint.address.isUnspecified ? "any address of this host" : "\(endpoint.address)"
         return "metrics at http://\(endpoint)/metrics are not limited to this host: whoever can reach \(reach) "
             + "can read every peer's public key and traffic, without authentication; "
             + "bind --metrics to 127.0.0.1 unless that is intended"

@@ -16,7 +16,7 @@ public struct ServerConfiguration: Sendable {
     /// The server's private key file.
     public var keyFile = "keys/server.key"
     /// UDP address and port to listen on.
-    public var listen = Endpoint(address: .any, port: 51820)
+    public var listen = Endpoint(address: IPv4Address.any, port: 51820)
     /// The server's tunnel address and the tunnel prefix.
     public var address: IPv4Prefix
     /// The allow-list file.

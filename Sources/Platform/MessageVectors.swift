@@ -70,7 +70,7 @@ struct MessageVectors {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = endpoint.port.bigEndian
-        address.sin_addr.s_addr = endpoint.address.value.bigEndian
+        address.sin_addr.s_addr = (endpoint.address.ipv4 ?? .any).value.bigEndian
         addresses[index] = address
     }
 

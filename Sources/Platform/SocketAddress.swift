@@ -11,7 +11,7 @@ extension Endpoint {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = self.address.value.bigEndian
+        address.sin_addr.s_addr = (self.address.ipv4 ?? .any).value.bigEndian
         return address
     }
 }

@@ -309,7 +309,7 @@ public final class MemoryDatagramSocket: DatagramSocket {
         var taken = 0
         for i in 0..<batch.count {
             let destination = batch.endpoints[i]
-            guard destination.port != 0, destination.address != .any else {
+            guard destination.port != 0, !destination.address.isUnspecified else {
                 network.countRefusedDestination()
                 continue
             }

@@ -37,6 +37,9 @@ public enum PacketBuilder {
         let udpLength = 8 + payload.count
         let totalLength = 20 + udpLength
         precondition(totalLength <= 65535, "an IPv4 packet is at most 65535 bytes")
+        guard let sourceAddress = source.address.ipv4, let destinationAddress = destination.address.ipv4 else {
+            preconditionFailure("ipv4UDP needs IPv4 endpoints")
+        }
         var packet = [UInt8](repeating: 0, count: totalLength)
         packet[0] = 0x45  // version 4, IHL 5
         put16(UInt16(totalLength), at: 2, in: &packet)
@@ -44,8 +47,8 @@ public enum PacketBuilder {
         put16(0x4000, at: 6, in: &packet)  // DF
         packet[8] = ttl
         packet[9] = udpProtocol
-        put32(source.address.value, at: 12, in: &packet)
-        put32(destination.address.value, at: 16, in: &packet)
+        put32(sourceAddress.value, at: 12, in: &packet)
+        put32(destinationAddress.value, at: 16, in: &packet)
         put16(internetChecksum(packet[0..<20]), at: 10, in: &packet)
 
         put16(source.port, at: 20, in: &packet)
@@ -53,7 +56,7 @@ public enum PacketBuilder {
         put16(UInt16(udpLength), at: 24, in: &packet)
         packet.replaceSubrange(28..<totalLength, with: payload)
         var checksum = internetChecksum(
-            packet[20..<totalLength], initial: pseudoHeaderSum(source.address, destination.address, udpLength))
+            packet[20..<totalLength], initial: pseudoHeaderSum(sourceAddress, destinationAddress, udpLength))
         if checksum == 0 { checksum = 0xffff }  // RFC 768: a computed 0 is sent as all ones
         put16(checksum, at: 26, in: &packet)
         return packet

@@ -54,7 +54,7 @@ public struct AssignmentBounds: Equatable, Sendable {
         for special in Self.specialRanges where special.prefix.contains(assigned.address) {
             return "\(assigned.address) is \(special.name)"
         }
-        if network.contains(endpoint.address) {
+        if let server = endpoint.address.ipv4, network.contains(server) {
             return "\(network) contains the server's endpoint \(endpoint.address)"
         }
         for local in localNetworks where local.prefix.overlaps(network) {

@@ -8,7 +8,7 @@
 //   cookie reply: type=3 ‖ reserved(3) ‖ receiver index(4) ‖ nonce(24) ‖ XChaCha20-Poly1305(
 //                 key = BLAKE2b-256("cookie--" ‖ server static public key), nonce,
 //                 plaintext = cookie (16), associated data = mac1 of the initiation answered)
-//   cookie      = BLAKE2b-128(key = server secret (32 random bytes, new every 120 s), source IPv4 ‖ port)
+//   cookie      = BLAKE2b-128(key = server secret (32 random bytes, new every 120 s), source address ‖ port)
 //   mac2        = BLAKE2b-128(key = cookie, initiation[0 ..< 144])
 
 import Crypto
@@ -33,10 +33,8 @@ public struct CookieChecker: Sendable {
     }
 
     static func cookie(secret: SecretBytes, source: Endpoint) -> [UInt8] {
-        var input = [UInt8](repeating: 0, count: 6)
-        input.withUnsafeMutableBytes { source.address.write(networkBytesTo: $0.baseAddress.unsafelyUnwrapped) }
-        input[4] = UInt8(source.port >> 8)
-        input[5] = UInt8(source.port & 0xff)
+        // The source address in network order (4 bytes for IPv4, 16 for IPv6) ‖ the port, big-endian.
+        let input = source.address.networkBytes + [UInt8(source.port >> 8), UInt8(source.port & 0xff)]
         var out = [UInt8](repeating: 0, count: 16)
         secret.withUnsafeBytes { k in input.withUnsafeBytes { i in out.withUnsafeMutableBytes { Blake2b.hash([i], key: k, into: $0) } } }
         return out
@@ -141,7 +139,7 @@ public struct CookieJar: Sendable {
 /// Per-source-address token buckets (WireGuard's ratelimiter): initiations under load, and the server's
 /// session-gone hints. The table is bounded, so spoofed sources cannot grow it without limit.
 public struct SourceRateLimiter: Sendable {
-    private var buckets: [IPv4Address: TokenBucket] = [:]
+    private var buckets: [IPAddress: TokenBucket] = [:]
     private let perSecond: Double
     private let burst: Double
 
@@ -153,8 +151,12 @@ public struct SourceRateLimiter: Sendable {
         self.burst = burst
     }
 
-    /// Takes one token for `source`; false when it has none left.
-    public mutating func allow(_ source: IPv4Address, now: UInt64) -> Bool {
+    /// Takes one token for `source`; false when it has none left. IPv6 sources share a bucket per /64,
+    /// as WireGuard's ratelimiter does: one host usually holds a whole /64 and could otherwise draw a
+    /// fresh bucket for every address in it.
+    public mutating func allow(_ source: IPAddress, now: UInt64) -> Bool {
+        var source = source.unmapped
+        if case .v6(let a) = source { source = .v6(IPv6Address(high: a.high, low: 0)) }
         if buckets.count >= Limits.rateLimiterEntries {
             // Forget sources idle for a second (their buckets are full again anyway); if that frees
             // nothing, start over rather than grow without bound.

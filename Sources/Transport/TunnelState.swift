@@ -409,7 +409,7 @@ public struct TunnelState: Sendable {
     /// once instead of after 15 s of silence. The hint carries nothing secret and changes no state here;
     /// a blind attacker would have to guess the 32-bit index, and a client acts on hints at most once per
     /// REKEY_TIMEOUT. A hint (8 bytes) is never larger than the frame it answers (32 bytes or more).
-    public mutating func sessionGoneHint(index: UInt32, from source: IPv4Address, now: UInt64) -> [UInt8]? {
+    public mutating func sessionGoneHint(index: UInt32, from source: IPAddress, now: UInt64) -> [UInt8]? {
         guard case .server = role else { return nil }
         guard hintLimiter.allow(source, now: now) else { return nil }
         var hint: [UInt8] = [WireFormat.MessageType.sessionGone.rawValue, 0, 0, 0]

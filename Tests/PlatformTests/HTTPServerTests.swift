@@ -36,7 +36,7 @@ private struct TestClient {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = endpoint.port.bigEndian
-        address.sin_addr.s_addr = endpoint.address.value.bigEndian
+        address.sin_addr.s_addr = endpoint.address.ipv4!.value.bigEndian
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))

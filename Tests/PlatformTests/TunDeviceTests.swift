@@ -142,7 +142,7 @@ struct TunDeviceTests {
         #expect(seen.address == local)
         #expect(seen.netmask == IPv4Address(255, 255, 255, 0))
         let packet = try #require(seen.packet)
-        #expect(packet.source.address == local)
+        #expect(packet.source.address == .v4(local))
         #expect(packet.destination == peer)
         #expect(packet.payload == request)
         #expect(packet.headerChecksumValid)
@@ -253,7 +253,7 @@ struct TunDeviceTests {
             let index = try readUntil(device, batch, headroom: headroom) { index in
                 let start = batch.slot(index) + headroom
                 return batch.lengths[index] > 20 && start.load(as: UInt8.self) == 0x45
-                    && IPv4Address(networkBytes: start + 16) == peer.address
+                    && .v4(IPv4Address(networkBytes: start + 16)) == peer.address
             }
             let slotTail = Array(UnsafeRawBufferPointer(start: batch.slot(index) + headroom + 28, count: 68))
             return (batch.lengths[index], slotTail, device.stats.truncatedReads)

@@ -76,14 +76,14 @@ import Testing
 
     @Test func underLoadEachSourceAddressGetsABurstOfFiveThenTwentyPerSecond() {
         var limiter = SourceRateLimiter()
-        let a = IPv4Address(10, 0, 0, 1)
+        let a = IPAddress.v4(IPv4Address(10, 0, 0, 1))
         let now: UInt64 = 1_000 * second
         var burst = 0
         for _ in 0..<5 where limiter.allow(a, now: now) { burst += 1 }
         #expect(burst == 5)
         let r4 = limiter.allow(a, now: now)
         #expect(!r4)
-        let r5 = limiter.allow(IPv4Address(10, 0, 0, 2), now: now)
+        let r5 = limiter.allow(.v4(IPv4Address(10, 0, 0, 2)), now: now)
         #expect(r5, "other sources are not affected")
         let r6 = limiter.allow(a, now: now + second / 20)
         #expect(r6, "one token back every 50 ms")

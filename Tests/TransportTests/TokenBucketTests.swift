@@ -59,8 +59,8 @@ import Testing
 
     @Test func theSourceLimiterGivesEachSourceItsOwnBucketFromTheLimitsItWasMadeWith() {
         var hints = SourceRateLimiter(perSecond: Limits.sessionGoneHintsPerSecond, burst: Limits.sessionGoneHintBurst)
-        let a = IPv4Address(10, 0, 0, 1)
-        let b = IPv4Address(10, 0, 0, 2)
+        let a = IPAddress.v4(IPv4Address(10, 0, 0, 1))
+        let b = IPAddress.v4(IPv4Address(10, 0, 0, 2))
         var allowed = 0
         for _ in 0..<30 where hints.allow(a, now: second) { allowed += 1 }
         #expect(allowed == Int(Limits.sessionGoneHintBurst))

@@ -467,8 +467,8 @@ extension SendDecision {
 
     @Test func hintsAreRateLimitedPerSourceAddress() {
         var server = CorePair().server
-        let spoofed = IPv4Address(198, 51, 100, 66)
-        let client = IPv4Address(10, 99, 0, 2)
+        let spoofed = IPAddress.v4(IPv4Address(198, 51, 100, 66))
+        let client = IPAddress.v4(IPv4Address(10, 99, 0, 2))
         var sent = 0
         for _ in 0..<100 where server.sessionGoneHint(index: 1, from: spoofed, now: 5 * second) != nil { sent += 1 }
         #expect(sent == Int(Limits.sessionGoneHintBurst))
