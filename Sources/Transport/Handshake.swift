@@ -17,10 +17,24 @@ public struct TunnelAssignment: Equatable, Sendable {
     public var client: IPv4Prefix
     /// The server's tunnel address ("10.8.0.1").
     public var server: IPv4Address
+    /// The client's IPv6 tunnel address and the tunnel's IPv6 prefix length ("fdXX:…::2/64"), or nil when
+    /// the tunnel carries no IPv6.
+    public var client6: IPv6Prefix?
+    /// The server's IPv6 tunnel address, present exactly when `client6` is.
+    public var server6: IPv6Address?
+    /// True when the server forwards IPv6 beyond the tunnel; false makes the client answer IPv6 packets
+    /// for other destinations itself with an ICMPv6 unreachable instead of sending them.
+    public var ipv6Egress: Bool
 
-    public init(client: IPv4Prefix, server: IPv4Address) {
+    public init(
+        client: IPv4Prefix, server: IPv4Address, client6: IPv6Prefix? = nil, server6: IPv6Address? = nil,
+        ipv6Egress: Bool = false
+    ) {
         self.client = client
         self.server = server
+        self.client6 = client6
+        self.server6 = server6
+        self.ipv6Egress = ipv6Egress
     }
 }
 

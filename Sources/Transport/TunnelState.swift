@@ -70,13 +70,23 @@ public struct ServerSettings: Sendable {
     public var responder: HandshakeResponder
     /// The server's tunnel address and the tunnel prefix (10.8.0.1/16).
     public var address: IPv4Prefix
+    /// The server's IPv6 tunnel address and prefix (fdXX:…::1/64), or nil when the tunnel carries no IPv6.
+    public var address6: IPv6Prefix?
+    /// True when the server forwards IPv6 beyond the tunnel (it has an IPv6 default route and was not
+    /// started with --no-ipv6); told to clients in the handshake.
+    public var ipv6Egress: Bool
     public var allowList: AllowList
     /// Admit any client key (lab use).
     public var allowAnyClient: Bool
 
-    public init(responder: HandshakeResponder, address: IPv4Prefix, allowList: AllowList, allowAnyClient: Bool) {
+    public init(
+        responder: HandshakeResponder, address: IPv4Prefix, address6: IPv6Prefix? = nil, ipv6Egress: Bool = false,
+        allowList: AllowList, allowAnyClient: Bool
+    ) {
         self.responder = responder
         self.address = address
+        self.address6 = address6
+        self.ipv6Egress = ipv6Egress
         self.allowList = allowList
         self.allowAnyClient = allowAnyClient
     }
@@ -91,23 +101,29 @@ public struct ClientSettings: Sendable {
     /// What addressing the client accepts from the server (besides `endpoint`, which the assigned prefix
     /// must not contain).
     public var assignmentBounds: AssignmentBounds
+    /// --no-ipv6: configure no IPv6 tunnel address and answer every IPv6 packet the device reads with an
+    /// ICMPv6 destination unreachable (administratively prohibited), whatever the server offers.
+    public var ipv6Disabled: Bool
 
     public init(
         initiator: HandshakeInitiator, endpoint: Endpoint, persistentKeepalive: UInt64? = nil,
-        assignmentBounds: AssignmentBounds = AssignmentBounds()
+        assignmentBounds: AssignmentBounds = AssignmentBounds(), ipv6Disabled: Bool = false
     ) {
         self.initiator = initiator
         self.endpoint = endpoint
         self.persistentKeepalive = persistentKeepalive
         self.assignmentBounds = assignmentBounds
+        self.ipv6Disabled = ipv6Disabled
     }
 }
 
 /// One peer's state.
 public struct PeerState: Sendable {
     public let key: PublicKey
-    /// Server: the client's tunnel address. Client: nil (the server may send from any address).
+    /// Server: the client's IPv4 tunnel address. Client: nil (the server may send from any address).
     public var address: IPv4Address?
+    /// Server: the client's IPv6 tunnel address, when the tunnel carries IPv6. Client: nil.
+    public var address6: IPv6Address?
     /// Where frames for this peer go: the source of its latest authenticated frame (roaming).
     public var endpoint: Endpoint?
     public var current: Session?
@@ -154,7 +170,8 @@ public struct TunnelState: Sendable {
     public let timers: ProtocolTimers
     public private(set) var peers: [PeerState] = []
     private var peerByKey: [PublicKey: Int] = [:]
-    private var peerByAddress: [IPv4Address: Int] = [:]
+    /// Who owns each tunnel address, of both families (a peer has at most one of each).
+    private var peerByAddress: [IPAddress: Int] = [:]
     /// Every pool address below this value is taken (or is the server's own), so the search for a free
     /// one starts here rather than at the bottom of the pool: without it, handing out N addresses cost
     /// O(N²) lookups (17% of the server's CPU time for 5,000 clients in bench/scale.sh). 0 = the bottom.
@@ -221,12 +238,12 @@ public struct TunnelState: Sendable {
         if peers[index].address == address { return nil }
         releaseAddress(of: index)
         var evicted: Int?
-        if let holder = peerByAddress[address], holder != index {
+        if let holder = peerByAddress[.v4(address)], holder != index {
             dropSessions(peer: holder)
             peers[holder].address = nil
             evicted = holder
         }
-        peerByAddress[address] = index
+        peerByAddress[.v4(address)] = index
         peers[index].address = address
         return evicted
     }
@@ -235,7 +252,7 @@ public struct TunnelState: Sendable {
     private mutating func releaseAddress(of index: Int) {
         guard let address = peers[index].address else { return }
         peers[index].address = nil
-        if peerByAddress[address] == index { freePoolAddress(address) }
+        if peerByAddress[.v4(address)] == index { freePoolAddress(address) }
     }
 
     /// The first way the two address records disagree, or nil when live peers' addresses are pairwise
@@ -245,15 +262,15 @@ public struct TunnelState: Sendable {
         for (address, index) in peerByAddress {
             guard peers.indices.contains(index) else { return "\(address) maps to slot \(index), which does not exist" }
             guard !peers[index].isRemoved else { return "\(address) maps to removed peer \(index)" }
-            guard peers[index].address == address else {
+            guard address.ipv4 != nil, peers[index].address == address.ipv4 else {
                 return "\(address) maps to peer \(index), whose address is \(peers[index].address.map { "\($0)" } ?? "none")"
             }
         }
         for index in peers.indices {
             guard let address = peers[index].address else { continue }
             if peers[index].isRemoved { return "removed peer \(index) still has \(address)" }
-            guard peerByAddress[address] == index else {
-                return "peer \(index) has \(address), which maps to \(peerByAddress[address].map { "peer \($0)" } ?? "nobody")"
+            guard peerByAddress[.v4(address)] == index else {
+                return "peer \(index) has \(address), which maps to \(peerByAddress[.v4(address)].map { "peer \($0)" } ?? "nobody")"
             }
         }
         return nil
@@ -335,7 +352,7 @@ public struct TunnelState: Sendable {
         if isClient {
             index = 0
         } else {
-            guard let i = peerByAddress[destination] else { return .drop(.noRoute) }
+            guard let i = peerByAddress[.v4(destination)] else { return .drop(.noRoute) }
             index = i
         }
         if let session = peers[index].current, !session.isExpired(at: now), let endpoint = peers[index].endpoint,
@@ -638,7 +655,7 @@ public struct TunnelState: Sendable {
         var candidate = max(prefix.network.value &+ 1, poolSearchStart)
         while candidate < prefix.broadcast.value {
             let a = IPv4Address(candidate)
-            if a != prefix.address && peerByAddress[a] == nil {
+            if a != prefix.address && peerByAddress[.v4(a)] == nil {
                 poolSearchStart = candidate
                 return a
             }
@@ -650,7 +667,7 @@ public struct TunnelState: Sendable {
 
     /// Forgets `address`'s owner; the next pool search starts no higher than it, so it is handed out again.
     private mutating func freePoolAddress(_ address: IPv4Address) {
-        peerByAddress[address] = nil
+        peerByAddress[.v4(address)] = nil
         poolSearchStart = min(poolSearchStart, address.value)
     }
 
