@@ -1,7 +1,8 @@
-// IPv4/UDP packets built and parsed byte by byte for tests, with real checksums.
+// IPv4/UDP and IPv6/UDP packets built and parsed byte by byte for tests, with real checksums.
 //
 // The internet checksum is RFC 1071's one's-complement sum; the UDP checksum covers the RFC 768
-// pseudo-header (source, destination, zero, protocol 17, UDP length). Packets are `[UInt8]`: these
+// pseudo-header (source, destination, zero, protocol 17, UDP length), or for IPv6 the RFC 8200 §8.1 one
+// (source, destination, upper-layer length, next header). Packets are `[UInt8]`: these
 // helpers are for tests, not the data path.
 
 import Transport
@@ -62,7 +63,62 @@ public enum PacketBuilder {
         return packet
     }
 
-    /// An IPv4/UDP packet taken apart.
+    /// An IPv6 packet (40-byte header, no extension headers) carrying a UDP datagram with `payload`, with
+    /// a correct UDP checksum (mandatory over IPv6, RFC 8200 §8.1).
+    public static func ipv6UDP(
+        from source: Endpoint, to destination: Endpoint, payload: [UInt8], hopLimit: UInt8 = 64
+    ) -> [UInt8] {
+        guard let sourceAddress = source.address.ipv6, let destinationAddress = destination.address.ipv6 else {
+            preconditionFailure("ipv6UDP needs IPv6 endpoints")
+        }
+        let udpLength = 8 + payload.count
+        precondition(udpLength <= 65535, "an IPv6 payload is at most 65535 bytes without jumbograms")
+        var packet = [UInt8](repeating: 0, count: 40 + udpLength)
+        packet[0] = 0x60  // version 6, traffic class 0, flow label 0
+        put16(UInt16(udpLength), at: 4, in: &packet)
+        packet[6] = udpProtocol
+        packet[7] = hopLimit
+        packet.replaceSubrange(8..<24, with: sourceAddress.networkBytes)
+        packet.replaceSubrange(24..<40, with: destinationAddress.networkBytes)
+        put16(source.port, at: 40, in: &packet)
+        put16(destination.port, at: 42, in: &packet)
+        put16(UInt16(udpLength), at: 44, in: &packet)
+        packet.replaceSubrange(48..<packet.count, with: payload)
+        var checksum = internetChecksum(
+            packet[40...], initial: ipv6PseudoHeaderSum(packet, upperLayerLength: udpLength, nextHeader: udpProtocol))
+        if checksum == 0 { checksum = 0xffff }
+        put16(checksum, at: 46, in: &packet)
+        return packet
+    }
+
+    /// The unfolded RFC 8200 §8.1 pseudo-header sum of the IPv6 packet `packet` (addresses from its header).
+    public static func ipv6PseudoHeaderSum(_ packet: [UInt8], upperLayerLength: Int, nextHeader: UInt8) -> UInt32 {
+        var sum: UInt32 = 0
+        for offset in stride(from: 8, to: 40, by: 2) { sum += UInt32(get16(at: offset, in: packet)) }
+        return sum + UInt32(upperLayerLength >> 16) + UInt32(upperLayerLength & 0xffff) + UInt32(nextHeader)
+    }
+
+    /// Parses an IPv6 packet whose next header is UDP (no extension headers); nil for anything else.
+    /// `headerChecksumValid` is always true (IPv6 has no header checksum).
+    public static func parseIPv6UDP(_ packet: [UInt8]) -> IPv4UDP? {
+        guard packet.count >= 48, packet[0] >> 4 == 6, packet[6] == udpProtocol else { return nil }
+        let payloadLength = Int(get16(at: 4, in: packet))
+        guard 40 + payloadLength <= packet.count else { return nil }
+        let udpLength = Int(get16(at: 44, in: packet))
+        guard udpLength >= 8, udpLength <= payloadLength else { return nil }
+        let source = packet.withUnsafeBytes { IPv6Address(networkBytes: $0.baseAddress! + 8) }
+        let destination = packet.withUnsafeBytes { IPv6Address(networkBytes: $0.baseAddress! + 24) }
+        let valid =
+            internetChecksum(
+                packet[40..<40 + udpLength],
+                initial: ipv6PseudoHeaderSum(packet, upperLayerLength: udpLength, nextHeader: udpProtocol)) == 0
+        return IPv4UDP(
+            source: Endpoint(address: source, port: get16(at: 40, in: packet)),
+            destination: Endpoint(address: destination, port: get16(at: 42, in: packet)),
+            payload: Array(packet[48..<40 + udpLength]), headerChecksumValid: true, udpChecksumValid: valid)
+    }
+
+    /// An IPv4/UDP packet taken apart (also what `parseIPv6UDP` returns).
     public struct IPv4UDP: Equatable, Sendable {
         public var source: Endpoint
         public var destination: Endpoint

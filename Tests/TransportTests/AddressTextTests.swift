@@ -1,5 +1,7 @@
 import Testing
 
+import TestSupport
+
 @testable import Transport
 
 @Suite struct AddressTextTests {
@@ -57,5 +59,19 @@ import Testing
         let neighbour = limiter.allow(sameNet, now: 1_000_000_000)
         let elsewhere = limiter.allow(otherNet, now: 1_000_000_000)
         #expect(first && !neighbour && elsewhere, "one /64 is one bucket")
+    }
+}
+
+@Suite struct IPv6PacketBuilderTests {
+    @Test func ipv6UDPRoundTripsWithAValidChecksum() throws {
+        let from = try #require(Endpoint("[fd00::2]:4000"))
+        let to = try #require(Endpoint("[2001:db8::9]:53"))
+        var packet = PacketBuilder.ipv6UDP(from: from, to: to, payload: Array("hello".utf8))
+        #expect(packet.count == 53 && packet[0] >> 4 == 6)
+        let parsed = try #require(PacketBuilder.parseIPv6UDP(packet))
+        #expect(parsed.source == from && parsed.destination == to && parsed.payload == Array("hello".utf8))
+        #expect(parsed.udpChecksumValid)
+        packet[50] ^= 1
+        #expect(PacketBuilder.parseIPv6UDP(packet)?.udpChecksumValid == false)
     }
 }
