@@ -12,6 +12,10 @@
 //   namespace, so short fixed ones (`c0`, `s0`) never collide.
 // - IPv6 is off in every namespace unless asked for, so router solicitations and MLD reports do not
 //   show up in captures that check what the underlay carries.
+// - A dual-stack lab (`enableIPv6`, IPv6 addresses on the link ends) keeps that noise down instead:
+//   no router solicitations (`router_solicitations=0`, `accept_ra=0`: the labs route statically), and
+//   IPv6 addresses added with `nodad`, so they are usable at once instead of after duplicate address
+//   detection (ip-address(8)). Forwarding stays a per-namespace sysctl the lab's builder sets.
 //
 // No Testing and no Foundation here: the tunvpn executable links this target for its demo.
 
@@ -23,14 +27,23 @@ public struct VethLink: Sendable {
         public var host: String
         /// The interface name inside that host (at most 15 characters).
         public var interface: String
-        /// The address with its prefix length, e.g. "10.100.7.2/24".
+        /// The IPv4 address with its prefix length, e.g. "10.100.7.2/24"; empty for an IPv6-only end.
         public var address: String
+        /// The IPv6 address with its prefix length, e.g. "fd00:100:7::2/64"; nil for an IPv4-only end.
+        public var address6: String?
 
-        public init(_ host: String, _ interface: String, _ address: String) {
+        /// An end with an IPv4 address and, for a dual-stack link, an IPv6 one.
+        public init(_ host: String, _ interface: String, _ address: String, _ address6: String? = nil) {
             precondition(interface.utf8.count <= 15, "interface names are at most 15 bytes (IFNAMSIZ - 1)")
             self.host = host
             self.interface = interface
             self.address = address
+            self.address6 = address6
+        }
+
+        /// An IPv6-only end.
+        public init(_ host: String, _ interface: String, ipv6 address6: String) {
+            self.init(host, interface, "", address6)
         }
     }
 
@@ -69,23 +82,37 @@ public struct LabPlan: Sendable {
         return [["ip", "netns", "add", name], ["ip", "-n", name, "link", "set", "lo", "up"]]
     }
 
-    /// The sysctls of `host`'s namespace that every lab sets: IPv6 off unless `enableIPv6`.
+    /// The sysctls of `host`'s namespace that every lab sets: IPv6 off unless `enableIPv6`; with it, no
+    /// router solicitations and no router advertisements accepted (every route in a lab is static).
     public func sysctlCommands(_ host: String) -> [[String]] {
-        guard !enableIPv6 else { return [] }
-        return ["net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"].map { key in
-            ["ip", "netns", "exec", namespace(host), "sysctl", "-q", "-w", "\(key)=1"]
+        let settings: [(String, String)] =
+            enableIPv6
+            ? [
+                ("net.ipv6.conf.all.router_solicitations", "0"), ("net.ipv6.conf.default.router_solicitations", "0"),
+                ("net.ipv6.conf.all.accept_ra", "0"), ("net.ipv6.conf.default.accept_ra", "0"),
+            ]
+            : [("net.ipv6.conf.all.disable_ipv6", "1"), ("net.ipv6.conf.default.disable_ipv6", "1")]
+        return settings.map { key, value in
+            ["ip", "netns", "exec", namespace(host), "sysctl", "-q", "-w", "\(key)=\(value)"]
         }
     }
 
     /// Making `link`: the veth pair inside its first namespace with the peer placed in the second, then
-    /// each end's address and link up.
+    /// each end's addresses (IPv6 ones `nodad`, see the file comment) and link up.
     public func linkCommands(_ link: VethLink) -> [[String]] {
         var commands = [
             ["ip", "-n", namespace(link.a.host), "link", "add", link.a.interface, "type", "veth", "peer", "name", link.b.interface,
              "netns", namespace(link.b.host)]
         ]
         for end in [link.a, link.b] {
-            commands.append(["ip", "-n", namespace(end.host), "address", "add", end.address, "dev", end.interface])
+            if !end.address.isEmpty {
+                commands.append(["ip", "-n", namespace(end.host), "address", "add", end.address, "dev", end.interface])
+            }
+            if let address6 = end.address6 {
+                precondition(enableIPv6, "an IPv6 address on \(end.host) \(end.interface) needs a lab with enableIPv6")
+                commands.append(
+                    ["ip", "-n", namespace(end.host), "-6", "address", "add", address6, "dev", end.interface, "nodad"])
+            }
             commands.append(["ip", "-n", namespace(end.host), "link", "set", end.interface, "up"])
         }
         return commands
@@ -96,13 +123,22 @@ public struct LabPlan: Sendable {
         hosts.flatMap { creationCommands($0) + sysctlCommands($0) } + links.flatMap { linkCommands($0) }
     }
 
-    /// The address (without prefix length) of `interface` on `host`, as given in the links; nil if the
-    /// plan has no such interface.
+    /// The IPv4 address (without prefix length) of `interface` on `host`, as given in the links; nil if
+    /// the plan has no such interface or it has no IPv4 address.
     public func address(_ host: String, _ interface: String) -> String? {
+        end(host, interface).flatMap { $0.address.isEmpty ? nil : String($0.address.prefix(while: { $0 != "/" })) }
+    }
+
+    /// The IPv6 address (without prefix length) of `interface` on `host`, as given in the links; nil if
+    /// the plan has no such interface or it has no IPv6 address.
+    public func address6(_ host: String, _ interface: String) -> String? {
+        end(host, interface)?.address6.map { String($0.prefix(while: { $0 != "/" })) }
+    }
+
+    /// The link end `interface` on `host`.
+    public func end(_ host: String, _ interface: String) -> VethLink.End? {
         for link in links {
-            for end in [link.a, link.b] where end.host == host && end.interface == interface {
-                return String(end.address.prefix(while: { $0 != "/" }))
-            }
+            for end in [link.a, link.b] where end.host == host && end.interface == interface { return end }
         }
         return nil
     }

@@ -78,7 +78,7 @@ public struct CaptureResult: Sendable {
     public func line(_ index: Int) -> String { index < listing.count ? listing[index] : "frame \(index)" }
 }
 
-/// One captured frame, decoded as far as IPv4 and UDP.
+/// One captured frame, decoded as far as IPv4 or IPv6 and UDP (or the ICMPv6 type).
 public struct CapturedFrame: Sendable {
     public enum Kind: Equatable, Sendable {
         case arp
@@ -90,16 +90,28 @@ public struct CapturedFrame: Sendable {
     public var kind: Kind
     /// The bytes as captured, from the link-layer header on.
     public var data: [UInt8]
-    /// For IPv4: source and destination as dotted quads, and the protocol number.
+    /// For IPv4: source and destination as dotted quads, and the protocol number. For IPv6: source and
+    /// destination as inet_ntop(3) writes them, and the upper-layer protocol after any hop-by-hop,
+    /// routing or destination options headers.
     public var source: String?
     public var destination: String?
     public var ipProtocol: UInt8?
-    /// For UDP over IPv4: the ports and the payload.
+    /// For UDP over either family: the ports and the payload.
     public var sourcePort: UInt16?
     public var destinationPort: UInt16?
     public var udpPayload: [UInt8]?
+    /// For ICMPv6: the message type (RFC 4443 §2.1).
+    public var icmpv6Type: UInt8?
 
     public var isUDP: Bool { ipProtocol == 17 && udpPayload != nil }
+
+    /// IPv6 link-level control that carries no data, the counterpart of ARP: neighbour discovery (router
+    /// and neighbour solicitations and advertisements, RFC 4861 §4) and multicast listener messages (MLD,
+    /// RFC 2710 §3 and RFC 3810 §5, type 143 for version 2 reports).
+    public var isNeighborDiscoveryOrMLD: Bool {
+        guard kind == .ipv6, ipProtocol == 58, let type = icmpv6Type else { return false }
+        return (130...136).contains(type) || type == 143
+    }
 }
 
 /// A reader for the classic pcap format tcpdump writes (not pcapng), either byte order, micro- or
@@ -161,6 +173,7 @@ public enum PcapFile {
         case 0x0800: frame.kind = .ipv4
         default: frame.kind = .other(etherType: etherType)
         }
+        if frame.kind == .ipv6 { return decodeIPv6(data, frame: frame, network: network) }
         guard frame.kind == .ipv4, data.count >= network + 20 else { return frame }
         let headerLength = Int(data[network] & 0x0f) * 4
         let totalLength = Int(be16(network + 2))
@@ -174,6 +187,39 @@ public enum PcapFile {
             frame.sourcePort = be16(transport)
             frame.destinationPort = be16(transport + 2)
             frame.udpPayload = Array(data[(transport + 8)..<end])
+        }
+        return frame
+    }
+
+    /// The IPv6 header (RFC 8200 §3), extension headers with the common length layout (§4.3–4.6), and UDP
+    /// or the ICMPv6 type behind them.
+    static func decodeIPv6(_ data: [UInt8], frame: CapturedFrame, network: Int) -> CapturedFrame {
+        var frame = frame
+        guard data.count >= network + 40 else { return frame }
+        func be16(_ at: Int) -> UInt16 { UInt16(data[at]) << 8 | UInt16(data[at + 1]) }
+        func text(_ at: Int) -> String {
+            var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+            let bytes = Array(data[at..<(at + 16)])
+            return bytes.withUnsafeBytes { raw in
+                inet_ntop(AF_INET6, raw.baseAddress, &buffer, socklen_t(buffer.count)).map { String(cString: $0) } ?? "?"
+            }
+        }
+        frame.source = text(network + 8)
+        frame.destination = text(network + 24)
+        let end = min(data.count, network + 40 + Int(be16(network + 4)))
+        var next = data[network + 6]
+        var offset = network + 40
+        while [0, 43, 60].contains(next), offset + 8 <= end {
+            next = data[offset]
+            offset += (Int(data[offset + 1]) + 1) * 8
+        }
+        frame.ipProtocol = next
+        if next == 17, offset + 8 <= end {
+            frame.sourcePort = be16(offset)
+            frame.destinationPort = be16(offset + 2)
+            frame.udpPayload = Array(data[(offset + 8)..<end])
+        } else if next == 58, offset < end {
+            frame.icmpv6Type = data[offset]
         }
         return frame
     }

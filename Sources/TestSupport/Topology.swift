@@ -8,6 +8,11 @@
 //     c0 10.100.k.2/24 ─────────── s0 10.100.k.1/24
 //                                  s1 10.200.k.1/24 ───────────── h0 10.200.k.2/24
 //
+// Dual stack (`clientServerInternet(dualStack: true)`): the same, IPv6 on in every namespace, and each
+// link also carries a unique local /64 (RFC 4193) whose third group is k written as its decimal digits
+// (so the text stays canonical): c0 fd00:100:k::2/64 – s0 fd00:100:k::1/64, s1 fd00:200:k::1/64 – h0
+// fd00:200:k::2/64. Only static routes; the namespaces send no router solicitations (LabPlan).
+//
 // Rules kept here, besides the plan's:
 // - Names are unique per test: `tv<pid>n<counter><host>`, e.g. `tv4242n3C`; k differs between the
 //   topologies of one process and usually between processes, though addresses in separate namespaces
@@ -79,13 +84,26 @@ public final class Topology: @unchecked Sendable {
         return entry.namespace
     }
 
-    /// The address (without prefix length) of `interface` on `host`, as given in the links.
+    /// The IPv4 address (without prefix length) of `interface` on `host`, as given in the links.
     public func address(_ host: String, _ interface: String) -> String {
         guard let address = plan.address(host, interface) else {
-            preconditionFailure("topology \(tag) has no interface \(interface) on \(host)")
+            preconditionFailure("topology \(tag) has no IPv4 address on \(interface) in \(host)")
         }
         return address
     }
+
+    /// The IPv6 address (without prefix length) of `interface` on `host`, as given in the links.
+    public func address6(_ host: String, _ interface: String) -> String {
+        guard let address = plan.address6(host, interface) else {
+            preconditionFailure("topology \(tag) has no IPv6 address on \(interface) in \(host)")
+        }
+        return address
+    }
+
+    /// The unique local /64 of a dual-stack lab link, `fd00:<net>:<k>::/64`, with host part `host`
+    /// (e.g. `ula(100, 7, 2)` is "fd00:100:7::2/64"). The groups are decimal digits read as hex, so the
+    /// text is what inet_ntop prints back.
+    public static func ula(_ net: Int, _ k: Int, _ host: Int) -> String { "fd00:\(net):\(k)::\(host)/64" }
 
     /// Stops every process in the namespaces and deletes them (with their veths). Idempotent.
     public func close() {
@@ -108,12 +126,16 @@ public final class Topology: @unchecked Sendable {
     // MARK: The standard topology
 
     /// The client, server and internet host of the file comment: C–S on 10.100.k.0/24 (C is .2, S is
-    /// .1), S–H on 10.200.k.0/24 (S is .1, H is .2).
-    public static func clientServerInternet() throws -> Topology {
-        try Topology(hosts: ["C", "S", "H"]) { k in
+    /// .1), S–H on 10.200.k.0/24 (S is .1, H is .2); with `dualStack`, fd00:100:k::/64 and
+    /// fd00:200:k::/64 beside them, numbered alike.
+    public static func clientServerInternet(dualStack: Bool = false) throws -> Topology {
+        func v6(_ net: Int, _ k: Int, _ host: Int) -> String? { dualStack ? ula(net, k, host) : nil }
+        return try Topology(hosts: ["C", "S", "H"], enableIPv6: dualStack) { k in
             [
-                VethLink(.init("C", "c0", "10.100.\(k).2/24"), .init("S", "s0", "10.100.\(k).1/24")),
-                VethLink(.init("S", "s1", "10.200.\(k).1/24"), .init("H", "h0", "10.200.\(k).2/24")),
+                VethLink(
+                    .init("C", "c0", "10.100.\(k).2/24", v6(100, k, 2)), .init("S", "s0", "10.100.\(k).1/24", v6(100, k, 1))),
+                VethLink(
+                    .init("S", "s1", "10.200.\(k).1/24", v6(200, k, 1)), .init("H", "h0", "10.200.\(k).2/24", v6(200, k, 2))),
             ]
         }
     }

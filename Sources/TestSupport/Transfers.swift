@@ -50,13 +50,17 @@ public enum TestFiles {
 
 /// Sends the file at `path` over TCP from `sender` to `address`:`port`, where an `nc` started in
 /// `receiver` writes what arrives to `output`. The time is taken from the connection to the receiver
-/// having everything (the sender's `-q 1` linger is not counted); at most `timeout` seconds.
+/// having everything (the sender's `-q 1` linger is not counted); at most `timeout` seconds. An IPv6
+/// `address` makes the receiver listen on IPv6 (`nc -6 -l`: without it netcat-openbsd listens on
+/// 0.0.0.0 only).
 public func transferFile(
     _ path: String, from sender: NetworkNamespace, to address: String, port: Int,
     receiver: NetworkNamespace, into output: String, timeout: Double = 120
 ) throws -> TransferReport {
+    let family = address.contains(":") ? "-6 " : ""
     let listener = try receiver.spawn(
-        ["sh", "-c", "exec nc -l -p \"$1\" > \"$2\"", "nc-receive", "\(port)", output], logFile: output + ".nc.log")
+        ["sh", "-c", "exec nc \(family)-l -p \"$1\" > \"$2\"", "nc-receive", "\(port)", output],
+        logFile: output + ".nc.log")
     defer { listener.terminate() }
     guard try receiver.waitForListener(port: port) else {
         throw TransferError.listenerNotReady(port: port, namespace: receiver.name, log: listener.log)

@@ -136,8 +136,9 @@ final class DemoLab {
     // MARK: Namespaces
 
     /// Builds `plan` (NamespaceLab, as the end-to-end tests do): each namespace with its loopback up and
-    /// IPv6 off (so captures and counters show only the IPv4 traffic the demo sends), then the veth
-    /// pairs. A namespace is recorded for `tearDown()` as soon as it exists.
+    /// its sysctls (the demo's plan is dual stack: no router solicitations, addresses without duplicate
+    /// address detection), then the veth pairs. A namespace is recorded for `tearDown()` as soon as it
+    /// exists.
     func build(_ plan: LabPlan) throws(DemoStop) {
         for host in plan.hosts {
             let commands = plan.creationCommands(host)

@@ -14,6 +14,22 @@ struct CapturedPacket {
     /// True for an ARP packet (`… ARP, Request who-has 172.31.1.1 tell 172.31.1.2, length 28`).
     var isARP: Bool { header.split(separator: " ").dropFirst().first == "ARP," }
 
+    /// True for IPv6 neighbour discovery or a multicast listener report, the link's own housekeeping that
+    /// carries no data (`… IP6 fe80::1 > ff02::1:ff00:1: ICMP6, neighbor solicitation, who has …`,
+    /// `… IP6 fe80::1 > ff02::16: HBH ICMP6, multicast listener report v2, …`).
+    var isNeighborDiscovery: Bool {
+        guard header.split(separator: " ").dropFirst().first == "IP6" else { return false }
+        return ["ICMP6, neighbor", "ICMP6, router", "ICMP6, multicast listener"].contains { header.contains($0) }
+    }
+
+    /// The source address of an IPv6 packet (`… IP6 2001:db8:1::2.41234 > …` gives `2001:db8:1::2` with
+    /// its port, or the bare address for ICMPv6), nil for anything else.
+    var ipv6Source: Substring? {
+        let words = header.split(separator: " ")
+        guard words.count >= 3, words[1] == "IP6" else { return nil }
+        return words[2]
+    }
+
     /// True for a UDP datagram between 172.31.1.2 (any port) and 172.31.2.2:`port`, in either direction.
     func isTunnelDatagram(port: Int) -> Bool {
         let words = header.split(separator: " ")

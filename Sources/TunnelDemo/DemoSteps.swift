@@ -10,11 +10,20 @@
 //        │
 //   internet host  i0 198.18.0.2                         no route beyond its link: sees only the server
 //
+// Every namespace is dual stack: each link also carries a /64 of the documentation prefix 2001:db8::/32
+// (RFC 3849), numbered like its IPv4 subnet (lan 2001:db8:77::/64, client–router 2001:db8:1::/64,
+// router–server 2001:db8:2::/64, server–internet 2001:db8:18::/64), with IPv6 default routes where the
+// IPv4 ones are, except the server's, which leads out of s1 to the internet host: its IPv6 way out. The
+// router has no IPv6 route to 2001:db8:18::/64 either. The client's full tunnel also takes ::/1 and
+// 8000::/1; the server gives it an address of its IPv6 tunnel prefix (a unique local /64 derived from
+// its public key). A last step runs the client again against a server without an IPv6 way out.
+//
 // Each namespace is named tvdemo-<pid>-<role>. The demo generates keys with the binary's own code,
 // starts this very binary (/proc/self/exe) as server and client, and checks what the issue asks the
-// tunnel to do: full-tunnel routes, a ping and an HTTP fetch to the internet host, MASQUERADE (the
-// internet host sees 198.18.0.1), gateway mode for the LAN host, an underlay that carries only
-// ciphertext, and counters. `DemoLab` removes it all again on every way out. Nothing in the root
+// tunnel to do: full-tunnel routes, a ping and an HTTP fetch to the internet host over both families,
+// MASQUERADE (the internet host sees 198.18.0.1 and 2001:db8:18::1), gateway mode for the LAN host, an
+// underlay that carries only ciphertext, counters, and, with a server that has no IPv6 way out, IPv6
+// refused at once inside the client with nothing leaving outside the tunnel. `DemoLab` removes it all again on every way out. Nothing in the root
 // namespace changes.
 
 import Control
@@ -42,7 +51,14 @@ final class DemoSteps {
         "server         s0 172.31.2.2, s1 198.18.0.1          runs `tunvpn server --egress s1`",
         "     │",
         "internet host  i0 198.18.0.2                         no route beyond its link: sees only the server",
+        "",
+        "and IPv6 on every link: 2001:db8:77::/64 (lan), 2001:db8:1::/64 (client–router), 2001:db8:2::/64",
+        "(router–server), 2001:db8:18::/64 (server–internet); the server's IPv6 default route leads out of s1",
     ]
+    /// The internet host's and the server's egress IPv6 addresses, and the client's underlay one.
+    static let internet6 = "2001:db8:18::2"
+    static let egress6 = "2001:db8:18::1"
+    static let client6 = "2001:db8:1::2"
     static let pattern = "74756e76706e"  // "tunvpn" in hex, the ping payload to look for
 
     init(lab: DemoLab) { self.lab = lab }
@@ -63,6 +79,7 @@ final class DemoSteps {
         try fetchThroughTunnel()
         try captureUnderlay()
         try showCounters()
+        try runWithoutIPv6Egress(binary)
     }
 
     // MARK: Checks
@@ -94,11 +111,19 @@ final class DemoSteps {
         let plan = LabPlan(
             prefix: lab.prefix, hosts: ["lan", "client", "router", "server", "internet"],
             links: [
-                VethLink(.init("lan", "l0", "192.168.77.2/24"), .init("client", "lan0", "192.168.77.1/24")),
-                VethLink(.init("client", "c0", "172.31.1.2/24"), .init("router", "r0", "172.31.1.1/24")),
-                VethLink(.init("router", "r1", "172.31.2.1/24"), .init("server", "s0", "172.31.2.2/24")),
-                VethLink(.init("server", "s1", "198.18.0.1/24"), .init("internet", "i0", "198.18.0.2/24")),
-            ])
+                VethLink(
+                    .init("lan", "l0", "192.168.77.2/24", "2001:db8:77::2/64"),
+                    .init("client", "lan0", "192.168.77.1/24", "2001:db8:77::1/64")),
+                VethLink(
+                    .init("client", "c0", "172.31.1.2/24", "2001:db8:1::2/64"),
+                    .init("router", "r0", "172.31.1.1/24", "2001:db8:1::1/64")),
+                VethLink(
+                    .init("router", "r1", "172.31.2.1/24", "2001:db8:2::1/64"),
+                    .init("server", "s0", "172.31.2.2/24", "2001:db8:2::2/64")),
+                VethLink(
+                    .init("server", "s1", "198.18.0.1/24", "\(Self.egress6)/64"),
+                    .init("internet", "i0", "198.18.0.2/24", "\(Self.internet6)/64")),
+            ], enableIPv6: true)
         try lab.build(plan)
         (lan, client, router, server, internet) = (
             plan.namespace("lan"), plan.namespace("client"), plan.namespace("router"), plan.namespace("server"),
@@ -108,7 +133,13 @@ final class DemoSteps {
         try lab.mustRun(["ip", "-n", client, "route", "add", "default", "via", "172.31.1.1"])
         try lab.mustRun(["ip", "-n", server, "route", "add", "default", "via", "172.31.2.1"])
         try lab.mustRun(["ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        try lab.mustRun(["ip", "-n", lan, "-6", "route", "add", "default", "via", "2001:db8:77::1"])
+        try lab.mustRun(["ip", "-n", client, "-6", "route", "add", "default", "via", "2001:db8:1::1"])
+        try lab.mustRun(["ip", "-n", server, "-6", "route", "add", "2001:db8:1::/64", "via", "2001:db8:2::1"])
+        try lab.mustRun(["ip", "-n", server, "-6", "route", "add", "default", "via", Self.internet6])
+        try lab.mustRun(["ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
         say("  made \(lab.prefix){lan,client,router,server,internet}; the router forwards, the others do not (yet)")
+        say("  the server's IPv6 default route leads out of s1 to \(Self.internet6): it has an IPv6 way out")
         let underlay = try lab.run(in: client, ["ping", "-c", "1", "-W", "2", "172.31.2.2"])
         try check(
             underlay.succeeded, "the client reaches the server's underlay address 172.31.2.2 through the router",
@@ -118,6 +149,15 @@ final class DemoSteps {
             !before.succeeded,
             "without the tunnel the client cannot reach the internet host 198.18.0.2 (\(pingVerdict(before)))",
             else: "the client reaches 198.18.0.2 without the tunnel, so the demo would prove nothing")
+        let underlay6 = try lab.run(in: client, ["ping", "-c", "1", "-W", "2", "2001:db8:2::2"])
+        try check(
+            underlay6.succeeded, "over IPv6 too, at 2001:db8:2::2",
+            else: "the client cannot ping the server at 2001:db8:2::2 over the IPv6 underlay: \(firstLine(underlay6))")
+        let before6 = try lab.run(in: client, ["ping", "-c", "1", "-W", "1", Self.internet6])
+        try check(
+            !before6.succeeded,
+            "nor the internet host's \(Self.internet6) over IPv6 (\(pingVerdict(before6)))",
+            else: "the client reaches \(Self.internet6) without the tunnel, so the demo would prove nothing")
         for (name, owner) in [(client, "client"), (server, "server")] {
             // The journal is keyed by the namespace's cookie, which only code inside it can read.
             guard let binary = lab.binary,
@@ -174,14 +214,29 @@ final class DemoSteps {
             say("  the \(journal.owner) will record each host change it makes in \(journal.path) first")
         }
         let dir = lab.directory
+        try startServerAndClient(binary, run: "")
+        // The web server the fetches go to, on the internet host.
+        let web = try lab.start(
+            "http", in: internet,
+            ["python3", "-u", "-m", "http.server", "80", "--bind", "::", "--directory", "\(dir)/www"])
+        _ = try lab.waitForLog(web, containing: "Serving HTTP", seconds: 10, what: "the internet host's web server")
+        say(
+            "  the internet host serves http://198.18.0.2/ and http://[\(Self.internet6)]/ (python3 -m http.server, pid \(web.pid))"
+        )
+    }
+
+    /// Starts the server (with `--egress s1`) and the client (`--gateway`) and waits for the tunnel; `run`
+    /// tells the logs of a second run apart.
+    func startServerAndClient(_ binary: String, run: String) throws(DemoStop) {
+        let dir = lab.directory
         let server = try lab.start(
-            "server", in: self.server,
+            "server" + run, in: self.server,
             [binary, "server", "--key", "\(dir)/server.key", "--clients", "\(dir)/clients", "--egress", "s1"])
         serverProcess = server
         let listening = try lab.waitForLog(server, containing: "server listening", seconds: 10, what: "the server")
         say("  server (pid \(server.pid)): \(logMessage(listening))")
         let client = try lab.start(
-            "client", in: self.client,
+            "client" + run, in: self.client,
             [
                 binary, "client", "--key", "\(dir)/client.key", "--peer-key", "\(dir)/server.pub",
                 "--endpoint", "172.31.2.2:\(Self.port)", "--gateway",
@@ -189,18 +244,12 @@ final class DemoSteps {
         clientProcess = client
         let up = try lab.waitForLog(client, containing: "tunnel up", seconds: 10, what: "the client")
         passed("the handshake completed; the client (pid \(client.pid)) says \(logMessage(up))")
-        // The web server the fetches go to, on the internet host.
-        let web = try lab.start(
-            "http", in: internet,
-            ["python3", "-u", "-m", "http.server", "80", "--bind", "198.18.0.2", "--directory", "\(dir)/www"])
-        _ = try lab.waitForLog(web, containing: "Serving HTTP", seconds: 10, what: "the internet host's web server")
-        say("  the internet host serves http://198.18.0.2/ (python3 -m http.server, pid \(web.pid))")
     }
 
     // MARK: 4. Routes
 
     func showRoutes() throws(DemoStop) {
-        step("4. The client's routes: all IPv4 goes to tun0, except the tunnel's own UDP to the server")
+        step("4. The client's routes: all IPv4 and IPv6 goes to tun0, except the tunnel's own UDP to the server")
         say("  $ ip -n \(client) route")
         let out = try lab.run(["ip", "-n", client, "route"])
         let lines = out.stdout.split(separator: "\n").map { String($0).trimmingTrailingSpaces }
@@ -214,6 +263,19 @@ final class DemoSteps {
             has("172.31.2.2 via 172.31.1.1 dev c0"),
             "172.31.2.2 (the server) is still reached via the router, so tunnel frames never loop into tun0",
             else: "the client has no host route to the server 172.31.2.2 via 172.31.1.1")
+        say("  $ ip -n \(client) -6 route")
+        let out6 = try lab.run(["ip", "-n", client, "-6", "route"])
+        let lines6 = out6.stdout.split(separator: "\n").map { String($0).trimmingTrailingSpaces }
+        for line in lines6 { say("    " + line) }
+        try check(
+            lines6.contains { $0.hasPrefix("::/1 dev tun0") } && lines6.contains { $0.hasPrefix("8000::/1 dev tun0") },
+            "::/1 and 8000::/1 via tun0 do the same for IPv6: no IPv6 packet takes the LAN's default route",
+            else: "the client has no ::/1 and 8000::/1 routes via tun0")
+        let address6 = try lab.run(["ip", "-n", client, "-6", "-o", "address", "show", "dev", "tun0", "scope", "global"])
+        let tunnel6 = address6.stdout.split(separator: " ").drop { $0 != "inet6" }.dropFirst().first.map(String.init)
+        try check(
+            tunnel6 != nil, "tun0 has the IPv6 tunnel address \(tunnel6 ?? "") from the server's unique local prefix",
+            else: "the client's tun0 has no global IPv6 address")
     }
 
     // MARK: 5. Ping
@@ -229,33 +291,48 @@ final class DemoSteps {
         try check(
             out.succeeded && out.stdout.contains(" 0% packet loss"), "3 of 3 replies came back",
             else: "ping from the client to 198.18.0.2 through the tunnel: \(pingVerdict(out))")
+        say("  $ ping -c 3 -i 0.2 \(Self.internet6)     (in the client: IPv6)")
+        let out6 = try lab.run(in: client, ["ping", "-c", "3", "-i", "0.2", "-W", "2", Self.internet6])
+        for line in out6.stdout.split(separator: "\n")
+        where line.contains("bytes from") || line.contains("packets transmitted") {
+            say("    " + line)
+        }
+        try check(
+            out6.succeeded && out6.stdout.contains(" 0% packet loss"), "3 of 3 IPv6 replies came back through the tunnel",
+            else: "ping from the client to \(Self.internet6) through the tunnel: \(pingVerdict(out6))")
     }
 
     // MARK: 6. HTTP
 
     func fetchThroughTunnel() throws(DemoStop) {
         step("6. HTTP from the client, and from the LAN host behind it (gateway mode), to the internet host")
-        for (ns, who) in [(client, "client"), (lan, "lan")] {
-            let url = "http://198.18.0.2/?from=\(who)"
-            say(
-                "  $ python3 -c 'urllib.request.urlopen(\"\(url)\")'     (in the \(who == "lan" ? "LAN host" : "client"))"
-            )
+        for (ns, who, host, egress) in [
+            (client, "client", "198.18.0.2", "198.18.0.1"), (lan, "lan", "198.18.0.2", "198.18.0.1"),
+            (client, "client6", "[\(Self.internet6)]", Self.egress6),
+        ] {
+            let url = "http://\(host)/?from=\(who)"
+            let whoText = who == "lan" ? "LAN host" : who == "client6" ? "client, over IPv6" : "client"
+            say("  $ python3 -c 'urllib.request.urlopen(\"\(url)\")'     (in the \(whoText))")
             let code =
                 "import sys, urllib.request\nr = urllib.request.urlopen(sys.argv[1], timeout=5)\nprint(r.status, r.read().decode().strip())"
             let out = try lab.run(in: ns, ["python3", "-c", code, url])
             let answer = out.stdout.split(separator: "\n").first.map(String.init) ?? ""
             if out.succeeded { say("    \(answer)") }
             try check(
-                out.succeeded && answer.hasPrefix("200 "), "the \(who == "lan" ? "LAN host" : "client") got the page",
-                else: "fetching \(url) from the \(who == "lan" ? "LAN host" : "client"): \(lastLine(out))")
+                out.succeeded && answer.hasPrefix("200 "), "the \(whoText) got the page",
+                else: "fetching \(url) from the \(whoText): \(lastLine(out))")
+            // The web server listens on ::, one socket for both families: an IPv4 peer is logged in its
+            // IPv4-mapped form (RFC 4291 §2.5.5.2).
             let seen =
                 lab.readFile("\(lab.directory)/http.log").split(separator: "\n")
                 .last { $0.contains("GET /?from=\(who) ") }
-                .flatMap { $0.split(separator: " ").first }.map(String.init) ?? "(no request logged)"
+                .flatMap { $0.split(separator: " ").first }
+                .map { $0.hasPrefix("::ffff:") && $0.contains(".") ? String($0.dropFirst(7)) : String($0) }
+                ?? "(no request logged)"
             try check(
-                seen == "198.18.0.1",
+                seen == egress,
                 "the internet host saw the request come from \(seen), the server's own address (MASQUERADE)",
-                else: "the internet host saw the \(who) request come from \(seen), not from the server's 198.18.0.1")
+                else: "the internet host saw the \(who) request come from \(seen), not from the server's \(egress)")
         }
     }
 
@@ -285,11 +362,13 @@ final class DemoSteps {
             say("  the first datagram's bytes (IP and UDP headers, then the frame):")
             for line in first.dump.prefix(4) { say("    " + line) }
         }
-        // ARP is the link asking for the router's MAC address again (it carries no data), so it may appear.
-        let arp = onWire.packets.filter { $0.isARP }
-        let datagrams = onWire.packets.filter { !$0.isARP }
+        // ARP is the link asking for the router's MAC address again (it carries no data), so it may appear;
+        // so may its IPv6 counterpart, neighbour discovery (and multicast listener reports).
+        let arp = onWire.packets.filter { $0.isARP || $0.isNeighborDiscovery }
+        let datagrams = onWire.packets.filter { !$0.isARP && !$0.isNeighborDiscovery }
         let foreign = datagrams.filter { !$0.isTunnelDatagram(port: Self.port) }
-        let arpNote = arp.isEmpty ? "" : " (besides \(arp.count) ARP packet(s) asking for the router's MAC address)"
+        let arpNote =
+            arp.isEmpty ? "" : " (besides \(arp.count) ARP or neighbour discovery packet(s) asking for the router's MAC address)"
         try check(
             !datagrams.isEmpty && foreign.isEmpty,
             "all \(datagrams.count) IP packets on c0 are UDP between 172.31.1.2 and 172.31.2.2:\(Self.port)\(arpNote)",
@@ -332,7 +411,85 @@ final class DemoSteps {
         lab.readFile(process.logPath).split(separator: "\n").filter { $0.hasPrefix("stats: ") }
     }
 
-    // MARK: 9. After the processes stopped
+    // MARK: 9. A server without an IPv6 way out
+
+    /// Runs the client again against the server restarted without its IPv6 default route: the server says
+    /// in the handshake that it has no IPv6 egress, so the client answers each IPv6 packet for the outside
+    /// world itself, with an ICMPv6 destination unreachable (administratively prohibited, RFC 4443 §3.1),
+    /// at once; IPv4 still crosses the tunnel, and nothing leaves the client outside it.
+    func runWithoutIPv6Egress(_ binary: String) throws(DemoStop) {
+        step("9. Again, with a server that has no IPv6 way out: IPv6 is refused at once, and nothing leaks")
+        for (label, process) in [("client", clientProcess), ("server", serverProcess)] {
+            guard let process else { continue }
+            let status = process.terminate()
+            try check(
+                status == 0, "stopped the \(label) (SIGTERM, exit status 0)",
+                else: "the \(label) exited with status \(status) on SIGTERM")
+        }
+        say("  $ ip -n \(server) -6 route del default     (the server's only IPv6 way out)")
+        try lab.mustRun(["ip", "-n", server, "-6", "route", "del", "default"])
+        try startServerAndClient(binary, run: "-2")
+
+        say("  capturing on the client's c0 and on the internet host's i0 meanwhile")
+        let wire = try lab.start("capture-c0-2", in: client, ["tcpdump", "-l", "-nn", "-i", "c0"])
+        let far = try lab.start("capture-i0", in: internet, ["tcpdump", "-l", "-nn", "-i", "i0", "ip6"])
+        for p in [wire, far] { _ = try lab.waitForLog(p, containing: "listening on", seconds: 5, what: "tcpdump") }
+
+        say("  $ ping -c 1 \(Self.internet6)     (in the client)")
+        let pingStart = SpawnedProcess.monotonicNanoseconds()
+        let ping = try lab.run(in: client, ["ping", "-c", "1", "-W", "3", Self.internet6])
+        let pingSeconds = Double(SpawnedProcess.monotonicNanoseconds() - pingStart) / 1e9
+        let answer = (ping.stdout + "\n" + ping.stderr).split(separator: "\n")
+            .first { $0.contains("Destination unreachable") }.map(String.init)
+        if let answer { say("    " + answer) }
+        try check(
+            !ping.succeeded && answer != nil && pingSeconds < 1,
+            "answered at once (\(String(format: "%.3f", pingSeconds)) s, ping included) by the client itself, from inside tun0",
+            else: "ping -6 from the client was not refused at once: \(pingVerdict(ping)) after \(pingSeconds) s")
+
+        let connect = """
+            import socket, sys, time
+            s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            s.settimeout(5)
+            t = time.monotonic()
+            try:
+                s.connect((sys.argv[1], 80))
+                print("connected")
+            except OSError as e:
+                print("%.3f %s" % (time.monotonic() - t, e))
+            """
+        say("  $ python3: connect to [\(Self.internet6)]:80 over TCP     (in the client)")
+        let tcp = try lab.run(in: client, ["python3", "-c", connect, Self.internet6])
+        let result = tcp.stdout.split(separator: "\n").first.map(String.init) ?? lastLine(tcp)
+        say("    " + result)
+        let tcpSeconds = result.split(separator: " ").first.flatMap { Double($0) } ?? 99
+        try check(
+            tcpSeconds < 1 && !result.contains("timed out"),
+            "the TCP connection failed after \(String(format: "%.3f", tcpSeconds)) s instead of timing out (Linux reports administratively prohibited as EACCES): applications fall back to IPv4 at once",
+            else: "the IPv6 TCP connection did not fail at once: \(result)")
+        let v4 = try lab.run(in: client, ["ping", "-c", "1", "-W", "2", "198.18.0.2"])
+        try check(
+            v4.succeeded, "IPv4 to 198.18.0.2 still crosses the tunnel",
+            else: "ping 198.18.0.2 through the tunnel failed: \(pingVerdict(v4))")
+
+        for p in [wire, far] { p.terminate(graceSeconds: 2) }
+        let onWire = Capture(lab.readFile(wire.logPath))
+        let foreign = onWire.packets.filter {
+            !$0.isARP && !$0.isNeighborDiscovery && !$0.isTunnelDatagram(port: Self.port)
+        }
+        let datagrams = onWire.packets.count { $0.isTunnelDatagram(port: Self.port) }
+        try check(
+            foreign.isEmpty && datagrams > 0,
+            "c0 carried \(datagrams) tunnel datagram(s) and nothing else (ARP and neighbour discovery aside): nothing left outside the tunnel",
+            else: foreign.first.map { "the client sent something outside the tunnel: \($0.header)" }
+                ?? "tcpdump saw no tunnel datagram on c0")
+        let reached = Capture(lab.readFile(far.logPath)).packets.filter { !$0.isNeighborDiscovery }
+        try check(
+            reached.isEmpty, "the internet host saw no IPv6 packet from the client's side",
+            else: "the internet host saw IPv6: \(reached.first?.header ?? "")")
+    }
+
+    // MARK: 10. After the processes stopped
 
     /// Runs once `DemoLab.stopProcesses()` has sent SIGTERM and reaped everything: both tunvpn processes
     /// exited with status 0, said they removed their host changes, left nothing to undo, and `tunvpn down`
@@ -369,7 +526,7 @@ final class DemoSteps {
 
     /// Prints the end of each tunvpn log (a failure's best explanation) before the teardown removes them.
     static func showLogs(_ lab: DemoLab) {
-        for (label, process) in lab.processes where label == "server" || label == "client" {
+        for (label, process) in lab.processes where label.hasPrefix("server") || label.hasPrefix("client") {
             say("  the \(label)'s log ends with:")
             for line in lab.lastLines(of: process.logPath, count: 5) { say("    " + line) }
         }

@@ -9,6 +9,10 @@
 //   the forwarding sysctl themselves (`routeClientToInternetHost`).
 // - `TunnelLab.routed()`: the LAN–client–router–server–internet line of RoutedTopology.swift, where
 //   tunvpn makes its own host changes (routes, nftables tables, ip_forward), the server NATing out of s1.
+// - Either dual stack (`standard(dualStack: true)`, `routed(dualStack: true)`): IPv6 on every link
+//   (Topology.swift, RoutedTopology.swift), the server given an IPv6 tunnel prefix beside the IPv4 one
+//   (`--address 10.8.0.1/16 --address fd00:8::1/64`) and listening on its default `[::]:51820`; with
+//   `underlay6`, the clients reach it over IPv6 (`--endpoint [S's s0 IPv6 address]:51820`).
 
 import Foundation
 import Testing
@@ -18,6 +22,10 @@ final class TunnelLab {
     static let port = 51820
     static let serverTunnelAddress = "10.8.0.1"
     static let clientTunnelAddress = "10.8.0.2"
+    /// The IPv6 tunnel prefix a dual-stack lab's server is given, its own address and the first client's.
+    static let tunnelPrefix6 = "fd00:8::/64"
+    static let serverTunnelAddress6 = "fd00:8::1"
+    static let clientTunnelAddress6 = "fd00:8::2"
     static let webPort = 8080
 
     let topology: Topology
@@ -25,31 +33,44 @@ final class TunnelLab {
     /// Arguments every `startServer` and `startClient` adds: what tunvpn may change in its namespaces.
     let serverDefaults: [String]
     let clientDefaults: [String]
+    /// Whether the lab's links carry IPv6 too and the server an IPv6 tunnel prefix.
+    let dualStack: Bool
+    /// Whether clients reach the server over IPv6 (S's s0 IPv6 address).
+    let underlay6: Bool
     private var processes: [(name: String, process: BackgroundProcess)] = []
 
     /// A lab on `topology` (which it closes if the lab cannot be made). By default tunvpn changes only its
-    /// device: `--no-nat` for the server, `--no-routes` for the clients.
-    init(_ topology: Topology, serverDefaults: [String] = ["--no-nat"], clientDefaults: [String] = ["--no-routes"])
-        throws
-    {
+    /// device: `--no-nat` for the server, `--no-routes` for the clients. `dualStack` gives the server an
+    /// IPv6 tunnel prefix and its default listening address; `underlay6` points the clients at S's s0
+    /// IPv6 address (both need a topology with IPv6 addresses).
+    init(
+        _ topology: Topology, serverDefaults: [String] = ["--no-nat"], clientDefaults: [String] = ["--no-routes"],
+        dualStack: Bool = false, underlay6: Bool = false
+    ) throws {
         self.topology = topology
         self.serverDefaults = serverDefaults
         self.clientDefaults = clientDefaults
+        self.dualStack = dualStack || underlay6
+        self.underlay6 = underlay6
         do { directory = try TemporaryDirectory() } catch {
             topology.close()
             throw error
         }
     }
 
-    /// A lab on the standard client–server–internet topology.
-    static func standard() throws -> TunnelLab { try TunnelLab(Topology.clientServerInternet()) }
+    /// A lab on the standard client–server–internet topology (dual stack if asked, Topology.swift).
+    static func standard(dualStack: Bool = false, underlay6: Bool = false) throws -> TunnelLab {
+        try TunnelLab(
+            Topology.clientServerInternet(dualStack: dualStack || underlay6), dualStack: dualStack, underlay6: underlay6)
+    }
 
     /// A lab on the routed topology (Topology.lanClientRouterServerInternet), where tunvpn makes its own
     /// host changes: full-tunnel routes for the client, forwarding and NAT out of s1 for the server.
-    static func routed(enableIPv6: Bool = false) throws -> TunnelLab {
+    static func routed(enableIPv6: Bool = false, dualStack: Bool = false, underlay6: Bool = false) throws -> TunnelLab
+    {
         try TunnelLab(
-            .lanClientRouterServerInternet(enableIPv6: enableIPv6), serverDefaults: ["--egress", "s1"],
-            clientDefaults: [])
+            .lanClientRouterServerInternet(enableIPv6: enableIPv6, dualStack: dualStack || underlay6),
+            serverDefaults: ["--egress", "s1"], clientDefaults: [], dualStack: dualStack, underlay6: underlay6)
     }
 
     /// Runs `body` with the lab, then prints the process logs, stops everything and removes the
@@ -72,6 +93,13 @@ final class TunnelLab {
     var clientUnderlay: String { topology.address("C", "c0") }
     var router: String { topology.address("R", "r0") }
     var internetHost: String { topology.address("H", "h0") }
+    /// The IPv6 addresses of the same ends, in a dual-stack lab.
+    var serverUnderlay6: String { topology.address6("S", "s0") }
+    var serverEgress6: String { topology.address6("S", "s1") }
+    var clientUnderlay6: String { topology.address6("C", "c0") }
+    var internetHost6: String { topology.address6("H", "h0") }
+    /// The server's address the clients use, as `--endpoint` writes it (`[v6]` in an IPv6 underlay).
+    var serverEndpointHost: String { underlay6 ? "[\(serverUnderlay6)]" : serverUnderlay }
 
     // MARK: Keys and the allow-list
 
@@ -102,20 +130,27 @@ final class TunnelLab {
 
     // MARK: Command lines
 
-    /// `tunvpn server` with the lab's keys, port, tunnel address and device, before any defaults.
+    /// `tunvpn server` with the lab's keys, port, tunnel address and device, before any defaults. A
+    /// dual-stack lab's server listens on its default address (`[::]:51820`, one socket for both
+    /// families) and gets the IPv6 prefix fd00:8::/64 beside 10.8.0.0/16.
     var serverArguments: [String] {
-        [
-            "server", "--key", path("keys/server.key"), "--listen", "0.0.0.0:\(Self.port)",
-            "--address", "\(Self.serverTunnelAddress)/16", "--clients", path("keys/clients"), "--dev", "tun0",
+        let listen = dualStack ? [] : ["--listen", "0.0.0.0:\(Self.port)"]
+        let addresses =
+            ["--address", "\(Self.serverTunnelAddress)/16"]
+            + (dualStack ? ["--address", "\(Self.serverTunnelAddress6)/64"] : [])
+        return ["server", "--key", path("keys/server.key")] + listen + addresses + [
+            "--clients", path("keys/clients"), "--dev", "tun0",
         ]
     }
 
     /// `tunvpn client` with key `key` and the server key file `serverKey`, towards `endpoint` (an address
-    /// of the server's underlay; by default S's s0), before any defaults.
+    /// of the server's underlay, an IPv6 one without brackets; by default S's s0, over IPv6 in an
+    /// `underlay6` lab), before any defaults.
     func clientArguments(key: String = "client", serverKey: String = "server", endpoint: String? = nil) -> [String] {
-        [
+        let host = endpoint.map { $0.contains(":") ? "[\($0)]" : $0 } ?? serverEndpointHost
+        return [
             "client", "--key", path("keys/\(key).key"), "--peer-key", path("keys/\(serverKey).pub"),
-            "--endpoint", "\(endpoint ?? serverUnderlay):\(Self.port)", "--dev", "tun0",
+            "--endpoint", "\(host):\(Self.port)", "--dev", "tun0",
         ]
     }
 
@@ -225,6 +260,15 @@ final class TunnelLab {
         }
     }
 
+    /// The global IPv6 addresses (with prefix length) configured on `device` in `host` (no link-local).
+    func addresses6(of device: String, in host: String) throws -> [String] {
+        let out = try topology[host].ip("-6", "-o", "address", "show", "dev", device, "scope", "global").stdout
+        return out.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ")
+            return fields.firstIndex(of: "inet6").map { String(fields[$0 + 1]) }
+        }
+    }
+
     /// The transmit queue length (`qlen`) of `device` in `host`, as `ip link show` reports it.
     func queueLength(of device: String, in host: String) throws -> Int? {
         let fields = try topology[host].ip("-o", "link", "show", "dev", device).stdout
@@ -235,30 +279,40 @@ final class TunnelLab {
     // MARK: The internet host's web server
 
     /// Starts a python3 web server on the internet host serving `path("www")`; each request is logged
-    /// with the peer address it came from (http.server's log format), which is what the test checks.
+    /// with the peer address it came from (http.server's log format), which is what the test checks. In a
+    /// dual-stack lab it listens on `::`, which http.server makes one socket for both families.
     func startWebServer() throws -> BackgroundProcess {
         try FileManager.default.createDirectory(atPath: path("www"), withIntermediateDirectories: true)
         let web = try spawn(
             "web", in: "H",
             [
-                "python3", "-u", "-m", "http.server", "\(Self.webPort)", "--bind", internetHost, "--directory",
-                path("www"),
+                "python3", "-u", "-m", "http.server", "\(Self.webPort)", "--bind", dualStack ? "::" : internetHost,
+                "--directory", path("www"),
             ])
         let listening = try topology["H"].waitForListener(port: Self.webPort)
         try #require(listening, "python3 http.server did not listen on \(Self.webPort) within 10 s: \(web.log)")
         return web
     }
 
-    /// The peer address of every request `web` logged (`10.200.k.1 - - [date] "GET /x HTTP/1.1" 200 -`).
+    /// The peer address of every request `web` logged (`10.200.k.1 - - [date] "GET /x HTTP/1.1" 200 -`),
+    /// an IPv4 peer of a dual-stack socket without its `::ffff:` (RFC 4291 §2.5.5.2).
     func requestSources(_ web: BackgroundProcess) -> [String] {
-        web.log.split(separator: "\n").filter { $0.contains("\"GET ") }.map { String($0.prefix(while: { $0 != " " })) }
+        web.log.split(separator: "\n").filter { $0.contains("\"GET ") }.map { line in
+            let source = line.prefix(while: { $0 != " " })
+            return String(source.hasPrefix("::ffff:") && source.contains(".") ? source.dropFirst(7) : source)
+        }
     }
 
-    /// Fetches `name` from the internet host's web server from inside `host` with curl, into `output`.
-    func fetch(_ name: String, from host: String, into output: String) throws -> Bool {
+    /// The URL of `name` on the internet host's web server, over IPv6 if `ipv6`.
+    func webURL(_ name: String, ipv6: Bool = false) -> String {
+        "http://\(ipv6 ? "[\(internetHost6)]" : internetHost):\(Self.webPort)/\(name)"
+    }
+
+    /// Fetches `name` from the internet host's web server from inside `host` with curl, into `output`
+    /// (over IPv6, to H's h0 IPv6 address, if `ipv6`).
+    func fetch(_ name: String, from host: String, into output: String, ipv6: Bool = false) throws -> Bool {
         try topology[host].exec(
-            ["curl", "-sS", "--max-time", "20", "-o", output, "http://\(internetHost):\(Self.webPort)/\(name)"],
-            timeout: 30
+            ["curl", "-sS", "-g", "--max-time", "20", "-o", output, webURL(name, ipv6: ipv6)], timeout: 30
         ).status == 0
     }
 
@@ -282,18 +336,22 @@ final class TunnelLab {
     // MARK: What the underlay carries
 
     /// tcpdump's lines for frames in `capture` that are neither ARP nor tunvpn UDP between the client's and
-    /// the server's underlay addresses (to or from the server's port). With `leavingFrom` (a MAC address),
-    /// only frames sent from that address count: what arrives from elsewhere is not a leak.
-    func framesOutsideTheTunnel(_ capture: CaptureResult, leavingFrom mac: String? = nil) -> [String] {
+    /// the server's underlay addresses (to or from the server's port; the IPv6 ones in an `underlay6`
+    /// lab). With `leavingFrom` (a MAC address), only frames sent from that address count: what arrives
+    /// from elsewhere is not a leak. With `allowingNeighborDiscovery`, IPv6 neighbour discovery and MLD
+    /// (IPv6's ARP, which carries no data) are let through as ARP is.
+    func framesOutsideTheTunnel(
+        _ capture: CaptureResult, leavingFrom mac: String? = nil, allowingNeighborDiscovery: Bool = false
+    ) -> [String] {
+        let (client, server) = underlay6 ? (clientUnderlay6, serverUnderlay6) : (clientUnderlay, serverUnderlay)
         var offending: [String] = []
         for (i, frame) in capture.frames.enumerated() where frame.kind != .arp {
             if let mac, frame.ethernetSource != mac { continue }
+            if allowingNeighborDiscovery && frame.isNeighborDiscoveryOrMLD { continue }
             let toServer =
-                frame.source == clientUnderlay && frame.destination == serverUnderlay
-                && frame.destinationPort == UInt16(Self.port)
+                frame.source == client && frame.destination == server && frame.destinationPort == UInt16(Self.port)
             let fromServer =
-                frame.source == serverUnderlay && frame.destination == clientUnderlay
-                && frame.sourcePort == UInt16(Self.port)
+                frame.source == server && frame.destination == client && frame.sourcePort == UInt16(Self.port)
             if !(frame.isUDP && (toServer || fromServer)) { offending.append(capture.line(i)) }
         }
         return offending
