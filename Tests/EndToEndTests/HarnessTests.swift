@@ -149,8 +149,40 @@ struct HarnessTests {
     @Test func ipv6StaysOnWhenAskedAndAddressesAreFoundByHostAndInterface() {
         var withIPv6 = plan
         withIPv6.enableIPv6 = true
-        #expect(withIPv6.commands.allSatisfy { !$0.contains("sysctl") })
+        // IPv6 stays on; what is turned off is the noise: router solicitations and accepting advertisements.
+        let sysctls = withIPv6.sysctlCommands("A").map { $0.last ?? "" }
+        #expect(
+            sysctls == [
+                "net.ipv6.conf.all.router_solicitations=0", "net.ipv6.conf.default.router_solicitations=0",
+                "net.ipv6.conf.all.accept_ra=0", "net.ipv6.conf.default.accept_ra=0",
+            ])
+        #expect(withIPv6.commands.allSatisfy { !$0.joined(separator: " ").contains("disable_ipv6") })
         #expect(plan.address("B", "b0") == "10.1.0.2")
         #expect(plan.address("B", "a0") == nil)
+        #expect(plan.address6("B", "b0") == nil)
+    }
+
+    @Test func aDualStackLinkAddsItsIPv6AddressesWithoutDuplicateAddressDetection() {
+        let dual = LabPlan(
+            prefix: "tvx-", hosts: ["A", "B"],
+            links: [
+                VethLink(.init("A", "a0", "10.1.0.1/24", "fd00:1::1/64"), .init("B", "b0", "10.1.0.2/24", "fd00:1::2/64")),
+                VethLink(.init("A", "a1", ipv6: "fd00:2::1/64"), .init("B", "b1", ipv6: "fd00:2::2/64")),
+            ], enableIPv6: true)
+        #expect(
+            dual.linkCommands(dual.links[0]) == [
+                ["ip", "-n", "tvx-A", "link", "add", "a0", "type", "veth", "peer", "name", "b0", "netns", "tvx-B"],
+                ["ip", "-n", "tvx-A", "address", "add", "10.1.0.1/24", "dev", "a0"],
+                ["ip", "-n", "tvx-A", "-6", "address", "add", "fd00:1::1/64", "dev", "a0", "nodad"],
+                ["ip", "-n", "tvx-A", "link", "set", "a0", "up"],
+                ["ip", "-n", "tvx-B", "address", "add", "10.1.0.2/24", "dev", "b0"],
+                ["ip", "-n", "tvx-B", "-6", "address", "add", "fd00:1::2/64", "dev", "b0", "nodad"],
+                ["ip", "-n", "tvx-B", "link", "set", "b0", "up"],
+            ])
+        // An IPv6-only end gets no IPv4 address command.
+        #expect(dual.linkCommands(dual.links[1]).filter { $0.contains("address") }.count == 2)
+        #expect(dual.address6("B", "b0") == "fd00:1::2")
+        #expect(dual.address("B", "b1") == nil)
+        #expect(dual.address6("B", "b1") == "fd00:2::2")
     }
 }

@@ -38,6 +38,24 @@ topo_link() {
     ip -n "$ns_b" link set "$if_b" up
 }
 
+# topo_dual_stack NS…: lets IPv6 addresses be used in each namespace without noise: no router
+# solicitations and no router advertisements accepted (every route here is static), as in
+# Sources/NamespaceLab/LabPlan.swift.
+topo_dual_stack() {
+    local ns
+    for ns in "$@"; do
+        ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 \
+            net.ipv6.conf.all.router_solicitations=0 net.ipv6.conf.default.router_solicitations=0 \
+            net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0 >/dev/null
+    done
+}
+
+# topo_address6 NS DEV ADDR6: adds an IPv6 address (with prefix length) to DEV in NS, `nodad` so that it is
+# usable at once instead of after duplicate address detection (ip-address(8)).
+topo_address6() {
+    ip -n "$1" -6 address add "$3" dev "$2" nodad
+}
+
 # topo_addresses NS DEV BATCH ADDR…: adds many addresses (with prefix length) to DEV in NS in one
 # `ip -batch` run, through the file BATCH (a load generator's source addresses).
 topo_addresses() {
