@@ -115,6 +115,7 @@ make_topology() {
     topo_address6 "$NS_S" s0 fd00:101::1/64
     topo_address6 "$NS_S" s1 fd00:201::1/64
     topo_address6 "$NS_H" h0 fd00:201::2/64
+    topo_wait_up "$NS_C" c0 && topo_wait_up "$NS_S" s0 s1 && topo_wait_up "$NS_H" h0 || die "a link did not come up"
     ip -n "$NS_S" -6 route add default via fd00:201::2
     in_ns "$NS_S" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
     ip netns exec "$NS_H" iperf3 -s -p 5201 >"$work/iperf3-server.log" 2>&1 &

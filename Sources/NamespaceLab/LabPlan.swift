@@ -14,8 +14,9 @@
 //   show up in captures that check what the underlay carries.
 // - A dual-stack lab (`enableIPv6`, IPv6 addresses on the link ends) keeps that noise down instead:
 //   no router solicitations (`router_solicitations=0`, `accept_ra=0`: the labs route statically), and
-//   IPv6 addresses added with `nodad`, so they are usable at once instead of after duplicate address
-//   detection (ip-address(8)). Forwarding stays a per-namespace sysctl the lab's builder sets.
+//   no duplicate address detection (`accept_dad=0`, and IPv6 addresses added with `nodad`,
+//   ip-address(8)), so every address, link-local ones included, is usable at once instead of a second
+//   or two later. Forwarding stays a per-namespace sysctl the lab's builder sets.
 //
 // No Testing and no Foundation here: the tunvpn executable links this target for its demo.
 
@@ -83,13 +84,15 @@ public struct LabPlan: Sendable {
     }
 
     /// The sysctls of `host`'s namespace that every lab sets: IPv6 off unless `enableIPv6`; with it, no
-    /// router solicitations and no router advertisements accepted (every route in a lab is static).
+    /// router solicitations, no router advertisements accepted (every route in a lab is static) and no
+    /// duplicate address detection, for link-local addresses too (see the file comment).
     public func sysctlCommands(_ host: String) -> [[String]] {
         let settings: [(String, String)] =
             enableIPv6
             ? [
                 ("net.ipv6.conf.all.router_solicitations", "0"), ("net.ipv6.conf.default.router_solicitations", "0"),
                 ("net.ipv6.conf.all.accept_ra", "0"), ("net.ipv6.conf.default.accept_ra", "0"),
+                ("net.ipv6.conf.all.accept_dad", "0"), ("net.ipv6.conf.default.accept_dad", "0"),
             ]
             : [("net.ipv6.conf.all.disable_ipv6", "1"), ("net.ipv6.conf.default.disable_ipv6", "1")]
         return settings.map { key, value in
@@ -116,6 +119,22 @@ public struct LabPlan: Sendable {
             commands.append(["ip", "-n", namespace(end.host), "link", "set", end.interface, "up"])
         }
         return commands
+    }
+
+    /// Whether `end`'s interface is ready for traffic, asking through `output` (which runs a command and
+    /// returns its standard output): in state UP, i.e. the kernel has seen the link's carrier and
+    /// activated its transmit queue (until then, a few milliseconds after `link set up`, what it sends is
+    /// dropped); and in a dual-stack lab, with its link-local address, without which a router cannot send
+    /// the neighbour solicitation for a packet it forwards (RFC 4861 §7.2.2) and retries only a second
+    /// later. A builder polls this for every end before the lab is used.
+    public func isReady(_ end: VethLink.End, output: ([String]) throws -> String) rethrows -> Bool {
+        let ns = namespace(end.host)
+        guard try output(["ip", "-n", ns, "-o", "link", "show", "dev", end.interface]).contains(" state UP ") else {
+            return false
+        }
+        guard enableIPv6 else { return true }
+        return try output(["ip", "-n", ns, "-o", "-6", "address", "show", "dev", end.interface, "scope", "link"])
+            .contains("inet6 fe80:")
     }
 
     /// Every command that builds the lab, in order: each namespace with its sysctls, then the links.

@@ -26,6 +26,18 @@ import Foundation
 import NamespaceLab
 import Synchronization
 
+/// Why a topology could not be made (besides a command that failed).
+public enum TopologyError: Error, CustomStringConvertible {
+    case linkNotUp(namespace: String, interface: String)
+
+    public var description: String {
+        switch self {
+        case .linkNotUp(let namespace, let interface):
+            "\(interface) in \(namespace) was not ready (state UP, a link-local IPv6 address in a dual-stack lab) 5 s after `ip link set \(interface) up`"
+        }
+    }
+}
+
 /// Namespaces joined by veth pairs, deleted (with every process in them) by `close()`.
 public final class Topology: @unchecked Sendable {
     private static let counter = Atomic<Int>(0)
@@ -66,6 +78,12 @@ public final class Topology: @unchecked Sendable {
             namespaces = created
             for link in plan.links {
                 for command in plan.linkCommands(link) { try runLoggedChecked(command) }
+            }
+            for end in plan.links.flatMap({ [$0.a, $0.b] }) {
+                let up = try waitUntil(timeout: 5, interval: 0.02) {
+                    try plan.isReady(end) { try runChild($0, timeout: 10).stdout }
+                }
+                guard up else { throw TopologyError.linkNotUp(namespace: plan.namespace(end.host), interface: end.interface) }
             }
         } catch {
             for (_, namespace) in created.reversed() { namespace.delete() }

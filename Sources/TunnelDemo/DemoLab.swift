@@ -149,6 +149,16 @@ final class DemoLab {
         for link in plan.links {
             for command in plan.linkCommands(link) { try mustRun(command) }
         }
+        // A link is used only once it is ready (LabPlan.isReady says why).
+        for end in plan.links.flatMap({ [$0.a, $0.b] }) {
+            let deadline = SpawnedProcess.monotonicNanoseconds() + 5_000_000_000
+            while !plan.isReady(end, output: { CommandRunner.run($0).stdout }) {
+                guard SpawnedProcess.monotonicNanoseconds() < deadline else {
+                    throw .failed("\(end.interface) in \(plan.namespace(end.host)) was not ready 5 s after `ip link set up`")
+                }
+                try DemoSignals.pause(nanoseconds: 20_000_000)
+            }
+        }
     }
 
     // MARK: Processes

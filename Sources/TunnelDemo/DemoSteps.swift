@@ -544,11 +544,12 @@ final class DemoSteps {
         return text.split(separator: "\n").last.map(String.init) ?? "exit status \(out.status)"
     }
 
-    /// ping's own words for what happened ("From 172.31.1.1 icmp_seq=1 Destination Net Unreachable").
+    /// ping's own words for what happened ("From 172.31.1.1 icmp_seq=1 Destination Net Unreachable", or
+    /// for IPv6 "… Destination unreachable: No route").
     func pingVerdict(_ out: CommandOutput) -> String {
         let lines = (out.stdout + "\n" + out.stderr).split(separator: "\n")
         let line =
-            lines.first { $0.contains("Unreachable") || $0.hasPrefix("ping:") }
+            lines.first { $0.lowercased().contains("unreachable") || $0.hasPrefix("ping:") }
             ?? lines.first { $0.contains("packet loss") }
         return line.map(String.init) ?? "exit status \(out.status)"
     }

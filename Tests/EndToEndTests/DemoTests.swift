@@ -1,5 +1,5 @@
-// End-to-end: `tunvpn demo`, the README's first command, passes every one of its checks and leaves
-// nothing behind: no namespace, no journal under /run/tunvpn, no temporary directory.
+// End-to-end: `tunvpn demo`, the README's first command, passes every one of its checks (IPv4 and IPv6)
+// and leaves nothing behind: no namespace, no journal under /run/tunvpn, no temporary directory.
 //
 //   lan host ── client ══ router ══ server ── internet host      (tvdemo-<pid>-*, made by the demo)
 //                 └ tunvpn client --gateway    └ tunvpn server --egress s1
@@ -17,6 +17,12 @@ struct DemoTests {
         #expect(result.status == 0, "tunvpn demo failed:\n\(result.stdout)\n\(result.stderr)")
         #expect(result.stderr == "")
         #expect(result.stdout.contains("the internet host saw the request come from 198.18.0.1"))
+        // IPv6: through the tunnel and masqueraded, then refused at once by a client whose server has no
+        // IPv6 way out, with nothing outside the tunnel.
+        #expect(result.stdout.contains("ok: 3 of 3 IPv6 replies came back through the tunnel"))
+        #expect(result.stdout.contains("the internet host saw the request come from 2001:db8:18::1"))
+        #expect(result.stdout.contains("Destination unreachable: Administratively prohibited"))
+        #expect(result.stdout.contains("nothing left outside the tunnel"))
         #expect(result.stdout.contains("Demo finished: all"))
 
         let prefix = try #require(result.stdout.firstMatch(of: /tvdemo-\d+-/)).output

@@ -149,12 +149,13 @@ struct HarnessTests {
     @Test func ipv6StaysOnWhenAskedAndAddressesAreFoundByHostAndInterface() {
         var withIPv6 = plan
         withIPv6.enableIPv6 = true
-        // IPv6 stays on; what is turned off is the noise: router solicitations and accepting advertisements.
+        // IPv6 stays on; what is turned off is the noise and the wait: router solicitations, advertisements, DAD.
         let sysctls = withIPv6.sysctlCommands("A").map { $0.last ?? "" }
         #expect(
             sysctls == [
                 "net.ipv6.conf.all.router_solicitations=0", "net.ipv6.conf.default.router_solicitations=0",
                 "net.ipv6.conf.all.accept_ra=0", "net.ipv6.conf.default.accept_ra=0",
+                "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0",
             ])
         #expect(withIPv6.commands.allSatisfy { !$0.joined(separator: " ").contains("disable_ipv6") })
         #expect(plan.address("B", "b0") == "10.1.0.2")

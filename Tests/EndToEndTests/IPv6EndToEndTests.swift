@@ -109,9 +109,9 @@ struct IPv6EndToEndTests {
         try Topology.clientServerInternet(dualStack: true).use { topology in
             let k = topology.subnetIndex
             #expect(topology.address6("C", "c0") == "fd00:100:\(k)::2")
-            // The first echo request on a link that just came up may be lost (waitForPing's comment).
-            #expect(try topology["C"].waitForPing(topology.address6("S", "s0")))
-            #expect(try topology["H"].waitForPing(topology.address6("S", "s1")))
+            // At once: the topology waits for its links to be up (LabPlan.isReady).
+            #expect(try topology["C"].ping(topology.address6("S", "s0"), count: 1).status == 0)
+            #expect(try topology["H"].ping(topology.address6("S", "s1"), count: 1).status == 0)
             #expect(try topology["C"].ping(topology.address("S", "s0"), count: 1).status == 0)
             let capture = try Capture(in: topology["S"], interface: "s0", file: dir.path + "/s0.pcap")
             try sendUDPDatagram6(Array("hello".utf8), from: topology["C"], to: topology.address6("S", "s0"), port: 51820)

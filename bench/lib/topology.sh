@@ -38,15 +38,16 @@ topo_link() {
     ip -n "$ns_b" link set "$if_b" up
 }
 
-# topo_dual_stack NS…: lets IPv6 addresses be used in each namespace without noise: no router
-# solicitations and no router advertisements accepted (every route here is static), as in
-# Sources/NamespaceLab/LabPlan.swift.
+# topo_dual_stack NS…: lets IPv6 addresses be used in each namespace at once and without noise: no router
+# solicitations, no router advertisements accepted (every route here is static) and no duplicate address
+# detection, as in Sources/NamespaceLab/LabPlan.swift. Run it before making the links.
 topo_dual_stack() {
     local ns
     for ns in "$@"; do
         ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 \
             net.ipv6.conf.all.router_solicitations=0 net.ipv6.conf.default.router_solicitations=0 \
-            net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0 >/dev/null
+            net.ipv6.conf.all.accept_ra=0 net.ipv6.conf.default.accept_ra=0 \
+            net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 >/dev/null
     done
 }
 
@@ -54,6 +55,19 @@ topo_dual_stack() {
 # usable at once instead of after duplicate address detection (ip-address(8)).
 topo_address6() {
     ip -n "$1" -6 address add "$3" dev "$2" nodad
+}
+
+# topo_wait_up NS DEV…: waits (at most 5 s) until each DEV in NS is in state UP and has its link-local IPv6
+# address: until then what it sends is dropped, or a router cannot solicit a neighbour for a packet it
+# forwards, which IPv6 neighbour discovery (retrying only after a second) makes visible
+# (LabPlan.isReady in Sources/NamespaceLab/LabPlan.swift).
+topo_wait_up() {
+    local ns=$1 dev
+    shift
+    for dev in "$@"; do
+        wait_for 5 "$dev in $ns to be up" bash -c "ip -n '$ns' -o link show dev '$dev' | grep -q ' state UP ' \
+            && ip -n '$ns' -o -6 address show dev '$dev' scope link | grep -q 'inet6 fe80:'" || return 1
+    done
 }
 
 # topo_addresses NS DEV BATCH ADDR…: adds many addresses (with prefix length) to DEV in NS in one
