@@ -98,9 +98,11 @@ struct Stats {
 
     subscript(_ key: String) -> UInt64 { values.first { $0.key == key }?.value ?? 0 }
 
-    /// The traffic counters, then every drop and handshake failure that is not zero.
+    /// The traffic counters (and the IPv6 share of the packets, where the line has it), then every drop
+    /// and handshake failure that is not zero.
     var summary: String {
-        let main = ["tx_packets", "tx_bytes", "rx_packets", "rx_bytes", "handshakes.completed"]
+        let perFamily = ["tx_packets.ipv6", "rx_packets.ipv6"].filter { key in values.contains { $0.key == key } }
+        let main = (["tx_packets", "tx_bytes", "rx_packets", "rx_bytes"] + perFamily + ["handshakes.completed"])
             .map { "\($0)=\(self[$0])" }.joined(separator: " ")
         let bad = values.filter { ($0.key.hasPrefix("drop.") || $0.key.hasPrefix("handshake.failed.")) && $0.value > 0 }
         return main

@@ -165,6 +165,8 @@ struct IPv6EndToEndTests {
             #expect(completed.first?.contains(TunnelLab.clientTunnelAddress6) == true, "the server names both addresses")
             let stats = try server.requestStats()
             #expect(stats["drop.sourceNotAllowed"] == 0 && stats["drop.authentication"] == 0, "\(stats)")
+            // Counted per family: the 20 MB each way went as IPv6.
+            #expect((stats["rx_bytes.ipv6"] ?? 0) >= 20 << 20 && (stats["tx_bytes.ipv6"] ?? 0) >= 20 << 20, "\(stats)")
         }
     }
 
