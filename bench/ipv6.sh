@@ -33,7 +33,7 @@ inside the tunnel, over an IPv4 and an IPv6 underlay, and over the bare routed p
 IPv6/IPv4. The default (3 rounds, 10 s tests) takes about 7 minutes; --quick (1 round, 3 s tests) about 1.
 
 Environment: TUNVPN=path (use this binary instead of building), SCRATCH_PATH (SwiftPM scratch path,
-default .build-static), ROUNDS, DURATION.
+default .build-static), ROUNDS, DURATION, PATHS (default "tunnel4 tunnel6 veth").
 EOF
 }
 
@@ -57,6 +57,8 @@ if [ "$quick" = 1 ]; then
 fi
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
+PATHS=${PATHS:-"tunnel4 tunnel6 veth"}
+for p in $PATHS; do [[ "$p" =~ ^(tunnel4|tunnel6|veth)$ ]] || die "PATHS: '$p' is not tunnel4, tunnel6 or veth"; done
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS/--rounds must be a positive integer, not '$ROUNDS'"
 [[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || die "DURATION/--duration must be a positive number of seconds, not '$DURATION'"
 
@@ -204,7 +206,7 @@ load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 started_at=$(date +%s)
 note "tunvpn: $tunvpn; $ROUNDS round(s) of ${DURATION} s iperf3 TCP tests"
 for round in $(seq "$ROUNDS"); do
-    for p in tunnel4 tunnel6 veth; do run_path "$p"; done
+    for p in $PATHS; do run_path "$p"; done
 done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
