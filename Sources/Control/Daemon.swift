@@ -30,7 +30,8 @@ public struct TunnelSettings: Sendable {
     public var transmitQueueLength = 1000
     /// TUN segmentation offloads and UDP GSO/GRO where the kernel has them.
     public var offload = true
-    /// `ADDR:PORT` of the Prometheus metrics endpoint, if any.
+    /// `ADDR:PORT` of the Prometheus metrics endpoint, if any (`[IPV6]:PORT` and `HOST:PORT` too; see
+    /// `EndpointText`).
     public var metrics: String?
     /// The user to run as once setup is done (nil: tunvpn if that user exists, else nobody).
     public var user: String?
@@ -99,18 +100,6 @@ extension TunDevice: DeviceConfiguring {
         do { try configure(address: address, mtu: settings.mtu, transmitQueueLength: settings.transmitQueueLength) } catch {
             throw ControlError("\(error)")
         }
-    }
-}
-
-/// Parses "HOST:PORT" and resolves HOST (IPv4).
-public func resolveEndpoint(_ text: String, option: String) throws(ControlError) -> Endpoint {
-    if let e = Endpoint(text) { return e }
-    guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]) else {
-        throw ControlError("\(option) '\(text)' is not HOST:PORT")
-    }
-    let host = String(text[..<colon])
-    do { return try UDPSocket.resolve(host: host, port: port) } catch {
-        throw ControlError("\(option): cannot resolve '\(host)': \(error)")
     }
 }
 

@@ -15,8 +15,9 @@ public struct ServerConfiguration: Sendable {
     public var tunnel = TunnelSettings()
     /// The server's private key file.
     public var keyFile = "keys/server.key"
-    /// UDP address and port to listen on.
-    public var listen = Endpoint(address: IPv4Address.any, port: 51820)
+    /// UDP address and port to listen on: by default `[::]`, one socket for IPv4 and IPv6 clients (on a
+    /// host without IPv6, 0.0.0.0; `UDPSocket.bindPreferringDualStack`).
+    public var listen = Endpoint(address: IPv6Address.any, port: 51820)
     /// The server's tunnel address and the tunnel prefix.
     public var address: IPv4Prefix
     /// The allow-list file.
@@ -85,7 +86,10 @@ public enum ServerDaemon {
         let device = try c.tunnel.openDevice()
         defer { HostSetup.tearDown(instance, logger: logger) }
         try HostSetup.apply(plan, to: instance, device: device, logger: logger)
-        let socket = try UDPSocket.bind(c.listen, segmentationOffload: c.tunnel.offload)
+        let (socket, noIPv6) = try UDPSocket.bindPreferringDualStack(c.listen) { (e) throws(IOError) in
+            try UDPSocket.bind(e, segmentationOffload: c.tunnel.offload)
+        }
+        if let noIPv6 { logger.notice("\(noIPv6)") }
         if c.allowAnyClient { logger.warning("--allow-any-client: any client key is admitted; use an allow-list outside the lab") }
         logger.info(
             "server listening on \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name) \(prefix), \(allowList.clients.count) allowed client(s), TSO \(device.offloadsEnabled ? "on" : "off"), TUN USO \(device.udpOffloadEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
