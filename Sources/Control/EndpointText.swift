@@ -42,10 +42,12 @@ public enum EndpointText: Equatable, Sendable {
             guard rest.first == ":" else { throw failure("no port after the address", example: "[\(host)]:\(examplePort)") }
             portText = rest.dropFirst()
         } else if text.filter({ $0 == ":" }).count > 1 {
-            // An IPv6 address without brackets: say how to write the address it most likely is.
+            // An IPv6 address without brackets: say how to write what it most likely is. A last group of two
+            // or more decimal digits after a valid address is read as the port ("2001:db8::1:51820"), else
+            // the whole is the address ("::1").
             var example = ipv6Example
             if let colon = text.lastIndex(of: ":"), IPv6Address(text[..<colon]) != nil,
-                let port = UInt16(text[text.index(after: colon)...])
+                case let last = text[text.index(after: colon)...], last.count >= 2, let port = UInt16(last), port != 0
             {
                 example = "[\(text[..<colon])]:\(port)"
             } else if IPv6Address(text) != nil {
