@@ -388,6 +388,8 @@ public final class UDPSocket: DatagramSocket {
         var sent = 0
         var next = 0
         var gso = segmentationOffload.load(ordering: .relaxed)
+        // Entries before this index go out one per message: a GSO message of theirs was refused.
+        var singlyUntil = 0
         while next < batch.count {
             // Fill messages from consecutive well-formed entries starting at `next`. With GSO, a run of
             // datagrams to one endpoint, all of one size but the last (which may be shorter), is one message.
@@ -401,7 +403,7 @@ public final class UDPSocket: DatagramSocket {
                 let endpoint = batch.endpoints[cursor]
                 var group = 1
                 vectors.iovecs[vectorsUsed] = iovec(iov_base: batch.slot(cursor) + offset, iov_len: length)
-                if gso && length > 0 {
+                if gso && length > 0 && cursor >= singlyUntil {
                     let gsoLimit = Self.maxGSOBytes(to: endpoint)
                     var groupBytes = length
                     while group < Self.maxSegments, vectorsUsed + group < vectors.capacity, cursor + group < batch.count {
@@ -447,6 +449,13 @@ public final class UDPSocket: DatagramSocket {
                 // The kernel or the outgoing device cannot segment: stop using GSO and resend singly.
                 segmentationOffload.store(false, ordering: .relaxed)
                 gso = false
+            case .failure(Errno(EMSGSIZE)) where vectors.datagramsPerMessage[0] > 1,
+                .failure(Errno(EINVAL)) where vectors.datagramsPerMessage[0] > 1:
+                // A GSO message whose segments do not fit the path's MTU (EMSGSIZE: the kernel does not
+                // fragment GSO segments) or whose destination is bad (EINVAL): send its datagrams one by
+                // one, so each gets its own fate, as without GSO (a datagram larger than the path is
+                // fragmented by the kernel rather than the whole run being lost), and is counted alone.
+                singlyUntil = next + vectors.datagramsPerMessage[0]
             case .failure(let code):
                 guard countSkippedSend(code) else { throw IOError("sendmmsg", code) }
                 next += vectors.datagramsPerMessage[0]
