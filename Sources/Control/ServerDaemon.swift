@@ -32,6 +32,18 @@ public struct ServerConfiguration: Sendable {
     public init(address: IPv4Prefix) { self.address = address }
 }
 
+/// The one-line error for a `--listen` endpoint that could not be bound, with what to do for the usual
+/// causes (bind(2): EADDRINUSE, EADDRNOTAVAIL).
+func listenFailure(_ endpoint: Endpoint, _ error: IOError) -> String {
+    var hint = ""
+    if error.call == "bind" && error.errno == EADDRINUSE {
+        hint = "; another process uses that UDP port (`ss -lunp` names it): stop it or choose another, e.g. --listen [::]:51821"
+    } else if error.call == "bind" && error.errno == EADDRNOTAVAIL {
+        hint = "; that address is not on this host (`ip addr` lists them), e.g. --listen [::]:\(endpoint.port)"
+    }
+    return "--listen \(endpoint): \(error)\(hint)"
+}
+
 /// Runs a server.
 public enum ServerDaemon {
     /// The host changes a server makes: the device step, then (unless `noNAT`) forwarding and NAT. What
@@ -86,9 +98,13 @@ public enum ServerDaemon {
         let device = try c.tunnel.openDevice()
         defer { HostSetup.tearDown(instance, logger: logger) }
         try HostSetup.apply(plan, to: instance, device: device, logger: logger)
-        let (socket, noIPv6) = try UDPSocket.bindPreferringDualStack(c.listen) { (e) throws(IOError) in
-            try UDPSocket.bind(e, segmentationOffload: c.tunnel.offload)
-        }
+        let socket: UDPSocket
+        let noIPv6: String?
+        do {
+            (socket, noIPv6) = try UDPSocket.bindPreferringDualStack(c.listen) { (e) throws(IOError) in
+                try UDPSocket.bind(e, segmentationOffload: c.tunnel.offload)
+            }
+        } catch { throw ControlError(listenFailure(c.listen, error)) }
         if let noIPv6 { logger.notice("\(noIPv6)") }
         if c.allowAnyClient { logger.warning("--allow-any-client: any client key is admitted; use an allow-list outside the lab") }
         logger.info(

@@ -2,6 +2,7 @@
 // one-line errors with an example (the bracket error word for word), and the note that says which
 // address of a name was picked. Resolution touches only loopback names and literals.
 
+import Engine
 import Testing
 import Transport
 
@@ -87,5 +88,18 @@ private func failure(_ text: String, _ option: String = "--endpoint", allowsPort
             EndpointText.resolutionNote(
                 option: "--metrics", name: "mon", picked: Endpoint(address: v4, port: 9586), addresses: [v4, v6, v4b, v6b])
                 == "metrics mon is 192.0.2.1:9586 (IPv4; it also has 1 other IPv4 address and 2 IPv6 addresses)")
+    }
+}
+
+@Suite struct ListenFailureTests {
+    @Test func aListenAddressThatCannotBeBoundIsNamedWithWhatToDo() {
+        let inUse = IOError(call: "bind", errno: 98, detail: "Address already in use")
+        #expect(
+            listenFailure(Endpoint(address: IPv6Address.any, port: 51820), inUse)
+                == "--listen [::]:51820: bind failed: Address already in use (errno 98); another process uses that UDP port (`ss -lunp` names it): stop it or choose another, e.g. --listen [::]:51821")
+        let notHere = IOError(call: "bind", errno: 99, detail: "Cannot assign requested address")
+        #expect(
+            listenFailure(Endpoint(address: IPv4Address(10, 1, 1, 1), port: 51820), notHere)
+                == "--listen 10.1.1.1:51820: bind failed: Cannot assign requested address (errno 99); that address is not on this host (`ip addr` lists them), e.g. --listen [::]:51820")
     }
 }
