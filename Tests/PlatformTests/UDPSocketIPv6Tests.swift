@@ -196,6 +196,28 @@ struct UDPSocketIPv6Tests {
         #expect(got.allSatisfy { $0.source == sender.localEndpoint }, "the source is .v4 127.0.0.1")
     }
 
+    // MARK: Socket addresses
+
+    @Test func socketAddressesRoundTripAndShortOrForeignOnesAreRefused() {
+        var slot = SocketAddressSlot()
+        let v6 = Endpoint(address: IPv6Address("2001:db8::7")!, port: 51820)
+        let v4 = Endpoint(address: IPv4Address(192, 0, 2, 7), port: 40000)
+        func read(_ length: Int) -> Endpoint? { withUnsafeBytes(of: &slot) { Endpoint(socketAddress: $0.baseAddress!, length: length) } }
+        #expect(v6.write(to: &slot, family: AF_INET6) == socklen_t(MemoryLayout<sockaddr_in6>.size))
+        #expect(read(MemoryLayout<sockaddr_in6>.size) == v6)
+        #expect(read(MemoryLayout<sockaddr_in6>.size - 1) == nil, "a truncated sockaddr_in6")
+        // An IPv4 endpoint on an AF_INET6 socket is written mapped and read back as IPv4.
+        #expect(v4.write(to: &slot, family: AF_INET6) == socklen_t(MemoryLayout<sockaddr_in6>.size))
+        #expect(slot.sin6_family == sa_family_t(AF_INET6))
+        #expect(read(MemoryLayout<sockaddr_in6>.size) == v4)
+        #expect(v4.write(to: &slot, family: AF_INET) == socklen_t(MemoryLayout<sockaddr_in>.size))
+        #expect(read(MemoryLayout<sockaddr_in>.size) == v4)
+        #expect(read(MemoryLayout<sockaddr_in>.size - 1) == nil)
+        #expect(read(0) == nil)
+        slot.sin6_family = sa_family_t(AF_UNIX)
+        #expect(read(MemoryLayout<sockaddr_in6>.size) == nil, "another family")
+    }
+
     // MARK: Resolution
 
     @Test func numericAddressesOfEitherFamilyResolveWithoutTheResolver() throws {
