@@ -416,6 +416,39 @@ private func openOffloadingDevice6() throws -> TunDevice {
     return device
 }
 
+/// The far end's initial sequence number in the TCP tests.
+private let peerInitialSequence: UInt32 = 0x7000_0000
+
+/// Connects the non-blocking TCP socket `fd` to `peer` through `device`, the test playing the peer: it
+/// reads the SYN and writes a SYN-ACK with an MSS option of 1360 (1420 − 40 − 20). Returns the socket's
+/// endpoint and its SYN.
+private func connectThroughDevice(
+    _ device: TunDevice, _ fd: Int32, to peer: Endpoint, batch: PacketBatch, headroom: Int
+) throws -> (Endpoint, PacketBuilder.IPv6TCP) {
+    guard let address = peer.address.ipv6 else { throw StepFailed("the peer is not IPv6") }
+    var peerAddress = socketAddress(address, peer.port)
+    let connecting = withUnsafePointer(to: &peerAddress) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+    }
+    guard connecting == 0 || errno == EINPROGRESS else { throw StepFailed("connect failed (errno \(errno))") }
+    func syn(_ index: Int) -> PacketBuilder.IPv6TCP? {
+        guard let s = PacketBuilder.parseIPv6TCP(batch.bytes(index)), s.destination == peer, s.flags & 0x02 != 0 else { return nil }
+        return s
+    }
+    let synIndex = try readUntil(device, batch, headroom: headroom) { syn($0) != nil }
+    guard let request = syn(synIndex) else { throw StepFailed("the SYN did not parse") }
+    let synAck = PacketBuilder.ipv6TCP(
+        from: peer, to: request.source, sequence: peerInitialSequence, acknowledgment: request.sequence &+ 1, flags: 0x12,
+        options: [2, 4, 0x05, 0x50], payload: [])
+    let writes = PacketBatch(capacity: 1, slotSize: 2048)
+    writes.set(0, bytes: synAck)
+    writes.count = 1
+    guard try device.writePackets(from: writes) == 1 else { throw StepFailed("the SYN-ACK was not written") }
+    var ready = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+    guard poll(&ready, 1, 3000) == 1 else { throw StepFailed("the connection did not complete") }
+    return (request.source, request)
+}
+
 @Suite(
     "TunDevice offloads over IPv6 in a fresh network namespace", .serialized,
     .needsRoot("needs root for network namespaces"))
@@ -448,32 +481,15 @@ struct TunDeviceIPv6OffloadTests {
             let (fd, _) = try boundSocket6(Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue))
             defer { Glibc.close(fd) }
             let peer = Endpoint(address: peer6, port: 7000)
-            var peerAddress = socketAddress(peer6, peer.port)
-            let connecting = withUnsafePointer(to: &peerAddress) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
-            }
-            guard connecting == 0 || errno == EINPROGRESS else { throw StepFailed("connect failed (errno \(errno))") }
-
             let batch = PacketBatch(capacity: 64, slotSize: 2048)
             let headroom = 16
             func segmentToPeer(_ index: Int) -> PacketBuilder.IPv6TCP? {
                 guard let s = PacketBuilder.parseIPv6TCP(batch.bytes(index)), s.destination == peer else { return nil }
                 return s
             }
-            // The SYN; the peer answers with SYN-ACK and an MSS option of 1360 (1420 − 40 − 20).
-            let synIndex = try readUntil(device, batch, headroom: headroom) { segmentToPeer($0).map { $0.flags & 0x02 != 0 } ?? false }
-            guard let syn = segmentToPeer(synIndex) else { throw StepFailed("the SYN did not parse") }
-            let local = syn.source
-            let peerISN: UInt32 = 0x7000_0000
-            let synAck = PacketBuilder.ipv6TCP(
-                from: peer, to: local, sequence: peerISN, acknowledgment: syn.sequence &+ 1, flags: 0x12,
-                options: [2, 4, 0x05, 0x50], payload: [])
+            let (local, syn) = try connectThroughDevice(device, fd, to: peer, batch: batch, headroom: headroom)
+            let peerISN = peerInitialSequence
             let writes = PacketBatch(capacity: 8, slotSize: 2048)
-            writes.set(0, bytes: synAck)
-            writes.count = 1
-            guard try device.writePackets(from: writes) == 1 else { throw StepFailed("the SYN-ACK was not written") }
-            var ready = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-            guard poll(&ready, 1, 3000) == 1 else { throw StepFailed("the connection did not complete") }
 
             // Socket → device: one send, read back as segments.
             let sent = upload.withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, 0) }
@@ -530,6 +546,76 @@ struct TunDeviceIPv6OffloadTests {
         #expect(merged == 1, "the 8 segments went in one write")
         #expect(seen.received == download.flatMap { $0 })
         #expect(!rootNamespaceHasInterface("tvtest0"))
+    }
+
+    struct ExtensionHeaderObservations: Sendable {
+        var dropped: Int
+        var segmented: Int
+        var markers: Int
+        var splitWithExtensionHeaders: Int
+    }
+
+    /// A TCP super-packet whose IPv6 header is followed by an extension header (here a destination
+    /// options header the socket adds to every packet, IPV6_DSTOPTS in ipv6(7)) is not split: the reader
+    /// drops and counts it and goes on reading. After the send, a UDP datagram to the peer ("marker")
+    /// gives each read something to return; the drop is looked for after each marker, at most 20 times.
+    @Test func aTCPv6SuperPacketWithExtensionHeadersIsDroppedAndCounted() throws {
+        let seen = try runInFreshNetworkNamespace { () throws -> ExtensionHeaderObservations in
+            let device = try openOffloadingDevice6()
+            defer { device.close() }
+            let (fd, _) = try boundSocket6(Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue))
+            defer { Glibc.close(fd) }
+            let (marker, _) = try boundSocket6(Int32(SOCK_DGRAM.rawValue))
+            defer { Glibc.close(marker) }
+            let peer = Endpoint(address: peer6, port: 7000)
+            let markerPeer = Endpoint(address: peer6, port: 7001)
+            let batch = PacketBatch(capacity: 64, slotSize: 2048)
+            _ = try connectThroughDevice(device, fd, to: peer, batch: batch, headroom: 0)
+            // From now on every packet of the connection carries an 8-byte destination options header
+            // holding one PadN option (RFC 8200 section 4.6); the kernel fills in its next header byte.
+            var options: [UInt8] = [0, 0, 1, 4, 0, 0, 0, 0]
+            guard setsockopt(fd, Int32(IPPROTO_IPV6), 59 /* IPV6_DSTOPTS, linux/in6.h */, &options, socklen_t(options.count)) == 0 else {
+                throw StepFailed("IPV6_DSTOPTS failed (errno \(errno))")
+            }
+            let upload = [UInt8](repeating: 0x5a, count: 12_000)
+            let sent = upload.withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, 0) }
+            guard sent == upload.count else { throw StepFailed("send took \(sent) of \(upload.count) bytes (errno \(errno))") }
+            var markers = 0
+            var splitWithExtensionHeaders = 0
+            var markerAddress = socketAddress(peer6, markerPeer.port)
+            for _ in 0..<20 where device.stats.droppedSuperPackets == 0 {
+                let one: [UInt8] = [1]
+                let n = one.withUnsafeBytes { bytes in
+                    withUnsafePointer(to: &markerAddress) {
+                        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                            sendto(marker, bytes.baseAddress!, 1, 0, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+                        }
+                    }
+                }
+                guard n == 1 else { throw StepFailed("the marker was not sent (errno \(errno))") }
+                _ = try readUntil(device, batch, headroom: 0) { index in
+                    let bytes = batch.bytes(index)
+                    // A packet of the TCP flow that is longer than one segment would be a super-packet
+                    // passed on whole.
+                    if bytes.count > 1420 { splitWithExtensionHeaders += 1 }
+                    if PacketBuilder.parseIPv6UDP(bytes)?.destination == markerPeer {
+                        markers += 1
+                        return true
+                    }
+                    return false
+                }
+                usleep(50_000)
+            }
+            let stats = device.stats
+            return ExtensionHeaderObservations(
+                dropped: stats.droppedSuperPackets, segmented: stats.segmentedReads, markers: markers,
+                splitWithExtensionHeaders: splitWithExtensionHeaders)
+        }
+        let (dropped, segmented, markers, whole) = (seen.dropped, seen.segmented, seen.markers, seen.splitWithExtensionHeaders)
+        #expect(dropped >= 1, "the super-packet with a destination options header was dropped and counted")
+        #expect(segmented == 0, "nothing was split")
+        #expect(markers >= 1, "the reader went on reading after the drop")
+        #expect(whole == 0, "no super-packet was passed on whole")
     }
 
     struct UDPObservations: Sendable {
