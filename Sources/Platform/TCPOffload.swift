@@ -432,16 +432,19 @@ public enum UDPSegmentation {
     /// that their payloads can travel as one super-packet.
     @inline(__always)
     public static func canFollow(_ first: UnsafeRawPointer, _ next: UnsafeRawPointer) -> Bool {
-        if InternetChecksum.isIPv6(first) {
-            return first.loadUnaligned(as: UInt32.self) == next.loadUnaligned(as: UInt32.self)  // version, class, flow label
-                && first.loadUnaligned(fromByteOffset: 6, as: UInt16.self) == next.loadUnaligned(fromByteOffset: 6, as: UInt16.self)  // next header, hop limit
-                && TCPSegmentation.memcmpBytes(first + 8, next + 8, 32)  // addresses
-                && first.loadUnaligned(fromByteOffset: 40, as: UInt32.self) == next.loadUnaligned(fromByteOffset: 40, as: UInt32.self)  // ports
+        @inline(__always) func same<T: FixedWidthInteger>(_ offset: Int, _: T.Type) -> Bool {
+            first.loadUnaligned(fromByteOffset: offset, as: T.self) == next.loadUnaligned(fromByteOffset: offset, as: T.self)
         }
-        return first.loadUnaligned(as: UInt16.self) == next.loadUnaligned(as: UInt16.self)  // version, IHL, TOS
-            && first.loadUnaligned(fromByteOffset: 6, as: UInt32.self) == next.loadUnaligned(fromByteOffset: 6, as: UInt32.self)  // flags, TTL, protocol
-            && first.loadUnaligned(fromByteOffset: 12, as: UInt64.self) == next.loadUnaligned(fromByteOffset: 12, as: UInt64.self)  // addresses
-            && first.loadUnaligned(fromByteOffset: 20, as: UInt32.self) == next.loadUnaligned(fromByteOffset: 20, as: UInt32.self)  // ports
+        if InternetChecksum.isIPv6(first) {
+            return same(0, UInt32.self)  // version, traffic class, flow label
+                && same(6, UInt16.self)  // next header, hop limit
+                && TCPSegmentation.memcmpBytes(first + 8, next + 8, 32)  // addresses
+                && same(40, UInt32.self)  // ports
+        }
+        return same(0, UInt16.self)  // version, IHL, TOS
+            && same(6, UInt32.self)  // flags, TTL, protocol
+            && same(12, UInt64.self)  // addresses
+            && same(20, UInt32.self)  // ports
     }
 
     /// Rewrites the first datagram of a merged run as the head of a UDP super-packet of `totalLength`

@@ -163,10 +163,11 @@ public enum PacketBuilder {
         let valid =
             internetChecksum(
                 packet[40...], initial: ipv6PseudoHeaderSum(packet, upperLayerLength: tcpLength, nextHeader: tcpProtocol)) == 0
+        let source = packet.withUnsafeBytes { IPv6Address(networkBytes: $0.baseAddress! + 8) }
+        let destination = packet.withUnsafeBytes { IPv6Address(networkBytes: $0.baseAddress! + 24) }
         return IPv6TCP(
-            source: Endpoint(address: packet.withUnsafeBytes { IPv6Address(networkBytes: $0.baseAddress! + 8) }, port: get16(at: 40, in: packet)),
-            destination: Endpoint(
-                address: packet.withUnsafeBytes { IPv6Address(networkBytes: $0.baseAddress! + 24) }, port: get16(at: 42, in: packet)),
+            source: Endpoint(address: source, port: get16(at: 40, in: packet)),
+            destination: Endpoint(address: destination, port: get16(at: 42, in: packet)),
             sequence: get32(at: 44, in: packet), acknowledgment: get32(at: 48, in: packet), flags: packet[53],
             window: get16(at: 54, in: packet), options: Array(packet[60..<40 + tcpHeaderLength]),
             payload: Array(packet[(40 + tcpHeaderLength)...]), hopLimit: packet[7],

@@ -231,7 +231,9 @@ func segmentAll(_ packet: UnsafeRawPointer, length: Int, headers h: (ip: Int, tc
     let flags0 = original[h.ip + 13]
     var rewritten = [Bool](repeating: false, count: headerLength)
     let v6 = isIPv6(original)
-    for i in (v6 ? [4, 5] : [2, 3, 4, 5, 10, 11]) + [h.ip + 4, h.ip + 5, h.ip + 6, h.ip + 7, h.ip + 13, h.ip + 16, h.ip + 17] { rewritten[i] = true }
+    // IPv6: payload length; IPv4: total length, ID, header checksum; TCP: sequence number, flags, checksum.
+    let ipFields = v6 ? [4, 5] : [2, 3, 4, 5, 10, 11]
+    for i in ipFields + [h.ip + 4, h.ip + 5, h.ip + 6, h.ip + 7, h.ip + 13, h.ip + 16, h.ip + 17] { rewritten[i] = true }
     var index = 0
     while true {
         let n = TCPSegmentation.segment(
