@@ -145,7 +145,8 @@ public func adapterStats(_ device: TunDevice, _ socket: UDPSocket) -> String {
     let t = device.stats
     let u = socket.stats
     return "tun.segmented_reads=\(t.segmentedReads) tun.merged_writes=\(t.mergedWrites) tun.rejected_writes=\(t.rejectedWrites) "
-        + "tun.truncated_reads=\(t.truncatedReads) udp.skipped_sends=\(u.skippedSends) udp.truncated_receives=\(u.truncatedReceives)"
+        + "tun.truncated_reads=\(t.truncatedReads) tun.dropped_super_packets=\(t.droppedSuperPackets) "
+        + "udp.skipped_sends=\(u.skippedSends) udp.truncated_receives=\(u.truncatedReceives)"
 }
 
 /// The signals the main thread waits for with sigtimedwait(2).
