@@ -263,7 +263,7 @@ public final class TunnelEngine: Sendable {
             if !scratch.actions.isEmpty { perform(&scratch.actions, using: control) }
             batch.count = out
             if out > 0 {
-                do { try deviceWriter.withLock { _ throws(IOError) in try device.writePackets(from: batch) } } catch {
+                do { _ = try deviceWriter.withLock { _ throws(IOError) in try device.writePackets(from: batch) } } catch {
                     if isRunning { fail("writing to \(device.name): \(error)") }
                     return
                 }
@@ -570,7 +570,7 @@ public final class TunnelEngine: Sendable {
             }
             scratch.count = used
             guard used > 0 else { continue }
-            do { try deviceWriter.withLock { _ throws(IOError) in try device.writePackets(from: scratch) } } catch {
+            do { _ = try deviceWriter.withLock { _ throws(IOError) in try device.writePackets(from: scratch) } } catch {
                 if isRunning { fail("writing to \(device.name): \(error)") }
                 return false
             }
