@@ -517,14 +517,15 @@ public final class TunnelEngine: Sendable {
             case .tunnelUp(let assignment):
                 do {
                     try hooks.tunnelUp(assignment)
-                    logger.info("tunnel up: address \(assignment.client), server \(assignment.server)")
+                    logger.info("tunnel up: address \(assignment.client), server \(assignment.server)\(Self.ipv6Text(assignment))")
                 } catch {
                     fail("configuring \(device.name) with \(assignment.client): \(error)")
                 }
             case .addressChanged(let assignment):
                 do {
                     try hooks.addressChanged(assignment)
-                    logger.notice("tunnel address changed by the server: address \(assignment.client), server \(assignment.server)")
+                    logger.notice(
+                        "tunnel address changed by the server: address \(assignment.client), server \(assignment.server)\(Self.ipv6Text(assignment))")
                 } catch {
                     fail("reconfiguring \(device.name) with \(assignment.client): \(error)")
                 }
@@ -550,6 +551,13 @@ public final class TunnelEngine: Sendable {
         actions.removeAll(keepingCapacity: true)
         flush()
         if !answers.isEmpty { _ = writeAnswers(answers, using: control) }
+    }
+
+    /// The IPv6 half of a client's addressing for the log: "; IPv6 fd…::2/64, server fd…::1, IPv6 egress
+    /// yes", or "; no IPv6 from the server".
+    static func ipv6Text(_ a: TunnelAssignment) -> String {
+        guard let client6 = a.client6 else { return "; no IPv6 from the server" }
+        return "; IPv6 \(client6), server \(a.server6.map { "\($0)" } ?? "-"), IPv6 egress \(a.ipv6Egress ? "yes" : "no")"
     }
 
     /// Writes a client's ICMPv6 answers to the device through `scratch` (plain packets, so the device
