@@ -1,6 +1,7 @@
 // The engine: three threads that move bytes between a packet device, a datagram socket and the core.
 //
 //   outbound  TUN → route (one lock per batch) → seal in place → sendmmsg
+//             client: IPv6 the tunnel does not carry → ICMPv6 unreachable → TUN (see `deviceWriter`)
 //   inbound   recvmmsg → look up sessions (one lock) → open in place → account (one lock) → TUN write
 //             server: initiations → load checks (with the lookup) → message 1's DH → admit (lock) →
 //             message 2's DH → commit (lock) → responses; the DH work never holds the lock
