@@ -2,7 +2,9 @@
 // engine drives it: a server (allow-list with one fixed-address client, one pool client, optionally
 // --allow-any-client) and a client, talking through in-memory queues under a fuzzed clock.
 //
-// Input: a flag byte, then a script of events, one opcode byte each:
+// Input: a flag byte (1 --allow-any-client, 2 persistent keepalive, 4 the server has the IPv6 prefix
+// fd00::1/120, 8 and IPv6 egress, 16 the client runs with --no-ipv6), then a script of events, one opcode
+// byte each:
 //   0 raw datagram to the server        1 raw datagram to the client
 //   2 time passes (both tick)           3 deliver the oldest client → server handshake message
 //   4 deliver the oldest server → client handshake message (either may have one bit flipped or be
@@ -41,6 +43,8 @@ let serverEndpoint = Endpoint(address: IPv4Address(192, 0, 2, 1), port: 51820)
 let clientEndpoint = Endpoint(address: IPv4Address(198, 51, 100, 7), port: 40000)
 let serverPrefix = IPv4Prefix(address: IPv4Address(10, 8, 0, 1), length: 29)  // a small pool: 5 addresses
 let fixedAddress = IPv4Address(10, 8, 0, 2)
+/// The server's IPv6 prefix under flag 4: its pool starts at fd00::2, the source of the seeds' IPv6 packets.
+let serverPrefix6 = IPv6Prefix(address: IPv6Address(high: 0xfd00 << 48, low: 1), length: 120)
 let strangerKey = PrivateKey(random: FuzzRandom(seed: 0x5757))
 
 @_cdecl("LLVMFuzzerInitialize")
@@ -52,6 +56,9 @@ public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutabl
         // An ICMPv6 echo request from the client's (would-be) IPv6 address to the internet.
         let ping6: [UInt8] = [0x60, 0, 0, 0, 0, 8, 58, 64, 0xfd] + Array(repeating: 0, count: 14) + [2]
             + [0x20, 0x01, 0x0d, 0xb8] + Array(repeating: 0, count: 11) + [1] + [128, 0, 0, 0, 0, 1, 0, 1]
+        // fd00::2 → fd00::1 and back: inside the tunnel's IPv6 prefix under flag 4.
+        let ping6Inside: [UInt8] = Array(ping6[0..<24]) + [0xfd] + Array(repeating: 0, count: 14) + [1] + Array(ping6[40...])
+        let pong6Inside: [UInt8] = Array(ping6[0..<8]) + Array(ping6Inside[24..<40]) + Array(ping6Inside[8..<24]) + [129, 0, 0, 0, 0, 1, 0, 1]
         return [
             ("handshake", [0] + handshake),
             ("handshake-and-data", [0] + handshake + [8] + [6] + chunk(ping) + [8, 8] + [7] + chunk(pong) + [8]),
@@ -65,6 +72,11 @@ public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutabl
             // answered at once; an IPv6 packet from the server to no client has no route.
             ("ipv6-queued-then-answered", [0, 6] + chunk(ping6) + handshake + [6] + chunk(ping6) + [8]),
             ("ipv6-from-server", [0] + handshake + [8, 7] + chunk(ping6) + [8]),
+            // A server with an IPv6 prefix: inside the tunnel's prefix both ways, and beyond it without
+            // egress (answered by the client) and with it (carried); a client with --no-ipv6 answers all.
+            ("ipv6-inside", [4] + handshake + [8, 6] + chunk(ping6Inside) + [8, 7] + chunk(pong6Inside) + [8, 6] + chunk(ping6) + [8]),
+            ("ipv6-egress", [12] + handshake + [8, 6] + chunk(ping6) + [8]),
+            ("ipv6-disabled", [28] + handshake + [8, 6] + chunk(ping6Inside) + [8]),
             ("raw-to-both", [0, 0] + chunk([1, 0, 0, 0] + [UInt8](repeating: 0, count: 156)) + [1] + chunk([2, 0, 0, 0, 1])),
             ("session-gone", [0] + handshake + [8, 2] + le16(0xffff) + [2] + le16(0xffff) + [2] + le16(0xffff)
                 + [9] + chunk([4, 0, 0, 0, 0, 0, 0, 0] + [UInt8](repeating: 0, count: 24)) + [4, 0, 3, 0, 4, 0]),
@@ -111,12 +123,13 @@ struct World {
             role: .server(
                 ServerSettings(
                     responder: HandshakeResponder(localStatic: FuzzKeys.server), address: serverPrefix,
+                    address6: flags & 4 == 4 ? serverPrefix6 : nil, ipv6Egress: flags & 12 == 12,
                     allowList: allowList, allowAnyClient: anyClient)))
         client = TunnelState(
             role: .client(
                 ClientSettings(
                     initiator: HandshakeInitiator(localStatic: FuzzKeys.client, serverKey: FuzzKeys.server.publicKey),
-                    endpoint: serverEndpoint, persistentKeepalive: flags & 2 == 2 ? 25 : nil)))
+                    endpoint: serverEndpoint, persistentKeepalive: flags & 2 == 2 ? 25 : nil, ipv6Disabled: flags & 16 == 16)))
         // The engine starts the client's first handshake at launch.
         var actions: [ControlAction] = []
         client.start(now: now, wall: wall, random: random, actions: &actions)
