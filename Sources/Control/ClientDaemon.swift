@@ -72,7 +72,10 @@ public enum ClientDaemon {
             throw error
         }
         let serverKey = try KeyFiles.loadPublicKey(c.peerKeyFile)
-        let serverEndpoint = try resolveEndpoint(c.endpoint, option: "--endpoint")
+        let (serverEndpoint, resolution) = try EndpointText(
+            c.endpoint, option: "--endpoint", allowsPortZero: false, examplePort: 51820
+        ).resolve(option: "--endpoint")
+        if let resolution { logger.info("\(resolution)") }
         let initiator = HandshakeInitiator(
             localStatic: privateKey, serverKey: serverKey, settings: try c.tunnel.handshakeSettings(),
             offeredSuites: try c.tunnel.cipherSuites())
@@ -107,7 +110,18 @@ public enum ClientDaemon {
             try HostNetwork.preflight(lockdownPlan)
         }
         let device = try c.tunnel.openDevice()
-        let socket = try UDPSocket.bind(Endpoint(address: IPv4Address.any, port: 0), segmentationOffload: c.tunnel.offload)
+        // `[::]:0`, dual stack, reaches a server of either family and follows it when it roams between them.
+        let (socket, noIPv6) = try UDPSocket.bindPreferringDualStack(Endpoint(address: IPv6Address.any, port: 0)) {
+            (e) throws(IOError) in try UDPSocket.bind(e, segmentationOffload: c.tunnel.offload)
+        }
+        if let noIPv6 {
+            guard !serverEndpoint.address.isIPv6 else {
+                socket.close()
+                throw ControlError(
+                    "--endpoint \(serverEndpoint): this host has no IPv6, so it cannot reach the server there; give its IPv4 address, e.g. --endpoint 192.0.2.1:51820")
+            }
+            logger.notice("\(noIPv6)")
+        }
         defer { HostSetup.tearDown(instance, logger: logger) }
         // The kill switch goes up before the first handshake and stays while the client reconnects.
         if c.lockdown { try HostSetup.apply(lockdownPlan, to: instance, logger: logger) }

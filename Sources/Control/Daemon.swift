@@ -30,7 +30,8 @@ public struct TunnelSettings: Sendable {
     public var transmitQueueLength = 1000
     /// TUN segmentation offloads and UDP GSO/GRO where the kernel has them.
     public var offload = true
-    /// `ADDR:PORT` of the Prometheus metrics endpoint, if any.
+    /// `ADDR:PORT` of the Prometheus metrics endpoint, if any (`[IPV6]:PORT` and `HOST:PORT` too; see
+    /// `EndpointText`).
     public var metrics: String?
     /// The user to run as once setup is done (nil: tunvpn if that user exists, else nobody).
     public var user: String?
@@ -102,18 +103,6 @@ extension TunDevice: DeviceConfiguring {
     }
 }
 
-/// Parses "HOST:PORT" and resolves HOST (IPv4).
-public func resolveEndpoint(_ text: String, option: String) throws(ControlError) -> Endpoint {
-    if let e = Endpoint(text) { return e }
-    guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]) else {
-        throw ControlError("\(option) '\(text)' is not HOST:PORT")
-    }
-    let host = String(text[..<colon])
-    do { return try UDPSocket.resolve(host: host, port: port) } catch {
-        throw ControlError("\(option): cannot resolve '\(host)': \(error)")
-    }
-}
-
 /// Runs `engine` until SIGINT/SIGTERM (exit 0) or an engine failure (exit 1); SIGUSR1 prints stats,
 /// SIGHUP calls `reload` (which logs its outcome). The instance lock (`HostSetup.claim`) names this
 /// process while it runs.
@@ -156,7 +145,8 @@ public func adapterStats(_ device: TunDevice, _ socket: UDPSocket) -> String {
     let t = device.stats
     let u = socket.stats
     return "tun.segmented_reads=\(t.segmentedReads) tun.merged_writes=\(t.mergedWrites) tun.rejected_writes=\(t.rejectedWrites) "
-        + "tun.truncated_reads=\(t.truncatedReads) udp.skipped_sends=\(u.skippedSends) udp.truncated_receives=\(u.truncatedReceives)"
+        + "tun.truncated_reads=\(t.truncatedReads) tun.dropped_super_packets=\(t.droppedSuperPackets) "
+        + "udp.skipped_sends=\(u.skippedSends) udp.truncated_receives=\(u.truncatedReceives)"
 }
 
 /// The signals the main thread waits for with sigtimedwait(2).

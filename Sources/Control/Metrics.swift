@@ -3,8 +3,10 @@
 // line, then its samples. Label values escape `\`, `"` and newline; HELP text escapes `\` and newline.
 //
 // Families: per-peer bytes and packets each way, session age and latest handshake (labelled with the
-// peer's public key); handshakes completed; handshake failures and dropped frames by reason (every
-// reason, zeros included, so rates work from the first scrape); and the number of peers.
+// peer's public key); each peer's tunnel addresses (an info family: value 1, the address in a label, one
+// sample per IP family); handshakes completed; handshake failures and dropped frames by reason (every
+// reason, zeros included, so rates work from the first scrape); packets and bytes through the tunnel by
+// IP family (both families, zeros included); a client's IPv6 state; and the number of peers.
 //
 // The endpoint has no authentication and its labels name every peer's public key, so binding it to
 // anything but loopback is warned about; and the text is rendered at most once a second, however
@@ -45,6 +47,35 @@ public enum PrometheusText {
         family(
             "tunvpn_control_send_failures_total", "counter",
             "Sends of handshake messages, cookie replies and keepalives that failed.", [("", counters.controlSendFailures)])
+        func byFamily(_ counter: TrafficCounter) -> [(labels: String, value: UInt64)] {
+            IPFamily.allCases.map { (labels(["family": "\($0)"]), counters[.traffic(counter, $0)]) }
+        }
+        family(
+            "tunvpn_receive_packets_total", "counter", "Packets received through the tunnel and delivered, by IP family.",
+            byFamily(.rxPackets))
+        family(
+            "tunvpn_transmit_packets_total", "counter", "Packets sent through the tunnel, by IP family.",
+            byFamily(.txPackets))
+        family(
+            "tunvpn_receive_bytes_total", "counter", "Bytes of packets received through the tunnel, by IP family.",
+            byFamily(.rxBytes))
+        family(
+            "tunvpn_transmit_bytes_total", "counter", "Bytes of packets sent through the tunnel, by IP family.",
+            byFamily(.txBytes))
+        if let t = s.tunnel {
+            family(
+                "tunvpn_ipv6_egress", "gauge",
+                "1 when the server forwards IPv6 beyond the tunnel and this client carries IPv6, else 0.",
+                [("", t.ipv6Egress && t.address6 != nil && !t.ipv6Disabled ? 1 : 0)])
+        }
+        family(
+            "tunvpn_peer_tunnel_address_info", "gauge", "A tunnel address of the peer (always 1), one sample per IP family.",
+            s.peers.flatMap { p in
+                [
+                    p.tunnelAddress.map { (labels(["peer": p.publicKey, "family": "ipv4", "address": "\($0)"]), UInt64(1)) },
+                    p.tunnelAddress6.map { (labels(["peer": p.publicKey, "family": "ipv6", "address": "\($0)"]), UInt64(1)) },
+                ].compactMap { $0 }
+            })
         family(
             "tunvpn_peer_receive_bytes_total", "counter", "Bytes received from the peer through the tunnel.",
             perPeer { $0.rxBytes })

@@ -15,8 +15,9 @@ public struct ServerConfiguration: Sendable {
     public var tunnel = TunnelSettings()
     /// The server's private key file.
     public var keyFile = "keys/server.key"
-    /// UDP address and port to listen on.
-    public var listen = Endpoint(address: IPv4Address.any, port: 51820)
+    /// UDP address and port to listen on: by default `[::]`, one socket for IPv4 and IPv6 clients (on a
+    /// host without IPv6, 0.0.0.0; `UDPSocket.bindPreferringDualStack`).
+    public var listen = Endpoint(address: IPv6Address.any, port: 51820)
     /// The server's tunnel address and the tunnel prefix.
     public var address: IPv4Prefix
     /// The allow-list file.
@@ -29,6 +30,18 @@ public struct ServerConfiguration: Sendable {
     public var noNAT = false
 
     public init(address: IPv4Prefix) { self.address = address }
+}
+
+/// The one-line error for a `--listen` endpoint that could not be bound, with what to do for the usual
+/// causes (bind(2): EADDRINUSE, EADDRNOTAVAIL).
+func listenFailure(_ endpoint: Endpoint, _ error: IOError) -> String {
+    var hint = ""
+    if error.call == "bind" && error.errno == EADDRINUSE {
+        hint = "; another process uses that UDP port (`ss -lunp` names it): stop it or choose another, e.g. --listen [::]:51821"
+    } else if error.call == "bind" && error.errno == EADDRNOTAVAIL {
+        hint = "; that address is not on this host (`ip addr` lists them), e.g. --listen [::]:\(endpoint.port)"
+    }
+    return "--listen \(endpoint): \(error)\(hint)"
 }
 
 /// Runs a server.
@@ -85,7 +98,14 @@ public enum ServerDaemon {
         let device = try c.tunnel.openDevice()
         defer { HostSetup.tearDown(instance, logger: logger) }
         try HostSetup.apply(plan, to: instance, device: device, logger: logger)
-        let socket = try UDPSocket.bind(c.listen, segmentationOffload: c.tunnel.offload)
+        let socket: UDPSocket
+        let noIPv6: String?
+        do {
+            (socket, noIPv6) = try UDPSocket.bindPreferringDualStack(c.listen) { (e) throws(IOError) in
+                try UDPSocket.bind(e, segmentationOffload: c.tunnel.offload)
+            }
+        } catch { throw ControlError(listenFailure(c.listen, error)) }
+        if let noIPv6 { logger.notice("\(noIPv6)") }
         if c.allowAnyClient { logger.warning("--allow-any-client: any client key is admitted; use an allow-list outside the lab") }
         logger.info(
             "server listening on \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name) \(prefix), \(allowList.clients.count) allowed client(s), TSO \(device.offloadsEnabled ? "on" : "off"), TUN USO \(device.udpOffloadEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")

@@ -13,11 +13,14 @@ import Transport
 /// {"counters":{"drop.replay":…,"rx_packets":…,…},"interface":"tun0","listen_port":51820,
 ///  "peers":[{"endpoint":"10.100.3.2:40000","latest_handshake":1700000000,"persistent_keepalive":25,
 ///            "public_key":"…","rx_bytes":…,"rx_packets":…,"session_age":63,"suite":"…",
-///            "tunnel_address":"10.8.0.2","tx_bytes":…,"tx_packets":…}],
-///  "public_key":"…","role":"server","suites":["…"]}
+///            "tunnel_address":"10.8.0.2","tunnel_address6":"fd00:8::2","tx_bytes":…,"tx_packets":…}],
+///  "public_key":"…","role":"server","suites":["…"],"tunnel":null}
 /// ```
 /// `latest_handshake` is Unix time in seconds; `session_age` and `persistent_keepalive` are seconds. Absent
-/// values (no endpoint yet, no handshake, keepalive off) are `null`, never left out.
+/// values (no endpoint yet, no handshake, keepalive off, no IPv6 address) are `null`, never left out. A
+/// client's `tunnel` is its own addressing once up: `{"address":"10.8.0.2/16","address6":"fd00:8::2/64",
+/// "ipv6_disabled":false,"ipv6_egress":true}` (`address6` null when the server gave no IPv6). Documents
+/// from an older tunvpn without `tunnel` or `tunnel_address6` are read as if they were null.
 public struct StatusDocument: Codable, Equatable, Sendable {
     public var interface: String
     public var role: String
@@ -27,9 +30,11 @@ public struct StatusDocument: Codable, Equatable, Sendable {
     public var peers: [PeerStatus]
     /// Counter name → value, as in the `stats:` line.
     public var counters: [String: UInt64]
+    /// A client's own addressing; nil on a server and before the client's first handshake.
+    public var tunnel: TunnelStatus?
 
     enum CodingKeys: String, CodingKey {
-        case interface, role, suites, peers, counters
+        case interface, role, suites, peers, counters, tunnel
         case publicKey = "public_key"
         case listenPort = "listen_port"
     }
@@ -43,6 +48,7 @@ public struct StatusDocument: Codable, Equatable, Sendable {
         suites = s.suites
         peers = s.peers.map(PeerStatus.init)
         counters = Dictionary(s.counters.map { ($0.name, $0.value) }, uniquingKeysWith: { _, last in last })
+        tunnel = s.tunnel.map(TunnelStatus.init)
     }
 
     public init(from decoder: any Decoder) throws {
@@ -54,6 +60,20 @@ public struct StatusDocument: Codable, Equatable, Sendable {
         suites = try c.decode([String].self, forKey: .suites)
         peers = try c.decode([PeerStatus].self, forKey: .peers)
         counters = try c.decodeIfPresent([String: UInt64].self, forKey: .counters) ?? [:]
+        tunnel = try c.decodeIfPresent(TunnelStatus.self, forKey: .tunnel)
+    }
+
+    /// Writes a server's `tunnel` as `null` (the synthesized encoder would leave it out).
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(interface, forKey: .interface)
+        try c.encode(role, forKey: .role)
+        try c.encode(publicKey, forKey: .publicKey)
+        try c.encode(listenPort, forKey: .listenPort)
+        try c.encode(suites, forKey: .suites)
+        try c.encode(peers, forKey: .peers)
+        try c.encode(counters, forKey: .counters)
+        try c.encode(tunnel, forKey: .tunnel)
     }
 
     /// The snapshot the document describes, counters in name order.
@@ -63,7 +83,8 @@ public struct StatusDocument: Codable, Equatable, Sendable {
         EngineSnapshot(
             role: role, publicKey: publicKey, listenPort: listenPort, device: interface, suites: suites,
             peers: try peers.map { p throws(ControlError) in try p.snapshot() },
-            counters: counters.sorted { $0.key < $1.key }.map { (name: $0.key, value: $0.value) })
+            counters: counters.sorted { $0.key < $1.key }.map { (name: $0.key, value: $0.value) },
+            tunnel: try tunnel?.snapshot())
     }
 
     /// The JSON text of `s`: one line, no trailing newline.
@@ -109,11 +130,63 @@ public struct StatusDocument: Codable, Equatable, Sendable {
     }
 }
 
+/// A client's own addressing in the status JSON.
+public struct TunnelStatus: Codable, Equatable, Sendable {
+    /// "10.8.0.2/16"
+    public var address: String
+    /// "fd00:8::2/64", or nil when the server gave no IPv6.
+    public var address6: String?
+    public var ipv6Egress: Bool
+    public var ipv6Disabled: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case address, address6
+        case ipv6Egress = "ipv6_egress"
+        case ipv6Disabled = "ipv6_disabled"
+    }
+
+    public init(_ t: ClientTunnelSnapshot) {
+        address = "\(t.address)"
+        address6 = t.address6.map { "\($0)" }
+        ipv6Egress = t.ipv6Egress
+        ipv6Disabled = t.ipv6Disabled
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        address = try c.decode(String.self, forKey: .address)
+        address6 = try c.decode(String?.self, forKey: .address6)
+        ipv6Egress = try c.decode(Bool.self, forKey: .ipv6Egress)
+        ipv6Disabled = try c.decode(Bool.self, forKey: .ipv6Disabled)
+    }
+
+    /// Writes a missing IPv6 address as `null`.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(address, forKey: .address)
+        try c.encode(address6, forKey: .address6)
+        try c.encode(ipv6Egress, forKey: .ipv6Egress)
+        try c.encode(ipv6Disabled, forKey: .ipv6Disabled)
+    }
+
+    func snapshot() throws(ControlError) -> ClientTunnelSnapshot {
+        guard let a = IPv4Prefix(address) else { throw ControlError("status reply: 'address' is not what it should be") }
+        var a6: IPv6Prefix? = nil
+        if let address6 {
+            guard let parsed = IPv6Prefix(address6) else { throw ControlError("status reply: 'address6' is not what it should be") }
+            a6 = parsed
+        }
+        return ClientTunnelSnapshot(address: a, address6: a6, ipv6Egress: ipv6Egress, ipv6Disabled: ipv6Disabled)
+    }
+}
+
 /// One peer in the status JSON.
 public struct PeerStatus: Codable, Equatable, Sendable {
     public var publicKey: String
     public var endpoint: String?
     public var tunnelAddress: String?
+    /// The peer's IPv6 tunnel address, nil if none.
+    public var tunnelAddress6: String?
     public var latestHandshake: UInt64?
     public var sessionAge: UInt64?
     public var rxBytes: UInt64
@@ -127,6 +200,7 @@ public struct PeerStatus: Codable, Equatable, Sendable {
         case endpoint, suite
         case publicKey = "public_key"
         case tunnelAddress = "tunnel_address"
+        case tunnelAddress6 = "tunnel_address6"
         case latestHandshake = "latest_handshake"
         case sessionAge = "session_age"
         case rxBytes = "rx_bytes"
@@ -140,6 +214,7 @@ public struct PeerStatus: Codable, Equatable, Sendable {
         publicKey = p.publicKey
         endpoint = p.endpoint.map { "\($0)" }
         tunnelAddress = p.tunnelAddress.map { "\($0)" }
+        tunnelAddress6 = p.tunnelAddress6.map { "\($0)" }
         latestHandshake = p.latestHandshake
         sessionAge = p.sessionAge
         rxBytes = p.rxBytes
@@ -150,12 +225,14 @@ public struct PeerStatus: Codable, Equatable, Sendable {
         suite = p.suite
     }
 
-    /// Every member is required; the optional ones may be null (`decode(T?.self)` refuses a missing key).
+    /// Every member is required (but `tunnel_address6`, which older documents lack); the optional ones may
+    /// be null (`decode(T?.self)` refuses a missing key).
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         publicKey = try c.decode(String.self, forKey: .publicKey)
         endpoint = try c.decode(String?.self, forKey: .endpoint)
         tunnelAddress = try c.decode(String?.self, forKey: .tunnelAddress)
+        tunnelAddress6 = try c.decodeIfPresent(String.self, forKey: .tunnelAddress6)
         latestHandshake = try c.decode(UInt64?.self, forKey: .latestHandshake)
         sessionAge = try c.decode(UInt64?.self, forKey: .sessionAge)
         rxBytes = try c.decode(UInt64.self, forKey: .rxBytes)
@@ -172,6 +249,7 @@ public struct PeerStatus: Codable, Equatable, Sendable {
         try c.encode(publicKey, forKey: .publicKey)
         try c.encode(endpoint, forKey: .endpoint)
         try c.encode(tunnelAddress, forKey: .tunnelAddress)
+        try c.encode(tunnelAddress6, forKey: .tunnelAddress6)
         try c.encode(latestHandshake, forKey: .latestHandshake)
         try c.encode(sessionAge, forKey: .sessionAge)
         try c.encode(rxBytes, forKey: .rxBytes)
@@ -195,8 +273,15 @@ public struct PeerStatus: Codable, Equatable, Sendable {
             }
             a = parsed
         }
+        var a6: IPv6Address? = nil
+        if let tunnelAddress6 {
+            guard let parsed = IPv6Address(tunnelAddress6) else {
+                throw ControlError("status reply: 'tunnel_address6' is not what it should be")
+            }
+            a6 = parsed
+        }
         return PeerSnapshot(
-            publicKey: publicKey, endpoint: e, tunnelAddress: a, latestHandshake: latestHandshake,
+            publicKey: publicKey, endpoint: e, tunnelAddress: a, tunnelAddress6: a6, latestHandshake: latestHandshake,
             sessionAge: sessionAge, rxBytes: rxBytes, txBytes: txBytes, rxPackets: rxPackets, txPackets: txPackets,
             persistentKeepalive: persistentKeepalive, suite: suite)
     }
@@ -215,11 +300,32 @@ public enum StatusText {
             "  role: \(s.role)",
         ]
         if !s.suites.isEmpty { lines.append("  suites: \(s.suites.joined(separator: ", "))") }
+        if let t = s.tunnel {
+            if t.ipv6Disabled {
+                lines.append("  address: \(t.address)")
+                lines.append("  ipv6: off (--no-ipv6)")
+            } else if let a6 = t.address6 {
+                lines.append("  address: \(t.address), \(a6)")
+                lines.append("  server ipv6 egress: \(t.ipv6Egress ? "yes" : "no (only the tunnel's IPv6 prefix is reachable)")")
+            } else {
+                lines.append("  address: \(t.address)")
+                lines.append("  ipv6: none from the server")
+            }
+        }
+        let values = s.counterValues
+        for family in IPFamily.allCases {
+            let (rxp, txp) = (values[.traffic(.rxPackets, family)], values[.traffic(.txPackets, family)])
+            guard rxp != 0 || txp != 0 else { continue }
+            lines.append(
+                "  \(family) transfer: \(bytes(values[.traffic(.rxBytes, family)])) received (\(rxp) packets), "
+                    + "\(bytes(values[.traffic(.txBytes, family)])) sent (\(txp) packets)")
+        }
         for p in s.peers {
             lines.append("")
             lines.append("peer: \(p.publicKey)")
             if let e = p.endpoint { lines.append("  endpoint: \(e)") }
-            if let a = p.tunnelAddress { lines.append("  tunnel address: \(a)") }
+            let allowed = [p.tunnelAddress.map { "\($0)/32" }, p.tunnelAddress6.map { "\($0)/128" }].compactMap { $0 }
+            if !allowed.isEmpty { lines.append("  allowed ips: \(allowed.joined(separator: ", "))") }
             if let suite = p.suite { lines.append("  suite: \(suite)") }
             if let h = p.latestHandshake { lines.append("  latest handshake: \(ago(h, now: now))") }
             if p.rxBytes != 0 || p.txBytes != 0 {

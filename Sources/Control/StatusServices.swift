@@ -45,9 +45,10 @@ public struct StatusServices {
         }
         var metrics: HTTPServer? = nil
         if let metricsAddress {
-            guard let endpoint = Endpoint(metricsAddress) else {
-                throw ControlError("--metrics '\(metricsAddress)' is not ADDRESS:PORT")
-            }
+            let (endpoint, resolution) = try EndpointText(
+                metricsAddress, option: "--metrics", allowsPortZero: true, examplePort: 9586
+            ).resolve(option: "--metrics")
+            if let resolution { logger.info("\(resolution)") }
             let text = CachedMetrics { Array(PrometheusText.render(snapshot()).utf8) }
             do {
                 metrics = try HTTPServer(endpoint: endpoint, threadStart: threadStart) { request in

@@ -17,12 +17,84 @@ public final class Counter: Sendable {
     public var current: UInt64 { value.load(ordering: .relaxed) }
 }
 
+/// The family of an inner IP packet.
+public enum IPFamily: Int, CaseIterable, Hashable, Sendable, CustomStringConvertible {
+    case ipv4
+    case ipv6
+
+    /// The family of a packet whose first byte is `firstByte` (its version nibble), or nil for neither.
+    @inline(__always)
+    public init?(firstByte: UInt8) {
+        switch firstByte >> 4 {
+        case 4: self = .ipv4
+        case 6: self = .ipv6
+        default: return nil
+        }
+    }
+
+    /// `ipv4`, `ipv6`: the suffix of the per-family counters and the metrics' `family` label.
+    public var description: String {
+        switch self {
+        case .ipv4: "ipv4"
+        case .ipv6: "ipv6"
+        }
+    }
+}
+
+/// The traffic counters kept in total and per family.
+public enum TrafficCounter: Int, CaseIterable, Hashable, Sendable {
+    /// Total: authenticated data frames received, keepalives included. Per family: packets delivered.
+    case rxPackets
+    /// Total: data frames sent, keepalives included. Per family: packets sent through the tunnel.
+    case txPackets
+    /// Bytes of inner packets delivered to the device.
+    case rxBytes
+    /// Bytes of inner packets sent through the tunnel.
+    case txBytes
+
+    /// `rx_packets`, `tx_packets`, `rx_bytes`, `tx_bytes`.
+    public var name: String {
+        switch self {
+        case .rxPackets: "rx_packets"
+        case .txPackets: "tx_packets"
+        case .rxBytes: "rx_bytes"
+        case .txBytes: "tx_bytes"
+        }
+    }
+}
+
+/// Packets and bytes of each family moved in one batch, added to the shared counters once per batch.
+public struct FamilyTraffic: Sendable, Equatable {
+    public var packets: (Int, Int) = (0, 0)
+    public var bytes: (Int, Int) = (0, 0)
+
+    public init() {}
+
+    /// Counts one packet of `bytes` bytes whose first byte is `firstByte`; neither IPv4 nor IPv6 counts nothing.
+    @inline(__always)
+    public mutating func add(firstByte: UInt8, bytes n: Int) {
+        switch IPFamily(firstByte: firstByte) {
+        case .ipv4:
+            packets.0 += 1
+            bytes.0 += n
+        case .ipv6:
+            packets.1 += 1
+            bytes.1 += n
+        case nil: break
+        }
+    }
+
+    public static func == (a: FamilyTraffic, b: FamilyTraffic) -> Bool { a.packets == b.packets && a.bytes == b.bytes }
+}
+
 /// Every counter an engine keeps, in the order the `stats:` line lists them.
 public enum CounterID: Hashable, Sendable, CaseIterable {
     case rxPackets
     case txPackets
     case rxBytes
     case txBytes
+    /// One traffic counter of one family (`rx_packets.ipv6`).
+    case traffic(TrafficCounter, IPFamily)
     /// Frames and packets dropped for this reason.
     case dropped(DropReason)
     case handshakesCompleted
@@ -32,11 +104,17 @@ public enum CounterID: Hashable, Sendable, CaseIterable {
     /// once a session is up) that failed; the engine goes on, and a handshake is retried by its timers.
     case controlSendFailures
 
-    /// `rx_packets`, `tx_packets`, `rx_bytes`, `tx_bytes`, `drop.<reason>`, `handshakes.completed`,
+    /// `rx_packets`, `tx_packets`, `rx_bytes`, `tx_bytes`, `rx_packets.ipv4`, `rx_packets.ipv6`,
+    /// `tx_packets.ipv4`, … `tx_bytes.ipv6`, `drop.<reason>`, `handshakes.completed`,
     /// `handshake.failed.<reason>`, `control.send_failures`.
     public static let allCases: [CounterID] =
-        [.rxPackets, .txPackets, .rxBytes, .txBytes] + DropReason.allCases.map { .dropped($0) } + [.handshakesCompleted]
+        [.rxPackets, .txPackets, .rxBytes, .txBytes]
+        + TrafficCounter.allCases.flatMap { t in IPFamily.allCases.map { .traffic(t, $0) } }
+        + DropReason.allCases.map { .dropped($0) } + [.handshakesCompleted]
         + HandshakeFailure.allCases.map { .handshakeFailed($0) } + [.controlSendFailures]
+
+    /// The number of per-family traffic counters.
+    static let trafficCount = TrafficCounter.allCases.count * IPFamily.allCases.count
 
     /// The counter's name in the `stats:` line and the status document.
     public var name: String {
@@ -45,6 +123,7 @@ public enum CounterID: Hashable, Sendable, CaseIterable {
         case .txPackets: "tx_packets"
         case .rxBytes: "rx_bytes"
         case .txBytes: "tx_bytes"
+        case .traffic(let counter, let family): "\(counter.name).\(family)"
         case .dropped(let reason): "drop.\(reason)"
         case .handshakesCompleted: "handshakes.completed"
         case .handshakeFailed(let failure): "handshake.failed.\(failure.name)"
@@ -65,10 +144,12 @@ public enum CounterID: Hashable, Sendable, CaseIterable {
         case .txPackets: 1
         case .rxBytes: 2
         case .txBytes: 3
-        case .dropped(let reason): 4 + reason.rawValue
-        case .handshakesCompleted: 4 + DropReason.allCases.count
-        case .handshakeFailed(let failure): 5 + DropReason.allCases.count + CounterID.failurePosition[failure.name]!
-        case .controlSendFailures: 5 + DropReason.allCases.count + HandshakeFailure.allCases.count
+        case .traffic(let counter, let family): 4 + counter.rawValue * IPFamily.allCases.count + family.rawValue
+        case .dropped(let reason): 4 + CounterID.trafficCount + reason.rawValue
+        case .handshakesCompleted: 4 + CounterID.trafficCount + DropReason.allCases.count
+        case .handshakeFailed(let failure):
+            5 + CounterID.trafficCount + DropReason.allCases.count + CounterID.failurePosition[failure.name]!
+        case .controlSendFailures: 5 + CounterID.trafficCount + DropReason.allCases.count + HandshakeFailure.allCases.count
         }
     }
 
@@ -104,6 +185,10 @@ public struct CounterValues: Sendable, Equatable {
     public var txBytes: UInt64 { self[.txBytes] }
     public var handshakesCompleted: UInt64 { self[.handshakesCompleted] }
     public var controlSendFailures: UInt64 { self[.controlSendFailures] }
+    /// Every per-family traffic counter with its value, zeros included, in `CounterID.allCases` order.
+    public var traffic: [(counter: TrafficCounter, family: IPFamily, value: UInt64)] {
+        TrafficCounter.allCases.flatMap { t in IPFamily.allCases.map { (t, $0, self[.traffic(t, $0)]) } }
+    }
     /// Every drop reason with its count, zeros included, in `DropReason.allCases` order.
     public var drops: [(reason: DropReason, value: UInt64)] { DropReason.allCases.map { ($0, self[.dropped($0)]) } }
     /// Every handshake failure with its count, zeros included, in `HandshakeFailure.allCases` order.
@@ -122,6 +207,8 @@ public final class Counters: Sendable {
     public let txBytes = Counter()
     public let handshakesCompleted = Counter()
     public let controlSendFailures = Counter()
+    /// Indexed like `CounterID.traffic`'s position: counter × family.
+    private let trafficCounters: [Counter] = (0..<CounterID.trafficCount).map { _ in Counter() }
     private let dropCounters: [Counter] = DropReason.allCases.map { _ in Counter() }
     private let failureCounters: [HandshakeFailure: Counter] = Dictionary(
         uniqueKeysWithValues: HandshakeFailure.allCases.map { ($0, Counter()) })
@@ -133,6 +220,29 @@ public final class Counters: Sendable {
     public func handshakeFailed(_ reason: HandshakeFailure) { failureCounters[reason]?.add() }
     public func handshakeFailures(_ reason: HandshakeFailure) -> UInt64 { failureCounters[reason]?.current ?? 0 }
 
+    /// The traffic counter `counter` of `family`.
+    public func traffic(_ counter: TrafficCounter, _ family: IPFamily) -> Counter {
+        trafficCounters[counter.rawValue * IPFamily.allCases.count + family.rawValue]
+    }
+
+    /// Adds one batch's packets sent through the tunnel, per family (the totals are counted apart).
+    @inline(__always) public func add(sent t: FamilyTraffic) { add(t, packets: .txPackets, bytes: .txBytes) }
+
+    /// Adds one batch's packets delivered to the device, per family (the totals are counted apart).
+    @inline(__always) public func add(received t: FamilyTraffic) { add(t, packets: .rxPackets, bytes: .rxBytes) }
+
+    @inline(__always)
+    private func add(_ t: FamilyTraffic, packets: TrafficCounter, bytes: TrafficCounter) {
+        if t.packets.0 > 0 {
+            traffic(packets, .ipv4).add(UInt64(t.packets.0))
+            traffic(bytes, .ipv4).add(UInt64(t.bytes.0))
+        }
+        if t.packets.1 > 0 {
+            traffic(packets, .ipv6).add(UInt64(t.packets.1))
+            traffic(bytes, .ipv6).add(UInt64(t.bytes.1))
+        }
+    }
+
     /// The counter `id`.
     public func counter(_ id: CounterID) -> Counter {
         switch id {
@@ -140,6 +250,7 @@ public final class Counters: Sendable {
         case .txPackets: txPackets
         case .rxBytes: rxBytes
         case .txBytes: txBytes
+        case .traffic(let counter, let family): traffic(counter, family)
         case .dropped(let reason): dropCounters[reason.rawValue]
         case .handshakesCompleted: handshakesCompleted
         case .handshakeFailed(let failure): failureCounters[failure]!  // every failure has one (allCases)
@@ -159,11 +270,11 @@ public final class Counters: Sendable {
     /// Every handshake failure with its count (see `CounterValues.handshakeFailures`).
     public var handshakeFailures: [(reason: HandshakeFailure, value: UInt64)] { values.handshakeFailures }
 
-    /// Every counter by name, in a fixed order: `rx_packets`, `tx_packets`, `rx_bytes`, `tx_bytes`,
-    /// `drop.<reason>`, `handshakes.completed`, `handshake.failed.<reason>`, `control.send_failures`.
+    /// Every counter by name, in a fixed order: `rx_packets`, `tx_packets`, `rx_bytes`, `tx_bytes`, the
+    /// same per family (`rx_packets.ipv4`, `rx_packets.ipv6`, …), `drop.<reason>`, `handshakes.completed`, `handshake.failed.<reason>`, `control.send_failures`.
     public var all: [(name: String, value: UInt64)] { values.named }
 
-    /// `stats: rx_packets=… tx_packets=… … drop.<reason>=… handshakes.completed=… handshake.failed.<reason>=…
+    /// `stats: rx_packets=… tx_packets=… … rx_packets.ipv4=… … drop.<reason>=… handshakes.completed=… handshake.failed.<reason>=…
     /// control.send_failures=…`
     public var statsLine: String {
         "stats: " + all.map { "\($0.name)=\($0.value)" }.joined(separator: " ")

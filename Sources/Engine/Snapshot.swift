@@ -10,6 +10,8 @@ public struct PeerSnapshot: Sendable, Equatable {
     public var publicKey: String
     public var endpoint: Endpoint?
     public var tunnelAddress: IPv4Address?
+    /// The peer's IPv6 tunnel address (a server's client with IPv6), nil if none.
+    public var tunnelAddress6: IPv6Address?
     /// Wall-clock seconds since 1970 of the latest handshake, nil if none.
     public var latestHandshake: UInt64?
     /// Age in seconds of the session used to send, nil if none.
@@ -24,13 +26,14 @@ public struct PeerSnapshot: Sendable, Equatable {
 
     /// A peer as given (the status command rebuilds snapshots from their JSON; tests build them directly).
     public init(
-        publicKey: String, endpoint: Endpoint?, tunnelAddress: IPv4Address?, latestHandshake: UInt64?,
-        sessionAge: UInt64?, rxBytes: UInt64, txBytes: UInt64, rxPackets: UInt64, txPackets: UInt64,
-        persistentKeepalive: UInt64?, suite: String?
+        publicKey: String, endpoint: Endpoint?, tunnelAddress: IPv4Address?, tunnelAddress6: IPv6Address? = nil,
+        latestHandshake: UInt64?, sessionAge: UInt64?, rxBytes: UInt64, txBytes: UInt64, rxPackets: UInt64,
+        txPackets: UInt64, persistentKeepalive: UInt64?, suite: String?
     ) {
         self.publicKey = publicKey
         self.endpoint = endpoint
         self.tunnelAddress = tunnelAddress
+        self.tunnelAddress6 = tunnelAddress6
         self.latestHandshake = latestHandshake
         self.sessionAge = sessionAge
         self.rxBytes = rxBytes
@@ -39,6 +42,25 @@ public struct PeerSnapshot: Sendable, Equatable {
         self.txPackets = txPackets
         self.persistentKeepalive = persistentKeepalive
         self.suite = suite
+    }
+}
+
+/// A client's own tunnel addressing, as its latest handshake that changed it gave it.
+public struct ClientTunnelSnapshot: Sendable, Equatable {
+    /// The client's IPv4 tunnel address and prefix length.
+    public var address: IPv4Prefix
+    /// The client's IPv6 tunnel address and prefix length; nil when the server gave none.
+    public var address6: IPv6Prefix?
+    /// True when the server forwards IPv6 beyond the tunnel (else only the tunnel's prefix is reached).
+    public var ipv6Egress: Bool
+    /// --no-ipv6: the client carries no IPv6, whatever the server offers.
+    public var ipv6Disabled: Bool
+
+    public init(address: IPv4Prefix, address6: IPv6Prefix?, ipv6Egress: Bool, ipv6Disabled: Bool) {
+        self.address = address
+        self.address6 = address6
+        self.ipv6Egress = ipv6Egress
+        self.ipv6Disabled = ipv6Disabled
     }
 }
 
@@ -52,6 +74,8 @@ public struct EngineSnapshot: Sendable {
     public var peers: [PeerSnapshot]
     /// Counter name → value, as in the `stats:` line.
     public var counters: [(name: String, value: UInt64)]
+    /// A client's addressing once its tunnel is up; nil on a server and before the first handshake.
+    public var tunnel: ClientTunnelSnapshot?
 
     /// The counters with each family typed (drops and handshake failures by reason): what metrics read.
     public var counterValues: CounterValues { CounterValues(named: counters) }
@@ -59,8 +83,9 @@ public struct EngineSnapshot: Sendable {
     /// An engine as given (the status command rebuilds snapshots from their JSON; tests build them directly).
     public init(
         role: String, publicKey: String, listenPort: UInt16, device: String, suites: [String], peers: [PeerSnapshot],
-        counters: [(name: String, value: UInt64)]
+        counters: [(name: String, value: UInt64)], tunnel: ClientTunnelSnapshot? = nil
     ) {
+        self.tunnel = tunnel
         self.role = role
         self.publicKey = publicKey
         self.listenPort = listenPort
@@ -97,6 +122,7 @@ extension TunnelEngine {
             let key: PublicKey
             let endpoint: Endpoint?
             let address: IPv4Address?
+            let address6: IPv6Address?
             let stats: PeerStats
             let current: Session?
             let persistentKeepalive: UInt64?
@@ -104,7 +130,9 @@ extension TunnelEngine {
         // The role is immutable and cheap to copy (its arrays are shared), so the X25519 public key of a
         // client's private key is computed outside the lock.
         let (role, publicKey, suites): (String, String, [String])
-        switch withState({ $0.role }) {
+        var tunnel: ClientTunnelSnapshot?
+        let (stateRole, assignment) = withState { ($0.role, $0.assignmentInForce) }
+        switch stateRole {
         case .server(let s):
             (role, publicKey, suites) = (
                 "server", s.responder.localKey.base64, s.responder.acceptedSuites.map { $0.name }
@@ -113,6 +141,10 @@ extension TunnelEngine {
             (role, publicKey, suites) = (
                 "client", c.initiator.localStatic.publicKey.base64, c.initiator.offeredSuites.map { $0.name }
             )
+            tunnel = assignment.map {
+                ClientTunnelSnapshot(
+                    address: $0.client, address6: $0.client6, ipv6Egress: $0.ipv6Egress, ipv6Disabled: c.ipv6Disabled)
+            }
         }
         var copied: [Copied] = []
         var next = 0
@@ -123,7 +155,8 @@ extension TunnelEngine {
                 for p in state.peers[min(next, end)..<end] where !p.isRemoved {
                     copied.append(
                         Copied(
-                            key: p.key, endpoint: p.endpoint, address: p.address, stats: p.stats, current: p.current,
+                            key: p.key, endpoint: p.endpoint, address: p.address, address6: p.address6, stats: p.stats,
+                            current: p.current,
                             persistentKeepalive: p.timers.persistentKeepaliveInterval))
                 }
                 peersCopiedUnderLock(max(end - next, 0))
@@ -134,7 +167,7 @@ extension TunnelEngine {
         let peers = copied.map { p -> PeerSnapshot in
             let wall = p.stats.lastHandshakeWallSeconds.load(ordering: .relaxed)
             return PeerSnapshot(
-                publicKey: p.key.base64, endpoint: p.endpoint, tunnelAddress: p.address,
+                publicKey: p.key.base64, endpoint: p.endpoint, tunnelAddress: p.address, tunnelAddress6: p.address6,
                 latestHandshake: wall == 0 ? nil : wall,
                 sessionAge: p.current.map { $0.age(at: now) / 1_000_000_000 },
                 rxBytes: p.stats.rxBytes.load(ordering: .relaxed), txBytes: p.stats.txBytes.load(ordering: .relaxed),
@@ -145,7 +178,7 @@ extension TunnelEngine {
         }
         return EngineSnapshot(
             role: role, publicKey: publicKey, listenPort: listenPort, device: device, suites: suites,
-            peers: peers, counters: counters.all)
+            peers: peers, counters: counters.all, tunnel: tunnel)
     }
 }
 

@@ -1,6 +1,7 @@
 // The engine: three threads that move bytes between a packet device, a datagram socket and the core.
 //
 //   outbound  TUN → route (one lock per batch) → seal in place → sendmmsg
+//             client: IPv6 the tunnel does not carry → ICMPv6 unreachable → TUN (see `deviceWriter`)
 //   inbound   recvmmsg → look up sessions (one lock) → open in place → account (one lock) → TUN write
 //             server: initiations → load checks (with the lookup) → message 1's DH → admit (lock) →
 //             message 2's DH → commit (lock) → responses; the DH work never holds the lock
@@ -76,6 +77,10 @@ public final class TunnelEngine: Sendable {
     public let failure = Mutex<String?>(nil)
     /// A server's responder, for the checks that need no state (key ID, mac1), run before the lock.
     private let initiationFilter: HandshakeResponder?
+    /// Held for every write to the device: the inbound thread writes the packets it delivers, and a
+    /// client's outbound thread writes the ICMPv6 unreachables it answers IPv6 packets with, while the
+    /// device allows one writer at a time (`PacketDevice`). Uncontended on a server (one lock per batch).
+    private let deviceWriter = Mutex<Void>(())
 
     public init(
         state: TunnelState, device: any PacketDevice, socket: any DatagramSocket, clock: any EngineClock = SystemClock(),
@@ -141,6 +146,8 @@ public final class TunnelEngine: Sendable {
         var decisions: [SendDecision] = []
         decisions.reserveCapacity(settings.batchSize)
         var actions: [ControlAction] = []
+        /// A client's ICMPv6 unreachables for this batch's IPv6 packets that the tunnel does not carry.
+        var answers: [[UInt8]] = []
         let headroom = DataFrame.headerLength
         while isRunning {
             let n: Int
@@ -164,10 +171,13 @@ public final class TunnelEngine: Sendable {
                 }
             }
             var out = 0
+            var traffic = FamilyTraffic()
             for i in 0..<n {
                 switch decisions[i] {
                 case .send(let session, let endpoint, let stats):
                     let length = batch.lengths[i]
+                    // `route` read the version nibble already: the family is known before sealing hides it.
+                    let version = length > 0 ? (batch.slot(i) + headroom).load(as: UInt8.self) : 0
                     guard let frame = DataFrame.seal(batch.slot(i), packetLength: length, session: session) else {
                         counters.drop(.expired)
                         continue
@@ -177,10 +187,13 @@ public final class TunnelEngine: Sendable {
                     batch.lengths[out] = frame
                     batch.endpoints[out] = endpoint
                     stats.sent(bytes: length)
-                    counters.txBytes.add(UInt64(length))
+                    traffic.add(firstByte: version, bytes: length)
                     out += 1
                 case .queued:
                     continue
+                case .answer(let bytes):
+                    counters.drop(.ipv6Unreachable)
+                    answers.append(bytes)
                 case .drop(let reason):
                     counters.drop(reason)
                 }
@@ -193,6 +206,12 @@ public final class TunnelEngine: Sendable {
                     return
                 }
                 counters.txPackets.add(UInt64(out))
+                counters.txBytes.add(UInt64(traffic.bytes.0 + traffic.bytes.1))
+                counters.add(sent: traffic)
+            }
+            if !answers.isEmpty {
+                guard writeAnswers(answers, using: control) else { return }
+                answers.removeAll(keepingCapacity: true)
             }
             if !actions.isEmpty { perform(&actions, using: control) }
         }
@@ -245,7 +264,7 @@ public final class TunnelEngine: Sendable {
             if !scratch.actions.isEmpty { perform(&scratch.actions, using: control) }
             batch.count = out
             if out > 0 {
-                do { try device.writePackets(from: batch) } catch {
+                do { _ = try deviceWriter.withLock { _ throws(IOError) in try device.writePackets(from: batch) } } catch {
                     if isRunning { fail("writing to \(device.name): \(error)") }
                     return
                 }
@@ -297,6 +316,10 @@ public final class TunnelEngine: Sendable {
                     if found == nil, let hint = core.sessionGoneHint(index: index, from: endpoint.address, now: now) {
                         scratch.actions.append(.sendHandshake(hint, to: endpoint))
                     }
+                } else if datagram.first == WireFormat.MessageType.data.rawValue {
+                    // Type 4 is always the data path: one that is too short or has a non-zero reserved byte
+                    // is a malformed frame, never a handshake message (docs/PROTOCOL.md, "Data frames").
+                    scratch.kinds[i] = .malformed
                 } else if let first = datagram.first, let type = WireFormat.MessageType(rawValue: first),
                     datagram.count <= WireFormat.initiationLength
                 {
@@ -355,6 +378,7 @@ public final class TunnelEngine: Sendable {
     ) -> Int {
         let headerLength = DataFrame.headerLength
         var out = 0
+        var traffic = FamilyTraffic()
         state.withLock { core in
             for i in 0..<n where scratch.kinds[i] == .data {
                 guard let (session, peer) = scratch.found[i] else { continue }
@@ -369,6 +393,7 @@ public final class TunnelEngine: Sendable {
                 case .deliver(let packetLength):
                     stats.received(bytes: packetLength)
                     counters.rxBytes.add(UInt64(packetLength))
+                    traffic.add(firstByte: plaintext[0], bytes: packetLength)  // `received` parsed ≥ 20 bytes
                     if out != i {
                         (batch.slot(out) + headerLength).copyMemory(
                             from: batch.slot(i) + headerLength, byteCount: packetLength)
@@ -387,6 +412,7 @@ public final class TunnelEngine: Sendable {
             }
         }
         scratch.handshakes.removeAll(keepingCapacity: true)
+        counters.add(received: traffic)
         return out
     }
 
@@ -468,8 +494,14 @@ public final class TunnelEngine: Sendable {
             stats.sent(bytes: packet.count)
             counters.txBytes.add(UInt64(packet.count))
             counters.txPackets.add()  // data frames and keepalives only, as rx_packets counts them
+            if let first = packet.first {
+                var traffic = FamilyTraffic()
+                traffic.add(firstByte: first, bytes: packet.count)
+                counters.add(sent: traffic)
+            }
             used += 1
         }
+        var answers: [[UInt8]] = []
         for action in actions {
             switch action {
             case .sendHandshake(let bytes, let to):
@@ -480,17 +512,21 @@ public final class TunnelEngine: Sendable {
                 sealInto(UnsafeRawBufferPointer(start: nil, count: 0), session, to, stats)
             case .sendQueued(let packets, let session, let to, let stats):
                 for p in packets { p.withUnsafeBytes { sealInto($0, session, to, stats) } }
+            case .answerQueued(let packets, let unreachable):
+                counters.drop(.ipv6Unreachable, UInt64(unreachable))
+                answers += packets
             case .tunnelUp(let assignment):
                 do {
                     try hooks.tunnelUp(assignment)
-                    logger.info("tunnel up: address \(assignment.client), server \(assignment.server)")
+                    logger.info("tunnel up: address \(assignment.client), server \(assignment.server)\(Self.ipv6Text(assignment))")
                 } catch {
                     fail("configuring \(device.name) with \(assignment.client): \(error)")
                 }
             case .addressChanged(let assignment):
                 do {
                     try hooks.addressChanged(assignment)
-                    logger.notice("tunnel address changed by the server: address \(assignment.client), server \(assignment.server)")
+                    logger.notice(
+                        "tunnel address changed by the server: address \(assignment.client), server \(assignment.server)\(Self.ipv6Text(assignment))")
                 } catch {
                     fail("reconfiguring \(device.name) with \(assignment.client): \(error)")
                 }
@@ -515,5 +551,39 @@ public final class TunnelEngine: Sendable {
         }
         actions.removeAll(keepingCapacity: true)
         flush()
+        if !answers.isEmpty { _ = writeAnswers(answers, using: control) }
+    }
+
+    /// The IPv6 half of a client's addressing for the log: "; IPv6 fd…::2/64, server fd…::1, IPv6 egress
+    /// yes", or "; no IPv6 from the server".
+    static func ipv6Text(_ a: TunnelAssignment) -> String {
+        guard let client6 = a.client6 else { return "; no IPv6 from the server" }
+        return "; IPv6 \(client6), server \(a.server6.map { "\($0)" } ?? "-"), IPv6 egress \(a.ipv6Egress ? "yes" : "no")"
+    }
+
+    /// Writes a client's ICMPv6 answers to the device through `scratch` (plain packets, so the device
+    /// merges none of them), taking turns with the inbound thread's writes. An answer too long for a slot
+    /// (a device MTU under 1,248 bytes, on which Linux turns IPv6 off anyway) is left out.
+    ///
+    /// - Returns: false when the engine failed (and stopped).
+    private func writeAnswers(_ packets: [[UInt8]], using scratch: PacketBatch) -> Bool {
+        var next = 0
+        while next < packets.count {
+            var used = 0
+            while next < packets.count && used < scratch.capacity {
+                if packets[next].count <= scratch.slotSize {
+                    scratch.set(used, bytes: packets[next])
+                    used += 1
+                }
+                next += 1
+            }
+            scratch.count = used
+            guard used > 0 else { continue }
+            do { _ = try deviceWriter.withLock { _ throws(IOError) in try device.writePackets(from: scratch) } } catch {
+                if isRunning { fail("writing to \(device.name): \(error)") }
+                return false
+            }
+        }
+        return true
     }
 }

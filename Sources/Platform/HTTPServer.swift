@@ -95,6 +95,8 @@ public final class HTTPServer: Sendable {
     private let server: StreamServer
 
     /// Binds `endpoint` (socket(2), SO_REUSEADDR, bind(2), listen(2)) and starts answering with `handle`.
+    /// An IPv6 endpoint is served as the UDP socket is (SocketAddress.swift): `[::]` takes both families,
+    /// another IPv6 address IPv6 alone.
     ///
     /// - Parameters:
     ///   - maximumConnections: connections served at once; more wait in the listen backlog.
@@ -108,7 +110,7 @@ public final class HTTPServer: Sendable {
         handle: @escaping @Sendable (HTTPRequest) -> HTTPResponse
     ) throws(IOError) {
         let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
-        let fd = try Syscall.check("socket") { socket(AF_INET, type, Int32(IPPROTO_TCP)) }
+        let fd = try Syscall.openSocket(for: endpoint, type: type, protocol: Int32(IPPROTO_TCP))
         do throws(IOError) {
             if case .failure(let code) = Syscall.setOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR, value: 1) {
                 throw IOError("setsockopt", code)

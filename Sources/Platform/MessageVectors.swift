@@ -1,4 +1,5 @@
-// The arrays recvmmsg(2) and sendmmsg(2) read: one mmsghdr, iovec and sockaddr_in per datagram.
+// The arrays recvmmsg(2) and sendmmsg(2) read: one mmsghdr, iovec and socket address per datagram, the
+// address slot a sockaddr_in6 so that either family fits (SocketAddress.swift).
 //
 // `MessageVectors` is a non-owning view over the three arrays, filled from a `PacketBatch` before each
 // call; `MessageStorage` owns one set for the life of a socket, so the data path allocates nothing.
@@ -9,12 +10,12 @@ import Engine
 import Glibc
 import Transport
 
-/// Non-owning pointers to `capacity` message headers, iovecs and IPv4 socket addresses.
+/// Non-owning pointers to `capacity` message headers, iovecs and socket address slots.
 struct MessageVectors {
     let capacity: Int
     let messages: UnsafeMutablePointer<clinux_mmsghdr>
     let iovecs: UnsafeMutablePointer<iovec>
-    let addresses: UnsafeMutablePointer<sockaddr_in>
+    let addresses: UnsafeMutablePointer<SocketAddressSlot>
     /// One control buffer of `controlSpace` bytes per message (a UDP_SEGMENT cmsg), and the number of
     /// datagrams each message carries, for sends that use UDP GSO.
     let control: UnsafeMutableRawPointer
@@ -25,7 +26,7 @@ struct MessageVectors {
 
     /// Sets message `index` to send `count` datagrams of `segmentSize` bytes (the last may be shorter),
     /// whose bytes are described by `iovecs[firstVector ..< firstVector + count]`, to address slot `index`,
-    /// as one UDP GSO send (a UDP_SEGMENT cmsg) when `count > 1`.
+    /// as one UDP GSO send (a UDP_SEGMENT cmsg) when `count > 1`. `setAddress` fills the slot after.
     @inline(__always)
     func prepareGroup(_ index: Int, firstVector: Int, count: Int, segmentSize: Int) {
         var controlPointer: UnsafeMutableRawPointer? = nil
@@ -44,7 +45,7 @@ struct MessageVectors {
         messages[index] = clinux_mmsghdr(
             msg_hdr: msghdr(
                 msg_name: UnsafeMutableRawPointer(addresses + index),
-                msg_namelen: socklen_t(MemoryLayout<sockaddr_in>.size),
+                msg_namelen: socklen_t(MemoryLayout<SocketAddressSlot>.size),
                 msg_iov: iovecs + firstVector, msg_iovlen: count,
                 msg_control: controlPointer, msg_controllen: controlLength, msg_flags: 0),
             msg_len: 0)
@@ -58,37 +59,25 @@ struct MessageVectors {
         messages[index] = clinux_mmsghdr(
             msg_hdr: msghdr(
                 msg_name: UnsafeMutableRawPointer(addresses + index),
-                msg_namelen: socklen_t(MemoryLayout<sockaddr_in>.size),
+                msg_namelen: socklen_t(MemoryLayout<SocketAddressSlot>.size),
                 msg_iov: iovecs + index, msg_iovlen: 1,
                 msg_control: nil, msg_controllen: 0, msg_flags: 0),
             msg_len: 0)
     }
 
-    /// Address slot `index` set to `endpoint` (AF_INET, network byte order).
+    /// Address slot `index` set to `endpoint` as a destination for a socket of `family` (an IPv4 endpoint
+    /// IPv4-mapped on an AF_INET6 socket), and message `index`'s name length to match.
     @inline(__always)
-    func setAddress(_ index: Int, to endpoint: Endpoint) {
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = endpoint.port.bigEndian
-        address.sin_addr.s_addr = (endpoint.address.ipv4 ?? .any).value.bigEndian
-        addresses[index] = address
+    func setAddress(_ index: Int, to endpoint: Endpoint, family: Int32) {
+        messages[index].msg_hdr.msg_namelen = endpoint.write(to: addresses + index, family: family)
     }
 
-    /// The source recvmmsg(2) left in message `index`, or `.none` if it is not an IPv4 address.
+    /// The source recvmmsg(2) left in message `index` (an IPv4-mapped address folded to IPv4), or `.none`
+    /// if it is of neither family.
     @inline(__always)
     func sourceEndpoint(_ index: Int) -> Endpoint {
-        guard Int(messages[index].msg_hdr.msg_namelen) >= MemoryLayout<sockaddr_in>.size,
-            addresses[index].sin_family == sa_family_t(AF_INET)
-        else { return .none }
-        return Endpoint(sockaddr: addresses[index])
-    }
-}
-
-extension Endpoint {
-    /// The endpoint in a `sockaddr_in` (network byte order fields).
-    init(sockaddr address: sockaddr_in) {
-        self.init(
-            address: IPv4Address(UInt32(bigEndian: address.sin_addr.s_addr)), port: UInt16(bigEndian: address.sin_port))
+        Endpoint(socketAddress: UnsafeRawPointer(addresses + index), length: Int(messages[index].msg_hdr.msg_namelen))
+            ?? .none
     }
 }
 
@@ -102,8 +91,8 @@ final class MessageStorage {
         messages.initialize(repeating: clinux_mmsghdr(), count: capacity)
         let iovecs = UnsafeMutablePointer<iovec>.allocate(capacity: capacity)
         iovecs.initialize(repeating: iovec(), count: capacity)
-        let addresses = UnsafeMutablePointer<sockaddr_in>.allocate(capacity: capacity)
-        addresses.initialize(repeating: sockaddr_in(), count: capacity)
+        let addresses = UnsafeMutablePointer<SocketAddressSlot>.allocate(capacity: capacity)
+        addresses.initialize(repeating: SocketAddressSlot(), count: capacity)
         let control = UnsafeMutableRawPointer.allocate(byteCount: capacity * MessageVectors.controlSpace, alignment: 8)
         control.initializeMemory(as: UInt8.self, repeating: 0, count: capacity * MessageVectors.controlSpace)
         let groups = UnsafeMutablePointer<Int>.allocate(capacity: capacity)

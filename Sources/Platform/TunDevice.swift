@@ -26,10 +26,14 @@ public struct TunDeviceStats: Sendable, Equatable {
     public var invalidWrites: Int = 0
     /// Times a writer found the device queue full (EAGAIN) and waited in poll(2) for POLLOUT.
     public var writeWaits: Int = 0
-    /// TCP super-packets read and split into segments (offloads on).
+    /// TCP or UDP super-packets (IPv4 or IPv6) read and split into segments (offloads on).
     public var segmentedReads: Int = 0
-    /// Writes that merged several TCP segments into one super-packet (offloads on).
+    /// Writes that merged several TCP segments or UDP datagrams into one super-packet (offloads on).
     public var mergedWrites: Int = 0
+    /// Super-packets read and dropped because they cannot be split: a GSO type this adapter does not
+    /// split, a gso_size of 0, or headers that are not what the GSO type says (an IPv4 or IPv6 header
+    /// that does not fit, a payload length that disagrees with the read, IPv6 extension headers).
+    public var droppedSuperPackets: Int = 0
 
     public init() {}
 }
@@ -38,9 +42,9 @@ public struct TunDeviceStats: Sendable, Equatable {
 ///
 /// Reads use read(2) on a non-blocking descriptor after poll(2); writes use write(2), one packet per
 /// call (TUN has no batched write without IFF_VNET_HDR offloads). A packet longer than its slot is
-/// reported with length `slotSize - headroom + 1` (see `TunDeviceStats.truncatedReads`); non-IPv4
-/// packets (the IPv6 router solicitations the kernel sends on link-up) are returned as read: the
-/// engine decides what to drop.
+/// reported with length `slotSize - headroom + 1` (see `TunDeviceStats.truncatedReads`); packets the
+/// engine does not route (the IPv6 router solicitations the kernel sends on link-up) are returned as
+/// read: the engine decides what to drop.
 ///
 /// Concurrency: one reader thread and one writer thread may use the device at the same time, and any
 /// thread may call `close()` or read `stats`.
@@ -59,9 +63,10 @@ public final class TunDevice: PacketDevice {
 
     /// True when the device was opened with IFF_VNET_HDR: every read and write carries a virtio_net_hdr.
     public let usesVirtioHeader: Bool
-    /// True when the kernel accepted TUNSETOFFLOAD(CSUM | TSO4): reads may be TCP super-packets.
+    /// True when the kernel accepted TUNSETOFFLOAD(CSUM | TSO4 | TSO6): reads may be TCP super-packets
+    /// over IPv4 or IPv6, and writes merge TCP runs of either family.
     public let offloadsEnabled: Bool
-    /// True when it also accepted TUN_F_USO4: UDP super-packets both ways.
+    /// True when it also accepted TUN_F_USO4 | TUN_F_USO6: UDP super-packets of either family both ways.
     public let udpOffloadEnabled: Bool
     /// Reader-only state for virtio reads: one buffer for a whole super-packet, and the segmentation
     /// cursor when a super-packet has more segments than the caller's batch had room for.
@@ -70,7 +75,9 @@ public final class TunDevice: PacketDevice {
     /// Writer-only state: virtio headers and the iovec array for merged writes.
     private nonisolated(unsafe) let writeHeaders: UnsafeMutableRawPointer
     private nonisolated(unsafe) let writeVectors: UnsafeMutablePointer<iovec>
-    /// Largest IPv4 packet (its total-length field's limit); a merged write grows no larger.
+    /// Largest IPv4 packet (its total-length field's limit); a merged write of either family grows no
+    /// larger, and a read super-packet larger than this is one the reader cannot split (`superBufferSize`
+    /// holds one byte more, so such a read is seen, not cut short).
     static let maxPacketLength = 65535
     static let superBufferSize = VirtioNetHeader.length + maxPacketLength + 1
     static let maxMerge = 64
@@ -78,6 +85,7 @@ public final class TunDevice: PacketDevice {
     private let truncatedReads = Atomic<Int>(0)
     private let mergedWrites = Atomic<Int>(0)
     private let segmentedReads = Atomic<Int>(0)
+    private let droppedSuperPackets = Atomic<Int>(0)
     private let rejectedWrites = Atomic<Int>(0)
     private let invalidWrites = Atomic<Int>(0)
     private let writeWaits = Atomic<Int>(0)
@@ -111,8 +119,9 @@ public final class TunDevice: PacketDevice {
     ///   the kernel pick a number (read the result from `name`).
     /// - Throws: `TunError` with a one-line operator message.
     /// - Parameter offload: also ask for IFF_VNET_HDR with TCP segmentation offload (TUNSETOFFLOAD with
-    ///   TUN_F_CSUM | TUN_F_TSO4): the device then reads and writes TCP super-packets, which this adapter
-    ///   splits and merges, so callers still see one IP packet per slot. If the kernel refuses the
+    ///   TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6, plus TUN_F_USO4 | TUN_F_USO6 where the kernel has them):
+    ///   the device then reads and writes TCP (and UDP) super-packets over IPv4 and IPv6, which this
+    ///   adapter splits and merges, so callers still see one IP packet per slot. If the kernel refuses the
     ///   offload flags, the device still works (with per-packet virtio headers).
     public static func open(name: String, offload: Bool = false) throws(TunError) -> TunDevice {
         if let reason = invalidNameReason(name) { throw TunError.invalidName(name, reason: reason) }
@@ -149,10 +158,10 @@ public final class TunDevice: PacketDevice {
         if offload {
             // The header size is 10 by default; set it anyway, then probe the offloads, UDP segmentation
             // (Linux 6.2+) first (a kernel that refuses them all still gives us headers, with no GSO in them).
-            // The kernel takes USO only as the pair USO4 | USO6 (either alone is EINVAL); IPv6 super-packets
-            // read from the device are not IPv4 and are dropped like any IPv6 packet.
+            // The kernel takes USO only as the pair USO4 | USO6 (either alone is EINVAL); both families are
+            // split on read and merged on write, for TCP and UDP alike.
             _ = clinux_tun_set_vnet_hdr_size(fd, Int32(VirtioNetHeader.length))
-            let tcp = UInt32(CLINUX_TUN_F_CSUM | CLINUX_TUN_F_TSO4)
+            let tcp = UInt32(CLINUX_TUN_F_CSUM | CLINUX_TUN_F_TSO4 | CLINUX_TUN_F_TSO6)
             if clinux_tun_set_offload(fd, tcp | UInt32(CLINUX_TUN_F_USO4 | CLINUX_TUN_F_USO6)) == 0 {
                 offloads = true
                 udpOffloads = true
@@ -277,8 +286,9 @@ public final class TunDevice: PacketDevice {
         return count
     }
 
-    /// Reads with virtio headers: each read(2) may be a TCP super-packet, split into MSS-sized packets,
-    /// one per slot; a packet waiting for its checksum (NEEDS_CSUM) gets it.
+    /// Reads with virtio headers: each read(2) may be a TCP or UDP super-packet (IPv4 or IPv6), split into
+    /// MSS-sized packets, one per slot; a packet waiting for its checksum (NEEDS_CSUM) gets it. A
+    /// super-packet that cannot be split is dropped and counted (`TunDeviceStats.droppedSuperPackets`).
     private func readVirtio(into batch: PacketBatch, headroom: Int) throws(IOError) -> Int {
         let room = batch.slotSize - headroom
         var count = 0
@@ -330,18 +340,13 @@ public final class TunDevice: PacketDevice {
             guard total > VirtioNetHeader.length else { continue }
             let header = VirtioNetHeader(reading: superBuffer)
             let length = total - VirtioNetHeader.length
-            if header.gsoType & ~VirtioNetHeader.gsoECN == VirtioNetHeader.gsoTCPv4, header.gsoSize > 0,
-                let h = TCPSegmentation.headers(packet, length: length)
-            {
-                segmentedReads.wrappingAdd(1, ordering: .relaxed)
-                pendingSegments = (length, h.ip, h.tcp, Int(header.gsoSize), 0, false)
-                continue
-            }
-            if header.gsoType == UDPSegmentation.gsoUDPL4, header.gsoSize > 0,
-                let ihl = UDPSegmentation.ipHeader(packet, length: length)
-            {
-                segmentedReads.wrappingAdd(1, ordering: .relaxed)
-                pendingSegments = (length, ihl, 8, Int(header.gsoSize), 0, true)
+            if header.gsoType & ~VirtioNetHeader.gsoECN != 0 {
+                if let split = Self.splitPlan(header, packet, length: length) {
+                    segmentedReads.wrappingAdd(1, ordering: .relaxed)
+                    pendingSegments = (length, split.ip, split.transport, Int(header.gsoSize), 0, split.udp)
+                } else {
+                    droppedSuperPackets.wrappingAdd(1, ordering: .relaxed)
+                }
                 continue
             }
             if header.flags & VirtioNetHeader.needsChecksum != 0 {
@@ -360,6 +365,29 @@ public final class TunDevice: PacketDevice {
         }
         batch.count = count
         return count
+    }
+
+    /// How to split the super-packet `packet` (`length` bytes, after `header`): its IP and transport
+    /// header lengths and whether it is UDP; nil when it cannot be split. The GSO type names the family
+    /// for TCP (TCPV4 or TCPV6) and the packet's version does for UDP_L4; either way the packet must be
+    /// TCP or UDP directly behind its IP header (no IPv6 extension headers), with a read no longer than
+    /// `maxPacketLength` and, for IPv6, a payload length that agrees with the read.
+    @inline(__always)
+    static func splitPlan(_ header: VirtioNetHeader, _ packet: UnsafeRawPointer, length: Int) -> (ip: Int, transport: Int, udp: Bool)? {
+        guard header.gsoSize > 0, length <= maxPacketLength else { return nil }
+        switch header.gsoType & ~VirtioNetHeader.gsoECN {
+        case VirtioNetHeader.gsoTCPv4:
+            guard let h = TCPSegmentation.headers(packet, length: length) else { return nil }
+            return (h.ip, h.tcp, false)
+        case VirtioNetHeader.gsoTCPv6:
+            guard let h = TCPSegmentation.ipv6Headers(packet, length: length) else { return nil }
+            return (h.ip, h.tcp, false)
+        case UDPSegmentation.gsoUDPL4 where header.gsoType == UDPSegmentation.gsoUDPL4:
+            guard let ip = UDPSegmentation.anyIPHeader(packet, length: length) else { return nil }
+            return (ip, 8, true)
+        default:
+            return nil
+        }
     }
 
     /// readv(2) of one packet into slot `index`, with `overflowByte` as a second iovec to detect a
@@ -421,13 +449,13 @@ public final class TunDevice: PacketDevice {
             writeVectors[vectors] = iovec(iov_base: first, iov_len: length)
             vectors += 1
             var end = index + 1
-            if offloadsEnabled, let h = TCPSegmentation.headers(first, length: length),
+            if offloadsEnabled, let h = TCPSegmentation.anyHeaders(first, length: length),
                 TCPSegmentation.canStartRun(first, h, length: length),
                 first.load(fromByteOffset: h.ip + 13, as: UInt8.self) & TCPSegmentation.tcpPSH == 0
             {
                 end = collectTCPRun(batch, from: index, first: first, length: length, headers: h, vectors: &vectors)
-            } else if udpOffloadEnabled, length > UDPSegmentation.headerLength,
-                UDPSegmentation.mergeable(first, length: length)
+            } else if udpOffloadEnabled, UDPSegmentation.mergeable(first, length: length),
+                length > UDPSegmentation.mergeHeaderLength(first)
             {
                 end = collectUDPRun(batch, from: index, first: first, length: length, vectors: &vectors)
             }
@@ -469,7 +497,7 @@ public final class TunDevice: PacketDevice {
         var push = false
         var end = index + 1
         while end < batch.count && end - index < Self.maxMerge {
-            guard let (next, l) = Self.packet(batch, end), let nh = TCPSegmentation.headers(next, length: l) else { break }
+            guard let (next, l) = Self.packet(batch, end), let nh = TCPSegmentation.anyHeaders(next, length: l) else { break }
             let payload = l - headerLength
             guard payload > 0, payload <= mss, total + payload <= Self.maxPacketLength,
                 TCPSegmentation.canFollow(first, h, next, nh, expectedSequence: expected)
@@ -503,7 +531,7 @@ public final class TunDevice: PacketDevice {
     private func collectUDPRun(
         _ batch: PacketBatch, from index: Int, first: UnsafeMutableRawPointer, length: Int, vectors: inout Int
     ) -> Int {
-        let headerLength = UDPSegmentation.headerLength
+        let headerLength = UDPSegmentation.mergeHeaderLength(first)
         let size = length - headerLength
         var total = length
         var end = index + 1
@@ -589,6 +617,7 @@ public final class TunDevice: PacketDevice {
         stats.writeWaits = writeWaits.load(ordering: .relaxed)
         stats.segmentedReads = segmentedReads.load(ordering: .relaxed)
         stats.mergedWrites = mergedWrites.load(ordering: .relaxed)
+        stats.droppedSuperPackets = droppedSuperPackets.load(ordering: .relaxed)
         return stats
     }
 }

@@ -1,4 +1,5 @@
-// The Linux UDP socket: `DatagramSocket` over an AF_INET datagram socket with recvmmsg/sendmmsg.
+// The Linux UDP socket: `DatagramSocket` over an AF_INET or AF_INET6 datagram socket with
+// recvmmsg/sendmmsg (the family follows the address bound; SocketAddress.swift).
 //
 // One recvmmsg(2) or sendmmsg(2) moves a whole batch, which is what lifts a user-space tunnel past
 // one-syscall-per-packet (measured on this project's VM: per-packet syscalls, not the cipher, capped a
@@ -38,9 +39,14 @@ public struct UDPSocketStats: Sendable, Equatable {
     public var skippedSends: Int { unreachableSends + deniedSends + oversizedSends + noBufferSends + invalidSends }
 }
 
-/// A UDP/IPv4 socket that receives with recvmmsg(2) and sends with sendmmsg(2).
+/// A UDP socket that receives with recvmmsg(2) and sends with sendmmsg(2), over IPv4, IPv6, or both.
 ///
-/// Buffers: the receive arrays (mmsghdr, iovec, sockaddr_in per slot) are allocated on the first
+/// Families: bound to an IPv4 address it is an AF_INET socket; bound to `[::]` it is one AF_INET6
+/// socket serving both families (IPV6_V6ONLY off); bound to another IPv6 address, an IPv6-only one.
+/// Sources are reported unmapped (an IPv4 peer of a dual-stack socket is `.v4`), and a `.v4` destination
+/// is sent to in the IPv4-mapped form on an AF_INET6 socket.
+///
+/// Buffers: the receive arrays (mmsghdr, iovec, a sockaddr_in6-sized address per slot) are allocated on the first
 /// `receive(into:)` at the batch's capacity and kept; they belong to the single receiving thread the
 /// contract allows (a second concurrent receiver traps). The send arrays are one preallocated chunk of
 /// `sendChunk` entries guarded by a `Mutex`, taken with `withLockIfAvailable`: the usual single sender
@@ -58,6 +64,8 @@ public final class UDPSocket: DatagramSocket {
 
     /// The bound local address and port (getsockname(2) after bind, so port 0 shows the kernel's pick).
     public let localEndpoint: Endpoint
+    /// AF_INET or AF_INET6: the socket's family, which decides how destinations are written.
+    let family: Int32
     /// SO_RCVBUF as the kernel reports it after setup (getsockopt(2); Linux doubles the requested value).
     public let receiveBufferBytes: Int
     /// SO_SNDBUF as the kernel reports it after setup.
@@ -76,9 +84,14 @@ public final class UDPSocket: DatagramSocket {
     private let segmentationOffload = Atomic<Bool>(false)
     /// Most datagrams in one GSO send (the kernel's UDP_MAX_SEGMENTS is 64 on older kernels).
     static let maxSegments = 64
-    /// Most payload bytes in one GSO send, all its datagrams together: the kernel refuses a send larger
-    /// than one UDP/IPv4 datagram can carry (65,535 less the 28 bytes of headers), and this stays below.
-    static let maxGSOBytes = 65_000
+    /// Most payload bytes in one GSO send to `destination`, all its datagrams together: the kernel refuses
+    /// a send larger than one UDP datagram of the destination's family can carry. IPv4: 65,535 bytes of
+    /// total length less a 20-byte IPv4 header and the 8-byte UDP header (RFC 791, RFC 768). IPv6: the
+    /// 65,535 bytes of payload length cover only the UDP header and data (RFC 8200 §3), so 65,527. A
+    /// `.v4` destination is sent as IPv4 even from an AF_INET6 socket.
+    static func maxGSOBytes(to destination: Endpoint) -> Int {
+        destination.address.isIPv6 ? 65_535 - 8 : 65_535 - 20 - 8
+    }
     private let gsoSends = Atomic<Int>(0)
     /// Whether the kernel hands this socket coalesced datagrams (UDP_GRO), which `receive` splits.
     private let receiveOffload = Atomic<Bool>(false)
@@ -94,24 +107,30 @@ public final class UDPSocket: DatagramSocket {
     private let invalidSends = Atomic<Int>(0)
     private let sendWaits = Atomic<Int>(0)
 
-    private init(io: ClosableDescriptor, localEndpoint: Endpoint, receiveBufferBytes: Int, sendBufferBytes: Int) {
+    private init(
+        io: ClosableDescriptor, family: Int32, localEndpoint: Endpoint, receiveBufferBytes: Int, sendBufferBytes: Int
+    ) {
         self.io = io
+        self.family = family
         self.localEndpoint = localEndpoint
         self.receiveBufferBytes = receiveBufferBytes
         self.sendBufferBytes = sendBufferBytes
         sendStorage = Mutex(MessageStorage(capacity: Self.sendChunk))
     }
 
-    /// Creates a UDP socket (socket(2) with AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK), sizes
+    /// Creates a UDP socket (socket(2) with AF_INET for an IPv4 `endpoint`, AF_INET6 for an IPv6 one, with
+    /// IPV6_V6ONLY off for `[::]` and on otherwise; SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK), sizes
     /// its buffers (setsockopt(2) SO_RCVBUFFORCE/SO_SNDBUFFORCE, which need CAP_NET_ADMIN, falling back
     /// to SO_RCVBUF/SO_SNDBUF, which the kernel caps at net.core.rmem_max/wmem_max) and binds it
     /// (bind(2)).
     ///
     /// - Parameters:
-    ///   - endpoint: the local address and port; address 0.0.0.0 for all, port 0 for a kernel pick.
+    ///   - endpoint: the local address and port; `[::]` for every address of both families, 0.0.0.0 for
+    ///     every IPv4 address, port 0 for a kernel pick.
     ///   - receiveBufferBytes: requested SO_RCVBUF; 0 or less keeps the system default.
     ///   - sendBufferBytes: requested SO_SNDBUF; 0 or less keeps the system default.
-    /// - Throws: `IOError` naming the failed call (EADDRINUSE from bind, for example).
+    /// - Throws: `IOError` naming the failed call (EADDRINUSE from bind, for example; EAFNOSUPPORT from
+    ///   socket on a host without IPv6, see `bindPreferringDualStack`).
     /// - Parameter segmentationOffload: group consecutive datagrams to one destination into UDP GSO
     ///   sends (setsockopt UDP_SEGMENT is probed; without kernel support the socket sends normally).
     public static func bind(
@@ -119,7 +138,7 @@ public final class UDPSocket: DatagramSocket {
         segmentationOffload: Bool = false
     ) throws(IOError) -> UDPSocket {
         let type = Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
-        let fd = try Syscall.check("socket") { socket(AF_INET, type, Int32(IPPROTO_UDP)) }
+        let fd = try Syscall.openSocket(for: endpoint, type: type, protocol: Int32(IPPROTO_UDP))
         let io = try ClosableDescriptor(owning: fd)  // from here on, io closes fd on every path
         try setBufferSize(fd, force: SO_RCVBUFFORCE, plain: SO_RCVBUF, bytes: receiveBufferBytes)
         try setBufferSize(fd, force: SO_SNDBUFFORCE, plain: SO_SNDBUF, bytes: sendBufferBytes)
@@ -128,7 +147,7 @@ public final class UDPSocket: DatagramSocket {
         let receiveBytes = try Syscall.intOption(fd, level: SOL_SOCKET, name: SO_RCVBUF)
         let sendBytes = try Syscall.intOption(fd, level: SOL_SOCKET, name: SO_SNDBUF)
         let udp = UDPSocket(
-            io: io, localEndpoint: local,
+            io: io, family: endpoint.socketFamily, localEndpoint: local,
             receiveBufferBytes: Int(receiveBytes), sendBufferBytes: Int(sendBytes))
         if segmentationOffload,
             case .success = Syscall.setOption(fd, level: Int32(IPPROTO_UDP), name: Int32(CLINUX_UDP_SEGMENT), value: 0)
@@ -153,18 +172,20 @@ public final class UDPSocket: DatagramSocket {
         }
     }
 
-    /// Resolves `host` to an IPv4 endpoint: a dotted quad directly, anything else with getaddrinfo(3)
-    /// (AF_INET, SOCK_DGRAM), taking the first address. Blocks while the resolver works.
+    /// The addresses of `host`: a dotted quad or IPv6 text directly, anything else with getaddrinfo(3)
+    /// (AF_UNSPEC, SOCK_DGRAM), in the order it answers (glibc sorts by RFC 6724, so the address to try
+    /// first is first), IPv4-mapped addresses folded to IPv4 and duplicates dropped. Blocks while the
+    /// resolver works.
     ///
     /// - Throws: `IOError` with call "getaddrinfo"; its `errno` is the EAI_* code (negative), or the
     ///   errno for EAI_SYSTEM, and its detail names the host.
-    public static func resolve(host: String, port: UInt16) throws(IOError) -> Endpoint {
-        if let address = IPv4Address(host) { return Endpoint(address: address, port: port) }
+    public static func addresses(of host: String) throws(IOError) -> [IPAddress] {
+        if let address = IPAddress(host) { return [address.unmapped] }
         guard !host.isEmpty else {
             throw IOError(call: "getaddrinfo", errno: EAI_NONAME, detail: "empty host name")
         }
         var hints = addrinfo()
-        hints.ai_family = AF_INET
+        hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_DGRAM.rawValue)
         var list: UnsafeMutablePointer<addrinfo>?
         let code = getaddrinfo(host, nil, &hints, &list)
@@ -177,17 +198,52 @@ public final class UDPSocket: DatagramSocket {
             throw IOError(call: "getaddrinfo", errno: code, detail: "\(host): \(text)")
         }
         defer { freeaddrinfo(list) }
+        var found: [IPAddress] = []
         var entry = list
         while let info = entry {
-            if info.pointee.ai_family == AF_INET, let address = info.pointee.ai_addr,
-                Int(info.pointee.ai_addrlen) >= MemoryLayout<sockaddr_in>.size
+            if let address = info.pointee.ai_addr,
+                let endpoint = Endpoint(socketAddress: UnsafeRawPointer(address), length: Int(info.pointee.ai_addrlen)),
+                !found.contains(endpoint.address)
             {
-                let found = UnsafeRawPointer(address).loadUnaligned(as: sockaddr_in.self)
-                return Endpoint(address: Endpoint(sockaddr: found).address, port: port)
+                found.append(endpoint.address)
             }
             entry = info.pointee.ai_next
         }
-        throw IOError(call: "getaddrinfo", errno: EAI_NONAME, detail: "\(host): no IPv4 address")
+        guard !found.isEmpty else {
+            throw IOError(call: "getaddrinfo", errno: EAI_NONAME, detail: "\(host): no IPv4 or IPv6 address")
+        }
+        return found
+    }
+
+    /// Resolves `host` to an endpoint with `port`: the first of `addresses(of:)`, of either family.
+    ///
+    /// - Throws: `IOError` as `addresses(of:)`.
+    public static func resolve(host: String, port: UInt16) throws(IOError) -> Endpoint {
+        Endpoint(address: try addresses(of: host)[0], port: port)
+    }
+
+    /// Whether `error`, met while setting up a socket on `[::]`, means this host has no IPv6: socket(2)
+    /// fails with EAFNOSUPPORT on a kernel without IPv6 (booted with ipv6.disable=1, or built without it),
+    /// and bind(2) with EADDRNOTAVAIL when `::` cannot be bound.
+    public static func meansNoIPv6(_ error: IOError) -> Bool {
+        error.errno == EAFNOSUPPORT || (error.call == "bind" && error.errno == EADDRNOTAVAIL)
+    }
+
+    /// Binds `endpoint` with `bind`; when it is `[::]` (dual stack) and the host has no IPv6
+    /// (`meansNoIPv6`), binds 0.0.0.0 with the same port instead and returns a notice saying so, for the
+    /// caller to log. Any other failure is thrown as it is.
+    ///
+    /// - Parameter bind: the binding (`UDPSocket.bind` with the caller's options; tests pass their own).
+    public static func bindPreferringDualStack<Bound>(
+        _ endpoint: Endpoint, _ bind: (Endpoint) throws(IOError) -> Bound
+    ) throws(IOError) -> (bound: Bound, notice: String?) {
+        do {
+            return (try bind(endpoint), nil)
+        } catch let error where endpoint.bindsDualStack && meansNoIPv6(error) {
+            let fallback = Endpoint(address: IPv4Address.any, port: endpoint.port)
+            let bound = try bind(fallback)
+            return (bound, "this host has no IPv6 (\(error)), so UDP uses \(fallback) instead of \(endpoint): IPv4 only")
+        }
     }
 
     // MARK: Receiving
@@ -325,10 +381,15 @@ public final class UDPSocket: DatagramSocket {
     /// True when sends use UDP GSO.
     public var usesSegmentationOffload: Bool { segmentationOffload.load(ordering: .relaxed) }
 
+    /// The number of sendmmsg(2) messages that carried more than one datagram (UDP GSO), for tests.
+    var segmentedSends: Int { gsoSends.load(ordering: .relaxed) }
+
     private func send(_ batch: PacketBatch, using vectors: MessageVectors) throws(IOError) -> Int {
         var sent = 0
         var next = 0
         var gso = segmentationOffload.load(ordering: .relaxed)
+        // Entries before this index go out one per message: a GSO message of theirs was refused.
+        var singlyUntil = 0
         while next < batch.count {
             // Fill messages from consecutive well-formed entries starting at `next`. With GSO, a run of
             // datagrams to one endpoint, all of one size but the last (which may be shorter), is one message.
@@ -342,21 +403,24 @@ public final class UDPSocket: DatagramSocket {
                 let endpoint = batch.endpoints[cursor]
                 var group = 1
                 vectors.iovecs[vectorsUsed] = iovec(iov_base: batch.slot(cursor) + offset, iov_len: length)
-                if gso && length > 0 {
+                if gso && length > 0 && cursor >= singlyUntil {
+                    let gsoLimit = Self.maxGSOBytes(to: endpoint)
+                    var groupBytes = length
                     while group < Self.maxSegments, vectorsUsed + group < vectors.capacity, cursor + group < batch.count {
                         let j = cursor + group
                         let o = batch.offsets[j]
                         let l = batch.lengths[j]
                         guard o >= 0, l > 0, l <= length, l <= batch.slotSize - o, batch.endpoints[j] == endpoint,
-                            (group + 1) * length <= Self.maxGSOBytes
+                            groupBytes + l <= gsoLimit
                         else { break }
                         vectors.iovecs[vectorsUsed + group] = iovec(iov_base: batch.slot(j) + o, iov_len: l)
                         group += 1
+                        groupBytes += l
                         if l < length { break }  // only the last segment may be shorter
                     }
                 }
                 vectors.prepareGroup(messages, firstVector: vectorsUsed, count: group, segmentSize: length)
-                vectors.setAddress(messages, to: endpoint)
+                vectors.setAddress(messages, to: endpoint, family: family)
                 if group > 1 { gsoSends.wrappingAdd(1, ordering: .relaxed) }
                 messages += 1
                 vectorsUsed += group
@@ -385,6 +449,13 @@ public final class UDPSocket: DatagramSocket {
                 // The kernel or the outgoing device cannot segment: stop using GSO and resend singly.
                 segmentationOffload.store(false, ordering: .relaxed)
                 gso = false
+            case .failure(Errno(EMSGSIZE)) where vectors.datagramsPerMessage[0] > 1,
+                .failure(Errno(EINVAL)) where vectors.datagramsPerMessage[0] > 1:
+                // A GSO message whose segments do not fit the path's MTU (EMSGSIZE: the kernel does not
+                // fragment GSO segments) or whose destination is bad (EINVAL): send its datagrams one by
+                // one, so each gets its own fate, as without GSO (a datagram larger than the path is
+                // fragmented by the kernel rather than the whole run being lost), and is counted alone.
+                singlyUntil = next + vectors.datagramsPerMessage[0]
             case .failure(let code):
                 guard countSkippedSend(code) else { throw IOError("sendmmsg", code) }
                 next += vectors.datagramsPerMessage[0]
@@ -420,7 +491,7 @@ public final class UDPSocket: DatagramSocket {
         try withUnsafeTemporaryAllocation(of: clinux_mmsghdr.self, capacity: capacity) {
             (messages) throws(IOError) -> R in
             try withUnsafeTemporaryAllocation(of: iovec.self, capacity: capacity) { (iovecs) throws(IOError) -> R in
-                try withUnsafeTemporaryAllocation(of: sockaddr_in.self, capacity: capacity) {
+                try withUnsafeTemporaryAllocation(of: SocketAddressSlot.self, capacity: capacity) {
                     (addresses) throws(IOError) -> R in
                     try withUnsafeTemporaryAllocation(
                         byteCount: capacity * MessageVectors.controlSpace, alignment: 8

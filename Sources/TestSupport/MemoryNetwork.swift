@@ -72,7 +72,7 @@ public final class MemoryNetwork: Sendable {
         public var duplicated = 0
         /// Datagrams the policy held back behind a later one.
         public var reordered = 0
-        /// Datagrams whose destination a socket refused to send to (port 0 or address 0.0.0.0).
+        /// Datagrams whose destination a socket refused to send to (port 0, or address 0.0.0.0 or ::).
         public var refusedDestination = 0
 
         /// All zero.
@@ -241,7 +241,7 @@ public final class MemoryNetwork: Sendable {
 ///
 /// Sends go through the network (and its impairment policy); receives come from the socket's own queue.
 /// Datagrams longer than a slot are truncated and reported with length `slotSize + 1`, as the contract
-/// says. A destination with port 0 or address 0.0.0.0 is refused, as the kernel refuses it: skipped and
+/// says. A destination with port 0 or address 0.0.0.0 or :: is refused, as the kernel refuses it: skipped and
 /// left out of the count `send(from:)` returns.
 ///
 /// Concurrency: one receiving thread and any number of sending threads, as the contract allows; `close()`

@@ -1,4 +1,4 @@
-// IPv4/UDP and IPv6/UDP packets built and parsed byte by byte for tests, with real checksums.
+// IPv4/UDP, IPv6/UDP and IPv6/TCP packets built and parsed byte by byte for tests, with real checksums.
 //
 // The internet checksum is RFC 1071's one's-complement sum; the UDP checksum covers the RFC 768
 // pseudo-header (source, destination, zero, protocol 17, UDP length), or for IPv6 the RFC 8200 §8.1 one
@@ -89,6 +89,89 @@ public enum PacketBuilder {
         if checksum == 0 { checksum = 0xffff }
         put16(checksum, at: 46, in: &packet)
         return packet
+    }
+
+    /// IP protocol number of TCP.
+    public static let tcpProtocol: UInt8 = 6
+
+    /// An IPv6 packet (40-byte header, no extension headers) carrying a TCP segment: a 20-byte TCP
+    /// header plus `options` (padded with zero bytes to a multiple of 4), then `payload`, with a correct
+    /// TCP checksum over the RFC 8200 §8.1 pseudo-header.
+    public static func ipv6TCP(
+        from source: Endpoint, to destination: Endpoint, sequence: UInt32, acknowledgment: UInt32 = 0, flags: UInt8,
+        window: UInt16 = 65535, options: [UInt8] = [], payload: [UInt8], hopLimit: UInt8 = 64, trafficClass: UInt8 = 0,
+        flowLabel: UInt32 = 0
+    ) -> [UInt8] {
+        guard let sourceAddress = source.address.ipv6, let destinationAddress = destination.address.ipv6 else {
+            preconditionFailure("ipv6TCP needs IPv6 endpoints")
+        }
+        let paddedOptions = options + [UInt8](repeating: 0, count: (4 - options.count % 4) % 4)
+        let tcpHeaderLength = 20 + paddedOptions.count
+        precondition(tcpHeaderLength <= 60, "TCP options are at most 40 bytes")
+        let tcpLength = tcpHeaderLength + payload.count
+        precondition(tcpLength <= 65535, "an IPv6 payload is at most 65535 bytes without jumbograms")
+        var packet = [UInt8](repeating: 0, count: 40 + tcpLength)
+        put32(6 << 28 | UInt32(trafficClass) << 20 | (flowLabel & 0xf_ffff), at: 0, in: &packet)
+        put16(UInt16(tcpLength), at: 4, in: &packet)
+        packet[6] = tcpProtocol
+        packet[7] = hopLimit
+        packet.replaceSubrange(8..<24, with: sourceAddress.networkBytes)
+        packet.replaceSubrange(24..<40, with: destinationAddress.networkBytes)
+        put16(source.port, at: 40, in: &packet)
+        put16(destination.port, at: 42, in: &packet)
+        put32(sequence, at: 44, in: &packet)
+        put32(acknowledgment, at: 48, in: &packet)
+        packet[52] = UInt8(tcpHeaderLength / 4) << 4
+        packet[53] = flags
+        put16(window, at: 54, in: &packet)
+        packet.replaceSubrange(60..<40 + tcpHeaderLength, with: paddedOptions)
+        packet.replaceSubrange(40 + tcpHeaderLength..<packet.count, with: payload)
+        let checksum = internetChecksum(
+            packet[40...], initial: ipv6PseudoHeaderSum(packet, upperLayerLength: tcpLength, nextHeader: tcpProtocol))
+        put16(checksum, at: 56, in: &packet)
+        return packet
+    }
+
+    /// An IPv6/TCP packet taken apart.
+    public struct IPv6TCP: Equatable, Sendable {
+        public var source: Endpoint
+        public var destination: Endpoint
+        public var sequence: UInt32
+        public var acknowledgment: UInt32
+        public var flags: UInt8
+        public var window: UInt16
+        /// The TCP options (the header past its first 20 bytes).
+        public var options: [UInt8]
+        public var payload: [UInt8]
+        public var hopLimit: UInt8
+        /// The 8-bit traffic class and the 20-bit flow label.
+        public var trafficClass: UInt8
+        public var flowLabel: UInt32
+        /// The TCP checksum verifies over the RFC 8200 §8.1 pseudo-header.
+        public var checksumValid: Bool
+    }
+
+    /// Parses an IPv6 packet whose next header is TCP (no extension headers) and whose payload length
+    /// agrees with the packet's size; nil for anything else.
+    public static func parseIPv6TCP(_ packet: [UInt8]) -> IPv6TCP? {
+        guard packet.count >= 60, packet[0] >> 4 == 6, packet[6] == tcpProtocol else { return nil }
+        let tcpLength = Int(get16(at: 4, in: packet))
+        guard 40 + tcpLength == packet.count else { return nil }
+        let tcpHeaderLength = Int(packet[52] >> 4) * 4
+        guard tcpHeaderLength >= 20, tcpHeaderLength <= tcpLength else { return nil }
+        let first = get32(at: 0, in: packet)
+        let valid =
+            internetChecksum(
+                packet[40...], initial: ipv6PseudoHeaderSum(packet, upperLayerLength: tcpLength, nextHeader: tcpProtocol)) == 0
+        let source = packet.withUnsafeBytes { IPv6Address(networkBytes: $0.baseAddress! + 8) }
+        let destination = packet.withUnsafeBytes { IPv6Address(networkBytes: $0.baseAddress! + 24) }
+        return IPv6TCP(
+            source: Endpoint(address: source, port: get16(at: 40, in: packet)),
+            destination: Endpoint(address: destination, port: get16(at: 42, in: packet)),
+            sequence: get32(at: 44, in: packet), acknowledgment: get32(at: 48, in: packet), flags: packet[53],
+            window: get16(at: 54, in: packet), options: Array(packet[60..<40 + tcpHeaderLength]),
+            payload: Array(packet[(40 + tcpHeaderLength)...]), hopLimit: packet[7],
+            trafficClass: UInt8(truncatingIfNeeded: first >> 20), flowLabel: first & 0xf_ffff, checksumValid: valid)
     }
 
     /// The unfolded RFC 8200 §8.1 pseudo-header sum of the IPv6 packet `packet` (addresses from its header).

@@ -82,6 +82,10 @@ public enum Limits {
     /// Session-gone hints the server sends at most, per second and in a burst.
     public static let sessionGoneHintsPerSecond: Double = 20
     public static let sessionGoneHintBurst: Double = 10
+    /// ICMPv6 unreachables a client answers IPv6 packets with, at most, per second and in a burst
+    /// (RFC 4443 §2.4 (f)); past them such packets are dropped unanswered.
+    public static let ipv6UnreachablesPerSecond: Double = 1000
+    public static let ipv6UnreachableBurst: Double = 200
     /// Frames queued per peer while a handshake is in flight; older ones are dropped first.
     public static let maxQueuedPackets = 1024
     /// Largest IP packet carried (the tunnel MTU can be at most this).

@@ -9,7 +9,8 @@
 
 /// Why a datagram or packet was dropped. Every drop is counted under one of these.
 public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
-    /// Too short, unknown type, or non-zero reserved bytes.
+    /// Too short, unknown type, or non-zero reserved bytes (a datagram of type 4 that is not a data frame
+    /// is this, never a handshake failure).
     case malformed
     /// Longer than any frame we accept.
     case oversized
@@ -23,8 +24,8 @@ public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
     case expired
     /// The inner packet's source is not the sending peer's tunnel address (cryptokey routing).
     case sourceNotAllowed
-    /// The inner packet is not a well-formed IPv4 packet.
-    case notIPv4
+    /// The inner packet is neither a well-formed IPv4 nor IPv6 packet.
+    case notIP
     /// No peer owns the packet's destination.
     case noRoute
     /// The peer owning the destination has no usable session (only clients start handshakes).
@@ -35,6 +36,10 @@ public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
     case handshake
     /// Too many handshake messages from one source (rate limit).
     case rateLimited
+    /// Client: an IPv6 packet read from the TUN device that the tunnel does not carry (IPv6 turned off,
+    /// no IPv6 from the server, or no IPv6 egress at the server for its destination); the client answered
+    /// it itself with an ICMPv6 destination unreachable (unless RFC 4443 §2.4 or the rate limit forbade one).
+    case ipv6Unreachable
 
     public var description: String {
         switch self {
@@ -45,12 +50,13 @@ public enum DropReason: Int, CaseIterable, Sendable, CustomStringConvertible {
         case .replay: return "replay"
         case .expired: return "expired"
         case .sourceNotAllowed: return "sourceNotAllowed"
-        case .notIPv4: return "notIPv4"
+        case .notIP: return "notIP"
         case .noRoute: return "noRoute"
         case .noSession: return "noSession"
         case .queueFull: return "queueFull"
         case .handshake: return "handshake"
         case .rateLimited: return "rateLimited"
+        case .ipv6Unreachable: return "ipv6Unreachable"
         }
     }
 }

@@ -31,6 +31,10 @@ public enum ControlAction: Sendable {
     case sendKeepalive(Session, to: Endpoint, stats: PeerStats)
     /// Seal and send packets that waited for a session.
     case sendQueued([[UInt8]], Session, to: Endpoint, stats: PeerStats)
+    /// Client: `unreachable` IPv6 packets that waited for the first session turned out not to be carried
+    /// by the tunnel (each counts as `DropReason.ipv6Unreachable`): write `answers` (their ICMPv6
+    /// unreachables, as many as RFC 4443 §2.4 and the rate limit allow) to the TUN device.
+    case answerQueued([[UInt8]], unreachable: Int)
     /// The client's first session: configure the tunnel device with this addressing.
     case tunnelUp(TunnelAssignment)
     /// The client: a later handshake assigned other addressing than the one in force (the server's reload
@@ -53,12 +57,16 @@ public enum SendDecision {
     case send(Session, Endpoint, PeerStats)
     /// Queued until a handshake completes (the core kept a copy).
     case queued
+    /// Client: not carried by the tunnel; write this answer (an ICMPv6 unreachable) to the TUN device
+    /// instead, and count the packet as `DropReason.ipv6Unreachable`.
+    case answer([UInt8])
     case drop(DropReason)
 }
 
 /// What to do with an authenticated, decrypted frame.
 public enum ReceiveDecision: Equatable {
-    /// Write the packet (trimmed to its IPv4 total length) to the TUN device.
+    /// Write the packet (trimmed to its IPv4 total length, or 40 + its IPv6 payload length) to the TUN
+    /// device.
     case deliver(length: Int)
     /// A keepalive: nothing to deliver.
     case keepalive
@@ -182,13 +190,15 @@ public struct TunnelState: Sendable {
     private var lastTimestampSent: TAI64N?
     /// Client: the addressing the device has, from the latest handshake that changed it; nil until the
     /// tunnel is first up.
-    private var assignmentInForce: TunnelAssignment?
+    public private(set) var assignmentInForce: TunnelAssignment?
     // Denial-of-service defences (server) and the cookie from the server (client).
     private var cookieChecker: CookieChecker?
     private var cookieJar: CookieJar?
     private var rateLimiter = SourceRateLimiter()
     private var loadMeter = LoadMeter()
     private var hintLimiter = SourceRateLimiter(perSecond: Limits.sessionGoneHintsPerSecond, burst: Limits.sessionGoneHintBurst)
+    /// Client: what to do with IPv6 packets the tunnel does not carry.
+    private var ipv6Policy = ClientIPv6Policy(ipv6Disabled: false)
 
     public init(role: Role, timers: ProtocolTimers = .standard) {
         self.role = role
@@ -203,6 +213,7 @@ public struct TunnelState: Sendable {
             }
         case .client(let c):
             cookieJar = CookieJar(serverKey: c.initiator.serverKey)
+            ipv6Policy = ClientIPv6Policy(ipv6Disabled: c.ipv6Disabled)
             let i = addPeer(key: c.initiator.serverKey, address: nil)
             peers[i].endpoint = c.endpoint
             peers[i].timers = PeerTimers(isInitiator: true, persistentKeepaliveSeconds: c.persistentKeepalive, lengths: timers)
@@ -347,13 +358,31 @@ public struct TunnelState: Sendable {
     public mutating func route(_ packet: UnsafeRawBufferPointer, now: UInt64, wall: WallTime, random: any RandomSource,
         actions: inout [ControlAction]) -> SendDecision
     {
-        guard let destination = IPv4Header.destination(packet) else { return .drop(.notIPv4) }
         let index: Int
-        if isClient {
-            index = 0
-        } else {
-            guard let i = peerByAddress[.v4(destination)] else { return .drop(.noRoute) }
-            index = i
+        switch packet.first.map({ $0 >> 4 }) {
+        case 4:
+            guard let destination = IPv4Header.destination(packet) else { return .drop(.notIP) }
+            if isClient {
+                index = 0
+            } else {
+                guard let i = peerByAddress[.v4(destination)] else { return .drop(.noRoute) }
+                index = i
+            }
+        case 6:
+            guard let destination = IPv6Header.destination(packet) else { return .drop(.notIP) }
+            if isClient {
+                switch ipv6Policy.verdict(destination: destination, assignment: assignmentInForce) {
+                case .carry: break
+                case .noRoute: return .drop(.noRoute)
+                case .unreachable: return ipv6Policy.answer(packet, assignment: assignmentInForce, now: now)
+                }
+                index = 0
+            } else {
+                guard let i = peerByAddress[.v6(destination)] else { return .drop(.noRoute) }
+                index = i
+            }
+        default:
+            return .drop(.notIP)
         }
         if let session = peers[index].current, !session.isExpired(at: now), let endpoint = peers[index].endpoint,
             session.framesSent < Limits.rejectAfterMessages
@@ -406,13 +435,18 @@ public struct TunnelState: Sendable {
             initiateIfAllowed(peer: index, now: now, wall: wall, random: random, actions: &actions)
         }
         if packet.count == 0 { return .keepalive }
-        guard let header = IPv4Header.parse(packet) else { return .drop(.notIPv4) }
-        // Cryptokey routing (server): the inner source must be the address this peer owns. `address` is
-        // the copy `claim`/`releaseAddress` keep equal to `peerByAddress` (the record that routes the
-        // address back to it; `addressOwnershipViolation` checks this, and the fuzz target after every
-        // event), so a field compare answers without a hash lookup per packet. The client accepts any
-        // source from the server.
-        if !isClient, peers[index].address != header.source { return .drop(.sourceNotAllowed) }
+        guard let header = IPPacket.parse(packet) else { return .drop(.notIP) }
+        // Cryptokey routing (server): the inner source must be the address of its family this peer owns.
+        // `address` and `address6` are the copies `claim`/`releaseAddress` keep equal to `peerByAddress`
+        // (the record that routes the address back to it; `addressOwnershipViolation` checks this, and the
+        // fuzz target after every event), so a field compare answers without a hash lookup per packet. The
+        // client accepts any source from the server.
+        if !isClient {
+            switch header.source {
+            case .v4(let source): if peers[index].address != source { return .drop(.sourceNotAllowed) }
+            case .v6(let source): if peers[index].address6 != source { return .drop(.sourceNotAllowed) }
+            }
+        }
         peers[index].timers.dataReceived(now: now)
         return .deliver(length: header.totalLength)
     }
@@ -720,8 +754,10 @@ public struct TunnelState: Sendable {
         }
         actions.append(
             .handshakeCompleted(peer: result.peerKey, address: result.assignment.server, endpoint: source, suite: result.suite.name))
-        // Confirm the session to the server at once: queued packets if any, else a keepalive.
-        let queued = peers[0].queue
+        // Confirm the session to the server at once: queued packets if any, else a keepalive. Queued IPv6
+        // packets the addressing just learnt does not carry are answered instead, as `route` would have.
+        let (queued, answers, unreachable) = ipv6Policy.sortQueued(peers[0].queue, assignment: assignmentInForce, now: now)
+        if unreachable > 0 { actions.append(.answerQueued(answers, unreachable: unreachable)) }
         peers[0].queue.removeAll()
         peers[0].timers.anyAuthenticatedSent(now: now)
         if queued.isEmpty {

@@ -42,7 +42,10 @@ struct CommonOptions: ParsableArguments {
     @Flag(help: "Do not use TUN segmentation offloads (IFF_VNET_HDR with TSO and USO) or UDP GSO/GRO, even where the kernel has them.")
     var noOffload = false
 
-    @Option(help: ArgumentHelp("Serve Prometheus metrics at http://ADDR:PORT/metrics.", valueName: "ADDR:PORT"))
+    @Option(
+        help: ArgumentHelp(
+            "Serve Prometheus metrics at http://ADDR:PORT/metrics (127.0.0.1:9586, [::1]:9586 or HOST:PORT).",
+            valueName: "ADDR:PORT"))
     var metrics: String?
 
     @Option(
@@ -63,9 +66,7 @@ struct CommonOptions: ParsableArguments {
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
         guard timerScale > 0 && timerScale <= 1 else { throw ValidationError("--timer-scale must be in (0, 1]") }
-        if let metrics, Endpoint(metrics) == nil {
-            throw ValidationError("--metrics '\(metrics)' must be ADDRESS:PORT, like 127.0.0.1:9586")
-        }
+        if let metrics { try validateEndpointText(metrics, option: "--metrics", allowsPortZero: true, examplePort: 9586) }
         if let user, Privileges.Account.named(user) == nil {
             throw ValidationError(
                 "--user '\(user)': no such user; create it (adduser --system --group --no-create-home \(user)) or name an existing one")
@@ -100,7 +101,7 @@ struct Server: ParsableCommand {
             tunnel address and a # comment; other clients get addresses from the --address prefix.
             Examples:
               tunvpn server --key keys/server.key
-              tunvpn server --key keys/server.key --listen 0.0.0.0:51820 --address 10.8.0.1/16 --clients keys/clients
+              tunvpn server --key keys/server.key --listen [::]:51820 --address 10.8.0.1/16 --clients keys/clients
               tunvpn server --key keys/server.key --allow-any-client      # lab use only
               tunvpn server --config /etc/tunvpn/server.toml --mtu 1380   # a file, one option overridden
             """)
@@ -108,8 +109,11 @@ struct Server: ParsableCommand {
     @Option(help: "The server's private key file.")
     var key: String = "keys/server.key"
 
-    @Option(help: "UDP address and port to listen on.")
-    var listen: String = "0.0.0.0:51820"
+    @Option(
+        help: ArgumentHelp(
+            "UDP address and port to listen on; [::] serves IPv4 and IPv6 clients on one socket (0.0.0.0 if the host has no IPv6), [V6ADDR] IPv6 only, an IPv4 address IPv4 only.",
+            valueName: "ADDR:PORT"))
+    var listen: String = "[::]:51820"
 
     @Option(help: "The server's tunnel address and the tunnel prefix.")
     var address: String = "10.8.0.1/16"
@@ -135,23 +139,27 @@ struct Server: ParsableCommand {
         guard let prefix = IPv4Prefix(address), prefix.length <= 30 else {
             throw ValidationError("--address '\(address)' must be an IPv4 address with a prefix of /30 or wider, like 10.8.0.1/16")
         }
-        guard Endpoint(listen) != nil else { throw ValidationError("--listen '\(listen)' must be ADDRESS:PORT, like 0.0.0.0:51820") }
+        try validateEndpointText(listen, option: "--listen", allowsPortZero: true, examplePort: 51820)
         if let egress { try validateInterfaceName(egress, option: "--egress") }
     }
 
     func run() throws {
-        guard let prefix = IPv4Prefix(address), let listenEndpoint = Endpoint(listen) else {
-            preconditionFailure("validate() checked --address and --listen")
-        }
+        guard let prefix = IPv4Prefix(address) else { preconditionFailure("validate() checked --address") }
         var c = ServerConfiguration(address: prefix)
         c.tunnel = common.settings(host)
         c.keyFile = key
-        c.listen = listenEndpoint
         c.clientsFile = clients
         c.allowAnyClient = allowAnyClient
         c.egress = egress
         c.noNAT = noNat
-        try reportingErrors { try ServerDaemon.run(c) }
+        try reportingErrors {
+            // A name is resolved here, at start; the daemon binds the address (and logs the fallback).
+            let (endpoint, resolution) = try EndpointText(listen, option: "--listen", allowsPortZero: true, examplePort: 51820)
+                .resolve(option: "--listen")
+            if let resolution { printLine(resolution) }
+            c.listen = endpoint
+            try ServerDaemon.run(c)
+        }
     }
 }
 
@@ -164,13 +172,17 @@ struct Client: ParsableCommand {
             Examples:
               tunvpn client --peer-key keys/server.pub --endpoint vpn.example.com:51820
               tunvpn client --peer-key keys/server.pub --endpoint 203.0.113.7:51820 --keepalive 25
+              tunvpn client --peer-key keys/server.pub --endpoint [2001:db8::7]:51820
               tunvpn client --config /etc/tunvpn/client.toml --route 10.8.0.0/16   # the file's routes replaced
             """)
 
     @Option(help: "The server's public key file.")
     var peerKey: String
 
-    @Option(help: "The server's UDP endpoint, HOST:PORT.")
+    @Option(
+        help: ArgumentHelp(
+            "The server's UDP endpoint: HOST:PORT (a name's first address, IPv6 or IPv4), A.B.C.D:PORT or [IPV6]:PORT.",
+            valueName: "HOST:PORT"))
     var endpoint: String
 
     @Option(help: "This client's private key file.")
@@ -197,6 +209,7 @@ struct Client: ParsableCommand {
 
     func validate() throws {
         try common.validateCommon()
+        try validateEndpointText(endpoint, option: "--endpoint", allowsPortZero: false, examplePort: 51820)
         if let k = keepalive, !(1...65535).contains(k) { throw ValidationError("--keepalive must be 1...65535 seconds") }
         for r in route where IPv4Prefix(r) == nil || !r.contains("/") {
             throw ValidationError("--route '\(r)' is not an IPv4 network like 10.0.0.0/8")
@@ -241,5 +254,12 @@ struct Reload: ParsableCommand {
 
     func run() throws {
         try reportingErrors { print(try InstanceRequests.reload(device: dev, pid: pid)) }
+    }
+}
+
+/// Checks the form of an address-and-port option (`EndpointText`) without resolving a name.
+func validateEndpointText(_ text: String, option: String, allowsPortZero: Bool, examplePort: UInt16) throws {
+    do { _ = try EndpointText(text, option: option, allowsPortZero: allowsPortZero, examplePort: examplePort) } catch {
+        throw ValidationError(error.message)
     }
 }

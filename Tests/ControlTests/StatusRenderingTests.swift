@@ -24,7 +24,7 @@ enum StatusFixture {
             peers: [
                 PeerSnapshot(
                     publicKey: clientKey, endpoint: Endpoint("10.100.3.2:40000"),
-                    tunnelAddress: IPv4Address("10.8.0.2"),
+                    tunnelAddress: IPv4Address("10.8.0.2"), tunnelAddress6: IPv6Address("fd00:8::2"),
                     latestHandshake: now - 63, sessionAge: 63, rxBytes: 1_258_291, txBytes: 3_565_158, rxPackets: 900,
                     txPackets: 2500, persistentKeepalive: 25, suite: "xchacha20poly1305"),
                 PeerSnapshot(
@@ -35,6 +35,9 @@ enum StatusFixture {
             counters: [
                 ("rx_packets", 900), ("tx_packets", 2500), ("drop.replay", 2), ("drop.rateLimited", 0),
                 ("handshakes.completed", 1), ("handshake.failed.wrongServerKey", 3),
+                ("rx_packets.ipv4", 800), ("rx_bytes.ipv4", 1_000_000), ("tx_packets.ipv4", 2000),
+                ("tx_bytes.ipv4", 3_000_000), ("rx_packets.ipv6", 100), ("rx_bytes.ipv6", 258_291),
+                ("tx_packets.ipv6", 500), ("tx_bytes.ipv6", 565_158),
             ])
     }
 }
@@ -49,17 +52,19 @@ enum StatusFixture {
                   listening port: 51820
                   role: server
                   suites: xchacha20poly1305, chacha20poly1305
+                  ipv4 transfer: 976.56 KiB received (800 packets), 2.86 MiB sent (2000 packets)
+                  ipv6 transfer: 252.24 KiB received (100 packets), 551.91 KiB sent (500 packets)
 
                 peer: xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=
                   endpoint: 10.100.3.2:40000
-                  tunnel address: 10.8.0.2
+                  allowed ips: 10.8.0.2/32, fd00:8::2/128
                   suite: xchacha20poly1305
                   latest handshake: 1 minute, 3 seconds ago
                   transfer: 1.20 MiB received, 3.40 MiB sent
                   persistent keepalive: every 25 seconds
 
                 peer: TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=
-                  tunnel address: 10.8.0.3
+                  allowed ips: 10.8.0.3/32
 
                 """)
     }
@@ -95,7 +100,7 @@ enum StatusFixture {
     @Test func theStatusJSONOfTheFixedSnapshotIsExactlyThis() {
         #expect(
             StatusDocument.json(StatusFixture.snapshot)
-                == #"{"counters":{"drop.rateLimited":0,"drop.replay":2,"handshake.failed.wrongServerKey":3,"handshakes.completed":1,"rx_packets":900,"tx_packets":2500},"interface":"tun0","listen_port":51820,"peers":[{"endpoint":"10.100.3.2:40000","latest_handshake":1699999937,"persistent_keepalive":25,"public_key":"xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=","rx_bytes":1258291,"rx_packets":900,"session_age":63,"suite":"xchacha20poly1305","tunnel_address":"10.8.0.2","tx_bytes":3565158,"tx_packets":2500},{"endpoint":null,"latest_handshake":null,"persistent_keepalive":null,"public_key":"TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=","rx_bytes":0,"rx_packets":0,"session_age":null,"suite":null,"tunnel_address":"10.8.0.3","tx_bytes":0,"tx_packets":0}],"public_key":"HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=","role":"server","suites":["xchacha20poly1305","chacha20poly1305"]}"#
+                == #"{"counters":{"drop.rateLimited":0,"drop.replay":2,"handshake.failed.wrongServerKey":3,"handshakes.completed":1,"rx_bytes.ipv4":1000000,"rx_bytes.ipv6":258291,"rx_packets":900,"rx_packets.ipv4":800,"rx_packets.ipv6":100,"tx_bytes.ipv4":3000000,"tx_bytes.ipv6":565158,"tx_packets":2500,"tx_packets.ipv4":2000,"tx_packets.ipv6":500},"interface":"tun0","listen_port":51820,"peers":[{"endpoint":"10.100.3.2:40000","latest_handshake":1699999937,"persistent_keepalive":25,"public_key":"xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=","rx_bytes":1258291,"rx_packets":900,"session_age":63,"suite":"xchacha20poly1305","tunnel_address":"10.8.0.2","tunnel_address6":"fd00:8::2","tx_bytes":3565158,"tx_packets":2500},{"endpoint":null,"latest_handshake":null,"persistent_keepalive":null,"public_key":"TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=","rx_bytes":0,"rx_packets":0,"session_age":null,"suite":null,"tunnel_address":"10.8.0.3","tunnel_address6":null,"tx_bytes":0,"tx_packets":0}],"public_key":"HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=","role":"server","suites":["xchacha20poly1305","chacha20poly1305"],"tunnel":null}"#
         )
     }
 
@@ -107,7 +112,7 @@ enum StatusFixture {
         #expect(back.listenPort == snapshot.listenPort && back.suites == snapshot.suites)
         #expect(
             back.counters.map { "\($0.name)=\($0.value)" }
-                == snapshot.counters.map { "\($0.name)=\($0.value)" }.sorted())
+                == snapshot.counters.sorted { $0.name < $1.name }.map { "\($0.name)=\($0.value)" })
         #expect(StatusText.render(back, now: StatusFixture.now) == StatusText.render(snapshot, now: StatusFixture.now))
     }
 
@@ -173,15 +178,37 @@ enum StatusFixture {
                 tunvpn_dropped_frames_total{reason="replay"} 2
                 tunvpn_dropped_frames_total{reason="expired"} 0
                 tunvpn_dropped_frames_total{reason="sourceNotAllowed"} 0
-                tunvpn_dropped_frames_total{reason="notIPv4"} 0
+                tunvpn_dropped_frames_total{reason="notIP"} 0
                 tunvpn_dropped_frames_total{reason="noRoute"} 0
                 tunvpn_dropped_frames_total{reason="noSession"} 0
                 tunvpn_dropped_frames_total{reason="queueFull"} 0
                 tunvpn_dropped_frames_total{reason="handshake"} 0
                 tunvpn_dropped_frames_total{reason="rateLimited"} 0
+                tunvpn_dropped_frames_total{reason="ipv6Unreachable"} 0
                 # HELP tunvpn_control_send_failures_total Sends of handshake messages, cookie replies and keepalives that failed.
                 # TYPE tunvpn_control_send_failures_total counter
                 tunvpn_control_send_failures_total 0
+                # HELP tunvpn_receive_packets_total Packets received through the tunnel and delivered, by IP family.
+                # TYPE tunvpn_receive_packets_total counter
+                tunvpn_receive_packets_total{family="ipv4"} 800
+                tunvpn_receive_packets_total{family="ipv6"} 100
+                # HELP tunvpn_transmit_packets_total Packets sent through the tunnel, by IP family.
+                # TYPE tunvpn_transmit_packets_total counter
+                tunvpn_transmit_packets_total{family="ipv4"} 2000
+                tunvpn_transmit_packets_total{family="ipv6"} 500
+                # HELP tunvpn_receive_bytes_total Bytes of packets received through the tunnel, by IP family.
+                # TYPE tunvpn_receive_bytes_total counter
+                tunvpn_receive_bytes_total{family="ipv4"} 1000000
+                tunvpn_receive_bytes_total{family="ipv6"} 258291
+                # HELP tunvpn_transmit_bytes_total Bytes of packets sent through the tunnel, by IP family.
+                # TYPE tunvpn_transmit_bytes_total counter
+                tunvpn_transmit_bytes_total{family="ipv4"} 3000000
+                tunvpn_transmit_bytes_total{family="ipv6"} 565158
+                # HELP tunvpn_peer_tunnel_address_info A tunnel address of the peer (always 1), one sample per IP family.
+                # TYPE tunvpn_peer_tunnel_address_info gauge
+                tunvpn_peer_tunnel_address_info{peer="xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=",family="ipv4",address="10.8.0.2"} 1
+                tunvpn_peer_tunnel_address_info{peer="xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=",family="ipv6",address="fd00:8::2"} 1
+                tunvpn_peer_tunnel_address_info{peer="TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=",family="ipv4",address="10.8.0.3"} 1
                 # HELP tunvpn_peer_receive_bytes_total Bytes received from the peer through the tunnel.
                 # TYPE tunvpn_peer_receive_bytes_total counter
                 tunvpn_peer_receive_bytes_total{peer="xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="} 1258291
@@ -250,5 +277,71 @@ enum StatusFixture {
         #expect(cache.body == Array("render 2\n".utf8), "a second after the first rendering")
         #expect(cache.body == Array("render 2\n".utf8))
         #expect(renders.current == 2)
+    }
+}
+
+/// A client's own addressing in `show`, `show --json` and the metrics: both addresses, and whether the
+/// server forwards IPv6 beyond the tunnel.
+@Suite struct ClientTunnelStatusTests {
+    static func client(_ tunnel: ClientTunnelSnapshot?) -> EngineSnapshot {
+        EngineSnapshot(
+            role: "client", publicKey: StatusFixture.clientKey, listenPort: 40000, device: "tun0", suites: [],
+            peers: [], counters: [], tunnel: tunnel)
+    }
+
+    static let dualStack = ClientTunnelSnapshot(
+        address: IPv4Prefix("10.8.0.2/16")!, address6: IPv6Prefix("fd00:8::2/64")!, ipv6Egress: true, ipv6Disabled: false)
+
+    @Test func theClientShowsBothAddressesAndTheServersIPv6Egress() {
+        func lines(_ t: ClientTunnelSnapshot?) -> [String] {
+            StatusText.render(Self.client(t), now: StatusFixture.now).split(separator: "\n").map(String.init).filter {
+                $0.hasPrefix("  address") || $0.hasPrefix("  ipv6") || $0.hasPrefix("  server ipv6")
+            }
+        }
+        #expect(lines(Self.dualStack) == ["  address: 10.8.0.2/16, fd00:8::2/64", "  server ipv6 egress: yes"])
+        var noEgress = Self.dualStack
+        noEgress.ipv6Egress = false
+        #expect(lines(noEgress) == [
+            "  address: 10.8.0.2/16, fd00:8::2/64", "  server ipv6 egress: no (only the tunnel's IPv6 prefix is reachable)",
+        ])
+        var none = Self.dualStack
+        none.address6 = nil
+        none.ipv6Egress = false
+        #expect(lines(none) == ["  address: 10.8.0.2/16", "  ipv6: none from the server"])
+        var disabled = Self.dualStack
+        disabled.ipv6Disabled = true
+        #expect(lines(disabled) == ["  address: 10.8.0.2/16", "  ipv6: off (--no-ipv6)"])
+        #expect(lines(nil).isEmpty, "no line before the first handshake")
+    }
+
+    @Test func theClientsTunnelIsInTheJSONAndReadsBack() throws {
+        let json = StatusDocument.json(Self.client(Self.dualStack))
+        #expect(json.contains(#""tunnel":{"address":"10.8.0.2/16","address6":"fd00:8::2/64","ipv6_disabled":false,"ipv6_egress":true}"#))
+        #expect(try StatusDocument.snapshot(fromJSON: Array(json.utf8)).tunnel == Self.dualStack)
+        var none = Self.dualStack
+        none.address6 = nil
+        let noneJSON = StatusDocument.json(Self.client(none))
+        #expect(noneJSON.contains(#""tunnel":{"address":"10.8.0.2/16","address6":null,"#))
+        #expect(try StatusDocument.snapshot(fromJSON: Array(noneJSON.utf8)).tunnel == none)
+        // A document from a tunvpn without these members reads as having none.
+        let old = #"{"interface":"tun0","role":"server","public_key":"k","listen_port":1,"suites":[],"peers":[{"public_key":"p","endpoint":null,"tunnel_address":"10.8.0.2","latest_handshake":null,"session_age":null,"rx_bytes":0,"tx_bytes":0,"rx_packets":0,"tx_packets":0,"persistent_keepalive":null,"suite":null}]}"#
+        let back = try StatusDocument.snapshot(fromJSON: Array(old.utf8))
+        #expect(back.tunnel == nil && back.peers.first?.tunnelAddress6 == nil && back.peers.first?.tunnelAddress == IPv4Address("10.8.0.2"))
+        let bad = old.replacing(#""tunnel_address":"10.8.0.2""#, with: #""tunnel_address":null,"tunnel_address6":"10.8.0.2""#)
+        #expect(throws: ControlError.self) { try StatusDocument.snapshot(fromJSON: Array(bad.utf8)) }
+    }
+
+    @Test func theMetricsSayWhetherTheClientCarriesIPv6BeyondTheTunnel() {
+        func gauge(_ t: ClientTunnelSnapshot?) -> [Substring] {
+            PrometheusText.render(Self.client(t)).split(separator: "\n").filter { $0.hasPrefix("tunvpn_ipv6_egress") }
+        }
+        #expect(gauge(Self.dualStack) == ["tunvpn_ipv6_egress 1"])
+        var noEgress = Self.dualStack
+        noEgress.ipv6Egress = false
+        #expect(gauge(noEgress) == ["tunvpn_ipv6_egress 0"])
+        var disabled = Self.dualStack
+        disabled.ipv6Disabled = true
+        #expect(gauge(disabled) == ["tunvpn_ipv6_egress 0"])
+        #expect(gauge(nil).isEmpty)
     }
 }

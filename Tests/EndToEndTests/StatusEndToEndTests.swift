@@ -51,7 +51,8 @@ struct StatusEndToEndTests {
                     "interface: tun0\n  public key: \(serverKey)\n  listening port: 51820\n  role: server\n  suites: "))
             #expect(!text.contains("role: client"), "the client runs in another namespace")
             #expect(text.contains("\npeer: \(clientKey)\n  endpoint: \(clientUnderlay):"))
-            #expect(text.contains("\n  tunnel address: 10.8.0.2\n"))
+            // wg's wording; the client's IPv6 address follows when the tunnel carries IPv6.
+            #expect(text.contains("\n  allowed ips: 10.8.0.2/32"))
             #expect(text.contains("\n  latest handshake: "))
             #expect(text.firstMatch(of: /latest handshake: (Now|\d+ seconds? ago)\n/) != nil, "a handshake seconds ago")
             #expect(

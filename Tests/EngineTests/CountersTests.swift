@@ -39,6 +39,11 @@ import Transport
             case .txBytes: #expect(values.txBytes == expected); typedPlaces += 1
             case .handshakesCompleted: #expect(values.handshakesCompleted == expected); typedPlaces += 1
             case .controlSendFailures: #expect(values.controlSendFailures == expected); typedPlaces += 1
+            case .traffic(let counter, let family):
+                let found = values.traffic.filter { $0.counter == counter && $0.family == family }.map(\.value)
+                #expect(found == [expected], "\(id.name) in the per-family traffic family")
+                #expect(counters.traffic(counter, family).current == expected)
+                typedPlaces += 1
             case .dropped(let reason):
                 let found = counters.drops.filter { $0.reason == reason }.map(\.value)
                 #expect(found == [expected], "drop.\(reason) in the drops family")
@@ -50,7 +55,8 @@ import Transport
             }
         }
         #expect(typedPlaces == CounterID.allCases.count)
-        #expect(counters.drops.count + counters.handshakeFailures.count + 6 == CounterID.allCases.count,
+        #expect(counters.drops.count + counters.handshakeFailures.count + counters.values.traffic.count + 6
+            == CounterID.allCases.count,
             "no counter is in two families or none")
         #expect(counters.drops.map(\.reason) == DropReason.allCases)
         #expect(counters.handshakeFailures.map(\.reason) == HandshakeFailure.allCases)
@@ -60,5 +66,30 @@ import Transport
             role: "server", publicKey: "", listenPort: 0, device: "d", suites: [], peers: [], counters: counters.all)
         #expect(snapshot.counterValues == values)
         #expect(CounterValues(named: [("no.such.counter", 5)]) == CounterValues(), "unknown names are ignored")
+    }
+
+    @Test func trafficIsCountedPerFamilyByTheVersionNibble() {
+        let counters = Counters()
+        var batch = FamilyTraffic()
+        batch.add(firstByte: 0x45, bytes: 84)
+        batch.add(firstByte: 0x60, bytes: 104)
+        batch.add(firstByte: 0x6f, bytes: 1280)
+        batch.add(firstByte: 0x50, bytes: 999)  // neither family: not counted
+        batch.add(firstByte: 0x00, bytes: 0)
+        counters.add(sent: batch)
+        counters.add(received: batch)
+        counters.add(received: batch)
+        let fields = Set(counters.statsLine.split(separator: " ").map(String.init))
+        for expected in [
+            "tx_packets.ipv4=1", "tx_bytes.ipv4=84", "tx_packets.ipv6=2", "tx_bytes.ipv6=1384",
+            "rx_packets.ipv4=2", "rx_bytes.ipv4=168", "rx_packets.ipv6=4", "rx_bytes.ipv6=2768",
+        ] {
+            #expect(fields.contains(expected), "\(expected) in \(counters.statsLine)")
+        }
+        #expect(IPFamily(firstByte: 0x45) == .ipv4 && IPFamily(firstByte: 0x60) == .ipv6 && IPFamily(firstByte: 0x10) == nil)
+        #expect(counters.values.traffic.map { "\($0.counter.name).\($0.family)" } == [
+            "rx_packets.ipv4", "rx_packets.ipv6", "tx_packets.ipv4", "tx_packets.ipv6",
+            "rx_bytes.ipv4", "rx_bytes.ipv6", "tx_bytes.ipv4", "tx_bytes.ipv6",
+        ])
     }
 }

@@ -31,16 +31,12 @@ private struct TestClient {
 
     /// Connects to `endpoint` (socket(2), connect(2)); reads wait at most `readTimeout` seconds each.
     init(_ endpoint: Endpoint, readTimeout: Double = 5) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        fd = socket(endpoint.socketFamily, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ClientFailed("socket: errno \(errno)") }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = endpoint.port.bigEndian
-        address.sin_addr.s_addr = endpoint.address.ipv4!.value.bigEndian
+        var address = SocketAddressSlot()
+        let length = endpoint.write(to: &address, family: endpoint.socketFamily)
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
+            UnsafeRawPointer($0).withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) }
         }
         guard connected == 0 else {
             let code = errno
@@ -93,9 +89,11 @@ private func seconds(since start: ContinuousClock.Instant) -> Double {
     return Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18
 }
 
-/// A server answering `/metrics` with a fixed text, everything else with 404.
-private func metricsServer(requestTimeout: Double, timeout: Double) throws -> HTTPServer {
-    try HTTPServer(endpoint: Endpoint(address: loopback, port: 0), requestTimeout: requestTimeout, timeout: timeout) {
+/// A server on `endpoint` answering `/metrics` with a fixed text, everything else with 404.
+private func metricsServer(
+    requestTimeout: Double, timeout: Double, on endpoint: Endpoint = Endpoint(address: loopback, port: 0)
+) throws -> HTTPServer {
+    try HTTPServer(endpoint: endpoint, requestTimeout: requestTimeout, timeout: timeout) {
         request in
         request.path == "/metrics" ? .text(200, "OK", "tunvpn_peers 1") : .text(404, "Not Found", "not found")
     }
@@ -106,6 +104,28 @@ private let answer = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8
     + "Connection: close\r\n\r\ntunvpn_peers 1\n"
 
 @Suite struct HTTPServerTests {
+    @Test func aScrapeOverIPv6LoopbackIsAnswered() throws {
+        let server = try metricsServer(requestTimeout: 5, timeout: 10, on: Endpoint(address: IPv6Address(high: 0, low: 1), port: 0))
+        defer { server.stop() }
+        #expect(server.endpoint.address == .v6(IPv6Address(high: 0, low: 1)))
+        let scraper = try TestClient(server.endpoint)
+        defer { scraper.close() }
+        scraper.send(scrape)
+        #expect(scraper.readToEnd().map { String(decoding: $0, as: UTF8.self) } == answer)
+    }
+
+    @Test func aServerOnTheIPv6AnyAddressAnswersBothFamilies() throws {
+        let server = try metricsServer(requestTimeout: 5, timeout: 10, on: Endpoint(address: IPv6Address.any, port: 0))
+        defer { server.stop() }
+        #expect(server.endpoint.address == .v6(.any))
+        for address in [IPAddress.v4(loopback), .v6(IPv6Address(high: 0, low: 1))] {
+            let scraper = try TestClient(Endpoint(address: address, port: server.endpoint.port))
+            defer { scraper.close() }
+            scraper.send(scrape)
+            #expect(scraper.readToEnd().map { String(decoding: $0, as: UTF8.self) } == answer, "over \(address)")
+        }
+    }
+
     @Test func aScrapeIsAnsweredWhileAnIdleClientAndAPartialRequestHoldTheirConnections() throws {
         // Deadlines far beyond the test's waits: a server that served one connection at a time would
         // leave the scrape unanswered for 30 s.

@@ -26,6 +26,10 @@ struct CorePair {
     var deliveredToClient: [[UInt8]] = []
     var deliveredToServer: [[UInt8]] = []
     var drops: [DropReason] = []
+    /// Packets the client wrote to its own TUN device (ICMPv6 unreachables), and how many queued
+    /// packets were refused with them.
+    var answeredQueued: [[UInt8]] = []
+    var refusedQueued = 0
 
     init(allowList: AllowList? = nil, keepalive: UInt64? = nil, clientKey: PrivateKey? = nil) {
         let key = clientKey ?? f.client
@@ -97,6 +101,9 @@ struct CorePair {
             case .sendKeepalive(let s, _, _): deliver(Self.seal([], s), toServer: !fromServer, from: from)
             case .sendQueued(let packets, let s, _, _):
                 for p in packets { deliver(Self.seal(p, s), toServer: !fromServer, from: from) }
+            case .answerQueued(let answers, let unreachable):
+                answeredQueued += answers
+                refusedQueued += unreachable
             case .tunnelUp(let a): tunnelUps.append(a)
             case .addressChanged(let a): addressChanges.append(a)
             case .handshakeCompleted: completions += 1

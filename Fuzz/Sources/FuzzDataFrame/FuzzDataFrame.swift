@@ -1,9 +1,11 @@
 // Fuzz target: data frames. `DataFrame.receiverIndex` and `DataFrame.open` take every UDP datagram of
-// type 4; `IPv4Header.parse`/`destination` take the decrypted inner packet (cryptokey routing).
+// type 4; `IPv4Header`/`IPv6Header`/`IPPacket` take the decrypted inner packet (cryptokey routing), and a
+// client answers an IPv6 packet its tunnel does not carry with `ICMPv6Unreachable`.
 //
 // Input: a mode byte, then
 //   0: a raw datagram. receiverIndex must agree with the frame layout; open must never authenticate it;
-//      the IPv4 parser must agree with a naive reference.
+//      the IPv4 and IPv6 parsers must agree with naive references; an ICMPv6 answer to it, if one is
+//      allowed, is well formed (at most 1280 bytes, checksum, body).
 //   1: suite, counter, tamper position and an inner packet, sealed with a real session and opened by its
 //      peer. Untouched, it must open to the same bytes exactly once (the second open is a replay);
 //      with any bit flipped it must never open. Seal must write neither before nor past its buffer.
@@ -32,9 +34,20 @@ public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutabl
         _ = frame.withUnsafeMutableBytes { DataFrame.seal($0.baseAddress!, packetLength: ping.count, session: sender) }
         seeds.append(("raw-frame", [0] + frame))
         seeds.append(("raw-ipv4", [0] + ping))
+        let ping6 = ipv6Packet(source: [0xfd] + Array(repeating: 0, count: 14) + [2],
+            destination: [0x20, 0x01, 0x0d, 0xb8] + Array(repeating: 0, count: 11) + [1], nextHeader: 58,
+            payload: [128, 0, 0, 0, 0, 1, 0, 1])
+        seeds.append(("raw-ipv6", [0] + ping6))
+        seeds.append(("raw-ipv6-error", [0] + ipv6Packet(source: Array(ping6[8..<24]), destination: Array(ping6[24..<40]),
+            nextHeader: 58, payload: [1, 1, 0, 0, 0, 0, 0, 0] + ping6)))
+        seeds.append(("raw-ipv6-fragment", [0] + ipv6Packet(source: Array(ping6[8..<24]), destination: Array(ping6[24..<40]),
+            nextHeader: 44, payload: [17, 0, 0, 8, 0, 0, 0, 1] + Array(repeating: 7, count: 16))))
+        seeds.append(("raw-ipv6-big", [0] + ipv6Packet(source: Array(ping6[8..<24]), destination: Array(ping6[24..<40]),
+            nextHeader: 17, payload: Array(repeating: 0x5a, count: 1400))))
         seeds.append(("raw-short", [0, 4, 0, 0, 0, 1, 2, 3, 4]))
         for suite in 0..<FuzzHandshakes.perSuite.count {
             seeds.append(("sealed-\(suite)", [1, UInt8(suite)] + le64(0) + [0, 0, 0, 0] + ping))
+            seeds.append(("sealed-ipv6-\(suite)", [1, UInt8(suite)] + le64(0) + [0, 0, 0, 0] + ping6))
             seeds.append(("sealed-keepalive-\(suite)", [1, UInt8(suite)] + le64(7) + [0, 0, 0, 0]))
         }
         seeds.append(("sealed-tampered", [1, 0] + le64(1) + [1, 20, 0, 3] + ping))
@@ -44,6 +57,11 @@ public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutabl
         return seeds
     }
     return 0
+}
+
+/// An IPv6 packet with a 40-byte header and `payload` after it.
+func ipv6Packet(source: [UInt8], destination: [UInt8], nextHeader: UInt8, payload: [UInt8]) -> [UInt8] {
+    [0x60, 0, 0, 0, UInt8(payload.count >> 8), UInt8(payload.count & 0xff), nextHeader, 64] + source + destination + payload
 }
 
 /// A minimal IPv4 packet (header checksum left zero: the core does not check it).
@@ -93,6 +111,7 @@ func raw(_ datagram: [UInt8]) {
     }
     buffer.copyBytes(from: datagram)
     checkIPv4(datagram, buffer: UnsafeRawBufferPointer(buffer))
+    checkIPv6(datagram, buffer: UnsafeRawBufferPointer(buffer))
 }
 
 /// IPv4Header against a naive reading of RFC 791's header.

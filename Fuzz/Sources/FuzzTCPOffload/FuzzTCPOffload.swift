@@ -4,7 +4,9 @@
 // the writer merges runs of segments (`canFollow`, `finishMerge`). This target does what
 // TunDevice.readVirtio and writeVirtio do with those, on fuzzed bytes.
 //
-// UDP segmentation offload (`UDPSegmentation`, gso_type UDP_L4) is checked the same way.
+// UDP segmentation offload (`UDPSegmentation`, gso_type UDP_L4) is checked the same way, and both over
+// IPv6 too (gso_type TCPV6; UDP_L4 with a version-6 packet): checksums with the RFC 8200 section 8.1
+// pseudo-header, payload lengths instead of total lengths and IDs.
 //
 // Input: a 10-byte virtio header, then the packet.
 // Invariants:
@@ -16,7 +18,10 @@
 //   - merging those segments again (as the writer would) gives one packet whose payload is the same, and
 //     whose checksum, completed as the kernel completes CHECKSUM_PARTIAL, is right;
 //   - completePartial never writes outside the packet and, for a field at an even offset, leaves a
-//     checksum that verifies, changing nothing else.
+//     checksum that verifies, changing nothing else;
+//   - the reader's `TunDevice.splitPlan` takes a super-packet exactly when one of the split branches
+//     here does (anything else with a GSO type is dropped, never passed on), and no IPv6 packet whose
+//     next header is not TCP or UDP (extension headers) is split or merged.
 // Buffers that are only read are allocated to their exact size, so the address sanitizer reports any
 // read past them.
 
@@ -36,6 +41,30 @@ func tcpPacket(payload: Int, options: [UInt8] = [], flags: UInt8 = 0x18, ipOptio
         10, 8, 0, 2, 10, 8, 0, 1] + ipOptions
     p += [0x9c, 0x40, 0x14, 0x51, 0, 0, 0x10, 0, 0, 0, 0x20, 0, UInt8(thl / 4) << 4, flags, 0xff, 0xff, 0, 0, 0, 0] + options
     p += (0..<payload).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+    return p
+}
+
+/// A TCP/IPv6 packet from fd00:77::2 to fd00:77::1 with `payload` bytes; `nextHeader` other than 6 puts
+/// an 8-byte extension header (of that type) in front of the TCP header.
+func tcp6Packet(payload: Int, options: [UInt8] = [], flags: UInt8 = 0x18, nextHeader: UInt8 = 6) -> [UInt8] {
+    let thl = 20 + options.count
+    let extensionHeader: [UInt8] = nextHeader == 6 ? [] : [6, 0, 1, 4, 0, 0, 0, 0]
+    let payloadLength = extensionHeader.count + thl + payload
+    var p: [UInt8] = [0x62, 0x81, 0x23, 0x45, UInt8(payloadLength >> 8), UInt8(payloadLength & 0xff), nextHeader, 64]
+    p += [0xfd, 0, 0, 0x77] + [UInt8](repeating: 0, count: 11) + [2] + [0xfd, 0, 0, 0x77] + [UInt8](repeating: 0, count: 11) + [1]
+    p += extensionHeader
+    p += [0x9c, 0x40, 0x14, 0x51, 0, 0, 0x10, 0, 0, 0, 0x20, 0, UInt8(thl / 4) << 4, flags, 0xff, 0xff, 0, 0, 0, 0] + options
+    p += (0..<payload).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+    return p
+}
+
+/// A UDP/IPv6 packet from fd00:77::2 to fd00:77::1 with `payload` bytes.
+func udp6Packet(payload: Int) -> [UInt8] {
+    let length = 8 + payload
+    var p: [UInt8] = [0x60, 0, 0, 0, UInt8(length >> 8), UInt8(length & 0xff), 17, 64]
+    p += [0xfd, 0, 0, 0x77] + [UInt8](repeating: 0, count: 11) + [2] + [0xfd, 0, 0, 0x77] + [UInt8](repeating: 0, count: 11) + [1]
+    p += [0x9c, 0x40, 0, 53, UInt8(length >> 8), UInt8(length & 0xff), 0, 0]
+    p += (0..<payload).map { UInt8(truncatingIfNeeded: $0) }
     return p
 }
 
@@ -67,6 +96,15 @@ public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutabl
             ("uso-size-1", header(flags: 1, gso: 5, hdrLen: 28, gsoSize: 1, start: 20, offset: 6)
                 + [0x45, 0, 0, 33, 0, 7, 0, 0, 64, 17, 0, 0, 10, 8, 0, 2, 10, 8, 0, 1, 0x9c, 0x40, 0, 53, 0, 13, 0, 0, 1, 2, 3, 4, 5]),
             ("plain", header(flags: 0, gso: 0, hdrLen: 0, gsoSize: 0, start: 0, offset: 0) + tcpPacket(payload: 10)),
+            ("gso6-3-segments", header(flags: 1, gso: 4, hdrLen: 72, gsoSize: 100, start: 40, offset: 16)
+                + tcp6Packet(payload: 250, options: timestamps)),
+            ("gso6-ecn-fin", header(flags: 1, gso: 0x84, hdrLen: 60, gsoSize: 33, start: 40, offset: 16)
+                + tcp6Packet(payload: 100, flags: 0x99)),
+            ("gso6-hop-by-hop", header(flags: 1, gso: 4, hdrLen: 68, gsoSize: 50, start: 48, offset: 16)
+                + tcp6Packet(payload: 120, nextHeader: 0)),
+            ("gso6-as-tcpv4", header(flags: 1, gso: 1, hdrLen: 60, gsoSize: 50, start: 40, offset: 16) + tcp6Packet(payload: 120)),
+            ("partial-tcp6", header(flags: 1, gso: 0, hdrLen: 0, gsoSize: 0, start: 40, offset: 16) + tcp6Packet(payload: 31)),
+            ("uso6-3-datagrams", header(flags: 1, gso: 5, hdrLen: 48, gsoSize: 100, start: 40, offset: 6) + udp6Packet(payload: 272)),
         ]
     }
     return 0
@@ -88,20 +126,27 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     packet.copyMemory(from: data + VirtioNetHeader.length, byteCount: length)
     let original = Array(UnsafeRawBufferPointer(start: packet, count: length))
 
-    if header.gsoType & ~VirtioNetHeader.gsoECN == VirtioNetHeader.gsoTCPv4, header.gsoSize > 0,
-        let h = TCPSegmentation.headers(packet, length: length)
+    checkExtensionHeadersRefused(packet, length: length)
+    let plan = TunDevice.splitPlan(header, packet, length: length)
+    let tcpType = header.gsoType & ~VirtioNetHeader.gsoECN
+    if tcpType == VirtioNetHeader.gsoTCPv4 || tcpType == VirtioNetHeader.gsoTCPv6, header.gsoSize > 0,
+        let h = tcpType == VirtioNetHeader.gsoTCPv4
+            ? TCPSegmentation.headers(packet, length: length) : TCPSegmentation.ipv6Headers(packet, length: length)
     {
+        require(plan.map { $0.ip == h.ip && $0.transport == h.tcp && !$0.udp } == true, "splitPlan disagrees on a TCP super-packet")
         let segments = segmentAll(packet, length: length, headers: h, mss: Int(header.gsoSize), original: original)
         merge(segments, headers: h, mss: Int(header.gsoSize), original: original)
         return 0
     }
     if header.gsoType == UDPSegmentation.gsoUDPL4, header.gsoSize > 0,
-        let ihl = UDPSegmentation.ipHeader(packet, length: length)
+        let ihl = UDPSegmentation.anyIPHeader(packet, length: length)
     {
+        require(plan.map { $0.ip == ihl && $0.transport == 8 && $0.udp } == true, "splitPlan disagrees on a UDP super-packet")
         let datagrams = segmentUDP(packet, length: length, ip: ihl, size: Int(header.gsoSize), original: original)
-        mergeUDP(datagrams)
+        mergeUDP(datagrams, ip: ihl)
         return 0
     }
+    require(plan == nil, "splitPlan takes a super-packet no split branch takes")
     if header.flags & VirtioNetHeader.needsChecksum != 0 {
         let buffer = GuardedBuffer(count: length)
         buffer.start.copyMemory(from: packet, byteCount: length)
@@ -139,13 +184,33 @@ func checkHeader(_ header: VirtioNetHeader, bytes: [UInt8]) {
     require(Array(out.bytes) == bytes, "VirtioNetHeader.write does not give back the bytes read")
 }
 
+/// No IPv6 packet whose next header is neither TCP nor UDP (so one with extension headers, RFC 8200
+/// section 4) is taken for splitting or merging.
+func checkExtensionHeadersRefused(_ packet: UnsafeRawPointer, length: Int) {
+    guard length >= 7, packet.load(as: UInt8.self) >> 4 == 6 else { return }
+    let next = packet.load(fromByteOffset: 6, as: UInt8.self)
+    if next != 6 {
+        require(TCPSegmentation.anyHeaders(packet, length: length) == nil, "TCP headers found behind next header \(next)")
+    }
+    if next != 17 {
+        require(UDPSegmentation.anyIPHeader(packet, length: length) == nil, "a UDP header found behind next header \(next)")
+        require(!UDPSegmentation.mergeable(packet, length: length), "a datagram behind next header \(next) is mergeable")
+    }
+}
+
+func isIPv6(_ b: [UInt8]) -> Bool { b[0] >> 4 == 6 }
+
 func be16(_ b: [UInt8], _ at: Int) -> Int { Int(b[at]) << 8 | Int(b[at + 1]) }
 func be32(_ b: [UInt8], _ at: Int) -> UInt32 { (0..<4).reduce(UInt32(0)) { $0 << 8 | UInt32(b[at + $1]) } }
 
-/// A TCP/IPv4 packet's IPv4 header and TCP checksums verify.
+/// A TCP/IPv4 packet's IPv4 header and TCP checksums verify (for TCP/IPv6: the TCP checksum over the
+/// IPv6 pseudo-header; there is no header checksum).
 func checksumsVerify(_ p: UnsafeRawPointer, length: Int, ip: Int) -> (ip: Bool, tcp: Bool) {
-    let ipOK = InternetChecksum.fold(InternetChecksum.sum(p, ip)) == 0xffff
-    let pseudo = InternetChecksum.pseudoHeader(p, protocol: 6, length: length - ip)
+    let v6 = p.load(as: UInt8.self) >> 4 == 6
+    let ipOK = v6 || InternetChecksum.fold(InternetChecksum.sum(p, ip)) == 0xffff
+    let pseudo = v6
+        ? InternetChecksum.pseudoHeader6(p, protocol: 6, length: length - ip)
+        : InternetChecksum.pseudoHeader(p, protocol: 6, length: length - ip)
     let tcpOK = InternetChecksum.fold(InternetChecksum.sum(p + ip, length - ip, initial: pseudo)) == 0xffff
     return (ipOK, tcpOK)
 }
@@ -165,7 +230,10 @@ func segmentAll(_ packet: UnsafeRawPointer, length: Int, headers h: (ip: Int, tc
     let seq0 = be32(original, h.ip + 4)
     let flags0 = original[h.ip + 13]
     var rewritten = [Bool](repeating: false, count: headerLength)
-    for i in [2, 3, 4, 5, 10, 11, h.ip + 4, h.ip + 5, h.ip + 6, h.ip + 7, h.ip + 13, h.ip + 16, h.ip + 17] { rewritten[i] = true }
+    let v6 = isIPv6(original)
+    // IPv6: payload length; IPv4: total length, ID, header checksum; TCP: sequence number, flags, checksum.
+    let ipFields = v6 ? [4, 5] : [2, 3, 4, 5, 10, 11]
+    for i in ipFields + [h.ip + 4, h.ip + 5, h.ip + 6, h.ip + 7, h.ip + 13, h.ip + 16, h.ip + 17] { rewritten[i] = true }
     var index = 0
     while true {
         let n = TCPSegmentation.segment(
@@ -175,7 +243,11 @@ func segmentAll(_ packet: UnsafeRawPointer, length: Int, headers h: (ip: Int, tc
         require(index < expectedCount, "segment \(index) exists; expected \(expectedCount)")
         require(n > 0 && n <= room, "segment \(index) is \(n) bytes, room for \(room)")
         let s = Array(out.bytes.prefix(n))
-        require(be16(s, 2) == n, "segment \(index): IPv4 total length \(be16(s, 2)) for \(n) bytes")
+        if v6 {
+            require(be16(s, 4) == n - 40, "segment \(index): IPv6 payload length \(be16(s, 4)) for \(n) bytes")
+        } else {
+            require(be16(s, 2) == n, "segment \(index): IPv4 total length \(be16(s, 2)) for \(n) bytes")
+        }
         let verified = s.withUnsafeBytes { checksumsVerify($0.baseAddress!, length: n, ip: h.ip) }
         require(verified.ip, "segment \(index): IPv4 header checksum")
         require(verified.tcp, "segment \(index): TCP checksum")
@@ -242,9 +314,12 @@ func merge(_ segments: [[UInt8]], headers h: (ip: Int, tcp: Int), mss: Int, orig
     let virtio = TCPSegmentation.finishMerge(head.start, headers: h, totalLength: total, mss: runMSS, pushLast: push)
     head.checkGuards("finishMerge")
     require(virtio.gsoSize == UInt16(runMSS) && virtio.headerLength == UInt16(headerLength), "merge virtio header")
+    let v6 = isIPv6(firstBytes)
+    require(virtio.gsoType == (v6 ? VirtioNetHeader.gsoTCPv6 : VirtioNetHeader.gsoTCPv4), "merge gso type")
     // The super-packet the kernel receives: merged head, then the payloads; it completes the checksum.
     var superPacket = Array(head.bytes) + merged
-    require(superPacket.count == total && be16(superPacket, 2) == total, "merged IPv4 total length")
+    require(superPacket.count == total && (v6 ? be16(superPacket, 4) == total - 40 : be16(superPacket, 2) == total),
+        "merged IP length")
     let completed = superPacket.withUnsafeMutableBytes {
         InternetChecksum.completePartial(
             $0.baseAddress!, length: total, start: Int(virtio.checksumStart), offset: Int(virtio.checksumOffset))
@@ -257,10 +332,14 @@ func merge(_ segments: [[UInt8]], headers h: (ip: Int, tcp: Int), mss: Int, orig
         "the merged payload is not the original's")
 }
 
-/// A UDP/IPv4 packet's IPv4 header and UDP checksums verify (a zero UDP checksum means none).
+/// A UDP/IPv4 packet's IPv4 header and UDP checksums verify (a zero UDP checksum means none); for UDP/IPv6
+/// the UDP checksum over the IPv6 pseudo-header.
 func udpChecksumsVerify(_ p: UnsafeRawPointer, length: Int, ip: Int) -> (ip: Bool, udp: Bool) {
-    let ipOK = InternetChecksum.fold(InternetChecksum.sum(p, ip)) == 0xffff
-    let pseudo = InternetChecksum.pseudoHeader(p, protocol: 17, length: length - ip)
+    let v6 = p.load(as: UInt8.self) >> 4 == 6
+    let ipOK = v6 || InternetChecksum.fold(InternetChecksum.sum(p, ip)) == 0xffff
+    let pseudo = v6
+        ? InternetChecksum.pseudoHeader6(p, protocol: 17, length: length - ip)
+        : InternetChecksum.pseudoHeader(p, protocol: 17, length: length - ip)
     let udpOK = InternetChecksum.fold(InternetChecksum.sum(p + ip, length - ip, initial: pseudo)) == 0xffff
     return (ipOK, udpOK)
 }
@@ -281,11 +360,20 @@ func segmentUDP(_ packet: UnsafeRawPointer, length: Int, ip: Int, size: Int, ori
         if n == 0 { break }
         require(n > headerLength && n <= room, "UDP segment \(index) is \(n) bytes, room for \(room)")
         let d = Array(out.bytes.prefix(n))
-        require(be16(d, 2) == n && be16(d, ip + 4) == n - ip, "UDP segment \(index): IPv4/UDP lengths")
+        if isIPv6(original) {
+            require(be16(d, 4) == n - 40 && be16(d, ip + 4) == n - ip, "UDP segment \(index): IPv6/UDP lengths")
+        } else {
+            require(be16(d, 2) == n && be16(d, ip + 4) == n - ip, "UDP segment \(index): IPv4/UDP lengths")
+        }
         let verified = d.withUnsafeBytes { udpChecksumsVerify($0.baseAddress!, length: n, ip: ip) }
         require(verified.ip && verified.udp, "UDP segment \(index): checksums (ip \(verified.ip), udp \(verified.udp))")
-        require(Array(d[0..<2]) == Array(original[0..<2]) && Array(d[6..<10]) == Array(original[6..<10])
-            && Array(d[12..<(ip + 4)]) == Array(original[12..<(ip + 4)]), "UDP segment \(index): copied header fields")
+        if isIPv6(original) {
+            require(Array(d[0..<4]) == Array(original[0..<4]) && Array(d[6..<(ip + 4)]) == Array(original[6..<(ip + 4)]),
+                "UDP segment \(index): copied header fields")
+        } else {
+            require(Array(d[0..<2]) == Array(original[0..<2]) && Array(d[6..<10]) == Array(original[6..<10])
+                && Array(d[12..<(ip + 4)]) == Array(original[12..<(ip + 4)]), "UDP segment \(index): copied header fields")
+        }
         payload += d[headerLength...]
         datagrams.append(d)
         index += 1
@@ -295,54 +383,60 @@ func segmentUDP(_ packet: UnsafeRawPointer, length: Int, ip: Int, size: Int, ori
     return datagrams
 }
 
-/// The writer's UDP merge (TunDevice.writePackets with USO), on the datagrams just made.
-func mergeUDP(_ datagrams: [[UInt8]]) {
-    guard let firstBytes = datagrams.first, firstBytes.count > 28,
+/// The writer's UDP merge (TunDevice.writePackets with USO), on the datagrams just made; `ip` is their IP
+/// header length (the writer merges only 20-byte IPv4 headers and 40-byte IPv6 ones).
+func mergeUDP(_ datagrams: [[UInt8]], ip: Int) {
+    let hl = ip + 8
+    guard let firstBytes = datagrams.first, firstBytes.count > hl,
         firstBytes.withUnsafeBytes({ UDPSegmentation.mergeable($0.baseAddress!, length: firstBytes.count) })
     else { return }
+    require(ip == 20 || ip == 40, "a datagram with a \(ip)-byte IP header is mergeable")
     let copies = datagrams.map { d -> UnsafeMutableRawPointer in
         let p = UnsafeMutableRawPointer.allocate(byteCount: d.count, alignment: 16)
         p.copyMemory(from: d, byteCount: d.count)
         return p
     }
     defer { copies.forEach { $0.deallocate() } }
-    let size = firstBytes.count - 28
+    require(UDPSegmentation.mergeHeaderLength(copies[0]) == hl, "mergeHeaderLength")
+    let size = firstBytes.count - hl
     var total = firstBytes.count
-    var merged = Array(firstBytes[28...])
+    var merged = Array(firstBytes[hl...])
     var end = 1
     while end < datagrams.count && end < 64 {
         let l = datagrams[end].count
-        guard l > 28 else { break }
-        let payload = l - 28
+        guard l > hl else { break }
+        let payload = l - hl
         guard payload <= size, total + payload <= 65535, UDPSegmentation.mergeable(copies[end], length: l),
             UDPSegmentation.canFollow(copies[0], copies[end])
         else { break }
-        merged += datagrams[end][28...]
+        merged += datagrams[end][hl...]
         total += payload
         end += 1
         if payload < size { break }
     }
     guard end > 1 else { return }
-    let head = GuardedBuffer(count: 28)
-    head.start.copyMemory(from: copies[0], byteCount: 28)
+    let head = GuardedBuffer(count: hl)
+    head.start.copyMemory(from: copies[0], byteCount: hl)
     let virtio = UDPSegmentation.finishMerge(head.start, totalLength: total, size: size)
     head.checkGuards("UDPSegmentation.finishMerge")
+    require(virtio.headerLength == UInt16(hl) && virtio.checksumStart == UInt16(ip), "merged UDP virtio header")
     var superPacket = Array(head.bytes) + merged
-    require(be16(superPacket, 2) == total && be16(superPacket, 24) == total - 20, "merged UDP lengths")
+    let ipLengthOK = ip == 40 ? be16(superPacket, 4) == total - 40 : be16(superPacket, 2) == total
+    require(ipLengthOK && be16(superPacket, ip + 4) == total - ip, "merged UDP lengths")
     let completed = superPacket.withUnsafeMutableBytes {
         InternetChecksum.completePartial($0.baseAddress!, length: total, start: Int(virtio.checksumStart), offset: Int(virtio.checksumOffset))
     }
     require(completed, "the merged UDP checksum field is inside the packet")
-    let verified = superPacket.withUnsafeBytes { udpChecksumsVerify($0.baseAddress!, length: total, ip: 20) }
+    let verified = superPacket.withUnsafeBytes { udpChecksumsVerify($0.baseAddress!, length: total, ip: ip) }
     require(verified.ip && verified.udp, "merged UDP packet checksums (ip \(verified.ip), udp \(verified.udp))")
     // Split again as the kernel would at delivery, the datagrams come back.
     let again = superPacket.withUnsafeBytes { p in
         (0..<end).map { i -> [UInt8] in
-            let out = UnsafeMutableRawPointer.allocate(byteCount: 28 + size, alignment: 16)
+            let out = UnsafeMutableRawPointer.allocate(byteCount: hl + size, alignment: 16)
             defer { out.deallocate() }
-            let n = UDPSegmentation.segment(p.baseAddress!, length: total, ipHeader: 20, size: size, index: i, into: out)
-            return Array(UnsafeRawBufferPointer(start: out, count: n)[28...])
+            let n = UDPSegmentation.segment(p.baseAddress!, length: total, ipHeader: ip, size: size, index: i, into: out)
+            return Array(UnsafeRawBufferPointer(start: out, count: n)[hl...])
         }
     }
-    require(again == datagrams[0..<end].map { Array($0[28...]) }, "a merged UDP run splits back into other datagrams")
+    require(again == datagrams[0..<end].map { Array($0[hl...]) }, "a merged UDP run splits back into other datagrams")
 }

@@ -2,7 +2,9 @@
 // engine drives it: a server (allow-list with one fixed-address client, one pool client, optionally
 // --allow-any-client) and a client, talking through in-memory queues under a fuzzed clock.
 //
-// Input: a flag byte, then a script of events, one opcode byte each:
+// Input: a flag byte (1 --allow-any-client, 2 persistent keepalive, 4 the server has the IPv6 prefix
+// fd00::1/120, 8 and IPv6 egress, 16 the client runs with --no-ipv6), then a script of events, one opcode
+// byte each:
 //   0 raw datagram to the server        1 raw datagram to the client
 //   2 time passes (both tick)           3 deliver the oldest client → server handshake message
 //   4 deliver the oldest server → client handshake message (either may have one bit flipped or be
@@ -17,8 +19,9 @@
 // type 4 to `receiverIndex`, `session(forIndex:)` (an unknown index gets a session-gone hint, which the
 // client then handles), `DataFrame.open` and `received`.
 // Invariants: every handshake message sent is exactly an initiation, response or cookie reply long; a delivered
-// packet is the packet the peer sent (trimmed to its IPv4 length) and its source is the peer's address
-// on the server; the server never keeps more than three sessions per peer, nor more live peers than there
+// packet is the packet the peer sent (trimmed to its IPv4 total length or 40 + its IPv6 payload length) and
+// its source is the peer's address of its family on the server; an IPv6 packet the client's tunnel does
+// not carry is answered with a well-formed ICMPv6 unreachable (never by the server); the server never keeps more than three sessions per peer, nor more live peers than there
 // are keys; a forged or flipped message never completes a handshake; after every event, live peers'
 // addresses are pairwise distinct and the address map names peer i for address a exactly when peer i has
 // address a (one owner per address, Sources/Transport/TunnelState.swift).
@@ -40,6 +43,8 @@ let serverEndpoint = Endpoint(address: IPv4Address(192, 0, 2, 1), port: 51820)
 let clientEndpoint = Endpoint(address: IPv4Address(198, 51, 100, 7), port: 40000)
 let serverPrefix = IPv4Prefix(address: IPv4Address(10, 8, 0, 1), length: 29)  // a small pool: 5 addresses
 let fixedAddress = IPv4Address(10, 8, 0, 2)
+/// The server's IPv6 prefix under flag 4: its pool starts at fd00::2, the source of the seeds' IPv6 packets.
+let serverPrefix6 = IPv6Prefix(address: IPv6Address(high: 0xfd00 << 48, low: 1), length: 120)
 let strangerKey = PrivateKey(random: FuzzRandom(seed: 0x5757))
 
 @_cdecl("LLVMFuzzerInitialize")
@@ -48,6 +53,12 @@ public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutabl
         let ping: [UInt8] = [0x45, 0, 0, 24, 0, 0, 0, 0, 64, 1, 0, 0, 10, 8, 0, 2, 10, 8, 0, 1, 8, 0, 0, 0]
         let pong: [UInt8] = [0x45, 0, 0, 24, 0, 0, 0, 0, 64, 1, 0, 0, 10, 8, 0, 1, 10, 8, 0, 2, 0, 0, 0, 0]
         let handshake: [UInt8] = [3, 0, 4, 0]  // deliver the first initiation, then the response
+        // An ICMPv6 echo request from the client's (would-be) IPv6 address to the internet.
+        let ping6: [UInt8] = [0x60, 0, 0, 0, 0, 8, 58, 64, 0xfd] + Array(repeating: 0, count: 14) + [2]
+            + [0x20, 0x01, 0x0d, 0xb8] + Array(repeating: 0, count: 11) + [1] + [128, 0, 0, 0, 0, 1, 0, 1]
+        // fd00::2 → fd00::1 and back: inside the tunnel's IPv6 prefix under flag 4.
+        let ping6Inside: [UInt8] = Array(ping6[0..<24]) + [0xfd] + Array(repeating: 0, count: 14) + [1] + Array(ping6[40...])
+        let pong6Inside: [UInt8] = Array(ping6[0..<8]) + Array(ping6Inside[24..<40]) + Array(ping6Inside[8..<24]) + [129, 0, 0, 0, 0, 1, 0, 1]
         return [
             ("handshake", [0] + handshake),
             ("handshake-and-data", [0] + handshake + [8] + [6] + chunk(ping) + [8, 8] + [7] + chunk(pong) + [8]),
@@ -57,6 +68,15 @@ public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutabl
             ("expire", [0] + handshake + [8] + Array(repeating: [2] + le16(0xffff), count: 12).flatMap { $0 } + [6] + chunk(ping)),
             ("stranger-allowed", [1, 5, 1, 5, 1, 5, 2, 5, 0]),
             ("stranger-refused", [0, 5, 0]),
+            // IPv6 the tunnel does not carry: queued before the handshake and answered after it, then
+            // answered at once; an IPv6 packet from the server to no client has no route.
+            ("ipv6-queued-then-answered", [0, 6] + chunk(ping6) + handshake + [6] + chunk(ping6) + [8]),
+            ("ipv6-from-server", [0] + handshake + [8, 7] + chunk(ping6) + [8]),
+            // A server with an IPv6 prefix: inside the tunnel's prefix both ways, and beyond it without
+            // egress (answered by the client) and with it (carried); a client with --no-ipv6 answers all.
+            ("ipv6-inside", [4] + handshake + [8, 6] + chunk(ping6Inside) + [8, 7] + chunk(pong6Inside) + [8, 6] + chunk(ping6) + [8]),
+            ("ipv6-egress", [12] + handshake + [8, 6] + chunk(ping6) + [8]),
+            ("ipv6-disabled", [28] + handshake + [8, 6] + chunk(ping6Inside) + [8]),
             ("raw-to-both", [0, 0] + chunk([1, 0, 0, 0] + [UInt8](repeating: 0, count: 156)) + [1] + chunk([2, 0, 0, 0, 1])),
             ("session-gone", [0] + handshake + [8, 2] + le16(0xffff) + [2] + le16(0xffff) + [2] + le16(0xffff)
                 + [9] + chunk([4, 0, 0, 0, 0, 0, 0, 0] + [UInt8](repeating: 0, count: 24)) + [4, 0, 3, 0, 4, 0]),
@@ -103,12 +123,13 @@ struct World {
             role: .server(
                 ServerSettings(
                     responder: HandshakeResponder(localStatic: FuzzKeys.server), address: serverPrefix,
+                    address6: flags & 4 == 4 ? serverPrefix6 : nil, ipv6Egress: flags & 12 == 12,
                     allowList: allowList, allowAnyClient: anyClient)))
         client = TunnelState(
             role: .client(
                 ClientSettings(
                     initiator: HandshakeInitiator(localStatic: FuzzKeys.client, serverKey: FuzzKeys.server.publicKey),
-                    endpoint: serverEndpoint, persistentKeepalive: flags & 2 == 2 ? 25 : nil)))
+                    endpoint: serverEndpoint, persistentKeepalive: flags & 2 == 2 ? 25 : nil, ipv6Disabled: flags & 16 == 16)))
         // The engine starts the client's first handshake at launch.
         var actions: [ControlAction] = []
         client.start(now: now, wall: wall, random: random, actions: &actions)
@@ -127,6 +148,10 @@ struct World {
                 seal([], session: session, toServer: !fromServer)
             case .sendQueued(let packets, let session, _, _):
                 for p in packets { seal(p, session: session, toServer: !fromServer) }
+            case .answerQueued(let answers, let unreachable):
+                require(!fromServer && answers.count <= unreachable, "\(answers.count) answers for \(unreachable) queued packets")
+                for a in answers { checkUnreachable(a) }
+                if trace { print("client: \(answers.count) answers for \(unreachable) queued packets") }
             case .handshakeCompleted, .handshakeRefused, .handshakeGaveUp, .keysZeroed, .tunnelUp, .addressChanged:
                 if trace { print("\(fromServer ? "server" : "client"): \(action)") }
             }
@@ -188,7 +213,12 @@ struct World {
             let delivered = Array(packet[0..<n])
             let sent = toServer ? sentByClient : sentByServer
             require(sent.contains(delivered), "delivered a packet the peer never sent")
-            if toServer {
+            if toServer, delivered[0] >> 4 == 6 {
+                require(n >= 40, "a delivered IPv6 packet of \(n) bytes")
+                let source = delivered.withUnsafeBytes { IPv6Address(networkBytes: $0.baseAddress! + 8) }
+                require(server.peers[peer].address6 == source,
+                    "delivered a packet from \(source), peer has \(String(describing: server.peers[peer].address6))")
+            } else if toServer {
                 // Cryptokey routing: the inner source is the address the server gave this peer.
                 let source = IPv4Address(UInt32(delivered[12]) << 24 | UInt32(delivered[13]) << 16 | UInt32(delivered[14]) << 8 | UInt32(delivered[15]))
                 require(server.peers[peer].address == source, "delivered a packet from \(source), peer has \(String(describing: server.peers[peer].address))")
@@ -208,10 +238,15 @@ struct World {
                 ? server.route(p, now: now, wall: wall, random: random, actions: &actions)
                 : client.route(p, now: now, wall: wall, random: random, actions: &actions)
         }
-        if let header = packet.withUnsafeBytes({ IPv4Header.parse($0) }) {
+        if let header = packet.withUnsafeBytes({ IPPacket.parse($0) }) {
             let trimmed = Array(packet[0..<header.totalLength])
             if fromServer { sentByServer.append(trimmed) } else { sentByClient.append(trimmed) }
         }
+        if case .answer(let answer) = decision {
+            require(!fromServer && packet.first.map { $0 >> 4 } == 6, "an ICMPv6 answer from the \(fromServer ? "server" : "client")")
+            checkUnreachable(answer, answering: packet)
+        }
+        if trace { print("\(fromServer ? "server" : "client") sends \(packet.count) bytes: \(decision)") }
         collect(actions, fromServer: fromServer)
         if case .send(let session, _, _) = decision { seal(packet, session: session, toServer: !fromServer) }
     }
