@@ -90,7 +90,7 @@ public struct AllowList: Equatable, Sendable {
                 } else {
                     let text = field.hasSuffix("/32") ? field.dropLast(3) : field
                     guard let a = IPv4Address(text) else {
-                        throw AllowListError(line: lineNumber, message: "'\(field)' is not an IPv4 address (e.g. 10.8.0.7)")
+                        throw AllowListError(line: lineNumber, message: "'\(field)' is not an IPv4 address")
                     }
                     guard address == nil else {
                         throw AllowListError(
