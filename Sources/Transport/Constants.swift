@@ -85,7 +85,9 @@ public enum Limits {
     public static let initiationBurstPerSource: Double = 5
     /// Most source addresses the rate limiter tracks at once; past this it forgets the idle ones.
     public static let rateLimiterEntries = 8192
-    /// A client's initiations are consumed at most this often (per second), as WireGuard does.
+    /// A client's initiations are admitted at most this often (per second), as WireGuard does: one that
+    /// arrives less than 1 s / this (20 ms) after the last one admitted from its key is refused
+    /// (`rateLimited`), checked after message 1's Diffie-Hellman work (docs/PROTOCOL.md, "Denial of service").
     public static let initiationsPerSecondPerPeer: UInt64 = 50
     /// Session-gone hints the server sends at most, per second and in a burst.
     public static let sessionGoneHintsPerSecond: Double = 20
