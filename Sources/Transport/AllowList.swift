@@ -81,9 +81,9 @@ public struct AllowList: Equatable, Sendable {
                     guard let a = IPv6Address(text) else {
                         throw AllowListError(line: lineNumber, message: "'\(field)' is not an IPv6 address (e.g. fd00::7)")
                     }
-                    guard address6 == nil else {
+                    if let first = address6 {
                         throw AllowListError(
-                            line: lineNumber, message: "two IPv6 addresses (\(address6!) and \(a)); give at most one of each family")
+                            line: lineNumber, message: "two IPv6 addresses (\(first) and \(a)); give at most one of each family")
                     }
                     address6 = a
                     parsed = .v6(a)
@@ -92,9 +92,9 @@ public struct AllowList: Equatable, Sendable {
                     guard let a = IPv4Address(text) else {
                         throw AllowListError(line: lineNumber, message: "'\(field)' is not an IPv4 address")
                     }
-                    guard address == nil else {
+                    if let first = address {
                         throw AllowListError(
-                            line: lineNumber, message: "two IPv4 addresses (\(address!) and \(a)); give at most one of each family")
+                            line: lineNumber, message: "two IPv4 addresses (\(first) and \(a)); give at most one of each family")
                     }
                     address = a
                     parsed = .v4(a)

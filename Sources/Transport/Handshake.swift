@@ -73,9 +73,8 @@ extension TunnelAssignment {
             guard !egress, p[11..<27].allSatisfy({ $0 == 0 }), p[28..<44].allSatisfy({ $0 == 0 }) else { return nil }
             self.init(client: client, server: server)
         } else {
-            let (client6, server6) = p.withUnsafeBytes { b in
-                (IPv6Address(networkBytes: b.baseAddress! + 11), IPv6Address(networkBytes: b.baseAddress! + 28))
-            }
+            let client6 = IPv6Address(high: readBE64(p, 11), low: readBE64(p, 19))
+            let server6 = IPv6Address(high: readBE64(p, 28), low: readBE64(p, 36))
             self.init(
                 client: client, server: server, client6: IPv6Prefix(address: client6, length: length6), server6: server6,
                 ipv6Egress: egress)
@@ -280,6 +279,13 @@ public struct HandshakeInitiator: Sendable {
             localIndex: sent.senderIndex, remoteIndex: readLE32(message, 4), peerKey: serverKey, suite: suite,
             sendKey: sendKey, receiveKey: receiveKey, assignment: assignment, isInitiator: true)
     }
+}
+
+@inline(__always)
+func readBE64(_ m: [UInt8], _ at: Int) -> UInt64 {
+    var v: UInt64 = 0
+    for i in 0..<8 { v = v << 8 | UInt64(m[at + i]) }
+    return v
 }
 
 @inline(__always)
