@@ -3,6 +3,7 @@
 // fragments as it would without GSO. Checked for both families in a fresh network namespace whose
 // loopback has an MTU of 1280 (the namespace dies with its thread; the root namespace is never touched).
 
+import CLinux
 import Engine
 import Glibc
 import TestSupport
