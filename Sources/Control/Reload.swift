@@ -79,19 +79,23 @@ public final class AllowListReloader: Sendable {
 public enum AllowListFile {
     /// The reload of the allow-list, for SIGHUP and `tunvpn reload`.
     public static func reloader(
-        engine: TunnelEngine, clients: String, prefix: IPv4Prefix, allowAnyClient: Bool, logger: Logger
+        engine: TunnelEngine, clients: String, prefix: IPv4Prefix, prefix6: IPv6Prefix? = nil, allowAnyClient: Bool,
+        logger: Logger
     ) -> AllowListReloader {
         AllowListReloader(
             path: absolutePath(clients), logger: logger,
             load: { bytes in
-                if let bytes { return try parseAllowList(bytes, file: clients, prefix: prefix) }
-                return try loadAllowList(clients, prefix: prefix, allowAnyClient: allowAnyClient)
+                if let bytes { return try parseAllowList(bytes, file: clients, prefix: prefix, prefix6: prefix6) }
+                return try loadAllowList(clients, prefix: prefix, prefix6: prefix6, allowAnyClient: allowAnyClient)
             },
             apply: { list in "\(list.clients.count) client(s), \(engine.reload(allowList: list))" })
     }
 
     /// Reads and checks the allow-list file `clients` (missing is fine with --allow-any-client).
-    public static func loadAllowList(_ clients: String, prefix: IPv4Prefix, allowAnyClient: Bool) throws -> AllowList {
+    /// `prefix6` is the server's IPv6 tunnel prefix, nil when its tunnel carries no IPv6.
+    public static func loadAllowList(
+        _ clients: String, prefix: IPv4Prefix, prefix6: IPv6Prefix? = nil, allowAnyClient: Bool
+    ) throws -> AllowList {
         var st = stat()
         if lstat(clients, &st) != 0 {
             if errno == EACCES {
@@ -104,20 +108,20 @@ public enum AllowListFile {
             }
             return AllowList()
         }
-        return try parseAllowList(KeyFiles.readConfigurationFile(clients, what: "allow-list"), file: clients, prefix: prefix)
+        return try parseAllowList(
+            KeyFiles.readConfigurationFile(clients, what: "allow-list"), file: clients, prefix: prefix, prefix6: prefix6)
     }
 
-    /// Parses allow-list text and checks that its fixed addresses are client addresses in `prefix`.
-    public static func parseAllowList(_ bytes: [UInt8], file clients: String, prefix: IPv4Prefix) throws -> AllowList {
+    /// Parses allow-list text and checks that its fixed addresses are client addresses in the prefix of
+    /// their family (`prefix6` nil: the tunnel carries no IPv6, and an IPv6 address is an error).
+    public static func parseAllowList(
+        _ bytes: [UInt8], file clients: String, prefix: IPv4Prefix, prefix6: IPv6Prefix? = nil
+    ) throws -> AllowList {
         let allowList: AllowList
         do { allowList = try AllowList(parsing: String(decoding: bytes, as: UTF8.self)) } catch {
             throw ControlError("\(clients): \(error)")
         }
-        for c in allowList.clients {
-            if let a = c.address, !prefix.contains(a) || a == prefix.address {
-                throw ControlError("\(clients): address \(a) for \(c.key.base64) is not a client address in \(prefix)")
-            }
-        }
+        if let error = allowList.outOfPrefix(prefix, prefix6) { throw ControlError("\(clients): \(error)") }
         return allowList
     }
 }

@@ -530,10 +530,10 @@ public final class TunnelEngine: Sendable {
                 } catch {
                     fail("reconfiguring \(device.name) with \(assignment.client): \(error)")
                 }
-            case .handshakeCompleted(let peer, let address, let endpoint, let suite):
+            case .handshakeCompleted(let peer, let address, let address6, let endpoint, let suite):
                 counters.handshakesCompleted.add()
                 logger.info(
-                    "handshake completed with peer \(peer.base64) at \(endpoint), tunnel address \(address.map { "\($0)" } ?? "-"), suite \(suite)")
+                    "handshake completed with peer \(peer.base64) at \(endpoint), tunnel address \(address.map { "\($0)" } ?? "-")\(address6.map { ", \($0)" } ?? ""), suite \(suite)")
             case .handshakeRefused(let reason, let from):
                 counters.handshakeFailed(reason)
                 counters.drop(.handshake)

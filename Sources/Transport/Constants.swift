@@ -17,21 +17,29 @@ public enum WireFormat {
     }
 
     /// Noise prologue: binds every handshake to this protocol and version.
-    public static let prologue: [UInt8] = Array("tunvpn v1".utf8)
+    public static let prologue: [UInt8] = Array("tunvpn v2".utf8)
+    /// The protocol version this implementation speaks, carried in byte 1 of initiations and responses
+    /// (docs/PROTOCOL.md, "Versions"). Version 1 carried zero there.
+    public static let protocolVersion: UInt8 = 2
+    /// Offset of the version byte in initiations and responses.
+    public static let versionOffset = 1
     /// Label hashed with a static public key to make the mac1 key (as WireGuard's "mac1----").
     public static let mac1Label: [UInt8] = Array("mac1----".utf8)
     /// Label hashed with the server's static public key to make the 4-byte key ID in initiations.
     public static let keyIDLabel: [UInt8] = Array("keyid---".utf8)
 
-    /// Initiation: type(1) reserved(3) sender(4) keyID(4) ephemeral(32) static(48) payload(36) mac1(16) mac2(16).
+    /// Initiation: type(1) version(1) reserved(2) sender(4) keyID(4) ephemeral(32) static(48) payload(36) mac1(16) mac2(16).
     public static let initiationLength = 160
     public static let initiationPayloadLength = 20
     /// Offset of mac1 in an initiation (mac1 covers every byte before it).
     public static let initiationMAC1Offset = 128
-    /// Response: type(1) reserved(3) sender(4) receiver(4) ephemeral(32) payload(26) mac1(16) mac2(16).
-    public static let responseLength = 102
-    public static let responsePayloadLength = 10
-    public static let responseMAC1Offset = 70
+    /// Response: type(1) version(1) reserved(2) sender(4) receiver(4) ephemeral(32) payload(60) mac1(16)
+    /// mac2(16).
+    public static let responseLength = 136
+    public static let responsePayloadLength = 44
+    public static let responseMAC1Offset = 104
+    /// Bit 0 of the response payload's flags byte: the server forwards IPv6 beyond the tunnel.
+    public static let responseFlagIPv6Egress: UInt8 = 1
     /// Offset of mac2 in an initiation (mac2 covers every byte before it, mac1 included).
     public static let initiationMAC2Offset = 144
     /// Cookie reply: type(1) reserved(3) receiver(4) nonce(24) encrypted cookie(16 + 16).
@@ -77,7 +85,9 @@ public enum Limits {
     public static let initiationBurstPerSource: Double = 5
     /// Most source addresses the rate limiter tracks at once; past this it forgets the idle ones.
     public static let rateLimiterEntries = 8192
-    /// A client's initiations are consumed at most this often (per second), as WireGuard does.
+    /// A client's initiations are admitted at most this often (per second), as WireGuard does: one that
+    /// arrives less than 1 s / this (20 ms) after the last one admitted from its key is refused
+    /// (`rateLimited`), checked after message 1's Diffie-Hellman work (docs/PROTOCOL.md, "Denial of service").
     public static let initiationsPerSecondPerPeer: UInt64 = 50
     /// Session-gone hints the server sends at most, per second and in a burst.
     public static let sessionGoneHintsPerSecond: Double = 20

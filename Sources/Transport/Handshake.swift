@@ -4,8 +4,11 @@
 // message 1 and checks it against its allow-list. Payloads travel inside the Noise transcript, so they are
 // encrypted and bound to the handshake: an attacker who rewrites the suite offer breaks message 1's AEAD.
 //   initiation payload (20 B): TAI64N timestamp (12) ‖ offered suite IDs (8, preference order, 0-padded)
-//   response payload  (10 B): chosen suite ID (1, 0 = none in common) ‖ client tunnel address (4, network
-//                             order) ‖ prefix length (1) ‖ server tunnel address (4)
+//   response payload  (44 B): chosen suite ID (1, 0 = none in common) ‖ flags (1, bit 0 = IPv6 egress) ‖
+//                             client IPv4 address (4, network order) ‖ IPv4 prefix length (1) ‖ server IPv4
+//                             address (4) ‖ client IPv6 address (16) ‖ IPv6 prefix length (1, 0 = no IPv6) ‖
+//                             server IPv6 address (16)
+// Initiations and responses carry the protocol version in byte 1 (`WireFormat.protocolVersion`).
 // Byte layouts are in docs/PROTOCOL.md. Every function here is pure: keys, randomness and time come in as
 // parameters and bytes come out, so the whole exchange runs in tests without sockets.
 
@@ -38,6 +41,47 @@ public struct TunnelAssignment: Equatable, Sendable {
     }
 }
 
+extension TunnelAssignment {
+    /// The 44-byte response payload with a zero suite ID (docs/PROTOCOL.md, "Message 2: response").
+    public var responsePayload: [UInt8] {
+        var p = [UInt8](repeating: 0, count: WireFormat.responsePayloadLength)
+        if client6 != nil, ipv6Egress { p[1] = WireFormat.responseFlagIPv6Egress }
+        client.address.value.bigEndianBytes(into: &p, at: 2)
+        p[6] = UInt8(client.length)
+        server.value.bigEndianBytes(into: &p, at: 7)
+        if let client6, let server6 {
+            p.replaceSubrange(11..<27, with: client6.address.networkBytes)
+            p[27] = UInt8(client6.length)
+            p.replaceSubrange(28..<44, with: server6.networkBytes)
+        }
+        return p
+    }
+
+    /// Reads a response payload's addressing (bytes 1..<44; byte 0, the suite, is the caller's). Nil when a
+    /// prefix length is out of range or a "no IPv6" payload carries IPv6 bytes: a server that sends such a
+    /// payload is broken (the transcript authenticates it), and the handshake is refused as malformed.
+    init?(responsePayload p: [UInt8]) {
+        guard p.count == WireFormat.responsePayloadLength else { return nil }
+        let length4 = Int(p[6])
+        let length6 = Int(p[27])
+        guard length4 <= 32, length6 <= 128 else { return nil }
+        let client = IPv4Prefix(address: IPv4Address(readBE32(p, 2)), length: length4)
+        let server = IPv4Address(readBE32(p, 7))
+        // Flag bits other than bit 0 are reserved: sent as zero, ignored.
+        let egress = p[1] & WireFormat.responseFlagIPv6Egress != 0
+        if length6 == 0 {
+            guard !egress, p[11..<27].allSatisfy({ $0 == 0 }), p[28..<44].allSatisfy({ $0 == 0 }) else { return nil }
+            self.init(client: client, server: server)
+        } else {
+            let client6 = IPv6Address(high: readBE64(p, 11), low: readBE64(p, 19))
+            let server6 = IPv6Address(high: readBE64(p, 28), low: readBE64(p, 36))
+            self.init(
+                client: client, server: server, client6: IPv6Prefix(address: client6, length: length6), server6: server6,
+                ipv6Egress: egress)
+        }
+    }
+}
+
 /// A completed handshake, seen from one side: the keys and parameters for a data session.
 public struct HandshakeResult: Sendable {
     /// Our index: data frames sent to us carry it as their receiver index.
@@ -56,6 +100,13 @@ public struct HandshakeResult: Sendable {
     public let assignment: TunnelAssignment
     /// True for the side that sent the initiation.
     public let isInitiator: Bool
+
+    /// The same keys with other addressing (a client that takes only part of what the server assigned).
+    public func withAssignment(_ other: TunnelAssignment) -> HandshakeResult {
+        HandshakeResult(
+            localIndex: localIndex, remoteIndex: remoteIndex, peerKey: peerKey, suite: suite, sendKey: sendKey,
+            receiveKey: receiveKey, assignment: other, isInitiator: isInitiator)
+    }
 }
 
 /// Keys derived from a static public key for the cheap checks done before any Diffie-Hellman work.
@@ -164,7 +215,7 @@ public struct HandshakeInitiator: Sendable {
             localEphemeral: PrivateKey(random: random), remoteStatic: serverKey, psk: settings.psk)
         var payload = timestamp.bytes
         for i in 0..<WireFormat.maxOfferedSuites { payload.append(i < offeredSuites.count ? offeredSuites[i].wireID : 0) }
-        var message: [UInt8] = [WireFormat.MessageType.initiation.rawValue, 0, 0, 0]
+        var message: [UInt8] = [WireFormat.MessageType.initiation.rawValue, WireFormat.protocolVersion, 0, 0]
         appendLE32(&message, senderIndex)
         message += serverTags.keyID
         do {
@@ -189,9 +240,20 @@ public struct HandshakeInitiator: Sendable {
     public func consumeResponse(_ message: [UInt8], for sent: InitiationSent) throws(HandshakeFailure)
         -> HandshakeResult
     {
-        guard message.count == WireFormat.responseLength, message[0] == WireFormat.MessageType.response.rawValue,
-            message[1] == 0, message[2] == 0, message[3] == 0
+        // A response of another version has another length (version 1's was 102 bytes), so the version
+        // byte is read before the length is checked. Both versions end with mac1 and mac2, so such a
+        // response still gets the usual checks first (receiver index, mac1 at 32 bytes from the end) and
+        // junk stays `malformed`, `unexpectedResponse` or `corrupted` (docs/PROTOCOL.md, "Versions").
+        guard message.count >= 12 + 32, message[0] == WireFormat.MessageType.response.rawValue,
+            message[2] == 0, message[3] == 0
         else { throw .malformed }
+        let version = message[WireFormat.versionOffset]
+        if version != WireFormat.protocolVersion {
+            guard readLE32(message, 8) == sent.senderIndex else { throw .unexpectedResponse }
+            guard localTags.verifyMAC1(message, offset: message.count - 32) else { throw .corrupted }
+            throw .unsupportedVersion(response: version)
+        }
+        guard message.count == WireFormat.responseLength else { throw .malformed }
         guard readLE32(message, 8) == sent.senderIndex else { throw .unexpectedResponse }
         guard localTags.verifyMAC1(message, offset: WireFormat.responseMAC1Offset) else { throw .corrupted }
         var noise = sent.noise
@@ -208,11 +270,7 @@ public struct HandshakeInitiator: Sendable {
         // The server must pick one of the suites we offered; the transcript binds both, so this only fails
         // for a broken server, never for an attacker.
         guard let suite = offeredSuites.first(where: { $0.wireID == payload[0] }) else { throw .malformed }
-        let prefixLength = Int(payload[5])
-        guard prefixLength <= 32 else { throw .malformed }
-        let assignment = TunnelAssignment(
-            client: IPv4Prefix(address: IPv4Address(readBE32(payload, 1)), length: prefixLength),
-            server: IPv4Address(readBE32(payload, 6)))
+        guard let assignment = TunnelAssignment(responsePayload: payload) else { throw .malformed }
         let (send, receive) = noise.split()
         guard let sendKey = send.key, let receiveKey = receive.key else {
             preconditionFailure("Split() always yields two keys")
@@ -221,6 +279,13 @@ public struct HandshakeInitiator: Sendable {
             localIndex: sent.senderIndex, remoteIndex: readLE32(message, 4), peerKey: serverKey, suite: suite,
             sendKey: sendKey, receiveKey: receiveKey, assignment: assignment, isInitiator: true)
     }
+}
+
+@inline(__always)
+func readBE64(_ m: [UInt8], _ at: Int) -> UInt64 {
+    var v: UInt64 = 0
+    for i in 0..<8 { v = v << 8 | UInt64(m[at + i]) }
+    return v
 }
 
 @inline(__always)
@@ -266,13 +331,18 @@ public struct HandshakeResponder: Sendable {
 
     /// The same checks on a raw datagram, without allocating (the engine runs them before taking the
     /// core's lock, so a flood of forged initiations costs little more than the MAC over each).
+    /// An initiation of another protocol version (byte 1; version 1 had zero there, with the same length
+    /// and layout) passes the same checks first, so junk is still `malformed`, `wrongServerKey` or
+    /// `corrupted`, and is then refused as `unsupportedVersion` (docs/PROTOCOL.md, "Versions").
     public func precheckInitiation(raw m: UnsafeRawBufferPointer) -> HandshakeFailure? {
-        guard m.count == WireFormat.initiationLength, m[0] == WireFormat.MessageType.initiation.rawValue, m[1] == 0,
+        guard m.count == WireFormat.initiationLength, m[0] == WireFormat.MessageType.initiation.rawValue,
             m[2] == 0, m[3] == 0
         else { return .malformed }
         let id = localTags.keyID
         guard m[8] == id[0], m[9] == id[1], m[10] == id[2], m[11] == id[3] else { return .wrongServerKey }
         guard localTags.verifyMAC1(m, offset: WireFormat.initiationMAC1Offset) else { return .corrupted }
+        let version = m[WireFormat.versionOffset]
+        guard version == WireFormat.protocolVersion else { return .unsupportedVersion(initiation: version) }
         return nil
     }
 
@@ -330,14 +400,11 @@ public struct HandshakeResponder: Sendable {
         to consumed: InitiationConsumed, senderIndex: UInt32, assignment: TunnelAssignment
     ) -> (message: [UInt8], result: HandshakeResult?) {
         let suite = chooseSuite(for: consumed.offeredSuiteIDs)
-        var payload: [UInt8] = [suite?.wireID ?? WireFormat.noSuite]
-        payload += [0, 0, 0, 0]
-        assignment.client.address.value.bigEndianBytes(into: &payload, at: 1)
-        payload.append(UInt8(assignment.client.length))
-        payload += [0, 0, 0, 0]
-        assignment.server.value.bigEndianBytes(into: &payload, at: 6)
+        // With no common suite, every byte after the suite ID is zero (docs/PROTOCOL.md, "Message 2").
+        var payload = suite == nil ? [UInt8](repeating: 0, count: WireFormat.responsePayloadLength) : assignment.responsePayload
+        payload[0] = suite?.wireID ?? WireFormat.noSuite
         var noise = consumed.noise
-        var message: [UInt8] = [WireFormat.MessageType.response.rawValue, 0, 0, 0]
+        var message: [UInt8] = [WireFormat.MessageType.response.rawValue, WireFormat.protocolVersion, 0, 0]
         appendLE32(&message, senderIndex)
         appendLE32(&message, consumed.senderIndex)
         do {

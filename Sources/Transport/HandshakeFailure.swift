@@ -2,8 +2,8 @@
 
 /// Why a handshake message was refused. Each case is a distinct reason the caller logs and counts.
 ///
-/// Two failures are equal (and hash alike) when their reason is: `unsafeAssignment`'s detail is for the
-/// log, and every unsafe assignment counts under one name.
+/// Two failures are equal (and hash alike) when their reason is: the details of `unsafeAssignment` and
+/// `unsupportedVersion` are for the log, and each counts under one name.
 public enum HandshakeFailure: Error, Hashable, Sendable, CaseIterable, CustomStringConvertible {
     /// Wrong length, type or reserved bytes: not a handshake message of this protocol.
     case malformed
@@ -32,11 +32,29 @@ public enum HandshakeFailure: Error, Hashable, Sendable, CaseIterable, CustomStr
     /// The server assigned a tunnel address or prefix this client refuses to configure; the detail names
     /// the address and what it conflicts with (`AssignmentBounds`).
     case unsafeAssignment(String)
+    /// An initiation or response of another protocol version than `WireFormat.protocolVersion` (byte 1;
+    /// zero is version 1). The detail says which version came and which side refused it, for the log.
+    case unsupportedVersion(String)
+
+    /// A server's refusal of an initiation carrying protocol version `received`.
+    public static func unsupportedVersion(initiation received: UInt8) -> HandshakeFailure {
+        .unsupportedVersion(
+            "protocol version \(Self.version(byte: received)) (this server speaks version \(WireFormat.protocolVersion); upgrade the client)")
+    }
+
+    /// A client's refusal of a response carrying protocol version `received`.
+    public static func unsupportedVersion(response received: UInt8) -> HandshakeFailure {
+        .unsupportedVersion(
+            "protocol version \(Self.version(byte: received)) (this client speaks version \(WireFormat.protocolVersion); run the same tunvpn version on client and server)")
+    }
+
+    /// The version a version byte names: version 1 left the byte zero.
+    static func version(byte: UInt8) -> Int { byte == 0 ? 1 : Int(byte) }
 
     public static let allCases: [HandshakeFailure] = [
         .malformed, .wrongServerKey, .corrupted, .unknownClientKey, .replayedInitiation, .noCommonSuite,
         .unexpectedResponse, .invalidPublicKey, .timeout, .addressPoolExhausted, .cookieRequired, .rateLimited,
-        .unsafeAssignment(""),
+        .unsafeAssignment(""), .unsupportedVersion(""),
     ]
 
     public static func == (a: HandshakeFailure, b: HandshakeFailure) -> Bool { a.name == b.name }
@@ -58,6 +76,7 @@ public enum HandshakeFailure: Error, Hashable, Sendable, CaseIterable, CustomStr
         case .cookieRequired: return "cookieRequired"
         case .rateLimited: return "rateLimited"
         case .unsafeAssignment: return "unsafeAssignment"
+        case .unsupportedVersion: return "unsupportedVersion"
         }
     }
 
@@ -77,6 +96,8 @@ public enum HandshakeFailure: Error, Hashable, Sendable, CaseIterable, CustomStr
         case .rateLimited: return "too many initiations from this source or for this client"
         case .unsafeAssignment(let detail):
             return "refused the server's tunnel address: \(detail) (a misconfigured or malicious server; check its --address)"
+        case .unsupportedVersion(let detail):
+            return detail.isEmpty ? "another protocol version" : detail
         }
     }
 }

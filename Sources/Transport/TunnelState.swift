@@ -42,7 +42,8 @@ public enum ControlAction: Sendable {
     case addressChanged(TunnelAssignment)
     /// A handshake completed with `peer` (on the server: once the client confirmed the new session with an
     /// authenticated frame from `endpoint`).
-    case handshakeCompleted(peer: PublicKey, address: IPv4Address?, endpoint: Endpoint, suite: String)
+    /// `address` and `address6` are the peer's tunnel addresses (on the client: the server's).
+    case handshakeCompleted(peer: PublicKey, address: IPv4Address?, address6: IPv6Address? = nil, endpoint: Endpoint, suite: String)
     /// A handshake message was refused.
     case handshakeRefused(HandshakeFailure, from: Endpoint)
     /// The client stopped trying after REKEY_ATTEMPT_TIME.
@@ -184,6 +185,8 @@ public struct TunnelState: Sendable {
     /// one starts here rather than at the bottom of the pool: without it, handing out N addresses cost
     /// O(N²) lookups (17% of the server's CPU time for 5,000 clients in bench/scale.sh). 0 = the bottom.
     private var poolSearchStart: UInt32 = 0
+    /// The same for the IPv6 pool; nil = the bottom (network + 2).
+    private var poolSearchStart6: IPv6Address?
     private var sessions: [UInt32: (session: Session, peer: Int)] = [:]
     /// Server: indexes given to responses between `admitInitiation` and `commitInitiation`.
     private var reservedIndexes: Set<UInt32> = []
@@ -209,7 +212,7 @@ public struct TunnelState: Sendable {
             // Addresses are claimed as a reload claims them, so a list built in code with one address (or
             // key) twice still ends with one owner per address (a parsed list never has either).
             for client in s.allowList.clients where peerByKey[client.key] == nil {
-                addPeer(key: client.key, address: client.address)
+                addPeer(key: client.key, address: client.address, address6: s.address6 == nil ? nil : client.address6)
             }
         case .client(let c):
             cookieJar = CookieJar(serverKey: c.initiator.serverKey)
@@ -228,60 +231,88 @@ public struct TunnelState: Sendable {
     /// Appends a peer. A server peer gets its address through `claim` (or the pool), never here, so that
     /// `peerByAddress` stays the only record of who owns an address.
     @discardableResult
-    private mutating func addPeer(key: PublicKey, address: IPv4Address?) -> Int {
+    private mutating func addPeer(key: PublicKey, address: IPv4Address?, address6: IPv6Address? = nil) -> Int {
         let index = peers.count
         peers.append(PeerState(key: key, address: nil, timers: PeerTimers(isInitiator: isClient, lengths: timers)))
         peerByKey[key] = index
-        if let address { _ = claim(address, for: index) }
+        if let address { _ = claim(.v4(address), for: index) }
+        if let address6 { _ = claim(.v6(address6), for: index) }
         return index
     }
 
     // MARK: Address ownership
     //
     // One record decides both where a destination goes (`route`) and which inner source a peer may use
-    // (`received`): `peerByAddress`. `peers[i].address` is a copy kept equal to it: for every live server
-    // peer, `peers[i].address == a` exactly when `peerByAddress[a] == i`. Every change of owner goes
+    // (`received`): `peerByAddress`, for both families. `peers[i].address` and `peers[i].address6` are
+    // copies kept equal to it: for every live server peer, `peers[i].address == a` exactly when
+    // `peerByAddress[.v4(a)] == i`, and the same for `address6` and `.v6`. Every change of owner goes
     // through `claim` and `releaseAddress`.
 
+    /// Peer `index`'s address of `address`'s family.
+    private func ownAddress(of index: Int, family address: IPAddress) -> IPAddress? {
+        switch address {
+        case .v4: return peers[index].address.map { .v4($0) }
+        case .v6: return peers[index].address6.map { .v6($0) }
+        }
+    }
+
+    /// Sets or clears peer `index`'s address of `family`'s family (the copy; `peerByAddress` is the caller's).
+    private mutating func setOwnAddress(of index: Int, family: IPAddress, to address: IPAddress?) {
+        switch family {
+        case .v4: peers[index].address = address?.ipv4
+        case .v6: peers[index].address6 = address?.ipv6
+        }
+    }
+
     /// Gives `address` to peer `index`. A previous holder is evicted: its sessions are dropped and its
-    /// address cleared, so its next handshake draws a fresh pool address. Returns the evicted peer's slot.
-    private mutating func claim(_ address: IPv4Address, for index: Int) -> Int? {
-        if peers[index].address == address { return nil }
-        releaseAddress(of: index)
+    /// address of that family cleared, so its next handshake draws a fresh pool address (its address of
+    /// the other family stays its own). Returns the evicted peer's slot.
+    private mutating func claim(_ address: IPAddress, for index: Int) -> Int? {
+        if ownAddress(of: index, family: address) == address { return nil }
+        releaseAddress(of: index, family: address)
         var evicted: Int?
-        if let holder = peerByAddress[.v4(address)], holder != index {
+        if let holder = peerByAddress[address], holder != index {
             dropSessions(peer: holder)
-            peers[holder].address = nil
+            setOwnAddress(of: holder, family: address, to: nil)
             evicted = holder
         }
-        peerByAddress[.v4(address)] = index
-        peers[index].address = address
+        peerByAddress[address] = index
+        setOwnAddress(of: index, family: address, to: address)
         return evicted
     }
 
-    /// Takes peer `index`'s address away and returns it to the pool.
+    /// Takes peer `index`'s addresses of both families away and returns them to the pools.
     private mutating func releaseAddress(of index: Int) {
-        guard let address = peers[index].address else { return }
-        peers[index].address = nil
-        if peerByAddress[.v4(address)] == index { freePoolAddress(address) }
+        releaseAddress(of: index, family: .v4(.any))
+        releaseAddress(of: index, family: .v6(.any))
+    }
+
+    /// Takes peer `index`'s address of `family`'s family away and returns it to its pool.
+    private mutating func releaseAddress(of index: Int, family: IPAddress) {
+        guard let address = ownAddress(of: index, family: family) else { return }
+        setOwnAddress(of: index, family: family, to: nil)
+        if peerByAddress[address] == index { freePoolAddress(address) }
     }
 
     /// The first way the two address records disagree, or nil when live peers' addresses are pairwise
-    /// distinct and `peerByAddress[a] == i` exactly when `peers[i].address == a` (for tests and fuzzing).
+    /// distinct and `peerByAddress[a] == i` exactly when peer `i`'s address of `a`'s family is `a`, for
+    /// both families (for tests and fuzzing).
     package func addressOwnershipViolation() -> String? {
         guard case .server = role else { return nil }
         for (address, index) in peerByAddress {
             guard peers.indices.contains(index) else { return "\(address) maps to slot \(index), which does not exist" }
             guard !peers[index].isRemoved else { return "\(address) maps to removed peer \(index)" }
-            guard address.ipv4 != nil, peers[index].address == address.ipv4 else {
-                return "\(address) maps to peer \(index), whose address is \(peers[index].address.map { "\($0)" } ?? "none")"
+            guard ownAddress(of: index, family: address) == address else {
+                return "\(address) maps to peer \(index), whose address is \(ownAddress(of: index, family: address).map { "\($0)" } ?? "none")"
             }
         }
         for index in peers.indices {
-            guard let address = peers[index].address else { continue }
-            if peers[index].isRemoved { return "removed peer \(index) still has \(address)" }
-            guard peerByAddress[.v4(address)] == index else {
-                return "peer \(index) has \(address), which maps to \(peerByAddress[.v4(address)].map { "peer \($0)" } ?? "nobody")"
+            for address in [peers[index].address.map { IPAddress.v4($0) }, peers[index].address6.map { IPAddress.v6($0) }] {
+                guard let address else { continue }
+                if peers[index].isRemoved { return "removed peer \(index) still has \(address)" }
+                guard peerByAddress[address] == index else {
+                    return "peer \(index) has \(address), which maps to \(peerByAddress[address].map { "peer \($0)" } ?? "nobody")"
+                }
             }
         }
         return nil
@@ -296,7 +327,10 @@ public struct TunnelState: Sendable {
     /// names; the previous holder is evicted (docs/PROTOCOL.md, "Reloading the allow-list").
     public mutating func replaceAllowList(_ list: AllowList) -> AllowListChange {
         var change = AllowListChange()
-        guard case .server = role else { return change }
+        guard case .server(let settings) = role else { return change }
+        // Fixed IPv6 addresses mean nothing to a server whose tunnel carries no IPv6 (the file's check
+        // refuses them; a list built in code may have them).
+        let hasIPv6 = settings.address6 != nil
         var wanted: [PublicKey: AllowedClient] = [:]
         for client in list.clients where wanted[client.key] == nil { wanted[client.key] = client }
         // 1. Removed keys give everything back.
@@ -309,18 +343,27 @@ public struct TunnelState: Sendable {
         }
         // 2. Staying keys whose fixed address changed give their old address back first, so that two keys
         //    swapping addresses in one edit are two readdresses, not evictions.
-        var claims: [(index: Int, address: IPv4Address)] = []
+        //    Each family on its own: a key whose IPv6 address changed keeps its IPv4 one, and the other way
+        //    round; a peer counts once however many of its addresses changed.
+        var claims: [(index: Int, address: IPAddress)] = []
         for index in peers.indices where !peers[index].isRemoved {
-            guard let fixed = wanted[peers[index].key]?.address, fixed != peers[index].address else { continue }
+            guard let client = wanted[peers[index].key] else { continue }
+            var changed: [IPAddress] = []
+            if let fixed = client.address, fixed != peers[index].address { changed.append(.v4(fixed)) }
+            if hasIPv6, let fixed = client.address6, fixed != peers[index].address6 { changed.append(.v6(fixed)) }
+            guard !changed.isEmpty else { continue }
             dropSessions(peer: index)
-            releaseAddress(of: index)
-            claims.append((index, fixed))
+            for fixed in changed {
+                releaseAddress(of: index, family: fixed)
+                claims.append((index, fixed))
+            }
             change.readdressed += 1
         }
         // 3. New keys become peers.
         for client in list.clients where peerByKey[client.key] == nil {
             let index = addPeer(key: client.key, address: nil)
-            if let fixed = client.address { claims.append((index, fixed)) }
+            if let fixed = client.address { claims.append((index, .v4(fixed))) }
+            if hasIPv6, let fixed = client.address6 { claims.append((index, .v6(fixed))) }
             change.added += 1
         }
         // 4. Each fixed address goes to its key; whoever still holds it is evicted.
@@ -616,13 +659,24 @@ public struct TunnelState: Sendable {
         if let known {
             index = known
         } else {
-            // --allow-any-client: a new key becomes a peer with an address from the pool.
+            // --allow-any-client: a new key becomes a peer with addresses from the pools (both, or none).
             guard let address = nextPoolAddress(settings) else { throw .addressPoolExhausted }
-            index = addPeer(key: consumed.clientKey, address: address)
+            var address6: IPv6Address?
+            if settings.address6 != nil {
+                guard let a = nextPoolAddress6(settings) else { throw .addressPoolExhausted }
+                address6 = a
+            }
+            index = addPeer(key: consumed.clientKey, address: address, address6: address6)
         }
+        // A client draws from the pool of each family the list does not fix (and a reload or an eviction
+        // did not leave it); either pool empty refuses it.
         if peers[index].address == nil {
             guard let address = nextPoolAddress(settings) else { throw .addressPoolExhausted }
-            _ = claim(address, for: index)  // free: nobody is evicted
+            _ = claim(.v4(address), for: index)  // free: nobody is evicted
+        }
+        if settings.address6 != nil, peers[index].address6 == nil {
+            guard let address = nextPoolAddress6(settings) else { throw .addressPoolExhausted }
+            _ = claim(.v6(address), for: index)  // free: nobody is evicted
         }
         guard let clientAddress = peers[index].address else { preconditionFailure("address assigned above") }
         if let last = peers[index].lastInitiationConsumedAt,
@@ -634,8 +688,13 @@ public struct TunnelState: Sendable {
         peers[index].lastInitiation = consumed.timestamp
         let localIndex = freshIndex(random: random)
         reservedIndexes.insert(localIndex)
-        let assignment = TunnelAssignment(
+        var assignment = TunnelAssignment(
             client: IPv4Prefix(address: clientAddress, length: settings.address.length), server: settings.address.address)
+        if let prefix6 = settings.address6, let clientAddress6 = peers[index].address6 {
+            assignment.client6 = IPv6Prefix(address: clientAddress6, length: prefix6.length)
+            assignment.server6 = prefix6.address
+            assignment.ipv6Egress = settings.ipv6Egress
+        }
         return AdmittedInitiation(
             consumed: consumed, source: initiation.source, responder: initiation.responder, peer: index,
             localIndex: localIndex, assignment: assignment)
@@ -648,7 +707,8 @@ public struct TunnelState: Sendable {
         reservedIndexes.remove(answer.localIndex)
         let index = answer.peer
         guard index < peers.count, !peers[index].isRemoved, peers[index].key == answer.clientKey,
-            peers[index].address == answer.assignment.client.address
+            peers[index].address == answer.assignment.client.address,
+            peers[index].address6 == answer.assignment.client6?.address
         else {
             actions.append(.handshakeRefused(.unknownClientKey, from: answer.source))
             return
@@ -679,7 +739,9 @@ public struct TunnelState: Sendable {
         peers[index].lastHandshake = now
         peers[index].stats.lastHandshakeWallSeconds.store(wall.seconds, ordering: .relaxed)
         actions.append(
-            .handshakeCompleted(peer: peers[index].key, address: peers[index].address, endpoint: source, suite: session.suite.name))
+            .handshakeCompleted(
+                peer: peers[index].key, address: peers[index].address, address6: peers[index].address6, endpoint: source,
+                suite: session.suite.name))
     }
 
     /// The lowest free address in the server's prefix (not network, broadcast, the server, or taken).
@@ -699,10 +761,34 @@ public struct TunnelState: Sendable {
         return nil
     }
 
-    /// Forgets `address`'s owner; the next pool search starts no higher than it, so it is handed out again.
-    private mutating func freePoolAddress(_ address: IPv4Address) {
-        peerByAddress[.v4(address)] = nil
-        poolSearchStart = min(poolSearchStart, address.value)
+    /// The lowest free address in the server's IPv6 prefix from network + 2 up (network + 1 is by
+    /// convention the server's, and the server's own address is skipped wherever it is). The caller takes
+    /// it at once, so the next search starts there.
+    private mutating func nextPoolAddress6(_ settings: ServerSettings) -> IPv6Address? {
+        guard let prefix = settings.address6 else { return nil }
+        let bottom = prefix.network.advanced(by: 2)
+        var candidate = max(bottom, poolSearchStart6 ?? bottom)
+        let last = prefix.last
+        while prefix.contains(candidate) {
+            if candidate != prefix.address && peerByAddress[.v6(candidate)] == nil {
+                poolSearchStart6 = candidate
+                return candidate
+            }
+            if candidate == last { break }
+            candidate = candidate.advanced(by: 1)
+        }
+        poolSearchStart6 = candidate
+        return nil
+    }
+
+    /// Forgets `address`'s owner; the next pool search of its family starts no higher than it, so it is
+    /// handed out again.
+    private mutating func freePoolAddress(_ address: IPAddress) {
+        peerByAddress[address] = nil
+        switch address {
+        case .v4(let a): poolSearchStart = min(poolSearchStart, a.value)
+        case .v6(let a): poolSearchStart6 = poolSearchStart6.map { min($0, a) }
+        }
     }
 
     private mutating func handleResponse(
@@ -727,8 +813,14 @@ public struct TunnelState: Sendable {
         }
         guard message.first == WireFormat.MessageType.response.rawValue else { throw .malformed }
         guard let pending = peers[0].pending else { throw .unexpectedResponse }
-        let result = try settings.initiator.consumeResponse(message, for: pending)
+        var result = try settings.initiator.consumeResponse(message, for: pending)
         peers[0].pending = nil
+        // --no-ipv6: the client configures no IPv6 whatever the server offers, so the addressing in force
+        // (and what the bounds check) has none.
+        if settings.ipv6Disabled {
+            result = result.withAssignment(
+                TunnelAssignment(client: result.assignment.client, server: result.assignment.server))
+        }
         // An authentic response whose addressing is outside the client's bounds makes no session: the
         // retransmit timer tries again, and the refusal is logged and counted each time.
         if let violation = settings.assignmentBounds.violation(of: result.assignment, endpoint: settings.endpoint) {
@@ -753,7 +845,9 @@ public struct TunnelState: Sendable {
             actions.append(.addressChanged(result.assignment))
         }
         actions.append(
-            .handshakeCompleted(peer: result.peerKey, address: result.assignment.server, endpoint: source, suite: result.suite.name))
+            .handshakeCompleted(
+                peer: result.peerKey, address: result.assignment.server, address6: result.assignment.server6, endpoint: source,
+                suite: result.suite.name))
         // Confirm the session to the server at once: queued packets if any, else a keepalive. Queued IPv6
         // packets the addressing just learnt does not carry are answered instead, as `route` would have.
         let (queued, answers, unreachable) = ipv6Policy.sortQueued(peers[0].queue, assignment: assignmentInForce, now: now)

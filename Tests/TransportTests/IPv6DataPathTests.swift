@@ -161,13 +161,6 @@ func ipv6Pair(ipv6Disabled: Bool = false, address6: IPv6Prefix? = nil, egress: B
     return pair
 }
 
-/// Whether the server core gives clients IPv6 addresses yet (the addressing of the handshake does).
-let serverAssignsIPv6: Bool = {
-    var pair = ipv6Pair(address6: IPv6Prefix("fd00:8::1/64"))
-    pair.start()
-    return pair.tunnelUps.first?.client6 != nil
-}()
-
 @Suite struct ClientIPv6Tests {
     @Test func withNoIPv6EveryIPv6PacketIsAnsweredAtOnceEvenBeforeTheTunnelIsUp() throws {
         var pair = ipv6Pair(ipv6Disabled: true, address6: IPv6Prefix("fd00:8::1/64"), egress: true)
@@ -281,9 +274,7 @@ let serverAssignsIPv6: Bool = {
         #expect(pair.serverSends([0x70] + Array(repeating: 0, count: 40)).dropReason == .notIP)
     }
 
-    /// Needs the server to give out IPv6 addresses (the handshake's IPv6 addressing): until then it is
-    /// skipped, not passed.
-    @Test(.enabled(if: serverAssignsIPv6, "the server core does not give out IPv6 addresses yet"))
+    @Test
     func theServerRoutesIPv6ByDestinationAndChecksTheInnerSource() throws {
         var pair = ipv6Pair(address6: IPv6Prefix("fd00:8::1/64"), egress: false)
         pair.start()

@@ -125,7 +125,7 @@ func rateLimits(_ input: inout FuzzInput) {
         let scale = input.byte()
         // 0.1 ms or 10 ms units. `now` is the monotonic clock in the engine, so it never steps back.
         now &+= step * (scale & 1 == 1 ? 10_000_000 : 100_000)
-        let source = IPv4Address(10, 0, 0, who)
+        let source = IPAddress.v4(IPv4Address(10, 0, 0, who))
         if limiter.allow(source, now: now) { granted[who, default: []].append(now) }
         recorded.append(now)
         let loaded = meter.record(now: now)

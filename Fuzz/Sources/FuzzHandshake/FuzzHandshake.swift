@@ -3,14 +3,16 @@
 //
 // Input: a mode byte, then
 //   0: a raw initiation, then a raw response to a real initiation in flight. Anything the prechecks pass
-//      has the exact length, header, key ID and mac1; no forged response is ever consumed.
-//   1: a 160-byte initiation whose header, key ID and mac1 are made valid, so the bytes reach the Noise
-//      decryption (a fuzzed ephemeral key, including low-order points).
+//      has the exact length, header (version 2), key ID and mac1; no forged response is ever consumed.
+//   1: a 160-byte initiation whose type, key ID and mac1 are made valid and whose version byte is
+//      fuzzed, so the bytes reach the version check (another version: `unsupportedVersion`) and the
+//      Noise decryption (a fuzzed ephemeral key, including low-order points).
 //   2: an initiation that really is encrypted to the server, carrying a fuzzed 20-byte payload (timestamp
-//      and suite offer) from a fuzzed client key; if consumed, the response must be 102 bytes and name
+//      and suite offer) from a fuzzed client key; if consumed, the response must be 136 bytes and name
 //      one of the offered suites, or none.
-//   3: a real initiation answered by a response encrypted for it, carrying a fuzzed 10-byte payload
-//      (suite, addresses, prefix length); if consumed, the result must say what the payload said.
+//   3: a real initiation answered by a response encrypted for it with a fuzzed version byte, carrying a
+//      fuzzed 44-byte payload (suite, flags, IPv4 and IPv6 addresses and prefix lengths); if consumed,
+//      the result must say what the payload said; another version is refused as `unsupportedVersion`.
 //   4: a real exchange with fuzzed suite lists and one flipped bit: a flip anywhere but mac2 (not checked
 //      until cookies exist) must be refused.
 
@@ -38,18 +40,25 @@ public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutabl
         let timestamp = TAI64N(secondsSince1970: 1_700_000_000, nanoseconds: 5).bytes
         let ids = CipherSuites.all.map { $0.wireID }
         let offer = ids + [UInt8](repeating: 0, count: 8 - ids.count)
+        let v4: [UInt8] = [10, 8, 0, 2, 16, 10, 8, 0, 1]
+        let no6 = [UInt8](repeating: 0, count: 33)
+        let dual = v4 + IPv6Address("fd00::2")!.networkBytes + [64] + IPv6Address("fd00::1")!.networkBytes
         return [
-            ("raw-initiation", [0] + chunk(m1) + [UInt8](repeating: 0, count: 102)),
+            ("raw-initiation", [0] + chunk(m1) + [UInt8](repeating: 0, count: 136)),
             ("raw-short", [0] + chunk([1, 0, 0, 0, 9])),
             ("mac-fixed-from-real", [1] + m1),
+            ("mac-fixed-version-1", [1] + [1, 0] + m1[2...]),
             ("mac-fixed-low-order", [1] + [UInt8](repeating: 0, count: 160)),
             ("payload-allowed", [2, 0] + le64(9) + le32(5) + [0] + timestamp + offer),
             ("payload-unknown-key", [2, 1] + le64(9) + le32(5) + [0] + timestamp + offer),
             ("payload-replayed", [2, 0] + le64(9) + le32(5) + [1] + timestamp + offer),
             ("payload-no-suite", [2, 0] + le64(9) + le32(5) + [0] + timestamp + [0x77, 0, 0, 0, 0, 0, 0, 0]),
-            ("response-ok", [3] + le64(4) + le32(8) + le32(0) + [ids[0], 10, 8, 0, 2, 16, 10, 8, 0, 1]),
-            ("response-no-suite", [3] + le64(4) + le32(8) + le32(0) + [0, 10, 8, 0, 2, 16, 10, 8, 0, 1]),
-            ("response-bad-prefix", [3] + le64(4) + le32(8) + le32(0) + [ids[0], 10, 8, 0, 2, 33, 10, 8, 0, 1]),
+            ("response-ok", [3] + le64(4) + le32(8) + le32(0) + [2] + [ids[0], 0] + v4 + no6),
+            ("response-ipv6-egress", [3] + le64(4) + le32(8) + le32(0) + [2] + [ids[0], 1] + dual),
+            ("response-version-1", [3] + le64(4) + le32(8) + le32(0) + [0] + [ids[0], 0] + v4 + no6),
+            ("response-no-suite", [3] + le64(4) + le32(8) + le32(0) + [2] + [0, 0] + v4 + no6),
+            ("response-bad-prefix", [3] + le64(4) + le32(8) + le32(0) + [2] + [ids[0], 0, 10, 8, 0, 2, 33, 10, 8, 0, 1] + no6),
+            ("response-bad-prefix6", [3] + le64(4) + le32(8) + le32(0) + [2] + [ids[0], 1] + dual.prefix(25) + [129] + dual.suffix(16)),
             ("exchange-clean", [4, 0xff, 0xff] + le64(5) + le16(0) + [0]),
             ("exchange-flip", [4, 0x01, 0x03] + le64(5) + le16(40) + [2]),
         ]
@@ -87,7 +96,7 @@ func consume(_ message: [UInt8], allowed: Set<PublicKey> = [FuzzKeys.client.publ
     }
     if case .success = prechecked {
         require(message.count == WireFormat.initiationLength, "precheck passed a \(message.count)-byte initiation")
-        require(message[0] == 1 && message[1] == 0 && message[2] == 0 && message[3] == 0, "precheck passed a bad header")
+        require(message[0] == 1 && message[1] == 2 && message[2] == 0 && message[3] == 0, "precheck passed a bad header")
         require(Array(message[8..<12]) == serverTags.keyID, "precheck passed another server's key ID")
         require(message.withUnsafeBytes { serverTags.mac1(UnsafeRawBufferPointer(rebasing: $0[0..<128])) } == Array(message[128..<144]),
             "precheck passed a bad mac1")
@@ -139,10 +148,21 @@ func rawMessages(_ input: inout FuzzInput) {
 
 func macFixedInitiation(_ input: inout FuzzInput) {
     var message = input.fixed(WireFormat.initiationLength)
-    message.replaceSubrange(0..<4, with: [1, 0, 0, 0])
+    // Byte 1 is left as fuzzed, so mostly 2 (the seeds) and sometimes another version.
+    message.replaceSubrange(0..<4, with: [1, message[1], 0, 0])
     message.replaceSubrange(8..<12, with: serverTags.keyID)
     let mac = message.withUnsafeBytes { serverTags.mac1(UnsafeRawBufferPointer(rebasing: $0[0..<128])) }
     message.replaceSubrange(128..<144, with: mac)
+    if message[1] != WireFormat.protocolVersion {
+        let precheck = Result { () throws(HandshakeFailure) in try responder.precheckInitiation(message) }
+        guard case .failure(let f) = precheck, f == .unsupportedVersion("") else {
+            fatalError("invariant broken: an initiation of version byte \(message[1]) was not refused as unsupportedVersion")
+        }
+        guard case .failure(let g) = consume(message), g == .unsupportedVersion("") else {
+            fatalError("invariant broken: an initiation of version byte \(message[1]) was consumed")
+        }
+        return
+    }
     require((try? responder.precheckInitiation(message)) != nil, "a well-formed initiation with a valid mac1 failed the precheck")
     switch consume(message) {
     case .success: break  // only a genuine initiation (a seed's) gets here; consume() checked what it returned
@@ -163,7 +183,7 @@ func encryptedInitiation(_ input: inout FuzzInput) {
         localEphemeral: PrivateKey(random: FuzzRandom(seed: ephemeralSeed)), remoteStatic: serverKey,
         psk: SecretBytes(zeros: 32))
     guard let body = try? noise.writeMessage(payload: payload) else { fatalError("writing message 1 failed") }
-    var message = [1, 0, 0, 0] + le32(senderIndex) + serverTags.keyID + body
+    var message = [1, WireFormat.protocolVersion, 0, 0] + le32(senderIndex) + serverTags.keyID + body
     message += message.withUnsafeBytes { serverTags.mac1($0) }
     message += [UInt8](repeating: 0, count: 16)
     let result = consume(message, last: last, seed: ephemeralSeed)
@@ -189,6 +209,7 @@ func encryptedResponse(_ input: inout FuzzInput) {
     let seed = input.uint64()
     let senderIndex = input.uint32()
     let receiverXor = input.uint32()
+    let version = input.byte()
     let payload = input.fixed(WireFormat.responsePayloadLength)
     let (m1, sent) = initiator.createInitiation(
         senderIndex: 0x0102_0304, timestamp: TAI64N(secondsSince1970: 2, nanoseconds: 0), random: FuzzRandom(seed: seed))
@@ -198,7 +219,7 @@ func encryptedResponse(_ input: inout FuzzInput) {
     guard (try? noise.readMessage(Array(m1[12..<128]))) != nil, let body = try? noise.writeMessage(payload: payload) else {
         fatalError("a real initiation must be readable")
     }
-    var message = [2, 0, 0, 0] + le32(senderIndex) + le32(sent.senderIndex ^ receiverXor) + body
+    var message = [2, version, 0, 0] + le32(senderIndex) + le32(sent.senderIndex ^ receiverXor) + body
     message += message.withUnsafeBytes { clientTags.mac1($0) }
     message += [UInt8](repeating: 0, count: 16)
     require(message.count == WireFormat.responseLength, "test response layout")
@@ -206,13 +227,27 @@ func encryptedResponse(_ input: inout FuzzInput) {
     switch result {
     case .success(let r):
         require(receiverXor == 0, "a response for another initiation was consumed")
+        require(version == WireFormat.protocolVersion, "a response of version byte \(version) was consumed")
         require(payload[0] != 0 && r.suite.wireID == payload[0], "the session's suite is not the response's")
         require(initiator.offeredSuites.contains { $0.wireID == payload[0] }, "a suite that was never offered")
-        require(Int(payload[5]) == r.assignment.client.length && payload[5] <= 32, "prefix length")
-        require(r.assignment.client.address.value == UInt32(payload[1]) << 24 | UInt32(payload[2]) << 16 | UInt32(payload[3]) << 8 | UInt32(payload[4]),
+        require(Int(payload[6]) == r.assignment.client.length && payload[6] <= 32, "prefix length")
+        require(r.assignment.client.address.value == UInt32(payload[2]) << 24 | UInt32(payload[3]) << 16 | UInt32(payload[4]) << 8 | UInt32(payload[5]),
             "client address")
-        require(r.assignment.server.value == UInt32(payload[6]) << 24 | UInt32(payload[7]) << 16 | UInt32(payload[8]) << 8 | UInt32(payload[9]),
+        require(r.assignment.server.value == UInt32(payload[7]) << 24 | UInt32(payload[8]) << 16 | UInt32(payload[9]) << 8 | UInt32(payload[10]),
             "server address")
+        if payload[27] == 0 {
+            require(r.assignment.client6 == nil && r.assignment.server6 == nil && !r.assignment.ipv6Egress, "IPv6 without a length")
+        } else {
+            require(r.assignment.client6?.length == Int(payload[27]) && payload[27] <= 128, "IPv6 prefix length")
+            require(r.assignment.client6?.address.networkBytes == Array(payload[11..<27]), "client IPv6 address")
+            require(r.assignment.server6?.networkBytes == Array(payload[28..<44]), "server IPv6 address")
+            require(r.assignment.ipv6Egress == (payload[1] & 1 == 1), "the egress flag is not bit 0")
+        }
+        // What the client read, written again, is the payload (the reserved flag bits aside).
+        var written = r.assignment.responsePayload
+        written[0] = payload[0]
+        written[1] |= payload[1] & 0xfe
+        require(written == payload, "the payload does not round-trip")
         require(r.remoteIndex == senderIndex && r.localIndex == sent.senderIndex && r.isInitiator, "indexes")
         let (i2r, r2i) = noise.split()
         guard let k1 = i2r.key, let k2 = r2i.key else { fatalError("split yields keys") }
@@ -220,9 +255,11 @@ func encryptedResponse(_ input: inout FuzzInput) {
     case .failure(let f):
         switch f {
         case .unexpectedResponse: require(receiverXor != 0, "the right receiver index was refused")
-        case .noCommonSuite: require(payload[0] == 0, "a chosen suite refused as none in common")
+        case .unsupportedVersion: require(version != WireFormat.protocolVersion && receiverXor == 0, "version 2 refused by version")
+        case .noCommonSuite: require(payload[0] == 0 && version == WireFormat.protocolVersion, "a chosen suite refused as none in common")
         case .malformed:
-            require(!initiator.offeredSuites.contains { $0.wireID == payload[0] } || payload[5] > 32,
+            let no6Junk = payload[27] == 0 && (payload[1] & 1 != 0 || payload[11..<27].contains { $0 != 0 } || payload[28..<44].contains { $0 != 0 })
+            require(!initiator.offeredSuites.contains { $0.wireID == payload[0] } || payload[6] > 32 || payload[27] > 128 || no6Junk,
                 "a well-formed response refused as malformed")
         default: fatalError("invariant broken: a genuine response was refused as \(f)")
         }
@@ -260,7 +297,7 @@ func flippedExchange(_ input: inout FuzzInput) {
     let result = Result { () throws(HandshakeFailure) in try client.consumeResponse(m2, for: sent) }
     let common = offered.contains { o in accepted.contains { $0.wireID == o.wireID } }
     require((serverResult != nil) == common, "a session exactly when a suite is in common")
-    if flip != 0 && !flipInitiation && flipAt % m2.count < 86 {
+    if flip != 0 && !flipInitiation && flipAt % m2.count < WireFormat.responseMAC1Offset + 16 {
         if case .success = result { fatalError("invariant broken: a response with a flipped bit (byte \(flipAt % m2.count)) was consumed") }
         return
     }

@@ -1,6 +1,7 @@
 // Fuzz target: the whole protocol core (`TunnelState`, Sources/Transport/TunnelState.swift) as the
 // engine drives it: a server (allow-list with one fixed-address client, one pool client, optionally
-// --allow-any-client) and a client, talking through in-memory queues under a fuzzed clock.
+// --allow-any-client, optionally an IPv6 tunnel prefix) and a client, talking through in-memory queues
+// under a fuzzed clock.
 //
 // Input: a flag byte (1 --allow-any-client, 2 persistent keepalive, 4 the server has the IPv6 prefix
 // fd00::1/120, 8 and IPv6 egress, 16 the client runs with --no-ipv6), then a script of events, one opcode
@@ -13,7 +14,9 @@
 //   8 deliver the oldest data frame      9 raw data frame to the server, with the index of a live session
 //  10 a flood of the client's latest initiation (the server goes under load: cookie replies, mac2)
 //  11 the server's allow-list is replaced (a reload): each of the three keys absent, without an address,
-//     or with a fixed address in the pool (two keys may name one address, which the CLI never passes)
+//     or with a fixed address in the pool (two keys may name one address, which the CLI never passes),
+//     and without or with a fixed IPv6 address
+// (flag byte: bit 0 --allow-any-client, bit 1 a persistent keepalive, bit 2 the tunnel carries IPv6)
 // (opcode = low 4 bits mod 12; high bits are flags, e.g. 0x80 on a tick steps the wall clock back)
 // Each datagram goes through what the engine does with it: handshake types to `handleHandshake`,
 // type 4 to `receiverIndex`, `session(forIndex:)` (an unknown index gets a session-gone hint, which the
@@ -23,8 +26,8 @@
 // its source is the peer's address of its family on the server; an IPv6 packet the client's tunnel does
 // not carry is answered with a well-formed ICMPv6 unreachable (never by the server); the server never keeps more than three sessions per peer, nor more live peers than there
 // are keys; a forged or flipped message never completes a handshake; after every event, live peers'
-// addresses are pairwise distinct and the address map names peer i for address a exactly when peer i has
-// address a (one owner per address, Sources/Transport/TunnelState.swift).
+// addresses of each family are pairwise distinct and the address map names peer i for address a exactly
+// when peer i has address a (one owner per address of either family, Sources/Transport/TunnelState.swift).
 
 import Crypto
 import FuzzSupport
@@ -61,6 +64,10 @@ public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutabl
         let pong6Inside: [UInt8] = Array(ping6[0..<8]) + Array(ping6Inside[24..<40]) + Array(ping6Inside[8..<24]) + [129, 0, 0, 0, 0, 1, 0, 1]
         return [
             ("handshake", [0] + handshake),
+            ("handshake-dual-stack", [0x0c] + handshake + [8] + [6] + chunk(ping) + [8, 8] + [7] + chunk(pong) + [8]),
+            // With IPv6: the other client takes fd00::3 from the pool; a reload gives it to the world's client.
+            ("reload-evicts-ipv6", [0x04] + handshake + [5, 0] + le32(1001) + [11]
+                + le16(reloadSpec(client: 1, other: 1, stranger: 1) | 2 << 9) + [2] + le16(16000) + [3, 0, 4, 0]),
             ("handshake-and-data", [0] + handshake + [8] + [6] + chunk(ping) + [8, 8] + [7] + chunk(pong) + [8]),
             ("handshake-flipped", [0, 3, 0x81] + le16(5) + [2] + le16(6000) + [3, 0, 4, 0]),
             ("response-twice", [0, 3, 0, 4, 2, 4, 0]),
@@ -264,13 +271,18 @@ struct World {
         checkServer()
     }
 
-    /// A reload: each key absent (0), without an address (1), or with 10.8.0.(code) (2...6), 3 bits each.
+    /// A reload: each key absent (0), without an address (1), or with 10.8.0.(code) (2...6), 3 bits each;
+    /// then bits 9... (2 bits each): no IPv6 address (0) or fd00::(code + 1).
     mutating func reload(_ spec: UInt16) {
         var clients: [AllowedClient] = []
         for (i, key) in [FuzzKeys.client, FuzzKeys.otherClient, strangerKey].enumerated() {
             let code = UInt8(spec >> (3 * i) & 7) % 7
             if code == 0 { continue }
-            clients.append(AllowedClient(key: key.publicKey, address: code == 1 ? nil : IPv4Address(10, 8, 0, code)))
+            let code6 = UInt64(spec >> (9 + 2 * i) & 3)
+            clients.append(
+                AllowedClient(
+                    key: key.publicKey, address: code == 1 ? nil : IPv4Address(10, 8, 0, code),
+                    address6: code6 == 0 ? nil : serverPrefix6.network.advanced(by: code6 + 1)))
         }
         let live = server.peers.filter { !$0.isRemoved }.map(\.key)
         let change = server.replaceAllowList(AllowList(clients: clients))
@@ -278,13 +290,20 @@ struct World {
         require(change.removed == live.filter { k in !clients.contains { $0.key == k } }.count, "removed count \(change)")
         require(change.added == clients.filter { !live.contains($0.key) }.count, "added count \(change)")
         for eviction in change.evicted {
-            require(server.peer(withKey: eviction.key)?.address == nil, "evicted \(eviction.key.base64) still has an address")
+            let kept: IPAddress? = server.peer(withKey: eviction.key).flatMap { peer in
+                eviction.address.ipv4 != nil ? peer.address.map { .v4($0) } : peer.address6.map { .v6($0) }
+            }
+            require(kept == nil, "evicted \(eviction.key.base64) still has an address of that family")
+            require(eviction.address.ipv6 == nil || server.role.hasIPv6, "an IPv6 eviction on a server without IPv6")
             require(server.peer(withKey: eviction.key).map { $0.current == nil && $0.previous == nil && $0.next == nil } ?? true,
                 "evicted \(eviction.key.base64) keeps a session")
         }
         for client in clients {
             if let fixed = client.address, clients.filter({ $0.address == fixed }).count == 1 {
                 require(server.peer(withKey: client.key)?.address == fixed, "\(client.key.base64) did not get its fixed \(fixed)")
+            }
+            if server.role.hasIPv6, let fixed = client.address6, clients.filter({ $0.address6 == fixed }).count == 1 {
+                require(server.peer(withKey: client.key)?.address6 == fixed, "\(client.key.base64) did not get its fixed \(fixed)")
             }
         }
         checkServer()
@@ -300,6 +319,11 @@ struct World {
         require(Set(addresses).count == addresses.count, "two peers share a tunnel address")
         if let violation = server.addressOwnershipViolation() { require(false, "address records disagree: \(violation)") }
         require(addresses.allSatisfy { serverPrefix.contains($0) && $0 != serverPrefix.address }, "an address outside the pool")
+        let addresses6 = server.peers.compactMap(\.address6)
+        require(Set(addresses6).count == addresses6.count, "two peers share an IPv6 tunnel address")
+        require(server.role.hasIPv6 || addresses6.isEmpty, "an IPv6 address on a server without IPv6")
+        require(addresses6.allSatisfy { serverPrefix6.contains($0) && $0 != serverPrefix6.address && $0 != serverPrefix6.network },
+            "an IPv6 address outside the pool")
     }
 }
 
@@ -388,4 +412,11 @@ let trace = getenv("TUNVPN_FUZZ_TRACE") != nil
 
 extension PeerState {
     var sessions: [Session] { [current, previous, next].compactMap { $0 } }
+}
+
+extension TunnelState.Role {
+    var hasIPv6: Bool {
+        if case .server(let s) = self { return s.address6 != nil }
+        return false
+    }
 }
