@@ -78,9 +78,9 @@ struct IPv6ArgumentTests {
             let dir = try keys(allowListLine: line + "  # outside")
             defer { dir.remove() }
             let message = try error(server(dir, ["10.8.0.1/16", "fd00:8::1/64"]))
-            #expect(message.contains("clients:1"), "names the file and line: \(message)")
+            #expect(message.hasPrefix("tunvpn: error: \(dir.path)/clients: line 1: "), "names the file and line: \(message)")
             #expect(message.contains(address), "names the address: \(message)")
-            let prefix = address.contains(":") ? "fd00:8::/64" : "10.8.0.0/16"
+            let prefix = address.contains(":") ? "fd00:8::1/64" : "10.8.0.1/16"
             #expect(message.contains(prefix), "names the prefix: \(message)")
         }
     }
