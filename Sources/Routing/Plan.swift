@@ -187,7 +187,9 @@ public enum FirewallBackend: String, Sendable {
 /// forwarding.
 public struct RouterAdvertisements: Equatable, Sendable {
     public var device: String
-    /// The device's `accept_ra` before tunvpn: the plan sets it to 2 only when it is "1".
+    /// The device's `accept_ra` as the plan is made: the plan sets it to 2 when it is "1", and also when
+    /// it is "2" already (the value a killed run leaves until its leftovers are undone, after the plan is
+    /// made; the step reads the value to restore when it is applied, so a stop restores the original).
     public var acceptRA: String
 
     public init(device: String, acceptRA: String) {
@@ -304,9 +306,10 @@ public enum Planner {
         device.contains(".") ? nil : .sysctl(key: "net.ipv6.conf.\(device).addr_gen_mode", value: "1")
     }
 
-    /// `accept_ra=2` for `ra`'s device when it is 1 (see `RouterAdvertisements`), else nothing.
+    /// `accept_ra=2` for `ra`'s device when it is 1 or 2 (see `RouterAdvertisements`), else nothing: 0
+    /// means the operator wants no router advertisements there.
     static func keepAcceptingRA(_ ra: RouterAdvertisements?) -> [Change] {
-        guard let ra, ra.acceptRA == "1", !ra.device.contains(".") else { return [] }
+        guard let ra, ra.acceptRA == "1" || ra.acceptRA == "2", !ra.device.contains(".") else { return [] }
         return [.sysctl(key: "net.ipv6.conf.\(ra.device).accept_ra", value: "2")]
     }
 

@@ -362,10 +362,12 @@ final class MemoryJournal: JournalStore {
         #expect(plan.changes[2].undoCommand(previousValue: "1") == ["sysctl", "-w", "net.ipv6.conf.eth1.accept_ra=1"])
     }
 
-    @Test func acceptRAIsLeftAloneUnlessItIsOneAndIPv6IsUntouchedWithoutAnIPv6Network() {
+    @Test func acceptRAIsLeftAloneWhenItIsZeroAndIPv6IsUntouchedWithoutAnIPv6Network() {
         var input = server
+        input.egressRouterAdvertisements = RouterAdvertisements(device: "eth1", acceptRA: "0")
+        #expect(!commands(Planner.server(input)).contains { $0.contains("accept_ra") }, "0: the operator wants none")
         input.egressRouterAdvertisements = RouterAdvertisements(device: "eth1", acceptRA: "2")
-        #expect(!commands(Planner.server(input)).contains { $0.contains("accept_ra") })
+        #expect(commands(Planner.server(input)).contains("sysctl -w net.ipv6.conf.eth1.accept_ra=2"), "a killed run's 2 may be undone before the step")
         input.egressRouterAdvertisements = RouterAdvertisements(device: "eth1.100", acceptRA: "1")
         #expect(!commands(Planner.server(input)).contains { $0.contains("accept_ra") }, "a dotted name has no dotted sysctl key")
         input.tunnelNetwork6 = nil
