@@ -208,4 +208,58 @@ struct IPv6HostStateEndToEndTests {
             #expect(try state(lab, "S", uplink: "s1") == serverBefore)
         }
     }
+
+    @Test func dryRunPrintsTheIPv6StepsInOrderAndChangesNothing() throws {
+        try TunnelLab.routed(enableIPv6: true).use { lab in
+            try lab.makeKeys()
+            try addIPv6(lab)
+            let clientBefore = try state(lab, "C", uplink: "c0")
+            let serverBefore = try state(lab, "S", uplink: "s1")
+            let server = try lab.tunvpn(in: "S", lab.serverArguments + ["--egress", "s1", "--address", "fd00:8::1/64", "--dry-run"])
+            #expect(server.status == 0 && server.stderr == "", "\(server.stderr)")
+            let serverLines = server.stdout.split(separator: "\n").map(String.init)
+            let serverSteps = [
+                "sysctl -w net.ipv6.conf.tun0.addr_gen_mode=1", "ip addr add 10.8.0.1/16 dev tun0",
+                "ip link set tun0 mtu 1420 txqueuelen 1000 up", "ip -6 addr add fd00:8::1/64 dev tun0",
+                "sysctl -w net.ipv4.ip_forward=1", "table ip tunvpn_tun0 {", "sysctl -w net.ipv6.conf.s1.accept_ra=2",
+                "sysctl -w net.ipv6.conf.all.forwarding=1", "table ip6 tunvpn_tun0 {", "\t\tip6 saddr fd00:8::/64 oifname \"s1\" masquerade",
+            ]
+            let serverAt = serverSteps.map { step in serverLines.firstIndex(of: step) }
+            #expect(serverAt.allSatisfy { $0 != nil } && serverAt == serverAt.sorted { ($0 ?? 0) < ($1 ?? 0) }, "\(server.stdout)")
+
+            let client = try lab.tunvpn(in: "C", lab.clientArguments() + ["--gateway", "--route", "10.99.0.0/16", "--route", "2001:db8:99::/48", "--dry-run"])
+            #expect(client.status == 0 && client.stderr == "", "\(client.stderr)")
+            let clientLines = client.stdout.split(separator: "\n").map(String.init)
+            let clientSteps = [
+                "sysctl -w net.ipv6.conf.tun0.addr_gen_mode=1", "# tun0: address assigned by the server at the handshake",
+                "ip -4 route add 10.99.0.0/16 dev tun0", "ip -6 route add 2001:db8:99::/48 dev tun0", "sysctl -w net.ipv4.ip_forward=1",
+                "table ip tunvpn_tun0 {", "sysctl -w net.ipv6.conf.c0.accept_ra=2", "sysctl -w net.ipv6.conf.all.forwarding=1",
+                "table ip6 tunvpn_tun0 {",
+            ]
+            let clientAt = clientSteps.map { step in clientLines.firstIndex(of: step) }
+            #expect(clientAt.allSatisfy { $0 != nil } && clientAt == clientAt.sorted { ($0 ?? 0) < ($1 ?? 0) }, "\(client.stdout)")
+            #expect(!client.stdout.contains("::/1"), "a split tunnel takes only its routes")
+
+            try expectUnchanged(lab, client: clientBefore, server: serverBefore)
+            #expect(try lab.tunvpn(in: "C", ["down", "--dev", "tun0"]).stdout == "nothing to remove for tun0\n")
+        }
+    }
+
+    @Test func theKillSwitchBlocksIPv6OutsideTheTunnel() throws {
+        try TunnelLab.routed(enableIPv6: true).use { lab in
+            try lab.makeKeys()
+            try addIPv6(lab)
+            let before = try state(lab, "C", uplink: "c0")
+            #expect(try lab["C"].ping("fd00:100::1", count: 1).status == 0, "IPv6 reaches the router without the kill switch")
+            let server = try lab.startServer()
+            let client = try lab.startClient(extra: ["--lockdown"])
+            _ = try lab.waitForTunnelUp(client)
+            #expect(try lab["C"].ping("fd00:100::1", count: 1).status != 0, "the kill switch blocks IPv6 outside the tunnel")
+            #expect(try lab["C"].ping(lab.router, count: 1).status != 0, "and IPv4")
+            #expect(client.terminate() == 0)
+            #expect(server.terminate() == 0)
+            #expect(try state(lab, "C", uplink: "c0") == before)
+            #expect(try lab["C"].ping("fd00:100::1", count: 1).status == 0, "IPv6 works again after the stop")
+        }
+    }
 }
