@@ -113,6 +113,10 @@ public enum ClientDaemon {
                 ipv6Disabled: c.noIPv6)),
             timers: c.tunnel.timers)
         let (lockdownPlan, plan) = try plans(c, server: serverEndpoint)
+        if c.routes?.isEmpty == true, c.routes6.isEmpty, !c.lockdown, !c.tunnel.ipv6Capable, HostNetwork.ipv6Available {
+            logger.warning(
+                "--mtu \(c.tunnel.mtu) is below IPv6's minimum link MTU of 1280: IPv6 is not routed into the tunnel and leaves outside it; use --mtu 1280 or more, or --lockdown")
+        }
         if c.tunnel.dryRun {
             print(lockdownPlan.script, terminator: "")
             print(plan.script, terminator: "")

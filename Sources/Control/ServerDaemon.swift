@@ -106,10 +106,10 @@ public enum ServerDaemon {
         let logger = c.tunnel.makeLogger("tunvpn")
         let privateKey = try KeyFiles.loadPrivateKey(c.keyFile)
         var c = c
-        c.address6 = tunnelPrefix6(c, serverKey: privateKey.publicKey)
-        if c.address6 == nil && !c.noIPv6 {
-            logger.notice("the tunnel carries no IPv6: \(c.tunnel.mtu < 1280 ? "--mtu \(c.tunnel.mtu) is below IPv6's minimum of 1280" : "this host has IPv6 turned off")")
+        if let asked = c.address6, !c.noIPv6, !c.tunnel.ipv6Capable {
+            logger.warning("--address \(asked): the tunnel carries no IPv6, this host has IPv6 turned off")
         }
+        c.address6 = tunnelPrefix6(c, serverKey: privateKey.publicKey)
         let egress6 = ipv6EgressDevice(c)
         let prefix = c.address
         let allowList = try AllowListFile.loadAllowList(c.clientsFile, prefix: prefix, allowAnyClient: c.allowAnyClient)

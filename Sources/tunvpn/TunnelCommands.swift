@@ -256,6 +256,9 @@ struct Client: ParsableCommand {
             throw ValidationError("--route '\(r)' is not a network with a prefix length, like 10.0.0.0/8 or 2001:db8::/32")
         }
         if noRoutes && !route.isEmpty { throw ValidationError("--route and --no-routes cannot be combined") }
+        if let r = route.first(where: { IPv4Prefix($0) == nil }), common.mtu < 1280 {
+            throw ValidationError("--route \(r) needs --mtu 1280 or more (IPv6's minimum link MTU); e.g. --mtu 1420")
+        }
     }
 
     func run() throws {

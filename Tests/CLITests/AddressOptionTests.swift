@@ -76,6 +76,10 @@ import Testing
     @Test func routesTakeIPv6PrefixesAndABadOneIsNamed() throws {
         let client = try Client.parse(["--peer-key", "s.pub", "--endpoint", "203.0.113.7:51820", "--route", "2001:db8::/32", "--route", "10.0.0.0/8", "--no-ipv6"])
         #expect(client.route == ["2001:db8::/32", "10.0.0.0/8"] && client.noIPv6)
+        #expect(
+            clientError(["--route", "2001:db8::/32", "--mtu", "1200"])
+                == "--route 2001:db8::/32 needs --mtu 1280 or more (IPv6's minimum link MTU); e.g. --mtu 1420")
+        #expect(clientError(["--route", "10.0.0.0/8", "--mtu", "1200"]) == nil)
         for bad in ["2001:db8::", "2001:db8::/129", "10.0.0.0/33", "fd00::x/64"] {
             #expect(
                 clientError(["--route", bad])
