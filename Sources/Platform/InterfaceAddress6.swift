@@ -1,6 +1,6 @@
 // The IPv6 address of a tunnel device: added and removed with ioctl SIOCSIFADDR/SIOCDIFADDR on an
-// AF_INET6 socket (struct in6_ifreq, linux/ipv6.h; netdevice(7)), and listed from /proc/net/if_inet6
-// (proc(5)). The device step of a plan (`DeviceSettings.address6`) uses it; like the IPv4 address, it
+// AF_INET6 socket (struct in6_ifreq, linux/ipv6.h; netdevice(7)), and listed from if_inet6 (proc(5)) of
+// /proc/thread-self/net, which is the calling thread's network namespace (/proc/net is the process's). The device step of a plan (`DeviceSettings.address6`) uses it; like the IPv4 address, it
 // needs no undo: the address goes with the device.
 
 import CLinux
@@ -39,7 +39,7 @@ extension HostNetwork {
     public static func setIPv6Address(_ wanted: IPv6Prefix?, device: String) throws(IOError) {
         let index = if_nametoindex(device)
         guard index != 0 else { throw IOError(call: "if_nametoindex(\(device))", errno: errno, detail: "no such device") }
-        let text = (try? KeyFiles.readSmallFile("/proc/net/if_inet6", what: "address list").text) ?? []
+        let text = (try? KeyFiles.readSmallFile("/proc/thread-self/net/if_inet6", what: "address list").text) ?? []
         let present = parseInterfaceAddresses6(String(decoding: text, as: UTF8.self)).filter { $0.device == device && $0.scope == 0 }
         let fd = socket(AF_INET6, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw IOError(call: "socket(AF_INET6)", errno: errno, detail: String(cString: strerror(errno))) }

@@ -118,6 +118,17 @@ final class ScriptRecorder: CommandExecutor, DeviceConfiguring {
         #expect(!(try ClientDaemon.plans(c, server: try #require(Endpoint("203.0.113.7:51820")))).tunnel.script.contains("::/1"))
     }
 
+    @Test func anIPv6ServersKillSwitchLetsItsFramesThrough() throws {
+        var c = ClientConfiguration(peerKeyFile: "server.pub", endpoint: "[2001:db8::7]:51820")
+        c.tunnel.firewall = "nftables"
+        c.lockdown = true
+        let plans = try ClientDaemon.plans(c, server: try #require(Endpoint("[2001:db8::7]:51820")))
+        #expect(plans.lockdown.script.contains("ip6 daddr 2001:db8::7 udp dport 51820 accept"))
+        #expect(plans.lockdown.script.contains("ip6 saddr 2001:db8::7 udp sport 51820 accept"))
+        // The host route to the server, if this host has an IPv6 route to it, is an IPv6 /128.
+        #expect(!plans.tunnel.script.contains("2001:db8::7/32"))
+    }
+
     @Test func aPlanExecutorRefusesADeviceStep() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
