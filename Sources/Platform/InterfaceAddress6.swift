@@ -1,7 +1,8 @@
 // The IPv6 address of a tunnel device: added and removed with ioctl SIOCSIFADDR/SIOCDIFADDR on an
 // AF_INET6 socket (struct in6_ifreq, linux/ipv6.h; netdevice(7)), and listed from if_inet6 (proc(5)) of
-// /proc/thread-self/net, which is the calling thread's network namespace (/proc/net is the process's). The device step of a plan (`DeviceSettings.address6`) uses it; like the IPv4 address, it
-// needs no undo: the address goes with the device.
+// /proc/thread-self/net, the calling thread's network namespace (/proc/net is the process's). The device
+// step of a plan (`DeviceSettings.address6`) uses it; like the IPv4 address, it needs no undo: the
+// address goes with the device.
 
 import CLinux
 import Engine
@@ -57,14 +58,13 @@ extension HostNetwork {
         _ fd: Int32, _ number: UInt, _ name: String, address: IPv6Address, length: Int, index: UInt32
     ) throws(IOError) {
         var bytes = [UInt8](repeating: 0, count: 24)
-        var prefixLength = UInt32(length)
-        var ifindex = Int32(bitPattern: index)
+        let addressBytes = address.networkBytes
         bytes.withUnsafeMutableBytes { raw in
-            address.write(networkBytesTo: raw.baseAddress!)
-            withUnsafeBytes(of: &prefixLength) { raw.baseAddress!.advanced(by: 16).copyMemory(from: $0.baseAddress!, byteCount: 4) }
-            withUnsafeBytes(of: &ifindex) { raw.baseAddress!.advanced(by: 20).copyMemory(from: $0.baseAddress!, byteCount: 4) }
+            for (i, b) in addressBytes.enumerated() { raw[i] = b }
+            raw.storeBytes(of: UInt32(length), toByteOffset: 16, as: UInt32.self)
+            raw.storeBytes(of: Int32(bitPattern: index), toByteOffset: 20, as: Int32.self)
         }
-        let rc = bytes.withUnsafeMutableBytes { ioctl(fd, number, $0.baseAddress!) }
+        let rc = bytes.withUnsafeMutableBytes { raw in raw.baseAddress.map { ioctl(fd, number, $0) } ?? -1 }
         guard rc == 0 else {
             let code = errno
             throw IOError(call: "ioctl(\(name)) \(address)/\(length)", errno: code, detail: String(cString: strerror(code)))
