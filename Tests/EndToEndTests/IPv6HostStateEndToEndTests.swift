@@ -240,6 +240,17 @@ struct IPv6HostStateEndToEndTests {
             #expect(clientAt.allSatisfy { $0 != nil } && clientAt == clientAt.sorted { ($0 ?? 0) < ($1 ?? 0) }, "\(client.stdout)")
             #expect(!client.stdout.contains("::/1"), "a split tunnel takes only its routes")
 
+            // An IPv6 endpoint: its host route goes via the old IPv6 gateway, and the kill switch lets its
+            // frames and neighbour discovery through.
+            let v6 = try lab.tunvpn(in: "C", lab.clientArguments(endpoint: "[fd00:200::1]") + ["--lockdown", "--dry-run"])
+            #expect(v6.status == 0 && v6.stderr == "", "\(v6.stderr)")
+            for line in [
+                "ip -6 route add fd00:200::1/128 via fd00:100::1 dev c0", "ip -6 route add ::/1 dev tun0",
+                "ip -6 route add 8000::/1 dev tun0", "\t\tip6 daddr fd00:200::1 udp dport 51820 accept",
+            ] {
+                #expect(v6.stdout.split(separator: "\n").contains(Substring(line)), "\(line) in:\n\(v6.stdout)")
+            }
+
             try expectUnchanged(lab, client: clientBefore, server: serverBefore)
             #expect(try lab.tunvpn(in: "C", ["down", "--dev", "tun0"]).stdout == "nothing to remove for tun0\n")
         }
