@@ -88,9 +88,11 @@ public struct TunnelSettings: Sendable {
     /// link MTU of 1280 bytes (RFC 8200, section 5; the kernel drops IPv6 from a device below it).
     public var ipv6Capable: Bool { mtu >= 1280 && HostNetwork.ipv6Available }
 
-    /// The steps before the device step: `Planner.quietIPv6` where the device will carry IPv6.
+    /// The steps before the device step: `Planner.quietIPv6` where the device will carry IPv6 and the
+    /// change can be journaled (an unprivileged run, which cannot use the state directory, makes no host
+    /// changes of its own; its device just keeps its link-local address).
     func quietIPv6Steps() -> [Change] {
-        guard ipv6Capable, let step = Planner.quietIPv6(device: device) else { return [] }
+        guard ipv6Capable, HostNetwork.stateDirectoryUsable, let step = Planner.quietIPv6(device: device) else { return [] }
         return [step]
     }
 }
