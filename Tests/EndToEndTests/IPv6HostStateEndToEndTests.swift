@@ -132,8 +132,9 @@ struct IPv6HostStateEndToEndTests {
         var clientAfter = try state(lab, "C", uplink: "c0")
         var serverAfter = try state(lab, "S", uplink: "s1")
         if iptables {
-            for after in [clientAfter, serverAfter] {
-                #expect(!after.ruleset.contains("tunvpn"), "\(after.ruleset)", sourceLocation: sourceLocation)
+            for host in ["C", "S"] {
+                let saved = try lab[host].run(["iptables-save"]).stdout + (try lab[host].run(["ip6tables-save"]).stdout)
+                #expect(!saved.contains("tunvpn"), "\(host): \(saved)", sourceLocation: sourceLocation)
             }
             clientAfter.ruleset = client.ruleset
             serverAfter.ruleset = server.ruleset
@@ -152,20 +153,25 @@ struct IPv6HostStateEndToEndTests {
         }
     }
 
-    @Test func killNineThenTunvpnDownLeavesTheIPv6StateAsItWas() throws {
+    @Test(arguments: ["nftables", "iptables"])
+    func killNineThenTunvpnDownLeavesTheIPv6StateAsItWas(firewall: String) throws {
         try TunnelLab.routed(enableIPv6: true).use { lab in
-            let (clientBefore, serverBefore, processes) = try startAndCheck(lab)
+            let (clientBefore, serverBefore, processes) = try startAndCheck(lab, firewall: firewall)
             lab.kill9(processes.client)
             lab.kill9(processes.server)
             let left = try state(lab, "S", uplink: "s1")
-            #expect(left.sysctls.contains("net.ipv6.conf.all.forwarding=1") && left.ruleset.contains("table ip6 tunvpn_tun0"))
-            // Client: quiet tun0, host route, four halves, ip_forward, ip table, accept_ra, IPv6 forwarding, ip6 table.
+            #expect(left.sysctls.contains("net.ipv6.conf.all.forwarding=1"))
+            let rules = firewall == "iptables" ? try lab["S"].run(["ip6tables-save"]).stdout : left.ruleset
+            #expect(rules.contains("tunvpn"), "a crash leaves the IPv6 rules: \(rules)")
+            // Client: quiet tun0, host route, four halves, ip_forward, then per family the ip table (nftables)
+            // or five tagged rules (iptables), and accept_ra and IPv6 forwarding.
+            // Server: quiet tun0, ip_forward, its table or five rules, accept_ra, IPv6 forwarding, the IPv6 ones.
+            let (client, server) = firewall == "iptables" ? (19, 14) : (11, 6)
             let clientDown = try lab.tunvpn(in: "C", ["down", "--dev", "tun0"])
-            #expect(clientDown.status == 0 && clientDown.stdout == "removed 11 change(s) for tun0\n", "\(clientDown)")
-            // Server: quiet tun0, ip_forward, ip table, accept_ra, IPv6 forwarding, ip6 table.
+            #expect(clientDown.status == 0 && clientDown.stdout == "removed \(client) change(s) for tun0\n", "\(clientDown)")
             let serverDown = try lab.tunvpn(in: "S", ["down", "--dev", "tun0"])
-            #expect(serverDown.status == 0 && serverDown.stdout == "removed 6 change(s) for tun0\n", "\(serverDown)")
-            try expectUnchanged(lab, client: clientBefore, server: serverBefore)
+            #expect(serverDown.status == 0 && serverDown.stdout == "removed \(server) change(s) for tun0\n", "\(serverDown)")
+            try expectUnchanged(lab, client: clientBefore, server: serverBefore, iptables: firewall == "iptables")
         }
     }
 
