@@ -88,7 +88,7 @@ let package = Package(
         .testTarget(
             name: "ControlTests",
             dependencies: [
-                "Control", "Engine", "Platform", "Routing", "Transport", "TestSupport",
+                "Control", "Crypto", "Engine", "Platform", "Routing", "Transport", "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]),
     ]

@@ -22,8 +22,14 @@ public struct ClientConfiguration: Sendable {
     public var keyFile = "keys/client.key"
     /// Send a keepalive at least this often (seconds).
     public var keepalive: UInt64?
-    /// Networks routed through the tunnel (split tunnel); empty for all of IPv4; nil for no routes at all.
+    /// IPv4 networks routed through the tunnel (split tunnel); empty (with `routes6` empty) for all of
+    /// IPv4 and IPv6; nil for no routes at all.
     public var routes: [IPv4Prefix]? = []
+    /// IPv6 networks routed through the tunnel (split tunnel, with `routes`); ignored when `routes` is nil.
+    public var routes6: [IPv6Prefix] = []
+    /// --no-ipv6: no IPv6 address on the device; IPv6 is still routed into the tunnel in full-tunnel mode,
+    /// where the client answers each packet with an ICMPv6 unreachable (`ClientSettings.ipv6Disabled`).
+    public var noIPv6 = false
     /// Forward and MASQUERADE traffic from other LAN hosts into the tunnel.
     public var gateway = false
     /// Block all traffic outside the tunnel while the client runs (and after a crash).
@@ -45,14 +51,32 @@ public enum ClientDaemon {
     public static func plans(_ c: ClientConfiguration, server: Endpoint) throws -> (lockdown: Plan, tunnel: Plan) {
         // How the server is reached now, before the tunnel's routes exist.
         let serverRoute = HostNetwork.route(to: "\(server.address)")
+        let ipv6 = c.tunnel.ipv6Capable
+        let gatewayDevice6 = ipv6 && c.gateway ? HostNetwork.defaultRoute6()?.device : nil
         let routes = Planner.client(
             ClientPlanInput(
                 tunDevice: c.tunnel.device, serverAddress: "\(server.address)", serverRoute: serverRoute,
-                routes: c.routes.map { $0.map { "\($0.network)/\($0.length)" } },
-                gateway: c.gateway, mtu: c.tunnel.mtu, firewall: try c.tunnel.firewallBackend()))
+                routes: c.routes.map { $0.map { "\($0.network)/\($0.length)" } + c.routes6.map { "\($0.network)/\($0.length)" } },
+                gateway: c.gateway, mtu: c.tunnel.mtu, firewall: try c.tunnel.firewallBackend(), ipv6: ipv6,
+                routerAdvertisements: gatewayDevice6.flatMap { d in
+                    HostNetwork.sysctl("net.ipv6.conf.\(d).accept_ra").map { RouterAdvertisements(device: d, acceptRA: $0) }
+                }))
         let lockdown = c.lockdown
             ? Planner.lockdown(tunDevice: c.tunnel.device, server: "\(server.address)", port: server.port) : Plan()
-        return (lockdown, Plan([c.tunnel.deviceChange(address: nil)] + routes.changes))
+        return (lockdown, Plan(c.tunnel.quietIPv6Steps() + [c.tunnel.deviceChange(address: nil)] + routes.changes))
+    }
+
+    /// The host's connected IPv6 networks (its LANs), which an assigned IPv6 prefix may not overlap, each
+    /// with the words a refusal names it by (the IPv6 half of `AssignmentBounds`).
+    public static func localNetworks6(excluding device: String) -> [(prefix: IPv6Prefix, name: String)] {
+        HostNetwork.connectedNetworks6(excluding: device).compactMap { n in
+            IPv6Prefix(n.network).map { ($0, "the local network \(n.network) on \(n.device)") }
+        }
+    }
+
+    /// The device's IPv6 address for `assignment`: none with --no-ipv6 or when the tunnel carries no IPv6.
+    static func deviceAddress6(_ c: ClientConfiguration, _ assignment: TunnelAssignment) -> String? {
+        c.noIPv6 || !c.tunnel.ipv6Capable ? nil : assignment.client6.map { "\($0)" }
     }
 
     /// Runs the client until SIGINT or SIGTERM (returns) or an engine failure (throws); with `dryRun`,
@@ -85,12 +109,19 @@ public enum ClientDaemon {
             localNetworks: HostNetwork.connectedNetworks(excluding: dev).compactMap { n in
                 IPv4Prefix(n.network).map { AssignmentBounds.Network($0, name: "the local network \(n.network) on \(n.device)") }
             },
-            routes: c.routes ?? [])
+            routes: c.routes ?? [],
+            localNetworks6: ClientDaemon.localNetworks6(excluding: dev).map { AssignmentBounds.Network6($0.prefix, name: $0.name) },
+            routes6: c.routes6)
         let state = TunnelState(
             role: .client(ClientSettings(
-                initiator: initiator, endpoint: serverEndpoint, persistentKeepalive: c.keepalive, assignmentBounds: bounds)),
+                initiator: initiator, endpoint: serverEndpoint, persistentKeepalive: c.keepalive, assignmentBounds: bounds,
+                ipv6Disabled: c.noIPv6)),
             timers: c.tunnel.timers)
         let (lockdownPlan, plan) = try plans(c, server: serverEndpoint)
+        if c.routes?.isEmpty == true, c.routes6.isEmpty, !c.lockdown, !c.tunnel.ipv6Capable, HostNetwork.ipv6Available {
+            logger.warning(
+                "--mtu \(c.tunnel.mtu) is below IPv6's minimum link MTU of 1280: IPv6 is not routed into the tunnel and leaves outside it; use --mtu 1280 or more, or --lockdown")
+        }
         if c.tunnel.dryRun {
             print(lockdownPlan.script, terminator: "")
             print(plan.script, terminator: "")
@@ -129,12 +160,17 @@ public enum ClientDaemon {
             "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name), TSO \(device.offloadsEnabled ? "on" : "off"), TUN USO \(device.udpOffloadEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
         let hooks = EngineHooks(
             tunnelUp: { assignment in
-                try HostSetup.apply(plan.withDeviceAddress("\(assignment.client)"), to: instance, device: device, logger: logger)
+                try HostSetup.apply(
+                    plan.withDeviceAddress("\(assignment.client)", address6: deviceAddress6(c, assignment)), to: instance,
+                    device: device, logger: logger)
             },
             addressChanged: { assignment in
-                // SIOCSIFADDR replaces the address; the plan's routes name the device, not the address.
+                // SIOCSIFADDR replaces the IPv4 address, and the device step leaves no other global IPv6
+                // address; the plan's routes name the device, not the address.
                 let deviceStep = Plan(plan.changes.filter { if case .device = $0 { true } else { false } })
-                try HostSetup.apply(deviceStep.withDeviceAddress("\(assignment.client)"), to: instance, device: device, logger: logger)
+                try HostSetup.apply(
+                    deviceStep.withDeviceAddress("\(assignment.client)", address6: deviceAddress6(c, assignment)), to: instance,
+                    device: device, logger: logger)
             })
         let engine = TunnelEngine(
             state: state, device: device, socket: socket, clock: SystemClock(wallOffset: c.tunnel.clockOffset),

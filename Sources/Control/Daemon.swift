@@ -79,14 +79,28 @@ public struct TunnelSettings: Sendable {
         do { return try TunDevice.open(name: device, offload: offload) } catch { throw ControlError("\(error)") }
     }
 
-    /// The device step of both plans: address (nil for a client until its handshake), MTU and queue length.
-    func deviceChange(address: String?) -> Change {
-        .device(DeviceSettings(device: device, address: address, mtu: mtu, transmitQueueLength: transmitQueueLength))
+    /// The device step of both plans: addresses (nil for a client until its handshake), MTU and queue length.
+    func deviceChange(address: String?, address6: String? = nil) -> Change {
+        .device(
+            DeviceSettings(device: device, address: address, address6: address6, mtu: mtu, transmitQueueLength: transmitQueueLength))
+    }
+
+    /// The tunnel device can carry IPv6: this host runs IPv6 and the MTU is at least IPv6's minimum
+    /// link MTU of 1280 bytes (RFC 8200, section 5; the kernel drops IPv6 from a device below it).
+    public var ipv6Capable: Bool { mtu >= 1280 && HostNetwork.ipv6Available }
+
+    /// The steps before the device step: `Planner.quietIPv6` where the device will carry IPv6 and the
+    /// change can be journaled (an unprivileged run, which cannot use the state directory, makes no host
+    /// changes of its own; its device just keeps its link-local address).
+    func quietIPv6Steps() -> [Change] {
+        guard ipv6Capable, HostNetwork.stateDirectoryUsable, let step = Planner.quietIPv6(device: device) else { return [] }
+        return [step]
     }
 }
 
 /// Applies `Change.device` steps (`HostSetup.apply`): Platform's `TunDevice` does it with ioctls
-/// (SIOCSIFADDR, SIOCSIFNETMASK, SIOCSIFMTU, SIOCSIFTXQLEN, SIOCSIFFLAGS); tests record the calls.
+/// (SIOCSIFADDR, SIOCSIFNETMASK, SIOCSIFMTU, SIOCSIFTXQLEN, SIOCSIFFLAGS; then the IPv6 address with
+/// SIOCSIFADDR/SIOCDIFADDR on an AF_INET6 socket, `HostNetwork.setIPv6Address`); tests record the calls.
 public protocol DeviceConfiguring {
     /// Gives the device `settings`, whose address is known.
     func apply(_ settings: DeviceSettings) throws(ControlError)
@@ -99,6 +113,12 @@ extension TunDevice: DeviceConfiguring {
         }
         do { try configure(address: address, mtu: settings.mtu, transmitQueueLength: settings.transmitQueueLength) } catch {
             throw ControlError("\(error)")
+        }
+        let address6 = settings.address6.flatMap { IPv6Prefix($0) }
+        // A device without IPv6 (MTU below 1280, IPv6 off) has no IPv6 address to remove either.
+        guard address6 != nil || HostNetwork.ipv6Available && settings.mtu >= 1280 else { return }
+        do { try HostNetwork.setIPv6Address(address6, device: name) } catch {
+            throw ControlError("\(name): cannot set its IPv6 address \(settings.address6 ?? "(none)"): \(error)")
         }
     }
 }

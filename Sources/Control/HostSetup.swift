@@ -100,21 +100,35 @@ public enum HostSetup {
         for f in failures { logger?.warning("could not undo \(f)") }
     }
 
-    /// Applies `plan`: its device steps first, by `device`, then the host changes, journaled, after checking
-    /// they can be applied (unless `preflight` is false); a failed host change rolls back the others.
+    /// Applies `plan` in order: the host changes before its device steps (settings of the device that must
+    /// precede its going up, `Planner.quietIPv6`), the device steps, by `device`, then the other host
+    /// changes; host changes journaled, after checking they can be applied (unless `preflight` is false).
+    /// A failed host change rolls back the others.
     ///
-    /// - Precondition: the plan's device steps come before its host changes, and `device` is given when
-    ///   there are any (the daemons build their plans so).
+    /// - Precondition: the plan's device steps are together, and `device` is given when there are any
+    ///   (the daemons build their plans so).
     public static func apply(
         _ plan: Plan, to instance: InstanceFiles, device: (any DeviceConfiguring)? = nil,
         executor: any CommandExecutor = SystemCommandExecutor(), preflight: Bool = true, logger: Logger
     ) throws {
-        let deviceSteps = plan.changes.prefix { if case .device = $0 { true } else { false } }
+        let isDevice = { (c: Change) -> Bool in if case .device = c { true } else { false } }
+        let before = Array(plan.changes.prefix { !isDevice($0) })
+        if before.count < plan.changes.count {
+            try applyHost(Plan(before), to: instance, executor: executor, preflight: preflight, logger: logger)
+        }
+        let deviceSteps = plan.changes.dropFirst(before.count).prefix(while: isDevice)
         for case .device(let settings) in deviceSteps {
             guard let device else { preconditionFailure("a plan with a device step is applied with its device") }
             try device.apply(settings)
         }
-        let host = Plan(Array(plan.changes.dropFirst(deviceSteps.count)))
+        let rest = before.count == plan.changes.count ? before : Array(plan.changes.dropFirst(before.count + deviceSteps.count))
+        try applyHost(Plan(rest), to: instance, executor: executor, preflight: preflight, logger: logger)
+    }
+
+    /// Applies host changes (no device step) through the instance's journal.
+    static func applyHost(
+        _ host: Plan, to instance: InstanceFiles, executor: any CommandExecutor, preflight: Bool, logger: Logger
+    ) throws {
         guard !host.changes.isEmpty else { return }
         guard let journal = instance.journal else {
             throw ControlError(

@@ -20,6 +20,11 @@ public struct ServerConfiguration: Sendable {
     public var listen = Endpoint(address: IPv6Address.any, port: 51820)
     /// The server's tunnel address and the tunnel prefix.
     public var address: IPv4Prefix
+    /// The server's IPv6 tunnel address and prefix (/64 to /120); nil for the default, a unique local /64
+    /// derived from the server's key (`IPv6Prefix.defaultTunnelPrefix`).
+    public var address6: IPv6Prefix?
+    /// --no-ipv6: the tunnel carries no IPv6, and the server changes nothing for IPv6.
+    public var noIPv6 = false
     /// The allow-list file.
     public var clientsFile = "keys/clients"
     /// Admit any client key (lab use).
@@ -46,12 +51,29 @@ func listenFailure(_ endpoint: Endpoint, _ error: IOError) -> String {
 
 /// Runs a server.
 public enum ServerDaemon {
-    /// The host changes a server makes: the device step, then (unless `noNAT`) forwarding and NAT. What
-    /// `--dry-run` prints and what `run` applies.
+    /// The IPv6 prefix the tunnel carries: `c.address6` or the default for `serverKey`; nil with
+    /// --no-ipv6, or when the device cannot carry IPv6 (no IPv6 here, or an MTU below 1280).
+    public static func tunnelPrefix6(_ c: ServerConfiguration, serverKey: PublicKey?) -> IPv6Prefix? {
+        guard !c.noIPv6, c.tunnel.ipv6Capable else { return nil }
+        return c.address6 ?? serverKey.map { IPv6Prefix.defaultTunnelPrefix(serverKey: $0) }
+    }
+
+    /// The device IPv6 traffic leaves by, when the server has IPv6 egress: the tunnel carries IPv6
+    /// (`c.address6` set, as `run` sets it) and there is an IPv6 default route (through `--egress`, when
+    /// given). Nil otherwise: clients then answer IPv6 beyond the tunnel themselves.
+    public static func ipv6EgressDevice(_ c: ServerConfiguration) -> String? {
+        guard !c.noIPv6, c.address6 != nil, c.tunnel.ipv6Capable else { return nil }
+        return HostNetwork.defaultRoute6(device: c.egress)?.device
+    }
+
+    /// The host changes a server makes: the device step (before it, `Planner.quietIPv6`), then (unless
+    /// `noNAT`) forwarding and NAT, for IPv6 too when the server has IPv6 egress. What `--dry-run` prints
+    /// and what `run` applies. `c.address6` is the device's IPv6 address (nil: none).
     ///
     /// - Throws: `ControlError` when the egress interface cannot be found, or no firewall is installed.
     public static func plan(_ c: ServerConfiguration) throws -> Plan {
-        var plan = Plan([c.tunnel.deviceChange(address: "\(c.address)")])
+        let address6 = c.noIPv6 || !c.tunnel.ipv6Capable ? nil : c.address6
+        var plan = Plan(c.tunnel.quietIPv6Steps() + [c.tunnel.deviceChange(address: "\(c.address)", address6: address6.map { "\($0)" })])
         if !c.noNAT {
             guard let egressDevice = c.egress ?? HostNetwork.defaultRoute()?.device else {
                 throw ControlError("no default route to find the egress interface for NAT: pass --egress IF (or --no-nat)")
@@ -59,12 +81,19 @@ public enum ServerDaemon {
             guard HostNetwork.interfaceExists(egressDevice) else {
                 throw ControlError("--egress \(egressDevice): no such interface here; `ip link` lists them")
             }
+            let egress6 = ipv6EgressDevice(c)
             plan.changes += Planner.server(
                 ServerPlanInput(
                     tunDevice: c.tunnel.device, tunnelNetwork: "\(c.address.network)/\(c.address.length)",
                     egressDevice: egressDevice, mtu: c.tunnel.mtu,
                     iptablesForwardExists: HostNetwork.iptablesForwardChainExists(),
-                    firewall: try c.tunnel.firewallBackend())
+                    firewall: try c.tunnel.firewallBackend(),
+                    tunnelNetwork6: egress6 == nil ? nil : address6.map { "\($0.network)/\($0.length)" },
+                    egressDevice6: egress6,
+                    ip6tablesForwardExists: egress6 != nil && HostNetwork.ip6tablesForwardChainExists(),
+                    egressRouterAdvertisements: egress6.flatMap { d in
+                        HostNetwork.sysctl("net.ipv6.conf.\(d).accept_ra").map { RouterAdvertisements(device: d, acceptRA: $0) }
+                    })
             ).changes
         }
         return plan
@@ -77,13 +106,22 @@ public enum ServerDaemon {
         Privileges.disableCoreDumps()  // before any key is in memory
         let logger = c.tunnel.makeLogger("tunvpn")
         let privateKey = try KeyFiles.loadPrivateKey(c.keyFile)
+        var c = c
+        if let asked = c.address6, !c.noIPv6, !c.tunnel.ipv6Capable {
+            logger.warning("--address \(asked): the tunnel carries no IPv6, this host has IPv6 turned off")
+        }
+        c.address6 = tunnelPrefix6(c, serverKey: privateKey.publicKey)
+        let egress6 = ipv6EgressDevice(c)
         let prefix = c.address
-        let allowList = try AllowListFile.loadAllowList(c.clientsFile, prefix: prefix, allowAnyClient: c.allowAnyClient)
+        let allowList = try AllowListFile.loadAllowList(
+            c.clientsFile, prefix: prefix, prefix6: c.address6, allowAnyClient: c.allowAnyClient)
         let responder = HandshakeResponder(
             localStatic: privateKey, settings: try c.tunnel.handshakeSettings(), acceptedSuites: try c.tunnel.cipherSuites())
         let state = TunnelState(
             role: .server(
-                ServerSettings(responder: responder, address: prefix, allowList: allowList, allowAnyClient: c.allowAnyClient)),
+                ServerSettings(
+                    responder: responder, address: prefix, address6: c.address6, ipv6Egress: egress6 != nil, allowList: allowList,
+                    allowAnyClient: c.allowAnyClient)),
             timers: c.tunnel.timers)
         let plan = try plan(c)
         if c.tunnel.dryRun {
@@ -108,12 +146,13 @@ public enum ServerDaemon {
         if let noIPv6 { logger.notice("\(noIPv6)") }
         if c.allowAnyClient { logger.warning("--allow-any-client: any client key is admitted; use an allow-list outside the lab") }
         logger.info(
-            "server listening on \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name) \(prefix), \(allowList.clients.count) allowed client(s), TSO \(device.offloadsEnabled ? "on" : "off"), TUN USO \(device.udpOffloadEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
+            "server listening on \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name) \(prefix)\(c.address6.map { " \($0)" } ?? ""), IPv6 egress \(egress6 ?? "none"), \(allowList.clients.count) allowed client(s), TSO \(device.offloadsEnabled ? "on" : "off"), TUN USO \(device.udpOffloadEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
         let engine = TunnelEngine(
             state: state, device: device, socket: socket, clock: SystemClock(wallOffset: c.tunnel.clockOffset),
             logger: logger, settings: EngineSettings(mtu: c.tunnel.mtu))
         let reload = AllowListFile.reloader(
-            engine: engine, clients: c.clientsFile, prefix: prefix, allowAnyClient: c.allowAnyClient, logger: logger)
+            engine: engine, clients: c.clientsFile, prefix: prefix, prefix6: c.address6, allowAnyClient: c.allowAnyClient,
+            logger: logger)
         let status = try StatusServices.start(
             engine: engine, device: c.tunnel.device, listenPort: socket.localEndpoint.port,
             metricsAddress: c.tunnel.metrics, reload: reload, logger: logger)

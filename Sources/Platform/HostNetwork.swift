@@ -7,6 +7,7 @@
 import CLinux
 import Glibc
 import Routing
+import Transport
 
 /// Runs plan commands for real. `sysctl -w key=value` is carried out by writing /proc/sys directly, so
 /// procps is not required and the value always applies to this network namespace.
@@ -251,6 +252,50 @@ public enum HostNetwork {
         return parseRoute(line)
     }
 
+    /// The IPv6 default route, if any (`ip -6 route show default`, or only those through `device`).
+    public static func defaultRoute6(device: String? = nil) -> RouteLookup? {
+        let out = CommandRunner.run(["ip", "-6", "route", "show", "default"] + (device.map { ["dev", $0] } ?? []))
+        guard out.succeeded else { return nil }
+        for line in out.stdout.split(separator: "\n") {
+            if let route = parseRoute(line) { return route }
+            // `ip route show … dev X` leaves the device out of each line.
+            if let device, line.hasPrefix("default") { return RouteLookup(via: parseRoute(line + " dev \(device)")?.via, device: device) }
+        }
+        return nil
+    }
+
+    /// True when this host runs IPv6 and gives it to new devices (`/proc/sys/net/ipv6` exists and
+    /// `net.ipv6.conf.default.disable_ipv6` is 0; ip-sysctl.rst).
+    public static var ipv6Available: Bool {
+        SystemCommandExecutor().readSysctl("net.ipv6.conf.default.disable_ipv6") == "0"
+    }
+
+    /// A sysctl's current value (for the plans that restore it), or nil.
+    public static func sysctl(_ key: String) -> String? { SystemCommandExecutor().readSysctl(key) }
+
+    /// The host's connected IPv6 networks (`ip -6 route show`: the on-link prefixes of its interfaces,
+    /// those without a gateway), as (prefix text, device), without link-local fe80::/64, multicast, and
+    /// routes of `excluding` (the tunnel's own device).
+    public static func connectedNetworks6(excluding device: String) -> [(network: String, device: String)] {
+        let out = CommandRunner.run(["ip", "-6", "route", "show"])
+        guard out.succeeded else { return [] }
+        return parseLinkRoutes6(out.stdout).filter { $0.device != device }
+    }
+
+    /// Parses `ip -6 route show` output: lines that start with an IPv6 prefix (or a bare address, /128),
+    /// have "dev NAME" and no "via"; fe80::/10 and ff00::/8 networks are skipped.
+    static func parseLinkRoutes6(_ text: String) -> [(network: String, device: String)] {
+        text.split(separator: "\n").compactMap { line in
+            let words = line.split(separator: " ")
+            guard let first = words.first, let prefix = IPv6Prefix(first), !words.contains("via"),
+                let route = parseRoute(line)
+            else { return nil }
+            let top = prefix.address.high >> 48
+            if top & 0xffc0 == 0xfe80 || top & 0xff00 == 0xff00 { return nil }
+            return ("\(prefix.network)/\(prefix.length)", route.device)
+        }
+    }
+
     /// The host's connected IPv4 networks (`ip -4 route show scope link`: its LANs and other on-link
     /// routes), as (network text like "192.168.1.0/24", device), skipping `excluding` (the tunnel's own device).
     public static func connectedNetworks(excluding device: String) -> [(network: String, device: String)] {
@@ -272,9 +317,9 @@ public enum HostNetwork {
         }
     }
 
-    /// How the kernel reaches `address` now (`ip -4 route get`), or nil.
+    /// How the kernel reaches `address` now (`ip -4 route get`, or `ip -6` for an IPv6 address), or nil.
     public static func route(to address: String) -> RouteLookup? {
-        let out = CommandRunner.run(["ip", "-4", "route", "get", address])
+        let out = CommandRunner.run(["ip", address.contains(":") ? "-6" : "-4", "route", "get", address])
         guard out.succeeded, let line = out.stdout.split(separator: "\n").first, !line.hasPrefix("local") else { return nil }
         return parseRoute(line)
     }
@@ -284,6 +329,12 @@ public enum HostNetwork {
     public static func iptablesForwardChainExists() -> Bool {
         guard CommandRunner.exists("nft") else { return false }
         return CommandRunner.run(["nft", "list", "chain", "ip", "filter", "FORWARD"]).succeeded
+    }
+
+    /// The same for ip6tables' filter/FORWARD chain.
+    public static func ip6tablesForwardChainExists() -> Bool {
+        guard CommandRunner.exists("nft") else { return false }
+        return CommandRunner.run(["nft", "list", "chain", "ip6", "filter", "FORWARD"]).succeeded
     }
 
     /// Checks, before anything changes, that the tools a plan needs exist and that the kernel accepts its
@@ -305,6 +356,12 @@ public enum HostNetwork {
             case .iptablesRule:
                 guard CommandRunner.exists("iptables") else {
                     throw RoutingError(step: "preflight", command: "", message: "iptables not found: install iptables or nftables")
+                }
+            case .ip6tablesRule:
+                guard CommandRunner.exists("ip6tables") else {
+                    throw RoutingError(
+                        step: "preflight", command: "",
+                        message: "ip6tables not found: install iptables (it has ip6tables) or nftables, or start with --no-ipv6")
                 }
             case .route:
                 guard CommandRunner.exists("ip") else {

@@ -97,7 +97,8 @@ public protocol JournalStore {
 ///   `-force` (ip(8): those run other commands or act on other namespaces), and with no input;
 /// - `nft delete table FAMILY NAME`, or `nft -f -` whose input starts with a table statement and holds no
 ///   `include` (nft(8): include reads other files);
-/// - `iptables …` without `--modprobe` (iptables(8): it names a program to run), and with no input;
+/// - `iptables …` or `ip6tables …` without `--modprobe` (iptables(8): it names a program to run), and with
+///   no input;
 /// - `sysctl -w net.KEY=VALUE`, with a key and value of letters, digits, `_`, `-` and `.` only.
 public enum ReplayPolicy {
     /// Why `entry` must not be run, or nil when it may.
@@ -135,9 +136,9 @@ public enum ReplayPolicy {
             let words = input.split(whereSeparator: { " \t\n;{}\"".contains($0) })
             if words.contains("include") { return "nft input with include is never replayed" }
             return nil
-        case "iptables":
-            guard entry.input == nil else { return "iptables takes no input" }
-            if argv.contains(where: { $0.hasPrefix("--modprobe") }) { return "iptables with --modprobe is never replayed" }
+        case "iptables", "ip6tables":
+            guard entry.input == nil else { return "\(program) takes no input" }
+            if argv.contains(where: { $0.hasPrefix("--modprobe") }) { return "\(program) with --modprobe is never replayed" }
             return nil
         case "sysctl":
             guard entry.input == nil, argv.count == 3, argv[1] == "-w", let eq = argv[2].firstIndex(of: "=") else {
@@ -150,7 +151,7 @@ public enum ReplayPolicy {
             }
             return nil
         default:
-            return "\(program) is not one of ip, nft, iptables, sysctl"
+            return "\(program) is not one of ip, nft, iptables, ip6tables, sysctl"
         }
     }
 

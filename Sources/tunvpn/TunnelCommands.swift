@@ -102,6 +102,7 @@ struct Server: ParsableCommand {
             Examples:
               tunvpn server --key keys/server.key
               tunvpn server --key keys/server.key --listen [::]:51820 --address 10.8.0.1/16 --clients keys/clients
+              tunvpn server --key keys/server.key --address 10.8.0.1/16 --address fd00:8::1/64
               tunvpn server --key keys/server.key --allow-any-client      # lab use only
               tunvpn server --config /etc/tunvpn/server.toml --mtu 1380   # a file, one option overridden
             """)
@@ -115,8 +116,14 @@ struct Server: ParsableCommand {
             valueName: "ADDR:PORT"))
     var listen: String = "[::]:51820"
 
-    @Option(help: "The server's tunnel address and the tunnel prefix.")
-    var address: String = "10.8.0.1/16"
+    @Option(
+        help: ArgumentHelp(
+            "The server's tunnel address and the tunnel prefix, repeatable: one IPv4 (default 10.8.0.1/16) and at most one IPv6, /64 to /120 (default a unique local /64 derived from the server's key).",
+            valueName: "PREFIX"))
+    var address: [String] = []
+
+    @Flag(name: .customLong("no-ipv6"), help: "Carry no IPv6 in the tunnel, and change nothing on this host for IPv6 (no forwarding or NAT).")
+    var noIPv6 = false
 
     @Option(help: "Allow-list file: one client public key per line, optional address and # comment.")
     var clients: String = "keys/clients"
@@ -136,16 +143,58 @@ struct Server: ParsableCommand {
 
     func validate() throws {
         try common.validateCommon()
-        guard let prefix = IPv4Prefix(address), prefix.length <= 30 else {
-            throw ValidationError("--address '\(address)' must be an IPv4 address with a prefix of /30 or wider, like 10.8.0.1/16")
+        let (_, address6) = try tunnelAddresses()
+        if let address6, noIPv6 {
+            throw ValidationError("--address \(address6) and --no-ipv6 cannot be combined: drop one (e.g. --address 10.8.0.1/16 --no-ipv6)")
+        }
+        if let address6, common.mtu < 1280 {
+            throw ValidationError("--address \(address6) needs --mtu 1280 or more (IPv6's minimum link MTU), or use --no-ipv6; e.g. --mtu 1420")
         }
         try validateEndpointText(listen, option: "--listen", allowsPortZero: true, examplePort: 51820)
         if let egress { try validateInterfaceName(egress, option: "--egress") }
     }
 
+    /// The IPv4 and IPv6 prefixes of `--address` (the IPv4 default when none is given).
+    ///
+    /// - Throws: `ValidationError` for a prefix of neither family, an IPv4 prefix narrower than /30, an IPv6
+    ///   one outside /64…/120 or of a special-use range, or two prefixes of one family.
+    func tunnelAddresses() throws -> (IPv4Prefix, IPv6Prefix?) {
+        var v4: IPv4Prefix? = nil
+        var v6: IPv6Prefix? = nil
+        let both = "give one IPv4 and at most one IPv6 prefix, e.g. --address 10.8.0.1/16 --address fd00:8::1/64"
+        for text in address {
+            if let p = IPv4Prefix(text), text.contains("/") {
+                guard p.length <= 30 else {
+                    throw ValidationError("--address '\(text)' must be an IPv4 address with a prefix of /30 or wider, like 10.8.0.1/16")
+                }
+                if let v4 { throw ValidationError("--address given two IPv4 prefixes, \(v4) and \(p): \(both)") }
+                v4 = p
+            } else if let p = IPv6Prefix(text), text.contains("/") {
+                guard (64...120).contains(p.length) else {
+                    throw ValidationError("--address '\(text)' must be an IPv6 address with a prefix of /64 to /120, like fd00:8::1/64")
+                }
+                let top = p.address.high >> 48
+                if top & 0xff00 == 0 || top & 0xffc0 == 0xfe80 || top & 0xff00 == 0xff00 {
+                    throw ValidationError(
+                        "--address '\(text)' is in ::/8, link-local fe80::/10 or multicast ff00::/8; use a unique local or global prefix, like fd00:8::1/64")
+                }
+                guard p.address != p.network else {
+                    throw ValidationError("--address '\(text)' is the prefix's own network address; give the server a host address in it, like \(p.network.advanced(by: 1))/\(p.length)")
+                }
+                if let v6 { throw ValidationError("--address given two IPv6 prefixes, \(v6) and \(p): \(both)") }
+                v6 = p
+            } else {
+                throw ValidationError("--address '\(text)' is not an address with a prefix length: use e.g. --address 10.8.0.1/16 or --address fd00:8::1/64")
+            }
+        }
+        return (v4 ?? IPv4Prefix(address: IPv4Address(10, 8, 0, 1), length: 16), v6)
+    }
+
     func run() throws {
-        guard let prefix = IPv4Prefix(address) else { preconditionFailure("validate() checked --address") }
+        guard let (prefix, prefix6) = try? tunnelAddresses() else { preconditionFailure("validate() checked --address") }
         var c = ServerConfiguration(address: prefix)
+        c.address6 = prefix6
+        c.noIPv6 = noIPv6
         c.tunnel = common.settings(host)
         c.keyFile = key
         c.clientsFile = clients
@@ -191,8 +240,13 @@ struct Client: ParsableCommand {
     @Option(help: "Send a keepalive at least this often (seconds), for clients behind NAT.")
     var keepalive: UInt64?
 
-    @Option(help: ArgumentHelp("Route only this network through the tunnel (repeatable; split tunnel).", valueName: "CIDR"))
+    @Option(help: ArgumentHelp("Route only this IPv4 or IPv6 network through the tunnel (repeatable; split tunnel).", valueName: "CIDR"))
     var route: [String] = []
+
+    @Flag(
+        name: .customLong("no-ipv6"),
+        help: "Put no IPv6 address on the device and answer every IPv6 packet routed into it with an ICMPv6 unreachable (the full tunnel still takes all of IPv6, so nothing leaks).")
+    var noIPv6 = false
 
     @Flag(help: "Add no routes (the operator routes traffic into the tunnel).")
     var noRoutes = false
@@ -211,10 +265,13 @@ struct Client: ParsableCommand {
         try common.validateCommon()
         try validateEndpointText(endpoint, option: "--endpoint", allowsPortZero: false, examplePort: 51820)
         if let k = keepalive, !(1...65535).contains(k) { throw ValidationError("--keepalive must be 1...65535 seconds") }
-        for r in route where IPv4Prefix(r) == nil || !r.contains("/") {
-            throw ValidationError("--route '\(r)' is not an IPv4 network like 10.0.0.0/8")
+        for r in route where !r.contains("/") || (IPv4Prefix(r) == nil && IPv6Prefix(r) == nil) {
+            throw ValidationError("--route '\(r)' is not a network with a prefix length, like 10.0.0.0/8 or 2001:db8::/32")
         }
         if noRoutes && !route.isEmpty { throw ValidationError("--route and --no-routes cannot be combined") }
+        if let r = route.first(where: { IPv4Prefix($0) == nil }), common.mtu < 1280 {
+            throw ValidationError("--route \(r) needs --mtu 1280 or more (IPv6's minimum link MTU); e.g. --mtu 1420")
+        }
     }
 
     func run() throws {
@@ -223,6 +280,8 @@ struct Client: ParsableCommand {
         c.keyFile = key
         c.keepalive = keepalive
         c.routes = noRoutes ? nil : route.compactMap { IPv4Prefix($0) }
+        c.routes6 = noRoutes ? [] : route.compactMap { IPv4Prefix($0) == nil ? IPv6Prefix($0) : nil }
+        c.noIPv6 = noIPv6
         c.gateway = gateway
         c.lockdown = lockdown
         try reportingErrors { try ClientDaemon.run(c) }

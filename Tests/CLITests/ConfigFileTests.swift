@@ -41,7 +41,7 @@ import TestSupport
     @Test func theServerKeysAreItsLongOptionNamesWithNoXFlagsAsX() {
         #expect(
             server.keyNames == [
-                "address", "allow-any-client", "clients", "dev", "dry-run", "egress", "firewall", "key", "listen",
+                "address", "allow-any-client", "clients", "dev", "dry-run", "egress", "firewall", "ipv6", "key", "listen",
                 "log-level", "metrics", "mtu", "nat", "offload", "psk", "suite", "txqueuelen", "user",
             ])
     }
@@ -49,7 +49,7 @@ import TestSupport
     @Test func theClientKeysAreItsLongOptionNamesWithNoXFlagsAsX() {
         #expect(
             client.keyNames == [
-                "dev", "dry-run", "endpoint", "firewall", "gateway", "keepalive", "key", "lockdown", "log-level",
+                "dev", "dry-run", "endpoint", "firewall", "gateway", "ipv6", "keepalive", "key", "lockdown", "log-level",
                 "metrics", "mtu", "offload", "peer-key", "psk", "route", "routes", "suite", "txqueuelen", "user",
             ])
     }
@@ -173,6 +173,17 @@ import TestSupport
         // The other value is the default: nothing to pass.
         #expect(try arguments("allow-any-client = false\nnat = true\noffload = true", server) == [])
         #expect(try arguments("routes = false\ngateway = true", client) == ["--no-routes", "--gateway"])
+        #expect(try arguments("ipv6 = false", client) == ["--no-ipv6"])
+        #expect(try arguments("ipv6 = false", server) == ["--no-ipv6"])
+        #expect(error("no-ipv6 = true", server) == "t.toml:1: key 'no-ipv6': write 'ipv6 = false' for --no-ipv6")
+    }
+
+    @Test func theServersAddressTakesOnePrefixOrAListOfBothFamilies() throws {
+        #expect(try arguments(#"address = "10.9.0.1/16""#, server) == ["--address=10.9.0.1/16"])
+        #expect(try arguments(#"address = ["10.9.0.1/16", "fd00:9::1/64"]"#, server) == [
+            "--address=10.9.0.1/16", "--address=fd00:9::1/64",
+        ])
+        #expect(try arguments(#"route = ["10.0.0.0/8", "2001:db8::/32"]"#, client) == ["--route=10.0.0.0/8", "--route=2001:db8::/32"])
     }
 
     @Test func arraysRepeatAnOptionAndAStringIsOneValue() throws {
@@ -256,7 +267,7 @@ import TestSupport
     @Test func anUnknownKeyNamesTheLineAndTheKnownKeys() {
         #expect(
             error("mtu = 1400\ncolour = \"blue\"", client)
-                == "t.toml:2: key 'colour': not an option of tunvpn client (keys: dev, dry-run, endpoint, firewall, gateway, keepalive, key, lockdown, log-level, metrics, mtu, offload, peer-key, psk, route, routes, suite, txqueuelen, user)"
+                == "t.toml:2: key 'colour': not an option of tunvpn client (keys: dev, dry-run, endpoint, firewall, gateway, ipv6, keepalive, key, lockdown, log-level, metrics, mtu, offload, peer-key, psk, route, routes, suite, txqueuelen, user)"
         )
         // A client-only key in a server file.
         #expect(error("\n\nendpoint = \"a:1\"", server)?.hasPrefix("t.toml:3: key 'endpoint': not an option of tunvpn server (keys: ") == true)

@@ -289,7 +289,7 @@ struct InstanceEndToEndTests {
         #expect(planted.status == 1, "\(planted)")
         #expect(
             planted.stderr
-                == "tunvpn: error: could not undo: `touch \(marker)`: not run: touch is not one of ip, nft, iptables, sysctl\n",
+                == "tunvpn: error: could not undo: `touch \(marker)`: not run: touch is not one of ip, nft, iptables, ip6tables, sysctl\n",
             "\(planted)")
         #expect(!FileManager.default.fileExists(atPath: marker), "the planted line ran")
     }

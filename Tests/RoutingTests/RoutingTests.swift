@@ -229,8 +229,8 @@ final class MemoryJournal: JournalStore {
 
     @Test func commandsOfOtherShapesAreRefusedWithTheirReason() {
         let refused: [(JournalEntry, String)] = [
-            (JournalEntry(undo: ["touch", "/tmp/x"]), "touch is not one of ip, nft, iptables, sysctl"),
-            (JournalEntry(undo: ["/usr/sbin/ip", "route", "del", "0.0.0.0/1"]), "/usr/sbin/ip is not one of ip, nft, iptables, sysctl"),
+            (JournalEntry(undo: ["touch", "/tmp/x"]), "touch is not one of ip, nft, iptables, ip6tables, sysctl"),
+            (JournalEntry(undo: ["/usr/sbin/ip", "route", "del", "0.0.0.0/1"]), "/usr/sbin/ip is not one of ip, nft, iptables, ip6tables, sysctl"),
             (JournalEntry(undo: ["ip", "netns", "exec", "x", "touch", "/tmp/x"]), "ip with netns is never replayed"),
             (JournalEntry(undo: ["ip", "-batch", "/tmp/cmds"]), "ip with -batch is never replayed"),
             (JournalEntry(undo: ["ip", "-b", "/tmp/cmds"]), "ip with -b is never replayed"),
@@ -269,7 +269,7 @@ final class MemoryJournal: JournalStore {
         let result = try PlanExecutor(executor: executor, journal: journal).tearDown()
         #expect(executor.ran == ["ip -4 route del 0.0.0.0/1 dev tun0"])
         #expect(result.undone == 2)
-        #expect(result.failures == ["`touch /tmp/x`: not run: touch is not one of ip, nft, iptables, sysctl"])
+        #expect(result.failures == ["`touch /tmp/x`: not run: touch is not one of ip, nft, iptables, ip6tables, sysctl"])
         #expect(journal.lines.isEmpty)
     }
 }
@@ -326,5 +326,162 @@ final class MemoryJournal: JournalStore {
         #expect(try PlanExecutor(executor: executor, journal: journal).tearDown().undone == 1)
         #expect(executor.ran == ["nft delete table inet tunvpn_lock_tun0"])
         #expect(journal.lines.isEmpty)
+    }
+}
+
+@Suite struct IPv6PlanTests {
+    let server = ServerPlanInput(
+        tunDevice: "tun0", tunnelNetwork: "10.8.0.0/16", egressDevice: "eth0", mtu: 1420, iptablesForwardExists: false,
+        tunnelNetwork6: "fd00:8::/64", egressDevice6: "eth1", ip6tablesForwardExists: false,
+        egressRouterAdvertisements: RouterAdvertisements(device: "eth1", acceptRA: "1"))
+    let client = ClientPlanInput(
+        tunDevice: "tun0", serverAddress: "2001:db8::7", serverRoute: RouteLookup(via: "fe80::1", device: "eth0"),
+        routes: [], gateway: false, mtu: 1420, ipv6: true)
+
+    func commands(_ plan: Plan) -> [String] { plan.changes.map { $0.applyCommand.joined(separator: " ") } }
+    func table(_ plan: Plan, _ family: String) -> String? {
+        for case .nftTable(let f, _, let ruleset) in plan.changes where f == family { return ruleset }
+        return nil
+    }
+
+    @Test func aDualStackServerForwardsAndMasqueradesIPv6OutOfTheIPv6EgressInAnIp6TableBesideTheIpOne() throws {
+        let plan = Planner.server(server)
+        #expect(commands(plan).prefix(5) == [
+            "sysctl -w net.ipv4.ip_forward=1", "nft -f -",
+            "sysctl -w net.ipv6.conf.eth1.accept_ra=2", "sysctl -w net.ipv6.conf.all.forwarding=1", "nft -f -",
+        ])
+        #expect(plan.changes.count == 5)
+        let v4 = try #require(table(plan, "ip"))
+        let v6 = try #require(table(plan, "ip6"))
+        #expect(v4.contains("ip saddr 10.8.0.0/16 oifname \"eth0\" masquerade") && !v4.contains("ip6"))
+        #expect(v6.hasPrefix("table ip6 tunvpn_tun0 {"))
+        #expect(v6.contains("ip6 saddr fd00:8::/64 oifname \"eth1\" masquerade"))
+        #expect(v6.contains("iifname \"tun0\" accept") && v6.contains("oifname \"tun0\" ct state established,related accept"))
+        #expect(v6.contains("iifname \"tun0\" tcp flags syn / syn,rst tcp option maxseg size set rt mtu"), "MTU - 60 for IPv6")
+        #expect(plan.changes.last?.undoCommand() == ["nft", "delete", "table", "ip6", "tunvpn_tun0"])
+        #expect(plan.changes[2].undoCommand(previousValue: "1") == ["sysctl", "-w", "net.ipv6.conf.eth1.accept_ra=1"])
+    }
+
+    @Test func acceptRAIsLeftAloneWhenItIsZeroAndIPv6IsUntouchedWithoutAnIPv6Network() {
+        var input = server
+        input.egressRouterAdvertisements = RouterAdvertisements(device: "eth1", acceptRA: "0")
+        #expect(!commands(Planner.server(input)).contains { $0.contains("accept_ra") }, "0: the operator wants none")
+        input.egressRouterAdvertisements = RouterAdvertisements(device: "eth1", acceptRA: "2")
+        #expect(commands(Planner.server(input)).contains("sysctl -w net.ipv6.conf.eth1.accept_ra=2"), "a killed run's 2 may be undone before the step")
+        input.egressRouterAdvertisements = RouterAdvertisements(device: "eth1.100", acceptRA: "1")
+        #expect(!commands(Planner.server(input)).contains { $0.contains("accept_ra") }, "a dotted name has no dotted sysctl key")
+        input.tunnelNetwork6 = nil
+        let plan = Planner.server(input)
+        #expect(commands(plan) == ["sysctl -w net.ipv4.ip_forward=1", "nft -f -"])
+        #expect(table(plan, "ip6") == nil)
+    }
+
+    @Test func theIptablesBackendTagsIp6tablesRulesTheSameWayAndUndoesThem() {
+        var input = server
+        input.firewall = .iptables
+        let plan = Planner.server(input)
+        let v6 = plan.changes.filter { if case .ip6tablesRule = $0 { return true } else { return false } }
+        #expect(v6.count == 5)
+        #expect(v6.allSatisfy { $0.applyCommand.first == "ip6tables" && $0.applyCommand.contains("tunvpn:tun0") })
+        #expect(v6.contains { $0.applyCommand == [
+            "ip6tables", "-t", "nat", "-I", "POSTROUTING", "1", "-s", "fd00:8::/64", "-o", "eth1", "-m", "comment", "--comment",
+            "tunvpn:tun0", "-j", "MASQUERADE",
+        ] })
+        #expect(v6.contains { $0.applyCommand.contains("--clamp-mss-to-pmtu") && $0.applyCommand.contains("mangle") })
+        #expect(v6.map { $0.undoCommand().prefix(5).joined(separator: " ") }.contains("ip6tables -t nat -D POSTROUTING"))
+        #expect(commands(plan).contains("sysctl -w net.ipv6.conf.all.forwarding=1"))
+        // With nft and an ip6tables FORWARD chain (Docker), the accepts go there too.
+        var nft = server
+        nft.ip6tablesForwardExists = true
+        #expect(commands(Planner.server(nft)).suffix(2) == [
+            "ip6tables -t filter -I FORWARD 1 -i tun0 -m comment --comment tunvpn:tun0 -j ACCEPT",
+            "ip6tables -t filter -I FORWARD 2 -o tun0 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment tunvpn:tun0 -j ACCEPT",
+        ])
+    }
+
+    @Test func aFullTunnelTakesBothHalvesOfIPv6AndKeepsAnIPv6ServerOnTheOldGateway() {
+        let plan = Planner.client(client)
+        #expect(commands(plan) == [
+            "ip -6 route add 2001:db8::7/128 via fe80::1 dev eth0",
+            "ip -4 route add 0.0.0.0/1 dev tun0", "ip -4 route add 128.0.0.0/1 dev tun0",
+            "ip -6 route add ::/1 dev tun0", "ip -6 route add 8000::/1 dev tun0",
+        ])
+        #expect(plan.changes[0].undoCommand() == ["ip", "-6", "route", "del", "2001:db8::7/128", "via", "fe80::1", "dev", "eth0"])
+        var noIPv6Host = client
+        noIPv6Host.ipv6 = false
+        noIPv6Host.serverAddress = "203.0.113.7"
+        noIPv6Host.serverRoute = RouteLookup(via: "192.168.1.1", device: "eth0")
+        #expect(!commands(Planner.client(noIPv6Host)).contains { $0.contains("-6") })
+    }
+
+    @Test func aSplitTunnelRoutesIPv6PrefixesAsGiven() {
+        var input = client
+        input.routes = ["10.0.0.0/8", "2001:db8:100::/48"]
+        #expect(commands(Planner.client(input)) == [
+            "ip -6 route add 2001:db8::7/128 via fe80::1 dev eth0", "ip -4 route add 10.0.0.0/8 dev tun0",
+            "ip -6 route add 2001:db8:100::/48 dev tun0",
+        ])
+    }
+
+    @Test(arguments: [FirewallBackend.nftables, .iptables])
+    func gatewayModeForwardsAndMasqueradesIPv6IntoTheTunnel(firewall: FirewallBackend) throws {
+        var input = client
+        input.gateway = true
+        input.firewall = firewall
+        input.routerAdvertisements = RouterAdvertisements(device: "eth0", acceptRA: "1")
+        let plan = Planner.client(input)
+        let all = commands(plan)
+        #expect(all.contains("sysctl -w net.ipv6.conf.all.forwarding=1"))
+        let ra = try #require(all.firstIndex(of: "sysctl -w net.ipv6.conf.eth0.accept_ra=2"))
+        #expect(ra < all.firstIndex(of: "sysctl -w net.ipv6.conf.all.forwarding=1")!)
+        if firewall == .nftables {
+            let v6 = try #require(table(plan, "ip6"))
+            #expect(v6.contains("oifname \"tun0\" masquerade") && v6.contains("oifname \"tun0\" accept"))
+        } else {
+            #expect(all.contains("ip6tables -t nat -I POSTROUTING 1 -o tun0 -m comment --comment tunvpn:tun0 -j MASQUERADE"))
+            #expect(all.filter { $0.hasPrefix("ip6tables") }.count == 5)
+        }
+    }
+
+    @Test func theKillSwitchLetsOnlyTheFramesToAnIPv6ServerAndNeighbourDiscoveryOut() {
+        let plan = Planner.lockdown(tunDevice: "tun0", server: "2001:db8::7", port: 51820)
+        guard case .nftTable(let family, _, let ruleset) = plan.changes.first else {
+            Issue.record("expected a table")
+            return
+        }
+        #expect(family == "inet")
+        #expect(ruleset.contains("ip6 daddr 2001:db8::7 udp dport 51820 accept"))
+        #expect(ruleset.contains("ip6 saddr 2001:db8::7 udp sport 51820 accept"))
+        #expect(ruleset.contains("nd-neighbor-solicit") && ruleset.contains("ip6 hoplimit 255 accept"))
+        #expect(!ruleset.contains("ip daddr"))
+        let v4 = Planner.lockdown(tunDevice: "tun0", server: "203.0.113.7", port: 51820).changes[0]
+        if case .nftTable(_, _, let r) = v4 { #expect(!r.contains("icmpv6"), "an IPv4 server needs no neighbour discovery") }
+    }
+
+    @Test func theQuietStepTurnsOffLinkLocalAddressesOfTheDevice() {
+        #expect(Planner.quietIPv6(device: "tun0") == .sysctl(key: "net.ipv6.conf.tun0.addr_gen_mode", value: "1"))
+        #expect(Planner.quietIPv6(device: "tun.1") == nil)
+    }
+
+    @Test func theDeviceStepShowsItsIPv6Address() {
+        let plan = Plan([.device(DeviceSettings(device: "tun0", address: nil, mtu: 1420, transmitQueueLength: 1000))])
+            .withDeviceAddress("10.8.0.2/16", address6: "fd00:8::2/64")
+        #expect(plan.script == "ip addr add 10.8.0.2/16 dev tun0\nip link set tun0 mtu 1420 txqueuelen 1000 up\nip -6 addr add fd00:8::2/64 dev tun0\n")
+    }
+
+    @Test func everyIPv6UndoIsReplayable() {
+        var ipt = server
+        ipt.firewall = .iptables
+        var gw = client
+        gw.gateway = true
+        gw.routerAdvertisements = RouterAdvertisements(device: "eth0", acceptRA: "1")
+        var gwIpt = gw
+        gwIpt.firewall = .iptables
+        let plans = [Planner.server(server), Planner.server(ipt), Planner.client(gw), Planner.client(gwIpt),
+            Planner.lockdown(tunDevice: "tun0", server: "2001:db8::7", port: 51820), Plan([Planner.quietIPv6(device: "tun0")!])]
+        for change in plans.flatMap(\.changes) {
+            let entry = JournalEntry(undo: change.undoCommand(previousValue: "1"))
+            #expect(ReplayPolicy.refusal(entry) == nil, "\(entry.undo)")
+        }
     }
 }
