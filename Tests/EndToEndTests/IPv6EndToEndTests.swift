@@ -201,7 +201,6 @@ struct IPv6EndToEndTests {
     /// Checks that, before any tunnel, C reaches H over IPv6 through the LAN's router (so a leak would show
     /// at H), starts H's web server and a capture on all of H's interfaces, and returns both.
     func prepareLeakCheck(_ lab: TunnelLab) throws -> (web: BackgroundProcess, seen: Capture) {
-        try lab.makeKeys()
         #expect(try lab["C"].waitForPing(lab.internetHost6), "C reaches H over IPv6 without the tunnel")
         #expect(try lab["C"].ping(lab.internetHost, count: 1).status != 0, "but not over IPv4")
         let web = try lab.startWebServer()
