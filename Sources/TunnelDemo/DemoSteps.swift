@@ -431,8 +431,11 @@ final class DemoSteps {
         try startServerAndClient(binary, run: "-2")
 
         say("  capturing on the client's c0 and on the internet host's i0 meanwhile")
-        let wire = try lab.start("capture-c0-2", in: client, ["tcpdump", "-l", "-nn", "-i", "c0"])
-        let far = try lab.start("capture-i0", in: internet, ["tcpdump", "-l", "-nn", "-i", "i0", "ip6"])
+        // --immediate-mode: each packet is printed as it arrives, not when a buffer block fills or times out,
+        // so none is still waiting in the kernel when tcpdump is stopped (pcap(3PCAP)).
+        let wire = try lab.start("capture-c0-2", in: client, ["tcpdump", "-l", "--immediate-mode", "-nn", "-i", "c0"])
+        let far = try lab.start(
+            "capture-i0", in: internet, ["tcpdump", "-l", "--immediate-mode", "-nn", "-i", "i0", "ip6"])
         for p in [wire, far] { _ = try lab.waitForLog(p, containing: "listening on", seconds: 5, what: "tcpdump") }
 
         say("  $ ping -c 1 \(Self.internet6)     (in the client)")
