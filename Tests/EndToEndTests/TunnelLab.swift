@@ -144,10 +144,10 @@ final class TunnelLab {
     }
 
     /// `tunvpn client` with key `key` and the server key file `serverKey`, towards `endpoint` (an address
-    /// of the server's underlay, an IPv6 one without brackets; by default S's s0, over IPv6 in an
+    /// of the server's underlay, an IPv6 one with or without brackets; by default S's s0, over IPv6 in an
     /// `underlay6` lab), before any defaults.
     func clientArguments(key: String = "client", serverKey: String = "server", endpoint: String? = nil) -> [String] {
-        let host = endpoint.map { $0.contains(":") ? "[\($0)]" : $0 } ?? serverEndpointHost
+        let host = endpoint.map { $0.contains(":") && !$0.hasPrefix("[") ? "[\($0)]" : $0 } ?? serverEndpointHost
         return [
             "client", "--key", path("keys/\(key).key"), "--peer-key", path("keys/\(serverKey).pub"),
             "--endpoint", "\(host):\(Self.port)", "--dev", "tun0",
