@@ -3,9 +3,9 @@
 // with a UDP_GRO control message giving their size; `load` reads what recvmmsg left and `drain` cuts the
 // runs into a PacketBatch's slots.
 //
-// Input: batch capacity and slot size, then per message: its length, whether it carries a UDP_GRO
-// cmsg and with what segment size (any Int32, as a hostile or buggy kernel might send), the source
-// address, and its bytes. The messages are written where recvmmsg would write them.
+// Input: batch capacity and slot size, then per message: its length, a flag byte (bit 0: it carries a
+// UDP_GRO cmsg; bit 1: the socket is AF_INET6, so the source is written IPv4-mapped), the segment size
+// (any Int32, as a hostile or buggy kernel might send), the source address, and its bytes. The messages are written where recvmmsg would write them.
 // Invariants: draining hands out every byte of every message exactly once, in order, each datagram
 // min(segment, left) long (or marked truncated as slotSize + 1 when it does not fit), from the message's
 // source, and never writes past a slot.
@@ -27,9 +27,9 @@ public func main(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointe
 
 /// One message as the seed writer and the target describe it.
 func message(length: Int, gro: Bool, segment: Int32, address: [UInt8] = [10, 0, 0, 1], port: UInt16 = 51820,
-    fill: UInt8 = 0x5a) -> [UInt8]
+    fill: UInt8 = 0x5a, dualStack: Bool = false) -> [UInt8]
 {
-    le16(UInt16(length)) + [gro ? 1 : 0] + le32(UInt32(bitPattern: segment)) + address + le16(port)
+    le16(UInt16(length)) + [(gro ? 1 : 0) | (dualStack ? 2 : 0)] + le32(UInt32(bitPattern: segment)) + address + le16(port)
         + chunk((0..<min(length, 64)).map { UInt8(truncatingIfNeeded: $0) ^ fill })
 }
 
@@ -46,6 +46,8 @@ public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutabl
             ("small-batch", [1] + le16(64) + message(length: 300, gro: true, segment: 7)
                 + message(length: 65535, gro: true, segment: 65535)),
             ("empty-message", [2] + le16(100) + message(length: 0, gro: false, segment: 0)),
+            ("dual-stack", [8] + le16(1500) + message(length: 2800, gro: true, segment: 1400, dualStack: true)
+                + message(length: 100, gro: false, segment: 0, address: [192, 0, 2, 7], dualStack: true)),
         ]
     }
     return 0
@@ -75,7 +77,11 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     while !input.isAtEnd && received < GROStorage.buffers {
         let i = received
         let length = Int(input.uint16())  // the kernel never reports more than the 64 KiB buffer
-        let hasGRO = input.byte() & 1 == 1
+        let flags = input.byte()
+        let hasGRO = flags & 1 == 1
+        // Bit 1: the socket is AF_INET6 (dual stack), so the kernel reports the IPv4 source v4-mapped; it
+        // must come back out as the same IPv4 endpoint.
+        let family = flags & 2 == 2 ? AF_INET6 : AF_INET
         let segment = Int32(bitPattern: input.uint32())
         let address = input.fixed(4)
         let port = UInt16(input.byte()) << 8 | UInt16(input.byte())
@@ -89,7 +95,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         v.messages[i].msg_len = UInt32(length)
         let source = Endpoint(
             address: IPv4Address(address[0], address[1], address[2], address[3]), port: port)
-        v.setAddress(i, to: source)
+        v.setAddress(i, to: source, family: family)
         if hasGRO {
             let header = gro.control(i).assumingMemoryBound(to: cmsghdr.self)
             header.pointee.cmsg_level = Int32(IPPROTO_UDP)
