@@ -14,8 +14,8 @@
 #   veth:   C: 10.201.0.0/24 via 10.101.0.1, fd00:201::/64 via fd00:101::1; H: the reverse routes
 #
 # S's IPv6 default route gives the server IPv6 egress, without which the client would answer IPv6 for H
-# itself (docs/PROTOCOL.md). Each round runs, in turn: the tunnel over an IPv4 underlay, the tunnel over an
-# IPv6 underlay, the bare path; in each, iperf3 TCP C→H and H→C (-R) to H's IPv4 address, then to its IPv6
+# itself (docs/PROTOCOL.md). Each round runs, in turn (each round starting one later than the one before):
+# the tunnel over an IPv4 underlay, the tunnel over an IPv6 underlay, the bare path; in each, iperf3 TCP C→H and H→C (-R) to H's IPv4 address, then to its IPv6
 # address. Each gets freshly made namespaces and is torn down completely before the next starts. Nothing is
 # changed in the root network namespace; every process started here is stopped by PID and every namespace
 # (named after this script's PID) deleted on any exit.
@@ -205,8 +205,11 @@ run_path() {
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 started_at=$(date +%s)
 note "tunvpn: $tunvpn; $ROUNDS round(s) of ${DURATION} s iperf3 TCP tests"
+# Each round starts one path later than the one before (tunnel4 tunnel6 veth, then tunnel6 veth tunnel4, …),
+# so that no path always runs first, right after the previous round's teardown.
+read -r -a order <<<"$PATHS"
 for round in $(seq "$ROUNDS"); do
-    for p in $PATHS; do run_path "$p"; done
+    for i in $(seq 0 $((${#order[@]} - 1))); do run_path "${order[$(((i + round - 1) % ${#order[@]}))]}"; done
 done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
