@@ -112,7 +112,7 @@ done
 
 # ---- state and cleanup -----------------------------------------------------------------------------
 # shellcheck source=lib/topology.sh
-. "$here/lib/topology.sh" # pids, namespaces, topo_*, stop_pid, wait_for
+. "$here/lib/topology.sh" # pids, namespaces, topo_*, stop_pid, wait_for, run_wait, in_ns
 tag="tvflood$$"
 NS_C="$tag-c"; NS_S="$tag-s"; NS_F="$tag-f"
 work=$(mktemp -d "/tmp/$tag.XXXXXX")

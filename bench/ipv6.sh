@@ -84,7 +84,7 @@ fi
 
 # ---- state and cleanup -----------------------------------------------------------------------------
 # shellcheck source=lib/topology.sh
-. "$here/lib/topology.sh" # pids, namespaces, topo_*, stop_pid, wait_for
+. "$here/lib/topology.sh" # pids, namespaces, topo_*, stop_pid, wait_for, run_wait, in_ns
 tag="tvip6$$"
 NS_C="$tag-c"; NS_S="$tag-s"; NS_H="$tag-h"
 work=$(mktemp -d "/tmp/$tag.XXXXXX")
@@ -92,21 +92,6 @@ raw="$work/raw.tsv"; : >"$raw"
 failures=()
 topo_traps
 
-forget_pid() { local p=$1 keep=() x; for x in "${pids[@]}"; do [ "$x" = "$p" ] || keep+=("$x"); done; pids=("${keep[@]}"); }
-
-# run_wait OUT ERR SECONDS CMD…: as in bench/run.sh (a signal reaches the trap at once).
-run_wait() {
-    local out=$1 err=$2 secs=$3 pid rc=0
-    shift 3
-    timeout --kill-after=5 "$secs" "$@" >"$out" 2>"$err" &
-    pid=$!
-    pids+=("$pid")
-    wait "$pid" || rc=$?
-    forget_pid "$pid"
-    return "$rc"
-}
-
-in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
 make_topology() {
     topo_namespaces "$NS_C" "$NS_S" "$NS_H"

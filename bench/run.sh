@@ -122,29 +122,9 @@ failures=()
 clk_tck=$(getconf CLK_TCK)
 started_at=$(date +%s)
 
-forget_pid() { local p=$1 keep=() x; for x in "${pids[@]}"; do [ "$x" = "$p" ] || keep+=("$x"); done; pids=("${keep[@]}"); }
-
 topo_files=("/var/run/wireguard/$WG_C.sock" "/var/run/wireguard/$WG_S.sock") # topo_teardown removes them
 topo_traps
 
-# run_wait OUT ERR SECONDS CMD…: runs CMD in the background under `timeout`, stdout to OUT and stderr to
-# ERR, and waits, so a signal reaches our trap at once (bash runs traps only between foreground commands).
-# The redirections must stay on the background command: with them on a function call around `wait`,
-# bash 5.2 dies of SIGTERM without running the trap. Returns CMD's status.
-run_wait() {
-    local out=$1 err=$2 secs=$3 pid rc=0
-    shift 3
-    timeout --kill-after=5 "$secs" "$@" >"$out" 2>"$err" &
-    pid=$!
-    pids+=("$pid")
-    wait "$pid" || rc=$?
-    forget_pid "$pid"
-    return "$rc"
-}
-
-# Runs CMD inside a namespace. Background processes are started with `ip netns exec` itself, never through
-# this function, so that $! is the process (ip execs it) and not a subshell.
-in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
 # ---- topology --------------------------------------------------------------------------------------
 make_topology() {

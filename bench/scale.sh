@@ -77,7 +77,7 @@ loadgen=$bin/tunvpn-loadgen
 
 # ---- state and cleanup -----------------------------------------------------------------------------
 # shellcheck source=lib/topology.sh
-. "$here/lib/topology.sh" # pids, namespaces, topo_*, stop_pid, wait_for
+. "$here/lib/topology.sh" # pids, namespaces, topo_*, stop_pid, wait_for, run_wait, in_ns
 tag="tvscale$$"
 NS_G="$tag-g"; NS_S="$tag-s"; NS_C="$tag-c"
 work=$(mktemp -d "/tmp/$tag.XXXXXX")

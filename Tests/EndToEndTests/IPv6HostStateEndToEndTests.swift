@@ -287,19 +287,7 @@ struct IPv6HostStateEndToEndTests {
             try lab.makeKeys()
             for key in ["net.ipv6.conf.all.disable_ipv6", "net.ipv6.conf.default.disable_ipv6"] { try lab["C"].sysctl(key, "0") }
             _ = try lab.startServer()
-            try lab["C"].ip("tuntap", "add", "dev", "tun0", "mode", "tun", "user", "nobody")
-            chmod(lab.path("keys"), 0o755)
-            let pw = try #require(getpwnam("nobody"))
-            #expect(chown(lab.path("keys/client.key"), pw.pointee.pw_uid, pw.pointee.pw_gid) == 0)
-            let tun = lab.path("net-tun")
-            #expect(try runCommand("mknod", ["-m", "666", tun, "c", "10", "200"]).status == 0)
-            let client = try lab.startClient(
-                endpoint: lab.topology.address("S", "s0"),
-                wrapper: [
-                    "unshare", "--mount", "--propagation", "private", "sh", "-c", #"mount --bind "$0" /dev/net/tun && exec "$@""#, tun,
-                    "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all,+net_admin",
-                    "--ambient-caps=-all,+net_admin", "--bounding-set=-all,+net_admin",
-                ])
+            let client = try lab.startClientAsNobody()
             _ = try lab.waitForTunnelUp(client)
             #expect(try lab["C"].ping(TunnelLab.serverTunnelAddress).status == 0, "the tunnel works")
             #expect(!client.log.contains("cannot journal"), "\(client.log)")

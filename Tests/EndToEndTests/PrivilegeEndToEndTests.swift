@@ -100,22 +100,9 @@ struct PrivilegeEndToEndTests {
             let clientKey = try lab.keygen("client")
             try lab.writeAllowList([clientKey])
             _ = try lab.startServer()
-            // The operator's part: a persistent TUN device the user may open, and readable key files.
-            try lab["C"].ip("tuntap", "add", "dev", "tun0", "mode", "tun", "user", "nobody")
-            chmod(lab.path("keys"), 0o755)
-            let pw = try #require(getpwnam("nobody"))
-            #expect(chown(lab.path("keys/client.key"), pw.pointee.pw_uid, pw.pointee.pw_gid) == 0)
-            // /dev/net/tun is usually 0666; where the machine has it 0600, the client gets a 0666 node of the
-            // same device (10, 200) bound over it in a mount namespace of its own.
-            let tun = lab.path("net-tun")
-            #expect(try runCommand("mknod", ["-m", "666", tun, "c", "10", "200"]).status == 0)
-            let client = try lab.startClient(
-                endpoint: lab.topology.address("S", "s0"),
-                wrapper: [
-                    "unshare", "--mount", "--propagation", "private", "sh", "-c", #"mount --bind "$0" /dev/net/tun && exec "$@""#, tun,
-                    "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all,+net_admin",
-                    "--ambient-caps=-all,+net_admin", "--bounding-set=-all,+net_admin",
-                ])
+            // The operator's part (a persistent TUN device the user may open, readable key files) and the
+            // unprivileged start.
+            let client = try lab.startClientAsNobody()
             let address = try lab.waitForTunnelUp(client)
             #expect(address == "10.8.0.2")
             #expect(try lab["C"].ping(TunnelLab.serverTunnelAddress).status == 0, "the tunnel works")

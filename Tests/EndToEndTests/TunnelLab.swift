@@ -180,6 +180,26 @@ final class TunnelLab {
                 + ["--log-level", logLevel] + extra)
     }
 
+    /// Starts the client in C as `nobody` with CAP_NET_ADMIN alone (setpriv, ambient and bounding sets), as
+    /// an operator would run it unprivileged: a persistent tun0 owned by nobody, the key readable by it, and
+    /// — since /dev/net/tun is 0600 on some machines — a 0666 node of the same device (10, 200) bound over
+    /// /dev/net/tun in a mount namespace of the client's own.
+    func startClientAsNobody(extra: [String] = []) throws -> BackgroundProcess {
+        try self["C"].ip("tuntap", "add", "dev", "tun0", "mode", "tun", "user", "nobody")
+        chmod(path("keys"), 0o755)
+        let pw = try #require(getpwnam("nobody"))
+        try #require(chown(path("keys/client.key"), pw.pointee.pw_uid, pw.pointee.pw_gid) == 0)
+        let tun = path("net-tun")
+        try #require(try runCommand("mknod", ["-m", "666", tun, "c", "10", "200"]).status == 0)
+        return try startClient(
+            endpoint: topology.address("S", "s0"), extra: extra,
+            wrapper: [
+                "unshare", "--mount", "--propagation", "private", "sh", "-c", #"mount --bind "$0" /dev/net/tun && exec "$@""#, tun,
+                "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all,+net_admin",
+                "--ambient-caps=-all,+net_admin", "--bounding-set=-all,+net_admin",
+            ])
+    }
+
     /// Starts the server in S and the client in C (with `extra`) and waits for the tunnel; returns both.
     func startTunnel(client extra: [String] = []) throws -> (server: BackgroundProcess, client: BackgroundProcess) {
         let server = try startServer()

@@ -1,5 +1,5 @@
 # bench/lib/topology.sh: the namespace topology and process bookkeeping that bench/run.sh,
-# bench/scale.sh and bench/flood.sh share. Source it (bash); it defines functions and two arrays and runs
+# bench/scale.sh, bench/flood.sh and bench/ipv6.sh share. Source it (bash); it defines functions and two arrays and runs
 # nothing itself.
 #
 #   pids=()        every process the script started and has not reaped (the script appends to it)
@@ -16,6 +16,28 @@
 pids=()
 namespaces=()
 topo_files=()
+
+# forget_pid PID: drops PID from pids once the script has reaped it.
+forget_pid() { local p=$1 keep=() x; for x in "${pids[@]}"; do [ "$x" = "$p" ] || keep+=("$x"); done; pids=("${keep[@]}"); }
+
+# run_wait OUT ERR SECONDS CMD…: runs CMD in the background under `timeout`, stdout to OUT and stderr to
+# ERR, and waits, so a signal reaches the script's trap at once (bash runs traps only between foreground
+# commands). The redirections must stay on the background command: with them on a function call around
+# `wait`, bash 5.2 dies of SIGTERM without running the trap. Returns CMD's status.
+run_wait() {
+    local out=$1 err=$2 secs=$3 pid rc=0
+    shift 3
+    timeout --kill-after=5 "$secs" "$@" >"$out" 2>"$err" &
+    pid=$!
+    pids+=("$pid")
+    wait "$pid" || rc=$?
+    forget_pid "$pid"
+    return "$rc"
+}
+
+# in_ns NS CMD…: runs CMD inside a namespace. Background processes are started with `ip netns exec` itself,
+# never through this function, so that $! is the process (ip execs it) and not a subshell.
+in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
 # topo_namespaces NS…: makes each namespace with its loopback up, and remembers it for topo_teardown.
 topo_namespaces() {
