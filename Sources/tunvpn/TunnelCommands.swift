@@ -97,8 +97,9 @@ struct Server: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Accept clients, decrypt their packets into a TUN device, and send replies back encrypted.",
         discussion: """
-            The allow-list (--clients) holds one client public key per line, optionally followed by a fixed
-            tunnel address and a # comment; other clients get addresses from the --address prefix.
+            The allow-list (--clients) holds one client public key per line, optionally followed by fixed
+            tunnel addresses (one IPv4, one IPv6, either order) and a # comment; what a line does not fix
+            comes from the --address prefixes.
             Examples:
               tunvpn server --key keys/server.key
               tunvpn server --key keys/server.key --listen [::]:51820 --address 10.8.0.1/16 --clients keys/clients
