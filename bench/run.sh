@@ -101,8 +101,8 @@ if [ -n "${TUNVPN:-}" ]; then
 else
     command -v swift >/dev/null || die "swift not found: install Swift 6 or set TUNVPN=/path/to/tunvpn"
     scratch=${SCRATCH_PATH:-.build-static}
-    note "building tunvpn (swift build -c release --static-swift-stdlib --scratch-path $scratch: the single binary the README installs)"
-    (cd "$repo" && timeout 1800 swift build -c release --static-swift-stdlib --scratch-path "$scratch" >&2) \
+    note "building tunvpn (swift build -c release --static-swift-stdlib --product tunvpn --scratch-path $scratch: the single binary the README installs)"
+    (cd "$repo" && timeout 1800 swift build -c release --static-swift-stdlib --product tunvpn --scratch-path "$scratch" >&2) \
         || die "swift build -c release failed (see above)"
     tunvpn="$(cd "$repo" && swift build -c release --static-swift-stdlib --scratch-path "$scratch" --show-bin-path)/tunvpn"
     [ -x "$tunvpn" ] || die "build finished but $tunvpn is missing"
