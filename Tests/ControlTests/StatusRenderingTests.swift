@@ -170,6 +170,7 @@ enum StatusFixture {
                 tunvpn_handshake_failures_total{reason="rateLimited"} 0
                 tunvpn_handshake_failures_total{reason="unsafeAssignment"} 0
                 tunvpn_handshake_failures_total{reason="unsupportedVersion"} 0
+                tunvpn_handshake_failures_total{reason="invalidDNSSettings"} 0
                 # HELP tunvpn_dropped_frames_total Frames and packets dropped, by reason.
                 # TYPE tunvpn_dropped_frames_total counter
                 tunvpn_dropped_frames_total{reason="malformed"} 0
