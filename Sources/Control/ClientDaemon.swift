@@ -9,7 +9,15 @@ import Glibc
 import Logging
 import Platform
 import Routing
+import Synchronization
 import Transport
+
+/// The DNS settings a client applied and how, for `show` and `--json` (nil until applied).
+final class DNSStatus: Sendable {
+    private let value = Mutex<(method: DNSMethod, dns: DNSSettings)?>(nil)
+    func set(_ v: (DNSMethod, DNSSettings)?) { value.withLock { $0 = v } }
+    var current: (method: DNSMethod, dns: DNSSettings)? { value.withLock { $0 } }
+}
 
 /// A client's settings, as `tunvpn client` (flags and config file) gives them.
 public struct ClientConfiguration: Sendable {
@@ -34,6 +42,11 @@ public struct ClientConfiguration: Sendable {
     public var gateway = false
     /// Block all traffic outside the tunnel while the client runs (and after a crash).
     public var lockdown = false
+    /// --no-dns: apply none of the DNS settings the server pushes.
+    public var noDNS = false
+    /// --dns: resolvers used instead of the pushed ones (the pushed search domains stay); empty for the
+    /// pushed ones.
+    public var dns: [IPAddress] = []
 
     public init(peerKeyFile: String, endpoint: String) {
         self.peerKeyFile = peerKeyFile
@@ -64,6 +77,41 @@ public enum ClientDaemon {
         let lockdown = c.lockdown
             ? Planner.lockdown(tunDevice: c.tunnel.device, server: "\(server.address)", port: server.port) : Plan()
         return (lockdown, Plan(c.tunnel.quietIPv6Steps() + [c.tunnel.deviceChange(address: nil)] + routes.changes))
+    }
+
+    /// Full tunnel: all of IPv4 (and IPv6) is routed into the tunnel (no --route, no --no-routes).
+    static func fullTunnel(_ c: ClientConfiguration) -> Bool { c.routes?.isEmpty == true && c.routes6.isEmpty }
+
+    /// The DNS settings in force for `pushed`: the client's --dns resolvers instead of the pushed ones, the
+    /// pushed search domains; nothing with --no-dns.
+    public static func dnsInForce(_ c: ClientConfiguration, pushed: DNSSettings) -> DNSSettings {
+        guard !c.noDNS else { return .none }
+        return DNSSettings(resolvers: c.dns.isEmpty ? pushed.resolvers : c.dns, searchDomains: pushed.searchDomains)
+    }
+
+    /// The resolver steps for `dns` by `method` (none when there is nothing to apply); applied at tunnel-up
+    /// and again when a later handshake changes the settings.
+    public static func dnsPlan(_ c: ClientConfiguration, dns: DNSSettings, method: DNSMethod) -> Plan {
+        guard !dns.isEmpty else { return Plan() }
+        return Planner.dns(
+            DNSPlanInput(
+                tunDevice: c.tunnel.device, method: method, resolvers: dns.resolvers.map(\.description), search: dns.searchDomains,
+                fullTunnel: fullTunnel(c)))
+    }
+
+    /// The leak block applied at tunnel-up in full-tunnel mode without --lockdown (whose drop policy
+    /// already stops DNS outside the tunnel), unless --no-dns.
+    ///
+    /// - Throws: `ControlError` when no firewall is installed.
+    public static func dnsLeakPlan(_ c: ClientConfiguration) throws -> Plan {
+        guard !c.noDNS, fullTunnel(c), !c.lockdown else { return Plan() }
+        return Planner.dnsLeakBlock(tunDevice: c.tunnel.device, firewall: try c.tunnel.firewallBackend(), ipv6: c.tunnel.ipv6Capable)
+    }
+
+    /// "resolv.conf method, resolvers 10.8.0.1, search corp.example" for the log.
+    static func dnsText(_ dns: DNSSettings, method: DNSMethod) -> String {
+        let resolvers = dns.resolvers.isEmpty ? "no resolvers" : "resolvers " + dns.resolvers.map(\.description).joined(separator: " ")
+        return "\(method.rawValue) method, \(resolvers)" + (dns.searchDomains.isEmpty ? "" : ", search " + dns.searchText)
     }
 
     /// The host's connected IPv6 networks (its LANs), which an assigned IPv6 prefix may not overlap, each
@@ -122,10 +170,29 @@ public enum ClientDaemon {
             logger.warning(
                 "--mtu \(c.tunnel.mtu) is below IPv6's minimum link MTU of 1280: IPv6 is not routed into the tunnel and leaves outside it; use --mtu 1280 or more, or --lockdown")
         }
+        let dnsMethod = ResolvConfFile.method()
+        let leakPlan = try dnsLeakPlan(c)
         if c.tunnel.dryRun {
             print(lockdownPlan.script, terminator: "")
             print(plan.script, terminator: "")
+            if !c.noDNS {
+                // The pushed settings come with the handshake: with --dns the resolvers are known now.
+                let known = dnsInForce(c, pushed: .none)
+                print("# DNS (\(dnsMethod.rawValue) method): at each handshake, the server's resolvers\(c.dns.isEmpty ? "" : " replaced by --dns") and search domains")
+                print(dnsPlan(c, dns: known, method: dnsMethod).script, terminator: "")
+                print(leakPlan.script, terminator: "")
+            }
             return
+        }
+        // Both DNS methods change root's files or services at each handshake, after the privilege drop:
+        // the client then keeps uid 0 (with CAP_NET_ADMIN alone), which owns /etc and /etc/resolv.conf.
+        var user = c.tunnel.user
+        if !c.noDNS {
+            if let asked = user, asked != "root", geteuid() == 0 {
+                throw ControlError(
+                    "--user \(asked): applying the server's DNS settings (\(dnsMethod.rawValue) method) at each handshake needs uid 0; leave --user unset, or add --no-dns (e.g. --no-dns --user \(asked))")
+            }
+            user = "root"
         }
         // Ownership first: nothing of a running instance may be touched, not even its leftovers. With
         // --lockdown the previous run's kill switch stays until the new one replaces it atomically.
@@ -134,6 +201,7 @@ public enum ClientDaemon {
         try HostSetup.removeLeftovers(
             instance, keeping: c.lockdown ? [Planner.lockdownUndo(device: dev)] : [], logger: logger)
         try HostNetwork.preflight(plan)
+        try HostNetwork.preflight(leakPlan)
         if c.lockdown {
             guard (try? c.tunnel.firewallBackend()) == .nftables else {
                 throw ControlError("--lockdown needs nftables (apt-get install nftables)")
@@ -158,11 +226,24 @@ public enum ClientDaemon {
         if c.lockdown { try HostSetup.apply(lockdownPlan, to: instance, logger: logger) }
         logger.info(
             "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name), TSO \(device.offloadsEnabled ? "on" : "off"), TUN USO \(device.udpOffloadEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
+        // The DNS settings applied last (the hooks run on the engine's inbound thread, one at a time).
+        let appliedDNS = Mutex<DNSSettings?>(nil)
+        let dnsStatus = DNSStatus()
+        @Sendable func applyDNS(_ assignment: TunnelAssignment) throws {
+            let dns = dnsInForce(c, pushed: assignment.dns)
+            guard !c.noDNS, appliedDNS.withLock({ $0 }) != dns else { return }
+            try HostSetup.apply(dnsPlan(c, dns: dns, method: dnsMethod), to: instance, logger: logger)
+            appliedDNS.withLock { $0 = dns }
+            dnsStatus.set(dns.isEmpty ? nil : (dnsMethod, dns))
+            logger.info("DNS: \(dns.isEmpty ? "the server pushes none; nothing applied" : dnsText(dns, method: dnsMethod))")
+        }
         let hooks = EngineHooks(
             tunnelUp: { assignment in
                 try HostSetup.apply(
                     plan.withDeviceAddress("\(assignment.client)", address6: deviceAddress6(c, assignment)), to: instance,
                     device: device, logger: logger)
+                try HostSetup.apply(leakPlan, to: instance, logger: logger)
+                try applyDNS(assignment)
             },
             addressChanged: { assignment in
                 // SIOCSIFADDR replaces the IPv4 address, and the device step leaves no other global IPv6
@@ -171,15 +252,21 @@ public enum ClientDaemon {
                 try HostSetup.apply(
                     deviceStep.withDeviceAddress("\(assignment.client)", address6: deviceAddress6(c, assignment)), to: instance,
                     device: device, logger: logger)
+                try applyDNS(assignment)
             })
         let engine = TunnelEngine(
             state: state, device: device, socket: socket, clock: SystemClock(wallOffset: c.tunnel.clockOffset),
             logger: logger, hooks: hooks, settings: EngineSettings(mtu: c.tunnel.mtu))
         let status = try StatusServices.start(
             engine: engine, device: dev, listenPort: socket.localEndpoint.port,
-            metricsAddress: c.tunnel.metrics, reload: nil, logger: logger)
+            metricsAddress: c.tunnel.metrics, reload: nil,
+            dns: {
+                dnsStatus.current.map {
+                    ClientDNSSnapshot(method: $0.method.rawValue, resolvers: $0.dns.resolvers.map(\.description), search: $0.dns.searchDomains)
+                }
+            }, logger: logger)
         defer { status.stop() }
         try runUntilSignalled(
-            engine, device: dev, user: c.tunnel.user, logger: logger, adapters: { adapterStats(device, socket) })
+            engine, device: dev, user: user, logger: logger, adapters: { adapterStats(device, socket) })
     }
 }

@@ -15,6 +15,16 @@ public struct SystemCommandExecutor: CommandExecutor {
     public init() {}
 
     public func run(_ command: [String], input: String?) -> String? {
+        // The resolv.conf steps run in process (there is no such program; Routing's `ResolvConf`).
+        if command.first == ResolvConf.program {
+            if command.count == 3, command[1] == "write" {
+                return ResolvConfFile.write(command[2], bytes: Array((input ?? "").utf8))
+            }
+            guard let (path, saved) = ResolvConf.saved(in: JournalEntry(undo: command, input: input)) else {
+                return "not a resolv.conf step: \(command.joined(separator: " "))"
+            }
+            return ResolvConfFile.restore(path, saved: saved)
+        }
         if command.count == 3, command[0] == "sysctl", command[1] == "-w", let eq = command[2].firstIndex(of: "=") {
             let key = String(command[2][..<eq])
             let value = String(command[2][command[2].index(after: eq)...])
@@ -27,6 +37,8 @@ public struct SystemCommandExecutor: CommandExecutor {
     }
 
     static func sysctlPath(_ key: String) -> String { "/proc/sys/" + key.split(separator: ".").joined(separator: "/") }
+
+    public func readFile(_ path: String) -> SavedFile? { ResolvConfFile.read(path) }
 
     public func readSysctl(_ key: String) -> String? {
         guard let bytes = try? KeyFiles.readSmallFile(Self.sysctlPath(key), what: "sysctl").text else { return nil }
@@ -367,7 +379,11 @@ public enum HostNetwork {
                 guard CommandRunner.exists("ip") else {
                     throw RoutingError(step: "preflight", command: "", message: "ip not found: install iproute2")
                 }
-            case .sysctl, .device: break
+            case .resolvectl:
+                guard CommandRunner.exists("resolvectl") else {
+                    throw RoutingError(step: "preflight", command: "", message: "resolvectl not found: install systemd-resolved, or start with --no-dns")
+                }
+            case .sysctl, .device, .resolvConf: break
             }
         }
     }

@@ -318,7 +318,7 @@ enum StatusFixture {
 
     @Test func theClientsTunnelIsInTheJSONAndReadsBack() throws {
         let json = StatusDocument.json(Self.client(Self.dualStack))
-        #expect(json.contains(#""tunnel":{"address":"10.8.0.2/16","address6":"fd00:8::2/64","ipv6_disabled":false,"ipv6_egress":true}"#))
+        #expect(json.contains(#""tunnel":{"address":"10.8.0.2/16","address6":"fd00:8::2/64","dns":null,"ipv6_disabled":false,"ipv6_egress":true}"#))
         #expect(try StatusDocument.snapshot(fromJSON: Array(json.utf8)).tunnel == Self.dualStack)
         var none = Self.dualStack
         none.address6 = nil
