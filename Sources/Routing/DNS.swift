@@ -61,8 +61,9 @@ public enum ResolvConf {
     /// The `options` lines of a resolv.conf, as they are (leading blanks allowed; resolv.conf(5)).
     public static func optionsLines(_ bytes: [UInt8]?) -> [String] {
         guard let bytes else { return [] }
-        return String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: true)
-            .map(String.init)
+        // Split on the bytes: as Characters, "\r\n" is one grapheme and would hide a line break.
+        return bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true)
+            .map { String(decoding: $0, as: UTF8.self) }
             .filter { line in
                 let trimmed = line.drop { $0 == " " || $0 == "\t" }
                 return trimmed.hasPrefix("options ") || trimmed.hasPrefix("options\t")
