@@ -226,6 +226,8 @@ public enum ClientDaemon {
         if c.lockdown { try HostSetup.apply(lockdownPlan, to: instance, logger: logger) }
         logger.info(
             "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name), TSO \(device.offloadsEnabled ? "on" : "off"), TUN USO \(device.udpOffloadEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
+        logger.info(
+            "DNS: \(c.noDNS ? "--no-dns, this host's resolver settings stay as they are" : "\(dnsMethod.rawValue) method, \(c.dns.isEmpty ? "the server's resolvers" : "resolvers " + c.dns.map(\.description).joined(separator: " ") + " (--dns)"), applied at the handshake\(leakPlan.changes.isEmpty ? "" : ", DNS outside the tunnel refused")")")
         // The DNS settings applied last (the hooks run on the engine's inbound thread, one at a time).
         let appliedDNS = Mutex<DNSSettings?>(nil)
         let dnsStatus = DNSStatus()
