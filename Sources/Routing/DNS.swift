@@ -20,12 +20,18 @@ public struct ResolvConfSettings: Equatable, Sendable {
     public var nameservers: [String]
     /// The `search` domains.
     public var search: [String]
+    /// Split tunnel: the original's `nameserver` lines follow the tunnel's (resolv.conf(5) uses the first
+    /// 3), so a name the tunnel's resolvers refuse, or cannot be reached for, is asked of the LAN's.
+    public var keepNameservers: Bool
 
-    public init(path: String = ResolvConf.path, device: String, nameservers: [String], search: [String]) {
+    public init(
+        path: String = ResolvConf.path, device: String, nameservers: [String], search: [String], keepNameservers: Bool = false
+    ) {
         self.path = path
         self.device = device
         self.nameservers = nameservers
         self.search = search
+        self.keepNameservers = keepNameservers
     }
 }
 
@@ -53,20 +59,24 @@ public enum ResolvConf {
     public static func render(_ s: ResolvConfSettings, original: [UInt8]?) -> String {
         var lines = ["# written by tunvpn for \(s.device); the original comes back when tunvpn stops (or at `tunvpn down`)"]
         lines += s.nameservers.map { "nameserver \($0)" }
+        if s.keepNameservers { lines += Self.lines(of: original, starting: "nameserver").prefix(max(0, 3 - s.nameservers.count)) }
         if !s.search.isEmpty { lines.append("search " + s.search.joined(separator: " ")) }
         lines += optionsLines(original)
         return lines.map { $0 + "\n" }.joined()
     }
 
     /// The `options` lines of a resolv.conf, as they are (leading blanks allowed; resolv.conf(5)).
-    public static func optionsLines(_ bytes: [UInt8]?) -> [String] {
+    public static func optionsLines(_ bytes: [UInt8]?) -> [String] { lines(of: bytes, starting: "options") }
+
+    /// The lines of a resolv.conf whose first word is `keyword`, as they are.
+    static func lines(of bytes: [UInt8]?, starting keyword: String) -> [String] {
         guard let bytes else { return [] }
         // Split on the bytes: as Characters, "\r\n" is one grapheme and would hide a line break.
         return bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true)
             .map { String(decoding: $0, as: UTF8.self) }
             .filter { line in
                 let trimmed = line.drop { $0 == " " || $0 == "\t" }
-                return trimmed.hasPrefix("options ") || trimmed.hasPrefix("options\t")
+                return trimmed.hasPrefix(keyword + " ") || trimmed.hasPrefix(keyword + "\t")
             }
     }
 
@@ -166,7 +176,10 @@ extension Planner {
             changes.append(.resolvectl(device: dev, arguments: ["default-route", dev, input.fullTunnel ? "true" : "false"]))
             return Plan(changes)
         case .resolvConf:
-            return Plan([.resolvConf(ResolvConfSettings(device: dev, nameservers: input.resolvers, search: input.search))])
+            return Plan([
+                .resolvConf(
+                    ResolvConfSettings(device: dev, nameservers: input.resolvers, search: input.search, keepNameservers: !input.fullTunnel))
+            ])
         }
     }
 

@@ -90,6 +90,11 @@ final class FileExecutor: CommandExecutor {
               options\tndots:2
 
             """)
+        // Split tunnel: the original's nameservers follow the tunnel's, three in all (resolv.conf(5)).
+        let split = ResolvConf.render(
+            ResolvConfSettings(device: "tun0", nameservers: ["10.8.0.1"], search: [], keepNameservers: true),
+            original: Array("nameserver 192.168.1.1\nnameserver 192.168.1.2\nnameserver 192.168.1.3\n".utf8))
+        #expect(split.hasSuffix("nameserver 10.8.0.1\nnameserver 192.168.1.1\nnameserver 192.168.1.2\n"))
         #expect(ResolvConf.render(ResolvConfSettings(device: "tun0", nameservers: ["10.8.0.1"], search: []), original: nil)
             == "# written by tunvpn for tun0; the original comes back when tunvpn stops (or at `tunvpn down`)\nnameserver 10.8.0.1\n")
     }
