@@ -186,14 +186,10 @@ public enum ClientDaemon {
         }
         // Both DNS methods change root's files or services at each handshake, after the privilege drop:
         // the client then keeps uid 0 (with CAP_NET_ADMIN alone), which owns /etc and /etc/resolv.conf.
-        var user = c.tunnel.user
-        if !c.noDNS {
-            if let asked = user, asked != "root", geteuid() == 0 {
-                throw ControlError(
-                    "--user \(asked): applying the server's DNS settings (\(dnsMethod.rawValue) method) at each handshake needs uid 0; leave --user unset, or add --no-dns (e.g. --no-dns --user \(asked))")
-            }
-            user = "root"
-        }
+        // A --user other than root cannot apply them: DNS is then left alone, with a warning.
+        let explicitUser = c.tunnel.user.map { $0 != "root" } ?? false
+        let applyingDNS = !c.noDNS && !(explicitUser && geteuid() == 0)
+        let keepRoot = applyingDNS && c.tunnel.user == nil && geteuid() == 0
         // Ownership first: nothing of a running instance may be touched, not even its leftovers. With
         // --lockdown the previous run's kill switch stays until the new one replaces it atomically.
         let instance = try HostSetup.claim(device: dev)
@@ -226,14 +222,24 @@ public enum ClientDaemon {
         if c.lockdown { try HostSetup.apply(lockdownPlan, to: instance, logger: logger) }
         logger.info(
             "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name), TSO \(device.offloadsEnabled ? "on" : "off"), TUN USO \(device.udpOffloadEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
+        if !c.noDNS && !applyingDNS, let asked = c.tunnel.user {
+            logger.warning(
+                "--user \(asked): the server's DNS settings are not applied (changing them at each handshake needs uid 0); leave --user unset to apply them, or add --no-dns")
+        }
         logger.info(
-            "DNS: \(c.noDNS ? "--no-dns, this host's resolver settings stay as they are" : "\(dnsMethod.rawValue) method, \(c.dns.isEmpty ? "the server's resolvers" : "resolvers " + c.dns.map(\.description).joined(separator: " ") + " (--dns)"), applied at the handshake\(leakPlan.changes.isEmpty ? "" : ", DNS outside the tunnel refused")")")
+            "DNS: \(!applyingDNS ? "not applied\(c.noDNS ? " (--no-dns)" : ""), this host's resolver settings stay as they are" : "\(dnsMethod.rawValue) method, \(c.dns.isEmpty ? "the server's resolvers" : "resolvers " + c.dns.map(\.description).joined(separator: " ") + " (--dns)"), applied at the handshake\(leakPlan.changes.isEmpty ? "" : ", DNS outside the tunnel refused once they are")")")
         // The DNS settings applied last (the hooks run on the engine's inbound thread, one at a time).
         let appliedDNS = Mutex<DNSSettings?>(nil)
         let dnsStatus = DNSStatus()
         @Sendable func applyDNS(_ assignment: TunnelAssignment) throws {
             let dns = dnsInForce(c, pushed: assignment.dns)
-            guard !c.noDNS, appliedDNS.withLock({ $0 }) != dns else { return }
+            let previous = appliedDNS.withLock { $0 }
+            guard applyingDNS, previous != dns else { return }
+            // The leak block goes up with the first resolvers applied: without them the host still uses its
+            // own, which the block would cut off.
+            if previous?.resolvers.isEmpty ?? true, !dns.resolvers.isEmpty {
+                try HostSetup.apply(leakPlan, to: instance, logger: logger)
+            }
             try HostSetup.apply(dnsPlan(c, dns: dns, method: dnsMethod), to: instance, logger: logger)
             appliedDNS.withLock { $0 = dns }
             dnsStatus.set(dns.isEmpty ? nil : (dnsMethod, dns))
@@ -244,7 +250,6 @@ public enum ClientDaemon {
                 try HostSetup.apply(
                     plan.withDeviceAddress("\(assignment.client)", address6: deviceAddress6(c, assignment)), to: instance,
                     device: device, logger: logger)
-                try HostSetup.apply(leakPlan, to: instance, logger: logger)
                 try applyDNS(assignment)
             },
             addressChanged: { assignment in
@@ -269,6 +274,9 @@ public enum ClientDaemon {
             }, logger: logger)
         defer { status.stop() }
         try runUntilSignalled(
-            engine, device: dev, user: user, logger: logger, adapters: { adapterStats(device, socket) })
+            engine, device: dev, user: keepRoot ? "root" : c.tunnel.user, logger: logger, adapters: { adapterStats(device, socket) },
+            rootReason: keepRoot
+                ? "applying the server's DNS settings at each handshake (\(dnsMethod.rawValue) method) needs uid 0; --no-dns lets the client run as \(Privileges.defaultUserName)"
+                : nil)
     }
 }
