@@ -3,6 +3,7 @@
 // applies nothing), and when the leak block is planned.
 
 import Control
+import Engine
 import Foundation
 import Logging
 import Platform
@@ -79,5 +80,32 @@ final class DNSRecorder: CommandExecutor {
         #expect(split.script == "resolvectl dns tun0 10.8.0.1\nresolvectl domain tun0 corp.example\nresolvectl default-route tun0 false\n")
         let full = ClientDaemon.dnsPlan(client(), dns: pushed, method: .systemdResolved)
         #expect(full.script == "resolvectl dns tun0 10.8.0.1\nresolvectl domain tun0 '~.' corp.example\nresolvectl default-route tun0 true\n")
+    }
+}
+
+/// The DNS settings in force in `show` and `--json`.
+@Suite struct DNSStatusTests {
+    static let tunnel = ClientTunnelSnapshot(
+        address: IPv4Prefix("10.8.0.2/16")!, address6: nil, ipv6Egress: false, ipv6Disabled: false,
+        dns: ClientDNSSnapshot(method: "resolv.conf", resolvers: ["10.8.0.1", "fd00:8::1"], search: ["corp.example"]))
+
+    static func client(_ tunnel: ClientTunnelSnapshot) -> EngineSnapshot {
+        EngineSnapshot(
+            role: "client", publicKey: "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=", listenPort: 40000, device: "tun0",
+            suites: [], peers: [], counters: [], tunnel: tunnel)
+    }
+
+    @Test func showNamesTheResolversTheSearchDomainsAndTheMethod() {
+        let text = StatusText.render(Self.client(Self.tunnel), now: 1_000_000_000)
+        #expect(text.contains("\n  dns: resolvers 10.8.0.1 fd00:8::1, search corp.example (resolv.conf)\n"), "\(text)")
+        var none = Self.tunnel
+        none.dns = nil
+        #expect(!StatusText.render(Self.client(none), now: 1_000_000_000).contains("dns:"))
+    }
+
+    @Test func theJSONCarriesThemAndReadsBack() throws {
+        let json = StatusDocument.json(Self.client(Self.tunnel))
+        #expect(json.contains(#""dns":{"method":"resolv.conf","resolvers":["10.8.0.1","fd00:8::1"],"search":["corp.example"]}"#), "\(json)")
+        #expect(try StatusDocument.snapshot(fromJSON: Array(json.utf8)).tunnel == Self.tunnel)
     }
 }

@@ -119,7 +119,8 @@ struct DNSEndToEndTests {
         return try lab["C"].exec(["sh", "-c", script], timeout: 60).stdout
     }
 
-    @Test func inFullTunnelModeEveryLookupReachesTheTunnelResolverAndNoneTheLANs() throws {
+    @Test(arguments: ["nftables", "iptables"])
+    func inFullTunnelModeEveryLookupReachesTheTunnelResolverAndNoneTheLANs(firewall: String) throws {
         try withLab { lab in
             try lab.startServer(extra: serverDNS)
             let tunnelResolver = try Dnsmasq(
@@ -135,8 +136,14 @@ struct DNSEndToEndTests {
             let before = lanResolver.queries.count
 
             let underlay = try Capture(in: lab["C"], interface: "c0", file: lab.path("c0.pcap"))
-            let client = try lab.startClient()
+            let client = try lab.startClient(extra: ["--firewall", firewall])
             try lab.waitForTunnelUp(client)
+            let show = try lab.tunvpn(in: "C", ["show"])
+            #expect(show.stdout.contains("  dns: resolvers 10.8.0.1, search tunvpn.test (resolv.conf)\n"), "\(show.stdout)")
+            if firewall == "iptables" {
+                let rules = try lab["C"].exec(["iptables-save", "-t", "filter"]).stdout
+                #expect(rules.contains("--dports 53,853") && rules.contains("tunvpn:tun0"), "\(rules)")
+            }
             let answers = try lookUp(lab, count: 50)
             #expect(answers.contains("\(lab.internetHost)") && answers.contains("internet.tunvpn.test"), "\(answers)")
             // A query sent straight to the LAN resolver is refused on the spot (the leak block rejects it in
@@ -167,6 +174,8 @@ struct DNSEndToEndTests {
                 [f.sourcePort, f.destinationPort].contains(53) || [f.sourcePort, f.destinationPort].contains(853)
             }
             #expect(dnsFrames.isEmpty, "DNS on the underlay: \(dnsFrames.map { result.line($0.offset) })")
+            // The block goes with the tunnel: the LAN resolver answers again.
+            #expect(try lab["C"].exec(["getent", "hosts", "printer.lan"]).stdout.contains("10.110.\(lab.k).9"))
         }
     }
 
