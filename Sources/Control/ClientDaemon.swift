@@ -178,7 +178,7 @@ public enum ClientDaemon {
             if !c.noDNS {
                 // The pushed settings come with the handshake: with --dns the resolvers are known now.
                 let known = dnsInForce(c, pushed: .none)
-                print("# DNS (\(dnsMethod.rawValue) method): at each handshake, the server's resolvers\(c.dns.isEmpty ? "" : " replaced by --dns") and search domains")
+                print("# DNS (\(dnsMethod.rawValue) method), applied at each handshake: \(c.dns.isEmpty ? "the server's resolvers and search domains" : "the resolvers of --dns (below) and the server's search domains")")
                 print(dnsPlan(c, dns: known, method: dnsMethod).script, terminator: "")
                 print(leakPlan.script, terminator: "")
             }
