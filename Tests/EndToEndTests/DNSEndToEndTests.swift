@@ -113,6 +113,30 @@ struct DNSEndToEndTests {
         }
     }
 
+    @Test func theDryRunPrintsTheDNSStepsAndChangesNothing() throws {
+        try withLab { lab in
+            let before = try #require(NamespaceResolvConf.bytes(lab["C"]))
+            let stateBefore = try lab["C"].hostState()
+            let run = try lab.tunvpn(in: "C", lab.clientArguments() + ["--dry-run", "--dns", "10.8.0.53"])
+            #expect(run.status == 0 && run.stderr == "", "\(run.stderr)")
+            #expect(run.stdout.contains("""
+                # DNS (resolv.conf method), applied at each handshake: the resolvers of --dns (below) and the server's search domains
+                # /etc/resolv.conf: the original is saved in the journal and restored at exit; its options lines are kept
+                tunvpn-resolv-conf write /etc/resolv.conf <<'EOF'
+                # written by tunvpn for tun0; the original comes back when tunvpn stops (or at `tunvpn down`)
+                nameserver 10.8.0.53
+                EOF
+                nft -f - <<'EOF'
+                table inet tunvpn_dns_tun0 {}
+                """), "\(run.stdout)")
+            let split = try lab.tunvpn(in: "C", lab.clientArguments() + ["--dry-run", "--route", "10.200.\(lab.k).0/24"])
+            #expect(split.stdout.hasSuffix(
+                "# DNS (resolv.conf method), applied at each handshake: the server's resolvers and search domains\n"), "\(split.stdout)")
+            #expect(NamespaceResolvConf.bytes(lab["C"]) == before)
+            #expect(try lab["C"].hostState() == stateBefore)
+        }
+    }
+
     /// 50 lookups of names in the pushed domain, and the address of internet.tunvpn.test, from C.
     func lookUp(_ lab: TunnelLab, count: Int) throws -> String {
         let script = "for i in $(seq \(count)); do getent hosts name$i.tunvpn.test; done; getent hosts internet.tunvpn.test"
