@@ -27,14 +27,15 @@ public enum ResolvConfFile {
         return .file(bytes)
     }
 
-    /// The bytes of the file at `path` (following links), at most 1 MiB; nil if it cannot be read.
+    /// The bytes of the file at `path` (following links), at most 64 KiB (their hex form must fit in a
+    /// journal line, and a resolv.conf is a few hundred bytes); nil if it cannot be read or is larger.
     static func contents(_ path: String) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var out: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
-        while out.count <= 1 << 20 {
+        while out.count <= 1 << 16 {
             let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
             guard n >= 0 else { return nil }

@@ -266,7 +266,10 @@ public struct PlanExecutor {
             switch held.saved {
             case .file(let bytes): original = bytes
             case .symlink(let target, _):
-                if case .file(let bytes)? = executor.readFile(target) { original = bytes }
+                // A relative target is relative to the link's directory (symlink(7)).
+                let directory = settings.path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+                let resolved = target.hasPrefix("/") ? target : directory + "/" + target
+                if case .file(let bytes)? = executor.readFile(resolved) { original = bytes }
             case .absent: original = nil
             }
         } else {
