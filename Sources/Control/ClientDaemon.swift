@@ -188,8 +188,9 @@ public enum ClientDaemon {
         // the client then keeps uid 0 (with CAP_NET_ADMIN alone), which owns /etc and /etc/resolv.conf.
         // A --user other than root cannot apply them: DNS is then left alone, with a warning.
         let explicitUser = c.tunnel.user.map { $0 != "root" } ?? false
-        let applyingDNS = !c.noDNS && !(explicitUser && geteuid() == 0)
-        let keepRoot = applyingDNS && c.tunnel.user == nil && geteuid() == 0
+        // So can a process not started as root (it cannot journal host changes either).
+        let applyingDNS = !c.noDNS && !explicitUser && geteuid() == 0 && HostNetwork.stateDirectoryUsable
+        let keepRoot = applyingDNS && c.tunnel.user == nil
         // Ownership first: nothing of a running instance may be touched, not even its leftovers. With
         // --lockdown the previous run's kill switch stays until the new one replaces it atomically.
         let instance = try HostSetup.claim(device: dev)
@@ -222,9 +223,10 @@ public enum ClientDaemon {
         if c.lockdown { try HostSetup.apply(lockdownPlan, to: instance, logger: logger) }
         logger.info(
             "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name), TSO \(device.offloadsEnabled ? "on" : "off"), TUN USO \(device.udpOffloadEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
-        if !c.noDNS && !applyingDNS, let asked = c.tunnel.user {
+        if !c.noDNS && !applyingDNS {
+            let why = explicitUser ? "--user \(c.tunnel.user ?? "")" : "not started as root"
             logger.warning(
-                "--user \(asked): the server's DNS settings are not applied (changing them at each handshake needs uid 0); leave --user unset to apply them, or add --no-dns")
+                "\(why): the server's DNS settings are not applied (changing them at each handshake needs uid 0); \(explicitUser ? "leave --user unset to apply them" : "start as root to apply them"), or add --no-dns")
         }
         logger.info(
             "DNS: \(!applyingDNS ? "not applied\(c.noDNS ? " (--no-dns)" : ""), this host's resolver settings stay as they are" : "\(dnsMethod.rawValue) method, \(c.dns.isEmpty ? "the server's resolvers" : "resolvers " + c.dns.map(\.description).joined(separator: " ") + " (--dns)"), applied at the handshake\(leakPlan.changes.isEmpty ? "" : ", DNS outside the tunnel refused once they are")")")
