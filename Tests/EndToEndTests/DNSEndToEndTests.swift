@@ -188,6 +188,10 @@ struct DNSEndToEndTests {
             #expect(direct.stdout.contains("refused"), "\(direct.stdout)\(direct.stderr)")
             let result = try underlay.stop()
             #expect(client.terminate() == 0)
+            // The leak block went with the tunnel.
+            #expect(!(try lab["C"].exec(["nft", "list", "tables"]).stdout.contains("tunvpn_dns")))
+            #expect(!(try lab["C"].exec(["iptables-save"]).stdout.contains("tunvpn:tun0")))
+            #expect(!(try lab["C"].exec(["ip6tables-save"]).stdout.contains("tunvpn:tun0")))
 
             let asked = Set(tunnelResolver.queries.map(\.name))
             let missing = (1...50).map { "name\($0).tunvpn.test" }.filter { !asked.contains($0) }
