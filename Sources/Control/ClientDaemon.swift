@@ -1,7 +1,8 @@
 // `tunvpn client` without its flags: load the keys, plan the host changes (the kill switch; the device's
 // MTU and queue, its address once the server assigns one, and the routes), own the device, and run the
 // engine until a signal stops it. The device step and the routes are applied at each tunnel-up, with the
-// address of that handshake. `--dry-run` prints the same plans instead.
+// address of that handshake, and the DNS settings it carries (docs/ROUTING.md, "DNS"). `--dry-run` prints
+// the same plans instead.
 
 import Crypto
 import Engine
