@@ -144,6 +144,26 @@ import Testing
         #expect(HandshakeFailure.allCases.contains(.invalidDNSSettings("")))
     }
 
+    @Test func theClientCoreTakesThePushedSettingsAndALaterHandshakeWithOthersIsAChange() {
+        func server(_ dns: DNSSettings) -> TunnelState {
+            TunnelState(role: .server(ServerSettings(
+                responder: HandshakeResponder(localStatic: f.server), address: IPv4Prefix("10.8.0.1/16")!,
+                allowList: AllowList(clients: [AllowedClient(key: f.client.publicKey)]), allowAnyClient: false, dns: dns)))
+        }
+        var pair = CorePair()
+        pair.server = server(pushed)
+        pair.start()
+        #expect(pair.tunnelUps.map(\.dns) == [pushed])
+        // The server restarts with other --dns: the client's next handshake brings them as a change.
+        let other = DNSSettings(resolvers: [.v4(IPv4Address(10, 8, 0, 53))])
+        pair.server = server(other)
+        pair.advance(121)
+        _ = pair.clientSends(ipv4(IPv4Address(10, 8, 0, 2), IPv4Address(10, 8, 0, 1)))
+        pair.tickBoth()
+        #expect(pair.addressChanges.map(\.dns) == [other])
+        #expect(pair.addressChanges.first?.client == pair.tunnelUps.first?.client, "the same address: only DNS changed")
+    }
+
     @Test func theInitiationIsPaddedSoNoResponseIsLongerThanItsInitiation() throws {
         #expect(WireFormat.initiationLength == 288 && WireFormat.initiationPayloadLength == 148)
         #expect(WireFormat.initiationMAC1Offset == 256 && WireFormat.initiationMAC2Offset == 272)
