@@ -49,6 +49,7 @@ public enum ResolvConfFile {
     /// `path` is a mount point. Nil on success, else what failed.
     public static func write(_ path: String, bytes: [UInt8]) -> String? {
         let temporary = temporaryPath(path)
+        unlink(temporary)  // one a killed process of the same pid left
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return "cannot create \(temporary): \(String(cString: strerror(errno)))" }
         if let failure = writeAll(fd, bytes, name: temporary) ?? (fchmod(fd, 0o644) == 0 ? nil : "fchmod: \(String(cString: strerror(errno)))") {
