@@ -185,13 +185,11 @@ public enum ClientDaemon {
             }
             return
         }
-        // Both DNS methods change root's files or services at each handshake, after the privilege drop:
-        // the client then keeps uid 0 (with CAP_NET_ADMIN alone), which owns /etc and /etc/resolv.conf.
-        // A --user other than root cannot apply them: DNS is then left alone, with a warning.
-        let explicitUser = c.tunnel.user.map { $0 != "root" } ?? false
-        // So can a process not started as root (it cannot journal host changes either).
-        let applyingDNS = !c.noDNS && !explicitUser && geteuid() == 0 && HostNetwork.stateDirectoryUsable
-        let keepRoot = applyingDNS && c.tunnel.user == nil
+        // Both DNS methods change root's files or services at each handshake, after the privilege drop: the
+        // DNS agent, started below while this process is root, does it for the client (DNSAgent.swift). A
+        // process not started as root cannot start it (nor journal host changes): DNS is then left alone,
+        // with a warning.
+        let applyingDNS = !c.noDNS && geteuid() == 0 && HostNetwork.stateDirectoryUsable
         // Ownership first: nothing of a running instance may be touched, not even its leftovers. With
         // --lockdown the previous run's kill switch stays until the new one replaces it atomically.
         let instance = try HostSetup.claim(device: dev)
@@ -220,14 +218,17 @@ public enum ClientDaemon {
             logger.notice("\(noIPv6)")
         }
         defer { HostSetup.tearDown(instance, logger: logger) }
+        // The agent restores DNS first (at `revert`, or when this process's end closes however it exits).
+        let agent = applyingDNS ? try DNSAgentClient.start(device: dev) : nil
+        defer { agent?.revert(logger: logger) }
+        if let agent { logger.info("DNS agent pid \(agent.pid) applies and restores the resolver settings") }
         // The kill switch goes up before the first handshake and stays while the client reconnects.
         if c.lockdown { try HostSetup.apply(lockdownPlan, to: instance, logger: logger) }
         logger.info(
             "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name), TSO \(device.offloadsEnabled ? "on" : "off"), TUN USO \(device.udpOffloadEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
         if !c.noDNS && !applyingDNS {
-            let why = explicitUser ? "--user \(c.tunnel.user ?? "")" : "not started as root"
             logger.warning(
-                "\(why): the server's DNS settings are not applied (changing them at each handshake needs uid 0); \(explicitUser ? "leave --user unset to apply them" : "start as root to apply them"), or add --no-dns")
+                "not started as root: the server's DNS settings are not applied (changing them at each handshake needs a DNS agent started as root); start as root to apply them, or add --no-dns")
         }
         logger.info(
             "DNS: \(!applyingDNS ? "not applied\(c.noDNS ? " (--no-dns)" : ""), this host's resolver settings stay as they are" : "\(dnsMethod.rawValue) method, \(c.dns.isEmpty ? "the server's resolvers" : "resolvers " + c.dns.map(\.description).joined(separator: " ") + " (--dns)"), applied at the handshake\(leakPlan.changes.isEmpty ? "" : ", DNS outside the tunnel refused once they are")")")
@@ -237,13 +238,15 @@ public enum ClientDaemon {
         @Sendable func applyDNS(_ assignment: TunnelAssignment) throws {
             let dns = dnsInForce(c, pushed: assignment.dns)
             let previous = appliedDNS.withLock { $0 }
-            guard applyingDNS, previous != dns else { return }
+            guard let agent, previous != dns else { return }
             // The leak block goes up with the first resolvers applied: without them the host still uses its
             // own, which the block would cut off.
             if previous?.resolvers.isEmpty ?? true, !dns.resolvers.isEmpty {
                 try HostSetup.apply(leakPlan, to: instance, logger: logger)
             }
-            try HostSetup.apply(dnsPlan(c, dns: dns, method: dnsMethod), to: instance, logger: logger)
+            if !dns.isEmpty {
+                try agent.apply(DNSAgentApply(method: dnsMethod, device: dev, dns: dns, fullTunnel: fullTunnel(c)))
+            }
             appliedDNS.withLock { $0 = dns }
             dnsStatus.set(dns.isEmpty ? nil : (dnsMethod, dns))
             logger.info("DNS: \(dns.isEmpty ? "the server pushes none; nothing applied" : dnsText(dns, method: dnsMethod))")
@@ -277,9 +280,6 @@ public enum ClientDaemon {
             }, logger: logger)
         defer { status.stop() }
         try runUntilSignalled(
-            engine, device: dev, user: keepRoot ? "root" : c.tunnel.user, logger: logger, adapters: { adapterStats(device, socket) },
-            rootReason: keepRoot
-                ? "applying the server's DNS settings at each handshake (\(dnsMethod.rawValue) method) needs uid 0; --no-dns lets the client run as \(Privileges.defaultUserName)"
-                : nil)
+            engine, device: dev, user: c.tunnel.user, logger: logger, adapters: { adapterStats(device, socket) })
     }
 }

@@ -9,9 +9,7 @@ import Platform
 /// user (it could not change it) and says so; `--user root` keeps uid 0 with a warning.
 ///
 /// - Throws: `ControlError` naming the step that failed; the caller then tears down and exits 1.
-/// With `rootReason`, uid 0 is kept on purpose (the client's DNS), logged as a notice with that reason
-/// instead of the warning.
-public func dropPrivileges(user: String?, logger: Logger, rootReason: String? = nil) throws {
+public func dropPrivileges(user: String?, logger: Logger) throws {
     let startedAsRoot = geteuid() == 0
     let name = user ?? Privileges.defaultUserName
     let account: Privileges.Account
@@ -30,8 +28,6 @@ public func dropPrivileges(user: String?, logger: Logger, rootReason: String? = 
     if !startedAsRoot {
         let ignored = user.map { $0 == account.name ? "" : " (--user \($0) ignored)" } ?? ""
         logger.notice("not started as root, so the user stays \(outcome.account.name)\(ignored)")
-    } else if account.uid == 0, let rootReason {
-        logger.notice("keeping uid 0 with CAP_NET_ADMIN alone: \(rootReason)")
     } else if account.uid == 0 {
         logger.warning(
             "--user \(name) keeps uid 0: code run through a flaw in tunvpn could write every root-owned file; leave --user unset to run as \(Privileges.serviceUserName) or nobody")

@@ -231,6 +231,15 @@ public enum HostNetwork {
         try FileJournal.open(path: try runtimePath(device: device, suffix: "journal"))
     }
 
+    /// The suffix of the DNS agent's journal (`<netns id>-<device>.dns.journal`), which holds the client's
+    /// resolver changes apart from the instance's own journal (docs/ROUTING.md, "DNS").
+    public static let dnsJournalSuffix = "dns.journal"
+
+    /// The DNS agent's journal for `device` in this network namespace, opened and checked like `journal`.
+    public static func dnsJournal(device: String) throws(RoutingError) -> FileJournal {
+        try FileJournal.open(path: try runtimePath(device: device, suffix: dnsJournalSuffix))
+    }
+
     /// `/run/tunvpn/<netns id>-<device>.<suffix>`, after `checkStateDirectory()`.
     public static func runtimePath(device: String, suffix: String) throws(RoutingError) -> String {
         try checkStateDirectory()
