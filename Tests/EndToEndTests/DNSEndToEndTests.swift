@@ -67,10 +67,11 @@ struct DNSEndToEndTests {
             #expect(client.terminate() == 0)
             #expect(NamespaceResolvConf.bytes(lab["C"]) == before, "restored after SIGTERM")
 
-            // kill -9, then `tunvpn down`: the file stays tunvpn's until down replays the journal.
+            // kill -9 of the client and its DNS agent, then `tunvpn down`: the file stays tunvpn's until down
+            // replays the agent's journal.
             client = try lab.startClient()
             try lab.waitForTunnelUp(client)
-            lab.kill9(client)
+            try kill9WithAgent(lab, client)
             expectTunnelResolvConf(lab)
             let down = try lab.tunvpn(in: "C", ["down", "--dev", "tun0"])
             #expect(down.status == 0, "\(down.stdout)\(down.stderr)")
@@ -80,13 +81,80 @@ struct DNSEndToEndTests {
             // (not the file the killed run wrote).
             client = try lab.startClient()
             try lab.waitForTunnelUp(client)
-            lab.kill9(client)
+            try kill9WithAgent(lab, client)
             client = try lab.startClient()
             try lab.waitForTunnelUp(client)
-            #expect(client.log.contains("removed"), "the restart removed the killed run's changes")
+            #expect(client.log.contains("restored 1 DNS change(s) left by a previous run"), "the restart restored the killed run's file")
             expectTunnelResolvConf(lab)
             #expect(client.terminate() == 0)
             #expect(NamespaceResolvConf.bytes(lab["C"]) == before, "restored after kill -9 and a restart")
+        }
+    }
+
+    /// The PID of the client's DNS agent, from the client's log.
+    func agentPID(_ client: BackgroundProcess) throws -> pid_t {
+        let line = try #require(client.log.split(separator: "\n").first { $0.contains("DNS agent pid ") }, "\(client.log)")
+        let word = line.split(separator: "DNS agent pid ").last?.split(separator: " ").first
+        return try #require(word.flatMap { pid_t($0) }, "no pid in \(line)")
+    }
+
+    /// The `Name:\tvalue` fields of /proc/PID/status, or nil once the process is gone or a zombie.
+    func status(_ pid: pid_t) -> [String: String]? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        var fields: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            fields[String(line[..<colon])] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        return fields["State"]?.hasPrefix("Z") == true ? nil : fields
+    }
+
+    /// kill -9 of the client's whole process group as a shell would do it: the agent (by its PID), then
+    /// the client; the agent's journal is left for `down` or the next start.
+    func kill9WithAgent(_ lab: TunnelLab, _ client: BackgroundProcess) throws {
+        let agent = try agentPID(client)
+        #expect(status(agent)?["PPid"] == "\(client.pid)", "pid \(agent) is the client's agent")
+        print("+ kill -KILL \(agent)  # the client's DNS agent")
+        kill(agent, SIGKILL)
+        #expect(waitUntil(timeout: 5) { status(agent) == nil }, "the agent survived SIGKILL")
+        lab.kill9(client)
+    }
+
+    @Test func theClientRunsUnprivilegedItsAgentWithoutCapabilitiesAndKill9OfTheClientAloneRestoresAtOnce() throws {
+        try withLab { lab in
+            let before = try #require(NamespaceResolvConf.bytes(lab["C"]))
+            try lab.startServer(extra: serverDNS)
+            let client = try lab.startClient()
+            try lab.waitForTunnelUp(client)
+            expectTunnelResolvConf(lab)
+
+            // The client: its default user, not uid 0. The agent: uid 0, no capability at all, no_new_privs.
+            let daemon = try #require(status(client.pid))
+            let uids = daemon["Uid"]?.split(separator: "\t").map(String.init) ?? []
+            #expect(uids.count == 4 && !uids.contains("0"), "client Uid: \(daemon["Uid"] ?? "")")
+            #expect(daemon["CapEff"] == "0000000000001000", "the client keeps CAP_NET_ADMIN alone")
+            let agent = try agentPID(client)
+            let agentStatus = try #require(status(agent))
+            #expect(agentStatus["PPid"] == "\(client.pid)")
+            #expect(agentStatus["Uid"]?.split(separator: "\t").allSatisfy { $0 == "0" } == true, "agent Uid: \(agentStatus["Uid"] ?? "")")
+            for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+                #expect(agentStatus[set] == "0000000000000000", "agent \(set): \(agentStatus[set] ?? "")")
+            }
+            #expect(agentStatus["NoNewPrivs"] == "1")
+            let ps = try lab["C"].exec(["ps", "-o", "pid=,user=,comm=", "-p", "\(client.pid),\(agent)"])
+            print(ps.stdout)
+
+            // kill -9 of the client alone: the agent sees its end close, restores the file and exits.
+            lab.kill9(client)
+            let restored = waitUntil(timeout: 3) { NamespaceResolvConf.bytes(lab["C"]) == before && status(agent) == nil }
+            #expect(restored, "restored within 3 s of kill -9, agent gone; client log:\n\(client.log)")
+            #expect(NamespaceResolvConf.bytes(lab["C"]) == before)
+            #expect(status(agent) == nil, "the agent exited")
+            #expect(client.log.contains("the client's end closed; restoring DNS"), "\(client.log)")
+            // Nothing of DNS is left for `down` (the leak block and device are the client's own journal's).
+            let down = try lab.tunvpn(in: "C", ["down", "--dev", "tun0"])
+            #expect(down.status == 0, "\(down.stdout)\(down.stderr)")
+            #expect(NamespaceResolvConf.bytes(lab["C"]) == before)
         }
     }
 
