@@ -310,7 +310,7 @@ public final class DNSAgentClient: Sendable {
             throw ControlError("cannot start the DNS agent; or add --no-dns")
         }
         let client = DNSAgentClient(fd: pair[0], pid: pid)
-        guard let ready = client.readLine(timeoutMilliseconds: 10_000), ready == "ready" else {
+        guard let ready = client.readLine(timeoutMilliseconds: 15_000), ready == "ready" else {
             client.finish()
             throw ControlError("the DNS agent (pid \(pid)) did not start (its log lines above say why); or add --no-dns")
         }

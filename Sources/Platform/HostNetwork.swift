@@ -98,6 +98,39 @@ public final class FileJournal: JournalStore, Sendable {
         return FileJournal(path: path, fd: fd)
     }
 
+    /// Opens the journal at `path` as `open` does and holds an exclusive flock(2) on it for the journal's
+    /// life, waiting up to `timeoutSeconds` for another holder (a DNS agent still restoring after its
+    /// client died) to finish; a file its last holder deleted meanwhile is reopened at the path.
+    ///
+    /// - Throws: `RoutingError` as `open` does, or when the lock is still held after the timeout.
+    public static func openLocked(path: String, timeoutSeconds: Int) throws(RoutingError) -> FileJournal {
+        var clock = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &clock)
+        let deadline = clock.tv_sec + timeoutSeconds
+        while true {
+            let journal = try open(path: path)
+            if flock(journal.fd, LOCK_EX | LOCK_NB) == 0 {
+                var mine = stat()
+                var there = stat()
+                if fstat(journal.fd, &mine) == 0, lstat(path, &there) == 0, there.st_dev == mine.st_dev, there.st_ino == mine.st_ino {
+                    return journal
+                }
+                continue  // deleted by the holder we waited for: open the file now at the path
+            }
+            guard errno == EWOULDBLOCK || errno == EINTR else {
+                throw RoutingError(step: "journal", command: "", message: "cannot lock \(path): \(String(cString: strerror(errno)))")
+            }
+            clock_gettime(CLOCK_MONOTONIC, &clock)
+            guard clock.tv_sec < deadline else {
+                throw RoutingError(
+                    step: "journal", command: "",
+                    message: "\(path) is still locked after \(timeoutSeconds) s (a tunvpn dns-agent still restoring?); check `ps -C tunvpn`, then run tunvpn down")
+            }
+            var pause = timespec(tv_sec: 0, tv_nsec: 20_000_000)
+            _ = nanosleep(&pause, nil)
+        }
+    }
+
     public func append(_ entry: JournalEntry) throws(RoutingError) {
         let line = entry.encoded + "\n"
         let n = line.utf8CString.withUnsafeBufferPointer { Glibc.write(fd, $0.baseAddress, $0.count - 1) }
@@ -236,8 +269,10 @@ public enum HostNetwork {
     public static let dnsJournalSuffix = "dns.journal"
 
     /// The DNS agent's journal for `device` in this network namespace, opened and checked like `journal`.
+    /// Held locked (flock(2)) while the returned journal lives: by a running agent, or by whoever replays
+    /// it, so a restart right after `kill -9` waits for the killed client's agent to finish restoring.
     public static func dnsJournal(device: String) throws(RoutingError) -> FileJournal {
-        try FileJournal.open(path: try runtimePath(device: device, suffix: dnsJournalSuffix))
+        try FileJournal.openLocked(path: try runtimePath(device: device, suffix: dnsJournalSuffix), timeoutSeconds: 10)
     }
 
     /// `/run/tunvpn/<netns id>-<device>.<suffix>`, after `checkStateDirectory()`.
