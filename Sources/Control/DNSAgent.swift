@@ -348,7 +348,14 @@ public final class DNSAgentClient: Sendable {
         }
         guard first else { return }
         close(fd)
-        CommandRunner.wait(pid)
+        // Reaped within 10 s, else left to finish on its own (a hung `resolvectl`): the client's exit must
+        // not wait for it.
+        let deadline = SpawnedProcess.monotonicNanoseconds() + 10_000_000_000
+        var status: Int32 = 0
+        while waitpid(pid, &status, WNOHANG) == 0 && SpawnedProcess.monotonicNanoseconds() < deadline {
+            var pause = timespec(tv_sec: 0, tv_nsec: 10_000_000)
+            _ = nanosleep(&pause, nil)
+        }
     }
 
     /// The next reply line, or nil on end of file, an error, an overlong line or the timeout.
