@@ -1,7 +1,8 @@
 // `tunvpn client` without its flags: load the keys, plan the host changes (the kill switch; the device's
 // MTU and queue, its address once the server assigns one, and the routes), own the device, and run the
 // engine until a signal stops it. The device step and the routes are applied at each tunnel-up, with the
-// address of that handshake. `--dry-run` prints the same plans instead.
+// address of that handshake, and the DNS settings it carries (docs/ROUTING.md, "DNS"). `--dry-run` prints
+// the same plans instead.
 
 import Crypto
 import Engine
@@ -9,7 +10,15 @@ import Glibc
 import Logging
 import Platform
 import Routing
+import Synchronization
 import Transport
+
+/// The DNS settings a client applied and how, for `show` and `--json` (nil until applied).
+final class DNSStatus: Sendable {
+    private let value = Mutex<(method: DNSMethod, dns: DNSSettings)?>(nil)
+    func set(_ v: (DNSMethod, DNSSettings)?) { value.withLock { $0 = v } }
+    var current: (method: DNSMethod, dns: DNSSettings)? { value.withLock { $0 } }
+}
 
 /// A client's settings, as `tunvpn client` (flags and config file) gives them.
 public struct ClientConfiguration: Sendable {
@@ -34,6 +43,11 @@ public struct ClientConfiguration: Sendable {
     public var gateway = false
     /// Block all traffic outside the tunnel while the client runs (and after a crash).
     public var lockdown = false
+    /// --no-dns: apply none of the DNS settings the server pushes.
+    public var noDNS = false
+    /// --dns: resolvers used instead of the pushed ones (the pushed search domains stay); empty for the
+    /// pushed ones.
+    public var dns: [IPAddress] = []
 
     public init(peerKeyFile: String, endpoint: String) {
         self.peerKeyFile = peerKeyFile
@@ -64,6 +78,41 @@ public enum ClientDaemon {
         let lockdown = c.lockdown
             ? Planner.lockdown(tunDevice: c.tunnel.device, server: "\(server.address)", port: server.port) : Plan()
         return (lockdown, Plan(c.tunnel.quietIPv6Steps() + [c.tunnel.deviceChange(address: nil)] + routes.changes))
+    }
+
+    /// Full tunnel: all of IPv4 (and IPv6) is routed into the tunnel (no --route, no --no-routes).
+    static func fullTunnel(_ c: ClientConfiguration) -> Bool { c.routes?.isEmpty == true && c.routes6.isEmpty }
+
+    /// The DNS settings in force for `pushed`: the client's --dns resolvers instead of the pushed ones, the
+    /// pushed search domains; nothing with --no-dns.
+    public static func dnsInForce(_ c: ClientConfiguration, pushed: DNSSettings) -> DNSSettings {
+        guard !c.noDNS else { return .none }
+        return DNSSettings(resolvers: c.dns.isEmpty ? pushed.resolvers : c.dns, searchDomains: pushed.searchDomains)
+    }
+
+    /// The resolver steps for `dns` by `method` (none when there is nothing to apply); applied at tunnel-up
+    /// and again when a later handshake changes the settings.
+    public static func dnsPlan(_ c: ClientConfiguration, dns: DNSSettings, method: DNSMethod) -> Plan {
+        guard !dns.isEmpty else { return Plan() }
+        return Planner.dns(
+            DNSPlanInput(
+                tunDevice: c.tunnel.device, method: method, resolvers: dns.resolvers.map(\.description), search: dns.searchDomains,
+                fullTunnel: fullTunnel(c)))
+    }
+
+    /// The leak block applied at tunnel-up in full-tunnel mode without --lockdown (whose drop policy
+    /// already stops DNS outside the tunnel), unless --no-dns.
+    ///
+    /// - Throws: `ControlError` when no firewall is installed.
+    public static func dnsLeakPlan(_ c: ClientConfiguration) throws -> Plan {
+        guard !c.noDNS, fullTunnel(c), !c.lockdown else { return Plan() }
+        return Planner.dnsLeakBlock(tunDevice: c.tunnel.device, firewall: try c.tunnel.firewallBackend(), ipv6: c.tunnel.ipv6Capable)
+    }
+
+    /// "resolv.conf method, resolvers 10.8.0.1, search corp.example" for the log.
+    static func dnsText(_ dns: DNSSettings, method: DNSMethod) -> String {
+        let resolvers = dns.resolvers.isEmpty ? "no resolvers" : "resolvers " + dns.resolvers.map(\.description).joined(separator: " ")
+        return "\(method.rawValue) method, \(resolvers)" + (dns.searchDomains.isEmpty ? "" : ", search " + dns.searchText)
     }
 
     /// The host's connected IPv6 networks (its LANs), which an assigned IPv6 prefix may not overlap, each
@@ -122,11 +171,25 @@ public enum ClientDaemon {
             logger.warning(
                 "--mtu \(c.tunnel.mtu) is below IPv6's minimum link MTU of 1280: IPv6 is not routed into the tunnel and leaves outside it; use --mtu 1280 or more, or --lockdown")
         }
+        let dnsMethod = ResolvConfFile.method()
+        let leakPlan = try dnsLeakPlan(c)
         if c.tunnel.dryRun {
             print(lockdownPlan.script, terminator: "")
             print(plan.script, terminator: "")
+            if !c.noDNS {
+                // The pushed settings come with the handshake: with --dns the resolvers are known now.
+                let known = dnsInForce(c, pushed: .none)
+                print("# DNS (\(dnsMethod.rawValue) method), applied at each handshake: \(c.dns.isEmpty ? "the server's resolvers and search domains" : "the resolvers of --dns (below) and the server's search domains")")
+                print(dnsPlan(c, dns: known, method: dnsMethod).script, terminator: "")
+                print(leakPlan.script, terminator: "")
+            }
             return
         }
+        // Both DNS methods change root's files or services at each handshake, after the privilege drop: the
+        // DNS agent, started below while this process is root, does it for the client (DNSAgent.swift). A
+        // process not started as root cannot start it (nor journal host changes): DNS is then left alone,
+        // with a warning.
+        let applyingDNS = !c.noDNS && geteuid() == 0 && HostNetwork.stateDirectoryUsable
         // Ownership first: nothing of a running instance may be touched, not even its leftovers. With
         // --lockdown the previous run's kill switch stays until the new one replaces it atomically.
         let instance = try HostSetup.claim(device: dev)
@@ -134,6 +197,7 @@ public enum ClientDaemon {
         try HostSetup.removeLeftovers(
             instance, keeping: c.lockdown ? [Planner.lockdownUndo(device: dev)] : [], logger: logger)
         try HostNetwork.preflight(plan)
+        try HostNetwork.preflight(leakPlan)
         if c.lockdown {
             guard (try? c.tunnel.firewallBackend()) == .nftables else {
                 throw ControlError("--lockdown needs nftables (apt-get install nftables)")
@@ -154,15 +218,45 @@ public enum ClientDaemon {
             logger.notice("\(noIPv6)")
         }
         defer { HostSetup.tearDown(instance, logger: logger) }
+        // The agent restores DNS first (at `revert`, or when this process's end closes however it exits).
+        let agent = applyingDNS ? try DNSAgentClient.start(device: dev) : nil
+        defer { agent?.revert(logger: logger) }
+        if let agent { logger.info("DNS agent pid \(agent.pid) applies and restores the resolver settings") }
         // The kill switch goes up before the first handshake and stays while the client reconnects.
         if c.lockdown { try HostSetup.apply(lockdownPlan, to: instance, logger: logger) }
         logger.info(
             "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name), TSO \(device.offloadsEnabled ? "on" : "off"), TUN USO \(device.udpOffloadEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
+        if !c.noDNS && !applyingDNS {
+            logger.warning(
+                "not started as root: the server's DNS settings are not applied (changing them at each handshake needs a DNS agent started as root); start as root to apply them, or add --no-dns")
+        }
+        logger.info(
+            "DNS: \(!applyingDNS ? "not applied\(c.noDNS ? " (--no-dns)" : ""), this host's resolver settings stay as they are" : "\(dnsMethod.rawValue) method, \(c.dns.isEmpty ? "the server's resolvers" : "resolvers " + c.dns.map(\.description).joined(separator: " ") + " (--dns)"), applied at the handshake\(leakPlan.changes.isEmpty ? "" : ", DNS outside the tunnel refused once they are")")")
+        // The DNS settings applied last (the hooks run on the engine's inbound thread, one at a time).
+        let appliedDNS = Mutex<DNSSettings?>(nil)
+        let dnsStatus = DNSStatus()
+        @Sendable func applyDNS(_ assignment: TunnelAssignment) throws {
+            let dns = dnsInForce(c, pushed: assignment.dns)
+            let previous = appliedDNS.withLock { $0 }
+            guard let agent, previous != dns else { return }
+            // The leak block goes up with the first resolvers applied: without them the host still uses its
+            // own, which the block would cut off.
+            if previous?.resolvers.isEmpty ?? true, !dns.resolvers.isEmpty {
+                try HostSetup.apply(leakPlan, to: instance, logger: logger)
+            }
+            if !dns.isEmpty {
+                try agent.apply(DNSAgentApply(method: dnsMethod, device: dev, dns: dns, fullTunnel: fullTunnel(c)))
+            }
+            appliedDNS.withLock { $0 = dns }
+            dnsStatus.set(dns.isEmpty ? nil : (dnsMethod, dns))
+            logger.info("DNS: \(dns.isEmpty ? "the server pushes none; nothing applied" : dnsText(dns, method: dnsMethod))")
+        }
         let hooks = EngineHooks(
             tunnelUp: { assignment in
                 try HostSetup.apply(
                     plan.withDeviceAddress("\(assignment.client)", address6: deviceAddress6(c, assignment)), to: instance,
                     device: device, logger: logger)
+                try applyDNS(assignment)
             },
             addressChanged: { assignment in
                 // SIOCSIFADDR replaces the IPv4 address, and the device step leaves no other global IPv6
@@ -171,13 +265,19 @@ public enum ClientDaemon {
                 try HostSetup.apply(
                     deviceStep.withDeviceAddress("\(assignment.client)", address6: deviceAddress6(c, assignment)), to: instance,
                     device: device, logger: logger)
+                try applyDNS(assignment)
             })
         let engine = TunnelEngine(
             state: state, device: device, socket: socket, clock: SystemClock(wallOffset: c.tunnel.clockOffset),
             logger: logger, hooks: hooks, settings: EngineSettings(mtu: c.tunnel.mtu))
         let status = try StatusServices.start(
             engine: engine, device: dev, listenPort: socket.localEndpoint.port,
-            metricsAddress: c.tunnel.metrics, reload: nil, logger: logger)
+            metricsAddress: c.tunnel.metrics, reload: nil,
+            dns: {
+                dnsStatus.current.map {
+                    ClientDNSSnapshot(method: $0.method.rawValue, resolvers: $0.dns.resolvers.map(\.description), search: $0.dns.searchDomains)
+                }
+            }, logger: logger)
         defer { status.stop() }
         try runUntilSignalled(
             engine, device: dev, user: c.tunnel.user, logger: logger, adapters: { adapterStats(device, socket) })

@@ -69,6 +69,7 @@ public enum HostSetup {
         for device in (try? HostNetwork.devicesWithFiles()) ?? [] where InstanceLock.owner(device: device) == nil {
             guard case .acquired(let lock)? = try? InstanceLock.acquire(device: device) else { continue }
             (try? HostNetwork.journal(device: device))?.unlinkIfEmpty()
+            (try? HostNetwork.dnsJournal(device: device))?.unlinkIfEmpty()
             try? UnixSocketServer.removeStale(HostNetwork.statusSocketPath(device: device))
             lock.release()
         }
@@ -90,6 +91,9 @@ public enum HostSetup {
     ) throws {
         try? UnixSocketServer.removeStale(HostNetwork.statusSocketPath(device: instance.device))
         guard let journal = instance.journal else { return }
+        let (dnsUndone, dnsFailures) = try restoreDNS(device: instance.device, executor: executor)
+        if dnsUndone > 0 { logger?.notice("restored \(dnsUndone) DNS change(s) left by a previous run on \(instance.device)") }
+        for f in dnsFailures { logger?.warning("could not undo \(f)") }
         let pending = try journal.entries()
         guard !pending.isEmpty else { return }
         let (undone, failures) = try PlanExecutor(executor: executor, journal: journal).tearDown(keeping: keeping)
@@ -98,6 +102,17 @@ public enum HostSetup {
             logger?.notice("kept the kill switch left by a previous run on \(instance.device) until the new one replaces it")
         }
         for f in failures { logger?.warning("could not undo \(f)") }
+    }
+
+    /// Replays the DNS agent's journal of `device` (left when the client and its agent were both killed)
+    /// and deletes it once empty; the caller holds the instance lock and is root.
+    static func restoreDNS(
+        device: String, executor: any CommandExecutor = SystemCommandExecutor()
+    ) throws -> (undone: Int, failures: [String]) {
+        let journal = try HostNetwork.dnsJournal(device: device)
+        defer { journal.unlinkIfEmpty() }
+        guard !(try journal.entries()).isEmpty else { return (0, []) }
+        return try PlanExecutor(executor: executor, journal: journal).tearDown()
     }
 
     /// Applies `plan` in order: the host changes before its device steps (settings of the device that must
@@ -185,8 +200,12 @@ public enum HostSetup {
         defer { lock.release() }
         let journal = try HostNetwork.journal(device: device)
         let keeping = keepLockdown ? [Planner.lockdownUndo(device: device)] : []
-        let pending = try journal.entries().count
-        let (undone, failures) = try PlanExecutor(executor: SystemCommandExecutor(), journal: journal).tearDown(keeping: keeping)
+        // The DNS agent's journal first: its changes were made last.
+        let (dnsUndone, dnsFailures) = try restoreDNS(device: device)
+        let pending = try journal.entries().count + dnsUndone
+        var (undone, failures) = try PlanExecutor(executor: SystemCommandExecutor(), journal: journal).tearDown(keeping: keeping)
+        undone += dnsUndone
+        failures = dnsFailures + failures
         journal.unlinkIfEmpty()
         try? UnixSocketServer.removeStale(HostNetwork.statusSocketPath(device: device))  // a live one stays
         lock.release()

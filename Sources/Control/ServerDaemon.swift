@@ -33,6 +33,8 @@ public struct ServerConfiguration: Sendable {
     public var egress: String?
     /// Leave forwarding and NAT to the operator.
     public var noNAT = false
+    /// The resolvers and search domains pushed to clients (--dns, --dns-search; checked by the command).
+    public var dns = DNSSettings.none
 
     public init(address: IPv4Prefix) { self.address = address }
 }
@@ -47,6 +49,12 @@ func listenFailure(_ endpoint: Endpoint, _ error: IOError) -> String {
         hint = "; that address is not on this host (`ip addr` lists them), e.g. --listen [::]:\(endpoint.port)"
     }
     return "--listen \(endpoint): \(error)\(hint)"
+}
+
+/// "resolvers 10.8.0.1 fd00::1, search corp.example" (the words the server's log and dry run use).
+func pushedDNSText(_ dns: DNSSettings) -> String {
+    let resolvers = dns.resolvers.isEmpty ? "no resolvers" : "resolvers " + dns.resolvers.map(\.description).joined(separator: " ")
+    return resolvers + (dns.searchDomains.isEmpty ? "" : ", search " + dns.searchText)
 }
 
 /// Runs a server.
@@ -121,10 +129,12 @@ public enum ServerDaemon {
             role: .server(
                 ServerSettings(
                     responder: responder, address: prefix, address6: c.address6, ipv6Egress: egress6 != nil, allowList: allowList,
-                    allowAnyClient: c.allowAnyClient)),
+                    allowAnyClient: c.allowAnyClient, dns: c.dns)),
             timers: c.tunnel.timers)
         let plan = try plan(c)
         if c.tunnel.dryRun {
+            // What clients are told is no host change; the script says it as a comment.
+            if !c.dns.isEmpty { print("# pushed to clients in the handshake: \(pushedDNSText(c.dns))") }
             print(plan.script, terminator: "")
             return
         }
@@ -144,6 +154,7 @@ public enum ServerDaemon {
             }
         } catch { throw ControlError(listenFailure(c.listen, error)) }
         if let noIPv6 { logger.notice("\(noIPv6)") }
+        if !c.dns.isEmpty { logger.info("pushing DNS to clients: \(pushedDNSText(c.dns))") }
         if c.allowAnyClient { logger.warning("--allow-any-client: any client key is admitted; use an allow-list outside the lab") }
         logger.info(
             "server listening on \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name) \(prefix)\(c.address6.map { " \($0)" } ?? ""), IPv6 egress \(egress6 ?? "none"), \(allowList.clients.count) allowed client(s), TSO \(device.offloadsEnabled ? "on" : "off"), TUN USO \(device.udpOffloadEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")

@@ -138,9 +138,12 @@ public struct TunnelStatus: Codable, Equatable, Sendable {
     public var address6: String?
     public var ipv6Egress: Bool
     public var ipv6Disabled: Bool
+    /// The DNS settings in force, or nil when the client applies none (absent from an older tunvpn's
+    /// document, read as nil).
+    public var dns: DNSStatusDocument?
 
     enum CodingKeys: String, CodingKey {
-        case address, address6
+        case address, address6, dns
         case ipv6Egress = "ipv6_egress"
         case ipv6Disabled = "ipv6_disabled"
     }
@@ -150,6 +153,7 @@ public struct TunnelStatus: Codable, Equatable, Sendable {
         address6 = t.address6.map { "\($0)" }
         ipv6Egress = t.ipv6Egress
         ipv6Disabled = t.ipv6Disabled
+        dns = t.dns.map { DNSStatusDocument(method: $0.method, resolvers: $0.resolvers, search: $0.search) }
     }
 
     public init(from decoder: any Decoder) throws {
@@ -158,6 +162,7 @@ public struct TunnelStatus: Codable, Equatable, Sendable {
         address6 = try c.decode(String?.self, forKey: .address6)
         ipv6Egress = try c.decode(Bool.self, forKey: .ipv6Egress)
         ipv6Disabled = try c.decode(Bool.self, forKey: .ipv6Disabled)
+        dns = try c.decodeIfPresent(DNSStatusDocument.self, forKey: .dns)
     }
 
     /// Writes a missing IPv6 address as `null`.
@@ -167,6 +172,7 @@ public struct TunnelStatus: Codable, Equatable, Sendable {
         try c.encode(address6, forKey: .address6)
         try c.encode(ipv6Egress, forKey: .ipv6Egress)
         try c.encode(ipv6Disabled, forKey: .ipv6Disabled)
+        try c.encode(dns, forKey: .dns)
     }
 
     func snapshot() throws(ControlError) -> ClientTunnelSnapshot {
@@ -176,8 +182,17 @@ public struct TunnelStatus: Codable, Equatable, Sendable {
             guard let parsed = IPv6Prefix(address6) else { throw ControlError("status reply: 'address6' is not what it should be") }
             a6 = parsed
         }
-        return ClientTunnelSnapshot(address: a, address6: a6, ipv6Egress: ipv6Egress, ipv6Disabled: ipv6Disabled)
+        return ClientTunnelSnapshot(
+            address: a, address6: a6, ipv6Egress: ipv6Egress, ipv6Disabled: ipv6Disabled,
+            dns: dns.map { ClientDNSSnapshot(method: $0.method, resolvers: $0.resolvers, search: $0.search) })
     }
+}
+
+/// A client's DNS settings in the status JSON: `{"method":"resolv.conf","resolvers":["10.8.0.1"],"search":["corp.example"]}`.
+public struct DNSStatusDocument: Codable, Equatable, Sendable {
+    public var method: String
+    public var resolvers: [String]
+    public var search: [String]
 }
 
 /// One peer in the status JSON.
@@ -310,6 +325,10 @@ public enum StatusText {
             } else {
                 lines.append("  address: \(t.address)")
                 lines.append("  ipv6: none from the server")
+            }
+            if let d = t.dns {
+                let resolvers = d.resolvers.isEmpty ? "no resolvers" : "resolvers " + d.resolvers.joined(separator: " ")
+                lines.append("  dns: \(resolvers)\(d.search.isEmpty ? "" : ", search " + d.search.joined(separator: " ")) (\(d.method))")
             }
         }
         let values = s.counterValues

@@ -32,10 +32,12 @@ public struct StatusServices {
     ///   - reload: the server's allow-list reload; nil for a client.
     public static func start(
         engine: TunnelEngine, device: String, listenPort: UInt16, metricsAddress: String?,
-        reload: AllowListReloader?, logger: Logger
+        reload: AllowListReloader?, dns: (@Sendable () -> ClientDNSSnapshot?)? = nil, logger: Logger
     ) throws -> StatusServices {
         let snapshot: @Sendable () -> EngineSnapshot = {
-            engine.snapshot(now: SystemClock().monotonicNow(), device: device, listenPort: listenPort)
+            var s = engine.snapshot(now: SystemClock().monotonicNow(), device: device, listenPort: listenPort)
+            if let dns { s.tunnel?.dns = dns() }
+            return s
         }
         // The threads are created before the main thread sheds its capabilities and would keep them all,
         // so each drops them first: serving bound sockets from a snapshot needs none (the two the later

@@ -55,12 +55,29 @@ public struct ClientTunnelSnapshot: Sendable, Equatable {
     public var ipv6Egress: Bool
     /// --no-ipv6: the client carries no IPv6, whatever the server offers.
     public var ipv6Disabled: Bool
+    /// The DNS settings the client applied and how; nil when it applies none (filled in by the daemon).
+    public var dns: ClientDNSSnapshot?
 
-    public init(address: IPv4Prefix, address6: IPv6Prefix?, ipv6Egress: Bool, ipv6Disabled: Bool) {
+    public init(address: IPv4Prefix, address6: IPv6Prefix?, ipv6Egress: Bool, ipv6Disabled: Bool, dns: ClientDNSSnapshot? = nil) {
         self.address = address
         self.address6 = address6
         self.ipv6Egress = ipv6Egress
         self.ipv6Disabled = ipv6Disabled
+        self.dns = dns
+    }
+}
+
+/// A client's DNS settings in force: the method ("systemd-resolved" or "resolv.conf"), the resolvers and
+/// the search domains.
+public struct ClientDNSSnapshot: Sendable, Equatable {
+    public var method: String
+    public var resolvers: [String]
+    public var search: [String]
+
+    public init(method: String, resolvers: [String], search: [String]) {
+        self.method = method
+        self.resolvers = resolvers
+        self.search = search
     }
 }
 

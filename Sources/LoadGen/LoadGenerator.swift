@@ -156,8 +156,10 @@ final class LoadGenerator: Sendable {
     // MARK: Workers
 
     private func work(slot: Int) {
-        let receiveBatch = PacketBatch(capacity: 8, slotSize: 256)
-        let sendBatch = PacketBatch(capacity: 1, slotSize: 256)
+        // Handshake messages only: an initiation is the longest (a response is never longer, docs/PROTOCOL.md).
+        let slotSize = WireFormat.initiationLength + 32
+        let receiveBatch = PacketBatch(capacity: 8, slotSize: slotSize)
+        let sendBatch = PacketBatch(capacity: 1, slotSize: slotSize)
         while !stopping.load(ordering: .relaxed) {
             let number = nextClient.add(1, ordering: .relaxed).oldValue
             guard number < settings.clients else { return }

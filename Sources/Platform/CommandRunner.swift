@@ -99,7 +99,8 @@ public enum CommandRunner {
     /// Starts `argv` with the given descriptors as its stdin/stdout/stderr (-1: inherit); with
     /// `newProcessGroup` the child leads a process group of its own, so a terminal's Ctrl-C reaches only us.
     static func spawn(
-        _ argv: [String], stdin: Int32, stdout: Int32, stderr: Int32, newProcessGroup: Bool = false
+        _ argv: [String], stdin: Int32, stdout: Int32, stderr: Int32, newProcessGroup: Bool = false,
+        passing extra: (descriptor: Int32, as: Int32)? = nil
     ) -> SpawnResult {
         guard let program = argv.first else { return .failure("empty command") }
         var actions = posix_spawn_file_actions_t()
@@ -108,6 +109,8 @@ public enum CommandRunner {
         if stdin >= 0 { posix_spawn_file_actions_adddup2(&actions, stdin, 0) }
         if stdout >= 0 { posix_spawn_file_actions_adddup2(&actions, stdout, 1) }
         if stderr >= 0 { posix_spawn_file_actions_adddup2(&actions, stderr, 2) }
+        // dup2 clears FD_CLOEXEC on the copy (with equal descriptors too, posix_spawn_file_actions_adddup2(3)).
+        if let extra { posix_spawn_file_actions_adddup2(&actions, extra.descriptor, extra.as) }
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -134,6 +137,21 @@ public enum CommandRunner {
             return .failure(rc == ENOENT ? "\(program): command not found" : "cannot run \(program): \(String(cString: strerror(rc)))")
         }
         return .success(pid)
+    }
+
+    /// Starts `argv` (a path, or found in `trustedSearchPath`) with this process's stdout and stderr, stdin
+    /// /dev/null, an empty signal mask, and `descriptor` as descriptor `target` (every other descriptor of
+    /// this process is close-on-exec); returns its PID, or the reason it could not start.
+    public static func spawn(_ argv: [String], passing descriptor: Int32, as target: Int32) -> Result<pid_t, SpawnedProcessError> {
+        let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        guard null >= 0 else {
+            return .failure(SpawnedProcessError(command: argv.first ?? "", problem: "cannot open /dev/null: \(String(cString: strerror(errno)))"))
+        }
+        defer { close(null) }
+        switch spawn(argv, stdin: null, stdout: -1, stderr: -1, passing: (descriptor, target)) {
+        case .success(let pid): return .success(pid)
+        case .failure(let message): return .failure(SpawnedProcessError(command: argv.first ?? "", problem: message))
+        }
     }
 
     /// This process's environment with PATH replaced by `trustedSearchPath`.

@@ -15,6 +15,16 @@ public struct SystemCommandExecutor: CommandExecutor {
     public init() {}
 
     public func run(_ command: [String], input: String?) -> String? {
+        // The resolv.conf steps run in process (there is no such program; Routing's `ResolvConf`).
+        if command.first == ResolvConf.program {
+            if command.count == 3, command[1] == "write" {
+                return ResolvConfFile.write(command[2], bytes: Array((input ?? "").utf8))
+            }
+            guard let (path, saved) = ResolvConf.saved(in: JournalEntry(undo: command, input: input)) else {
+                return "not a resolv.conf step: \(command.joined(separator: " "))"
+            }
+            return ResolvConfFile.restore(path, saved: saved)
+        }
         if command.count == 3, command[0] == "sysctl", command[1] == "-w", let eq = command[2].firstIndex(of: "=") {
             let key = String(command[2][..<eq])
             let value = String(command[2][command[2].index(after: eq)...])
@@ -27,6 +37,8 @@ public struct SystemCommandExecutor: CommandExecutor {
     }
 
     static func sysctlPath(_ key: String) -> String { "/proc/sys/" + key.split(separator: ".").joined(separator: "/") }
+
+    public func readFile(_ path: String) -> SavedFile? { ResolvConfFile.read(path) }
 
     public func readSysctl(_ key: String) -> String? {
         guard let bytes = try? KeyFiles.readSmallFile(Self.sysctlPath(key), what: "sysctl").text else { return nil }
@@ -84,6 +96,39 @@ public final class FileJournal: JournalStore, Sendable {
                 message: "refusing \(path): \(problem); remove it after checking what it holds (tunvpn creates it root-owned, mode 0600)")
         }
         return FileJournal(path: path, fd: fd)
+    }
+
+    /// Opens the journal at `path` as `open` does and holds an exclusive flock(2) on it for the journal's
+    /// life, waiting up to `timeoutSeconds` for another holder (a DNS agent still restoring after its
+    /// client died) to finish; a file its last holder deleted meanwhile is reopened at the path.
+    ///
+    /// - Throws: `RoutingError` as `open` does, or when the lock is still held after the timeout.
+    public static func openLocked(path: String, timeoutSeconds: Int) throws(RoutingError) -> FileJournal {
+        var clock = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &clock)
+        let deadline = clock.tv_sec + timeoutSeconds
+        while true {
+            let journal = try open(path: path)
+            if flock(journal.fd, LOCK_EX | LOCK_NB) == 0 {
+                var mine = stat()
+                var there = stat()
+                if fstat(journal.fd, &mine) == 0, lstat(path, &there) == 0, there.st_dev == mine.st_dev, there.st_ino == mine.st_ino {
+                    return journal
+                }
+                continue  // deleted by the holder we waited for: open the file now at the path
+            }
+            guard errno == EWOULDBLOCK || errno == EINTR else {
+                throw RoutingError(step: "journal", command: "", message: "cannot lock \(path): \(String(cString: strerror(errno)))")
+            }
+            clock_gettime(CLOCK_MONOTONIC, &clock)
+            guard clock.tv_sec < deadline else {
+                throw RoutingError(
+                    step: "journal", command: "",
+                    message: "\(path) is still locked after \(timeoutSeconds) s (a tunvpn dns-agent still restoring?); check `ps -C tunvpn`, then run tunvpn down")
+            }
+            var pause = timespec(tv_sec: 0, tv_nsec: 20_000_000)
+            _ = nanosleep(&pause, nil)
+        }
     }
 
     public func append(_ entry: JournalEntry) throws(RoutingError) {
@@ -217,6 +262,17 @@ public enum HostNetwork {
     /// checking the state directory, and creating it if needed).
     public static func journal(device: String) throws(RoutingError) -> FileJournal {
         try FileJournal.open(path: try runtimePath(device: device, suffix: "journal"))
+    }
+
+    /// The suffix of the DNS agent's journal (`<netns id>-<device>.dns.journal`), which holds the client's
+    /// resolver changes apart from the instance's own journal (docs/ROUTING.md, "DNS").
+    public static let dnsJournalSuffix = "dns.journal"
+
+    /// The DNS agent's journal for `device` in this network namespace, opened and checked like `journal`.
+    /// Held locked (flock(2)) while the returned journal lives: by a running agent, or by whoever replays
+    /// it, so a restart right after `kill -9` waits for the killed client's agent to finish restoring.
+    public static func dnsJournal(device: String) throws(RoutingError) -> FileJournal {
+        try FileJournal.openLocked(path: try runtimePath(device: device, suffix: dnsJournalSuffix), timeoutSeconds: 10)
     }
 
     /// `/run/tunvpn/<netns id>-<device>.<suffix>`, after `checkStateDirectory()`.
@@ -367,7 +423,11 @@ public enum HostNetwork {
                 guard CommandRunner.exists("ip") else {
                     throw RoutingError(step: "preflight", command: "", message: "ip not found: install iproute2")
                 }
-            case .sysctl, .device: break
+            case .resolvectl:
+                guard CommandRunner.exists("resolvectl") else {
+                    throw RoutingError(step: "preflight", command: "", message: "resolvectl not found: install systemd-resolved, or start with --no-dns")
+                }
+            case .sysctl, .device, .resolvConf: break
             }
         }
     }

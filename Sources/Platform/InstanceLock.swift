@@ -156,7 +156,8 @@ extension HostNetwork {
         try devicesWithFiles().compactMap { device in
             var st = stat()
             let journal = runtimeName(device: device, suffix: "journal")
-            let leftovers = lstat(journal, &st) == 0 && st.st_size > 0
+            let dnsJournal = runtimeName(device: device, suffix: dnsJournalSuffix)
+            let leftovers = (lstat(journal, &st) == 0 && st.st_size > 0) || (lstat(dnsJournal, &st) == 0 && st.st_size > 0)
             let owner = InstanceLock.owner(device: device)
             return owner != nil || leftovers ? InstanceRecord(device: device, owner: owner, hasLeftovers: leftovers) : nil
         }
@@ -181,9 +182,11 @@ extension HostNetwork {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
             }
-            for suffix in [".lock", ".journal"] where name.hasPrefix(prefix) && name.hasSuffix(suffix) {
+            // The DNS agent's journal first: its name also ends in ".journal".
+            for suffix in [".\(dnsJournalSuffix)", ".lock", ".journal"] where name.hasPrefix(prefix) && name.hasSuffix(suffix) {
                 let device = String(name.dropFirst(prefix.count).dropLast(suffix.count))
                 if !device.isEmpty { devices.insert(device) }
+                break
             }
         }
         return devices.sorted()

@@ -151,6 +151,26 @@ public enum Privileges {
         }
     }
 
+    /// For a process that stays uid 0 and needs no capability (the DNS agent): empties the bounding,
+    /// effective, permitted, inheritable and ambient sets and sets no_new_privs, on the main thread before
+    /// any other exists. Returns nil, or the step that failed with its errno text.
+    public static func dropAllCapabilities() -> String? {
+        let step = clinux_drop_all_capabilities()
+        guard step != 0 else { return nil }
+        let names = [1: "prctl(PR_CAPBSET_DROP)", 2: "capset(none)", 3: "prctl(PR_CAP_AMBIENT_CLEAR_ALL)", 4: "prctl(PR_SET_NO_NEW_PRIVS)"]
+        return "\(names[Int(step)] ?? "step \(step)") failed: \(String(cString: strerror(errno)))"
+    }
+
+    /// The effective capability set of the calling thread, as a bit mask (0 when it cannot be read).
+    public static var effectiveCapabilities: UInt64 {
+        var effective: UInt64 = 0
+        var permitted: UInt64 = 0
+        var inheritable: UInt64 = 0
+        var ambient: UInt64 = 0
+        _ = clinux_capabilities(&effective, &permitted, &inheritable, &ambient)
+        return effective
+    }
+
     /// prctl(PR_SET_DUMPABLE, 0): the process writes no core dump (which would hold its keys) and other
     /// processes of the same non-root user cannot ptrace it. Returns false, with nothing changed, on failure.
     @discardableResult

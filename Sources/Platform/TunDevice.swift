@@ -179,7 +179,7 @@ public final class TunDevice: PacketDevice {
     }
 
     /// Why `name` cannot be an interface name, or nil if it can (the kernel's dev_valid_name()).
-    static func invalidNameReason(_ name: String) -> String? {
+    public static func invalidNameReason(_ name: String) -> String? {
         let bytes = name.utf8
         if bytes.isEmpty { return "the name is empty" }
         if bytes.count >= Int(IFNAMSIZ) { return "it is \(bytes.count) bytes long, the limit is \(Int(IFNAMSIZ) - 1)" }

@@ -99,7 +99,10 @@ public protocol JournalStore {
 ///   `include` (nft(8): include reads other files);
 /// - `iptables …` or `ip6tables …` without `--modprobe` (iptables(8): it names a program to run), and with
 ///   no input;
-/// - `sysctl -w net.KEY=VALUE`, with a key and value of letters, digits, `_`, `-` and `.` only.
+/// - `sysctl -w net.KEY=VALUE`, with a key and value of letters, digits, `_`, `-` and `.` only;
+/// - `resolvectl revert DEVICE`;
+/// - `tunvpn-resolv-conf restore /etc/resolv.conf file|symlink TARGET|absent` (run in process, never as a
+///   program; `ResolvConf`), for that one path only.
 public enum ReplayPolicy {
     /// Why `entry` must not be run, or nil when it may.
     public static func refusal(_ entry: JournalEntry) -> String? {
@@ -150,8 +153,19 @@ public enum ReplayPolicy {
                 return "sysctl is replayed only for net.* keys with plain values"
             }
             return nil
+        case "resolvectl":
+            guard entry.input == nil, argv.count == 3, argv[1] == "revert", isName(argv[2], extra: ".") else {
+                return "resolvectl is replayed only as `resolvectl revert DEVICE`"
+            }
+            return nil
+        case ResolvConf.program:
+            guard let (path, _) = ResolvConf.saved(in: entry) else {
+                return "\(program) is replayed only as `restore PATH file|symlink TARGET|absent` with hex input"
+            }
+            guard path == ResolvConf.path else { return "\(program) restores only \(ResolvConf.path)" }
+            return nil
         default:
-            return "\(program) is not one of ip, nft, iptables, ip6tables, sysctl"
+            return "\(program) is not one of ip, nft, iptables, ip6tables, sysctl, resolvectl, \(ResolvConf.program)"
         }
     }
 
@@ -169,6 +183,14 @@ public protocol CommandExecutor {
     func run(_ command: [String], input: String?) -> String?
     /// The current value of a sysctl, or nil if it cannot be read.
     func readSysctl(_ key: String) -> String?
+    /// What is at `path` now (a file's bytes, a symbolic link, nothing), or nil if it cannot be read: the
+    /// original a resolv.conf step saves before it writes.
+    func readFile(_ path: String) -> SavedFile?
+}
+
+extension CommandExecutor {
+    /// Executors that never write files read none.
+    public func readFile(_ path: String) -> SavedFile? { nil }
 }
 
 /// Why applying or undoing a plan failed.
@@ -210,6 +232,10 @@ public struct PlanExecutor {
                 throw RoutingError(
                     step: change.summary, command: "", message: "a device step is applied by the device, not by a command")
             }
+            if case .resolvConf(let settings) = change {
+                try applyResolvConf(settings, change: change)
+                continue
+            }
             var previous: String? = nil
             if case .sysctl(let key, _) = change {
                 previous = executor.readSysctl(key)
@@ -228,6 +254,41 @@ public struct PlanExecutor {
                     step: change.summary, command: change.applyCommand.map(shellQuote).joined(separator: " "),
                     message: failure)
             }
+        }
+    }
+
+    /// Writes a resolv.conf, after journaling the original unless the journal already holds it (a later
+    /// handshake with other DNS settings rewrites the file; the original stays the one to restore).
+    private func applyResolvConf(_ settings: ResolvConfSettings, change: Change) throws(RoutingError) {
+        let held = try journal.entries().compactMap(ResolvConf.saved(in:)).first { $0.path == settings.path }
+        var original: [UInt8]?
+        if let held {
+            switch held.saved {
+            case .file(let bytes): original = bytes
+            case .symlink(let target, _):
+                // A relative target is relative to the link's directory (symlink(7)).
+                let directory = settings.path.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/")
+                let resolved = target.hasPrefix("/") ? target : directory + "/" + target
+                if case .file(let bytes)? = executor.readFile(resolved) { original = bytes }
+            case .absent: original = nil
+            }
+        } else {
+            guard let saved = executor.readFile(settings.path) else {
+                rollBack(dropLast: false)
+                throw RoutingError(step: change.summary, command: "", message: "cannot read \(settings.path)")
+            }
+            switch saved {
+            case .file(let bytes): original = bytes
+            case .symlink(_, let content): original = content
+            case .absent: original = nil
+            }
+            try journal.append(ResolvConf.restoreEntry(path: settings.path, saved: saved))
+        }
+        let text = ResolvConf.render(settings, original: original)
+        if let failure = executor.run(change.applyCommand, input: text) {
+            // An in-place write may have failed half way: the original is put back in any case.
+            rollBack(dropLast: false)
+            throw RoutingError(step: change.summary, command: change.applyCommand.joined(separator: " "), message: failure)
         }
     }
 
@@ -273,10 +334,13 @@ public struct PlanExecutor {
         return (undone, failures)
     }
 
-    /// Error texts that mean "the thing to remove is not there", from ip, nft and iptables.
+    /// Error texts that mean "the thing to remove is not there", from ip, nft, iptables and resolvectl
+    /// (whose `revert` after a crash finds the TUN device gone: `Failed to resolve interface "tun0": No such
+    /// device`).
     static func isAlreadyGone(_ message: String) -> Bool {
         let m = message.lowercased()
         return m.contains("no such process") || m.contains("no such file or directory")
             || m.contains("does a matching rule exist") || m.contains("bad rule") || m.contains("cannot find device")
+            || m.contains("no such device")
     }
 }

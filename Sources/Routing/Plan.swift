@@ -25,6 +25,13 @@ public enum Change: Equatable, Sendable {
     /// `ip addr`/`ip link` commands that do the same; applied by the device itself (Platform's `TunDevice`,
     /// with ioctls), never by `PlanExecutor`; it has no undo, since the settings go with the device.
     case device(DeviceSettings)
+    /// `resolvectl ARGUMENTS` (per-link DNS settings of `device` in systemd-resolved; undo: `resolvectl
+    /// revert DEVICE`, which drops them all, so several steps share one undo).
+    case resolvectl(device: String, arguments: [String])
+    /// Replace /etc/resolv.conf (`ResolvConf.render`): written to a temporary file in the same directory and
+    /// renamed over it, or in place where it is a mount point (rename(2): EBUSY). The undo, journaled
+    /// first, holds the original bytes (or its symbolic link), read just before (`CommandExecutor.readFile`).
+    case resolvConf(ResolvConfSettings)
 
     /// The command that makes the change (for display, the journal and the applier).
     public var applyCommand: [String] {
@@ -41,6 +48,10 @@ public enum Change: Equatable, Sendable {
             return ["ip6tables", "-t", table, "-I", chain, String(position)] + rule
         case .device(let d):
             return ["ip", "link", "set", d.device, "mtu", String(d.mtu), "txqueuelen", String(d.transmitQueueLength), "up"]
+        case .resolvectl(_, let arguments):
+            return ["resolvectl"] + arguments
+        case .resolvConf(let r):
+            return [ResolvConf.program, "write", r.path]
         }
     }
 
@@ -59,6 +70,11 @@ public enum Change: Equatable, Sendable {
             return ["ip6tables", "-t", table, "-D", chain] + rule
         case .device:
             return []
+        case .resolvectl(let device, _):
+            return ["resolvectl", "revert", device]
+        case .resolvConf(let r):
+            // The real undo is `ResolvConf.restoreEntry`, made from what the file was when applied.
+            return [ResolvConf.program, "restore", r.path]
         }
     }
 
@@ -81,6 +97,8 @@ public enum Change: Equatable, Sendable {
         case .iptablesRule(let t, let c, _, _): return "insert iptables rule in \(t)/\(c)"
         case .ip6tablesRule(let t, let c, _, _): return "insert ip6tables rule in \(t)/\(c)"
         case .device(let d): return "configure device \(d.device)"
+        case .resolvectl(let dev, let a): return "set DNS of \(dev) (resolvectl \(a.first ?? ""))"
+        case .resolvConf(let r): return "replace \(r.path)"
         }
     }
 
@@ -94,6 +112,11 @@ public enum Change: Equatable, Sendable {
             let address = d.address.map { "ip addr add \($0) dev \(d.device)" }
                 ?? "# \(d.device): address assigned by the server at the handshake"
             return address + "\n" + line + (d.address6.map { "\nip -6 addr add \($0) dev \(d.device)" } ?? "")
+        }
+        if case .resolvConf(let r) = self {
+            // The original's options lines are added when it is read, as the step is applied.
+            return "# \(r.path): the original is saved in the journal and restored at exit; its options lines are kept\n"
+                + line + " <<'EOF'\n" + ResolvConf.render(r, original: nil) + "EOF"
         }
         if let input = applyInput { return line + " <<'EOF'\n" + input + "EOF" }
         return line

@@ -6,7 +6,7 @@
 //   `HandshakeInitiator`: well-formed initiations from random client keys (so their mac1 is valid and
 //   they reach the server's load meter and cookie path, as an attacker who knows the server's public
 //   key could make them), and garbage of initiation size that a server must refuse before any
-//   Diffie-Hellman work. They are written to one file, 160 bytes each, interleaved.
+//   Diffie-Hellman work. They are written to one file, 288 bytes each (`WireFormat.initiationLength`), interleaved.
 // - `InitiationFlood` sends them from a namespace with python3 (`socket.sendto` in a loop paced against
 //   `time.monotonic()`), cycling over several source addresses, at a fixed rate for a fixed time. It
 //   stops by itself: at most `rate × seconds` datagrams, and never after `seconds`. It prints one JSON
@@ -38,7 +38,7 @@ public enum ForgedInitiations {
         }
     }
 
-    /// Writes `count` 160-byte datagrams to `path` for the server whose public key is `serverPublicKey`
+    /// Writes `count` initiation-sized datagrams to `path` for the server whose public key is `serverPublicKey`
     /// (base64): every even one a well-formed initiation from a fresh random client key, every odd one
     /// garbage (alternately with a wrong key ID and with the server's key ID and a wrong mac1).
     public static func write(to path: String, serverPublicKey: String, count: Int = 2000) throws -> Summary {
@@ -110,7 +110,7 @@ public final class InitiationFlood: @unchecked Sendable {
         import json, socket, sys, time
         path, host, port, rate, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
         data = open(path, "rb").read()
-        messages = [data[i:i + 160] for i in range(0, len(data), 160)]
+        messages = [data[i:i + \(WireFormat.initiationLength)] for i in range(0, len(data), \(WireFormat.initiationLength))]
         sockets = []
         for source in sys.argv[6:]:
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -17,10 +17,10 @@ public enum WireFormat {
     }
 
     /// Noise prologue: binds every handshake to this protocol and version.
-    public static let prologue: [UInt8] = Array("tunvpn v2".utf8)
+    public static let prologue: [UInt8] = Array("tunvpn v3".utf8)
     /// The protocol version this implementation speaks, carried in byte 1 of initiations and responses
     /// (docs/PROTOCOL.md, "Versions"). Version 1 carried zero there.
-    public static let protocolVersion: UInt8 = 2
+    public static let protocolVersion: UInt8 = 3
     /// Offset of the version byte in initiations and responses.
     public static let versionOffset = 1
     /// Label hashed with a static public key to make the mac1 key (as WireGuard's "mac1----").
@@ -28,20 +28,36 @@ public enum WireFormat {
     /// Label hashed with the server's static public key to make the 4-byte key ID in initiations.
     public static let keyIDLabel: [UInt8] = Array("keyid---".utf8)
 
-    /// Initiation: type(1) version(1) reserved(2) sender(4) keyID(4) ephemeral(32) static(48) payload(36) mac1(16) mac2(16).
-    public static let initiationLength = 160
-    public static let initiationPayloadLength = 20
+    /// Initiation: type(1) version(1) reserved(2) sender(4) keyID(4) ephemeral(32) static(48) payload(164)
+    /// mac1(16) mac2(16).
+    public static let initiationLength = 288
+    /// Initiation payload: timestamp(12) offer(8) padding(128).
+    public static let initiationPayloadLength = 148
+    /// Zero bytes at the end of the initiation payload: they make an initiation at least as long as the
+    /// response it gets, so the server never amplifies (the server ignores their value).
+    public static let initiationPaddingLength = 128
     /// Offset of mac1 in an initiation (mac1 covers every byte before it).
-    public static let initiationMAC1Offset = 128
-    /// Response: type(1) version(1) reserved(2) sender(4) receiver(4) ephemeral(32) payload(60) mac1(16)
+    public static let initiationMAC1Offset = 256
+    /// Offset of mac2 in an initiation (mac2 covers every byte before it, mac1 included).
+    public static let initiationMAC2Offset = 272
+    /// The initiation of versions 1 and 2 (its mac1 was at 128), recognised only to be refused by name.
+    public static let legacyInitiationLength = 160
+    /// Response: type(1) version(1) reserved(2) sender(4) receiver(4) ephemeral(32) payload(188) mac1(16)
     /// mac2(16).
-    public static let responseLength = 136
-    public static let responsePayloadLength = 44
-    public static let responseMAC1Offset = 104
+    public static let responseLength = 264
+    /// Response payload: addressing(44) DNS block(128).
+    public static let responsePayloadLength = 172
+    public static let responseMAC1Offset = 232
+    /// The addressing part at the start of the response payload (suite, flags, IPv4 and IPv6 addresses).
+    public static let responseAddressingLength = 44
     /// Bit 0 of the response payload's flags byte: the server forwards IPv6 beyond the tunnel.
     public static let responseFlagIPv6Egress: UInt8 = 1
-    /// Offset of mac2 in an initiation (mac2 covers every byte before it, mac1 included).
-    public static let initiationMAC2Offset = 144
+    /// The DNS block at the end of the response payload: count(1) resolvers(4 × 16) search length(1) search(62).
+    public static let dnsBlockLength = 128
+    /// The most resolvers a DNS block carries.
+    public static let maxDNSResolvers = 4
+    /// The longest search list a DNS block carries, in bytes (domains separated by single spaces).
+    public static let maxDNSSearchLength = 62
     /// Cookie reply: type(1) reserved(3) receiver(4) nonce(24) encrypted cookie(16 + 16).
     public static let cookieReplyLength = 64
     /// Label hashed with the server's static public key to make the cookie-encryption key.

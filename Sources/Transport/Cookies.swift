@@ -40,7 +40,7 @@ public struct CookieChecker: Sendable {
         return out
     }
 
-    /// True when `initiation` (160 bytes, mac1 already checked) carries the mac2 of `source`'s cookie.
+    /// True when `initiation` (`WireFormat.initiationLength` bytes, mac1 already checked) carries the mac2 of `source`'s cookie.
     public mutating func verifyMAC2(_ initiation: [UInt8], source: Endpoint, now: UInt64, random: any RandomSource) -> Bool {
         guard initiation.count == WireFormat.initiationLength else { return false }
         let cookie = Self.cookie(secret: currentSecret(now: now, random: random), source: source)

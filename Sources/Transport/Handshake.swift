@@ -3,11 +3,12 @@
 // The client (initiator) knows the server's static key; the server (responder) learns the client's from
 // message 1 and checks it against its allow-list. Payloads travel inside the Noise transcript, so they are
 // encrypted and bound to the handshake: an attacker who rewrites the suite offer breaks message 1's AEAD.
-//   initiation payload (20 B): TAI64N timestamp (12) ‖ offered suite IDs (8, preference order, 0-padded)
-//   response payload  (44 B): chosen suite ID (1, 0 = none in common) ‖ flags (1, bit 0 = IPv6 egress) ‖
+//   initiation payload (148 B): TAI64N timestamp (12) ‖ offered suite IDs (8, preference order, 0-padded) ‖
+//                             padding (128 zero bytes, so that no response is longer than its initiation)
+//   response payload  (172 B): chosen suite ID (1, 0 = none in common) ‖ flags (1, bit 0 = IPv6 egress) ‖
 //                             client IPv4 address (4, network order) ‖ IPv4 prefix length (1) ‖ server IPv4
 //                             address (4) ‖ client IPv6 address (16) ‖ IPv6 prefix length (1, 0 = no IPv6) ‖
-//                             server IPv6 address (16)
+//                             server IPv6 address (16) ‖ DNS block (128, `DNSSettings`)
 // Initiations and responses carry the protocol version in byte 1 (`WireFormat.protocolVersion`).
 // Byte layouts are in docs/PROTOCOL.md. Every function here is pure: keys, randomness and time come in as
 // parameters and bytes come out, so the whole exchange runs in tests without sockets.
@@ -28,23 +29,27 @@ public struct TunnelAssignment: Equatable, Sendable {
     /// True when the server forwards IPv6 beyond the tunnel; false makes the client answer IPv6 packets
     /// for other destinations itself with an ICMPv6 unreachable instead of sending them.
     public var ipv6Egress: Bool
+    /// The resolvers and search domains the server pushes (empty when it pushes none).
+    public var dns: DNSSettings
 
     public init(
         client: IPv4Prefix, server: IPv4Address, client6: IPv6Prefix? = nil, server6: IPv6Address? = nil,
-        ipv6Egress: Bool = false
+        ipv6Egress: Bool = false, dns: DNSSettings = .none
     ) {
         self.client = client
         self.server = server
         self.client6 = client6
         self.server6 = server6
         self.ipv6Egress = ipv6Egress
+        self.dns = dns
     }
 }
 
 extension TunnelAssignment {
-    /// The 44-byte response payload with a zero suite ID (docs/PROTOCOL.md, "Message 2: response").
+    /// The 172-byte response payload with a zero suite ID (docs/PROTOCOL.md, "Message 2: response"): the
+    /// addressing, then the DNS block.
     public var responsePayload: [UInt8] {
-        var p = [UInt8](repeating: 0, count: WireFormat.responsePayloadLength)
+        var p = [UInt8](repeating: 0, count: WireFormat.responseAddressingLength)
         if client6 != nil, ipv6Egress { p[1] = WireFormat.responseFlagIPv6Egress }
         client.address.value.bigEndianBytes(into: &p, at: 2)
         p[6] = UInt8(client.length)
@@ -54,14 +59,15 @@ extension TunnelAssignment {
             p[27] = UInt8(client6.length)
             p.replaceSubrange(28..<44, with: server6.networkBytes)
         }
-        return p
+        return p + dns.block
     }
 
-    /// Reads a response payload's addressing (bytes 1..<44; byte 0, the suite, is the caller's). Nil when a
-    /// prefix length is out of range or a "no IPv6" payload carries IPv6 bytes: a server that sends such a
-    /// payload is broken (the transcript authenticates it), and the handshake is refused as malformed.
+    /// Reads a response payload's addressing (bytes 1..<44; byte 0, the suite, is the caller's; the DNS
+    /// block after it is read by `DNSSettings(block:)`). Nil when a prefix length is out of range or a
+    /// "no IPv6" payload carries IPv6 bytes: a server that sends such a payload is broken (the transcript
+    /// authenticates it), and the handshake is refused as malformed.
     init?(responsePayload p: [UInt8]) {
-        guard p.count == WireFormat.responsePayloadLength else { return nil }
+        guard p.count >= WireFormat.responseAddressingLength else { return nil }
         let length4 = Int(p[6])
         let length6 = Int(p[27])
         guard length4 <= 32, length6 <= 128 else { return nil }
@@ -215,6 +221,7 @@ public struct HandshakeInitiator: Sendable {
             localEphemeral: PrivateKey(random: random), remoteStatic: serverKey, psk: settings.psk)
         var payload = timestamp.bytes
         for i in 0..<WireFormat.maxOfferedSuites { payload.append(i < offeredSuites.count ? offeredSuites[i].wireID : 0) }
+        payload += [UInt8](repeating: 0, count: WireFormat.initiationPaddingLength)
         var message: [UInt8] = [WireFormat.MessageType.initiation.rawValue, WireFormat.protocolVersion, 0, 0]
         appendLE32(&message, senderIndex)
         message += serverTags.keyID
@@ -240,10 +247,10 @@ public struct HandshakeInitiator: Sendable {
     public func consumeResponse(_ message: [UInt8], for sent: InitiationSent) throws(HandshakeFailure)
         -> HandshakeResult
     {
-        // A response of another version has another length (version 1's was 102 bytes), so the version
-        // byte is read before the length is checked. Both versions end with mac1 and mac2, so such a
-        // response still gets the usual checks first (receiver index, mac1 at 32 bytes from the end) and
-        // junk stays `malformed`, `unexpectedResponse` or `corrupted` (docs/PROTOCOL.md, "Versions").
+        // A response of another version has another length (version 1's was 102 bytes, version 2's 136),
+        // so the version byte is read before the length is checked. Every version ends with mac1 and mac2,
+        // so such a response still gets the usual checks first (receiver index, mac1 at 32 bytes from the
+        // end) and junk stays `malformed`, `unexpectedResponse` or `corrupted` (docs/PROTOCOL.md, "Versions").
         guard message.count >= 12 + 32, message[0] == WireFormat.MessageType.response.rawValue,
             message[2] == 0, message[3] == 0
         else { throw .malformed }
@@ -270,7 +277,14 @@ public struct HandshakeInitiator: Sendable {
         // The server must pick one of the suites we offered; the transcript binds both, so this only fails
         // for a broken server, never for an attacker.
         guard let suite = offeredSuites.first(where: { $0.wireID == payload[0] }) else { throw .malformed }
-        guard let assignment = TunnelAssignment(responsePayload: payload) else { throw .malformed }
+        guard var assignment = TunnelAssignment(responsePayload: payload) else { throw .malformed }
+        // The DNS block is authenticated too, so a bad one comes from a broken or hostile server: refused by
+        // name, with what was wrong (docs/PROTOCOL.md, "The DNS block").
+        do {
+            assignment.dns = try DNSSettings(block: payload[WireFormat.responseAddressingLength...])
+        } catch {
+            throw .invalidDNSSettings(error.description)
+        }
         let (send, receive) = noise.split()
         guard let sendKey = send.key, let receiveKey = receive.key else {
             preconditionFailure("Split() always yields two keys")
@@ -331,17 +345,23 @@ public struct HandshakeResponder: Sendable {
 
     /// The same checks on a raw datagram, without allocating (the engine runs them before taking the
     /// core's lock, so a flood of forged initiations costs little more than the MAC over each).
-    /// An initiation of another protocol version (byte 1; version 1 had zero there, with the same length
-    /// and layout) passes the same checks first, so junk is still `malformed`, `wrongServerKey` or
-    /// `corrupted`, and is then refused as `unsupportedVersion` (docs/PROTOCOL.md, "Versions").
+    /// An initiation of another protocol version (byte 1; version 1 had zero there; versions 1 and 2 were
+    /// 160 bytes long with mac1 at 128, and every version ends with mac1 and mac2) passes the same checks
+    /// first, so junk is still `malformed`, `wrongServerKey` or `corrupted`, and is then refused as
+    /// `unsupportedVersion` (docs/PROTOCOL.md, "Versions").
     public func precheckInitiation(raw m: UnsafeRawBufferPointer) -> HandshakeFailure? {
-        guard m.count == WireFormat.initiationLength, m[0] == WireFormat.MessageType.initiation.rawValue,
-            m[2] == 0, m[3] == 0
+        guard m.count == WireFormat.initiationLength || m.count == WireFormat.legacyInitiationLength,
+            m[0] == WireFormat.MessageType.initiation.rawValue, m[2] == 0, m[3] == 0
         else { return .malformed }
         let id = localTags.keyID
         guard m[8] == id[0], m[9] == id[1], m[10] == id[2], m[11] == id[3] else { return .wrongServerKey }
-        guard localTags.verifyMAC1(m, offset: WireFormat.initiationMAC1Offset) else { return .corrupted }
+        guard localTags.verifyMAC1(m, offset: m.count - 32) else { return .corrupted }
         let version = m[WireFormat.versionOffset]
+        if m.count == WireFormat.legacyInitiationLength {
+            // Only versions 1 (byte 1 zero) and 2 had this length: a "version 3" of 160 bytes is no message.
+            guard version != WireFormat.protocolVersion else { return .malformed }
+            return .unsupportedVersion(initiation: version)
+        }
         guard version == WireFormat.protocolVersion else { return .unsupportedVersion(initiation: version) }
         return nil
     }
@@ -380,7 +400,9 @@ public struct HandshakeResponder: Sendable {
         guard let clientKey = noise.remoteStatic, payload.count == WireFormat.initiationPayloadLength,
             let timestamp = TAI64N(bytes: payload[0..<TAI64N.length])
         else { throw .malformed }
-        let offered = payload[TAI64N.length...].filter { $0 != 0 && CipherSuites.withID($0) != nil }
+        // The padding after the offer is ignored, whatever its value (docs/PROTOCOL.md, "Message 1").
+        let offer = payload[TAI64N.length..<(TAI64N.length + WireFormat.maxOfferedSuites)]
+        let offered = offer.filter { $0 != 0 && CipherSuites.withID($0) != nil }
         return InitiationConsumed(
             clientKey: clientKey, senderIndex: readLE32(message, 4), timestamp: timestamp,
             offeredSuiteIDs: Array(offered), noise: noise)

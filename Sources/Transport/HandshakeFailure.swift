@@ -2,8 +2,8 @@
 
 /// Why a handshake message was refused. Each case is a distinct reason the caller logs and counts.
 ///
-/// Two failures are equal (and hash alike) when their reason is: the details of `unsafeAssignment` and
-/// `unsupportedVersion` are for the log, and each counts under one name.
+/// Two failures are equal (and hash alike) when their reason is: the details of `unsafeAssignment`,
+/// `unsupportedVersion` and `invalidDNSSettings` are for the log, and each counts under one name.
 public enum HandshakeFailure: Error, Hashable, Sendable, CaseIterable, CustomStringConvertible {
     /// Wrong length, type or reserved bytes: not a handshake message of this protocol.
     case malformed
@@ -35,6 +35,9 @@ public enum HandshakeFailure: Error, Hashable, Sendable, CaseIterable, CustomStr
     /// An initiation or response of another protocol version than `WireFormat.protocolVersion` (byte 1;
     /// zero is version 1). The detail says which version came and which side refused it, for the log.
     case unsupportedVersion(String)
+    /// (Client) an authenticated response whose DNS block breaks a rule of docs/PROTOCOL.md ("The DNS
+    /// block"); the detail says what was wrong, never the block's bytes.
+    case invalidDNSSettings(String)
 
     /// A server's refusal of an initiation carrying protocol version `received`.
     public static func unsupportedVersion(initiation received: UInt8) -> HandshakeFailure {
@@ -54,7 +57,7 @@ public enum HandshakeFailure: Error, Hashable, Sendable, CaseIterable, CustomStr
     public static let allCases: [HandshakeFailure] = [
         .malformed, .wrongServerKey, .corrupted, .unknownClientKey, .replayedInitiation, .noCommonSuite,
         .unexpectedResponse, .invalidPublicKey, .timeout, .addressPoolExhausted, .cookieRequired, .rateLimited,
-        .unsafeAssignment(""), .unsupportedVersion(""),
+        .unsafeAssignment(""), .unsupportedVersion(""), .invalidDNSSettings(""),
     ]
 
     public static func == (a: HandshakeFailure, b: HandshakeFailure) -> Bool { a.name == b.name }
@@ -77,6 +80,7 @@ public enum HandshakeFailure: Error, Hashable, Sendable, CaseIterable, CustomStr
         case .rateLimited: return "rateLimited"
         case .unsafeAssignment: return "unsafeAssignment"
         case .unsupportedVersion: return "unsupportedVersion"
+        case .invalidDNSSettings: return "invalidDNSSettings"
         }
     }
 
@@ -98,6 +102,8 @@ public enum HandshakeFailure: Error, Hashable, Sendable, CaseIterable, CustomStr
             return "refused the server's tunnel address: \(detail) (a misconfigured or malicious server; check its --address)"
         case .unsupportedVersion(let detail):
             return detail.isEmpty ? "another protocol version" : detail
+        case .invalidDNSSettings(let detail):
+            return "refused the server's DNS settings: \(detail.isEmpty ? "invalid DNS block" : detail) (a misconfigured or malicious server; check its --dns and --dns-search)"
         }
     }
 }

@@ -87,10 +87,13 @@ public struct ServerSettings: Sendable {
     public var allowList: AllowList
     /// Admit any client key (lab use).
     public var allowAnyClient: Bool
+    /// The resolvers and search domains pushed to every client (--dns, --dns-search), checked at start
+    /// (`DNSSettings.problem`).
+    public var dns: DNSSettings
 
     public init(
         responder: HandshakeResponder, address: IPv4Prefix, address6: IPv6Prefix? = nil, ipv6Egress: Bool = false,
-        allowList: AllowList, allowAnyClient: Bool
+        allowList: AllowList, allowAnyClient: Bool, dns: DNSSettings = .none
     ) {
         self.responder = responder
         self.address = address
@@ -98,6 +101,7 @@ public struct ServerSettings: Sendable {
         self.ipv6Egress = ipv6Egress
         self.allowList = allowList
         self.allowAnyClient = allowAnyClient
+        self.dns = dns
     }
 }
 
@@ -689,7 +693,8 @@ public struct TunnelState: Sendable {
         let localIndex = freshIndex(random: random)
         reservedIndexes.insert(localIndex)
         var assignment = TunnelAssignment(
-            client: IPv4Prefix(address: clientAddress, length: settings.address.length), server: settings.address.address)
+            client: IPv4Prefix(address: clientAddress, length: settings.address.length), server: settings.address.address,
+            dns: settings.dns)
         if let prefix6 = settings.address6, let clientAddress6 = peers[index].address6 {
             assignment.client6 = IPv6Prefix(address: clientAddress6, length: prefix6.length)
             assignment.server6 = prefix6.address
@@ -819,7 +824,7 @@ public struct TunnelState: Sendable {
         // (and what the bounds check) has none.
         if settings.ipv6Disabled {
             result = result.withAssignment(
-                TunnelAssignment(client: result.assignment.client, server: result.assignment.server))
+                TunnelAssignment(client: result.assignment.client, server: result.assignment.server, dns: result.assignment.dns))
         }
         // An authentic response whose addressing is outside the client's bounds makes no session: the
         // retransmit timer tries again, and the refusal is logged and counted each time.

@@ -37,6 +37,9 @@ extension ConfigSchema {
         let types = ValueTypes.of(command)
         var keys: [String: ConfigKey] = [:]
         var untyped: [String] = []
+        // A --no-X flag is the key X = false, unless X is also an option's name (the client's --dns ADDR and
+        // --no-dns): then the flag is the key no-X = true.
+        let optionNames = Set(info.arguments.filter { $0.kind == "option" }.flatMap { $0.names.filter { $0.kind == "long" }.map(\.name) })
         for argument in info.arguments where argument.kind != "positional" && argument.shouldDisplay {
             let longNames = argument.names.filter { $0.kind == "long" }.map(\.name)
             let spellings = Set(
@@ -57,10 +60,11 @@ extension ConfigSchema {
                 }
             } else {
                 for name in longNames {
-                    let key = name.hasPrefix("no-") ? String(name.dropFirst(3)) : name
+                    let stem = String(name.dropFirst(3))
+                    let key = name.hasPrefix("no-") && !optionNames.contains(stem) ? stem : name
                     var entry = keys[key] ?? ConfigKey(key: key, shape: .flag(whenTrue: nil, whenFalse: nil), spellings: [])
                     guard case .flag(var whenTrue, var whenFalse) = entry.shape else { continue }
-                    if name.hasPrefix("no-") { whenFalse = "--" + name } else { whenTrue = "--" + name }
+                    if name.hasPrefix("no-") && key != name { whenFalse = "--" + name } else { whenTrue = "--" + name }
                     entry.shape = .flag(whenTrue: whenTrue, whenFalse: whenFalse)
                     entry.spellings.formUnion(spellings)
                     keys[key] = entry

@@ -19,6 +19,7 @@ struct TunVPN: ParsableCommand {
             """,
         subcommands: [
             Server.self, Client.self, Down.self, Reload.self, Show.self, Keygen.self, Pubkey.self, Demo.self, Bench.self,
+            DNSAgentCommand.self,
         ])
 
     /// Expands `--config FILE` (ConfigFile.swift) before ArgumentParser parses the command line.

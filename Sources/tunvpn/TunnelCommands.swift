@@ -138,6 +138,18 @@ struct Server: ParsableCommand {
     @Flag(help: "Do not enable forwarding or NAT (the operator handles it).")
     var noNat = false
 
+    @Option(
+        help: ArgumentHelp(
+            "A resolver clients use while connected, repeatable (IPv4 or IPv6, at most 4), normally one they reach through the tunnel, such as the server's tunnel address.",
+            valueName: "ADDR"))
+    var dns: [String] = []
+
+    @Option(
+        help: ArgumentHelp(
+            "A search domain clients use while connected, repeatable (62 bytes at most together, with one space between domains).",
+            valueName: "DOMAIN"))
+    var dnsSearch: [String] = []
+
     @OptionGroup var common: CommonOptions
     @OptionGroup var host: HostOptions
     @OptionGroup var configFile: ConfigFileOption
@@ -153,6 +165,12 @@ struct Server: ParsableCommand {
         }
         try validateEndpointText(listen, option: "--listen", allowsPortZero: true, examplePort: 51820)
         if let egress { try validateInterfaceName(egress, option: "--egress") }
+        _ = try pushedDNS()
+    }
+
+    /// The DNS settings of --dns and --dns-search, checked as the protocol and the clients check them.
+    func pushedDNS() throws -> DNSSettings {
+        DNSSettings(resolvers: try dnsResolvers(dns, option: "--dns"), searchDomains: try dnsSearchDomains(dnsSearch))
     }
 
     /// The IPv4 and IPv6 prefixes of `--address` (the IPv4 default when none is given).
@@ -202,6 +220,7 @@ struct Server: ParsableCommand {
         c.allowAnyClient = allowAnyClient
         c.egress = egress
         c.noNAT = noNat
+        c.dns = (try? pushedDNS()) ?? .none
         try reportingErrors {
             // A name is resolved here, at start; the daemon binds the address (and logs the fallback).
             let (endpoint, resolution) = try EndpointText(listen, option: "--listen", allowsPortZero: true, examplePort: 51820)
@@ -258,6 +277,15 @@ struct Client: ParsableCommand {
     @Flag(help: "Kill switch: block all IPv4 and IPv6 traffic outside the tunnel while the client runs, and after a crash until `tunvpn down` or the next start with --lockdown, which replaces it without a gap.")
     var lockdown = false
 
+    @Option(
+        help: ArgumentHelp(
+            "Use this resolver instead of the ones the server pushes, repeatable (IPv4 or IPv6, at most 4); the pushed search domains stay.",
+            valueName: "ADDR"))
+    var dns: [String] = []
+
+    @Flag(help: "Apply none of the DNS settings the server pushes (leave this host's resolver configuration alone).")
+    var noDns = false
+
     @OptionGroup var common: CommonOptions
     @OptionGroup var host: HostOptions
     @OptionGroup var configFile: ConfigFileOption
@@ -273,6 +301,10 @@ struct Client: ParsableCommand {
         if let r = route.first(where: { IPv4Prefix($0) == nil }), common.mtu < 1280 {
             throw ValidationError("--route \(r) needs --mtu 1280 or more (IPv6's minimum link MTU); e.g. --mtu 1420")
         }
+        _ = try dnsResolvers(dns, option: "--dns")
+        if noDns && !dns.isEmpty {
+            throw ValidationError("--dns and --no-dns cannot be combined: drop one (e.g. --dns 10.8.0.1, or --no-dns alone)")
+        }
     }
 
     func run() throws {
@@ -285,6 +317,8 @@ struct Client: ParsableCommand {
         c.noIPv6 = noIPv6
         c.gateway = gateway
         c.lockdown = lockdown
+        c.noDNS = noDns
+        c.dns = (try? dnsResolvers(dns, option: "--dns")) ?? []
         try reportingErrors { try ClientDaemon.run(c) }
     }
 }
@@ -315,6 +349,47 @@ struct Reload: ParsableCommand {
     func run() throws {
         try reportingErrors { print(try InstanceRequests.reload(device: dev, pid: pid)) }
     }
+}
+
+/// The resolvers of a repeatable `option` (the server's or the client's --dns): addresses a client can use
+/// as resolvers (`DNSSettings.resolverProblem`), at most `WireFormat.maxDNSResolvers`.
+///
+/// - Throws: `ValidationError` naming the option and the value, with an example.
+func dnsResolvers(_ texts: [String], option: String) throws -> [IPAddress] {
+    let example = "e.g. \(option) 10.8.0.1 \(option) fd00:8::1"
+    guard texts.count <= WireFormat.maxDNSResolvers else {
+        throw ValidationError("\(option) given \(texts.count) times: at most \(WireFormat.maxDNSResolvers) resolvers fit in the protocol, \(example)")
+    }
+    return try texts.map { text in
+        guard let address = IPAddress(text) else {
+            throw ValidationError("\(option) '\(text)' is not an IPv4 or IPv6 address, \(example)")
+        }
+        if let problem = DNSSettings.resolverProblem(address) {
+            throw ValidationError("\(option) \(text): \(problem), which names no resolver a client can use through the tunnel; \(example)")
+        }
+        return address.unmapped
+    }
+}
+
+/// The domains of --dns-search (a trailing dot dropped), each a valid domain name, together at most
+/// `WireFormat.maxDNSSearchLength` bytes as the protocol sends them.
+///
+/// - Throws: `ValidationError` naming the option and the value, with an example.
+func dnsSearchDomains(_ texts: [String]) throws -> [String] {
+    let example = "e.g. --dns-search corp.example"
+    let domains = try texts.map { text in
+        let domain = text.hasSuffix(".") && text.count > 1 ? String(text.dropLast()) : text
+        if let problem = DNSSettings.domainProblem(domain) {
+            throw ValidationError("--dns-search '\(text)': \(problem); give a domain name, \(example)")
+        }
+        return domain
+    }
+    let length = domains.joined(separator: " ").utf8.count
+    guard length <= WireFormat.maxDNSSearchLength else {
+        throw ValidationError(
+            "--dns-search: the domains take \(length) bytes as sent (one space between them), more than the protocol's \(WireFormat.maxDNSSearchLength); give fewer or shorter ones, \(example)")
+    }
+    return domains
 }
 
 /// Checks the form of an address-and-port option (`EndpointText`) without resolving a name.

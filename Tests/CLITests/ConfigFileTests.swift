@@ -41,16 +41,16 @@ import TestSupport
     @Test func theServerKeysAreItsLongOptionNamesWithNoXFlagsAsX() {
         #expect(
             server.keyNames == [
-                "address", "allow-any-client", "clients", "dev", "dry-run", "egress", "firewall", "ipv6", "key", "listen",
-                "log-level", "metrics", "mtu", "nat", "offload", "psk", "suite", "txqueuelen", "user",
+                "address", "allow-any-client", "clients", "dev", "dns", "dns-search", "dry-run", "egress", "firewall", "ipv6", "key",
+                "listen", "log-level", "metrics", "mtu", "nat", "offload", "psk", "suite", "txqueuelen", "user",
             ])
     }
 
     @Test func theClientKeysAreItsLongOptionNamesWithNoXFlagsAsX() {
         #expect(
             client.keyNames == [
-                "dev", "dry-run", "endpoint", "firewall", "gateway", "ipv6", "keepalive", "key", "lockdown", "log-level",
-                "metrics", "mtu", "offload", "peer-key", "psk", "route", "routes", "suite", "txqueuelen", "user",
+                "dev", "dns", "dry-run", "endpoint", "firewall", "gateway", "ipv6", "keepalive", "key", "lockdown", "log-level",
+                "metrics", "mtu", "no-dns", "offload", "peer-key", "psk", "route", "routes", "suite", "txqueuelen", "user",
             ])
     }
 
@@ -79,7 +79,10 @@ import TestSupport
                 if token.hasPrefix("--") { helpNames.insert(String(token.dropFirst(2))) }
             }
         }
-        let expected = helpNames.subtracting(["help", "config"]).map { $0.hasPrefix("no-") ? String($0.dropFirst(3)) : $0 }
+        // A --no-X flag is the key X, unless X is also an option (the client's --dns and --no-dns).
+        let expected = helpNames.subtracting(["help", "config"]).map {
+            $0.hasPrefix("no-") && !helpNames.contains(String($0.dropFirst(3))) ? String($0.dropFirst(3)) : $0
+        }
         #expect(Set(expected) == Set(schema.keyNames))
         for (name, key) in schema.keys {
             switch key.shape {
@@ -267,7 +270,7 @@ import TestSupport
     @Test func anUnknownKeyNamesTheLineAndTheKnownKeys() {
         #expect(
             error("mtu = 1400\ncolour = \"blue\"", client)
-                == "t.toml:2: key 'colour': not an option of tunvpn client (keys: dev, dry-run, endpoint, firewall, gateway, ipv6, keepalive, key, lockdown, log-level, metrics, mtu, offload, peer-key, psk, route, routes, suite, txqueuelen, user)"
+                == "t.toml:2: key 'colour': not an option of tunvpn client (keys: dev, dns, dry-run, endpoint, firewall, gateway, ipv6, keepalive, key, lockdown, log-level, metrics, mtu, no-dns, offload, peer-key, psk, route, routes, suite, txqueuelen, user)"
         )
         // A client-only key in a server file.
         #expect(error("\n\nendpoint = \"a:1\"", server)?.hasPrefix("t.toml:3: key 'endpoint': not an option of tunvpn server (keys: ") == true)

@@ -170,6 +170,7 @@ enum StatusFixture {
                 tunvpn_handshake_failures_total{reason="rateLimited"} 0
                 tunvpn_handshake_failures_total{reason="unsafeAssignment"} 0
                 tunvpn_handshake_failures_total{reason="unsupportedVersion"} 0
+                tunvpn_handshake_failures_total{reason="invalidDNSSettings"} 0
                 # HELP tunvpn_dropped_frames_total Frames and packets dropped, by reason.
                 # TYPE tunvpn_dropped_frames_total counter
                 tunvpn_dropped_frames_total{reason="malformed"} 0
@@ -317,7 +318,7 @@ enum StatusFixture {
 
     @Test func theClientsTunnelIsInTheJSONAndReadsBack() throws {
         let json = StatusDocument.json(Self.client(Self.dualStack))
-        #expect(json.contains(#""tunnel":{"address":"10.8.0.2/16","address6":"fd00:8::2/64","ipv6_disabled":false,"ipv6_egress":true}"#))
+        #expect(json.contains(#""tunnel":{"address":"10.8.0.2/16","address6":"fd00:8::2/64","dns":null,"ipv6_disabled":false,"ipv6_egress":true}"#))
         #expect(try StatusDocument.snapshot(fromJSON: Array(json.utf8)).tunnel == Self.dualStack)
         var none = Self.dualStack
         none.address6 = nil

@@ -289,7 +289,7 @@ struct InstanceEndToEndTests {
         #expect(planted.status == 1, "\(planted)")
         #expect(
             planted.stderr
-                == "tunvpn: error: could not undo: `touch \(marker)`: not run: touch is not one of ip, nft, iptables, ip6tables, sysctl\n",
+                == "tunvpn: error: could not undo: `touch \(marker)`: not run: touch is not one of ip, nft, iptables, ip6tables, sysctl, resolvectl, tunvpn-resolv-conf\n",
             "\(planted)")
         #expect(!FileManager.default.fileExists(atPath: marker), "the planted line ran")
     }

@@ -126,7 +126,8 @@ struct PrivilegeEndToEndTests {
             #expect(try lab["S"].exec(["nft", "list", "tables"]).stdout.contains("tunvpn_tun0"), "NAT is set up")
             #expect(try expectDropped(server.pid, uid: 65534, gid: 65534, "server") == statusThreads, "the status-socket threads")
 
-            // A root client with the default user: the tunnel works with both ends unprivileged.
+            // A root client with the default user: the tunnel works with both ends unprivileged (DNS on: its
+            // DNS agent keeps uid 0 instead, docs/ROUTING.md "DNS").
             let user = try defaultUser()
             let client = try lab.startClient(endpoint: lab.topology.address("S", "s0"))
             #expect(try lab.waitForTunnelUp(client) == "10.8.0.2")

@@ -240,7 +240,7 @@ struct TunnelEndToEndTests {
             let frames = try capture.stop().frames
             let initiation = try #require(
                 frames.compactMap(\.udpPayload).first { $0.first == 1 }, "no initiation (type 1) captured")
-            #expect(initiation.count == 160)
+            #expect(initiation.count == 288, "protocol version 3: docs/PROTOCOL.md, \"Message 1\"")
             let before = try server.requestStats()
             try sendUDPDatagram(
                 initiation, from: lab["C"], to: lab.topology.address("S", "s0"), port: TunnelLab.port)

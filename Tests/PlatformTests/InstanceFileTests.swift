@@ -172,3 +172,29 @@ struct InstanceLockTests {
         #expect(refused == "\(tooLong): 0 bytes, sum 0\n")
     }
 }
+
+@Suite struct LockedJournalTests {
+    /// The DNS agent's journal (HostNetwork.dnsJournal): one holder at a time; a second opener waits and
+    /// gives up naming the path; a file the holder deleted is not the one a later opener locks.
+    @Test func aLockedJournalHasOneHolderAndALaterOpenerGetsTheFileAtThePath() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.path + "/j.dns.journal"
+        var first: FileJournal? = try FileJournal.openLocked(path: path, timeoutSeconds: 1)
+        try first?.append(JournalEntry(undo: ["resolvectl", "revert", "tun0"]))
+        #expect(throws: RoutingError.self) { _ = try FileJournal.openLocked(path: path, timeoutSeconds: 1) }
+        do {
+            _ = try FileJournal.openLocked(path: path, timeoutSeconds: 1)
+        } catch {
+            #expect(error.message.contains("\(path) is still locked after 1 s"), "\(error)")
+        }
+        // The holder empties and deletes its journal, then lets go: the next opener gets a new file at the path.
+        try first?.remove()
+        first?.unlinkIfEmpty()
+        first = nil
+        let second = try FileJournal.openLocked(path: path, timeoutSeconds: 1)
+        #expect(try second.entries().isEmpty)
+        try second.append(JournalEntry(undo: ["resolvectl", "revert", "tun0"]))
+        #expect(FileManager.default.fileExists(atPath: path), "the journal written is the one at the path")
+    }
+}

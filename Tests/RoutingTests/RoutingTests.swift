@@ -229,8 +229,8 @@ final class MemoryJournal: JournalStore {
 
     @Test func commandsOfOtherShapesAreRefusedWithTheirReason() {
         let refused: [(JournalEntry, String)] = [
-            (JournalEntry(undo: ["touch", "/tmp/x"]), "touch is not one of ip, nft, iptables, ip6tables, sysctl"),
-            (JournalEntry(undo: ["/usr/sbin/ip", "route", "del", "0.0.0.0/1"]), "/usr/sbin/ip is not one of ip, nft, iptables, ip6tables, sysctl"),
+            (JournalEntry(undo: ["touch", "/tmp/x"]), "touch is not one of ip, nft, iptables, ip6tables, sysctl, resolvectl, tunvpn-resolv-conf"),
+            (JournalEntry(undo: ["/usr/sbin/ip", "route", "del", "0.0.0.0/1"]), "/usr/sbin/ip is not one of ip, nft, iptables, ip6tables, sysctl, resolvectl, tunvpn-resolv-conf"),
             (JournalEntry(undo: ["ip", "netns", "exec", "x", "touch", "/tmp/x"]), "ip with netns is never replayed"),
             (JournalEntry(undo: ["ip", "-batch", "/tmp/cmds"]), "ip with -batch is never replayed"),
             (JournalEntry(undo: ["ip", "-b", "/tmp/cmds"]), "ip with -b is never replayed"),
@@ -269,7 +269,7 @@ final class MemoryJournal: JournalStore {
         let result = try PlanExecutor(executor: executor, journal: journal).tearDown()
         #expect(executor.ran == ["ip -4 route del 0.0.0.0/1 dev tun0"])
         #expect(result.undone == 2)
-        #expect(result.failures == ["`touch /tmp/x`: not run: touch is not one of ip, nft, iptables, ip6tables, sysctl"])
+        #expect(result.failures == ["`touch /tmp/x`: not run: touch is not one of ip, nft, iptables, ip6tables, sysctl, resolvectl, tunvpn-resolv-conf"])
         #expect(journal.lines.isEmpty)
     }
 }

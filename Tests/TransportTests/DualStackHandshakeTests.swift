@@ -1,5 +1,6 @@
-// Protocol version 2: the version byte, the 136-byte response carrying both families' addressing and the
-// IPv6 egress flag, refusal of other versions by name, allow-list lines with an IPv6 address, the IPv6
+// Protocol version 3 (version 2's dual-stack addressing, with the DNS block after it): the version byte, the
+// 264-byte response carrying both families' addressing and the IPv6 egress flag, refusal of versions 1 and
+// 2 by name, allow-list lines with an IPv6 address, the IPv6
 // pool and reload, IPv6 assignment bounds and the default unique local prefix (docs/PROTOCOL.md).
 
 import Crypto
@@ -44,14 +45,14 @@ func remac(_ message: inout [UInt8], for key: PublicKey) {
     func roundTrip(_ assignment: TunnelAssignment) throws -> (message: [UInt8], client: HandshakeResult) {
         let initiator = f.initiator()
         let (m1, sent) = initiator.createInitiation(senderIndex: 0x0a0b_0c0d, timestamp: f.t1, random: f.random)
-        #expect(m1[0] == 1 && m1[1] == 2 && m1[2] == 0 && m1[3] == 0, "type 1, version 2")
+        #expect(m1[0] == 1 && m1[1] == 3 && m1[2] == 0 && m1[3] == 0, "type 1, version 3")
         let (m2, server) = f.responder().createResponse(
             to: try f.consume(f.responder(), m1), senderIndex: 0x0102_0304, assignment: assignment)
         #expect(server?.assignment == assignment)
         return (m2, try initiator.consumeResponse(m2, for: sent))
     }
 
-    @Test func version2CarriesBothFamiliesAndTheEgressFlag() throws {
+    @Test func theResponseCarriesBothFamiliesAndTheEgressFlag() throws {
         #expect(try roundTrip(dual).client.assignment == dual)
         var noEgress = dual
         noEgress.ipv6Egress = false
@@ -67,18 +68,19 @@ func remac(_ message: inout [UInt8], for key: PublicKey) {
 
     @Test func theResponseHasTheDocumentedLayout() throws {
         let (m2, _) = try roundTrip(dual)
-        #expect(WireFormat.responseLength == 136 && WireFormat.responseMAC1Offset == 104 && WireFormat.responsePayloadLength == 44)
-        #expect(m2.count == 136)
-        #expect(Array(m2[0..<4]) == [2, 2, 0, 0], "type 2, version 2, two zero bytes")
+        #expect(WireFormat.responseLength == 264 && WireFormat.responseMAC1Offset == 232 && WireFormat.responsePayloadLength == 172)
+        #expect(m2.count == 264)
+        #expect(Array(m2[0..<4]) == [2, 3, 0, 0], "type 2, version 3, two zero bytes")
         #expect(Array(m2[4..<8]) == [0x04, 0x03, 0x02, 0x01], "sender index, little-endian")
         #expect(Array(m2[8..<12]) == [0x0d, 0x0c, 0x0b, 0x0a], "receiver index = the initiation's sender index")
-        #expect(StaticKeyTags(f.client.publicKey).verifyMAC1(m2, offset: 104), "mac1 over 0..<104")
-        #expect(m2[120..<136].allSatisfy { $0 == 0 }, "mac2 zero")
+        #expect(StaticKeyTags(f.client.publicKey).verifyMAC1(m2, offset: 232), "mac1 over 0..<232")
+        #expect(m2[248..<264].allSatisfy { $0 == 0 }, "mac2 zero")
         // The payload before encryption, byte by byte (docs/PROTOCOL.md, "Message 2: response").
         let expected: [UInt8] =
             [0, 1, 10, 8, 0, 2, 16, 10, 8, 0, 1]
             + [0xfd, 0, 0, 1, 0, 2, 0, 3, 0, 0, 0, 0, 0, 0, 0, 2] + [64]
             + [0xfd, 0, 0, 1, 0, 2, 0, 3, 0, 0, 0, 0, 0, 0, 0, 1]
+            + [UInt8](repeating: 0, count: 128)  // no DNS pushed: a zero DNS block
         #expect(dual.responsePayload == expected)
         #expect(TunnelAssignment(responsePayload: expected) == dual)
         var none = TunnelAssignment(client: dual.client, server: dual.server).responsePayload
@@ -90,10 +92,11 @@ func remac(_ message: inout [UInt8], for key: PublicKey) {
         #expect(TunnelAssignment(responsePayload: wide) == nil)
     }
 
-    @Test func aVersion1InitiationIsRefusedByNameAfterTheUsualChecks() throws {
+    @Test func version1And2InitiationsAreRefusedByNameAfterTheUsualChecks() throws {
         let (m1, _) = f.initiator().createInitiation(senderIndex: 1, timestamp: f.t1, random: f.random)
         let responder = f.responder()
-        var v1 = m1
+        // Versions 1 and 2 sent 160 bytes: mac1 at 128, mac2 at 144 (docs/PROTOCOL.md, "Versions").
+        var v1 = Array(m1[0..<128]) + [UInt8](repeating: 0, count: 32)
         v1[1] = 0
         expectFailure(.corrupted, { try responder.precheckInitiation(v1) }, "mac1 no longer matches: still corrupted")
         remac(&v1, for: f.server.publicKey)
@@ -101,11 +104,24 @@ func remac(_ message: inout [UInt8], for key: PublicKey) {
         expectFailure(.unsupportedVersion(""), { _ = try f.consume(responder, v1) })
         #expect(
             "\(HandshakeFailure.unsupportedVersion(initiation: 0))"
-                == "protocol version 1 (this server speaks version 2; upgrade the client)")
-        var v3 = m1
-        v3[1] = 3
-        remac(&v3, for: f.server.publicKey)
-        expectFailure(.unsupportedVersion(""), { try responder.precheckInitiation(v3) })
+                == "protocol version 1 (this server speaks version 3; upgrade the client)")
+        var v2 = v1
+        v2[1] = 2
+        remac(&v2, for: f.server.publicKey)
+        expectFailure(.unsupportedVersion(""), { try responder.precheckInitiation(v2) })
+        #expect(
+            "\(HandshakeFailure.unsupportedVersion(initiation: 2))"
+                == "protocol version 2 (this server speaks version 3; upgrade the client)")
+        // A 160-byte message claiming version 3 is no message of any version.
+        var short3 = v1
+        short3[1] = 3
+        remac(&short3, for: f.server.publicKey)
+        expectFailure(.malformed, { try responder.precheckInitiation(short3) })
+        // A message of this length with another version byte (a later version) is refused by name too.
+        var v4 = m1
+        v4[1] = 4
+        remac(&v4, for: f.server.publicKey)
+        expectFailure(.unsupportedVersion(""), { try responder.precheckInitiation(v4) })
         // Junk keeps its reason: a wrong key ID is still wrongServerKey, a non-zero byte 2 malformed.
         var junk = v1
         junk[8] ^= 1
@@ -129,7 +145,7 @@ func remac(_ message: inout [UInt8], for key: PublicKey) {
         let (m1, sent) = initiator.createInitiation(senderIndex: 7, timestamp: f.t1, random: f.random)
         let (m2, _) = f.responder().createResponse(to: try f.consume(f.responder(), m1), senderIndex: 8, assignment: dual)
         var other = m2
-        other[1] = 3
+        other[1] = 4
         expectFailure(.corrupted, { _ = try initiator.consumeResponse(other, for: sent) })
         remac(&other, for: f.client.publicKey)
         expectFailure(.unsupportedVersion(""), { _ = try initiator.consumeResponse(other, for: sent) })
@@ -141,7 +157,15 @@ func remac(_ message: inout [UInt8], for key: PublicKey) {
         expectFailure(.unsupportedVersion(""), { _ = try initiator.consumeResponse(v1, for: sent) })
         #expect(
             "\(HandshakeFailure.unsupportedVersion(response: 0))"
-                == "protocol version 1 (this client speaks version 2; run the same tunvpn version on client and server)")
+                == "protocol version 1 (this client speaks version 3; run the same tunvpn version on client and server)")
+        // A version-2-shaped response (136 bytes, byte 1 = 2).
+        var v2 = Array(m2[0..<104]) + [UInt8](repeating: 0, count: 32)
+        v2[1] = 2
+        remac(&v2, for: f.client.publicKey)
+        expectFailure(.unsupportedVersion(""), { _ = try initiator.consumeResponse(v2, for: sent) })
+        #expect(
+            "\(HandshakeFailure.unsupportedVersion(response: 2))"
+                == "protocol version 2 (this client speaks version 3; run the same tunvpn version on client and server)")
         v1[8] ^= 1
         expectFailure(.unexpectedResponse, { _ = try initiator.consumeResponse(v1, for: sent) })
         // The genuine response still works afterwards: refusals leave the handshake in flight.

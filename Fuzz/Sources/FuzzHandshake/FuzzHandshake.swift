@@ -3,16 +3,18 @@
 //
 // Input: a mode byte, then
 //   0: a raw initiation, then a raw response to a real initiation in flight. Anything the prechecks pass
-//      has the exact length, header (version 2), key ID and mac1; no forged response is ever consumed.
-//   1: a 160-byte initiation whose type, key ID and mac1 are made valid and whose version byte is
-//      fuzzed, so the bytes reach the version check (another version: `unsupportedVersion`) and the
+//      has the exact length, header (version 3), key ID and mac1; no forged response is ever consumed.
+//   1: a 288-byte initiation (or, when the next byte is odd, a 160-byte one: versions 1 and 2) whose
+//      type, key ID and mac1 are made valid and whose version byte is fuzzed, so the bytes reach the
+//      version check (another version: `unsupportedVersion`; a 160-byte "version 3": `malformed`) and the
 //      Noise decryption (a fuzzed ephemeral key, including low-order points).
-//   2: an initiation that really is encrypted to the server, carrying a fuzzed 20-byte payload (timestamp
-//      and suite offer) from a fuzzed client key; if consumed, the response must be 136 bytes and name
-//      one of the offered suites, or none.
+//   2: an initiation that really is encrypted to the server, carrying a fuzzed 148-byte payload
+//      (timestamp, suite offer and padding, whose value is ignored) from a fuzzed client key; if consumed,
+//      the response must be 264 bytes and name one of the offered suites, or none.
 //   3: a real initiation answered by a response encrypted for it with a fuzzed version byte, carrying a
-//      fuzzed 44-byte payload (suite, flags, IPv4 and IPv6 addresses and prefix lengths); if consumed,
-//      the result must say what the payload said; another version is refused as `unsupportedVersion`.
+//      fuzzed 172-byte payload (suite, flags, IPv4 and IPv6 addresses and prefix lengths, DNS block); if
+//      consumed, the result must say what the payload said; another version is refused as
+//      `unsupportedVersion`, a DNS block that `DNSSettings(block:)` refuses as `invalidDNSSettings`.
 //   4: a real exchange with fuzzed suite lists and one flipped bit: a flip anywhere but mac2 (not checked
 //      until cookies exist) must be refused.
 
@@ -43,22 +45,33 @@ public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutabl
         let v4: [UInt8] = [10, 8, 0, 2, 16, 10, 8, 0, 1]
         let no6 = [UInt8](repeating: 0, count: 33)
         let dual = v4 + IPv6Address("fd00::2")!.networkBytes + [64] + IPv6Address("fd00::1")!.networkBytes
+        let dns = DNSSettings(
+            resolvers: [.v4(IPv4Address(10, 8, 0, 1)), .v6(IPv6Address("fd00::1")!)], searchDomains: ["corp.example", "lab"]
+        ).block
+        var loopbackDNS = dns
+        loopbackDNS[13] = 127
         return [
-            ("raw-initiation", [0] + chunk(m1) + [UInt8](repeating: 0, count: 136)),
+            ("raw-initiation", [0] + chunk(m1) + [UInt8](repeating: 0, count: WireFormat.responseLength)),
             ("raw-short", [0] + chunk([1, 0, 0, 0, 9])),
-            ("mac-fixed-from-real", [1] + m1),
-            ("mac-fixed-version-1", [1] + [1, 0] + m1[2...]),
-            ("mac-fixed-low-order", [1] + [UInt8](repeating: 0, count: 160)),
+            ("mac-fixed-from-real", [1, 0] + m1),
+            ("mac-fixed-version-1", [1, 0] + [1, 0] + m1[2...]),
+            ("mac-fixed-legacy-version-2", [1, 1] + [1, 2] + m1[2..<160]),
+            ("mac-fixed-legacy-version-1", [1, 1] + [1, 0] + m1[2..<160]),
+            ("mac-fixed-low-order", [1, 0] + [UInt8](repeating: 0, count: WireFormat.initiationLength)),
             ("payload-allowed", [2, 0] + le64(9) + le32(5) + [0] + timestamp + offer),
+            ("payload-padding-ignored", [2, 0] + le64(9) + le32(5) + [0] + timestamp + offer + [UInt8](repeating: 0xa5, count: 128)),
             ("payload-unknown-key", [2, 1] + le64(9) + le32(5) + [0] + timestamp + offer),
             ("payload-replayed", [2, 0] + le64(9) + le32(5) + [1] + timestamp + offer),
             ("payload-no-suite", [2, 0] + le64(9) + le32(5) + [0] + timestamp + [0x77, 0, 0, 0, 0, 0, 0, 0]),
-            ("response-ok", [3] + le64(4) + le32(8) + le32(0) + [2] + [ids[0], 0] + v4 + no6),
+            ("response-ok", [3] + le64(4) + le32(8) + le32(0) + [3] + [ids[0], 0] + v4 + no6),
             ("response-ipv6-egress", [3] + le64(4) + le32(8) + le32(0) + [2] + [ids[0], 1] + dual),
+            ("response-dns", [3] + le64(4) + le32(8) + le32(0) + [3] + [ids[0], 1] + dual + dns),
+            ("response-dns-loopback", [3] + le64(4) + le32(8) + le32(0) + [3] + [ids[0], 0] + v4 + no6 + loopbackDNS),
             ("response-version-1", [3] + le64(4) + le32(8) + le32(0) + [0] + [ids[0], 0] + v4 + no6),
-            ("response-no-suite", [3] + le64(4) + le32(8) + le32(0) + [2] + [0, 0] + v4 + no6),
-            ("response-bad-prefix", [3] + le64(4) + le32(8) + le32(0) + [2] + [ids[0], 0, 10, 8, 0, 2, 33, 10, 8, 0, 1] + no6),
-            ("response-bad-prefix6", [3] + le64(4) + le32(8) + le32(0) + [2] + [ids[0], 1] + dual.prefix(25) + [129] + dual.suffix(16)),
+            ("response-version-2", [3] + le64(4) + le32(8) + le32(0) + [2] + [ids[0], 0] + v4 + no6),
+            ("response-no-suite", [3] + le64(4) + le32(8) + le32(0) + [3] + [0, 0] + v4 + no6),
+            ("response-bad-prefix", [3] + le64(4) + le32(8) + le32(0) + [3] + [ids[0], 0, 10, 8, 0, 2, 33, 10, 8, 0, 1] + no6),
+            ("response-bad-prefix6", [3] + le64(4) + le32(8) + le32(0) + [3] + [ids[0], 1] + dual.prefix(25) + [129] + dual.suffix(16)),
             ("exchange-clean", [4, 0xff, 0xff] + le64(5) + le16(0) + [0]),
             ("exchange-flip", [4, 0x01, 0x03] + le64(5) + le16(40) + [2]),
         ]
@@ -96,9 +109,11 @@ func consume(_ message: [UInt8], allowed: Set<PublicKey> = [FuzzKeys.client.publ
     }
     if case .success = prechecked {
         require(message.count == WireFormat.initiationLength, "precheck passed a \(message.count)-byte initiation")
-        require(message[0] == 1 && message[1] == 2 && message[2] == 0 && message[3] == 0, "precheck passed a bad header")
+        require(message[0] == 1 && message[1] == WireFormat.protocolVersion && message[2] == 0 && message[3] == 0,
+            "precheck passed a bad header")
         require(Array(message[8..<12]) == serverTags.keyID, "precheck passed another server's key ID")
-        require(message.withUnsafeBytes { serverTags.mac1(UnsafeRawBufferPointer(rebasing: $0[0..<128])) } == Array(message[128..<144]),
+        let mac1 = WireFormat.initiationMAC1Offset
+        require(message.withUnsafeBytes { serverTags.mac1(UnsafeRawBufferPointer(rebasing: $0[0..<mac1])) } == Array(message[mac1..<(mac1 + 16)]),
             "precheck passed a bad mac1")
     } else if case .failure(let pre) = prechecked, case .failure(let full) = result {
         require(pre == full, "consumeInitiation did not fail as its precheck did: \(full) vs \(pre)")
@@ -147,12 +162,21 @@ func rawMessages(_ input: inout FuzzInput) {
 }
 
 func macFixedInitiation(_ input: inout FuzzInput) {
-    var message = input.fixed(WireFormat.initiationLength)
-    // Byte 1 is left as fuzzed, so mostly 2 (the seeds) and sometimes another version.
+    let legacy = input.byte() & 1 == 1
+    var message = input.fixed(legacy ? WireFormat.legacyInitiationLength : WireFormat.initiationLength)
+    // Byte 1 is left as fuzzed, so mostly 3 (the seeds) and sometimes another version.
     message.replaceSubrange(0..<4, with: [1, message[1], 0, 0])
     message.replaceSubrange(8..<12, with: serverTags.keyID)
-    let mac = message.withUnsafeBytes { serverTags.mac1(UnsafeRawBufferPointer(rebasing: $0[0..<128])) }
-    message.replaceSubrange(128..<144, with: mac)
+    let mac1 = message.count - 32  // every version's mac1 is 32 bytes before the end
+    let mac = message.withUnsafeBytes { serverTags.mac1(UnsafeRawBufferPointer(rebasing: $0[0..<mac1])) }
+    message.replaceSubrange(mac1..<(mac1 + 16), with: mac)
+    if legacy && message[1] == WireFormat.protocolVersion {
+        // Versions 1 and 2 were 160 bytes long: a 160-byte "version 3" is no message of any version.
+        guard case .failure(let f) = consume(message), f == .malformed else {
+            fatalError("invariant broken: a 160-byte initiation claiming version 3 was not refused as malformed")
+        }
+        return
+    }
     if message[1] != WireFormat.protocolVersion {
         let precheck = Result { () throws(HandshakeFailure) in try responder.precheckInitiation(message) }
         guard case .failure(let f) = precheck, f == .unsupportedVersion("") else {
@@ -192,7 +216,8 @@ func encryptedInitiation(_ input: inout FuzzInput) {
     case .success(let consumed):
         require(key.publicKey == FuzzKeys.client.publicKey, "consumed an initiation from a key not allowed")
         require(timestamp != nil && consumed.timestamp == timestamp, "the consumed timestamp is not the payload's")
-        let expectedOffer = payload[12...].filter { $0 != 0 && CipherSuites.withID($0) != nil }
+        // Only the 8 offer bytes count; the padding after them is ignored whatever its value.
+        let expectedOffer = payload[12..<20].filter { $0 != 0 && CipherSuites.withID($0) != nil }
         require(consumed.offeredSuiteIDs == Array(expectedOffer), "the offer is not the payload's, in order")
         _ = answer(consumed, index: senderIndex ^ 0xffff)
     case .failure(let f):
@@ -216,7 +241,9 @@ func encryptedResponse(_ input: inout FuzzInput) {
     var noise = NoiseHandshake(
         pattern: .ikpsk2, initiator: false, prologue: WireFormat.prologue, localStatic: FuzzKeys.server,
         localEphemeral: PrivateKey(random: FuzzRandom(seed: seed &+ 1)), remoteStatic: nil, psk: SecretBytes(zeros: 32))
-    guard (try? noise.readMessage(Array(m1[12..<128]))) != nil, let body = try? noise.writeMessage(payload: payload) else {
+    guard (try? noise.readMessage(Array(m1[12..<WireFormat.initiationMAC1Offset]))) != nil,
+        let body = try? noise.writeMessage(payload: payload)
+    else {
         fatalError("a real initiation must be readable")
     }
     var message = [2, version, 0, 0] + le32(senderIndex) + le32(sent.senderIndex ^ receiverXor) + body
@@ -243,6 +270,9 @@ func encryptedResponse(_ input: inout FuzzInput) {
             require(r.assignment.server6?.networkBytes == Array(payload[28..<44]), "server IPv6 address")
             require(r.assignment.ipv6Egress == (payload[1] & 1 == 1), "the egress flag is not bit 0")
         }
+        let block = payload[WireFormat.responseAddressingLength...]
+        require((try? DNSSettings(block: block)) == r.assignment.dns, "the DNS settings are not the block's")
+        require(r.assignment.dns.problem == nil, "accepted DNS settings a server could not push")
         // What the client read, written again, is the payload (the reserved flag bits aside).
         var written = r.assignment.responsePayload
         written[0] = payload[0]
@@ -255,7 +285,10 @@ func encryptedResponse(_ input: inout FuzzInput) {
     case .failure(let f):
         switch f {
         case .unexpectedResponse: require(receiverXor != 0, "the right receiver index was refused")
-        case .unsupportedVersion: require(version != WireFormat.protocolVersion && receiverXor == 0, "version 2 refused by version")
+        case .unsupportedVersion: require(version != WireFormat.protocolVersion && receiverXor == 0, "version 3 refused by version")
+        case .invalidDNSSettings:
+            require(version == WireFormat.protocolVersion && receiverXor == 0 && payload[0] != 0, "a DNS refusal before the other checks")
+            require((try? DNSSettings(block: payload[WireFormat.responseAddressingLength...])) == nil, "a valid DNS block refused")
         case .noCommonSuite: require(payload[0] == 0 && version == WireFormat.protocolVersion, "a chosen suite refused as none in common")
         case .malformed:
             let no6Junk = payload[27] == 0 && (payload[1] & 1 != 0 || payload[11..<27].contains { $0 != 0 } || payload[28..<44].contains { $0 != 0 })
@@ -286,7 +319,7 @@ func flippedExchange(_ input: inout FuzzInput) {
     let consumed = try? server.consumeInitiation(
         m1, isAllowed: { $0 == FuzzKeys.client.publicKey }, lastTimestamp: { _ in nil }, random: FuzzRandom(seed: seed))
     if flip != 0 && flipInitiation {
-        let inMAC2 = flipAt % m1.count >= 144
+        let inMAC2 = flipAt % m1.count >= WireFormat.initiationMAC2Offset
         require((consumed != nil) == inMAC2, "an initiation with bit \(flip % 8) of byte \(flipAt % m1.count) flipped: consumed=\(consumed != nil)")
         if consumed == nil { return }
     }

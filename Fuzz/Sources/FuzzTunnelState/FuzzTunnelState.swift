@@ -4,7 +4,7 @@
 // under a fuzzed clock.
 //
 // Input: a flag byte (1 --allow-any-client, 2 persistent keepalive, 4 the server has the IPv6 prefix
-// fd00::1/120, 8 and IPv6 egress, 16 the client runs with --no-ipv6), then a script of events, one opcode
+// fd00::1/120, 8 and IPv6 egress, 16 the client runs with --no-ipv6, 32 the server pushes DNS settings), then a script of events, one opcode
 // byte each:
 //   0 raw datagram to the server        1 raw datagram to the client
 //   2 time passes (both tick)           3 deliver the oldest client → server handshake message
@@ -21,7 +21,9 @@
 // Each datagram goes through what the engine does with it: handshake types to `handleHandshake`,
 // type 4 to `receiverIndex`, `session(forIndex:)` (an unknown index gets a session-gone hint, which the
 // client then handles), `DataFrame.open` and `received`.
-// Invariants: every handshake message sent is exactly an initiation, response or cookie reply long; a delivered
+// Invariants: every handshake message sent is exactly an initiation, response or cookie reply long (and no
+// message the server sends is longer than an initiation); the client's addressing in force carries exactly
+// the DNS settings the server pushes; a delivered
 // packet is the packet the peer sent (trimmed to its IPv4 total length or 40 + its IPv6 payload length) and
 // its source is the peer's address of its family on the server; an IPv6 packet the client's tunnel does
 // not carry is answered with a well-formed ICMPv6 unreachable (never by the server); the server never keeps more than three sessions per peer, nor more live peers than there
@@ -49,6 +51,10 @@ let fixedAddress = IPv4Address(10, 8, 0, 2)
 /// The server's IPv6 prefix under flag 4: its pool starts at fd00::2, the source of the seeds' IPv6 packets.
 let serverPrefix6 = IPv6Prefix(address: IPv6Address(high: 0xfd00 << 48, low: 1), length: 120)
 let strangerKey = PrivateKey(random: FuzzRandom(seed: 0x5757))
+/// What the server pushes under flag 32: both families and the longest search list the block carries.
+let pushedDNS = DNSSettings(
+    resolvers: [.v4(IPv4Address(10, 8, 0, 1)), .v6(IPv6Address(high: 0xfd00 << 48, low: 1)), .v4(IPv4Address(192, 0, 2, 53))],
+    searchDomains: [String(repeating: "a", count: 30), String(repeating: "b", count: 31)])
 
 @_cdecl("LLVMFuzzerInitialize")
 public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutableRawPointer) -> Int32 {
@@ -65,6 +71,7 @@ public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutabl
         return [
             ("handshake", [0] + handshake),
             ("handshake-dual-stack", [0x0c] + handshake + [8] + [6] + chunk(ping) + [8, 8] + [7] + chunk(pong) + [8]),
+            ("handshake-dns", [0x2c] + handshake + [8] + [6] + chunk(ping) + [8, 8] + [2] + le16(16000) + [3, 0, 4, 0]),
             // With IPv6: the other client takes fd00::3 from the pool; a reload gives it to the world's client.
             ("reload-evicts-ipv6", [0x04] + handshake + [5, 0] + le32(1001) + [11]
                 + le16(reloadSpec(client: 1, other: 1, stranger: 1) | 2 << 9) + [2] + le16(16000) + [3, 0, 4, 0]),
@@ -118,8 +125,11 @@ struct World {
     /// Live (not removed) peers at most: one per key the world knows. (A key removed by a reload and
     /// added back, by a reload or by --allow-any-client, takes a new slot; removed slots stay empty.)
     let maxPeers = 3
+    /// The DNS settings the server pushes (flag 32), which every assignment the client takes must carry.
+    let dns: DNSSettings
 
     init(flags: UInt8) {
+        dns = flags & 32 == 32 ? pushedDNS : .none
         random = FuzzRandom(seed: UInt64(flags))
         let allowList = AllowList(clients: [
             AllowedClient(key: FuzzKeys.client.publicKey, address: fixedAddress),
@@ -131,7 +141,7 @@ struct World {
                 ServerSettings(
                     responder: HandshakeResponder(localStatic: FuzzKeys.server), address: serverPrefix,
                     address6: flags & 4 == 4 ? serverPrefix6 : nil, ipv6Egress: flags & 12 == 12,
-                    allowList: allowList, allowAnyClient: anyClient)))
+                    allowList: allowList, allowAnyClient: anyClient, dns: dns)))
         client = TunnelState(
             role: .client(
                 ClientSettings(
@@ -150,6 +160,7 @@ struct World {
                 // The server answers with a response, or with a cookie reply when under load.
                 let expected = fromServer ? [WireFormat.responseLength, WireFormat.cookieReplyLength] : [WireFormat.initiationLength]
                 require(expected.contains(message.count), "a \(message.count)-byte handshake message from the \(fromServer ? "server" : "client")")
+                require(message.count <= WireFormat.initiationLength, "the server sent more than an initiation's length")
                 if fromServer { toClient.append(message) } else { toServer.append(message) }
             case .sendKeepalive(let session, _, _):
                 seal([], session: session, toServer: !fromServer)
@@ -159,7 +170,10 @@ struct World {
                 require(!fromServer && answers.count <= unreachable, "\(answers.count) answers for \(unreachable) queued packets")
                 for a in answers { checkUnreachable(a) }
                 if trace { print("client: \(answers.count) answers for \(unreachable) queued packets") }
-            case .handshakeCompleted, .handshakeRefused, .handshakeGaveUp, .keysZeroed, .tunnelUp, .addressChanged:
+            case .tunnelUp(let a), .addressChanged(let a):
+                require(!fromServer && a.dns == dns, "the client's addressing carries DNS settings \(a.dns), not the pushed \(dns)")
+                if trace { print("client: \(action)") }
+            case .handshakeCompleted, .handshakeRefused, .handshakeGaveUp, .keysZeroed:
                 if trace { print("\(fromServer ? "server" : "client"): \(action)") }
             }
         }

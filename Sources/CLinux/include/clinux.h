@@ -132,6 +132,12 @@ int clinux_drop_privileges(int change_ids, uid_t uid, gid_t gid, int *failed_ste
 
 /** capget(2) of the calling thread: the 64-bit effective, permitted and inheritable sets, and the ambient
  * set (PR_CAP_AMBIENT_IS_SET for each capability). Returns 0, or -1 with errno. */
+/** For a process that stays uid 0 but needs no capability (the DNS agent, docs/ROUTING.md "DNS"): empties
+ * the bounding set (needs CAP_SETPCAP, which root has), the effective, permitted, inheritable and ambient
+ * sets of the calling thread, and sets no_new_privs. Call it before any other thread exists. Returns 0, or
+ * the failed step with errno set: 1 bounding set, 2 capset, 3 ambient set, 4 no_new_privs. */
+int clinux_drop_all_capabilities(void);
+
 int clinux_capabilities(uint64_t *effective, uint64_t *permitted, uint64_t *inheritable, uint64_t *ambient);
 
 /** prctl(PR_SET_DUMPABLE, 0): no core dumps (which would hold key material) and no ptrace by the same
