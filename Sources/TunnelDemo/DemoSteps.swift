@@ -25,6 +25,14 @@
 // underlay that carries only ciphertext, counters, and, with a server that has no IPv6 way out, IPv6
 // refused at once inside the client with nothing leaving outside the tunnel. `DemoLab` removes it all again on every way out. Nothing in the root
 // namespace changes.
+//
+// DNS: the client and the LAN host get their own /etc/netns/<ns>/resolv.conf (pointing at the LAN
+// resolver, dnsmasq on the LAN host) before anything runs in them, so `ip netns exec` shows them that
+// file and the host's /etc/resolv.conf is never touched (ip-netns(8)). The server pushes its own
+// resolver, dnsmasq on its tunnel address 10.8.0.1 knowing internet.tunvpn.test; the demo resolves and
+// fetches that name through the tunnel, shows the LAN resolver got no query from the client while the
+// tunnel was up (a query sent straight to it is refused by the client's leak block), and compares the
+// client's resolv.conf after teardown with its bytes from before.
 
 import Control
 import Crypto
