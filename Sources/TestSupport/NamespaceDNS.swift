@@ -9,6 +9,7 @@
 // /etc/netns/NAME when the namespace goes.
 
 import Foundation
+import NamespaceLab
 
 public enum NamespaceResolvConf {
     /// /etc/netns/NAME, the directory whose files `ip netns exec` mounts over /etc.
@@ -78,12 +79,9 @@ public final class Dnsmasq {
     {
         self.address = address
         queryLog = directory + "/\(name).queries"
-        let arguments =
-            [
-                "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
-                "--listen-address=\(address)", "--log-queries", "--log-facility=\(queryLog)",
-                "--pid-file=\(directory)/\(name).pid", "--user=root",
-            ] + records.map { "--host-record=\($0.name),\($0.address)" }
+        let arguments = DnsmasqPlan.arguments(
+            address: address, records: records.map { ($0.name, [$0.address]) }, queryLog: queryLog,
+            pidFile: "\(directory)/\(name).pid")
         process = try namespace.spawn(arguments, logFile: directory + "/\(name).log")
         let listening = try namespace.waitForListener(port: 53, udp: true)
         guard listening, process.isRunning else {

@@ -79,6 +79,8 @@ final class DemoLab {
     private(set) var processes: [(label: String, process: SpawnedProcess)] = []
     /// The journal each tunvpn instance keeps under /run/tunvpn, keyed by its namespace's inode.
     var journals: [(owner: String, namespace: String, path: String)] = []
+    /// The /etc/netns/NAME directories made for the namespaces' own resolv.conf, removed in `tearDown()`.
+    private(set) var netnsDirectories: [String] = []
     /// This binary's real path, for `tunvpn down` when an instance left its journal behind.
     var binary: String?
     private var tornDown = false
@@ -211,6 +213,45 @@ final class DemoLab {
         readFile(path).split(separator: "\n").suffix(count).map(String.init)
     }
 
+    // MARK: A namespace's own resolv.conf
+
+    /// Writes /etc/netns/`ns`/resolv.conf, which `ip netns exec` mounts over /etc/resolv.conf for the
+    /// commands it starts (only when the file exists, ip-netns(8)), and refuses to go on unless a command
+    /// in `ns` really sees that file (same device and inode) rather than the host's: a tunvpn client that
+    /// applies DNS by the resolv.conf method must never rewrite the host's file. Call it before anything
+    /// starts in `ns`. The directory is removed in `tearDown()`. Returns the file's path.
+    @discardableResult
+    func installResolvConf(_ ns: String, _ text: String) throws(DemoStop) -> String {
+        let dir = "/etc/netns/\(ns)"
+        let file = dir + "/resolv.conf"
+        for path in ["/etc/netns", dir] {
+            var st = stat()
+            if stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR { continue }
+            guard mkdir(path, 0o755) == 0 else {
+                throw .failed("cannot create \(path): \(String(cString: strerror(errno)))")
+            }
+            if path == dir { netnsDirectories.append(dir) }
+        }
+        if !netnsDirectories.contains(dir) { netnsDirectories.append(dir) }
+        if verbose { say("    $ cat > \(file)     (\(text.split(separator: "\n").joined(separator: "; ")))") }
+        do {
+            try KeyFiles.write(text, to: file, mode: 0o644, overwrite: true)
+        } catch {
+            throw .failed("writing \(file): \(error)")
+        }
+        var st = stat()
+        guard stat(file, &st) == 0 else { throw .failed("cannot stat \(file): \(String(cString: strerror(errno)))") }
+        let seen = try run(in: ns, ["stat", "-L", "-c", "%d:%i", "/etc/resolv.conf"])
+        let expected = "\(st.st_dev):\(st.st_ino)"
+        let got = seen.stdout.split(separator: "\n").first.map(String.init) ?? ""
+        guard seen.succeeded, got == expected else {
+            throw .failed(
+                "\(ns) sees /etc/resolv.conf as \(got.isEmpty ? "nothing" : got), not its own \(file) (\(expected)); refusing to go on, since a client there would change the host's file"
+            )
+        }
+        return file
+    }
+
     // MARK: Teardown
 
     /// Stops every process: SIGTERM to all at once, up to 5 s to exit (tunvpn removes its routes and
@@ -248,6 +289,14 @@ final class DemoLab {
             )
         }
         namespaces.removeAll()
+        for dir in netnsDirectories.reversed() {
+            if let problem = removeTree(dir) {
+                problems.append(problem)
+            } else if report {
+                say("  removed \(dir)")
+            }
+        }
+        netnsDirectories.removeAll()
         if let problem = removeTree(directory) {
             problems.append(problem)
         } else if report {

@@ -12,7 +12,7 @@ public enum DemoRun {
         guard geteuid() == 0 else {
             return "the demo creates network namespaces and needs root: run `sudo \(CommandLine.arguments[0]) demo`"
         }
-        let tools = ["ip", "ping", "python3", "tcpdump", "sysctl"]
+        let tools = ["ip", "ping", "python3", "tcpdump", "sysctl", "dnsmasq", "getent", "sha256sum"]
         let missing =
             tools.filter { !CommandRunner.exists($0) }
             + (CommandRunner.exists("nft") || CommandRunner.exists("iptables") ? [] : ["nft (or iptables)"])
@@ -20,7 +20,7 @@ public enum DemoRun {
             let list =
                 missing.count == 1
                 ? missing[0] : missing.dropLast().joined(separator: ", ") + " and " + (missing.last ?? "")
-            return "the demo needs \(list), not found in PATH: run `sudo bash .ci/install-deps` (or apt-get install iproute2 iputils-ping python3 tcpdump procps nftables)"
+            return "the demo needs \(list), not found in PATH: run `sudo bash .ci/install-deps` (or apt-get install iproute2 iputils-ping python3 tcpdump procps nftables dnsmasq-base)"
         }
         DemoSignals.block()
         var stop: DemoStop?

@@ -25,6 +25,14 @@
 // underlay that carries only ciphertext, counters, and, with a server that has no IPv6 way out, IPv6
 // refused at once inside the client with nothing leaving outside the tunnel. `DemoLab` removes it all again on every way out. Nothing in the root
 // namespace changes.
+//
+// DNS: the client and the LAN host get their own /etc/netns/<ns>/resolv.conf (pointing at the LAN
+// resolver, dnsmasq on the LAN host) before anything runs in them, so `ip netns exec` shows them that
+// file and the host's /etc/resolv.conf is never touched (ip-netns(8)). The server pushes its own
+// resolver, dnsmasq on its tunnel address 10.8.0.1 knowing internet.tunvpn.test; the demo resolves and
+// fetches that name through the tunnel, shows the LAN resolver got no query from the client while the
+// tunnel was up (a query sent straight to it is refused by the client's leak block), and compares the
+// client's resolv.conf after teardown with its bytes from before.
 
 import Control
 import Crypto
@@ -39,6 +47,11 @@ final class DemoSteps {
     var lan = "", client = "", router = "", server = "", internet = ""
     var serverProcess: SpawnedProcess?
     var clientProcess: SpawnedProcess?
+    /// The client's own resolv.conf (/etc/netns/<client>/resolv.conf) and the copy of its bytes before
+    /// any client ran; the two resolvers' query logs; the LAN resolver's queries from the client before
+    /// the tunnel came up.
+    var clientResolvConf = "", resolvConfCopy = "", tunnelQueryLog = "", lanQueryLog = ""
+    var lanQueriesBefore = 0
 
     static let port = 51820
     static let diagram = [
@@ -59,6 +72,9 @@ final class DemoSteps {
     static let internet6 = "2001:db8:18::2"
     static let egress6 = "2001:db8:18::1"
     static let client6 = "2001:db8:1::2"
+    /// The server's tunnel address, where its resolver (dnsmasq) listens, and the LAN's resolver.
+    static let tunnelResolver = "10.8.0.1"
+    static let lanResolver = "192.168.77.2"
     static let pattern = "74756e76706e"  // "tunvpn" in hex, the ping payload to look for
 
     init(lab: DemoLab) { self.lab = lab }
@@ -77,6 +93,7 @@ final class DemoSteps {
         try showRoutes()
         try pingThroughTunnel()
         try fetchThroughTunnel()
+        try resolveThroughTunnel()
         try captureUnderlay()
         try showCounters()
         try runWithoutIPv6Egress(binary)
@@ -214,6 +231,7 @@ final class DemoSteps {
             say("  the \(journal.owner) will record each host change it makes in \(journal.path) first")
         }
         let dir = lab.directory
+        try startLANResolver()
         try startServerAndClient(binary, run: "")
         // The web server the fetches go to, on the internet host.
         let web = try lab.start(
@@ -231,10 +249,14 @@ final class DemoSteps {
         let dir = lab.directory
         let server = try lab.start(
             "server" + run, in: self.server,
-            [binary, "server", "--key", "\(dir)/server.key", "--clients", "\(dir)/clients", "--egress", "s1"])
+            [
+                binary, "server", "--key", "\(dir)/server.key", "--clients", "\(dir)/clients", "--egress", "s1",
+                "--dns", Self.tunnelResolver, "--dns-search", "tunvpn.test",
+            ])
         serverProcess = server
         let listening = try lab.waitForLog(server, containing: "server listening", seconds: 10, what: "the server")
         say("  server (pid \(server.pid)): \(logMessage(listening))")
+        if run.isEmpty { try startTunnelResolver() }
         let client = try lab.start(
             "client" + run, in: self.client,
             [
@@ -244,6 +266,85 @@ final class DemoSteps {
         clientProcess = client
         let up = try lab.waitForLog(client, containing: "tunnel up", seconds: 10, what: "the client")
         passed("the handshake completed; the client (pid \(client.pid)) says \(logMessage(up))")
+        let method = try lab.waitForLog(client, containing: "DNS: ", seconds: 5, what: "the client's DNS")
+        say("  the client says \(logMessage(method))")
+        let dns = try lab.waitForLog(client, containing: "method, resolvers ", seconds: 5, what: "the client's DNS")
+        say("  and then \(logMessage(dns))")
+    }
+
+    /// Gives the client (and the LAN host) its own resolv.conf pointing at the LAN resolver, before
+    /// anything runs there (DemoLab.installResolvConf refuses to go on if the namespace would see the host's
+    /// file), and starts the LAN resolver: dnsmasq on the LAN host, which would answer internet.tunvpn.test
+    /// with a wrong address (192.0.2.80, RFC 5737), so a leaked lookup would show.
+    func startLANResolver() throws(DemoStop) {
+        let text = "# \(client)'s own resolv.conf, written by tunvpn demo: the LAN's resolver\nnameserver \(Self.lanResolver)\n"
+        clientResolvConf = try lab.installResolvConf(client, text)
+        try lab.installResolvConf(lan, "nameserver \(Self.lanResolver)\n")
+        resolvConfCopy = "\(lab.directory)/client-resolv.conf.before"
+        do {
+            try KeyFiles.write(
+                String(decoding: resolvConfBytes(clientResolvConf), as: UTF8.self), to: resolvConfCopy, mode: 0o644,
+                overwrite: false)
+        } catch {
+            throw .failed("copying \(clientResolvConf): \(error)")
+        }
+        say("  \(clientResolvConf): the client's own resolv.conf (`ip netns exec` mounts it over /etc/resolv.conf; the host's is never touched):")
+        for line in lab.readFile(clientResolvConf).split(separator: "\n") { say("    " + line) }
+        lanQueryLog = "\(lab.directory)/dnsmasq-lan.queries"
+        try startResolver(
+            "dnsmasq-lan", in: lan, address: Self.lanResolver, queryLog: lanQueryLog,
+            records: [("lan.tunvpn.test", [Self.lanResolver]), ("internet.tunvpn.test", ["192.0.2.80"])])
+        say("  $ getent hosts lan.tunvpn.test     (in the client, before the tunnel)")
+        let out = try lab.run(in: client, ["getent", "hosts", "lan.tunvpn.test"])
+        let answer = out.stdout.split(separator: "\n").first.map(String.init) ?? ""
+        if out.succeeded { say("    " + answer.trimmingTrailingSpaces) }
+        lanQueriesBefore = queries(lanQueryLog, from: "192.168.77.1").count
+        try check(
+            out.succeeded && answer.hasPrefix(Self.lanResolver) && lanQueriesBefore > 0,
+            "the LAN resolver (dnsmasq at \(Self.lanResolver)) answers the client and logs its queries (\(lanQueriesBefore) so far)",
+            else: "the client's lookup through the LAN resolver failed: \(lastLine(out))")
+    }
+
+    /// Starts the tunnel resolver: dnsmasq in the server's namespace on its tunnel address, knowing the
+    /// internet host by name.
+    func startTunnelResolver() throws(DemoStop) {
+        tunnelQueryLog = "\(lab.directory)/dnsmasq-tunnel.queries"
+        try startResolver(
+            "dnsmasq-tunnel", in: server, address: Self.tunnelResolver, queryLog: tunnelQueryLog,
+            records: [("internet.tunvpn.test", ["198.18.0.2", Self.internet6])])
+        say("  the server's resolver: dnsmasq on its tunnel address \(Self.tunnelResolver), knowing internet.tunvpn.test")
+    }
+
+    /// Starts dnsmasq (DnsmasqPlan: no upstream, no /etc/hosts, in the foreground, stopped by its pid with
+    /// the other processes) and waits until it logs that it started.
+    func startResolver(
+        _ label: String, in ns: String, address: String, queryLog: String, records: [(name: String, addresses: [String])]
+    ) throws(DemoStop) {
+        let argv = DnsmasqPlan.arguments(
+            address: address, records: records, queryLog: queryLog, pidFile: "\(lab.directory)/\(label).pid")
+        let process = try lab.start(label, in: ns, argv)
+        let deadline = SpawnedProcess.monotonicNanoseconds() + 5_000_000_000
+        while !lab.readFile(queryLog).contains("started, version") {
+            guard process.isRunning, SpawnedProcess.monotonicNanoseconds() < deadline else {
+                throw .failed(
+                    "dnsmasq did not start in \(ns): \(lab.lastLines(of: process.logPath, count: 1).first ?? "no output")")
+            }
+            try DemoSignals.pause(nanoseconds: 20_000_000)
+        }
+    }
+
+    /// The names dnsmasq logged queries for from `from` (`query[A] NAME from ADDR`).
+    func queries(_ log: String, from: String) -> [String] {
+        lab.readFile(log).split(separator: "\n").compactMap { line in
+            guard let q = line.firstRange(of: "query[") else { return nil }
+            let words = line[q.lowerBound...].split(separator: " ")
+            guard words.count >= 4, words[2] == "from", words[3] == from else { return nil }
+            return String(words[1])
+        }
+    }
+
+    func resolvConfBytes(_ path: String) -> [UInt8] {
+        (try? KeyFiles.readSmallFile(path, what: "resolv.conf", limit: 1 << 20).text) ?? []
     }
 
     // MARK: 4. Routes
@@ -336,10 +437,72 @@ final class DemoSteps {
         }
     }
 
-    // MARK: 7. Capture
+    // MARK: 7. DNS
+
+    func resolveThroughTunnel() throws(DemoStop) {
+        step("7. DNS: the server pushes its resolver; the client's lookups go through the tunnel and nowhere else")
+        say("  $ cat /etc/resolv.conf     (in the client, while the tunnel is up)")
+        let conf = try lab.run(in: client, ["cat", "/etc/resolv.conf"])
+        for line in conf.stdout.split(separator: "\n") { say("    " + line) }
+        try check(
+            conf.stdout.contains("nameserver \(Self.tunnelResolver)\n") && !conf.stdout.contains(Self.lanResolver)
+                && conf.stdout.contains("search tunvpn.test"),
+            "the client's resolv.conf names only the pushed resolver \(Self.tunnelResolver) and search domain",
+            else: "the client's resolv.conf is not the pushed one: \(conf.stdout.split(separator: "\n").joined(separator: "; "))")
+        say("  $ getent hosts internet.tunvpn.test     (in the client)")
+        let lookup = try lab.run(in: client, ["getent", "hosts", "internet.tunvpn.test"])
+        let answer = lookup.stdout.split(separator: "\n").first.map { String($0).trimmingTrailingSpaces } ?? ""
+        if lookup.succeeded { say("    " + answer) }
+        try check(
+            lookup.succeeded && (answer.hasPrefix("198.18.0.2 ") || answer.hasPrefix(Self.internet6 + " ")),
+            "internet.tunvpn.test resolves to the internet host, answered by the server's resolver",
+            else: "getent hosts internet.tunvpn.test in the client: \(answer.isEmpty ? lastLine(lookup) : answer)")
+        let url = "http://internet.tunvpn.test/?from=name"
+        say("  $ python3 -c 'urllib.request.urlopen(\"\(url)\")'     (in the client)")
+        let code =
+            "import sys, urllib.request\nr = urllib.request.urlopen(sys.argv[1], timeout=5)\nprint(r.status, r.read().decode().strip())"
+        let fetch = try lab.run(in: client, ["python3", "-c", code, url])
+        let page = fetch.stdout.split(separator: "\n").first.map(String.init) ?? ""
+        if fetch.succeeded { say("    \(page)") }
+        try check(
+            fetch.succeeded && page.hasPrefix("200 "), "the client fetched the page by name through the tunnel",
+            else: "fetching \(url) from the client: \(lastLine(fetch))")
+        let asked = lab.readFile(tunnelQueryLog).split(separator: "\n").filter { $0.contains("internet.tunvpn.test from") }
+        for line in asked.prefix(2) { say("    tunnel resolver log: " + String(line[(line.firstRange(of: "query[")?.lowerBound ?? line.startIndex)...])) }
+        try check(
+            !asked.isEmpty, "the server's resolver logged \(asked.count) quer\(asked.count == 1 ? "y" : "ies") for internet.tunvpn.test",
+            else: "the server's resolver logged no query for internet.tunvpn.test")
+
+        // A query sent straight to the LAN resolver, past resolv.conf: the leak block rejects it.
+        let direct = """
+            import socket, sys
+            name = b"".join(bytes([len(l)]) + l.encode() for l in sys.argv[2].split("."))
+            q = bytes.fromhex("747601000001000000000000") + name + b"\\x00\\x00\\x01\\x00\\x01"
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.settimeout(2)
+            try:
+                s.connect((sys.argv[1], 53)); s.send(q); s.recv(512); print("answered")
+            except OSError as e:
+                print("no answer:", e)
+            """
+        say("  $ python3: a DNS query for lan.tunvpn.test straight to \(Self.lanResolver):53     (in the client)")
+        let leak = try lab.run(in: client, ["python3", "-c", direct, Self.lanResolver, "lan.tunvpn.test"])
+        let result = leak.stdout.split(separator: "\n").first.map(String.init) ?? lastLine(leak)
+        say("    " + result)
+        try check(
+            result.hasPrefix("no answer"), "the leak block refuses DNS to the LAN resolver while the tunnel is up",
+            else: "the client's direct query to the LAN resolver: \(result)")
+        let lanQueries = queries(lanQueryLog, from: "192.168.77.1").count
+        try check(
+            lanQueries == lanQueriesBefore,
+            "the LAN resolver logged no query from the client while the tunnel was up (\(lanQueriesBefore), all from before it)",
+            else: "the LAN resolver logged \(lanQueries - lanQueriesBefore) query(ies) from the client while the tunnel was up")
+    }
+
+    // MARK: 8. Capture
 
     func captureUnderlay() throws(DemoStop) {
-        step("7. What the underlay carries: capture on the client's c0 (and, for contrast, inside tun0)")
+        step("8. What the underlay carries: capture on the client's c0 (and, for contrast, inside tun0)")
         say(
             "  $ tcpdump -c 10 -nn -i c0 -X     while   ping -c 5 -p \(Self.pattern) 198.18.0.2     (payload \"tunvpn\" over and over)"
         )
@@ -387,10 +550,10 @@ final class DemoSteps {
             else: "the ping payload \"tunvpn\" appears in clear text in \(leaked) packet(s) on the underlay")
     }
 
-    // MARK: 8. Counters
+    // MARK: 9. Counters
 
     func showCounters() throws(DemoStop) {
-        step("8. Counters: SIGUSR1 makes each tunvpn print a stats: line")
+        step("9. Counters: SIGUSR1 makes each tunvpn print a stats: line")
         for (label, process) in [("client", clientProcess), ("server", serverProcess)] {
             guard let process else { continue }
             let before = statsLines(process).count
@@ -411,14 +574,14 @@ final class DemoSteps {
         lab.readFile(process.logPath).split(separator: "\n").filter { $0.hasPrefix("stats: ") }
     }
 
-    // MARK: 9. A server without an IPv6 way out
+    // MARK: 10. A server without an IPv6 way out
 
     /// Runs the client again against the server restarted without its IPv6 default route: the server says
     /// in the handshake that it has no IPv6 egress, so the client answers each IPv6 packet for the outside
     /// world itself, with an ICMPv6 destination unreachable (administratively prohibited, RFC 4443 §3.1),
     /// at once; IPv4 still crosses the tunnel, and nothing leaves the client outside it.
     func runWithoutIPv6Egress(_ binary: String) throws(DemoStop) {
-        step("9. Again, with a server that has no IPv6 way out: IPv6 is refused at once, and nothing leaks")
+        step("10. Again, with a server that has no IPv6 way out: IPv6 is refused at once, and nothing leaks")
         for (label, process) in [("client", clientProcess), ("server", serverProcess)] {
             guard let process else { continue }
             let status = process.terminate()
@@ -492,7 +655,7 @@ final class DemoSteps {
             else: "the internet host saw IPv6: \(reached.first?.header ?? "")")
     }
 
-    // MARK: 10. After the processes stopped
+    // MARK: 11. After the processes stopped
 
     /// Runs once `DemoLab.stopProcesses()` has sent SIGTERM and reaped everything: both tunvpn processes
     /// exited with status 0, said they removed their host changes, left nothing to undo, and `tunvpn down`
@@ -509,6 +672,18 @@ final class DemoSteps {
                 else:
                     "the \(label) exited with status \(process.exitStatus ?? -1) on SIGTERM; its log ends with: \(lab.lastLines(of: process.logPath, count: 1).first ?? "")"
             )
+        }
+        if !clientResolvConf.isEmpty {
+            // The client restored the resolv.conf it found, byte for byte (its journal held the original).
+            let before = resolvConfBytes(resolvConfCopy)
+            let after = resolvConfBytes(clientResolvConf)
+            say("  $ sha256sum \(resolvConfCopy) \(clientResolvConf)")
+            let sums = try lab.run(["sha256sum", resolvConfCopy, clientResolvConf])
+            for line in sums.stdout.split(separator: "\n") { say("    " + line) }
+            try check(
+                !before.isEmpty && before == after,
+                "the client's resolv.conf is byte for byte what it was before the tunnel (\(after.count) bytes)",
+                else: "the client's resolv.conf differs from what it was before the tunnel (\(before.count) bytes before, \(after.count) after)")
         }
         for journal in lab.journals {
             var st = stat()

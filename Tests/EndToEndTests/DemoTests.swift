@@ -23,6 +23,10 @@ struct DemoTests {
         #expect(result.stdout.contains("the internet host saw the request come from 2001:db8:18::1"))
         #expect(result.stdout.contains("Destination unreachable: Administratively prohibited"))
         #expect(result.stdout.contains("nothing left outside the tunnel"))
+        // DNS: by name through the tunnel, nothing to the LAN's resolver, resolv.conf restored exactly.
+        #expect(result.stdout.contains("ok: the client fetched the page by name through the tunnel"))
+        #expect(result.stdout.contains("ok: the LAN resolver logged no query from the client while the tunnel was up"))
+        #expect(result.stdout.contains("ok: the client's resolv.conf is byte for byte what it was before the tunnel"))
         #expect(result.stdout.contains("Demo finished: all"))
 
         let prefix = try #require(result.stdout.firstMatch(of: /tvdemo-\d+-/)).output
@@ -33,6 +37,12 @@ struct DemoTests {
         #expect(journals.count == 2, "the demo names the client's and the server's journal")
         for journal in journals {
             #expect(!FileManager.default.fileExists(atPath: journal), "\(journal) is left")
+        }
+
+        let netns = Set(result.stdout.matches(of: /\/etc\/netns\/tvdemo-\d+-[a-z]+/).map { String($0.output) })
+        #expect(netns.count == 2, "the demo gives the client and the LAN host their own resolv.conf")
+        for dir in netns {
+            #expect(!FileManager.default.fileExists(atPath: dir), "\(dir) is left")
         }
 
         let directory = try #require(result.stdout.firstMatch(of: /removed (\/\S*tunvpn-demo-\S+)/)).output.1

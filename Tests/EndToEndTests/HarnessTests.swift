@@ -187,3 +187,18 @@ struct HarnessTests {
         #expect(dual.address6("B", "b1") == "fd00:2::2")
     }
 }
+
+/// The dnsmasq command line both the DNS end-to-end tests and `tunvpn demo` run (NamespaceLab).
+@Suite struct DnsmasqPlanTests {
+    @Test func dnsmasqAnswersOnlyItsRecordsOnOneAddressInTheForegroundAndLogsQueries() {
+        let argv = DnsmasqPlan.arguments(
+            address: "10.8.0.1", records: [("internet.tunvpn.test", ["198.18.0.2", "2001:db8:18::2"]), ("lan.test", ["10.1.0.9"])],
+            queryLog: "/tmp/x/q.log", pidFile: "/tmp/x/d.pid")
+        #expect(
+            argv == [
+                "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
+                "--listen-address=10.8.0.1", "--log-queries", "--log-facility=/tmp/x/q.log", "--pid-file=/tmp/x/d.pid",
+                "--user=root", "--host-record=internet.tunvpn.test,198.18.0.2,2001:db8:18::2", "--host-record=lan.test,10.1.0.9",
+            ])
+    }
+}
