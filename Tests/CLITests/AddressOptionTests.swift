@@ -7,26 +7,6 @@ import Testing
 @testable import tunvpn
 
 @Suite struct AddressOptionTests {
-    /// The one-line error `tunvpn server ARGUMENTS` gives, or nil when they parse.
-    func serverError(_ arguments: [String]) -> String? {
-        do {
-            _ = try Server.parse(arguments)
-            return nil
-        } catch {
-            return Server.message(for: error)
-        }
-    }
-
-    func clientError(_ arguments: [String]) -> String? {
-        let required = ["--peer-key", "s.pub", "--endpoint", "203.0.113.7:51820"]
-        do {
-            _ = try Client.parse(required + arguments)
-            return nil
-        } catch {
-            return Client.message(for: error)
-        }
-    }
-
     @Test func oneAddressOfEachFamilyIsAcceptedInEitherOrder() throws {
         let server = try Server.parse(["--address", "fd00:8::1/64", "--address", "10.9.0.1/24"])
         let (v4, v6) = try server.tunnelAddresses()

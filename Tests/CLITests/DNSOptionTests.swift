@@ -9,24 +9,6 @@ import Transport
 @testable import tunvpn
 
 @Suite struct DNSOptionTests {
-    func serverError(_ arguments: [String]) -> String? {
-        do {
-            _ = try Server.parse(arguments)
-            return nil
-        } catch {
-            return Server.message(for: error)
-        }
-    }
-
-    func clientError(_ arguments: [String]) -> String? {
-        do {
-            _ = try Client.parse(["--peer-key", "s.pub", "--endpoint", "203.0.113.7:51820"] + arguments)
-            return nil
-        } catch {
-            return Client.message(for: error)
-        }
-    }
-
     @Test func theServersSettingsAreParsedAsTheHandshakeCarriesThem() throws {
         let server = try Server.parse(["--dns", "10.8.0.1", "--dns", "fd00:8::1", "--dns-search", "corp.example.", "--dns-search", "lab"])
         #expect(try server.pushedDNS() == DNSSettings(

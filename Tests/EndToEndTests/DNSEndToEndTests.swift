@@ -24,6 +24,23 @@ struct DNSEndToEndTests {
     }
 
     /// Runs `body` in a routed lab whose client namespace has its own resolv.conf (`text`), removed at the end.
+    /// The two resolvers of the leak tests: the tunnel's (dnsmasq on the server's tunnel address, knowing the
+    /// internet host) and the LAN's (on L, knowing a printer). The caller stops both.
+    func startResolvers(_ lab: TunnelLab) throws -> (tunnel: Dnsmasq, lan: Dnsmasq) {
+        let tunnel = try Dnsmasq(
+            in: lab["S"], address: TunnelLab.serverTunnelAddress, records: [("internet.tunvpn.test", lab.internetHost)],
+            directory: lab.directory.path, name: "dnsmasq-tunnel")
+        do {
+            let lan = try Dnsmasq(
+                in: lab["L"], address: lab.topology.address("L", "l0"), records: [("printer.lan", "10.110.\(lab.k).9")],
+                directory: lab.directory.path, name: "dnsmasq-lan")
+            return (tunnel, lan)
+        } catch {
+            tunnel.stop()
+            throw error
+        }
+    }
+
     func withLab(_ text: ((TunnelLab) -> String)? = nil, _ body: (TunnelLab) throws -> Void) throws {
         try TunnelLab.routed().use { lab in
             let c = lab["C"]
@@ -215,14 +232,11 @@ struct DNSEndToEndTests {
     func inFullTunnelModeEveryLookupReachesTheTunnelResolverAndNoneTheLANs(firewall: String) throws {
         try withLab { lab in
             try lab.startServer(extra: serverDNS)
-            let tunnelResolver = try Dnsmasq(
-                in: lab["S"], address: TunnelLab.serverTunnelAddress, records: [("internet.tunvpn.test", lab.internetHost)],
-                directory: lab.directory.path, name: "dnsmasq-tunnel")
-            defer { tunnelResolver.stop() }
-            let lanResolver = try Dnsmasq(
-                in: lab["L"], address: lab.topology.address("L", "l0"), records: [("printer.lan", "10.110.\(lab.k).9")],
-                directory: lab.directory.path, name: "dnsmasq-lan")
-            defer { lanResolver.stop() }
+            let (tunnelResolver, lanResolver) = try startResolvers(lab)
+            defer {
+                tunnelResolver.stop()
+                lanResolver.stop()
+            }
             // The LAN resolver answers C before the tunnel.
             #expect(try lab["C"].exec(["getent", "hosts", "printer.lan"]).stdout.contains("10.110.\(lab.k).9"))
             let before = lanResolver.queries.count
@@ -278,14 +292,11 @@ struct DNSEndToEndTests {
     @Test func inSplitTunnelModeOtherNamesStillReachTheLANResolver() throws {
         try withLab { lab in
             try lab.startServer(extra: serverDNS)
-            let tunnelResolver = try Dnsmasq(
-                in: lab["S"], address: TunnelLab.serverTunnelAddress, records: [("internet.tunvpn.test", lab.internetHost)],
-                directory: lab.directory.path, name: "dnsmasq-tunnel")
-            defer { tunnelResolver.stop() }
-            let lanResolver = try Dnsmasq(
-                in: lab["L"], address: lab.topology.address("L", "l0"), records: [("printer.lan", "10.110.\(lab.k).9")],
-                directory: lab.directory.path, name: "dnsmasq-lan")
-            defer { lanResolver.stop() }
+            let (tunnelResolver, lanResolver) = try startResolvers(lab)
+            defer {
+                tunnelResolver.stop()
+                lanResolver.stop()
+            }
             let client = try lab.startClient(extra: ["--route", "10.200.\(lab.k).0/24"])
             try lab.waitForTunnelUp(client)
             #expect(resolvConf(lab).contains("nameserver 10.8.0.1\nnameserver \(lanResolver.address)\n"), "\(resolvConf(lab))")
