@@ -145,17 +145,15 @@ struct RoutingEndToEndTests {
         return (clientBefore, serverBefore, processes)
     }
 
-    /// The runtime files (`/run/tunvpn/<netns id>-tun0.*`) of the tunvpn instance `process`, found by
-    /// the instance lock file that names it, as a path prefix (`/run/tunvpn/netns-123-tun0.`).
-    func runtimePrefix(of process: BackgroundProcess) throws -> String {
-        let directory = "/run/tunvpn"
-        let names = try FileManager.default.contentsOfDirectory(atPath: directory)
-        let lockFile = names.filter { $0.hasSuffix(".lock") }.first { name in
-            (try? String(contentsOfFile: "\(directory)/\(name)", encoding: .utf8))?
-                .trimmingCharacters(in: .whitespacesAndNewlines) == "\(process.pid)"
-        }
-        let found = try #require(lockFile, "no lock file in \(directory) names pid \(process.pid): \(names)")
-        return "\(directory)/\(found.dropLast("lock".count))"
+    /// The runtime files (`/run/tunvpn/<netns id>-tun0.*`) of a tunvpn instance in `host`, as a path prefix
+    /// (`/run/tunvpn/netns-123-tun0.`).
+    func runtimePrefix(in host: String, of lab: TunnelLab) throws -> String {
+        // Asked of tunvpn in the host's namespace (its netns cookie names the files), not found by the pid in
+        // a lock file: idle files of earlier runs' namespaces can hold a pid that has since been reused.
+        let journal = try lab[host].run([TestBinaries.tunvpn, "down", "--print-journal-path", "--dev", "tun0"]).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        try #require(journal.hasPrefix("/run/tunvpn/") && journal.hasSuffix(".journal"), "journal path: \(journal)")
+        return String(journal.dropLast("journal".count))
     }
 
     /// Files under /run/tunvpn starting with `prefix`.
@@ -169,8 +167,8 @@ struct RoutingEndToEndTests {
     @Test func sigtermLeavesRoutesRulesRulesetAndForwardingAsTheyWere() throws {
         try TunnelLab.routed().use { lab in
             let (clientBefore, serverBefore, processes) = try startAndCheckChanges(lab)
-            let clientFiles = try runtimePrefix(of: processes.client)
-            let serverFiles = try runtimePrefix(of: processes.server)
+            let clientFiles = try runtimePrefix(in: "C", of: lab)
+            let serverFiles = try runtimePrefix(in: "S", of: lab)
             #expect(processes.client.terminate() == 0 && processes.client.endedBySignal == false)
             #expect(processes.server.terminate() == 0 && processes.server.endedBySignal == false)
 
@@ -194,8 +192,8 @@ struct RoutingEndToEndTests {
     @Test func killNineThenTunvpnDownLeavesEverythingAsItWas() throws {
         try TunnelLab.routed().use { lab in
             let (clientBefore, serverBefore, processes) = try startAndCheckChanges(lab)
-            let clientFiles = try runtimePrefix(of: processes.client)
-            let serverFiles = try runtimePrefix(of: processes.server)
+            let clientFiles = try runtimePrefix(in: "C", of: lab)
+            let serverFiles = try runtimePrefix(in: "S", of: lab)
             lab.kill9(processes.client)
             lab.kill9(processes.server)
 
