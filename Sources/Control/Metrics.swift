@@ -118,25 +118,19 @@ public enum PrometheusText {
     }
 
     /// A label value with `\` → `\\`, `"` → `\"` and newline → `\n`.
-    public static func escapeLabelValue(_ value: String) -> String {
-        var out = ""
-        for c in value.unicodeScalars {
-            switch c {
-            case "\\": out += "\\\\"
-            case "\"": out += "\\\""
-            case "\n": out += "\\n"
-            default: out.unicodeScalars.append(c)
-            }
-        }
-        return out
-    }
+    public static func escapeLabelValue(_ value: String) -> String { escape(value, quotes: true) }
 
     /// HELP text with `\` → `\\` and newline → `\n`.
-    public static func escapeHelp(_ text: String) -> String {
+    public static func escapeHelp(_ text: String) -> String { escape(text, quotes: false) }
+
+    /// `text` with backslashes and newlines escaped, and double quotes too when `quotes` (the exposition
+    /// format escapes quotes in label values only).
+    static func escape(_ text: String, quotes: Bool) -> String {
         var out = ""
         for c in text.unicodeScalars {
             switch c {
             case "\\": out += "\\\\"
+            case "\"" where quotes: out += "\\\""
             case "\n": out += "\\n"
             default: out.unicodeScalars.append(c)
             }

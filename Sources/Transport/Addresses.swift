@@ -56,6 +56,18 @@ public struct IPv4Address: Hashable, Comparable, Sendable, CustomStringConvertib
     public static func < (a: IPv4Address, b: IPv4Address) -> Bool { a.value < b.value }
 }
 
+/// "ADDRESS/N" as the address text and N (decimal digits only, at most `maximum`); a bare address has
+/// length `maximum`. The address is left for the caller's family to parse.
+func splitPrefix(_ text: some StringProtocol, maximum: Int) -> (address: Substring, length: Int)? {
+    let pieces = Substring(text).split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+    guard pieces.count == 2 else { return (pieces[0], maximum) }
+    let digits = pieces[1]
+    guard (1...3).contains(digits.count), digits.allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int(digits),
+        n <= maximum
+    else { return nil }
+    return (pieces[0], n)
+}
+
 /// An IPv4 network or interface address with its prefix length ("10.8.0.1/16").
 public struct IPv4Prefix: Hashable, Sendable, CustomStringConvertible {
     public var address: IPv4Address
@@ -69,15 +81,7 @@ public struct IPv4Prefix: Hashable, Sendable, CustomStringConvertible {
 
     /// Parses "A.B.C.D/N"; a bare address means /32.
     public init?(_ text: some StringProtocol) {
-        let pieces = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
-        guard let address = IPv4Address(pieces[0]) else { return nil }
-        var length = 32
-        if pieces.count == 2 {
-            guard pieces[1].count <= 2, pieces[1].allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int(pieces[1]),
-                n <= 32
-            else { return nil }
-            length = n
-        }
+        guard let (text, length) = splitPrefix(text, maximum: 32), let address = IPv4Address(text) else { return nil }
         self.init(address: address, length: length)
     }
 
@@ -172,15 +176,7 @@ public struct IPv6Prefix: Hashable, Sendable, CustomStringConvertible {
 
     /// Parses "ADDRESS/N"; a bare address means /128.
     public init?(_ text: some StringProtocol) {
-        let pieces = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
-        guard let address = IPv6Address(pieces[0]) else { return nil }
-        var length = 128
-        if pieces.count == 2 {
-            guard (1...3).contains(pieces[1].count), pieces[1].allSatisfy({ $0.isASCII && $0.isNumber }),
-                let n = Int(pieces[1]), n <= 128
-            else { return nil }
-            length = n
-        }
+        guard let (text, length) = splitPrefix(text, maximum: 128), let address = IPv6Address(text) else { return nil }
         self.init(address: address, length: length)
     }
 
