@@ -141,7 +141,7 @@ public final class StreamServer: Sendable {
     ///   - requestTimeout: seconds from accept in which `StreamConnection.read` may wait for the request
     ///     (capped at `connectionTimeout`).
     ///   - connectionTimeout: seconds from accept each connection may take in all.
-    ///   - threadStart: run first on each new thread, before any connection is accepted (to shed privileges).
+    ///   - threadStart: run first on each new thread, before any connection is accepted (to shed privileges); the initializer returns only once every thread has run it.
     ///   - serve: called for each connection, on one of the threads; it should not block otherwise.
     public init(
         owning listenFD: Int32, name: String, maximumConnections: Int = defaultMaximumConnections,
@@ -166,9 +166,13 @@ public final class StreamServer: Sendable {
             Self.startThreadWithSignalsBlocked(name: name) {
                 Self.nameThisThread(name)
                 threadStart()
+                activity.started.add(1, ordering: .releasing)
                 Self.acceptLoop(listenFD: listenFD, wakeFD: wakeFD, limits: limits, activity: activity, serve: serve)
             }
         }
+        // Every thread has run `threadStart` (shed its privileges) before the server is handed back, so a
+        // caller that announces its privileges afterwards ("running as …") never races a thread's own drop.
+        while activity.started.load(ordering: .acquiring) < maximumConnections { usleep(100) }
     }
 
     deinit { stop() }
@@ -192,6 +196,8 @@ public final class StreamServer: Sendable {
     /// The count behind `connectionsBeingServed`, shared with the threads.
     private final class Activity: Sendable {
         let serving = Atomic<Int>(0)
+        /// The threads that have run `threadStart`.
+        let started = Atomic<Int>(0)
     }
 
     /// The signals the main thread waits for (or that must not kill the process), blocked in server threads.

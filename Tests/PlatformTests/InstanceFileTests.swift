@@ -11,28 +11,62 @@ import Testing
 @testable import Platform
 
 @Suite struct CommandSearchPathTests {
-    /// PATH is process-wide, so this suite's one test sets it and puts it back at once.
-    @Test func aFakeIpEarlierInPATHIsNeverRunAndChildrenGetTheTrustedPATH() throws {
-        let dir = try TemporaryDirectory()
-        defer { dir.remove() }
-        let marker = dir.path + "/fake-ip-ran"
-        try "#!/bin/sh\ntouch \(marker)\necho fake ip\n".write(toFile: dir.path + "/ip", atomically: false, encoding: .utf8)
-        chmod(dir.path + "/ip", 0o755)
-        let saved = getenv("PATH").map { String(cString: $0) }
-        setenv("PATH", dir.path + ":" + (saved ?? "/usr/bin"), 1)
-        let version = CommandRunner.run(["ip", "-V"])
+    /// Resolution and the children's environment, checked in this process without touching its PATH:
+    /// PATH is process-wide and the other suites run in parallel, starting `ip` through PATH themselves.
+    @Test func commandsAreFoundInTheTrustedPathAndChildrenGetOnlyThatPATH() {
         let environment = CommandRunner.run(["env"])
-        let found = CommandRunner.resolve("ip")
-        if let saved { setenv("PATH", saved, 1) } else { unsetenv("PATH") }
-
-        #expect(version.succeeded && version.stdout.contains("iproute2"), "\(version)")
-        #expect(!version.stdout.contains("fake"))
-        #expect(!FileManager.default.fileExists(atPath: marker), "the fake ip ran")
         let paths = environment.stdout.split(separator: "\n").filter { $0.hasPrefix("PATH=") }
         #expect(paths == ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "\(environment.stdout)")
+        #expect(CommandRunner.childEnvironment().filter { $0.hasPrefix("PATH=") } == ["PATH=\(CommandRunner.trustedSearchPath)"])
+        let found = CommandRunner.resolve("ip")
         #expect(["/usr/sbin/ip", "/usr/bin/ip", "/sbin/ip", "/bin/ip"].contains(found ?? ""), "\(String(describing: found))")
         #expect(CommandRunner.resolve("no-such-tool-\(getpid())") == nil)
         #expect(!CommandRunner.exists("no-such-tool-\(getpid())"))
+    }
+}
+
+/// The real binary started with a PATH whose first directory holds a fake `ip`, `nft`, `sysctl` and
+/// `resolvectl`: none of them runs. The PATH is the child's own (`env PATH=…`), never this process's.
+///
+///   root namespace (untouched)     tv<pid>n<k>H
+///   ──────────────────────────     ─────────────────────────────────────────────────────
+///   test process                   d0 192.0.2.2/24 (veth to d1), default via 192.0.2.1;
+///                                  env PATH=FAKE:… tunvpn client --endpoint 198.51.100.1:51820 --dry-run
+@Suite(.needsRoot("runs tunvpn inside a throwaway network namespace"))
+struct FakeCommandsEarlierInPATHTests {
+    @Test func aFakeIpEarlierInPATHIsNeverRun() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        for name in ["client", "server"] {
+            try runLoggedChecked([TestBinaries.tunvpn, "keygen", "--out", dir.path, "--name", name])
+        }
+        let fakes = ["ip", "nft", "sysctl", "resolvectl"]
+        for program in fakes {
+            try "#!/bin/sh\ntouch \(dir.path)/\(program)-ran\necho fake \(program)\n".write(
+                toFile: dir.path + "/" + program, atomically: false, encoding: .utf8)
+            chmod(dir.path + "/" + program, 0o755)
+        }
+        let topology = try Topology(hosts: ["H"]) { _ in [] }
+        defer { topology.close() }
+        let host = topology["H"]
+        try host.ip("link", "add", "d0", "type", "veth", "peer", "name", "d1")
+        try host.ip("link", "set", "d0", "up")
+        try host.ip("link", "set", "d1", "up")
+        try host.ip("address", "add", "192.0.2.2/24", "dev", "d0")
+        try host.ip("route", "add", "default", "via", "192.0.2.1", "dev", "d0")
+
+        let r = try host.exec([
+            "env", "PATH=\(dir.path):/usr/sbin:/usr/bin:/sbin:/bin", TestBinaries.tunvpn, "client",
+            "--key", dir.path + "/client.key", "--peer-key", dir.path + "/server.pub",
+            "--endpoint", "198.51.100.1:51820", "--dry-run",
+        ], timeout: 30)
+        #expect(r.status == 0, "\(r.stderr)")
+        // The host route to the endpoint comes from `ip route get`: the real ip answered.
+        #expect(r.stdout.contains("ip -4 route add 198.51.100.1/32 via 192.0.2.1 dev d0"), "\(r.stdout)")
+        #expect(!r.stdout.contains("fake") && !r.stderr.contains("fake"))
+        for program in fakes {
+            #expect(!FileManager.default.fileExists(atPath: "\(dir.path)/\(program)-ran"), "the fake \(program) ran")
+        }
     }
 }
 
