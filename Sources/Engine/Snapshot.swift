@@ -23,13 +23,16 @@ public struct PeerSnapshot: Sendable, Equatable {
     /// Persistent keepalive interval in seconds, nil if off.
     public var persistentKeepalive: UInt64?
     public var suite: String?
+    /// The peer's name on the server's allow-list (`AllowedClient.name`), empty if it has none.
+    public var name: String = ""
 
     /// A peer as given (the status command rebuilds snapshots from their JSON; tests build them directly).
     public init(
         publicKey: String, endpoint: Endpoint?, tunnelAddress: IPv4Address?, tunnelAddress6: IPv6Address? = nil,
         latestHandshake: UInt64?, sessionAge: UInt64?, rxBytes: UInt64, txBytes: UInt64, rxPackets: UInt64,
-        txPackets: UInt64, persistentKeepalive: UInt64?, suite: String?
+        txPackets: UInt64, persistentKeepalive: UInt64?, suite: String?, name: String = ""
     ) {
+        self.name = name
         self.publicKey = publicKey
         self.endpoint = endpoint
         self.tunnelAddress = tunnelAddress
@@ -149,8 +152,12 @@ extension TunnelEngine {
         let (role, publicKey, suites): (String, String, [String])
         var tunnel: ClientTunnelSnapshot?
         let (stateRole, assignment) = withState { ($0.role, $0.assignmentInForce) }
+        // A server's clients' allow-list names (the list is copied with the role, under the lock; a peer
+        // added by a reload after that copy is unnamed in this one snapshot).
+        var names: [PublicKey: String] = [:]
         switch stateRole {
         case .server(let s):
+            for client in s.allowList.clients where !client.comment.isEmpty { names[client.key] = client.name }
             (role, publicKey, suites) = (
                 "server", s.responder.localKey.base64, s.responder.acceptedSuites.map { $0.name }
             )
@@ -191,7 +198,7 @@ extension TunnelEngine {
                 rxPackets: p.stats.rxPackets.load(ordering: .relaxed),
                 txPackets: p.stats.txPackets.load(ordering: .relaxed),
                 persistentKeepalive: p.persistentKeepalive.map { $0 / 1_000_000_000 },
-                suite: p.current?.suite.name)
+                suite: p.current?.suite.name, name: names[p.key] ?? "")
         }
         return EngineSnapshot(
             role: role, publicKey: publicKey, listenPort: listenPort, device: device, suites: suites,
