@@ -151,13 +151,11 @@ extension TunnelEngine {
         // client's private key is computed outside the lock.
         let (role, publicKey, suites): (String, String, [String])
         var tunnel: ClientTunnelSnapshot?
-        let (stateRole, assignment) = withState { ($0.role, $0.assignmentInForce) }
-        // A server's clients' allow-list names (the list is copied with the role, under the lock; a peer
-        // added by a reload after that copy is unnamed in this one snapshot).
-        var names: [PublicKey: String] = [:]
+        // A server's clients' allow-list names, copied with the role (a peer a reload adds after this copy
+        // is unnamed in this one snapshot).
+        let (stateRole, assignment, names) = withState { ($0.role, $0.assignmentInForce, $0.peerNames) }
         switch stateRole {
         case .server(let s):
-            for client in s.allowList.clients where !client.comment.isEmpty { names[client.key] = client.name }
             (role, publicKey, suites) = (
                 "server", s.responder.localKey.base64, s.responder.acceptedSuites.map { $0.name }
             )

@@ -122,7 +122,12 @@ struct AddClient: ParsableCommand, ReadsServerConfig {
                 preconditionFailure("Server.parse validated --address")
             }
             let serverKey = try KeyFiles.loadPrivateKey(serverCommand.key).publicKey
-            let prefix6 = serverCommand.noIPv6 ? nil : configured6 ?? IPv6Prefix.defaultTunnelPrefix(serverKey: serverKey)
+            // The IPv6 prefix the server's tunnel carries, decided as the server decides it on this host.
+            var settings = ServerConfiguration(address: prefix)
+            settings.address6 = configured6
+            settings.noIPv6 = serverCommand.noIPv6
+            settings.tunnel.mtu = serverCommand.common.mtu
+            let prefix6 = ServerDaemon.tunnelPrefix6(settings, serverKey: serverKey)
             let clientsFile = serverCommand.clients
             var fixed4: IPv4Address? = nil
             var fixed6: IPv6Address? = nil
