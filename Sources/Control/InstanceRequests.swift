@@ -117,6 +117,15 @@ public enum InstanceRequests {
         }
     }
 
+    /// The absolute path of the allow-list the server on `device` reads, or nil when it does not say (a
+    /// client, or an older tunvpn).
+    public static func allowListPath(device: String) -> String? {
+        guard let asked = try? UnixSocketClient.fetch(HostNetwork.statusSocketPath(device: device), request: "allow-list-path", timeout: 10)
+        else { return nil }
+        let answer = String(decoding: asked, as: UTF8.self).trimmingSuffix("\n")
+        return answer.hasPrefix("ok /") ? String(answer.dropFirst(3)) : nil
+    }
+
     /// strerror(3)'s words for `error`, with what to do about a permission error.
     public static func reason(_ error: IOError, command: String = "show") -> String {
         let text = String(cString: strerror(error.errno))

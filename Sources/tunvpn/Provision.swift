@@ -192,7 +192,7 @@ struct AddClient: ParsableCommand, ReadsServerConfig {
                 printLine("on the client: copy \(name).toml with \(name).key\(psk != nil ? " and \(name).psk" : "") into one directory, then run tunvpn client --config \(name).toml")
             }
             if qr { printLine(try QRCode(bytes: Array(config.text.utf8)).terminalText.trimmingSuffix("\n")) }
-            try reloadServer(dev: server.dev)
+            try reloadServer(dev: server.dev, clients: clientsFile)
         }
     }
 }
@@ -227,7 +227,7 @@ struct RemoveClient: ParsableCommand, ReadsServerConfig {
             for client in removed {
                 printLine("removed \(name) (\(client.key.base64), line \(client.line)) from \(clientsFile)")
             }
-            try reloadServer(dev: server.dev)
+            try reloadServer(dev: server.dev, clients: clientsFile)
         }
     }
 }
@@ -254,13 +254,19 @@ extension Server {
     static var defaultClients: String { (try? Server.parse([]))?.clients ?? "keys/clients" }
 }
 
-/// Makes the running server reload its allow-list and prints the outcome; says so when none runs.
-/// - Throws: `ControlError` with the server's reason when the reload failed.
-func reloadServer(dev: String?) throws {
+/// Makes the running server reload its allow-list `clients` and prints the outcome; says so when none runs.
+/// - Throws: `ControlError` with the server's reason when the reload failed, or when the server reads
+///   another file.
+func reloadServer(dev: String?, clients: String) throws {
     let running = try HostNetwork.instances().filter { $0.owner != nil && (dev == nil || $0.device == dev) }
     guard !running.isEmpty else {
         printLine("no tunvpn server is running in this network namespace\(dev.map { " on \($0)" } ?? ""); it reads the allow-list when it starts")
         return
+    }
+    // A server that reads another file would reload without the change.
+    if running.count == 1, let served = InstanceRequests.allowListPath(device: running[0].device), served != absolutePath(clients) {
+        throw ControlError(
+            "the server on \(running[0].device) reads \(served), not \(clients): the change is in \(clients) only; pass the server's file with --clients or --config")
     }
     do { printLine("server: " + (try InstanceRequests.reload(device: dev, pid: nil))) } catch let error as ControlError {
         throw ControlError("the allow-list is written, but the server's reload failed: \(error.message)")

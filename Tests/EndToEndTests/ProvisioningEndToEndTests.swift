@@ -1,7 +1,8 @@
 // End-to-end test of provisioning a client as an operator would: `tunvpn add-client` on the server host
 // while the server runs writes the allow-list line and NAME.toml and reloads the server; `tunvpn client
 // --config NAME.toml` in the client's namespace connects and pings the server through the tunnel; the
-// server lists the peer under its name; `tunvpn remove-client` ends its access at the reload.
+// server lists the peer under its name; `tunvpn remove-client` ends its access at the reload; an edit of
+// a file the server does not read is refused.
 //
 // Standard topology (Topology.clientServerInternet): C ─── S; the test's keys, files and namespaces are
 // its own and removed on every way out (TunnelLab.use).
@@ -46,6 +47,16 @@ struct ProvisioningEndToEndTests {
             #expect(after.status != 0, "no answer once the client is off the allow-list: \(after.stdout)")
             let text = try String(contentsOfFile: lab.path("keys/clients"), encoding: .utf8)
             #expect(text == "# clients, written by tunvpn add-client\n")
+
+            // A list the running server does not read: said so, not reported as reloaded.
+            let elsewhere = try lab.tunvpn(
+                in: "S",
+                ["add-client", "desk", "--key", lab.path("keys/server.key"), "--clients", lab.path("other-clients"), "--endpoint", "203.0.113.7:1",
+                 "--out", lab.path("out")])
+            #expect(elsewhere.status == 1)
+            #expect(
+                elsewhere.stderr
+                    == "tunvpn: error: the server on tun0 reads \(lab.path("keys/clients")), not \(lab.path("other-clients")): the change is in \(lab.path("other-clients")) only; pass the server's file with --clients or --config\n")
         }
     }
 }

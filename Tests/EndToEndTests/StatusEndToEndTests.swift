@@ -25,7 +25,7 @@ struct StatusEndToEndTests {
     ) {
         try lab.keygen("server")
         let clientKey = try lab.keygen("client")
-        try lab.writeAllowList(["\(clientKey)  # the test's client"])
+        try lab.writeAllowList(["\(clientKey)  # client (the test's)"])
         let server = try lab.startServer(extra: ["--metrics", "127.0.0.1:\(Self.metricsPort)"])
         let client = try lab.startClient(endpoint: lab.topology.address("S", "s0"), extra: ["--keepalive", "25"])
         #expect(try lab.waitForTunnelUp(client) == "10.8.0.2")
@@ -50,7 +50,8 @@ struct StatusEndToEndTests {
                 text.hasPrefix(
                     "interface: tun0\n  public key: \(serverKey)\n  listening port: 51820\n  role: server\n  suites: "))
             #expect(!text.contains("role: client"), "the client runs in another namespace")
-            #expect(text.contains("\npeer: \(clientKey)\n  endpoint: \(clientUnderlay):"))
+            // The allow-list line's comment starts with "client": its name.
+            #expect(text.contains("\npeer: \(clientKey)\n  name: client\n  endpoint: \(clientUnderlay):"))
             // wg's wording; the client's IPv6 address follows when the tunnel carries IPv6.
             #expect(text.contains("\n  allowed ips: 10.8.0.2/32"))
             #expect(text.contains("\n  latest handshake: "))
@@ -169,7 +170,8 @@ struct StatusEndToEndTests {
             }
             #expect(parsed.allSatisfy { $0 != nil }, "unparsable samples: \(zip(sampleLines, parsed).filter { $0.1 == nil }.map { $0.0 })")
             let samples = Dictionary(parsed.compactMap { $0 }, uniquingKeysWith: { a, _ in a })
-            let peer = "{peer=\"\(clientKey)\"}"
+            // The peer's labels: its key and its allow-list name.
+            let peer = "{peer=\"\(clientKey)\",name=\"client\"}"
             #expect(samples["tunvpn_peers"] == 1)
             #expect(samples["tunvpn_handshakes_total"] == 1)
             #expect((samples["tunvpn_peer_receive_bytes_total\(peer)"] ?? 0) >= 5 * 84)
