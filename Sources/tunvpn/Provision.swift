@@ -163,7 +163,8 @@ struct AddClient: ParsableCommand, ReadsServerConfig {
                 throw ControlError("\(path): already exists; move it away or pick another --out or NAME")
             }
 
-            // The client's files, then the server's list, then the reload.
+            // The client's files (written as keygen writes its pair: KeyFiles.write, O_EXCL, the private key
+            // 0600), then the server's list, then the reload.
             if let privateKey, !inlineKey {
                 try KeyFiles.write(privateKey.base64 + "\n", to: base + ".key", mode: 0o600, overwrite: false)
             }
