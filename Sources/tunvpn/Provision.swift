@@ -51,15 +51,16 @@ struct AddClient: ParsableCommand, ReadsServerConfig {
         commandName: "add-client",
         abstract: "Add a client to the server's allow-list, reload the server, and write the client's config.",
         discussion: """
-            Run on the server host. Writes NAME.key, NAME.pub and NAME.toml (mode 0600) into --out, appends
-            `KEY ADDR4 [ADDR6]  # NAME` with the next free addresses to the allow-list, and makes a running
-            server reload it. On the client: tunvpn client --config NAME.toml.
-            --address with a prefix length is the server's (as tunvpn server takes it); without one it is the
-            client's address.
+            Run on the server host. Writes NAME.key, NAME.pub and NAME.toml (0600)
+            into --out, appends `KEY ADDR4 [ADDR6]  # NAME` with the next free
+            addresses to the allow-list, and makes a running server reload it.
+            On the client: tunvpn client --config NAME.toml.
+            --address with a prefix length is the server's (as tunvpn server
+            takes it); without one it is the client's address.
             Examples:
-              tunvpn add-client laptop --config /etc/tunvpn/server.toml --endpoint vpn.example.com:51820
-              tunvpn add-client phone --endpoint vpn.example.com --inline-key --qr
-              tunvpn add-client desk --public-key "$(cat desk.pub)" --address 10.8.0.20 --endpoint 203.0.113.7:51820
+              tunvpn add-client laptop --config server.toml --endpoint vpn.example.com
+              tunvpn add-client phone --endpoint vpn.example.com:51820 --inline-key --qr
+              tunvpn add-client desk --public-key "$(cat desk.pub)" --address 10.8.0.20
             """)
 
     @Argument(help: "The client's name: one word of letters, digits, '-', '_' and '.'.")
@@ -203,7 +204,8 @@ struct RemoveClient: ParsableCommand, ReadsServerConfig {
         commandName: "remove-client",
         abstract: "Remove a client from the server's allow-list by name, and reload the server.",
         discussion: """
-            The client's sessions end at the reload. Its files (NAME.toml, NAME.key) are left alone.
+            The client's sessions end at the reload. Its files (NAME.toml,
+            NAME.key) are left alone.
             Examples:
               tunvpn remove-client laptop
               tunvpn remove-client laptop --config /etc/tunvpn/server.toml
