@@ -1,8 +1,9 @@
 // End-to-end test of provisioning a client as an operator would: `tunvpn add-client` on the server host
 // while the server runs writes the allow-list line and NAME.toml and reloads the server; `tunvpn client
 // --config NAME.toml` in the client's namespace connects and pings the server through the tunnel; the
-// server lists the peer under its name; `tunvpn remove-client` ends its access at the reload; an edit of
-// a file the server does not read is refused.
+// server lists the peer under its name; `tunvpn remove-client` ends its access at the reload; the
+// self-contained config of `--inline-key` (what `--qr` shows) connects too; an edit of a file the server
+// does not read is refused.
 //
 // Standard topology (Topology.clientServerInternet): C ─── S; the test's keys, files and namespaces are
 // its own and removed on every way out (TunnelLab.use).
@@ -45,8 +46,23 @@ struct ProvisioningEndToEndTests {
             #expect(server.log.contains("0 client(s), 0 added, 1 removed"), "\(server.log)")
             let after = try lab["C"].exec(["ping", "-c", "3", "-i", "0.3", "-W", "1", TunnelLab.serverTunnelAddress])
             #expect(after.status != 0, "no answer once the client is off the allow-list: \(after.stdout)")
-            let text = try String(contentsOfFile: lab.path("keys/clients"), encoding: .utf8)
-            #expect(text == "# clients, written by tunvpn add-client\n")
+            #expect(try String(contentsOfFile: lab.path("keys/clients"), encoding: .utf8) == "# clients, written by tunvpn add-client\n")
+
+            // The self-contained config of --inline-key (what --qr shows) connects as well, from the same
+            // host once the first client has stopped; it gets the address laptop gave back.
+            client.sendSignal(SIGTERM)
+            #expect(client.waitForExit(timeout: 10))
+            let phone = try lab.tunvpn(
+                in: "S",
+                ["add-client", "phone", "--inline-key", "--qr", "--endpoint", "\(lab.serverUnderlay):\(TunnelLab.port)", "--out", lab.path("out")]
+                    + serverSide)
+            #expect(phone.status == 0, "\(phone.stderr)")
+            #expect(phone.stdout.contains("server: reloaded \(lab.path("keys/clients")): 1 client(s), 1 added, 0 removed"), "\(phone.stdout)")
+            #expect(!FileManager.default.fileExists(atPath: lab.path("out/phone.key")))
+            let inline = try lab.start(
+                "client-C-phone", in: "C", ["client", "--config", lab.path("out/phone.toml"), "--dev", "tun0", "--no-routes", "--log-level", "debug"])
+            #expect(try lab.waitForTunnelUp(inline) == "10.8.0.2")
+            #expect(try lab["C"].ping(TunnelLab.serverTunnelAddress, count: 3).status == 0, "the inline-key client reaches the server")
 
             // A list the running server does not read: said so, not reported as reloaded.
             let elsewhere = try lab.tunvpn(
