@@ -8,6 +8,7 @@
 import Crypto
 import Glibc
 import Platform
+import TOMLKit
 import Transport
 
 /// Editing the allow-list and rendering client configs.
@@ -250,8 +251,8 @@ public struct ClientConfigFile: Equatable, Sendable {
         self.address6 = address6
     }
 
-    /// The TOML text. Values are quoted as TOML basic strings (keys and paths hold no `"` or `\` that
-    /// need more; any that do are escaped).
+    /// The TOML text: comments, then the settings written by TOMLKit's encoder (so quoting and escaping
+    /// are the TOML library's, the same one that reads the file back).
     public var text: String {
         var lines = [
             "# tunvpn client config for \(name), written by tunvpn add-client.",
@@ -261,31 +262,26 @@ public struct ClientConfigFile: Equatable, Sendable {
         if inlinePrivateKey != nil || inlinePSK {
             lines.append("# WARNING: this file holds a secret key: keep it mode 0600, never share or commit it.")
         }
-        lines.append("peer-public-key = \(Self.quoted(serverKey.base64))")
-        lines.append("endpoint = \(Self.quoted(endpoint))")
-        if let inlinePrivateKey { lines.append("private-key = \(Self.quoted(inlinePrivateKey))") }
-        if let keyFile { lines.append("key = \(Self.quoted(keyFile))") }
-        if let psk { lines.append((inlinePSK ? "preshared-key = " : "psk = ") + Self.quoted(psk)) }
-        return lines.joined(separator: "\n") + "\n"
+        let settings = Settings(
+            peerPublicKey: serverKey.base64, endpoint: endpoint, privateKey: inlinePrivateKey, key: keyFile,
+            psk: inlinePSK ? nil : psk, presharedKey: inlinePSK ? psk : nil)
+        // Encoding a struct of strings and optional strings cannot fail.
+        let table = (try? TOMLEncoder().encode(settings) as String) ?? ""
+        return lines.joined(separator: "\n") + "\n" + table + (table.hasSuffix("\n") ? "" : "\n")
     }
 
-    /// A TOML basic string.
-    static func quoted(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7f {
-                    out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
+    /// The settings as `tunvpn client --config` names them (config/README.md).
+    private struct Settings: Encodable {
+        var peerPublicKey: String
+        var endpoint: String
+        var privateKey: String?
+        var key: String?
+        var psk: String?
+        var presharedKey: String?
+
+        enum CodingKeys: String, CodingKey {
+            case peerPublicKey = "peer-public-key", endpoint, privateKey = "private-key", key, psk
+            case presharedKey = "preshared-key"
         }
-        return out + "\""
     }
 }

@@ -128,38 +128,55 @@ func controlMessage(_ body: () throws -> Void) -> String? {
 
     // MARK: - The client's config file
 
-    @Test func theClientConfigNamesTheServerKeyTheEndpointAndTheKeyFile() {
+    /// The arguments `tunvpn client --config` would take from `text`, by key, through the same
+    /// reader (Control/ConfigFile.swift) with every key the client config may hold.
+    func readBack(_ text: String) throws -> [String: String] {
+        let keys = ["peer-public-key", "endpoint", "key", "private-key", "psk", "preshared-key"]
+        let schema = ConfigSchema(
+            commandName: "client",
+            keys: Dictionary(uniqueKeysWithValues: keys.map { key in
+                (key, ConfigKey(
+                    key: key, shape: .option(name: "--" + key, value: ValueType(kind: .string, typeName: "String", parses: { _ in true }), repeating: false),
+                    spellings: ["--" + key]))
+            }))
+        var values: [String: String] = [:]
+        for setting in try ConfigFile.settings(fromTOML: text, file: "c.toml", for: schema) {
+            values[setting.key] = setting.arguments.joined(separator: " ")
+        }
+        return values
+    }
+
+    @Test func theClientConfigNamesTheServerKeyTheEndpointAndTheKeyFile() throws {
         let file = ClientConfigFile(
             name: "laptop", serverKey: keyA, endpoint: "vpn.example.com:51820", keyFile: "laptop.key",
             address: IPv4Address("10.8.0.2")!, address6: IPv6Address("fd00:8::2"))
         #expect(
-            file.text == """
+            file.text.hasPrefix("""
                 # tunvpn client config for laptop, written by tunvpn add-client.
                 # Tunnel address 10.8.0.2 and fd00:8::2, fixed by the server's allow-list.
                 # Run: tunvpn client --config laptop.toml
-                peer-public-key = "\(keyA.base64)"
-                endpoint = "vpn.example.com:51820"
-                key = "laptop.key"
 
-                """)
+                """))
+        #expect(!file.text.contains("WARNING"))
+        #expect(try readBack(file.text) == ["peer-public-key": "--peer-public-key=" + keyA.base64, "endpoint": "--endpoint=vpn.example.com:51820", "key": "--key=laptop.key"])
         let inline = ClientConfigFile(
             name: "phone", serverKey: keyA, endpoint: "[2001:db8::7]:51820", keyFile: nil, inlinePrivateKey: keyB.base64,
             psk: keyC.base64, inlinePSK: true, address: IPv4Address("10.8.0.3")!)
+        #expect(inline.text.contains("# Tunnel address 10.8.0.3, fixed by the server's allow-list.\n"))
+        #expect(inline.text.contains("# WARNING: this file holds a secret key: keep it mode 0600, never share or commit it.\n"))
         #expect(
-            inline.text == """
-                # tunvpn client config for phone, written by tunvpn add-client.
-                # Tunnel address 10.8.0.3, fixed by the server's allow-list.
-                # Run: tunvpn client --config phone.toml
-                # WARNING: this file holds a secret key: keep it mode 0600, never share or commit it.
-                peer-public-key = "\(keyA.base64)"
-                endpoint = "[2001:db8::7]:51820"
-                private-key = "\(keyB.base64)"
-                preshared-key = "\(keyC.base64)"
-
-                """)
+            try readBack(inline.text) == [
+                "peer-public-key": "--peer-public-key=" + keyA.base64, "endpoint": "--endpoint=[2001:db8::7]:51820",
+                "private-key": "--private-key=" + keyB.base64, "preshared-key": "--preshared-key=" + keyC.base64,
+            ])
+        // Quotes and backslashes in names and paths survive the round trip (TOMLKit escapes them).
         let withPSKFile = ClientConfigFile(
-            name: "a\"b", serverKey: keyA, endpoint: "e:1", keyFile: "a\\b.key", psk: "a.psk", address: IPv4Address("10.8.0.3")!)
-        #expect(withPSKFile.text.contains("key = \"a\\\\b.key\"\npsk = \"a.psk\"\n"))
+            name: "a\"b", serverKey: keyA, endpoint: "e:1", keyFile: "a\\b'c\".key", psk: "a.psk", address: IPv4Address("10.8.0.3")!)
+        #expect(
+            try readBack(withPSKFile.text) == [
+                "peer-public-key": "--peer-public-key=" + keyA.base64, "endpoint": "--endpoint=e:1", "key": "--key=a\\b'c\".key",
+                "psk": "--psk=a.psk",
+            ])
     }
 
     @Test func theEndpointComesFromTheFlagOrAConcreteListenAddress() throws {
