@@ -112,12 +112,16 @@ for f in server.toml client.toml README.md; do
 done
 install -D -m 0644 "$repo/packaging/debian/copyright" "$doc/copyright"
 maintainer="${DEBFULLNAME:-$(git -C "$repo" config user.name || echo tunvpn)} <${DEBEMAIL:-$(git -C "$repo" config user.email || echo root@localhost)}>"
+# A native package (a version without "-REVISION") has changelog.gz, others changelog.Debian.gz (policy 12.7).
+changelog="$doc/changelog.Debian.gz"
+[[ "$version" == *-* ]] || changelog="$doc/changelog.gz"
 printf 'tunvpn (%s) unstable; urgency=medium\n\n  * Built from commit %s by packaging/build-deb.sh.\n\n -- %s  %s\n' \
-    "$version" "$commit" "$maintainer" "$(date -u -R -d "$commit_date")" | gzip -9n > "$doc/changelog.Debian.gz"
-chmod 0644 "$doc/changelog.Debian.gz"
+    "$version" "$commit" "$maintainer" "$(date -u -R -d "$commit_date")" | gzip -9n > "$changelog"
+chmod 0644 "$changelog"
 
-# 3. Maintainer scripts and the control file. The postinst makes the user with systemd-sysusers (in
-# package systemd) or else adduser, hence "adduser | systemd".
+# 3. Maintainer scripts and the control file. The postinst makes the user with systemd-sysusers where it
+# exists, else adduser; Depends names adduser (in every debootstrap'd bookworm, minbase too), since
+# "adduser | systemd" would still draw lintian's maintainer-script-needs-depends-on-adduser.
 install -m 0755 "$repo/packaging/debian/postinst" "$repo/packaging/debian/postrm" "$root/DEBIAN/"
 # dpkg-shlibdeps reads debian/control of a source tree; a two-line one in the work directory serves.
 mkdir -p "$work/src/debian"
@@ -133,7 +137,7 @@ Version: $version
 Architecture: $arch
 Maintainer: $maintainer
 Installed-Size: $installed_size
-Depends: $shlibs, iproute2, nftables | iptables, adduser | systemd
+Depends: $shlibs, iproute2, nftables | iptables, adduser
 Recommends: iputils-ping, python3, tcpdump, procps, dnsmasq-base
 Section: net
 Priority: optional

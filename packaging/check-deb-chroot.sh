@@ -47,7 +47,9 @@ chroot "$dir" sh -euxc '
 '
 
 step "tunvpn demo (in a new network namespace)"
+# The chroot's / must be a mount point: `ip netns exec` and `ip -n` remount it (mount --make-rslave /).
 unshare --mount --net --propagation private -- bash -euc '
+    mount --bind "$1" "$1"
     mount -t proc proc "$1/proc"
     mount -t sysfs sysfs "$1/sys"
     mount --rbind /dev "$1/dev"
