@@ -133,6 +133,7 @@ public enum ClientDaemon {
     public static func run(_ c: ClientConfiguration) throws {
         blockTerminationSignals()
         Privileges.disableCoreDumps()  // before any key is in memory
+        if !c.tunnel.dryRun { try requireNetworkAdministration("tunvpn client") }
         let logger = c.tunnel.makeLogger("tunvpn")
         let dev = c.tunnel.device
         let privateKey: PrivateKey

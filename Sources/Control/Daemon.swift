@@ -60,7 +60,7 @@ public struct TunnelSettings: Sendable {
     /// The handshake's settings: the pre-shared key, when a file names one.
     public func handshakeSettings() throws -> HandshakeSettings {
         guard let pskFile else { return HandshakeSettings() }
-        let key = try KeyFiles.loadPrivateKey(pskFile)
+        let key = try KeyFiles.loadPresharedKey(pskFile)
         return HandshakeSettings(psk: key.secret)
     }
 
@@ -95,6 +95,27 @@ public struct TunnelSettings: Sendable {
     func quietIPv6Steps() -> [Change] {
         guard ipv6Capable, HostNetwork.stateDirectoryUsable, let step = Planner.quietIPv6(device: device) else { return [] }
         return [step]
+    }
+}
+
+/// Why `command` (`tunvpn server`, `tunvpn client`) cannot run with these privileges, or nil: it opens the
+/// TUN device and changes addresses, routes and firewall rules, all of which need CAP_NET_ADMIN in the
+/// effective set (capabilities(7)); root has it unless a container or `capsh --drop` took it away.
+public func missingPrivilegeProblem(command: String, effectiveCapabilities: UInt64, euid: uid_t, user: String) -> String? {
+    guard effectiveCapabilities & Privileges.netAdminMask == 0 else { return nil }
+    let who = euid == 0 ? "root without CAP_NET_ADMIN (a container or `capsh --drop` removed it)" : "\(user) (uid \(euid)) without CAP_NET_ADMIN"
+    return "\(command) needs root or CAP_NET_ADMIN to open the TUN device and change routes and firewall rules, and runs as \(who); run it as root (sudo \(command) ...) or give it CAP_NET_ADMIN (systemd's AmbientCapabilities=CAP_NET_ADMIN, or `setcap cap_net_admin+ep`); --dry-run needs neither"
+}
+
+/// Refuses to start `command` without CAP_NET_ADMIN (`missingPrivilegeProblem`), before anything that
+/// would fail later for that reason with an error that blames something else (a key file, NAT support).
+func requireNetworkAdministration(_ command: String) throws(ControlError) {
+    let euid = geteuid()
+    if let problem = missingPrivilegeProblem(
+        command: command, effectiveCapabilities: Privileges.effectiveCapabilities, euid: euid,
+        user: Privileges.Account.withID(euid).name)
+    {
+        throw ControlError(problem)
     }
 }
 

@@ -67,6 +67,7 @@ public enum InstanceRequests {
     ///
     /// - Throws: `ControlError` with the server's reason when the reload failed or no server answered.
     public static func reload(device dev: String?, pid: Int32?) throws -> String {
+        try requireStateDirectory("reload", why: "the servers' status sockets")
         let device: String
         if let dev {
             device = dev
@@ -115,6 +116,14 @@ public enum InstanceRequests {
         } else {
             throw ControlError("the instance on \(device) gave no reload outcome (an older tunvpn?): \(text.prefix(200))")
         }
+    }
+
+    /// Refuses `tunvpn COMMAND` when this process cannot use the state directory (`/run/tunvpn`, root's):
+    /// otherwise it would report "no instance" or a journal it cannot remove, blaming the wrong thing.
+    static func requireStateDirectory(_ command: String, why: String) throws(ControlError) {
+        guard !HostNetwork.stateDirectoryUsable else { return }
+        throw ControlError(
+            "tunvpn \(command) needs root: \(why) are in \(HostNetwork.stateDirectory), which \(Privileges.Account.withID(geteuid()).name) (uid \(geteuid())) cannot use; run `sudo tunvpn \(command)`")
     }
 
     /// strerror(3)'s words for `error`, with what to do about a permission error.
