@@ -205,7 +205,7 @@ public enum ClientDaemon {
             }
             try HostNetwork.preflight(lockdownPlan)
         }
-        let device = try c.tunnel.openDevice()
+        let device = try c.tunnel.openDevice(for: instance)
         // `[::]:0`, dual stack, reaches a server of either family and follows it when it roams between them.
         let (socket, noIPv6) = try UDPSocket.bindPreferringDualStack(Endpoint(address: IPv6Address.any, port: 0)) {
             (e) throws(IOError) in try UDPSocket.bind(e, segmentationOffload: c.tunnel.offload)

@@ -79,6 +79,19 @@ public struct TunnelSettings: Sendable {
         do { return try TunDevice.open(name: device, offload: offload) } catch { throw ControlError("\(error)") }
     }
 
+    /// Opens the device for `instance`. A pre-created persistent device (one found before opening) is left
+    /// as it was found: what puts it back (`Planner.restoreDevice`) is journaled before anything changes it,
+    /// so a clean exit, `tunvpn down` and the next start after a crash all restore it. An unprivileged run
+    /// has no journal and leaves the device as its owner set it up.
+    func openDevice(for instance: InstanceFiles) throws -> TunDevice {
+        let found = TunDevice.foundState(of: device)
+        let opened = try openDevice()
+        if let found, let journal = instance.journal {
+            for entry in Planner.restoreDevice(device, found: found, ipv6: HostNetwork.ipv6Available) { try journal.append(entry) }
+        }
+        return opened
+    }
+
     /// The device step of both plans: addresses (nil for a client until its handshake), MTU and queue length.
     func deviceChange(address: String?, address6: String? = nil) -> Change {
         .device(

@@ -144,7 +144,7 @@ public enum ServerDaemon {
         defer { instance.finish() }
         try HostSetup.removeLeftovers(instance, logger: logger)
         try HostNetwork.preflight(plan)
-        let device = try c.tunnel.openDevice()
+        let device = try c.tunnel.openDevice(for: instance)
         defer { HostSetup.tearDown(instance, logger: logger) }
         try HostSetup.apply(plan, to: instance, device: device, logger: logger)
         let socket: UDPSocket
