@@ -195,6 +195,10 @@ struct Server: ParsableCommand {
                 guard p.length <= 30 else {
                     throw ValidationError("--address '\(text)' must be an IPv4 address with a prefix of /30 or wider, like 10.8.0.1/16")
                 }
+                guard p.address != p.network, p.address != p.broadcast else {
+                    throw ValidationError(
+                        "--address '\(text)' is the prefix's own \(p.address == p.network ? "network" : "broadcast") address; give the server a host address in it, like \(IPv4Address(p.network.value + 1))/\(p.length)")
+                }
                 if let v4 { throw ValidationError("--address given two IPv4 prefixes, \(v4) and \(p): \(both)") }
                 v4 = p
             } else if let p = IPv6Prefix(text), text.contains("/") {

@@ -37,6 +37,16 @@ import TestSupport
         #expect(serverError(["--egress", "a b"]) == "--egress 'a b' is not an interface name: use 1 to 15 of the characters A-Z a-z 0-9 _ . -, e.g. --egress eth0")
     }
 
+    @Test func anIPv4NetworkOrBroadcastAddressIsNotTheServersAddress() {
+        #expect(
+            serverError(["--address", "10.9.0.0/24"])
+                == "--address '10.9.0.0/24' is the prefix's own network address; give the server a host address in it, like 10.9.0.1/24")
+        #expect(
+            serverError(["--address", "10.9.0.255/24"])
+                == "--address '10.9.0.255/24' is the prefix's own broadcast address; give the server a host address in it, like 10.9.0.1/24")
+        #expect(serverError(["--address", "10.9.0.1/24"]) == nil)
+    }
+
     @Test func metricsTakeHostNamesAsEndpointDoes() {
         #expect(serverError(["--metrics", "localhost:9586"]) == nil)
         #expect(clientError(["--metrics", "mon.example:9586"]) == nil)
