@@ -138,11 +138,14 @@ import TestSupport
         return dir
     }
 
-    /// Runs `PREFIX… tunvpn ARGUMENTS…` in `directory`, inside a throwaway namespace.
-    func tunvpn(_ arguments: [String], in directory: String, as prefix: [String] = []) throws -> CommandResult {
+    /// Runs `PREFIX… tunvpn ARGUMENTS…` in `directory`, inside a throwaway namespace; `binary` instead of the
+    /// built one when given.
+    func tunvpn(_ arguments: [String], in directory: String, as prefix: [String] = [], binary: String = TestBinaries.tunvpn) throws
+        -> CommandResult
+    {
         let topology = try Topology(hosts: ["H"]) { _ in [] }
         defer { topology.close() }
-        return try topology["H"].exec(["env", "-C", directory] + prefix + [TestBinaries.tunvpn] + arguments)
+        return try topology["H"].exec(["env", "-C", directory] + prefix + [binary] + arguments)
     }
 
     @Test func usageErrorsAreOneLineWithStatus64AndNoUsageBlock() throws {
@@ -201,11 +204,15 @@ import TestSupport
     func runningWithoutPrivilegesSaysExactlyThat() throws {
         let dir = try keysDirectory()
         defer { dir.remove() }
+        // A copy in a directory anyone may enter, since the build directory may sit under /root.
+        let binary = dir.path + "/tunvpn"
+        try FileManager.default.copyItem(atPath: TestBinaries.tunvpn, toPath: binary)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: dir.path)
         let nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
         let user = Privileges.Account.withID(65534).name
         for command in ["server", "client"] {
             let extra = command == "client" ? ["--peer-key", "keys/server.pub", "--endpoint", "192.0.2.1:51820"] : []
-            let r = try tunvpn([command] + extra, in: dir.path, as: nobody)
+            let r = try tunvpn([command] + extra, in: dir.path, as: nobody, binary: binary)
             #expect(r.status == 1, "\(r)")
             #expect(
                 r.stderr.hasPrefix(
@@ -214,13 +221,13 @@ import TestSupport
         }
         // Root without CAP_NET_ADMIN (dropped from the inheritable and bounding sets before exec).
         let dropped = ["setpriv", "--inh-caps=-net_admin", "--bounding-set=-net_admin"]
-        let root = try tunvpn(["server", "--egress", "lo"], in: dir.path, as: dropped)
+        let root = try tunvpn(["server", "--egress", "lo"], in: dir.path, as: dropped, binary: binary)
         #expect(root.status == 1 && root.stderr.contains("runs as root without CAP_NET_ADMIN"), "\(root)")
         // The same unprivileged run with --dry-run only prints the plan.
-        let dry = try tunvpn(["client", "--peer-key", "keys/server.pub", "--endpoint", "192.0.2.1:51820", "--dry-run"], in: dir.path, as: nobody)
+        let dry = try tunvpn(["client", "--peer-key", "keys/server.pub", "--endpoint", "192.0.2.1:51820", "--dry-run"], in: dir.path, as: nobody, binary: binary)
         #expect(!dry.stderr.contains("CAP_NET_ADMIN"), "\(dry)")
         for command in ["reload", "down"] {
-            let r = try tunvpn([command], in: dir.path, as: nobody)
+            let r = try tunvpn([command], in: dir.path, as: nobody, binary: binary)
             #expect(r.status == 1, "\(r)")
             #expect(r.stderr.hasPrefix("tunvpn: error: tunvpn \(command) needs root: "), "\(r)")
             #expect(r.stderr.hasSuffix("which \(user) (uid 65534) cannot use; run `sudo tunvpn \(command)`\n"), "\(r)")
