@@ -81,6 +81,15 @@ public enum KeyFiles {
         }
     }
 
+    /// For a relative `path`, the working directory it is relative to (" (relative to the working
+    /// directory /etc)"), since a command run from elsewhere, or a unit, looks for it there; "" otherwise.
+    static func relativeNote(_ path: String) -> String {
+        guard !path.hasPrefix("/") else { return "" }
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        guard getcwd(&buffer, buffer.count) != nil else { return " (relative to the working directory)" }
+        return " (relative to the working directory \(String(cString: buffer)))"
+    }
+
     /// Permission bits as three octal digits, as chmod(1) takes them (`644`, `004`).
     static func octal(_ mode: mode_t) -> String {
         let digits = String(mode & 0o777, radix: 8)
@@ -95,7 +104,7 @@ public enum KeyFiles {
         if fd < 0 {
             let e = errno
             switch e {
-            case ENOENT: throw KeyFileError(path: path, problem: "\(what) not found")
+            case ENOENT: throw KeyFileError(path: path, problem: "\(what) not found\(relativeNote(path))")
             case EACCES:
                 let user = Privileges.Account.withID(geteuid()).name
                 throw KeyFileError(
