@@ -137,6 +137,7 @@ public enum ClientDaemon {
     public static func run(_ c: ClientConfiguration) throws {
         blockTerminationSignals()
         Privileges.disableCoreDumps()  // before any key is in memory
+        if !c.tunnel.dryRun { try requireNetworkAdministration("tunvpn client") }
         let logger = c.tunnel.makeLogger("tunvpn")
         let dev = c.tunnel.device
         let privateKey: PrivateKey
@@ -210,7 +211,7 @@ public enum ClientDaemon {
             }
             try HostNetwork.preflight(lockdownPlan)
         }
-        let device = try c.tunnel.openDevice()
+        let device = try c.tunnel.openDevice(for: instance)
         // `[::]:0`, dual stack, reaches a server of either family and follows it when it roams between them.
         let (socket, noIPv6) = try UDPSocket.bindPreferringDualStack(Endpoint(address: IPv6Address.any, port: 0)) {
             (e) throws(IOError) in try UDPSocket.bind(e, segmentationOffload: c.tunnel.offload)

@@ -63,7 +63,7 @@ public struct TunnelSettings: Sendable {
     public func handshakeSettings() throws -> HandshakeSettings {
         if let psk { return HandshakeSettings(psk: psk.secret) }
         guard let pskFile else { return HandshakeSettings() }
-        let key = try KeyFiles.loadPrivateKey(pskFile)
+        let key = try KeyFiles.loadPresharedKey(pskFile)
         return HandshakeSettings(psk: key.secret)
     }
 
@@ -82,6 +82,19 @@ public struct TunnelSettings: Sendable {
         do { return try TunDevice.open(name: device, offload: offload) } catch { throw ControlError("\(error)") }
     }
 
+    /// Opens the device for `instance`. A pre-created persistent device (one found before opening) is left
+    /// as it was found: what puts it back (`Planner.restoreDevice`) is journaled before anything changes it,
+    /// so a clean exit, `tunvpn down` and the next start after a crash all restore it. An unprivileged run
+    /// has no journal and leaves the device as its owner set it up.
+    func openDevice(for instance: InstanceFiles) throws -> TunDevice {
+        let found = TunDevice.foundState(of: device)
+        let opened = try openDevice()
+        if let found, let journal = instance.journal {
+            for entry in Planner.restoreDevice(device, found: found, ipv6: HostNetwork.ipv6Available) { try journal.append(entry) }
+        }
+        return opened
+    }
+
     /// The device step of both plans: addresses (nil for a client until its handshake), MTU and queue length.
     func deviceChange(address: String?, address6: String? = nil) -> Change {
         .device(
@@ -98,6 +111,27 @@ public struct TunnelSettings: Sendable {
     func quietIPv6Steps() -> [Change] {
         guard ipv6Capable, HostNetwork.stateDirectoryUsable, let step = Planner.quietIPv6(device: device) else { return [] }
         return [step]
+    }
+}
+
+/// Why `command` (`tunvpn server`, `tunvpn client`) cannot run with these privileges, or nil: it opens the
+/// TUN device and changes addresses, routes and firewall rules, all of which need CAP_NET_ADMIN in the
+/// effective set (capabilities(7)); root has it unless a container or `capsh --drop` took it away.
+public func missingPrivilegeProblem(command: String, effectiveCapabilities: UInt64, euid: uid_t, user: String) -> String? {
+    guard effectiveCapabilities & Privileges.netAdminMask == 0 else { return nil }
+    let who = euid == 0 ? "root without CAP_NET_ADMIN (a container or `capsh --drop` removed it)" : "\(user) (uid \(euid)) without CAP_NET_ADMIN"
+    return "\(command) needs root or CAP_NET_ADMIN to open the TUN device and change routes and firewall rules, and runs as \(who); run it as root (sudo \(command) ...) or give it CAP_NET_ADMIN (systemd's AmbientCapabilities=CAP_NET_ADMIN, or `setcap cap_net_admin+ep`); --dry-run needs neither"
+}
+
+/// Refuses to start `command` without CAP_NET_ADMIN (`missingPrivilegeProblem`), before anything that
+/// would fail later for that reason with an error that blames something else (a key file, NAT support).
+func requireNetworkAdministration(_ command: String) throws(ControlError) {
+    let euid = geteuid()
+    if let problem = missingPrivilegeProblem(
+        command: command, effectiveCapabilities: Privileges.effectiveCapabilities, euid: euid,
+        user: Privileges.Account.withID(euid).name)
+    {
+        throw ControlError(problem)
     }
 }
 

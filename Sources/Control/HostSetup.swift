@@ -173,6 +173,7 @@ public enum HostSetup {
     ///
     /// - Throws: `ControlError` when the device is in use (without `stop`), or an undo failed.
     public static func down(device dev: String?, stop: Bool, keepLockdown: Bool) throws {
+        try InstanceRequests.requireStateDirectory("down", why: "the journals of the host changes to undo")
         let device: String
         if let dev {
             device = dev

@@ -67,6 +67,7 @@ public enum InstanceRequests {
     ///
     /// - Throws: `ControlError` with the server's reason when the reload failed or no server answered.
     public static func reload(device dev: String?, pid: Int32?) throws -> String {
+        try requireStateDirectory("reload", why: "the servers' status sockets")
         let device: String
         if let dev {
             device = dev
@@ -124,6 +125,14 @@ public enum InstanceRequests {
         else { return nil }
         let answer = String(decoding: asked, as: UTF8.self).trimmingSuffix("\n")
         return answer.hasPrefix("ok /") ? String(answer.dropFirst(3)) : nil
+    }
+
+    /// Refuses `tunvpn COMMAND` when this process cannot use the state directory (`/run/tunvpn`, root's):
+    /// otherwise it would report "no instance" or a journal it cannot remove, blaming the wrong thing.
+    static func requireStateDirectory(_ command: String, why: String) throws(ControlError) {
+        guard !HostNetwork.stateDirectoryUsable else { return }
+        throw ControlError(
+            "tunvpn \(command) needs root: \(why) are in \(HostNetwork.stateDirectory), which \(Privileges.Account.withID(geteuid()).name) (uid \(geteuid())) cannot use; run `sudo tunvpn \(command)`")
     }
 
     /// strerror(3)'s words for `error`, with what to do about a permission error.

@@ -44,7 +44,7 @@ public struct ServerConfiguration: Sendable {
 func listenFailure(_ endpoint: Endpoint, _ error: IOError) -> String {
     var hint = ""
     if error.call == "bind" && error.errno == EADDRINUSE {
-        hint = "; another process uses that UDP port (`ss -lunp` names it): stop it or choose another, e.g. --listen [::]:51821"
+        hint = "; another process (another tunvpn or WireGuard?) uses that UDP port (`ss -lunp` names it): stop it or choose another, e.g. --listen [::]:51821"
     } else if error.call == "bind" && error.errno == EADDRNOTAVAIL {
         hint = "; that address is not on this host (`ip addr` lists them), e.g. --listen [::]:\(endpoint.port)"
     }
@@ -112,6 +112,7 @@ public enum ServerDaemon {
     public static func run(_ c: ServerConfiguration) throws {
         blockTerminationSignals()
         Privileges.disableCoreDumps()  // before any key is in memory
+        if !c.tunnel.dryRun { try requireNetworkAdministration("tunvpn server") }
         let logger = c.tunnel.makeLogger("tunvpn")
         let privateKey = try KeyFiles.loadPrivateKey(c.keyFile)
         var c = c
@@ -143,7 +144,7 @@ public enum ServerDaemon {
         defer { instance.finish() }
         try HostSetup.removeLeftovers(instance, logger: logger)
         try HostNetwork.preflight(plan)
-        let device = try c.tunnel.openDevice()
+        let device = try c.tunnel.openDevice(for: instance)
         defer { HostSetup.tearDown(instance, logger: logger) }
         try HostSetup.apply(plan, to: instance, device: device, logger: logger)
         let socket: UDPSocket

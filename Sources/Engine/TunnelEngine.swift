@@ -73,6 +73,8 @@ public final class TunnelEngine: Sendable {
     private let threads = Mutex<[EngineThread]>([])
     /// At most 5 refusal log lines at once and 5 a second, so floods of bad input cannot flood logs.
     private let logLimiter = Mutex(TokenBucket(perSecond: 5, burst: 5))
+    /// The server's lines naming a refused client key: one per key a minute, 10 distinct keys a minute.
+    private let unknownKeyLimiter = Mutex(KeyedLogLimiter<PublicKey>(interval: 60_000_000_000, maxKeys: 10))
     /// Set when the engine stopped because of an error (for the CLI's exit status).
     public let failure = Mutex<String?>(nil)
     /// A server's responder, for the checks that need no state (key ID, mac1), run before the lock.
@@ -537,9 +539,16 @@ public final class TunnelEngine: Sendable {
             case .handshakeRefused(let reason, let from):
                 counters.handshakeFailed(reason)
                 counters.drop(.handshake)
-                if logLimiter.withLock({ $0.take(now: clock.monotonicNow()) }) {
+                // An unknown key is logged with the key itself (`.unknownClientKey`, which follows).
+                if reason != .unknownClientKey, logLimiter.withLock({ $0.take(now: clock.monotonicNow()) }) {
                     logger.warning("handshake refused from \(from): \(reason.name) (\(reason))")
                 }
+            case .unknownClientKey(let key, let from):
+                if unknownKeyLimiter.withLock({ $0.take(key, now: clock.monotonicNow()) }) {
+                    logger.warning("\(Self.unknownKeyLine(key, from: from))")
+                }
+            case .handshakeUnanswered(let peer, let endpoint, let after):
+                logger.warning("\(Self.unansweredLine(peer, endpoint: endpoint, after: after))")
             case .handshakeGaveUp(let peer):
                 counters.handshakeFailed(.timeout)
                 logger.error(
@@ -552,6 +561,18 @@ public final class TunnelEngine: Sendable {
         actions.removeAll(keepingCapacity: true)
         flush()
         if !answers.isEmpty { _ = writeAnswers(answers, using: control) }
+    }
+
+    /// The server's line for a refused client key, with the key (public keys are no secret) and how to admit
+    /// it. Logged at most once per key a minute (`unknownKeyLimiter`).
+    public static func unknownKeyLine(_ key: PublicKey, from: Endpoint) -> String {
+        "handshake refused from \(from): \(HandshakeFailure.unknownClientKey.name) (client key \(key.base64) is not on the allow-list); to admit it, add a line `\(key.base64)` to the allow-list (--clients) and run `tunvpn reload` (at most one line per key a minute)"
+    }
+
+    /// The client's line at its first retransmission: no response yet, and the likely causes.
+    public static func unansweredLine(_ peer: PublicKey, endpoint: Endpoint, after: UInt64) -> String {
+        let seconds = (after + 500_000_000) / 1_000_000_000
+        return "no response from the server at \(endpoint) (key \(peer.base64)) \(seconds) s after the handshake began; still trying. Likely causes: --peer-key is not the server's public key, this client's public key is not on the server's allow-list, or UDP to \(endpoint) is blocked or --endpoint is wrong"
     }
 
     /// The IPv6 half of a client's addressing for the log: "; IPv6 fd…::2/64, server fd…::1, IPv6 egress

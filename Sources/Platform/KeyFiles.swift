@@ -55,7 +55,7 @@ public enum KeyFiles {
 
     /// Refuses a file, given its fstat(2), that does not meet `trust`: with one line naming the file, what is
     /// wrong, and the `chown` or `chmod` that fixes it. The owner is checked first.
-    public static func check(_ st: stat, of path: String, trust: Trust) throws(KeyFileError) {
+    public static func check(_ st: stat, of path: String, trust: Trust, what: String = "private key") throws(KeyFileError) {
         let euid = geteuid()
         if st.st_uid != 0 && st.st_uid != euid {
             let owner = Privileges.Account.withID(st.st_uid).name
@@ -70,7 +70,7 @@ public enum KeyFiles {
             if mode & (S_IRWXG | S_IRWXO) != 0 {
                 throw KeyFileError(
                     path: path,
-                    problem: "private key is accessible by group or others (mode 0\(octal(mode))); run `chmod 600 \(path)`")
+                    problem: "\(what) is accessible by group or others (mode 0\(octal(mode))); run `chmod 600 \(path)`")
             }
         case .configuration:
             if mode & (S_IWGRP | S_IWOTH) != 0 {
@@ -79,6 +79,15 @@ public enum KeyFiles {
                     problem: "is writable by group or others (mode 0\(octal(mode))), so they could change it; run `chmod \(octal(mode & ~(S_IWGRP | S_IWOTH))) \(path)`")
             }
         }
+    }
+
+    /// For a relative `path`, the working directory it is relative to (" (relative to the working
+    /// directory /etc)"), since a command run from elsewhere, or a unit, looks for it there; "" otherwise.
+    static func relativeNote(_ path: String) -> String {
+        guard !path.hasPrefix("/") else { return "" }
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        guard getcwd(&buffer, buffer.count) != nil else { return " (relative to the working directory)" }
+        return " (relative to the working directory \(String(cString: buffer)))"
     }
 
     /// Permission bits as three octal digits, as chmod(1) takes them (`644`, `004`).
@@ -95,7 +104,7 @@ public enum KeyFiles {
         if fd < 0 {
             let e = errno
             switch e {
-            case ENOENT: throw KeyFileError(path: path, problem: "\(what) not found")
+            case ENOENT: throw KeyFileError(path: path, problem: "\(what) not found\(relativeNote(path))")
             case EACCES:
                 let user = Privileges.Account.withID(geteuid()).name
                 throw KeyFileError(
@@ -127,31 +136,60 @@ public enum KeyFiles {
         return (text, st.st_mode)
     }
 
-    /// Loads a private key (or pre-shared key): the file must exist, be owned by root or the user running
-    /// tunvpn, be accessible by its owner only, and hold one base64 key. The key is decoded straight from the
-    /// file's bytes, which are wiped afterwards.
+    /// Loads a private key: the file must exist, be owned by root or the user running tunvpn, be accessible
+    /// by its owner only, and hold one base64 key, clamped as every key `tunvpn keygen` and `wg genkey`
+    /// make (`PrivateKey.isClamped`): one that is not is almost surely a public key given by mistake. The
+    /// key is decoded straight from the file's bytes, which are wiped afterwards.
     public static func loadPrivateKey(_ path: String) throws(KeyFileError) -> PrivateKey {
-        var (bytes, _) = try readChecked(path, what: "private key file", limit: maxFileSize) { st throws(KeyFileError) in
-            try check(st, of: path, trust: .secret)
+        let key = try loadSecret(path, what: "private key")
+        guard key.isClamped else {
+            let hint = path.hasSuffix(".pub") ? " (e.g. \(path.dropLast(4)).key)" : ""
+            throw KeyFileError(
+                path: path,
+                problem: "this looks like a public key: private keys made by `tunvpn keygen` or `wg genkey` are clamped (RFC 7748) and this one is not; give the private key file\(hint), or make one with `tunvpn keygen`")
+        }
+        return key
+    }
+
+    /// Loads a pre-shared key (`--psk`): checked like a private key file, but any 32 bytes are a valid psk.
+    public static func loadPresharedKey(_ path: String) throws(KeyFileError) -> PrivateKey {
+        try loadSecret(path, what: "psk")
+    }
+
+    /// A secret key file (`what`: "private key" or "psk") read as `Trust.secret` asks, decoded from the
+    /// file's bytes, which are wiped afterwards.
+    private static func loadSecret(_ path: String, what: String) throws(KeyFileError) -> PrivateKey {
+        var (bytes, _) = try readChecked(path, what: "\(what) file", limit: maxFileSize) { st throws(KeyFileError) in
+            try check(st, of: path, trust: .secret, what: what)
         }
         defer { Sodium.wipe(&bytes) }
         let result = bytes.withUnsafeBytes { b in Result { () throws(KeyDecodingError) in try PrivateKey(base64UTF8: b) } }
         do {
             return try result.get()
         } catch {
-            throw KeyFileError(path: path, problem: "private key \(error)")
+            throw KeyFileError(path: path, problem: "\(what) \(error)")
         }
     }
 
     /// Loads a public key file. Public keys are not secret, but the peer's key decides whom tunvpn trusts, so
     /// the file must meet `Trust.configuration` (owner root or the user running tunvpn, not group/other-writable).
+    /// A key that cannot be a public key and looks like a private one (`PublicKey.looksLikePrivateKey`, which
+    /// never refuses a real public key) is refused: the private key was given by mistake.
     public static func loadPublicKey(_ path: String) throws(KeyFileError) -> PublicKey {
         let bytes = try readConfigurationFile(path, what: "public key file", limit: maxFileSize)
+        let key: PublicKey
         do {
-            return try PublicKey(base64: String(decoding: bytes, as: UTF8.self))
+            key = try PublicKey(base64: String(decoding: bytes, as: UTF8.self))
         } catch {
             throw KeyFileError(path: path, problem: "public key \(error)")
         }
+        guard !key.looksLikePrivateKey else {
+            let hint = path.hasSuffix(".key") ? " (e.g. \(path.dropLast(4)).pub)" : ""
+            throw KeyFileError(
+                path: path,
+                problem: "this looks like a private key, not a public one (it is clamped as `tunvpn keygen` makes private keys, and no private key derives it); give the peer's public key file\(hint), made with `tunvpn pubkey` or `wg pubkey`, and keep this file secret")
+        }
+        return key
     }
 
     /// Writes `text` to `path` with `mode`, never exposing it with a looser mode.

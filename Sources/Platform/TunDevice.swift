@@ -12,6 +12,7 @@
 import CLinux
 import Engine
 import Glibc
+import Routing
 import Synchronization
 import Transport
 
@@ -176,6 +177,35 @@ public final class TunDevice: PacketDevice {
             throw TunError.systemCallFailed(device: name, error)
         }
         return TunDevice(name: request.name, io: io, virtioHeader: offload, offloads: offloads, udpOffloads: udpOffloads)
+    }
+
+    /// The state of the interface `name` (SIOCGIFMTU, SIOCGIFTXQLEN, SIOCGIFFLAGS, SIOCGIFADDR and
+    /// SIOCGIFNETMASK on an AF_INET socket), or nil when there is no such interface here. Read before
+    /// `open` to tell a pre-created persistent device (found, and then opened) from one `open` creates.
+    public static func foundState(of name: String) -> FoundDevice? {
+        guard invalidNameReason(name) == nil else { return nil }
+        let control = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard control >= 0 else { return nil }
+        defer { Syscall.close(control) }
+        var request = InterfaceRequest(name: name)
+        guard request.ioctl(control, UInt(SIOCGIFMTU)) == 0 else { return nil }
+        let mtu = Int(request.mtu)
+        request = InterfaceRequest(name: name)
+        guard request.ioctl(control, UInt(SIOCGIFTXQLEN)) == 0 else { return nil }
+        let queueLength = Int(request.queueLength)
+        request = InterfaceRequest(name: name)
+        guard request.ioctl(control, UInt(SIOCGIFFLAGS)) == 0 else { return nil }
+        let isUp = Int32(request.flags) & Int32(IFF_UP) != 0
+        var address: String? = nil
+        request = InterfaceRequest(name: name)
+        if request.ioctl(control, UInt(SIOCGIFADDR)) == 0 {  // EADDRNOTAVAIL: no IPv4 address
+            let host = request.ipv4Address
+            request = InterfaceRequest(name: name)
+            if request.ioctl(control, UInt(SIOCGIFNETMASK)) == 0 {
+                address = "\(host)/\(request.ipv4Address.value.nonzeroBitCount)"
+            }
+        }
+        return FoundDevice(mtu: mtu, transmitQueueLength: queueLength, isUp: isUp, address: address)
     }
 
     /// Why `name` cannot be an interface name, or nil if it can (the kernel's dev_valid_name()).

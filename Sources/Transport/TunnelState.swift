@@ -48,6 +48,14 @@ public enum ControlAction: Sendable {
     case handshakeRefused(HandshakeFailure, from: Endpoint)
     /// The client stopped trying after REKEY_ATTEMPT_TIME.
     case handshakeGaveUp(peer: PublicKey)
+    /// The client: the first initiation of a run of attempts got no response and is being retransmitted,
+    /// `after` nanoseconds into the run (once per run until a handshake completes; REKEY_ATTEMPT_TIME
+    /// later comes `handshakeGaveUp`).
+    case handshakeUnanswered(peer: PublicKey, endpoint: Endpoint, after: UInt64)
+    /// The server refused an initiation from `from` whose client key, `key`, is not on the allow-list
+    /// (besides `handshakeRefused(.unknownClientKey, …)`, which counts it). The initiation was encrypted
+    /// to this server's public key, so its sender knows that key; public keys are no secret.
+    case unknownClientKey(PublicKey, from: Endpoint)
     /// A peer's keys were forgotten after 3 × REJECT_AFTER_TIME of silence.
     case keysZeroed(peer: PublicKey)
 }
@@ -153,6 +161,9 @@ public struct PeerState: Sendable {
     var lastInitiationConsumedAt: UInt64?
     var lastInitiationSentAt: UInt64?
     var sentLastMinuteHandshake = false
+    /// Client: `ControlAction.handshakeUnanswered` was reported for this run of attempts (cleared when a
+    /// handshake completes).
+    var unansweredReported = false
     var queue: [[UInt8]] = []
     /// Monotonic time of the latest completed handshake.
     public var lastHandshake: UInt64?
@@ -658,6 +669,7 @@ public struct TunnelState: Sendable {
             return try admit(initiation, settings: settings, now: now, random: random)
         } catch {
             actions.append(.handshakeRefused(error, from: initiation.source))
+            if case .unknownClientKey = error { actions.append(.unknownClientKey(initiation.consumed.clientKey, from: initiation.source)) }
             return nil
         }
     }
@@ -728,6 +740,7 @@ public struct TunnelState: Sendable {
             peers[index].address6 == answer.assignment.client6?.address
         else {
             actions.append(.handshakeRefused(.unknownClientKey, from: answer.source))
+            actions.append(.unknownClientKey(answer.clientKey, from: answer.source))
             return
         }
         actions.append(.sendHandshake(answer.response, to: answer.source))
@@ -851,6 +864,7 @@ public struct TunnelState: Sendable {
         peers[0].endpoint = source
         peers[0].lastHandshake = now
         peers[0].sentLastMinuteHandshake = false
+        peers[0].unansweredReported = false
         peers[0].timers.handshakeCompleted(now: now)
         peers[0].stats.lastHandshakeWallSeconds.store(wall.seconds, ordering: .relaxed)
         peers[0].address = nil  // the server forwards for the whole internet: any inner source is allowed
@@ -888,6 +902,13 @@ public struct TunnelState: Sendable {
             for event in peers[index].timers.fire(now: now) {
                 switch event {
                 case .retransmitHandshake, .newHandshake:
+                    // The first retransmission of a run says so at once (REKEY_TIMEOUT, about 5 s), rather
+                    // than only at the give-up REKEY_ATTEMPT_TIME (90 s) later.
+                    if event == .retransmitHandshake, isClient, !peers[index].unansweredReported, let endpoint = peers[index].endpoint {
+                        peers[index].unansweredReported = true
+                        let started = peers[index].timers.handshakeAttemptsStarted ?? now
+                        actions.append(.handshakeUnanswered(peer: peers[index].key, endpoint: endpoint, after: elapsed(now, since: started)))
+                    }
                     initiate(peer: index, now: now, wall: wall, random: random, actions: &actions)
                 case .giveUpHandshake:
                     peers[index].pending = nil

@@ -14,12 +14,13 @@ struct Bench: ParsableCommand {
             SessionCipher the tunnel uses, and then through libsodium's C functions called directly in the \
             same loop. The overhead column is tunvpn's cost over libsodium's; a few percent either way is \
             noise. Gbit/s counts packet bytes on one core. Nothing touches the network.
+
             Examples:
               tunvpn bench
               tunvpn bench --suite chacha20poly1305 --seconds 3
             """)
 
-    @Option(help: "Seconds per measurement (four measurements per suite and size).")
+    @Option(help: ArgumentHelp("Seconds per measurement (four measurements per suite and size).", valueName: "SECONDS"))
     var seconds: Double = 1
 
     @Option(help: ArgumentHelp("Suite to measure, repeatable (default: every suite this machine runs).", valueName: "NAME"))

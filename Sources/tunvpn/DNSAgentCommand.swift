@@ -8,10 +8,10 @@ struct DNSAgentCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dns-agent", abstract: "The DNS agent of a running client (started by tunvpn client).", shouldDisplay: false)
 
-    @Option(help: "The descriptor of the client's socket.")
+    @Option(help: ArgumentHelp("The descriptor of the client's socket.", valueName: "FD"))
     var fd: Int32
 
-    @Option(help: "The client's TUN device.")
+    @Option(help: ArgumentHelp("The client's TUN device.", valueName: "NAME"))
     var dev: String
 
     func run() throws {

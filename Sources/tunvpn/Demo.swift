@@ -10,9 +10,10 @@ struct Demo: ParsableCommand {
         abstract:
             "Run a client, a server and three more hosts in throwaway network namespaces, and show the VPN working.",
         discussion: """
-            Needs root, ip, ping, python3, tcpdump, sysctl, and nft or iptables.
-            Everything lives in network namespaces named tvdemo-<pid>-*; the root namespace never changes.
-            All of it is removed at the end, on any failure and on Ctrl-C. Exit status 0 when every check passed.
+            Needs root, ip, ping, python3, tcpdump, sysctl, and nft or iptables. Everything lives in \
+            network namespaces named tvdemo-PID-*; the root namespace never changes. All of it is removed at \
+            the end, on any failure and on Ctrl-C. Exit status 0 when every check passed.
+
             Example:
               sudo tunvpn demo
             """)

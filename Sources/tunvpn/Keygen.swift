@@ -11,15 +11,16 @@ struct Keygen: ParsableCommand {
         abstract: "Write a new key pair: NAME.key (private, mode 0600) and NAME.pub (public).",
         discussion: """
             The format is WireGuard's (base64 of a 32-byte X25519 key), so `wg genkey` keys work too.
+
             Examples:
               tunvpn keygen --name server
               tunvpn keygen --out /etc/tunvpn --name client
             """)
 
-    @Option(help: "Directory to write the keys into.")
+    @Option(help: ArgumentHelp("Directory to write the keys into.", valueName: "DIR"))
     var out: String = "keys"
 
-    @Option(help: "Base name of the key files.")
+    @Option(help: ArgumentHelp("Base name of the key files.", valueName: "NAME"))
     var name: String = "tunvpn"
 
     @Flag(help: "Replace existing key files.")

@@ -8,10 +8,10 @@ struct Show: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show the servers and clients running in this network namespace, as `wg show` does.",
         discussion: """
-            Each running server or client answers on a root-only socket in /run/tunvpn; a killed one's
-            leftovers are mentioned.
-            Run inside a network namespace (ip netns exec NS tunvpn show), it shows
-            that namespace's instances only. --json prints one JSON object per line.
+            Each running server or client answers on a root-only socket in /run/tunvpn; a killed one's \
+            leftovers are mentioned. Run inside a network namespace (ip netns exec NS tunvpn show), it \
+            shows that namespace's instances only. --json prints one JSON object per line.
+
             Examples:
               tunvpn show
               tunvpn show --dev tun0 --json
@@ -20,7 +20,7 @@ struct Show: ParsableCommand {
     @Flag(help: "Print each instance's status as one JSON object per line.")
     var json = false
 
-    @Option(help: "Only the instance using this TUN device.")
+    @Option(help: ArgumentHelp("Only the instance using this TUN device.", valueName: "NAME"))
     var dev: String?
 
     func validate() throws {

@@ -10,19 +10,21 @@ import Transport
 
 /// Options both commands share.
 struct CommonOptions: ParsableArguments {
-    @Option(help: "TUN device name (a pre-created persistent device is used as it is).")
+    @Option(help: ArgumentHelp("TUN device name (a pre-created persistent device is used as it is).", valueName: "NAME"))
     var dev: String = "tun0"
 
-    @Option(help: "Tunnel MTU.")
+    // `.unconditional`: `--mtu -5` takes -5 as the value (and gets the range error) instead of reading it
+    // as an option and reporting a missing value.
+    @Option(parsing: .unconditional, help: ArgumentHelp("Tunnel MTU, 576 to 9000 (IPv6 in the tunnel needs 1280 or more).", valueName: "BYTES"))
     var mtu: Int = 1420
 
-    @Option(help: "File with a 32-byte pre-shared key (base64), mixed into the handshake as WireGuard's psk.")
+    @Option(help: ArgumentHelp("File with a 32-byte pre-shared key (base64), mixed into the handshake as WireGuard's psk.", valueName: "FILE"))
     var psk: String?
 
     @Option(help: ArgumentHelp("Cipher suite to allow, repeatable, in preference order.", valueName: "NAME"))
     var suite: [String] = []
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
+    @Option(help: ArgumentHelp("Log level: trace, debug, info, notice, warning, error or critical.", valueName: "LEVEL"))
     var logLevel: String = "info"
 
     @Option(help: ArgumentHelp("Testing only: multiply every protocol timer by this factor.", visibility: .hidden))
@@ -34,8 +36,9 @@ struct CommonOptions: ParsableArguments {
     var clockOffset: Int64 = 0
 
     @Option(
+        parsing: .unconditional,
         help: ArgumentHelp(
-            "Packets the kernel queues on the TUN device for tunvpn before it drops (the kernel's default is 500).",
+            "Packets the kernel queues on the TUN device for tunvpn before it drops, 16 to 100000 (the kernel's default is 500).",
             valueName: "PACKETS"))
     var txqueuelen: Int = 1000
 
@@ -56,15 +59,20 @@ struct CommonOptions: ParsableArguments {
 
     func validateCommon() throws {
         try validateInterfaceName(dev, option: "--dev")
-        guard (576...9000).contains(mtu) else { throw ValidationError("--mtu must be between 576 and 9000") }
+        guard (576...9000).contains(mtu) else {
+            throw ValidationError("--mtu \(mtu) is out of range: give 576 to 9000 bytes (1280 or more for IPv6), e.g. --mtu 1420")
+        }
         guard (16...100_000).contains(txqueuelen) else {
-            throw ValidationError("--txqueuelen must be between 16 and 100000 packets")
+            throw ValidationError("--txqueuelen \(txqueuelen) is out of range: give 16 to 100000 packets, e.g. --txqueuelen 1000")
         }
         for name in suite where CipherSuites.named(name) == nil {
             let known = CipherSuites.all.map { $0.name }.joined(separator: ", ")
             throw ValidationError("unknown suite '\(name)' (known: \(known))")
         }
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            let levels = Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
+            throw ValidationError("unknown --log-level '\(logLevel)': give one of \(levels), e.g. --log-level debug")
+        }
         guard timerScale > 0 && timerScale <= 1 else { throw ValidationError("--timer-scale must be in (0, 1]") }
         if let metrics { try validateEndpointText(metrics, option: "--metrics", allowsPortZero: true, examplePort: 9586) }
         if let user, Privileges.Account.named(user) == nil {
@@ -97,18 +105,19 @@ struct Server: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Accept clients, decrypt their packets into a TUN device, and send replies back encrypted.",
         discussion: """
-            The allow-list (--clients) holds one client public key per line, optionally followed by fixed
-            tunnel addresses (one IPv4, one IPv6, either order) and a # comment; what a line does not fix
+            The allow-list (--clients) holds one client public key per line, optionally followed by fixed \
+            tunnel addresses (one IPv4, one IPv6, either order) and a # comment; what a line does not fix \
             comes from the --address prefixes.
+
             Examples:
-              tunvpn server --key keys/server.key
-              tunvpn server --key keys/server.key --listen [::]:51820 --address 10.8.0.1/16 --clients keys/clients
-              tunvpn server --key keys/server.key --address 10.8.0.1/16 --address fd00:8::1/64
-              tunvpn server --key keys/server.key --allow-any-client      # lab use only
-              tunvpn server --config /etc/tunvpn/server.toml --mtu 1380   # a file, one option overridden
+              tunvpn server --key keys/server.key --clients keys/clients
+              tunvpn server --listen [::]:51820 --address 10.8.0.1/16
+              tunvpn server --address 10.8.0.1/16 --address fd00:8::1/64
+              tunvpn server --key keys/server.key --allow-any-client   # lab use only
+              tunvpn server --config /etc/tunvpn/server.toml --mtu 1380
             """)
 
-    @Option(help: "The server's private key file.")
+    @Option(help: ArgumentHelp("The server's private key file.", valueName: "FILE"))
     var key: String = "keys/server.key"
 
     @Option(
@@ -126,13 +135,13 @@ struct Server: ParsableCommand {
     @Flag(name: .customLong("no-ipv6"), help: "Carry no IPv6 in the tunnel, and change nothing on this host for IPv6 (no forwarding or NAT).")
     var noIPv6 = false
 
-    @Option(help: "Allow-list file: one client public key per line, optional address and # comment.")
+    @Option(help: ArgumentHelp("Allow-list file: one client public key per line, optional address and # comment.", valueName: "FILE"))
     var clients: String = "keys/clients"
 
     @Flag(help: "Admit any client key (lab use; logs a warning).")
     var allowAnyClient = false
 
-    @Option(help: "Interface to MASQUERADE tunnel traffic out of (default: the default route's).")
+    @Option(help: ArgumentHelp("Interface to MASQUERADE tunnel traffic out of (default: the default route's).", valueName: "IF"))
     var egress: String?
 
     @Flag(help: "Do not enable forwarding or NAT (the operator handles it).")
@@ -186,6 +195,10 @@ struct Server: ParsableCommand {
                 guard p.length <= 30 else {
                     throw ValidationError("--address '\(text)' must be an IPv4 address with a prefix of /30 or wider, like 10.8.0.1/16")
                 }
+                guard p.address != p.network, p.address != p.broadcast else {
+                    throw ValidationError(
+                        "--address '\(text)' is the prefix's own \(p.address == p.network ? "network" : "broadcast") address; give the server a host address in it, like \(IPv4Address(p.network.value + 1))/\(p.length)")
+                }
                 if let v4 { throw ValidationError("--address given two IPv4 prefixes, \(v4) and \(p): \(both)") }
                 v4 = p
             } else if let p = IPv6Prefix(text), text.contains("/") {
@@ -236,16 +249,18 @@ struct Client: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Connect to a server and carry this host's packets through the tunnel.",
         discussion: """
-            The client's own key defaults to keys/client.key; its public key (keys/client.pub) must be on the
-            server's allow-list. The tunnel address comes from the server.
+            The client's own key defaults to keys/client.key; its public key (keys/client.pub) must be on \
+            the server's allow-list. The tunnel address comes from the server. --peer-key and --endpoint \
+            are required unless the --config file gives them.
+
             Examples:
               tunvpn client --peer-key keys/server.pub --endpoint vpn.example.com:51820
-              tunvpn client --peer-key keys/server.pub --endpoint 203.0.113.7:51820 --keepalive 25
+              tunvpn client --peer-key keys/server.pub --endpoint 203.0.113.7:51820
               tunvpn client --peer-key keys/server.pub --endpoint [2001:db8::7]:51820
-              tunvpn client --config /etc/tunvpn/client.toml --route 10.8.0.0/16   # the file's routes replaced
+              tunvpn client --config /etc/tunvpn/client.toml --route 10.8.0.0/16
             """)
 
-    @Option(help: "The server's public key file.")
+    @Option(help: ArgumentHelp("The server's public key file.", valueName: "FILE"))
     var peerKey: String?
 
     @Option(help: ArgumentHelp("The server's public key itself (base64), instead of --peer-key.", valueName: "KEY"))
@@ -263,10 +278,12 @@ struct Client: ParsableCommand {
             valueName: "HOST:PORT"))
     var endpoint: String
 
-    @Option(help: "This client's private key file.")
+    @Option(help: ArgumentHelp("This client's private key file.", valueName: "FILE"))
     var key: String = "keys/client.key"
 
-    @Option(help: "Send a keepalive at least this often (seconds), for clients behind NAT.")
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp("Send a keepalive at least this often, 1 to 65535 seconds, for clients behind NAT.", valueName: "SECONDS"))
     var keepalive: UInt64?
 
     @Option(help: ArgumentHelp("Route only this IPv4 or IPv6 network through the tunnel (repeatable; split tunnel).", valueName: "CIDR"))
@@ -303,7 +320,9 @@ struct Client: ParsableCommand {
         try common.validateCommon()
         try validateInlineKeys(CommandLine.arguments)
         try validateEndpointText(endpoint, option: "--endpoint", allowsPortZero: false, examplePort: 51820)
-        if let k = keepalive, !(1...65535).contains(k) { throw ValidationError("--keepalive must be 1...65535 seconds") }
+        if let k = keepalive, !(1...65535).contains(k) {
+            throw ValidationError("--keepalive \(k) is out of range: give 1 to 65535 seconds, e.g. --keepalive 25")
+        }
         for r in route where !r.contains("/") || (IPv4Prefix(r) == nil && IPv6Prefix(r) == nil) {
             throw ValidationError("--route '\(r)' is not a network with a prefix length, like 10.0.0.0/8 or 2001:db8::/32")
         }
@@ -371,18 +390,20 @@ struct Reload: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Make a running server re-read its allow-list, and print what changed.",
         discussion: """
-            Clients added to the file can connect at once; clients removed lose their sessions; everyone
-            else keeps theirs. If the file is wrong the server keeps its current list, and this exits 1 with
-            the reason. Run it in the network namespace of the server; without --dev it finds the server.
+            Clients added to the file can connect at once; clients removed lose their sessions; everyone \
+            else keeps theirs. If the file is wrong the server keeps its current list, and this exits 1 with \
+            the reason. Run it in the network namespace of the server; without --dev it finds the server. \
             SIGHUP does the same, with the outcome in the server's log only.
+
             Example:
-              echo "$(cat keys/laptop.pub) 10.8.0.9  # laptop" >> keys/clients && tunvpn reload
+              echo "$(cat laptop.pub) 10.8.0.9  # laptop" >> keys/clients
+              tunvpn reload
             """)
 
-    @Option(help: "TUN device name of the server instance (default: the only one in this network namespace).")
+    @Option(help: ArgumentHelp("TUN device name of the server instance (default: the only one in this network namespace).", valueName: "NAME"))
     var dev: String?
 
-    @Option(help: "The server instance run by this process id (systemd's $MAINPID), instead of --dev.")
+    @Option(help: ArgumentHelp("The server instance run by this process id (systemd's $MAINPID), instead of --dev.", valueName: "PID"))
     var pid: Int32?
 
     func validate() throws {

@@ -41,7 +41,7 @@ final class RecordingExecutor: CommandExecutor {
         do {
             try validateInterfaceName("a\"}{", option: "--egress")
         } catch let error as ValidationError {
-            #expect(error.message == "--egress 'a\"}{' is not an interface name: use 1 to 15 of the characters A-Z a-z 0-9 _ . -")
+            #expect(error.message == "--egress 'a\"}{' is not an interface name: use 1 to 15 of the characters A-Z a-z 0-9 _ . -, e.g. --egress eth0")
         }
     }
 

@@ -62,6 +62,77 @@ import TestSupport
             try KeyFiles.loadPublicKey(dir.path + "/bad.pub")
         }
     }
+
+    /// The first of a seeded run of keys whose public key does not look clamped (15 in 16 do not).
+    static func keyWithUnclampedPublicKey(_ random: inout SeededRandom) -> PrivateKey {
+        while true {
+            var bytes = (0..<4).flatMap { _ in withUnsafeBytes(of: random.next().littleEndian) { Array($0) } }
+            bytes[0] &= 248
+            bytes[31] = (bytes[31] & 127) | 64
+            let key = PrivateKey(secret: SecretBytes(copying: bytes))
+            if !PrivateKey(secret: SecretBytes(copying: key.publicKey.bytes)).isClamped { return key }
+        }
+    }
+
+    @Test func aPublicKeyGivenAsAPrivateKeyIsRefusedNamingWhatToUseInstead() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let p = dir.path
+        var random = SeededRandom(seed: 3)
+        let key = Self.keyWithUnclampedPublicKey(&random)
+        try write(key.publicKey.base64 + "\n", p + "/server.pub", mode: 0o600)
+        #expect(
+            loadError(p + "/server.pub")
+                == "\(p)/server.pub: this looks like a public key: private keys made by `tunvpn keygen` or `wg genkey` are clamped (RFC 7748) and this one is not; give the private key file (e.g. \(p)/server.key), or make one with `tunvpn keygen`"
+        )
+        // The private key itself loads.
+        try write(key.base64 + "\n", p + "/server.key", mode: 0o600)
+        #expect(try KeyFiles.loadPrivateKey(p + "/server.key").publicKey == key.publicKey)
+    }
+
+    @Test func aPrivateKeyGivenAsAPublicKeyIsRefusedAndEveryRealPublicKeyLoads() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let p = dir.path
+        // RFC 7748 section 6.1's Bob's private key, clamped as keygen would have it: not a prime-order point.
+        var bob = try Hex.bytes("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb")
+        bob[0] &= 248
+        bob[31] = (bob[31] & 127) | 64
+        try write(Base64.encode(bob) + "\n", p + "/client.key", mode: 0o600)
+        var message = ""
+        do { _ = try KeyFiles.loadPublicKey(p + "/client.key") } catch { message = error.description }
+        #expect(
+            message
+                == "\(p)/client.key: this looks like a private key, not a public one (it is clamped as `tunvpn keygen` makes private keys, and no private key derives it); give the peer's public key file (e.g. \(p)/client.pub), made with `tunvpn pubkey` or `wg pubkey`, and keep this file secret"
+        )
+        #expect(!message.contains(Base64.encode(bob).prefix(20)), "no key material in the error")
+        // Real public keys load, including those that happen to look clamped.
+        var random = SeededRandom(seed: 4)
+        for i in 0..<64 {
+            var bytes = (0..<4).flatMap { _ in withUnsafeBytes(of: random.next().littleEndian) { Array($0) } }
+            bytes[0] &= 248
+            bytes[31] = (bytes[31] & 127) | 64
+            let pub = PrivateKey(secret: SecretBytes(copying: bytes)).publicKey
+            try write(pub.base64 + "\n", p + "/\(i).pub", mode: 0o644)
+            #expect(try KeyFiles.loadPublicKey(p + "/\(i).pub") == pub)
+        }
+    }
+
+    @Test func aPskFileIsCalledAPskFile() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let p = dir.path
+        #expect(throws: KeyFileError(path: p + "/nosuch.psk", problem: "psk file not found")) {
+            try KeyFiles.loadPresharedKey(p + "/nosuch.psk")
+        }
+        try write(Base64.encode([UInt8](repeating: 7, count: 32)), p + "/open.psk", mode: 0o644)
+        #expect(throws: KeyFileError(path: p + "/open.psk", problem: "psk is accessible by group or others (mode 0644); run `chmod 600 \(p)/open.psk`")) {
+            try KeyFiles.loadPresharedKey(p + "/open.psk")
+        }
+        // Any 32 bytes are a psk: it is not clamped, and loads.
+        try write(Base64.encode([UInt8](repeating: 7, count: 32)), p + "/s.psk", mode: 0o600)
+        _ = try KeyFiles.loadPresharedKey(p + "/s.psk")
+    }
 }
 
 /// Files tunvpn trusts must be owned by root or the user running it and not be writable by group or others

@@ -96,7 +96,7 @@ private func failure(_ text: String, _ option: String = "--endpoint", allowsPort
         let inUse = IOError(call: "bind", errno: 98, detail: "Address already in use")
         #expect(
             listenFailure(Endpoint(address: IPv6Address.any, port: 51820), inUse)
-                == "--listen [::]:51820: bind failed: Address already in use (errno 98); another process uses that UDP port (`ss -lunp` names it): stop it or choose another, e.g. --listen [::]:51821")
+                == "--listen [::]:51820: bind failed: Address already in use (errno 98); another process (another tunvpn or WireGuard?) uses that UDP port (`ss -lunp` names it): stop it or choose another, e.g. --listen [::]:51821")
         let notHere = IOError(call: "bind", errno: 99, detail: "Cannot assign requested address")
         #expect(
             listenFailure(Endpoint(address: IPv4Address(10, 1, 1, 1), port: 51820), notHere)

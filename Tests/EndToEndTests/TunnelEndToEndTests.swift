@@ -187,8 +187,19 @@ struct TunnelEndToEndTests {
             let otherKey = try lab.keygen("other")
             try lab.writeAllowList(["\(otherKey) 10.8.0.9  # someone else"])
             let server = try lab.startServer()
-            let client = try lab.startClient(endpoint: lab.topology.address("S", "s0"))
+            let endpoint = lab.topology.address("S", "s0")
+            let client = try lab.startClient(endpoint: endpoint)
             try expectRefusal(server: server, client: client, reason: "unknownClientKey", lab: lab)
+            // The server names the refused key, so the operator can add it; the client says at its first
+            // retransmission (about 5 s), not only at the give-up 90 s later, that nothing answers, and why.
+            let clientKey = try String(contentsOfFile: lab.path("keys/client.pub"), encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(server.log.contains("(client key \(clientKey) is not on the allow-list); to admit it, add a line `\(clientKey)`"), "\(server.log)")
+            #expect(client.waitForLog(containing: "no response from the server at \(endpoint):51820", timeout: 10), "\(client.log)")
+            #expect(client.log.contains("Likely causes: --peer-key is not the server's public key, this client's public key is not on the server's allow-list, or UDP"))
+            // One line for the key however often the client retries within the minute.
+            let keyLines = server.log.split(separator: "\n").filter { $0.contains("client key \(clientKey)") }
+            #expect(keyLines.count == 1, "\(keyLines)")
         }
     }
 

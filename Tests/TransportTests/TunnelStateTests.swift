@@ -22,6 +22,8 @@ struct CorePair {
     var addressChanges: [TunnelAssignment] = []
     var refusals: [HandshakeFailure] = []
     var completions = 0
+    /// Client keys the server refused as not on its allow-list (`ControlAction.unknownClientKey`).
+    var unknownKeys: [PublicKey] = []
     /// Packets each side delivered to its TUN device.
     var deliveredToClient: [[UInt8]] = []
     var deliveredToServer: [[UInt8]] = []
@@ -109,7 +111,8 @@ struct CorePair {
             case .handshakeCompleted: completions += 1
             case .handshakeRefused(let r, _): refusals.append(r)
             case .handshakeGaveUp: refusals.append(.timeout)
-            case .keysZeroed: break
+            case .unknownClientKey(let key, _): unknownKeys.append(key)
+            case .keysZeroed, .handshakeUnanswered: break
             }
         }
     }
@@ -288,6 +291,50 @@ let serverIP = IPv4Address(10, 8, 0, 1)
         #expect(gaveUp)
         // One every 5 s plus up to 333 ms of jitter over 90 s: 16 to 19 initiations.
         #expect((16...19).contains(initiations), "\(initiations) initiations")
+    }
+
+    /// The `handshakeUnanswered` reports of the client's ticks from `pair.now` for `seconds`, in 100 ms steps,
+    /// with nothing delivered: how far into the run each came.
+    func unansweredReports(_ pair: inout CorePair, seconds: UInt64) -> [UInt64] {
+        var reports: [UInt64] = []
+        var actions: [ControlAction] = []
+        for _ in 0..<(seconds * 10) {
+            pair.now += second / 10
+            actions.removeAll()
+            pair.client.tick(now: pair.now, wall: pair.wall, random: pair.f.random, actions: &actions)
+            for case .handshakeUnanswered(let peer, let endpoint, let after) in actions {
+                #expect(peer == pair.f.server.publicKey && endpoint == pair.serverEndpoint)
+                reports.append(after)
+            }
+        }
+        return reports
+    }
+
+    @Test func theFirstRetransmissionOfARunSaysNoResponseOnceUntilAHandshakeCompletes() {
+        var pair = CorePair()
+        var actions: [ControlAction] = []
+        pair.client.start(now: pair.now, wall: pair.wall, random: pair.f.random, actions: &actions)
+        // The server never answers: one report at the first retransmission (5 s plus up to 333 ms of
+        // jitter), none at the later ones, the give-up at 90 s or the runs after it.
+        let silent = unansweredReports(&pair, seconds: 200)
+        #expect(silent.count == 1, "\(silent)")
+        #expect(silent.allSatisfy { (5 * second...5 * second + second / 2).contains($0) }, "\(silent)")
+
+        // Once a handshake completes, a later run that goes unanswered is reported again.
+        var answered = CorePair()
+        answered.start()
+        #expect(answered.completions >= 1 || answered.tunnelUps.count == 1)
+        answered.clientSends(ipv4(clientIP, serverIP), deliver: false)  // data out, nothing back: rekey at 15 s
+        let later = unansweredReports(&answered, seconds: 25)
+        #expect(later.count == 1, "\(later)")
+    }
+
+    @Test func theServerNamesAnUnknownClientKey() {
+        let other = PrivateKey(secret: SecretBytes(copying: [UInt8](repeating: 0x48, count: 32)))
+        var pair = CorePair(allowList: AllowList(clients: [AllowedClient(key: other.publicKey)]))
+        pair.start()
+        #expect(pair.refusals == [.unknownClientKey])
+        #expect(pair.unknownKeys == [pair.f.client.publicKey])
     }
 
     @Test func aPeerThatOnlyReceivesSendsAKeepaliveAfter10Seconds() {

@@ -173,7 +173,7 @@ struct World {
             case .tunnelUp(let a), .addressChanged(let a):
                 require(!fromServer && a.dns == dns, "the client's addressing carries DNS settings \(a.dns), not the pushed \(dns)")
                 if trace { print("client: \(action)") }
-            case .handshakeCompleted, .handshakeRefused, .handshakeGaveUp, .keysZeroed:
+            case .handshakeCompleted, .handshakeRefused, .handshakeGaveUp, .keysZeroed, .handshakeUnanswered, .unknownClientKey:
                 if trace { print("\(fromServer ? "server" : "client"): \(action)") }
             }
         }
