@@ -242,6 +242,7 @@ struct Client: ParsableCommand {
               tunvpn client --peer-key keys/server.pub --endpoint vpn.example.com:51820
               tunvpn client --peer-key keys/server.pub --endpoint 203.0.113.7:51820 --keepalive 25
               tunvpn client --peer-key keys/server.pub --endpoint [2001:db8::7]:51820
+              tunvpn client --peer-key keys/server.pub --endpoint vpn1.example.com:51820 --endpoint vpn2.example.com:51820
               tunvpn client --config /etc/tunvpn/client.toml --route 10.8.0.0/16   # the file's routes replaced
             """)
 
@@ -250,9 +251,15 @@ struct Client: ParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "The server's UDP endpoint: HOST:PORT (a name's first address, IPv6 or IPv4), A.B.C.D:PORT or [IPV6]:PORT.",
+            "The server's UDP endpoint: HOST:PORT (a name's first address, IPv6 or IPv4), A.B.C.D:PORT or [IPV6]:PORT. Repeatable: servers sharing one key, tried in order; names are resolved again at each handshake attempt, and the first is returned to when it answers again.",
             valueName: "HOST:PORT"))
-    var endpoint: String
+    var endpoint: [String] = []
+
+    @Option(
+        help: ArgumentHelp(
+            "With several --endpoint: seconds of failed handshake attempts before the next endpoint is tried (1 to 3600).",
+            valueName: "SECONDS"))
+    var failoverAfter: UInt64 = FailoverSettings.standard.failoverAfter / 1_000_000_000
 
     @Option(help: "This client's private key file.")
     var key: String = "keys/client.key"
@@ -292,7 +299,13 @@ struct Client: ParsableCommand {
 
     func validate() throws {
         try common.validateCommon()
-        try validateEndpointText(endpoint, option: "--endpoint", allowsPortZero: false, examplePort: 51820)
+        guard !endpoint.isEmpty else {
+            throw ValidationError("Missing expected argument '--endpoint <HOST:PORT>', e.g. --endpoint vpn.example.org:51820")
+        }
+        for e in endpoint { try validateEndpointText(e, option: "--endpoint", allowsPortZero: false, examplePort: 51820) }
+        if !(1...3600).contains(failoverAfter) {
+            throw ValidationError("--failover-after \(failoverAfter): must be 1 to 3600 seconds, e.g. --failover-after 15")
+        }
         if let k = keepalive, !(1...65535).contains(k) { throw ValidationError("--keepalive must be 1...65535 seconds") }
         for r in route where !r.contains("/") || (IPv4Prefix(r) == nil && IPv6Prefix(r) == nil) {
             throw ValidationError("--route '\(r)' is not a network with a prefix length, like 10.0.0.0/8 or 2001:db8::/32")
@@ -308,7 +321,9 @@ struct Client: ParsableCommand {
     }
 
     func run() throws {
-        var c = ClientConfiguration(peerKeyFile: peerKey, endpoint: endpoint)
+        var c = ClientConfiguration(peerKeyFile: peerKey, endpoint: endpoint[0])
+        c.endpoints = endpoint
+        c.failoverAfter = failoverAfter
         c.tunnel = common.settings(host)
         c.keyFile = key
         c.keepalive = keepalive

@@ -109,7 +109,7 @@ struct CorePair {
             case .handshakeCompleted: completions += 1
             case .handshakeRefused(let r, _): refusals.append(r)
             case .handshakeGaveUp: refusals.append(.timeout)
-            case .keysZeroed: break
+            case .keysZeroed, .endpointSwitched, .endpointAttempted: break
             }
         }
     }
