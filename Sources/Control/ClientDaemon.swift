@@ -187,6 +187,8 @@ public enum ClientDaemon {
     ) -> @Sendable (Endpoint) -> Bool {
         let dev = c.tunnel.device
         let covered = Mutex(Set(resolved.compactMap { $0?.address }))
+        // Addresses refused under --lockdown, warned about once each.
+        let refused = Mutex<Set<IPAddress>>([])
         // How the servers were reached before the tunnel's routes: the way to a new address once the
         // tunnel's own routes would take it.
         let before = resolved.compactMap { $0 }.compactMap { e in
@@ -195,6 +197,7 @@ public enum ClientDaemon {
         return { endpoint in
             if covered.withLock({ $0.contains(endpoint.address) }) { return true }
             if c.lockdown {
+                guard refused.withLock({ $0.insert(endpoint.address).inserted }) else { return false }
                 logger.warning(
                     "--endpoint: a name now resolves to \(endpoint), which the kill switch set at start does not let through; the previous address stays in use until a restart")
                 return false
