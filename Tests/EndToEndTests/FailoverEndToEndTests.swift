@@ -134,6 +134,26 @@ struct FailoverEndToEndTests {
         }
     }
 
+    /// A full-tunnel client with --lockdown plans a host route and a kill-switch exception for every
+    /// endpoint (what `--dry-run` prints is what it applies: DryRunTests).
+    @Test func everyEndpointGetsItsHostRouteAndKillSwitchException() throws {
+        let lab = try TunnelLab(try Self.topology(), clientDefaults: ["--no-dns"])
+        try lab.use { lab in
+            try makeKeys(lab)
+            let k = lab.k
+            let plan = try lab.tunvpn(
+                in: "C", lab.clientArguments(endpoint: "10.100.\(k).1") + ["--endpoint", "10.101.\(k).1:51820", "--lockdown", "--dry-run"])
+            try #require(plan.status == 0, "\(plan.stdout)\(plan.stderr)")
+            print(plan.stdout)
+            #expect(plan.stdout.contains("ip -4 route add 10.100.\(k).1/32 dev c0"))
+            #expect(plan.stdout.contains("ip -4 route add 10.101.\(k).1/32 dev c1"))
+            for server in ["10.100.\(k).1", "10.101.\(k).1"] {
+                #expect(plan.stdout.contains("ip daddr \(server) udp dport 51820 accept"))
+                #expect(plan.stdout.contains("ip saddr \(server) udp sport 51820 accept"))
+            }
+        }
+    }
+
     @Test func aNameThatMovesToAnotherServerIsFollowed() throws {
         let topology = try Self.topology()
         let client = topology["C"]
