@@ -170,7 +170,8 @@ struct FailoverEndToEndTests {
         try FileManager.default.createDirectory(atPath: NamespaceResolvConf.directory(client), withIntermediateDirectories: true)
         let k = topology.subnetIndex
         try writeHosts("10.100.\(k).1")
-        let lab = try TunnelLab(topology, clientDefaults: ["--no-routes", "--no-dns"])
+        // A full tunnel: the name's new address gets its host route (journaled) when it appears.
+        let lab = try TunnelLab(topology, clientDefaults: ["--no-dns"])
         try lab.use { lab in
             try makeKeys(lab)
             let server1 = try lab.startServer(in: "S1", logName: "server1")
@@ -191,7 +192,17 @@ struct FailoverEndToEndTests {
                 try secondsUntilPingAnswered(lab, since: killed, timeout: 45), "no ping answered within 45 s; log:\n\(process.log)")
             report(String(format: "name moved: pings answered via the second server %.1f s after the first was killed", gap))
             #expect(process.log.contains("vpn.failover.test now resolves to 10.101.\(k).1:51820"))
+            #expect(process.log.contains("add route 10.101.\(k).1/32 dev c1"))
             #expect(try received(lab, in: "S2").map { $0 > 0 } == true)
+            func hostRoutes() throws -> [Substring] {
+                try lab["C"].exec(["ip", "-4", "route"], timeout: 10).stdout.split(separator: "\n").filter {
+                    $0.hasPrefix("10.100.\(k).1 ") || $0.hasPrefix("10.101.\(k).1 ")
+                }
+            }
+            #expect(try hostRoutes().count == 2, "a host route to each address the name had")
+            // Stopped, the client undoes both, the one of the start and the one added on the way.
+            _ = process.terminate()
+            #expect(try hostRoutes().isEmpty)
         }
     }
 }
