@@ -296,6 +296,19 @@ struct FailoverNet {
         #expect(net.client.failover?.active == 0)
     }
 
+    @Test func noEndpointMayLieInsideTheAssignedPrefix() {
+        // The second endpoint's address is inside the tunnel prefix the first server assigns (10.8.0.0/16):
+        // a move there would send the tunnel's own frames into the tunnel, so the assignment is refused.
+        var net = FailoverNet(endpoints: [
+            Endpoint(address: IPv4Address(192, 0, 2, 1), port: 51820), Endpoint(address: IPv4Address(10, 8, 9, 9), port: 51820),
+        ])
+        net.start()
+        net.run(seconds: 2)
+        #expect(net.tunnelUps == 0)
+        #expect(net.client.peers[0].current == nil)
+        #expect(net.initiationsAt[0] >= 1, "the first server answered; its addressing was refused")
+    }
+
     @Test func policyAlone() {
         let a = Endpoint(address: IPv4Address(192, 0, 2, 1), port: 1)
         let b = Endpoint(address: IPv4Address(192, 0, 2, 2), port: 1)
