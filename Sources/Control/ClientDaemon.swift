@@ -20,6 +20,11 @@ final class DNSStatus: Sendable {
     var current: (method: DNSMethod, dns: DNSSettings)? { value.withLock { $0 } }
 }
 
+/// Serialises a client's host changes between the threads that make them.
+final class HostChangeLock: Sendable {
+    let lock = Mutex<Void>(())
+}
+
 /// A client's settings, as `tunvpn client` (flags and config file) gives them.
 public struct ClientConfiguration: Sendable {
     public var tunnel = TunnelSettings()
@@ -29,8 +34,16 @@ public struct ClientConfiguration: Sendable {
     public var peerKey: PublicKey?
     /// This client's private key itself (a config file's `private-key`), used instead of `keyFile`.
     public var privateKey: PrivateKey?
-    /// The server's UDP endpoint, `HOST:PORT` (resolved at start).
-    public var endpoint: String
+    /// The servers' UDP endpoints, `HOST:PORT` each, tried in this order (`--endpoint`, repeatable); the
+    /// first is the preferred one. Names are resolved at start and again at each handshake attempt.
+    public var endpoints: [String]
+    /// The first (preferred) endpoint.
+    public var endpoint: String {
+        get { endpoints.first ?? "" }
+        set { if endpoints.isEmpty { endpoints = [newValue] } else { endpoints[0] = newValue } }
+    }
+    /// --failover-after: seconds of failed handshake attempts before the next endpoint is tried.
+    public var failoverAfter: UInt64 = FailoverSettings.standard.failoverAfter / 1_000_000_000
     /// This client's private key file.
     public var keyFile = "keys/client.key"
     /// Send a keepalive at least this often (seconds).
@@ -55,7 +68,12 @@ public struct ClientConfiguration: Sendable {
 
     public init(peerKeyFile: String, endpoint: String) {
         self.peerKeyFile = peerKeyFile
-        self.endpoint = endpoint
+        self.endpoints = [endpoint]
+    }
+
+    /// The failover policy of these settings.
+    public var failoverSettings: FailoverSettings {
+        FailoverSettings(failoverAfter: failoverAfter * 1_000_000_000, probeInterval: FailoverSettings.standard.probeInterval)
     }
 }
 
@@ -67,20 +85,33 @@ public enum ClientDaemon {
     ///
     /// - Throws: `ControlError` when no firewall is installed.
     public static func plans(_ c: ClientConfiguration, server: Endpoint) throws -> (lockdown: Plan, tunnel: Plan) {
-        // How the server is reached now, before the tunnel's routes exist.
+        try plans(c, servers: [server])
+    }
+
+    /// `plans(_:server:)` for a client with several servers (the addresses of its `--endpoint`s, the first
+    /// the preferred one). Every server gets its host route and its kill-switch exception from the start,
+    /// rather than following the endpoint in use: a move between servers then needs no host change on the
+    /// engine's thread (nothing to fail or wait for at the moment the tunnel is down), and it is as safe,
+    /// since each route and each exception carries only the tunnel's own UDP frames to a server this client
+    /// was told to use. A name that later resolves elsewhere gets its route then (`EndpointResolver`).
+    public static func plans(_ c: ClientConfiguration, servers: [Endpoint]) throws -> (lockdown: Plan, tunnel: Plan) {
+        guard let server = servers.first else { throw ControlError("--endpoint: none given, e.g. --endpoint vpn.example.org:51820") }
+        // How each server is reached now, before the tunnel's routes exist.
         let serverRoute = HostNetwork.route(to: "\(server.address)")
+        let others = servers.dropFirst().map { (address: "\($0.address)", route: HostNetwork.route(to: "\($0.address)")) }
         let ipv6 = c.tunnel.ipv6Capable
         let gatewayDevice6 = ipv6 && c.gateway ? HostNetwork.defaultRoute6()?.device : nil
-        let routes = Planner.client(
-            ClientPlanInput(
-                tunDevice: c.tunnel.device, serverAddress: "\(server.address)", serverRoute: serverRoute,
-                routes: c.routes.map { $0.map { "\($0.network)/\($0.length)" } + c.routes6.map { "\($0.network)/\($0.length)" } },
-                gateway: c.gateway, mtu: c.tunnel.mtu, firewall: try c.tunnel.firewallBackend(), ipv6: ipv6,
-                routerAdvertisements: gatewayDevice6.flatMap { d in
-                    HostNetwork.sysctl("net.ipv6.conf.\(d).accept_ra").map { RouterAdvertisements(device: d, acceptRA: $0) }
-                }))
+        var input = ClientPlanInput(
+            tunDevice: c.tunnel.device, serverAddress: "\(server.address)", serverRoute: serverRoute,
+            routes: c.routes.map { $0.map { "\($0.network)/\($0.length)" } + c.routes6.map { "\($0.network)/\($0.length)" } },
+            gateway: c.gateway, mtu: c.tunnel.mtu, firewall: try c.tunnel.firewallBackend(), ipv6: ipv6,
+            routerAdvertisements: gatewayDevice6.flatMap { d in
+                HostNetwork.sysctl("net.ipv6.conf.\(d).accept_ra").map { RouterAdvertisements(device: d, acceptRA: $0) }
+            })
+        input.otherServers = others
+        let routes = Planner.client(input)
         let lockdown = c.lockdown
-            ? Planner.lockdown(tunDevice: c.tunnel.device, server: "\(server.address)", port: server.port) : Plan()
+            ? Planner.lockdown(tunDevice: c.tunnel.device, servers: servers.map { ("\($0.address)", $0.port) }) : Plan()
         return (lockdown, Plan(c.tunnel.quietIPv6Steps() + [c.tunnel.deviceChange(address: nil)] + routes.changes))
     }
 
@@ -132,6 +163,70 @@ public enum ClientDaemon {
         c.noIPv6 || !c.tunnel.ipv6Capable ? nil : assignment.client6.map { "\($0)" }
     }
 
+    /// "vpn1.example.org:51820 (192.0.2.1:51820), 198.51.100.1:51820" for the log.
+    static func endpointList(_ texts: [String], _ resolved: [Endpoint?]) -> String {
+        zip(texts, resolved).map { text, address in
+            guard let address else { return "\(text) (unresolved)" }
+            return "\(address)" == text ? text : "\(text) (\(address))"
+        }.joined(separator: ", ")
+    }
+
+    /// The failover state for `show`, `--json` and metrics: `texts` as the operator gave them.
+    static func failoverSnapshot(_ texts: [String], _ f: EndpointFailover) -> ClientFailoverSnapshot {
+        ClientFailoverSnapshot(
+            endpoints: zip(texts, f.endpoints).map { ClientFailoverSnapshot.EndpointEntry(text: $0.0, address: $0.1) },
+            active: f.active, switches: f.switches,
+            lastSwitch: f.lastSwitch.map {
+                ClientFailoverSnapshot.Switch(from: $0.from, to: $0.to, reason: $0.reason.name, description: $0.reason.description)
+            })
+    }
+
+    /// Makes an endpoint's new address usable before the core sends to it: the addresses of the start
+    /// already have their host routes and kill-switch exceptions (`plans(_:servers:)`); a new one gets its
+    /// host route (journaled like the others, through the old gateway) where the client routes. The kill
+    /// switch is not widened while it runs (a table replaced at run time would be journaled twice), so with
+    /// --lockdown a new address is refused until the next start, and the old one stays in use.
+    static func endpointAdmitter(
+        _ c: ClientConfiguration, resolved: [Endpoint?], instance: InstanceFiles, hostChanges: HostChangeLock, logger: Logger
+    ) -> @Sendable (Endpoint) -> Bool {
+        let dev = c.tunnel.device
+        let covered = Mutex(Set(resolved.compactMap { $0?.address }))
+        // Addresses refused under --lockdown, warned about once each.
+        let refused = Mutex<Set<IPAddress>>([])
+        // How the servers were reached before the tunnel's routes: the way to a new address once the
+        // tunnel's own routes would take it.
+        let before = resolved.compactMap { $0 }.compactMap { e in
+            HostNetwork.route(to: "\(e.address)").map { (isIPv6: e.address.isIPv6, route: $0) }
+        }.filter { $0.route.device != dev }
+        return { endpoint in
+            if covered.withLock({ $0.contains(endpoint.address) }) { return true }
+            if c.lockdown {
+                guard refused.withLock({ $0.insert(endpoint.address).inserted }) else { return false }
+                logger.warning(
+                    "--endpoint: a name now resolves to \(endpoint), which the kill switch set at start does not let through; the previous address stays in use until a restart")
+                return false
+            }
+            if c.routes != nil {
+                var route = HostNetwork.route(to: "\(endpoint.address)")
+                if route == nil || route?.device == dev { route = before.first { $0.isIPv6 == endpoint.address.isIPv6 }?.route }
+                guard let route else {
+                    logger.warning("--endpoint: no route to \(endpoint) outside the tunnel; the previous address stays in use")
+                    return false
+                }
+                do {
+                    try hostChanges.lock.withLock { _ in
+                        try HostSetup.apply(Plan([Planner.serverHostRoute("\(endpoint.address)", route)]), to: instance, logger: logger)
+                    }
+                } catch {
+                    logger.error("--endpoint: the host route to \(endpoint): \(error); the previous address stays in use")
+                    return false
+                }
+            }
+            covered.withLock { _ = $0.insert(endpoint.address) }
+            return true
+        }
+    }
+
     /// Runs the client until SIGINT or SIGTERM (returns) or an engine failure (throws); with `dryRun`,
     /// prints the plans and returns.
     public static func run(_ c: ClientConfiguration) throws {
@@ -152,10 +247,25 @@ public enum ClientDaemon {
             throw error
         } }
         let serverKey = try c.peerKey ?? KeyFiles.loadPublicKey(c.peerKeyFile)
-        let (serverEndpoint, resolution) = try EndpointText(
-            c.endpoint, option: "--endpoint", allowsPortZero: false, examplePort: 51820
-        ).resolve(option: "--endpoint")
-        if let resolution { logger.info("\(resolution)") }
+        var texts: [EndpointText] = []
+        for text in c.endpoints { texts.append(try EndpointText(text, option: "--endpoint", allowsPortZero: false, examplePort: 51820)) }
+        var resolved: [Endpoint?] = []
+        var firstError: ControlError?
+        for text in texts {
+            do {
+                let (endpoint, note) = try text.resolve(option: "--endpoint")
+                if let note { logger.info("\(note)") }
+                resolved.append(endpoint)
+            } catch {
+                // Another endpoint may carry the tunnel meanwhile; this one is resolved again at its turn.
+                if texts.count > 1 { logger.warning("\(error); resolved again at its turn") }
+                firstError = firstError ?? error
+                resolved.append(nil)
+            }
+        }
+        guard let serverEndpoint = resolved.compactMap({ $0 }).first else {
+            throw firstError ?? ControlError("--endpoint: none given, e.g. --endpoint vpn.example.org:51820")
+        }
         let initiator = HandshakeInitiator(
             localStatic: privateKey, serverKey: serverKey, settings: try c.tunnel.handshakeSettings(),
             offeredSuites: try c.tunnel.cipherSuites())
@@ -171,9 +281,9 @@ public enum ClientDaemon {
         let state = TunnelState(
             role: .client(ClientSettings(
                 initiator: initiator, endpoint: serverEndpoint, persistentKeepalive: c.keepalive, assignmentBounds: bounds,
-                ipv6Disabled: c.noIPv6)),
+                ipv6Disabled: c.noIPv6, endpoints: resolved, failover: c.failoverSettings)),
             timers: c.tunnel.timers)
-        let (lockdownPlan, plan) = try plans(c, server: serverEndpoint)
+        let (lockdownPlan, plan) = try plans(c, servers: resolved.compactMap { $0 })
         if c.routes?.isEmpty == true, c.routes6.isEmpty, !c.lockdown, !c.tunnel.ipv6Capable, HostNetwork.ipv6Available {
             logger.warning(
                 "--mtu \(c.tunnel.mtu) is below IPv6's minimum link MTU of 1280: IPv6 is not routed into the tunnel and leaves outside it; use --mtu 1280 or more, or --lockdown")
@@ -231,6 +341,10 @@ public enum ClientDaemon {
         if let agent { logger.info("DNS agent pid \(agent.pid) applies and restores the resolver settings") }
         // The kill switch goes up before the first handshake and stays while the client reconnects.
         if c.lockdown { try HostSetup.apply(lockdownPlan, to: instance, logger: logger) }
+        if texts.count > 1 {
+            logger.info(
+                "endpoints in order: \(endpointList(c.endpoints, resolved)); the next is tried after \(c.failoverAfter) s without a handshake, and the first is probed every \(c.failoverSettings.probeInterval / 1_000_000_000) s while another is in use")
+        }
         logger.info(
             "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name), TSO \(device.offloadsEnabled ? "on" : "off"), TUN USO \(device.udpOffloadEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
         if !c.noDNS && !applyingDNS {
@@ -258,25 +372,45 @@ public enum ClientDaemon {
             dnsStatus.set(dns.isEmpty ? nil : (dnsMethod, dns))
             logger.info("DNS: \(dns.isEmpty ? "the server pushes none; nothing applied" : dnsText(dns, method: dnsMethod))")
         }
+        // Host changes come from the engine's inbound thread (the hooks) and from the endpoint resolver's
+        // thread: one at a time through the journal.
+        let hostChanges = HostChangeLock()
+        let engineBox = Mutex<TunnelEngine?>(nil)
+        let resolver = EndpointResolver(
+            texts: texts, resolved: resolved, logger: logger,
+            admit: endpointAdmitter(c, resolved: resolved, instance: instance, hostChanges: hostChanges, logger: logger),
+            deliver: { index, endpoint in engineBox.withLock { $0 }?.withStateMutation { $0.updateEndpoint(index, to: endpoint) } })
+        defer { resolver.stop() }
         let hooks = EngineHooks(
             tunnelUp: { assignment in
-                try HostSetup.apply(
-                    plan.withDeviceAddress("\(assignment.client)", address6: deviceAddress6(c, assignment)), to: instance,
-                    device: device, logger: logger)
-                try applyDNS(assignment)
+                try hostChanges.lock.withLock { _ in
+                    try HostSetup.apply(
+                        plan.withDeviceAddress("\(assignment.client)", address6: deviceAddress6(c, assignment)), to: instance,
+                        device: device, logger: logger)
+                    try applyDNS(assignment)
+                }
             },
             addressChanged: { assignment in
                 // SIOCSIFADDR replaces the IPv4 address, and the device step leaves no other global IPv6
                 // address; the plan's routes name the device, not the address.
                 let deviceStep = Plan(plan.changes.filter { if case .device = $0 { true } else { false } })
-                try HostSetup.apply(
-                    deviceStep.withDeviceAddress("\(assignment.client)", address6: deviceAddress6(c, assignment)), to: instance,
-                    device: device, logger: logger)
-                try applyDNS(assignment)
-            })
+                try hostChanges.lock.withLock { _ in
+                    try HostSetup.apply(
+                        deviceStep.withDeviceAddress("\(assignment.client)", address6: deviceAddress6(c, assignment)), to: instance,
+                        device: device, logger: logger)
+                    try applyDNS(assignment)
+                }
+            },
+            endpointAttempted: { resolver.attempted($0) })
         let engine = TunnelEngine(
             state: state, device: device, socket: socket, clock: SystemClock(wallOffset: c.tunnel.clockOffset),
             logger: logger, hooks: hooks, settings: EngineSettings(mtu: c.tunnel.mtu))
+        engineBox.withLock { $0 = engine }
+        let endpointTexts = c.endpoints
+        let failoverStatus: (@Sendable () -> ClientFailoverSnapshot?)? =
+            texts.count < 2 ? nil : { @Sendable () -> ClientFailoverSnapshot? in
+                engine.withState { $0.failover }.map { failoverSnapshot(endpointTexts, $0) }
+            }
         let status = try StatusServices.start(
             engine: engine, device: dev, listenPort: socket.localEndpoint.port,
             metricsAddress: c.tunnel.metrics, reload: nil,
@@ -284,7 +418,8 @@ public enum ClientDaemon {
                 dnsStatus.current.map {
                     ClientDNSSnapshot(method: $0.method.rawValue, resolvers: $0.dns.resolvers.map(\.description), search: $0.dns.searchDomains)
                 }
-            }, logger: logger)
+            },
+            failover: failoverStatus, logger: logger)
         defer { status.stop() }
         try runUntilSignalled(
             engine, device: dev, user: c.tunnel.user, logger: logger, adapters: { adapterStats(device, socket) })

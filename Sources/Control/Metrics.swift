@@ -39,6 +39,16 @@ public enum PrometheusText {
             "tunvpn_peers", "gauge", "Peers known to this instance (a server's clients, a client's server).",
             [("", UInt64(s.peers.count))])
         family("tunvpn_handshakes_total", "counter", "Handshakes completed.", [("", counters.handshakesCompleted)])
+        if let f = s.failover {
+            family(
+                "tunvpn_endpoint_switches_total", "counter", "Moves of a client between its endpoints (failover and return).",
+                [("", f.switches)])
+            family(
+                "tunvpn_endpoint_active", "gauge", "A client's endpoints in order (index from 1): 1 for the one in use, else 0.",
+                f.endpoints.enumerated().map { i, e in
+                    (labels(["index": "\(i + 1)", "endpoint": e.text]), i == f.active ? 1 : 0)
+                })
+        }
         family(
             "tunvpn_handshake_failures_total", "counter", "Handshakes refused or failed, by reason.",
             counters.handshakeFailures.map { (labels(["reason": $0.reason.name]), $0.value) })

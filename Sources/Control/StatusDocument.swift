@@ -33,9 +33,14 @@ public struct StatusDocument: Codable, Equatable, Sendable {
     public var counters: [String: UInt64]
     /// A client's own addressing; nil on a server and before the client's first handshake.
     public var tunnel: TunnelStatus?
+    /// A client's endpoints when it has more than one (`failover`, left out otherwise):
+    /// `{"active":1,"endpoints":[{"address":"192.0.2.1:51820","endpoint":"vpn1.example.org:51820"},…],
+    /// "last_switch":{"description":"no handshake response for 15 s","from":0,"reason":"no_response","to":1},
+    /// "switches":1}` (`active`, `from` and `to` index `endpoints`; `address` and `last_switch` may be null).
+    public var failover: FailoverStatus?
 
     enum CodingKeys: String, CodingKey {
-        case interface, role, suites, peers, counters, tunnel
+        case interface, role, suites, peers, counters, tunnel, failover
         case publicKey = "public_key"
         case listenPort = "listen_port"
     }
@@ -50,6 +55,7 @@ public struct StatusDocument: Codable, Equatable, Sendable {
         peers = s.peers.map(PeerStatus.init)
         counters = Dictionary(s.counters.map { ($0.name, $0.value) }, uniquingKeysWith: { _, last in last })
         tunnel = s.tunnel.map(TunnelStatus.init)
+        failover = s.failover.map(FailoverStatus.init)
     }
 
     public init(from decoder: any Decoder) throws {
@@ -62,6 +68,7 @@ public struct StatusDocument: Codable, Equatable, Sendable {
         peers = try c.decode([PeerStatus].self, forKey: .peers)
         counters = try c.decodeIfPresent([String: UInt64].self, forKey: .counters) ?? [:]
         tunnel = try c.decodeIfPresent(TunnelStatus.self, forKey: .tunnel)
+        failover = try c.decodeIfPresent(FailoverStatus.self, forKey: .failover)
     }
 
     /// Writes a server's `tunnel` as `null` (the synthesized encoder would leave it out).
@@ -75,6 +82,7 @@ public struct StatusDocument: Codable, Equatable, Sendable {
         try c.encode(peers, forKey: .peers)
         try c.encode(counters, forKey: .counters)
         try c.encode(tunnel, forKey: .tunnel)
+        try c.encodeIfPresent(failover, forKey: .failover)
     }
 
     /// The snapshot the document describes, counters in name order.
@@ -85,7 +93,7 @@ public struct StatusDocument: Codable, Equatable, Sendable {
             role: role, publicKey: publicKey, listenPort: listenPort, device: interface, suites: suites,
             peers: try peers.map { p throws(ControlError) in try p.snapshot() },
             counters: counters.sorted { $0.key < $1.key }.map { (name: $0.key, value: $0.value) },
-            tunnel: try tunnel?.snapshot())
+            tunnel: try tunnel?.snapshot(), failover: try failover?.snapshot())
     }
 
     /// The JSON text of `s`: one line, no trailing newline.
@@ -186,6 +194,91 @@ public struct TunnelStatus: Codable, Equatable, Sendable {
         return ClientTunnelSnapshot(
             address: a, address6: a6, ipv6Egress: ipv6Egress, ipv6Disabled: ipv6Disabled,
             dns: dns.map { ClientDNSSnapshot(method: $0.method, resolvers: $0.resolvers, search: $0.search) })
+    }
+}
+
+/// A client's endpoints in the status JSON (see `StatusDocument.failover`).
+public struct FailoverStatus: Codable, Equatable, Sendable {
+    public struct Entry: Codable, Equatable, Sendable {
+        public var endpoint: String
+        public var address: String?
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            endpoint = try c.decode(String.self, forKey: .endpoint)
+            address = try c.decode(String?.self, forKey: .address)
+        }
+
+        init(endpoint: String, address: String?) {
+            self.endpoint = endpoint
+            self.address = address
+        }
+
+        /// Writes a missing address as `null`.
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(endpoint, forKey: .endpoint)
+            try c.encode(address, forKey: .address)
+        }
+
+        enum CodingKeys: String, CodingKey { case endpoint, address }
+    }
+    public struct Switch: Codable, Equatable, Sendable {
+        public var from: Int
+        public var to: Int
+        public var reason: String
+        public var description: String
+    }
+    public var endpoints: [Entry]
+    public var active: Int
+    public var switches: UInt64
+    public var lastSwitch: Switch?
+
+    enum CodingKeys: String, CodingKey {
+        case endpoints, active, switches
+        case lastSwitch = "last_switch"
+    }
+
+    init(_ f: ClientFailoverSnapshot) {
+        endpoints = f.endpoints.map { Entry(endpoint: $0.text, address: $0.address.map { "\($0)" }) }
+        active = f.active
+        switches = f.switches
+        lastSwitch = f.lastSwitch.map { Switch(from: $0.from, to: $0.to, reason: $0.reason, description: $0.description) }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        endpoints = try c.decode([Entry].self, forKey: .endpoints)
+        active = try c.decode(Int.self, forKey: .active)
+        switches = try c.decode(UInt64.self, forKey: .switches)
+        lastSwitch = try c.decode(Switch?.self, forKey: .lastSwitch)
+    }
+
+    /// Writes no last switch as `null`.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(endpoints, forKey: .endpoints)
+        try c.encode(active, forKey: .active)
+        try c.encode(switches, forKey: .switches)
+        try c.encode(lastSwitch, forKey: .lastSwitch)
+    }
+
+    func snapshot() throws(ControlError) -> ClientFailoverSnapshot {
+        var entries: [ClientFailoverSnapshot.EndpointEntry] = []
+        for e in endpoints {
+            var address: Endpoint? = nil
+            if let text = e.address {
+                guard let parsed = Endpoint(text) else { throw ControlError("status reply: 'address' is not what it should be") }
+                address = parsed
+            }
+            entries.append(ClientFailoverSnapshot.EndpointEntry(text: e.endpoint, address: address))
+        }
+        guard entries.indices.contains(active) else { throw ControlError("status reply: 'active' is not what it should be") }
+        return ClientFailoverSnapshot(
+            endpoints: entries, active: active, switches: switches,
+            lastSwitch: lastSwitch.map {
+                ClientFailoverSnapshot.Switch(from: $0.from, to: $0.to, reason: $0.reason, description: $0.description)
+            })
     }
 }
 
@@ -336,6 +429,15 @@ public enum StatusText {
                 let resolvers = d.resolvers.isEmpty ? "no resolvers" : "resolvers " + d.resolvers.joined(separator: " ")
                 lines.append("  dns: \(resolvers)\(d.search.isEmpty ? "" : ", search " + d.search.joined(separator: " ")) (\(d.method))")
             }
+        }
+        if let f = s.failover {
+            let list = f.endpoints.enumerated().map { i, e in
+                let shown = e.address.map { a in "\(a)" == e.text ? e.text : "\(e.text) (\(a))" } ?? "\(e.text) (unresolved)"
+                return shown + (i == f.active ? " [in use]" : "")
+            }
+            lines.append("  endpoints: \(list.joined(separator: ", "))")
+            let last = f.lastSwitch.map { ", last from endpoint \($0.from + 1) to \($0.to + 1): \($0.description)" } ?? ""
+            lines.append("  endpoint switches: \(f.switches)\(last)")
         }
         let values = s.counterValues
         for family in IPFamily.allCases {

@@ -32,11 +32,13 @@ public struct StatusServices {
     ///   - reload: the server's allow-list reload; nil for a client.
     public static func start(
         engine: TunnelEngine, device: String, listenPort: UInt16, metricsAddress: String?,
-        reload: AllowListReloader?, dns: (@Sendable () -> ClientDNSSnapshot?)? = nil, logger: Logger
+        reload: AllowListReloader?, dns: (@Sendable () -> ClientDNSSnapshot?)? = nil,
+        failover: (@Sendable () -> ClientFailoverSnapshot?)? = nil, logger: Logger
     ) throws -> StatusServices {
         let snapshot: @Sendable () -> EngineSnapshot = {
             var s = engine.snapshot(now: SystemClock().monotonicNow(), device: device, listenPort: listenPort)
             if let dns { s.tunnel?.dns = dns() }
+            if let failover { s.failover = failover() }
             return s
         }
         // The threads are created before the main thread sheds its capabilities and would keep them all,

@@ -84,6 +84,46 @@ public struct ClientDNSSnapshot: Sendable, Equatable {
     }
 }
 
+/// A client's endpoints (when it has more than one) and which one is in use.
+public struct ClientFailoverSnapshot: Sendable, Equatable {
+    public struct EndpointEntry: Sendable, Equatable {
+        /// As the operator gave it (`--endpoint`).
+        public var text: String
+        /// Its latest address; nil while a name has none.
+        public var address: Endpoint?
+        public init(text: String, address: Endpoint?) {
+            self.text = text
+            self.address = address
+        }
+    }
+    public struct Switch: Sendable, Equatable {
+        /// Indexes into `endpoints`.
+        public var from: Int
+        public var to: Int
+        /// "no_response", "no_address" or "preferred_answered".
+        public var reason: String
+        public var description: String
+        public init(from: Int, to: Int, reason: String, description: String) {
+            self.from = from
+            self.to = to
+            self.reason = reason
+            self.description = description
+        }
+    }
+    public var endpoints: [EndpointEntry]
+    /// The index of the endpoint in use.
+    public var active: Int
+    public var switches: UInt64
+    public var lastSwitch: Switch?
+
+    public init(endpoints: [EndpointEntry], active: Int, switches: UInt64, lastSwitch: Switch?) {
+        self.endpoints = endpoints
+        self.active = active
+        self.switches = switches
+        self.lastSwitch = lastSwitch
+    }
+}
+
 /// The whole engine as status commands show it.
 public struct EngineSnapshot: Sendable {
     public var role: String
@@ -96,6 +136,8 @@ public struct EngineSnapshot: Sendable {
     public var counters: [(name: String, value: UInt64)]
     /// A client's addressing once its tunnel is up; nil on a server and before the first handshake.
     public var tunnel: ClientTunnelSnapshot?
+    /// A client's endpoints when it has more than one; nil otherwise.
+    public var failover: ClientFailoverSnapshot?
 
     /// The counters with each family typed (drops and handshake failures by reason): what metrics read.
     public var counterValues: CounterValues { CounterValues(named: counters) }
@@ -103,9 +145,10 @@ public struct EngineSnapshot: Sendable {
     /// An engine as given (the status command rebuilds snapshots from their JSON; tests build them directly).
     public init(
         role: String, publicKey: String, listenPort: UInt16, device: String, suites: [String], peers: [PeerSnapshot],
-        counters: [(name: String, value: UInt64)], tunnel: ClientTunnelSnapshot? = nil
+        counters: [(name: String, value: UInt64)], tunnel: ClientTunnelSnapshot? = nil, failover: ClientFailoverSnapshot? = nil
     ) {
         self.tunnel = tunnel
+        self.failover = failover
         self.role = role
         self.publicKey = publicKey
         self.listenPort = listenPort

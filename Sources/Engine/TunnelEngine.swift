@@ -27,15 +27,21 @@ public struct EngineHooks: Sendable {
     public var addressChanged: @Sendable (TunnelAssignment) throws -> Void
     /// Called when a client gives up on its handshake attempts.
     public var handshakeGaveUp: @Sendable () -> Void
+    /// Called (from the engine's threads) after a client's initiation went to endpoint `index`: a name is
+    /// resolved again here, off the engine's threads (the hook only hands the work over), and its address
+    /// given back with `TunnelState.updateEndpoint`.
+    public var endpointAttempted: @Sendable (Int) -> Void
 
     public init(
         tunnelUp: @escaping @Sendable (TunnelAssignment) throws -> Void = { _ in },
         addressChanged: @escaping @Sendable (TunnelAssignment) throws -> Void = { _ in },
-        handshakeGaveUp: @escaping @Sendable () -> Void = {}
+        handshakeGaveUp: @escaping @Sendable () -> Void = {},
+        endpointAttempted: @escaping @Sendable (Int) -> Void = { _ in }
     ) {
         self.tunnelUp = tunnelUp
         self.addressChanged = addressChanged
         self.handshakeGaveUp = handshakeGaveUp
+        self.endpointAttempted = endpointAttempted
     }
 }
 
@@ -556,6 +562,10 @@ public final class TunnelEngine: Sendable {
                 hooks.handshakeGaveUp()
             case .keysZeroed(let peer):
                 logger.info("keys for peer \(peer.base64) zeroed after \(3 * withState { $0.timers.rejectAfterTime } / 1_000_000_000) s without a new session")
+            case .endpointSwitched(let change, let to):
+                logger.notice("switching from endpoint \(change.from + 1) to endpoint \(change.to + 1) (\(to)): \(change.reason)")
+            case .endpointAttempted(let index):
+                hooks.endpointAttempted(index)
             }
         }
         actions.removeAll(keepingCapacity: true)

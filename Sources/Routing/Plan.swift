@@ -278,6 +278,9 @@ public struct ClientPlanInput: Sendable {
     public var ipv6: Bool
     /// Gateway mode with IPv6: `accept_ra` of the device of this host's IPv6 default route.
     public var routerAdvertisements: RouterAdvertisements?
+    /// The client's other servers (its later `--endpoint`s), each with how it was reached before tunvpn:
+    /// each gets a host route like `serverAddress`'s.
+    public var otherServers: [(address: String, route: RouteLookup?)] = []
 
     public init(
         tunDevice: String, serverAddress: String, serverRoute: RouteLookup?, routes: [String]?, gateway: Bool, mtu: Int,
@@ -399,6 +402,12 @@ public enum Planner {
         }
     }
 
+    /// The host route that keeps the tunnel's own frames to the server at `address` out of the tunnel: the
+    /// way `route` reached it before tunvpn.
+    public static func serverHostRoute(_ address: String, _ route: RouteLookup) -> Change {
+        .route(destination: address + (address.contains(":") ? "/128" : "/32"), via: route.via, device: route.device)
+    }
+
     /// Client kill switch (`--lockdown`): an `inet` table (IPv4 and IPv6) whose output, input and forward
     /// chains drop everything except loopback, the tunnel device, and the tunnel's own UDP frames to and
     /// from the server. It is applied before the first handshake and stays while the client reconnects;
@@ -407,9 +416,20 @@ public enum Planner {
     /// hop limit 255, which never leaves the link; RFC 4861) is let through so the old gateway stays
     /// reachable.
     public static func lockdown(tunDevice dev: String, server: String, port: UInt16) -> Plan {
+        lockdown(tunDevice: dev, servers: [(server, port)])
+    }
+
+    /// The kill switch of a client with several servers (its `--endpoint`s): the frames to and from each
+    /// are let through, in the order given (a server named twice once).
+    public static func lockdown(tunDevice dev: String, servers given: [(address: String, port: UInt16)]) -> Plan {
         let table = lockTableName(device: dev)
-        let family = server.contains(":") ? "ip6" : "ip"
-        let neighbours = server.contains(":")
+        var seen: Set<String> = []
+        let servers = given.filter { seen.insert("\($0.address) \($0.port)").inserted }
+        func rules(_ direction: String, _ portWord: String) -> String {
+            servers.map { "\t\t\($0.address.contains(":") ? "ip6" : "ip") \(direction) \($0.address) udp \(portWord) \($0.port) accept\n" }
+                .joined()
+        }
+        let neighbours = servers.contains(where: { $0.address.contains(":") })
             ? "\t\ticmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } ip6 hoplimit 255 accept\n"
             : ""
         let ruleset = """
@@ -418,14 +438,12 @@ public enum Planner {
             \t\ttype filter hook output priority filter - 20; policy drop;
             \t\toifname "lo" accept
             \t\toifname "\(dev)" accept
-            \t\t\(family) daddr \(server) udp dport \(port) accept
-            \(neighbours)\t}
+            \(rules("daddr", "dport"))\(neighbours)\t}
             \tchain input {
             \t\ttype filter hook input priority filter - 20; policy drop;
             \t\tiifname "lo" accept
             \t\tiifname "\(dev)" accept
-            \t\t\(family) saddr \(server) udp sport \(port) accept
-            \(neighbours)\t}
+            \(rules("saddr", "sport"))\(neighbours)\t}
             \tchain forward {
             \t\ttype filter hook forward priority filter - 20; policy drop;
             \t\toifname "\(dev)" accept
@@ -444,9 +462,10 @@ public enum Planner {
         let dev = input.tunDevice
         var changes: [Change] = []
         if let routes = input.routes {
-            if let r = input.serverRoute, r.device != dev {
-                let host = input.serverAddress.contains(":") ? "/128" : "/32"
-                changes.append(.route(destination: input.serverAddress + host, via: r.via, device: r.device))
+            var routed: Set<String> = []
+            for (address, route) in [(input.serverAddress, input.serverRoute)] + input.otherServers {
+                guard let r = route, r.device != dev, routed.insert(address).inserted else { continue }
+                changes.append(serverHostRoute(address, r))
             }
             let everything = ["0.0.0.0/1", "128.0.0.0/1"] + (input.ipv6 ? ["::/1", "8000::/1"] : [])
             let targets = routes.isEmpty ? everything : routes

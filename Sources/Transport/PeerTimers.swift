@@ -87,6 +87,13 @@ public struct PeerTimers: Sendable {
         if let interval = persistentKeepaliveInterval { persistentKeepalive = now + interval }
     }
 
+    /// The client moved to another endpoint: a new run of attempts starts with the next initiation, so
+    /// the give-up and failover clocks count from there.
+    public mutating func restartAttempts() {
+        retransmitHandshake = nil
+        handshakeAttemptsStarted = nil
+    }
+
     /// True while an initiation is awaiting its response.
     public var handshakeInFlight: Bool { retransmitHandshake != nil }
 

@@ -58,6 +58,12 @@ public enum ControlAction: Sendable {
     case unknownClientKey(PublicKey, from: Endpoint)
     /// A peer's keys were forgotten after 3 × REJECT_AFTER_TIME of silence.
     case keysZeroed(peer: PublicKey)
+    /// Client: the endpoint in use changed (`EndpointFailover`); `to` is the new one's address.
+    case endpointSwitched(EndpointSwitch, to: Endpoint)
+    /// Client: an initiation went to endpoint `index` (of `ClientSettings.endpoints`). A name is resolved
+    /// again, off the engine's threads, and its address given back with `updateEndpoint`, so the next
+    /// initiation goes where the name points now.
+    case endpointAttempted(index: Int)
 }
 
 /// Where a packet from the TUN device goes.
@@ -125,16 +131,24 @@ public struct ClientSettings: Sendable {
     /// --no-ipv6: configure no IPv6 tunnel address and answer every IPv6 packet the device reads with an
     /// ICMPv6 destination unreachable (administratively prohibited), whatever the server offers.
     public var ipv6Disabled: Bool
+    /// Every endpoint in the operator's order (the first is `endpoint`, the preferred one), each as
+    /// resolved at start (nil for a name that had no address then).
+    public var endpoints: [Endpoint?]
+    /// When to move between `endpoints`.
+    public var failover: FailoverSettings
 
     public init(
         initiator: HandshakeInitiator, endpoint: Endpoint, persistentKeepalive: UInt64? = nil,
-        assignmentBounds: AssignmentBounds = AssignmentBounds(), ipv6Disabled: Bool = false
+        assignmentBounds: AssignmentBounds = AssignmentBounds(), ipv6Disabled: Bool = false,
+        endpoints: [Endpoint?]? = nil, failover: FailoverSettings = .standard
     ) {
         self.initiator = initiator
         self.endpoint = endpoint
         self.persistentKeepalive = persistentKeepalive
         self.assignmentBounds = assignmentBounds
         self.ipv6Disabled = ipv6Disabled
+        self.endpoints = endpoints ?? [endpoint]
+        self.failover = failover
     }
 }
 
@@ -220,6 +234,11 @@ public struct TunnelState: Sendable {
     private var hintLimiter = SourceRateLimiter(perSecond: Limits.sessionGoneHintsPerSecond, burst: Limits.sessionGoneHintBurst)
     /// Client: what to do with IPv6 packets the tunnel does not carry.
     private var ipv6Policy = ClientIPv6Policy(ipv6Disabled: false)
+    /// Client: its endpoints and which one is in use; nil on a server.
+    public private(set) var failover: EndpointFailover?
+    /// Client: the latest probe of the preferred endpoint awaiting its response (apart from `pending`, so
+    /// the session in use and its own handshakes are left alone).
+    private var probe: (sent: HandshakeInitiator.InitiationSent, endpoint: Endpoint)?
 
     public init(role: Role, timers: ProtocolTimers = .standard) {
         self.role = role
@@ -237,7 +256,9 @@ public struct TunnelState: Sendable {
             cookieJar = CookieJar(serverKey: c.initiator.serverKey)
             ipv6Policy = ClientIPv6Policy(ipv6Disabled: c.ipv6Disabled)
             let i = addPeer(key: c.initiator.serverKey, address: nil)
-            peers[i].endpoint = c.endpoint
+            let failover = EndpointFailover(endpoints: c.endpoints, settings: c.failover)
+            self.failover = failover
+            peers[i].endpoint = failover.current ?? c.endpoint
             peers[i].timers = PeerTimers(isInitiator: true, persistentKeepaliveSeconds: c.persistentKeepalive, lengths: timers)
         }
     }
@@ -486,8 +507,10 @@ public struct TunnelState: Sendable {
         wall: WallTime, random: any RandomSource, actions: inout [ControlAction]
     ) -> ReceiveDecision {
         guard index < peers.count, !peers[index].isRemoved else { return .drop(.unknownSession) }
-        // Roaming: reply to wherever the latest authenticated frame came from.
-        peers[index].endpoint = source
+        // Roaming: reply to wherever the latest authenticated frame came from. A client follows only its
+        // current session's frames: once it moved to another endpoint, frames still arriving from the server
+        // it left (on its previous session) must not take its traffic back there.
+        if !isClient || session === peers[index].current { peers[index].endpoint = source }
         peers[index].timers.anyAuthenticatedReceived(now: now)
         if let next = peers[index].next, next === session {
             // Key confirmation: the client used the new session, so it becomes current (server side).
@@ -550,7 +573,9 @@ public struct TunnelState: Sendable {
     private mutating func freshIndex(random: any RandomSource) -> UInt32 {
         while true {
             let i = random.nextUInt32()
-            if sessions[i] == nil, !reservedIndexes.contains(i), peers.allSatisfy({ $0.pending?.senderIndex != i }) {
+            if sessions[i] == nil, !reservedIndexes.contains(i), peers.allSatisfy({ $0.pending?.senderIndex != i }),
+                probe?.sent.senderIndex != i
+            {
                 return i
             }
         }
@@ -567,7 +592,7 @@ public struct TunnelState: Sendable {
     private mutating func initiate(
         peer index: Int, now: UInt64, wall: WallTime, random: any RandomSource, actions: inout [ControlAction]
     ) {
-        guard case .client(let settings) = role, let endpoint = peers[index].endpoint else { return }
+        guard case .client(let settings) = role, let endpoint = failover?.current ?? peers[index].endpoint else { return }
         let senderIndex = freshIndex(random: random)
         var (message, sent) = settings.initiator.createInitiation(
             senderIndex: senderIndex, timestamp: nextTimestamp(wall), random: random)
@@ -578,6 +603,7 @@ public struct TunnelState: Sendable {
         let jitter = UInt64(random.nextUInt32() % UInt32(Limits.rekeyTimeoutJitterMillis)) * 1_000_000
         peers[index].timers.handshakeInitiated(now: now, jitter: jitter)
         actions.append(.sendHandshake(message, to: endpoint))
+        if let failover { actions.append(.endpointAttempted(index: failover.active)) }
     }
 
     /// Client: starts the first handshake.
@@ -842,9 +868,18 @@ public struct TunnelState: Sendable {
             return
         }
         guard message.first == WireFormat.MessageType.response.rawValue else { throw .malformed }
-        guard let pending = peers[0].pending else { throw .unexpectedResponse }
-        var result = try settings.initiator.consumeResponse(message, for: pending)
-        peers[0].pending = nil
+        // A response names the initiation it answers by its receiver index: the probe of the preferred
+        // endpoint, or the handshake with the endpoint in use.
+        let answersProbe = message.count >= 12 && probe.map { readLE32(message, 8) == $0.sent.senderIndex } == true
+        let sent: HandshakeInitiator.InitiationSent
+        if answersProbe, let probe {
+            sent = probe.sent
+        } else {
+            guard let pending = peers[0].pending else { throw .unexpectedResponse }
+            sent = pending
+        }
+        var result = try settings.initiator.consumeResponse(message, for: sent)
+        if answersProbe { probe = nil } else { peers[0].pending = nil }
         // --no-ipv6: the client configures no IPv6 whatever the server offers, so the addressing in force
         // (and what the bounds check) has none.
         if settings.ipv6Disabled {
@@ -853,8 +888,18 @@ public struct TunnelState: Sendable {
         }
         // An authentic response whose addressing is outside the client's bounds makes no session: the
         // retransmit timer tries again, and the refusal is logged and counted each time.
-        if let violation = settings.assignmentBounds.violation(of: result.assignment, endpoint: settings.endpoint) {
-            throw .unsafeAssignment(violation)
+        // No endpoint the client may move to may fall inside the assigned prefix either.
+        for endpoint in [source] + (failover?.endpoints.compactMap { $0 } ?? [settings.endpoint]) {
+            if let violation = settings.assignmentBounds.violation(of: result.assignment, endpoint: endpoint) {
+                throw .unsafeAssignment(violation)
+            }
+        }
+        if answersProbe, var f = failover, f.active != 0 {
+            // The preferred endpoint is back: move there; the later endpoint's handshake, if any, is dropped.
+            let record = f.move(to: 0, reason: .preferredAnswered, now: now)
+            failover = f
+            peers[0].pending = nil
+            actions.append(.endpointSwitched(record, to: source))
         }
         let session = Session(result: result, createdAt: now, rejectAfter: timers.rejectAfterTime)
         if let old = peers[0].previous { sessions[old.localIndex] = nil }
@@ -931,6 +976,46 @@ public struct TunnelState: Sendable {
                 }
             }
         }
+        if isClient, !peers.isEmpty { stepFailover(now: now, wall: wall, random: random, actions: &actions) }
+    }
+
+    /// Client: moves to the next endpoint when the one in use failed for long enough, or probes the
+    /// preferred one while a later one is in use (`EndpointFailover`).
+    private mutating func stepFailover(now: UInt64, wall: WallTime, random: any RandomSource, actions: inout [ControlAction]) {
+        guard case .client(let settings) = role, var f = failover else { return }
+        if let (to, reason) = f.failoverDue(now: now, attemptsStarted: peers[0].timers.handshakeAttemptsStarted),
+            let address = f.endpoints[to]
+        {
+            let record = f.move(to: to, reason: reason, now: now)
+            failover = f
+            actions.append(.endpointSwitched(record, to: address))
+            // The sessions of the server left behind are of no use at the next one: without them packets
+            // queue for the handshake that starts now, and go out when it completes.
+            for s in [peers[0].current, peers[0].previous].compactMap({ $0 }) { sessions[s.localIndex] = nil }
+            peers[0].current = nil
+            peers[0].previous = nil
+            peers[0].pending = nil
+            probe = nil
+            peers[0].endpoint = address
+            peers[0].timers.restartAttempts()
+            initiate(peer: 0, now: now, wall: wall, random: random, actions: &actions)
+            return
+        }
+        guard let preferred = f.takeProbe(now: now) else { return }
+        failover = f
+        // A probe is an initiation of its own: it leaves `pending` and the session in use alone.
+        let senderIndex = freshIndex(random: random)
+        let (message, sent) = settings.initiator.createInitiation(
+            senderIndex: senderIndex, timestamp: nextTimestamp(wall), random: random)
+        probe = (sent, preferred)
+        actions.append(.sendHandshake(message, to: preferred))
+        actions.append(.endpointAttempted(index: 0))
+    }
+
+    /// Client: endpoint `index` (of `ClientSettings.endpoints`) resolves to `endpoint` now; the next
+    /// initiation to it goes there. A session in use keeps its endpoint until it fails.
+    public mutating func updateEndpoint(_ index: Int, to endpoint: Endpoint) {
+        failover?.update(index, to: endpoint)
     }
 
     private mutating func expireSessions(peer index: Int, now: UInt64) {

@@ -258,6 +258,7 @@ struct Client: ParsableCommand {
               tunvpn client --peer-key keys/server.pub --endpoint 203.0.113.7:51820
               tunvpn client --peer-key keys/server.pub --endpoint [2001:db8::7]:51820
               tunvpn client --config /etc/tunvpn/client.toml --route 10.8.0.0/16
+              tunvpn client --peer-key server.pub --endpoint vpn1.example:51820 --endpoint vpn2.example:51820
             """)
 
     @Option(help: ArgumentHelp("The server's public key file.", valueName: "FILE"))
@@ -274,9 +275,15 @@ struct Client: ParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "The server's UDP endpoint: HOST:PORT (a name's first address, IPv6 or IPv4), A.B.C.D:PORT or [IPV6]:PORT.",
+            "The server's UDP endpoint: HOST:PORT (a name's first address, IPv6 or IPv4), A.B.C.D:PORT or [IPV6]:PORT. Repeatable: servers sharing one key, tried in order; names are resolved again at each handshake attempt, and the first is returned to when it answers again.",
             valueName: "HOST:PORT"))
-    var endpoint: String
+    var endpoint: [String] = []
+
+    @Option(
+        help: ArgumentHelp(
+            "With several --endpoint: seconds of failed handshake attempts before the next endpoint is tried (1 to 3600).",
+            valueName: "SECONDS"))
+    var failoverAfter: UInt64 = FailoverSettings.standard.failoverAfter / 1_000_000_000
 
     @Option(help: ArgumentHelp("This client's private key file.", valueName: "FILE"))
     var key: String = "keys/client.key"
@@ -319,7 +326,13 @@ struct Client: ParsableCommand {
     func validate() throws {
         try common.validateCommon()
         try validateInlineKeys(CommandLine.arguments)
-        try validateEndpointText(endpoint, option: "--endpoint", allowsPortZero: false, examplePort: 51820)
+        guard !endpoint.isEmpty else {
+            throw ValidationError("Missing expected argument '--endpoint <HOST:PORT>', e.g. --endpoint vpn.example.org:51820")
+        }
+        for e in endpoint { try validateEndpointText(e, option: "--endpoint", allowsPortZero: false, examplePort: 51820) }
+        if !(1...3600).contains(failoverAfter) {
+            throw ValidationError("--failover-after \(failoverAfter) is out of range: give 1 to 3600 seconds, e.g. --failover-after 15")
+        }
         if let k = keepalive, !(1...65535).contains(k) {
             throw ValidationError("--keepalive \(k) is out of range: give 1 to 65535 seconds, e.g. --keepalive 25")
         }
@@ -368,7 +381,9 @@ struct Client: ParsableCommand {
     }
 
     func run() throws {
-        var c = ClientConfiguration(peerKeyFile: peerKey ?? "", endpoint: endpoint)
+        var c = ClientConfiguration(peerKeyFile: peerKey ?? "", endpoint: endpoint[0])
+        c.endpoints = endpoint
+        c.failoverAfter = failoverAfter
         c.peerKey = peerPublicKey.flatMap { try? PublicKey(base64: $0) }
         c.privateKey = privateKey.flatMap { try? PrivateKey(base64: $0) }
         c.tunnel = common.settings(host)

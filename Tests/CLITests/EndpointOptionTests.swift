@@ -40,3 +40,25 @@ private func message<C: ParsableCommand>(_ command: C.Type, _ arguments: [String
                 == "--endpoint vpn.example.org: no port, e.g. --endpoint vpn.example.org:51820")
     }
 }
+
+/// `--endpoint` repeated: every one is checked, in order; `--failover-after` is bounded.
+@Suite struct SeveralEndpointsOptionTests {
+    @Test func everyEndpointIsCheckedAndKeptInOrder() throws {
+        let client = try Client.parse(["--peer-key", "k", "--endpoint", "vpn1.example.org:51820", "--endpoint", "[2001:db8::2]:443"])
+        #expect(client.endpoint == ["vpn1.example.org:51820", "[2001:db8::2]:443"])
+        #expect(client.failoverAfter == 15)
+        #expect(
+            message(Client.self, ["--peer-key", "k", "--endpoint", "vpn1.example.org:51820", "--endpoint", "2001:db8::2:443"])
+                == "--endpoint 2001:db8::2:443: put an IPv6 address in brackets, e.g. --endpoint [2001:db8::2]:443")
+        #expect(message(Client.self, ["--peer-key", "k"])?.contains("--endpoint") == true)
+    }
+
+    @Test func failoverAfterIsOneSecondToAnHour() {
+        let base = ["--peer-key", "k", "--endpoint", "192.0.2.1:51820", "--endpoint", "192.0.2.2:51820"]
+        #expect(message(Client.self, base + ["--failover-after", "1"]) == nil)
+        #expect(message(Client.self, base + ["--failover-after", "3600"]) == nil)
+        #expect(
+            message(Client.self, base + ["--failover-after", "0"])
+                == "--failover-after 0: must be 1 to 3600 seconds, e.g. --failover-after 15")
+    }
+}

@@ -28,7 +28,7 @@ import Transport
         let arguments = try ConfigFile.expand(["client", "--config", dir.path + "/laptop.toml"])
         let client = try Client.parse(Array(arguments.dropFirst()))
         #expect(client.peerPublicKey == serverKey && client.peerKey == nil)
-        #expect(client.endpoint == "vpn.example.com:51820")
+        #expect(client.endpoint == ["vpn.example.com:51820"])
         #expect(client.key == dir.path + "/laptop.key")
         #expect(client.common.psk == dir.path + "/laptop.psk")
         #expect(client.privateKey == nil)

@@ -347,3 +347,49 @@ enum StatusFixture {
         #expect(gauge(nil).isEmpty)
     }
 }
+
+/// A client's endpoints in `show`, `show --json` and the metrics (docs/DEPLOYMENT.md, "Client failover").
+@Suite struct ClientFailoverStatusTests {
+    static let failover = ClientFailoverSnapshot(
+        endpoints: [
+            .init(text: "vpn1.example.org:51820", address: Endpoint("192.0.2.1:51820")),
+            .init(text: "198.51.100.1:51820", address: Endpoint("198.51.100.1:51820")),
+            .init(text: "vpn3.example.org:51820", address: nil),
+        ],
+        active: 1, switches: 3,
+        lastSwitch: .init(from: 0, to: 1, reason: "no_response", description: "no handshake response for 15 s"))
+
+    static var client: EngineSnapshot {
+        EngineSnapshot(
+            role: "client", publicKey: StatusFixture.clientKey, listenPort: 40000, device: "tun0", suites: [], peers: [],
+            counters: [], failover: failover)
+    }
+
+    @Test func showListsTheEndpointsTheOneInUseAndTheSwitches() {
+        let lines = StatusText.render(Self.client, now: StatusFixture.now).split(separator: "\n").filter { $0.contains("endpoint") }
+        #expect(lines == [
+            "  endpoints: vpn1.example.org:51820 (192.0.2.1:51820), 198.51.100.1:51820 [in use], vpn3.example.org:51820 (unresolved)",
+            "  endpoint switches: 3, last from endpoint 1 to 2: no handshake response for 15 s",
+        ])
+    }
+
+    @Test func theJSONHasThemAndReadsBack() throws {
+        let json = StatusDocument.json(Self.client)
+        #expect(json.contains(
+            #""failover":{"active":1,"endpoints":[{"address":"192.0.2.1:51820","endpoint":"vpn1.example.org:51820"},{"address":"198.51.100.1:51820","endpoint":"198.51.100.1:51820"},{"address":null,"endpoint":"vpn3.example.org:51820"}],"last_switch":{"description":"no handshake response for 15 s","from":0,"reason":"no_response","to":1},"switches":3}"#))
+        #expect(try StatusDocument.snapshot(fromJSON: Array(json.utf8)).failover == Self.failover)
+        // A client with one endpoint, and a server, have no `failover` member.
+        #expect(!StatusDocument.json(StatusFixture.snapshot).contains("failover"))
+    }
+
+    @Test func theMetricsCountTheSwitchesAndMarkTheEndpointInUse() {
+        let lines = PrometheusText.render(Self.client).split(separator: "\n").filter { $0.hasPrefix("tunvpn_endpoint") }
+        #expect(lines == [
+            "tunvpn_endpoint_switches_total 3",
+            #"tunvpn_endpoint_active{index="1",endpoint="vpn1.example.org:51820"} 0"#,
+            #"tunvpn_endpoint_active{index="2",endpoint="198.51.100.1:51820"} 1"#,
+            #"tunvpn_endpoint_active{index="3",endpoint="vpn3.example.org:51820"} 0"#,
+        ])
+        #expect(!PrometheusText.render(StatusFixture.snapshot).contains("tunvpn_endpoint"))
+    }
+}

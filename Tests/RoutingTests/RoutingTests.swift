@@ -39,6 +39,23 @@ final class MemoryJournal: JournalStore {
         tunDevice: "tun0", serverAddress: "203.0.113.7", serverRoute: RouteLookup(via: "192.168.1.1", device: "eth0"),
         routes: [], gateway: false, mtu: 1420)
 
+    @Test func everyServerOfAClientGetsItsHostRouteOnTheOldGateway() {
+        var input = fullTunnel
+        input.otherServers = [
+            ("198.51.100.9", RouteLookup(via: "192.168.2.1", device: "eth1")), ("203.0.113.7", RouteLookup(via: "192.168.1.1", device: "eth0")),
+            ("192.0.2.5", nil), ("10.9.9.9", RouteLookup(via: nil, device: "tun0")),
+        ]
+        #expect(Planner.client(input).changes.prefix(4).map { $0.applyCommand.joined(separator: " ") } == [
+            "ip -4 route add 203.0.113.7/32 via 192.168.1.1 dev eth0",
+            "ip -4 route add 198.51.100.9/32 via 192.168.2.1 dev eth1",
+            "ip -4 route add 0.0.0.0/1 dev tun0",
+            "ip -4 route add 128.0.0.0/1 dev tun0",
+        ])
+        #expect(Planner.serverHostRoute("2001:db8::7", RouteLookup(via: "fe80::1", device: "eth0")).applyCommand == [
+            "ip", "-6", "route", "add", "2001:db8::7/128", "via", "fe80::1", "dev", "eth0",
+        ])
+    }
+
     @Test func aFullTunnelRoutesBothHalvesOfIPv4AndKeepsTheServerOnTheOldGateway() {
         let plan = Planner.client(fullTunnel)
         #expect(plan.changes.prefix(3).map { $0.applyCommand.joined(separator: " ") } == [
@@ -166,6 +183,21 @@ final class MemoryJournal: JournalStore {
 }
 
 @Suite struct LockdownTests {
+    @Test func aClientWithSeveralServersLetsTheFramesOfEachThrough() {
+        let plan = Planner.lockdown(
+            tunDevice: "tun0", servers: [("203.0.113.7", 51820), ("2001:db8::7", 443), ("203.0.113.7", 51820)])
+        guard case .nftTable(_, _, let ruleset) = plan.changes.first, plan.changes.count == 1 else {
+            Issue.record("expected one table")
+            return
+        }
+        #expect(ruleset.split(separator: "\n").filter { $0.contains("ip daddr 203.0.113.7 udp dport 51820 accept") }.count == 1, "once, though named twice")
+        #expect(ruleset.contains("ip6 daddr 2001:db8::7 udp dport 443 accept"))
+        #expect(ruleset.contains("ip6 saddr 2001:db8::7 udp sport 443 accept"))
+        #expect(ruleset.contains("ip saddr 203.0.113.7 udp sport 51820 accept"))
+        #expect(ruleset.contains("nd-neighbor-solicit"), "an IPv6 server: neighbour discovery is let through")
+        #expect(Planner.lockdown(tunDevice: "tun0", server: "203.0.113.7", port: 51820) == Planner.lockdown(tunDevice: "tun0", servers: [("203.0.113.7", 51820)]))
+    }
+
     @Test func theKillSwitchDropsEverythingButLoopbackTheTunnelAndFramesToTheServer() {
         let plan = Planner.lockdown(tunDevice: "tun0", server: "203.0.113.7", port: 51820)
         guard case .nftTable(let family, let name, let ruleset) = plan.changes.first, plan.changes.count == 1 else {

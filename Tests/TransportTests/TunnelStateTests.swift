@@ -112,7 +112,7 @@ struct CorePair {
             case .handshakeRefused(let r, _): refusals.append(r)
             case .handshakeGaveUp: refusals.append(.timeout)
             case .unknownClientKey(let key, _): unknownKeys.append(key)
-            case .keysZeroed, .handshakeUnanswered: break
+            case .keysZeroed, .handshakeUnanswered, .endpointSwitched, .endpointAttempted: break
             }
         }
     }

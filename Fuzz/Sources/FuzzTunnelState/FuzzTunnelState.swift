@@ -173,6 +173,10 @@ struct World {
             case .tunnelUp(let a), .addressChanged(let a):
                 require(!fromServer && a.dns == dns, "the client's addressing carries DNS settings \(a.dns), not the pushed \(dns)")
                 if trace { print("client: \(action)") }
+            case .endpointSwitched, .endpointAttempted:
+                // One endpoint: the client never moves, and a name is resolved by Control, not here.
+                require(!fromServer, "the server reported a client's endpoint: \(action)")
+                if trace { print("client: \(action)") }
             case .handshakeCompleted, .handshakeRefused, .handshakeGaveUp, .keysZeroed, .handshakeUnanswered, .unknownClientKey:
                 if trace { print("\(fromServer ? "server" : "client"): \(action)") }
             }
