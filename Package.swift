@@ -28,8 +28,10 @@ let package = Package(
         // Found by pkg-config for ordinary builds; a static build links libsodium.a by hand instead, because
         // pkg-config's -lsodium would always come first and pick the shared library.
         .systemLibrary(name: "CSodium", pkgConfig: staticSodium ? nil : "libsodium", providers: [.apt(["libsodium-dev"])]),
+        // OpenSSL 3's libcrypto: an optional, faster provider of the per-packet AEAD (Sources/Crypto/AEADProvider.swift).
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .target(name: "CLinux"),
-        .target(name: "Crypto", dependencies: ["CSodium"], linkerSettings: sodiumLink),
+        .target(name: "Crypto", dependencies: ["CSodium", "COpenSSL"], linkerSettings: sodiumLink),
         .target(name: "Transport", dependencies: ["Crypto"]),
         .target(name: "Routing"),
         .target(

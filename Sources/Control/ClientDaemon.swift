@@ -135,6 +135,7 @@ public enum ClientDaemon {
         Privileges.disableCoreDumps()  // before any key is in memory
         let logger = c.tunnel.makeLogger("tunvpn")
         let dev = c.tunnel.device
+        try c.tunnel.applyCryptoProvider(logger)
         let privateKey: PrivateKey
         do { privateKey = try KeyFiles.loadPrivateKey(c.keyFile) } catch {
             if !KeyFiles.exists(c.keyFile) {

@@ -114,6 +114,7 @@ public enum ServerDaemon {
         Privileges.disableCoreDumps()  // before any key is in memory
         let logger = c.tunnel.makeLogger("tunvpn")
         let privateKey = try KeyFiles.loadPrivateKey(c.keyFile)
+        try c.tunnel.applyCryptoProvider(logger)
         var c = c
         if let asked = c.address6, !c.noIPv6, !c.tunnel.ipv6Capable {
             logger.warning("--address \(asked): the tunnel carries no IPv6, this host has IPv6 turned off")

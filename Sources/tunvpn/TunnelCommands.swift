@@ -22,6 +22,12 @@ struct CommonOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Cipher suite to allow, repeatable, in preference order.", valueName: "NAME"))
     var suite: [String] = []
 
+    @Option(
+        help: ArgumentHelp(
+            "Who computes the per-packet AEAD: auto (OpenSSL's libcrypto when present and its self-test against libsodium passes, else libsodium), libsodium or openssl. The frames are the same bytes either way.",
+            valueName: "auto|libsodium|openssl"))
+    var cryptoProvider: String = "auto"
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
@@ -64,6 +70,9 @@ struct CommonOptions: ParsableArguments {
             let known = CipherSuites.all.map { $0.name }.joined(separator: ", ")
             throw ValidationError("unknown suite '\(name)' (known: \(known))")
         }
+        guard AEADProviderChoice(rawValue: cryptoProvider) != nil else {
+            throw ValidationError("--crypto-provider '\(cryptoProvider)': not a provider; use auto, libsodium or openssl (e.g. --crypto-provider openssl)")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level '\(logLevel)'") }
         guard timerScale > 0 && timerScale <= 1 else { throw ValidationError("--timer-scale must be in (0, 1]") }
         if let metrics { try validateEndpointText(metrics, option: "--metrics", allowsPortZero: true, examplePort: 9586) }
@@ -80,6 +89,7 @@ struct CommonOptions: ParsableArguments {
         t.mtu = mtu
         t.pskFile = psk
         t.suites = suite
+        t.cryptoProvider = AEADProviderChoice(rawValue: cryptoProvider) ?? .auto
         t.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         t.timerScale = timerScale
         t.clockOffset = clockOffset
