@@ -105,7 +105,8 @@ python3 -c 'import json, statistics' || die "python3 cannot import json/statisti
 # entry, at APT's default low priority for backports (100), so no installed package changes.
 WG_MODERN_SUITE=${WG_MODERN_SUITE:-bookworm-backports}
 WG_MODERN_CACHE=${WG_MODERN_CACHE:-/var/cache/tunvpn-bench}
-backports_sources=/etc/apt/sources.list.d/tunvpn-bench-backports.sources
+backports_sources=/etc/apt/sources.list.d/tunvpn-bench-$WG_MODERN_SUITE.sources
+added_sources=0
 
 add_backports_suite() { # writes $backports_sources from the Debian entry of debian.sources or sources.list
     local uri="" signed=""
@@ -130,6 +131,16 @@ add_backports_suite() { # writes $backports_sources from the Debian entry of deb
         echo "Components: main"
         [ -z "$signed" ] || echo "Signed-By: $signed"
     } >"$backports_sources"
+    added_sources=1
+}
+
+# die, after taking out a sources file this run added (a suite APT cannot reach would break apt-get update).
+die_fetch() {
+    if [ "$added_sources" = 1 ]; then
+        rm -f "$backports_sources"
+        note "removed $backports_sources again"
+    fi
+    die "$@"
 }
 
 # Sets wg_modern to the path of the backports wireguard-go, fetching it into the cache when needed.
@@ -141,10 +152,10 @@ fetch_modern_wireguard_go() {
     if [ -z "$version" ]; then
         apt-cache policy 2>/dev/null | grep -q "$WG_MODERN_SUITE/main" || add_backports_suite
         note "apt-get update (for $WG_MODERN_SUITE)"
-        DEBIAN_FRONTEND=noninteractive apt-get update >&2 || die "apt-get update failed, so $WG_MODERN_SUITE cannot be reached (see above)"
+        DEBIAN_FRONTEND=noninteractive apt-get update >&2 || die_fetch "apt-get update failed, so $WG_MODERN_SUITE cannot be reached (see above)"
         version=$(apt-cache madison wireguard-go 2>/dev/null | awk -F'|' -v s="$WG_MODERN_SUITE" '$3 ~ s { gsub(/ /, "", $2); print $2; exit }')
     fi
-    [ -n "$version" ] || die "wireguard-go is not in $WG_MODERN_SUITE as APT sees it (apt-cache madison wireguard-go); check that the suite is reachable, or set WG_MODERN=/path/to/wireguard-go"
+    [ -n "$version" ] || die_fetch "wireguard-go is not in $WG_MODERN_SUITE as APT sees it (apt-cache madison wireguard-go); check that the suite is reachable, or set WG_MODERN=/path/to/wireguard-go"
     dir="$WG_MODERN_CACHE/wireguard-go_$version"
     if [ ! -x "$dir/usr/bin/wireguard-go" ]; then
         note "downloading wireguard-go $version from $WG_MODERN_SUITE into $dir (the installed package is not touched)"
@@ -154,7 +165,7 @@ fetch_modern_wireguard_go() {
         rm -f "$WG_MODERN_CACHE"/download/wireguard-go_*.deb
         # apt-get download writes to the current directory; as root it downloads unsandboxed (a warning).
         (cd "$WG_MODERN_CACHE/download" && apt-get download -q "wireguard-go/$WG_MODERN_SUITE" >&2) \
-            || die "apt-get download wireguard-go/$WG_MODERN_SUITE failed: the suite cannot be reached (see above)"
+            || die_fetch "apt-get download wireguard-go/$WG_MODERN_SUITE failed: the suite cannot be reached (see above)"
         deb=$(ls "$WG_MODERN_CACHE"/download/wireguard-go_*.deb 2>/dev/null | head -1)
         [ -n "$deb" ] || die "apt-get download left no wireguard-go .deb in $WG_MODERN_CACHE/download"
         rm -rf "$dir.tmp" && mkdir -p "$dir.tmp" && dpkg -x "$deb" "$dir.tmp" && rm -rf "$dir" && mv "$dir.tmp" "$dir" \
