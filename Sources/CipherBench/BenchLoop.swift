@@ -25,7 +25,10 @@ public enum SuiteBenchmark {
     /// Measures each suite in `suites` at both packet sizes for `seconds` per measurement, printing the table.
     ///
     /// - Throws: `ControlError` for a suite this machine cannot run, or when the two sides disagree.
-    public static func run(seconds: Double, suites: [any CipherSuite.Type], providers: [AEADProvider] = AEADProvider.allCases) throws {
+    public static func run(
+        seconds: Double, suites: [any CipherSuite.Type], providers: [AEADProvider] = AEADProvider.allCases,
+        sizes: [Int] = BenchLoop.packetSizes
+    ) throws {
         for s in suites where !s.isAvailable {
             throw ControlError("suite \(s.name) does not run on this machine (libsodium needs AES-NI and CLMUL for it)")
         }
@@ -38,7 +41,7 @@ public enum SuiteBenchmark {
         let table = BenchTable()
         table.printHeader()
         for s in suites {
-            for size in BenchLoop.packetSizes {
+            for size in sizes {
                 let rows = try BenchLoop.measure(
                     suite: s, packetLength: size, sliceNanoseconds: sliceNanoseconds, providers: providers.filter { $0.runs(s) })
                 for row in rows { table.printRow(row) }
@@ -172,8 +175,8 @@ final class FrameRing {
     @inline(__always) func frame(_ i: Int) -> UnsafeMutableRawPointer { base + i * stride }
 }
 
-enum BenchLoop {
-    static let packetSizes = [1420, 64]
+public enum BenchLoop {
+    public static let packetSizes = [1420, 64]
     static let slices = 5
     static let ringFrames = 64
 

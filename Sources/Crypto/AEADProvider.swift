@@ -117,7 +117,14 @@ public enum AEADProviders {
                 for i in 0..<k.count { k[i] = UInt8(truncatingIfNeeded: i &* 7 &+ Int(suite.wireID)) }
             }
             let reference = SessionCipher(suite: suite, key: key, provider: .libsodium)
-            let tested = SessionCipher(suite: suite, key: key, provider: provider)
+            // OpenSSL itself at every length (a SessionCipher would give short texts to libsodium).
+            let tested: any FrameCipher
+            if provider == .openssl {
+                guard let direct = reference.openSSLDirect() else { return "OpenSSL cannot key \(suite.name)" }
+                tested = direct
+            } else {
+                tested = SessionCipher(suite: suite, key: key, provider: provider)
+            }
             let ad = (0..<16).map { UInt8(truncatingIfNeeded: $0 &* 13) }
             for (i, length) in testLengths.enumerated() {
                 let counter = UInt64(i) &* 0x0101_0101_0101 &+ 3
@@ -144,6 +151,14 @@ public enum AEADProviders {
         return nil
     }
 }
+
+/// What the self-test needs of a cipher: in-place seal and open under a counter.
+protocol FrameCipher {
+    func seal(_ buffer: UnsafeMutableRawPointer, length: Int, counter: UInt64, authenticating ad: UnsafeRawBufferPointer) -> Int
+    func open(_ buffer: UnsafeMutableRawPointer, length: Int, counter: UInt64, authenticating ad: UnsafeRawBufferPointer) -> Int?
+}
+
+extension SessionCipher: FrameCipher {}
 
 @inline(__always)
 private func memcmpEqual(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ n: Int) -> Bool {
@@ -181,6 +196,12 @@ enum OpenSSLAEAD {
 /// `deinit` frees every context with EVP_CIPHER_CTX_free, which wipes them. The key bytes themselves stay in
 /// the `SecretBytes` that the owning `SessionCipher` holds; nothing here copies them.
 final class OpenSSLKeyedAEAD: @unchecked Sendable {
+    /// Shorter texts go to libsodium even when OpenSSL is the provider (same bytes): EVP's per-call setup
+    /// (nonce, tag and final through the provider's parameter interface) costs more than its faster cipher
+    /// saves on a TCP ACK. The crossover measured with bench/README.md's `tunvpn bench --bytes` lay between
+    /// 192 and 768 bytes on a 2-core EPYC VM.
+    static let minimumLength = 512
+
     /// An EVP_CIPHER_CTX pointer; it crosses threads only through the pools' locks, used by one at a time.
     struct Context: @unchecked Sendable { let pointer: OpaquePointer }
 

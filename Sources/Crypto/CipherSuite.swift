@@ -297,11 +297,19 @@ public final class SessionCipher: Sendable {
             guard let n = nonce.baseAddress else { preconditionFailure("stack allocation has an address") }
             engine.writeNonce(counter: counter, into: n)
             // OpenSSL fails only when it cannot make a context; libsodium then gives the same bytes.
-            if let openssl, let sealed = openssl.seal(nonce: n, from: input, into: output, length: length, ad: ad) {
+            if let openssl, length >= OpenSSLKeyedAEAD.minimumLength,
+                let sealed = openssl.seal(nonce: n, from: input, into: output, length: length, ad: ad)
+            {
                 return sealed
             }
             return engine.seal(key: key.unsafePointer, nonce: n, from: input, into: output, length: length, authenticating: ad)
         }
+    }
+
+    /// This key and suite in OpenSSL alone, at every length (for the self-test), or nil without OpenSSL.
+    func openSSLDirect() -> OpenSSLDirectCipher? {
+        guard let evp = OpenSSLKeyedAEAD(suite: engine, key: key) else { return nil }
+        return OpenSSLDirectCipher(engine: engine, evp: evp)
     }
 
     /// Opens `input[0..<length]` (ciphertext ‖ tag) into `output` (`input` itself, or not overlapping it);
@@ -314,8 +322,32 @@ public final class SessionCipher: Sendable {
         withUnsafeTemporaryAllocation(byteCount: CipherSuites.maxNonceLength, alignment: 8) { nonce in
             guard let n = nonce.baseAddress else { preconditionFailure("stack allocation has an address") }
             engine.writeNonce(counter: counter, into: n)
-            if let openssl { return openssl.open(nonce: n, from: input, into: output, length: length, ad: ad) }
+            if let openssl, length - engine.tagLength >= OpenSSLKeyedAEAD.minimumLength {
+                return openssl.open(nonce: n, from: input, into: output, length: length, ad: ad)
+            }
             return engine.open(key: key.unsafePointer, nonce: n, from: input, into: output, length: length, authenticating: ad)
+        }
+    }
+}
+
+/// One key in OpenSSL at every length, with `SessionCipher`'s nonces: what the provider self-test checks.
+struct OpenSSLDirectCipher: FrameCipher {
+    let engine: any CipherSuite.Type
+    let evp: OpenSSLKeyedAEAD
+
+    func seal(_ buffer: UnsafeMutableRawPointer, length: Int, counter: UInt64, authenticating ad: UnsafeRawBufferPointer) -> Int {
+        withUnsafeTemporaryAllocation(byteCount: CipherSuites.maxNonceLength, alignment: 8) { nonce in
+            guard let n = nonce.baseAddress else { preconditionFailure("stack allocation has an address") }
+            engine.writeNonce(counter: counter, into: n)
+            return evp.seal(nonce: n, from: buffer, into: buffer, length: length, ad: ad) ?? -1
+        }
+    }
+
+    func open(_ buffer: UnsafeMutableRawPointer, length: Int, counter: UInt64, authenticating ad: UnsafeRawBufferPointer) -> Int? {
+        withUnsafeTemporaryAllocation(byteCount: CipherSuites.maxNonceLength, alignment: 8) { nonce in
+            guard let n = nonce.baseAddress else { preconditionFailure("stack allocation has an address") }
+            engine.writeNonce(counter: counter, into: n)
+            return evp.open(nonce: n, from: buffer, into: buffer, length: length, ad: ad)
         }
     }
 }

@@ -32,11 +32,17 @@ struct Bench: ParsableCommand {
             "AEAD provider to measure, repeatable (default: libsodium and openssl).", valueName: "libsodium|openssl"))
     var cryptoProvider: [String] = []
 
+    @Option(help: ArgumentHelp("Packet size to measure, repeatable, 0 to 65535 (default: 1420 and 64).", valueName: "BYTES"))
+    var bytes: [Int] = []
+
     func validate() throws {
         guard seconds > 0, seconds <= 600 else { throw ValidationError("--seconds must be more than 0 and at most 600") }
         for name in suite where CipherSuites.named(name) == nil {
             let known = CipherSuites.all.map { $0.name }.joined(separator: ", ")
             throw ValidationError("unknown suite '\(name)' (known: \(known))")
+        }
+        for b in bytes where !(0...65535).contains(b) {
+            throw ValidationError("--bytes \(b): a packet size is 0 to 65535 bytes (e.g. --bytes 512)")
         }
         for name in cryptoProvider where AEADProvider(rawValue: name) == nil {
             throw ValidationError("--crypto-provider '\(name)': not a provider; use libsodium or openssl (e.g. --crypto-provider openssl)")
@@ -48,7 +54,7 @@ struct Bench: ParsableCommand {
             let providers = cryptoProvider.isEmpty ? AEADProvider.allCases : cryptoProvider.compactMap { AEADProvider(rawValue: $0) }
             try SuiteBenchmark.run(
                 seconds: seconds, suites: suite.isEmpty ? CipherSuites.available : suite.compactMap { CipherSuites.named($0) },
-                providers: providers)
+                providers: providers, sizes: bytes.isEmpty ? BenchLoop.packetSizes : bytes)
         }
     }
 }

@@ -36,10 +36,16 @@ import TestSupport
 
     @Test func benchMeasuresOnlyTheProviderAskedFor() throws {
         let r = try runCommand(
-            TestBinaries.tunvpn, ["bench", "--seconds", "0.05", "--suite", "xchacha20poly1305", "--crypto-provider", "openssl"], timeout: 120)
+            TestBinaries.tunvpn,
+            ["bench", "--seconds", "0.05", "--suite", "xchacha20poly1305", "--crypto-provider", "openssl", "--bytes", "600", "--bytes", "0"],
+            timeout: 120)
         #expect(r.status == 0, "\(r.stderr)")
         let rows = r.stdout.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }.filter { $0.first == "xchacha20poly1305" }
         #expect(rows.count == 2 && rows.allSatisfy { $0[2] == "openssl" }, "\(r.stdout)")
+        #expect(rows.map { $0[1] } == ["600", "0"], "\(r.stdout)")
+        let tooBig = try runCommand(TestBinaries.tunvpn, ["bench", "--bytes", "70000"])
+        #expect(tooBig.status != 0)
+        #expect(tooBig.stderr.contains("--bytes 70000: a packet size is 0 to 65535 bytes (e.g. --bytes 512)"), "\(tooBig.stderr)")
         let bad = try runCommand(TestBinaries.tunvpn, ["bench", "--crypto-provider", "gnutls"])
         #expect(bad.status != 0)
         #expect(bad.stderr.contains("--crypto-provider 'gnutls': not a provider; use libsodium or openssl"), "\(bad.stderr)")
