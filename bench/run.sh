@@ -31,6 +31,7 @@ its section of bench/RESULTS.md; --quick (1 round, 3 s tests, short sweep) only 
 
 Environment: TUNVPN=path (use this binary instead of building), ROUNDS, DURATION, SWEEP_DURATION,
 SWEEP_RATES ("100M 200M …"), SWEEP_REFINE (bisection steps after the first failing rate), PINGS, SCRATCH_PATH (SwiftPM scratch path, default .build),
+TUNVPN_ARGS (more options for both tunvpn ends, e.g. "--crypto-provider libsodium"),
 WG_MODERN=path (the modern wireguard-go to use instead of fetching bookworm-backports' into
 WG_MODERN_CACHE, default /var/cache/tunvpn-bench), WG_MODERN_SUITE (default bookworm-backports).
 EOF
@@ -70,6 +71,8 @@ SWEEP_DURATION=${SWEEP_DURATION:-2}
 SWEEP_RATES=${SWEEP_RATES:-"100M 200M 400M 800M 1.2G 1.6G 2.4G 3.2G 4.8G 6.4G"}
 SWEEP_REFINE=${SWEEP_REFINE:-3}
 PINGS=${PINGS:-200}
+TUNVPN_ARGS=${TUNVPN_ARGS:-}
+[[ "$TUNVPN_ARGS" =~ ^[-a-z0-9\ =]*$ ]] || die "TUNVPN_ARGS takes plain options only, like '--crypto-provider libsodium'"
 MTU=1420
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS/--rounds must be a positive integer, not '$ROUNDS'"
 [[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || die "DURATION/--duration must be a positive number of seconds, not '$DURATION'"
@@ -251,13 +254,13 @@ setup_tunvpn() {
     "$tunvpn" keygen --out "$k" --name client --force >/dev/null
     cp "$k/client.pub" "$k/clients"
     ip netns exec "$NS_S" "$tunvpn" server --key "$k/server.key" --clients "$k/clients" --listen 0.0.0.0:51820 \
-        --address 10.8.0.1/16 --mtu "$MTU" --dev tvb0 --no-nat >"$work/tunvpn-server.log" 2>&1 &
+        --address 10.8.0.1/16 --mtu "$MTU" --dev tvb0 --no-nat $TUNVPN_ARGS >"$work/tunvpn-server.log" 2>&1 &
     local server=$!
     pids+=("$server")
     wait_for 10 "tunvpn server to listen" grep -q "server listening" "$work/tunvpn-server.log" \
         || die "tunvpn server did not start: $(tail -5 "$work/tunvpn-server.log")"
     ip netns exec "$NS_C" "$tunvpn" client --key "$k/client.key" --peer-key "$k/server.pub" --endpoint 10.101.0.1:51820 \
-        --mtu "$MTU" --dev tvb0 --no-routes >"$work/tunvpn-client.log" 2>&1 &
+        --mtu "$MTU" --dev tvb0 --no-routes $TUNVPN_ARGS >"$work/tunvpn-client.log" 2>&1 &
     local client=$!
     pids+=("$client")
     wait_for 15 "the tunvpn client's 'tunnel up'" grep -q "tunnel up" "$work/tunvpn-client.log" \
@@ -266,6 +269,7 @@ setup_tunvpn() {
         || die "tvb0 in C never came up"
     ip -n "$NS_C" route add 10.201.0.0/24 dev tvb0
     ip -n "$NS_H" route add 10.8.0.0/16 via 10.201.0.1
+    [ "$round" != 1 ] || note "  $(grep -o 'crypto provider: [a-z]*' "$work/tunvpn-server.log" | head -1) (server)"
     vpn_client=$client vpn_server=$server
 }
 
@@ -467,7 +471,7 @@ elapsed=$(($(date +%s) - started_at))
 # ---- report ----------------------------------------------------------------------------------------
 mode=$([ "$quick" = 1 ] && echo quick || echo default)
 env_prefix=""
-for var in TUNVPN WG_MODERN SCRATCH_PATH ROUNDS DURATION SWEEP_DURATION SWEEP_RATES SWEEP_REFINE PINGS; do
+for var in TUNVPN TUNVPN_ARGS WG_MODERN SCRATCH_PATH ROUNDS DURATION SWEEP_DURATION SWEEP_RATES SWEEP_REFINE PINGS; do
     [ -n "${!var+set}" ] && [ -n "$(printenv "$var" || true)" ] && env_prefix+="$var='$(printenv "$var")' "
 done
 meta="$work/meta.json"
