@@ -30,8 +30,10 @@ let package = Package(
         .systemLibrary(name: "CSodium", pkgConfig: staticSodium ? nil : "libsodium", providers: [.apt(["libsodium-dev"])]),
         // QR codes for `tunvpn add-client --qr` (libqrencode).
         .systemLibrary(name: "CQREncode", pkgConfig: "libqrencode", providers: [.apt(["libqrencode-dev"])]),
+        // OpenSSL 3's libcrypto: an optional, faster provider of the per-packet AEAD (Sources/Crypto/AEADProvider.swift).
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .target(name: "CLinux"),
-        .target(name: "Crypto", dependencies: ["CSodium"], linkerSettings: sodiumLink),
+        .target(name: "Crypto", dependencies: ["CSodium", "COpenSSL"], linkerSettings: sodiumLink),
         .target(name: "Transport", dependencies: ["Crypto"]),
         .target(name: "Routing"),
         .target(

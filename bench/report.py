@@ -16,7 +16,9 @@ import re
 import statistics
 import sys
 
-VARIANTS = [("tunvpn", "tunvpn"), ("wggo", "wireguard-go"), ("veth", "veth")]
+# wgnew: bookworm-backports' wireguard-go (with offloads), wggo: the system's (bookworm) wireguard-go.
+VARIANTS = [("tunvpn", "tunvpn"), ("wgnew", "wireguard-go (backports)"), ("wggo", "wireguard-go (bookworm)"),
+            ("veth", "veth")]
 
 # key, label, unit, which way is better ("up" or "down"), decimals
 METRICS = [
@@ -135,16 +137,18 @@ def cmd_summarize(raw_path, meta_path):
     out.append(f"- Command: `{meta['command']}`")
     out.append(f"- Machine: {meta['nproc']} CPUs ({meta['cpu']}), kernel {meta['kernel']}; "
                f"load average at start {meta['load_start']}, at end {meta['load_end']}")
-    out.append(f"- Versions: tunvpn `{meta['tunvpn_version']}`, {meta['wireguard_go_version']}, "
-               f"{meta['iperf3_version']}")
+    out.append(f"- Versions: tunvpn `{meta['tunvpn_version']}`; wireguard-go (backports): "
+               f"{meta.get('wireguard_go_modern_version', '—')}; wireguard-go (bookworm): "
+               f"{meta['wireguard_go_version']}; {meta['iperf3_version']}")
     out.append(f"- Settings: {meta['settings']}")
     out.append(f"- Run time: {meta['elapsed']}")
     out.append("")
     out.append("Medians across rounds. Ratios above 1 mean the first is larger: better for rows marked ↑, "
                "worse for rows marked ↓.")
     out.append("")
-    out.append("| metric | unit | tunvpn | wireguard-go | veth | tunvpn / wireguard-go | tunvpn / veth | wireguard-go / veth |")
-    out.append("|---|---|--:|--:|--:|--:|--:|--:|")
+    out.append("| metric | unit | tunvpn | wireguard-go (backports) | wireguard-go (bookworm) | veth "
+               "| tunvpn / wg-go backports | tunvpn / wg-go bookworm | tunvpn / veth | wg-go backports / veth |")
+    out.append("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
     for key, label, unit, better, decimals in METRICS:
         scale = 1e-3 if key == "udp_pps" else 1
         meds = {}
@@ -160,14 +164,15 @@ def cmd_summarize(raw_path, meta_path):
         vs_veth = key in ("tcp_up", "tcp_down", "tcp_p4", "udp_pps", "udp_sweep", "rtt_med", "rtt_p99")
         out.append(
             f"| {label} {arrow} | {unit} | " + " | ".join(cells) + " | "
+            + ratio(meds["tunvpn"], meds["wgnew"]) + " | "
             + ratio(meds["tunvpn"], meds["wggo"]) + " | "
             + (ratio(meds["tunvpn"], meds["veth"]) if vs_veth else "—") + " | "
-            + (ratio(meds["wggo"], meds["veth"]) if vs_veth else "—") + " |")
+            + (ratio(meds["wgnew"], meds["veth"]) if vs_veth else "—") + " |")
     out.append("")
     out.append("<details><summary>Every round</summary>")
     out.append("")
-    out.append("| metric | tunvpn | wireguard-go | veth |")
-    out.append("|---|---|---|---|")
+    out.append("| metric | " + " | ".join(label for _, label in VARIANTS) + " |")
+    out.append("|---|" + "---|" * len(VARIANTS))
     for key, label, unit, _, decimals in METRICS:
         if key == "rtt_added":
             continue

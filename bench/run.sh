@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# bench/run.sh: tunvpn, wireguard-go and a bare veth path measured side by side, interleaved in one run.
+# bench/run.sh: tunvpn, wireguard-go (bookworm-backports' modern build and the system's old one) and a bare
+# veth path measured side by side, interleaved in one run.
 # Run as root; see bench/README.md.
 #
 #   C (client)                        S (server, ip_forward=1)                 H (host behind S)
@@ -7,6 +8,7 @@
 #                                     s1 10.201.0.1/24 ───── veth ───── h0 10.201.0.2/24
 #   tunvpn:        C tvb0 10.8.0.x   ⇄ S tvb0 10.8.0.1/16     H: 10.8.0.0/16 via 10.201.0.1
 #   wireguard-go:  C wgc$$ 10.9.0.2  ⇄ S wgs$$ 10.9.0.1/24    H: 10.9.0.0/24 via 10.201.0.1
+#                  (the modern build: wmc$$ and wms$$, same addresses)
 #   veth:          C: 10.201.0.0/24 via 10.101.0.1            H: 10.101.0.0/24 via 10.201.0.1
 #
 # Rounds run A B C A B C …; each variant gets freshly made namespaces and is torn down completely before
@@ -23,12 +25,15 @@ usage() {
     cat <<EOF
 Usage: sudo bench/run.sh [--quick] [--rounds N] [--duration SECONDS] [--results FILE | --no-results]
 
-Measures tunvpn, wireguard-go and bare veth in network namespaces, interleaved, and prints a Markdown
-table of medians and ratios. The default run (3 rounds, 10 s tests) takes about 10 minutes and replaces
+Measures tunvpn, two wireguard-go builds (bookworm-backports' and the system's) and bare veth in network
+namespaces, interleaved, and prints a Markdown table of medians and ratios. The default run (3 rounds, 10 s tests) takes about 10 minutes and replaces
 its section of bench/RESULTS.md; --quick (1 round, 3 s tests, short sweep) only prints.
 
 Environment: TUNVPN=path (use this binary instead of building), ROUNDS, DURATION, SWEEP_DURATION,
-SWEEP_RATES ("100M 200M …"), SWEEP_REFINE (bisection steps after the first failing rate), PINGS, SCRATCH_PATH (SwiftPM scratch path, default .build).
+SWEEP_RATES ("100M 200M …"), SWEEP_REFINE (bisection steps after the first failing rate), PINGS, SCRATCH_PATH (SwiftPM scratch path, default .build),
+TUNVPN_ARGS (more options for both tunvpn ends, e.g. "--crypto-provider libsodium"),
+WG_MODERN=path (the modern wireguard-go to use instead of fetching bookworm-backports' into
+WG_MODERN_CACHE, default /var/cache/tunvpn-bench), WG_MODERN_SUITE (default bookworm-backports).
 EOF
 }
 
@@ -66,6 +71,8 @@ SWEEP_DURATION=${SWEEP_DURATION:-2}
 SWEEP_RATES=${SWEEP_RATES:-"100M 200M 400M 800M 1.2G 1.6G 2.4G 3.2G 4.8G 6.4G"}
 SWEEP_REFINE=${SWEEP_REFINE:-3}
 PINGS=${PINGS:-200}
+TUNVPN_ARGS=${TUNVPN_ARGS:-}
+[[ "$TUNVPN_ARGS" =~ ^[-a-z0-9\ =]*$ ]] || die "TUNVPN_ARGS takes plain options only, like '--crypto-provider libsodium'"
 MTU=1420
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS/--rounds must be a positive integer, not '$ROUNDS'"
 [[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || die "DURATION/--duration must be a positive number of seconds, not '$DURATION'"
@@ -94,6 +101,100 @@ for tool in ip iperf3 wireguard-go wg ping python3 timeout getconf awk; do
 done
 python3 -c 'import json, statistics' || die "python3 cannot import json/statistics"
 
+# ---- the modern wireguard-go (bookworm-backports), beside the system's -------------------------------
+# The system's wireguard-go stays as it is; the backports build is downloaded (`apt-get download`) and
+# unpacked (`dpkg -x`) into a private cache, and run from there. If the machine's APT sources lack the
+# backports suite, it is added as its own deb822 file with the URIs and Signed-By of the existing Debian
+# entry, at APT's default low priority for backports (100), so no installed package changes.
+WG_MODERN_SUITE=${WG_MODERN_SUITE:-bookworm-backports}
+WG_MODERN_CACHE=${WG_MODERN_CACHE:-/var/cache/tunvpn-bench}
+backports_sources=/etc/apt/sources.list.d/tunvpn-bench-$WG_MODERN_SUITE.sources
+added_sources=0
+
+add_backports_suite() { # writes $backports_sources from the Debian entry of debian.sources or sources.list
+    local uri="" signed=""
+    if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+        # The first stanza whose URIs end in /debian (not -security): its URIs and Signed-By.
+        read -r uri signed < <(awk 'BEGIN{RS=""; FS="\n"} {u=""; k=""; for (i = 1; i <= NF; i++) {
+                if ($i ~ /^URIs:/) { u = $i; sub(/^URIs:[ \t]*/, "", u) }
+                if ($i ~ /^Signed-By:/) { k = $i; sub(/^Signed-By:[ \t]*/, "", k) } }
+            if (u ~ /\/debian\/?$/) { print u, k; exit } }' /etc/apt/sources.list.d/debian.sources) || true
+    fi
+    if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
+        uri=$(awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i ~ /^https?:\/\//) { print $i; exit } }' \
+            /etc/apt/sources.list) || true
+    fi
+    [ -n "$uri" ] || die "cannot add $WG_MODERN_SUITE: no Debian mirror found in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list; add it yourself, e.g. a file /etc/apt/sources.list.d/backports.sources with 'Types: deb', 'URIs: http://deb.debian.org/debian', 'Suites: $WG_MODERN_SUITE', 'Components: main', 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg'"
+    note "adding $WG_MODERN_SUITE from $uri to APT's sources ($backports_sources)"
+    {
+        echo "# Added by tunvpn's bench/run.sh: the suite its modern wireguard-go comes from (bench/README.md)."
+        echo "Types: deb"
+        echo "URIs: $uri"
+        echo "Suites: $WG_MODERN_SUITE"
+        echo "Components: main"
+        [ -z "$signed" ] || echo "Signed-By: $signed"
+    } >"$backports_sources"
+    added_sources=1
+}
+
+# die, after taking out a sources file this run added (a suite APT cannot reach would break apt-get update).
+die_fetch() {
+    if [ "$added_sources" = 1 ]; then
+        rm -f "$backports_sources"
+        note "removed $backports_sources again"
+    fi
+    die "$@"
+}
+
+# Sets wg_modern to the path of the backports wireguard-go, fetching it into the cache when needed.
+fetch_modern_wireguard_go() {
+    local version dir deb
+    command -v apt-get >/dev/null && command -v dpkg >/dev/null \
+        || die "the modern wireguard-go comes from Debian's $WG_MODERN_SUITE with apt-get and dpkg, which this machine lacks; set WG_MODERN=/path/to/wireguard-go instead"
+    version=$(apt-cache madison wireguard-go 2>/dev/null | awk -F'|' -v s="$WG_MODERN_SUITE" '$3 ~ s { gsub(/ /, "", $2); print $2; exit }')
+    if [ -z "$version" ]; then
+        apt-cache policy 2>/dev/null | grep -q "$WG_MODERN_SUITE/main" || add_backports_suite
+        note "apt-get update (for $WG_MODERN_SUITE)"
+        DEBIAN_FRONTEND=noninteractive apt-get update >&2 || die_fetch "apt-get update failed, so $WG_MODERN_SUITE cannot be reached (see above)"
+        version=$(apt-cache madison wireguard-go 2>/dev/null | awk -F'|' -v s="$WG_MODERN_SUITE" '$3 ~ s { gsub(/ /, "", $2); print $2; exit }')
+    fi
+    [ -n "$version" ] || die_fetch "wireguard-go is not in $WG_MODERN_SUITE as APT sees it (apt-cache madison wireguard-go); check that the suite is reachable, or set WG_MODERN=/path/to/wireguard-go"
+    dir="$WG_MODERN_CACHE/wireguard-go_$version"
+    if [ ! -x "$dir/usr/bin/wireguard-go" ]; then
+        note "downloading wireguard-go $version from $WG_MODERN_SUITE into $dir (the installed package is not touched)"
+        mkdir -p "$WG_MODERN_CACHE/download"
+        # APT downloads as its sandbox user when that user may write the directory.
+        ! id _apt >/dev/null 2>&1 || chown _apt "$WG_MODERN_CACHE/download"
+        rm -f "$WG_MODERN_CACHE"/download/wireguard-go_*.deb
+        # apt-get download writes to the current directory; as root it downloads unsandboxed (a warning).
+        (cd "$WG_MODERN_CACHE/download" && apt-get download -q "wireguard-go/$WG_MODERN_SUITE" >&2) \
+            || die_fetch "apt-get download wireguard-go/$WG_MODERN_SUITE failed: the suite cannot be reached (see above)"
+        deb=$(ls "$WG_MODERN_CACHE"/download/wireguard-go_*.deb 2>/dev/null | head -1)
+        [ -n "$deb" ] || die "apt-get download left no wireguard-go .deb in $WG_MODERN_CACHE/download"
+        rm -rf "$dir.tmp" && mkdir -p "$dir.tmp" && dpkg -x "$deb" "$dir.tmp" && rm -rf "$dir" && mv "$dir.tmp" "$dir" \
+            || die "dpkg -x $deb into $dir failed"
+        rm -f "$deb"
+    fi
+    wg_modern="$dir/usr/bin/wireguard-go"
+    [ -x "$wg_modern" ] || die "$wg_modern is missing after unpacking wireguard-go $version"
+    wg_modern_package="Debian package $version"
+}
+
+wg_modern_package=""
+if [ -n "${WG_MODERN:-}" ]; then
+    [ -x "$WG_MODERN" ] || die "WG_MODERN=$WG_MODERN is not an executable file"
+    wg_modern=$WG_MODERN
+else
+    fetch_modern_wireguard_go
+fi
+# The binary's own version string can lag behind the release (0.0.20231211 reports v0.0.20230223), so
+# the report names the Debian package too.
+wg_modern_version="$("$wg_modern" --version 2>&1 | head -1)${wg_modern_package:+ ($wg_modern_package)}"
+wg_old_version="$(wireguard-go --version 2>&1 | head -1) (Debian package $(dpkg-query -W -f '${Version}' wireguard-go 2>/dev/null || echo unknown))"
+note "wireguard-go: $wg_old_version (the system's, $(command -v wireguard-go)) and $wg_modern_version ($wg_modern)"
+[ "$wg_modern_version" != "$wg_old_version" ] \
+    || note "warning: both wireguard-go binaries report the same version ($wg_old_version)"
+
 # ---- tunvpn binary ---------------------------------------------------------------------------------
 if [ -n "${TUNVPN:-}" ]; then
     [ -x "$TUNVPN" ] || die "TUNVPN=$TUNVPN is not an executable file"
@@ -116,13 +217,15 @@ tag="tvbench$$"
 NS_C="$tag-c"; NS_S="$tag-s"; NS_H="$tag-h"
 WG_C="wgc$$"; WG_S="wgs$$"        # wireguard-go's UAPI sockets live in /var/run/wireguard, shared by all
                                   # namespaces, so the two ends (and concurrent runs) need distinct names
+WGM_C="wmc$$"; WGM_S="wms$$"      # the same for the modern wireguard-go
 work=$(mktemp -d "/tmp/$tag.XXXXXX")
 raw="$work/raw.tsv"; : >"$raw"
 failures=()
 clk_tck=$(getconf CLK_TCK)
 started_at=$(date +%s)
 
-topo_files=("/var/run/wireguard/$WG_C.sock" "/var/run/wireguard/$WG_S.sock") # topo_teardown removes them
+topo_files=("/var/run/wireguard/$WG_C.sock" "/var/run/wireguard/$WG_S.sock" # topo_teardown removes them
+    "/var/run/wireguard/$WGM_C.sock" "/var/run/wireguard/$WGM_S.sock")
 topo_traps
 
 
@@ -151,13 +254,13 @@ setup_tunvpn() {
     "$tunvpn" keygen --out "$k" --name client --force >/dev/null
     cp "$k/client.pub" "$k/clients"
     ip netns exec "$NS_S" "$tunvpn" server --key "$k/server.key" --clients "$k/clients" --listen 0.0.0.0:51820 \
-        --address 10.8.0.1/16 --mtu "$MTU" --dev tvb0 --no-nat >"$work/tunvpn-server.log" 2>&1 &
+        --address 10.8.0.1/16 --mtu "$MTU" --dev tvb0 --no-nat $TUNVPN_ARGS >"$work/tunvpn-server.log" 2>&1 &
     local server=$!
     pids+=("$server")
     wait_for 10 "tunvpn server to listen" grep -q "server listening" "$work/tunvpn-server.log" \
         || die "tunvpn server did not start: $(tail -5 "$work/tunvpn-server.log")"
     ip netns exec "$NS_C" "$tunvpn" client --key "$k/client.key" --peer-key "$k/server.pub" --endpoint 10.101.0.1:51820 \
-        --mtu "$MTU" --dev tvb0 --no-routes >"$work/tunvpn-client.log" 2>&1 &
+        --mtu "$MTU" --dev tvb0 --no-routes $TUNVPN_ARGS >"$work/tunvpn-client.log" 2>&1 &
     local client=$!
     pids+=("$client")
     wait_for 15 "the tunvpn client's 'tunnel up'" grep -q "tunnel up" "$work/tunvpn-client.log" \
@@ -166,36 +269,41 @@ setup_tunvpn() {
         || die "tvb0 in C never came up"
     ip -n "$NS_C" route add 10.201.0.0/24 dev tvb0
     ip -n "$NS_H" route add 10.8.0.0/16 via 10.201.0.1
+    [ "$round" != 1 ] || note "  $(grep -o 'crypto provider: [a-z]*' "$work/tunvpn-server.log" | head -1) (server)"
     vpn_client=$client vpn_server=$server
 }
 
-setup_wggo() {
-    local k="$work/wg" side
+# wireguard_go_pair BINARY IF_S IF_C: one wireguard-go in S and one in C, joined, with routes through them.
+wireguard_go_pair() {
+    local bin=$1 if_s=$2 if_c=$3 k="$work/wg" side
     mkdir -p "$k"
     (umask 077; wg genkey >"$k/c.key"; wg genkey >"$k/s.key")
     wg pubkey <"$k/c.key" >"$k/c.pub"
     wg pubkey <"$k/s.key" >"$k/s.pub"
-    ip netns exec "$NS_S" env WG_PROCESS_FOREGROUND=1 LOG_LEVEL=error wireguard-go "$WG_S" >"$work/wg-server.log" 2>&1 &
+    ip netns exec "$NS_S" env WG_PROCESS_FOREGROUND=1 LOG_LEVEL=error "$bin" "$if_s" >"$work/wg-server.log" 2>&1 &
     vpn_server=$!
     pids+=("$vpn_server")
-    ip netns exec "$NS_C" env WG_PROCESS_FOREGROUND=1 LOG_LEVEL=error wireguard-go "$WG_C" >"$work/wg-client.log" 2>&1 &
+    ip netns exec "$NS_C" env WG_PROCESS_FOREGROUND=1 LOG_LEVEL=error "$bin" "$if_c" >"$work/wg-client.log" 2>&1 &
     vpn_client=$!
     pids+=("$vpn_client")
-    for side in "$WG_S" "$WG_C"; do
+    for side in "$if_s" "$if_c"; do
         wait_for 5 "wireguard-go's socket for $side" test -S "/var/run/wireguard/$side.sock" \
             || die "wireguard-go $side did not start: $(tail -3 "$work"/wg-*.log)"
     done
-    in_ns "$NS_S" wg set "$WG_S" listen-port 51821 private-key "$k/s.key" \
+    in_ns "$NS_S" wg set "$if_s" listen-port 51821 private-key "$k/s.key" \
         peer "$(cat "$k/c.pub")" allowed-ips 10.9.0.2/32
-    ip -n "$NS_S" addr add 10.9.0.1/24 dev "$WG_S"
-    ip -n "$NS_S" link set "$WG_S" mtu "$MTU" up
-    in_ns "$NS_C" wg set "$WG_C" private-key "$k/c.key" \
+    ip -n "$NS_S" addr add 10.9.0.1/24 dev "$if_s"
+    ip -n "$NS_S" link set "$if_s" mtu "$MTU" up
+    in_ns "$NS_C" wg set "$if_c" private-key "$k/c.key" \
         peer "$(cat "$k/s.pub")" allowed-ips 10.9.0.0/24,10.201.0.0/24 endpoint 10.101.0.1:51821
-    ip -n "$NS_C" addr add 10.9.0.2/24 dev "$WG_C"
-    ip -n "$NS_C" link set "$WG_C" mtu "$MTU" up
-    ip -n "$NS_C" route add 10.201.0.0/24 dev "$WG_C"
+    ip -n "$NS_C" addr add 10.9.0.2/24 dev "$if_c"
+    ip -n "$NS_C" link set "$if_c" mtu "$MTU" up
+    ip -n "$NS_C" route add 10.201.0.0/24 dev "$if_c"
     ip -n "$NS_H" route add 10.9.0.0/24 via 10.201.0.1
 }
+
+setup_wggo() { wireguard_go_pair wireguard-go "$WG_S" "$WG_C"; }
+setup_wgnew() { wireguard_go_pair "$wg_modern" "$WGM_S" "$WGM_C"; }
 
 setup_veth() {
     ip -n "$NS_C" route add 10.201.0.0/24 via 10.101.0.1
@@ -355,7 +463,7 @@ run_variant() {
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 note "tunvpn: $tunvpn; $ROUNDS round(s), ${DURATION}s tests, sweep ${SWEEP_DURATION}s steps: $SWEEP_RATES, then $SWEEP_REFINE bisection step(s)"
 for round in $(seq "$ROUNDS"); do
-    for v in tunvpn wggo veth; do run_variant "$v"; done
+    for v in tunvpn wgnew wggo veth; do run_variant "$v"; done
 done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed=$(($(date +%s) - started_at))
@@ -363,15 +471,15 @@ elapsed=$(($(date +%s) - started_at))
 # ---- report ----------------------------------------------------------------------------------------
 mode=$([ "$quick" = 1 ] && echo quick || echo default)
 env_prefix=""
-for var in TUNVPN SCRATCH_PATH ROUNDS DURATION SWEEP_DURATION SWEEP_RATES SWEEP_REFINE PINGS; do
+for var in TUNVPN TUNVPN_ARGS WG_MODERN SCRATCH_PATH ROUNDS DURATION SWEEP_DURATION SWEEP_RATES SWEEP_REFINE PINGS; do
     [ -n "${!var+set}" ] && [ -n "$(printenv "$var" || true)" ] && env_prefix+="$var='$(printenv "$var")' "
 done
 meta="$work/meta.json"
 MODE=$mode COMMAND="$env_prefix$command_line" LOAD_START=$load_start LOAD_END=$load_end \
 ELAPSED="$((elapsed / 60)) min $((elapsed % 60)) s" \
-SETTINGS="$ROUNDS round(s) of tunvpn → wireguard-go → veth; iperf3 TCP ${DURATION} s per test; UDP -l 1392 -w 4M, -b 0 for ${DURATION} s, sweep ${SWEEP_DURATION} s per step over $SWEEP_RATES, then $SWEEP_REFINE bisection step(s) below the first rate with ≥1% loss; $PINGS pings at -i 0.01; tunnel MTU $MTU" \
+SETTINGS="$ROUNDS round(s) of tunvpn → wireguard-go (backports) → wireguard-go (system) → veth; iperf3 TCP ${DURATION} s per test; UDP -l 1392 -w 4M, -b 0 for ${DURATION} s, sweep ${SWEEP_DURATION} s per step over $SWEEP_RATES, then $SWEEP_REFINE bisection step(s) below the first rate with ≥1% loss; $PINGS pings at -i 0.01; tunnel MTU $MTU" \
 TUNVPN_VERSION="$(git -C "$repo" describe --always --dirty --tags 2>/dev/null || echo unknown)" \
-NPROC="$(nproc)" WG_VERSION="$(wireguard-go --version 2>&1 | head -1)" IPERF_VERSION="$(iperf3 --version 2>&1 | head -1)" \
+NPROC="$(nproc)" WG_VERSION="$wg_old_version" WG_MODERN_VERSION="$wg_modern_version" IPERF_VERSION="$(iperf3 --version 2>&1 | head -1)" \
 FAILURES="$(printf '%s\n' "${failures[@]+"${failures[@]}"}")" \
 python3 - "$meta" <<'EOF'
 import json, os, subprocess, sys, datetime
@@ -387,7 +495,8 @@ meta = {
     "nproc": os.environ["NPROC"], "kernel": os.uname().release, "cpu": cpu,
     "load_start": os.environ["LOAD_START"], "load_end": os.environ["LOAD_END"], "elapsed": os.environ["ELAPSED"],
     "settings": os.environ["SETTINGS"], "tunvpn_version": os.environ["TUNVPN_VERSION"],
-    "wireguard_go_version": os.environ["WG_VERSION"], "iperf3_version": os.environ["IPERF_VERSION"],
+    "wireguard_go_version": os.environ["WG_VERSION"],
+    "wireguard_go_modern_version": os.environ["WG_MODERN_VERSION"], "iperf3_version": os.environ["IPERF_VERSION"],
     "failures": [l for l in os.environ["FAILURES"].splitlines() if l],
 }
 with open(sys.argv[1], "w") as f:

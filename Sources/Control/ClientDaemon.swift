@@ -235,6 +235,7 @@ public enum ClientDaemon {
         if !c.tunnel.dryRun { try requireNetworkAdministration("tunvpn client") }
         let logger = c.tunnel.makeLogger("tunvpn")
         let dev = c.tunnel.device
+        try c.tunnel.applyCryptoProvider(logger)
         let privateKey: PrivateKey
         if let inline = c.privateKey {
             privateKey = inline

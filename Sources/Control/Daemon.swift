@@ -23,6 +23,8 @@ public struct TunnelSettings: Sendable {
     public var psk: PrivateKey?
     /// Cipher suites to allow, in preference order; empty for every suite this machine runs.
     public var suites: [String] = []
+    /// Who computes the per-packet AEAD (`--crypto-provider`); the frames are the same bytes either way.
+    public var cryptoProvider: AEADProviderChoice = .auto
     public var logLevel: Logger.Level = .info
     /// Testing only: every protocol timer multiplied by this factor, in (0, 1].
     public var timerScale: Double = 1
@@ -57,6 +59,18 @@ public struct TunnelSettings: Sendable {
             throw ControlError("none of the chosen suites runs on this machine (aes256gcm needs AES-NI)")
         }
         return usable
+    }
+
+    /// Resolves `cryptoProvider` (with `auto`, OpenSSL only after its self-test against libsodium), makes it
+    /// the process's default for every session from now on, and logs which provider runs. Call once at
+    /// startup, before any session exists.
+    ///
+    /// - Throws: `ControlError` when `openssl` was asked for and cannot run here.
+    func applyCryptoProvider(_ logger: Logger) throws(ControlError) {
+        let selection: AEADProviderSelection
+        do { selection = try AEADProviders.select(cryptoProvider) } catch { throw ControlError(error.description) }
+        AEADProviders.setProcessDefault(selection.provider)
+        logger.info("crypto provider: \(selection.provider), \(selection.summary)")
     }
 
     /// The handshake's settings: the pre-shared key, when a file names one.

@@ -115,6 +115,7 @@ public enum ServerDaemon {
         if !c.tunnel.dryRun { try requireNetworkAdministration("tunvpn server") }
         let logger = c.tunnel.makeLogger("tunvpn")
         let privateKey = try KeyFiles.loadPrivateKey(c.keyFile)
+        try c.tunnel.applyCryptoProvider(logger)
         var c = c
         if let asked = c.address6, !c.noIPv6, !c.tunnel.ipv6Capable {
             logger.warning("--address \(asked): the tunnel carries no IPv6, this host has IPv6 turned off")

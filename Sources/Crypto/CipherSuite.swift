@@ -44,6 +44,20 @@ public protocol CipherSuite: Sendable {
         key: UnsafeRawPointer, nonce: UnsafeRawPointer, buffer: UnsafeMutableRawPointer, length: Int,
         authenticating ad: UnsafeRawBufferPointer
     ) -> Int?
+
+    /// `seal`, reading the plaintext from `input` and writing ciphertext ‖ tag to `output`, which is either
+    /// `input` itself or does not overlap it.
+    static func seal(
+        key: UnsafeRawPointer, nonce: UnsafeRawPointer, from input: UnsafeRawPointer, into output: UnsafeMutableRawPointer,
+        length: Int, authenticating ad: UnsafeRawBufferPointer
+    ) -> Int
+
+    /// `open`, reading ciphertext ‖ tag from `input` and writing the plaintext to `output` (`input` itself or
+    /// not overlapping it).
+    static func open(
+        key: UnsafeRawPointer, nonce: UnsafeRawPointer, from input: UnsafeRawPointer, into output: UnsafeMutableRawPointer,
+        length: Int, authenticating ad: UnsafeRawBufferPointer
+    ) -> Int?
 }
 
 /// Writes `counter` little-endian at `offset` of an otherwise zero nonce of `length` bytes.
@@ -63,32 +77,32 @@ typealias SodiumDecrypt = (
     UInt64, UnsafePointer<UInt8>?, UInt64, UnsafePointer<UInt8>, UnsafePointer<UInt8>
 ) -> Int32
 
-/// Seals `buffer[0..<length]` in place with `encrypt`; returns the sealed length.
+/// Seals `input[0..<length]` into `output` (the same memory, or not overlapping) with `encrypt`; returns the
+/// sealed length.
 @inline(__always)
 func sodiumSeal(
-    _ encrypt: SodiumEncrypt, key: UnsafeRawPointer, nonce: UnsafeRawPointer, buffer: UnsafeMutableRawPointer,
-    length: Int, ad: UnsafeRawBufferPointer
+    _ encrypt: SodiumEncrypt, key: UnsafeRawPointer, nonce: UnsafeRawPointer, input: UnsafeRawPointer,
+    output: UnsafeMutableRawPointer, length: Int, ad: UnsafeRawBufferPointer
 ) -> Int {
-    let m = buffer.assumingMemoryBound(to: UInt8.self)
     var out: UInt64 = 0
     _ = encrypt(
-        m, &out, m, UInt64(length), ad.u8, UInt64(ad.count), nil, nonce.assumingMemoryBound(to: UInt8.self),
-        key.assumingMemoryBound(to: UInt8.self))
+        output.assumingMemoryBound(to: UInt8.self), &out, input.assumingMemoryBound(to: UInt8.self), UInt64(length), ad.u8,
+        UInt64(ad.count), nil, nonce.assumingMemoryBound(to: UInt8.self), key.assumingMemoryBound(to: UInt8.self))
     return Int(out)
 }
 
-/// Opens `buffer[0..<length]` in place with `decrypt`; returns the plaintext length or nil.
+/// Opens `input[0..<length]` into `output` (the same memory, or not overlapping) with `decrypt`; returns the
+/// plaintext length or nil.
 @inline(__always)
 func sodiumOpen(
-    _ decrypt: SodiumDecrypt, tagLength: Int, key: UnsafeRawPointer, nonce: UnsafeRawPointer,
-    buffer: UnsafeMutableRawPointer, length: Int, ad: UnsafeRawBufferPointer
+    _ decrypt: SodiumDecrypt, tagLength: Int, key: UnsafeRawPointer, nonce: UnsafeRawPointer, input: UnsafeRawPointer,
+    output: UnsafeMutableRawPointer, length: Int, ad: UnsafeRawBufferPointer
 ) -> Int? {
     guard length >= tagLength else { return nil }
-    let c = buffer.assumingMemoryBound(to: UInt8.self)
     var out: UInt64 = 0
     let rc = decrypt(
-        c, &out, nil, c, UInt64(length), ad.u8, UInt64(ad.count), nonce.assumingMemoryBound(to: UInt8.self),
-        key.assumingMemoryBound(to: UInt8.self))
+        output.assumingMemoryBound(to: UInt8.self), &out, nil, input.assumingMemoryBound(to: UInt8.self), UInt64(length),
+        ad.u8, UInt64(ad.count), nonce.assumingMemoryBound(to: UInt8.self), key.assumingMemoryBound(to: UInt8.self))
     return rc == 0 ? Int(out) : nil
 }
 
@@ -103,14 +117,28 @@ extension LibsodiumAEAD {
         key: UnsafeRawPointer, nonce: UnsafeRawPointer, buffer: UnsafeMutableRawPointer, length: Int,
         authenticating ad: UnsafeRawBufferPointer
     ) -> Int {
-        sodiumSeal(encrypt, key: key, nonce: nonce, buffer: buffer, length: length, ad: ad)
+        sodiumSeal(encrypt, key: key, nonce: nonce, input: buffer, output: buffer, length: length, ad: ad)
     }
 
     public static func open(
         key: UnsafeRawPointer, nonce: UnsafeRawPointer, buffer: UnsafeMutableRawPointer, length: Int,
         authenticating ad: UnsafeRawBufferPointer
     ) -> Int? {
-        sodiumOpen(decrypt, tagLength: tagLength, key: key, nonce: nonce, buffer: buffer, length: length, ad: ad)
+        sodiumOpen(decrypt, tagLength: tagLength, key: key, nonce: nonce, input: buffer, output: buffer, length: length, ad: ad)
+    }
+
+    public static func seal(
+        key: UnsafeRawPointer, nonce: UnsafeRawPointer, from input: UnsafeRawPointer, into output: UnsafeMutableRawPointer,
+        length: Int, authenticating ad: UnsafeRawBufferPointer
+    ) -> Int {
+        sodiumSeal(encrypt, key: key, nonce: nonce, input: input, output: output, length: length, ad: ad)
+    }
+
+    public static func open(
+        key: UnsafeRawPointer, nonce: UnsafeRawPointer, from input: UnsafeRawPointer, into output: UnsafeMutableRawPointer,
+        length: Int, authenticating ad: UnsafeRawBufferPointer
+    ) -> Int? {
+        sodiumOpen(decrypt, tagLength: tagLength, key: key, nonce: nonce, input: input, output: output, length: length, ad: ad)
     }
 }
 
@@ -194,22 +222,36 @@ public enum CipherSuites {
 
 /// One direction's key bound to one suite: seals or opens frames whose nonce comes from a counter.
 ///
-/// Concurrency: immutable; any number of threads may seal or open with it at once, each on its own buffer.
+/// Concurrency: any number of threads may seal or open with it at once, each on its own buffer. The key
+/// never changes; with OpenSSL as the provider, each call borrows an EVP context from a pool no other
+/// thread uses it from at the same time (`OpenSSLKeyedAEAD`).
 public final class SessionCipher: Sendable {
     /// The suite.
     public let suite: any CipherSuite.Type
+    /// The library that computes the AEAD (libsodium unless OpenSSL was asked for and runs the suite).
+    public let provider: AEADProvider
     /// The construction actually run per packet (see `init`).
     private let engine: any CipherSuite.Type
     private let key: SecretBytes
+    /// The EVP contexts under `key`, when OpenSSL is the provider.
+    private let openssl: OpenSSLKeyedAEAD?
 
-    /// Binds `key` (exactly `suite.keyLength` bytes) to `suite`.
+    /// The construction a session of `suite` runs per packet: XChaCha20-Poly1305 runs as ChaCha20-Poly1305
+    /// under its HChaCha20 subkey (see `init`), every other suite as itself.
+    static func perPacketSuite(_ suite: any CipherSuite.Type) -> any CipherSuite.Type {
+        suite == XChaCha20Poly1305.self ? ChaCha20Poly1305.self : suite
+    }
+
+    /// Binds `key` (exactly `suite.keyLength` bytes) to `suite`, computed by `provider` (the process's
+    /// default unless given; libsodium when OpenSSL does not run the suite). The frames are the same bytes
+    /// either way.
     ///
     /// For XChaCha20-Poly1305 the first 16 nonce bytes are always zero (the counter is in the last 8), so
-    /// its HChaCha20 subkey is the same for every packet of a session. It is derived once here, and each
-    /// packet then runs IETF ChaCha20-Poly1305 under that subkey with nonce 0^4 ‖ counter, which is exactly
-    /// what libsodium's XChaCha20-Poly1305 computes per call (draft-irtf-cfrg-xchacha §2.3), minus the
-    /// per-packet HChaCha20.
-    public init(suite: any CipherSuite.Type, key: SecretBytes) {
+    /// its HChaCha20 subkey is the same for every packet of a session. It is derived once here (always by
+    /// libsodium), and each packet then runs IETF ChaCha20-Poly1305 under that subkey with nonce
+    /// 0^4 ‖ counter, which is exactly what libsodium's XChaCha20-Poly1305 computes per call
+    /// (draft-irtf-cfrg-xchacha §2.3), minus the per-packet HChaCha20.
+    public init(suite: any CipherSuite.Type, key: SecretBytes, provider: AEADProvider = AEADProviders.processDefault) {
         precondition(key.count == suite.keyLength, "key length must match the suite")
         self.suite = suite
         if suite == XChaCha20Poly1305.self {
@@ -220,11 +262,12 @@ public final class SessionCipher: Sendable {
                     zeros.withUnsafeBytes { n in _ = crypto_core_hchacha20(out.u8, n.u8, k.u8, nil) }
                 }
             }
-            engine = ChaCha20Poly1305.self
         } else {
             self.key = key
-            engine = suite
         }
+        engine = Self.perPacketSuite(suite)
+        openssl = provider == .openssl ? OpenSSLKeyedAEAD(suite: engine, key: self.key) : nil
+        self.provider = openssl == nil ? .libsodium : .openssl
     }
 
     /// Seals `buffer[0..<length]` in place under the nonce for `counter`; returns `length + tagLength`.
@@ -232,11 +275,7 @@ public final class SessionCipher: Sendable {
     public func seal(
         _ buffer: UnsafeMutableRawPointer, length: Int, counter: UInt64, authenticating ad: UnsafeRawBufferPointer
     ) -> Int {
-        withUnsafeTemporaryAllocation(byteCount: CipherSuites.maxNonceLength, alignment: 8) { nonce in
-            guard let n = nonce.baseAddress else { preconditionFailure("stack allocation has an address") }
-            engine.writeNonce(counter: counter, into: n)
-            return engine.seal(key: key.unsafePointer, nonce: n, buffer: buffer, length: length, authenticating: ad)
-        }
+        seal(from: buffer, into: buffer, length: length, counter: counter, authenticating: ad)
     }
 
     /// Opens `buffer[0..<length]` in place; returns the plaintext length or nil when authentication fails.
@@ -244,10 +283,71 @@ public final class SessionCipher: Sendable {
     public func open(
         _ buffer: UnsafeMutableRawPointer, length: Int, counter: UInt64, authenticating ad: UnsafeRawBufferPointer
     ) -> Int? {
+        open(from: buffer, into: buffer, length: length, counter: counter, authenticating: ad)
+    }
+
+    /// Seals `input[0..<length]` into `output` (`input` itself, or memory not overlapping it, with room for
+    /// `length + tagLength` bytes); returns `length + tagLength`.
+    @inline(__always)
+    public func seal(
+        from input: UnsafeRawPointer, into output: UnsafeMutableRawPointer, length: Int, counter: UInt64,
+        authenticating ad: UnsafeRawBufferPointer
+    ) -> Int {
         withUnsafeTemporaryAllocation(byteCount: CipherSuites.maxNonceLength, alignment: 8) { nonce in
             guard let n = nonce.baseAddress else { preconditionFailure("stack allocation has an address") }
             engine.writeNonce(counter: counter, into: n)
-            return engine.open(key: key.unsafePointer, nonce: n, buffer: buffer, length: length, authenticating: ad)
+            // OpenSSL fails only when it cannot make a context; libsodium then gives the same bytes.
+            if let openssl, length >= OpenSSLKeyedAEAD.minimumLength,
+                let sealed = openssl.seal(nonce: n, from: input, into: output, length: length, ad: ad)
+            {
+                return sealed
+            }
+            return engine.seal(key: key.unsafePointer, nonce: n, from: input, into: output, length: length, authenticating: ad)
+        }
+    }
+
+    /// This key and suite in OpenSSL alone, at every length (for the self-test), or nil without OpenSSL.
+    func openSSLDirect() -> OpenSSLDirectCipher? {
+        guard let evp = OpenSSLKeyedAEAD(suite: engine, key: key) else { return nil }
+        return OpenSSLDirectCipher(engine: engine, evp: evp)
+    }
+
+    /// Opens `input[0..<length]` (ciphertext ‖ tag) into `output` (`input` itself, or not overlapping it);
+    /// returns the plaintext length or nil when authentication fails (`output`'s bytes are then unspecified).
+    @inline(__always)
+    public func open(
+        from input: UnsafeRawPointer, into output: UnsafeMutableRawPointer, length: Int, counter: UInt64,
+        authenticating ad: UnsafeRawBufferPointer
+    ) -> Int? {
+        withUnsafeTemporaryAllocation(byteCount: CipherSuites.maxNonceLength, alignment: 8) { nonce in
+            guard let n = nonce.baseAddress else { preconditionFailure("stack allocation has an address") }
+            engine.writeNonce(counter: counter, into: n)
+            if let openssl, length - engine.tagLength >= OpenSSLKeyedAEAD.minimumLength {
+                return openssl.open(nonce: n, from: input, into: output, length: length, ad: ad)
+            }
+            return engine.open(key: key.unsafePointer, nonce: n, from: input, into: output, length: length, authenticating: ad)
+        }
+    }
+}
+
+/// One key in OpenSSL at every length, with `SessionCipher`'s nonces: what the provider self-test checks.
+struct OpenSSLDirectCipher: FrameCipher {
+    let engine: any CipherSuite.Type
+    let evp: OpenSSLKeyedAEAD
+
+    func seal(_ buffer: UnsafeMutableRawPointer, length: Int, counter: UInt64, authenticating ad: UnsafeRawBufferPointer) -> Int {
+        withUnsafeTemporaryAllocation(byteCount: CipherSuites.maxNonceLength, alignment: 8) { nonce in
+            guard let n = nonce.baseAddress else { preconditionFailure("stack allocation has an address") }
+            engine.writeNonce(counter: counter, into: n)
+            return evp.seal(nonce: n, from: buffer, into: buffer, length: length, ad: ad) ?? -1
+        }
+    }
+
+    func open(_ buffer: UnsafeMutableRawPointer, length: Int, counter: UInt64, authenticating ad: UnsafeRawBufferPointer) -> Int? {
+        withUnsafeTemporaryAllocation(byteCount: CipherSuites.maxNonceLength, alignment: 8) { nonce in
+            guard let n = nonce.baseAddress else { preconditionFailure("stack allocation has an address") }
+            engine.writeNonce(counter: counter, into: n)
+            return evp.open(nonce: n, from: buffer, into: buffer, length: length, ad: ad)
         }
     }
 }

@@ -66,7 +66,7 @@ public struct NoiseCipherState: Sendable {
     public mutating func encrypt(_ plaintext: [UInt8], ad: [UInt8]) -> [UInt8] {
         guard let key else { return plaintext }
         var buffer = plaintext + [UInt8](repeating: 0, count: ChaCha20Poly1305.tagLength)
-        let cipher = SessionCipher(suite: ChaCha20Poly1305.self, key: key)
+        let cipher = SessionCipher(suite: ChaCha20Poly1305.self, key: key, provider: .libsodium)
         let n = buffer.withUnsafeMutableBytes { b in
             ad.withUnsafeBytes { a in cipher.seal(b.baseAddress.unsafelyUnwrapped, length: plaintext.count, counter: nonce, authenticating: a) }
         }
@@ -79,7 +79,7 @@ public struct NoiseCipherState: Sendable {
         guard let key else { return ciphertext }
         guard ciphertext.count >= ChaCha20Poly1305.tagLength else { return nil }
         var buffer = ciphertext
-        let cipher = SessionCipher(suite: ChaCha20Poly1305.self, key: key)
+        let cipher = SessionCipher(suite: ChaCha20Poly1305.self, key: key, provider: .libsodium)
         let n = buffer.withUnsafeMutableBytes { b in
             ad.withUnsafeBytes { a in cipher.open(b.baseAddress.unsafelyUnwrapped, length: ciphertext.count, counter: nonce, authenticating: a) }
         }

@@ -24,6 +24,12 @@ struct CommonOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Cipher suite to allow, repeatable, in preference order.", valueName: "NAME"))
     var suite: [String] = []
 
+    @Option(
+        help: ArgumentHelp(
+            "Who computes the per-packet AEAD: auto (OpenSSL's libcrypto when present and its self-test against libsodium passes, else libsodium), libsodium or openssl. The frames are the same bytes either way.",
+            valueName: "PROVIDER"))
+    var cryptoProvider: String = "auto"
+
     @Option(help: ArgumentHelp("Log level: trace, debug, info, notice, warning, error or critical.", valueName: "LEVEL"))
     var logLevel: String = "info"
 
@@ -69,6 +75,9 @@ struct CommonOptions: ParsableArguments {
             let known = CipherSuites.all.map { $0.name }.joined(separator: ", ")
             throw ValidationError("unknown suite '\(name)' (known: \(known))")
         }
+        guard AEADProviderChoice(rawValue: cryptoProvider) != nil else {
+            throw ValidationError("unknown --crypto-provider '\(cryptoProvider)': give one of auto, libsodium, openssl, e.g. --crypto-provider openssl")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else {
             let levels = Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
             throw ValidationError("unknown --log-level '\(logLevel)': give one of \(levels), e.g. --log-level debug")
@@ -88,6 +97,7 @@ struct CommonOptions: ParsableArguments {
         t.mtu = mtu
         t.pskFile = psk
         t.suites = suite
+        t.cryptoProvider = AEADProviderChoice(rawValue: cryptoProvider) ?? .auto
         t.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         t.timerScale = timerScale
         t.clockOffset = clockOffset

@@ -41,7 +41,7 @@ import TestSupport
     @Test func theServerKeysAreItsLongOptionNamesWithNoXFlagsAsX() {
         #expect(
             server.keyNames == [
-                "address", "allow-any-client", "clients", "dev", "dns", "dns-search", "dry-run", "egress", "firewall", "ipv6", "key",
+                "address", "allow-any-client", "clients", "crypto-provider", "dev", "dns", "dns-search", "dry-run", "egress", "firewall", "ipv6", "key",
                 "listen", "log-level", "metrics", "mtu", "nat", "offload", "psk", "suite", "txqueuelen", "user",
             ])
     }
@@ -49,7 +49,7 @@ import TestSupport
     @Test func theClientKeysAreItsLongOptionNamesWithNoXFlagsAsX() {
         #expect(
             client.keyNames == [
-                "dev", "dns", "dry-run", "endpoint", "failover-after", "firewall", "gateway", "ipv6", "keepalive", "key", "lockdown", "log-level",
+                "crypto-provider", "dev", "dns", "dry-run", "endpoint", "failover-after", "firewall", "gateway", "ipv6", "keepalive", "key", "lockdown", "log-level",
                 "metrics", "mtu", "no-dns", "offload", "peer-key", "peer-public-key", "preshared-key", "private-key", "psk", "route",
                 "routes", "suite", "txqueuelen", "user",
             ])
@@ -271,7 +271,7 @@ import TestSupport
     @Test func anUnknownKeyNamesTheLineAndTheKnownKeys() {
         #expect(
             error("mtu = 1400\ncolour = \"blue\"", client)
-                == "t.toml:2: key 'colour': not an option of tunvpn client (keys: dev, dns, dry-run, endpoint, failover-after, firewall, gateway, ipv6, keepalive, key, lockdown, log-level, metrics, mtu, no-dns, offload, peer-key, peer-public-key, preshared-key, private-key, psk, route, routes, suite, txqueuelen, user)"
+                == "t.toml:2: key 'colour': not an option of tunvpn client (keys: crypto-provider, dev, dns, dry-run, endpoint, failover-after, firewall, gateway, ipv6, keepalive, key, lockdown, log-level, metrics, mtu, no-dns, offload, peer-key, peer-public-key, preshared-key, private-key, psk, route, routes, suite, txqueuelen, user)"
         )
         // A client-only key in a server file.
         #expect(error("\n\nendpoint = \"a:1\"", server)?.hasPrefix("t.toml:3: key 'endpoint': not an option of tunvpn server (keys: ") == true)
