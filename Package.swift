@@ -28,8 +28,10 @@ let package = Package(
         // Found by pkg-config for ordinary builds; a static build links libsodium.a by hand instead, because
         // pkg-config's -lsodium would always come first and pick the shared library.
         .systemLibrary(name: "CSodium", pkgConfig: staticSodium ? nil : "libsodium", providers: [.apt(["libsodium-dev"])]),
+        // BLAKE2s for WireGuard mode, from the BLAKE2 authors' libb2 (libsodium has only BLAKE2b).
+        .systemLibrary(name: "CBlake2", pkgConfig: "libb2", providers: [.apt(["libb2-dev"])]),
         .target(name: "CLinux"),
-        .target(name: "Crypto", dependencies: ["CSodium"], linkerSettings: sodiumLink),
+        .target(name: "Crypto", dependencies: ["CSodium", "CBlake2"], linkerSettings: sodiumLink),
         .target(name: "Transport", dependencies: ["Crypto"]),
         .target(name: "Routing"),
         .target(
