@@ -18,6 +18,7 @@ let package = Package(
     products: [
         .executable(name: "tunvpn", targets: ["tunvpn"]),
         .executable(name: "tunvpn-loadgen", targets: ["LoadGen"]),
+        .executable(name: "tunvpn-wgprobe", targets: ["WireGuardProbe"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -64,6 +65,12 @@ let package = Package(
             dependencies: [
                 "Crypto", "Transport", "Engine", "Platform", "TestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        // Test tool: tunvpn's WireGuard-mode core against a real WireGuard peer (the interop oracle).
+        .executableTarget(
+            name: "WireGuardProbe",
+            dependencies: [
+                "Crypto", "Transport", "TestSupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // The namespace-lab plans and the hex decoder, shared by the demo and the tests: no Testing, no
         // Foundation, so the tunvpn executable can link it.
