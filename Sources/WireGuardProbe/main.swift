@@ -178,6 +178,10 @@ struct ProbeCommand: ParsableCommand {
                 var frame = received
                 let opened = frame.withUnsafeMutableBytes { DataFrame.open($0, session: session, now: monotonic()) }
                 guard case .packet(let length) = opened else { continue }
+                if from.sin_port != peer.sin_port || from.sin_addr.s_addr != peer.sin_addr.s_addr {
+                    let a = IPv4Address(UInt32(bigEndian: from.sin_addr.s_addr))
+                    print("roamed to \(a):\(UInt16(bigEndian: from.sin_port))")
+                }
                 peer = from  // roaming: answer where authenticated frames come from
                 p = Array(frame[16..<(16 + length)])
             }
