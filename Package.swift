@@ -123,6 +123,7 @@ if Context.environment["TUNVPN_FUZZ"] == "1" {
         ("FuzzUDPGRO", ["Platform", "Engine", "Transport", "CLinux"]),
         ("FuzzCookie", ["Transport", "Crypto"]),
         ("FuzzConfig", ["Control"]),
+        ("FuzzWireGuard", ["Transport", "Crypto"]),
     ]
     for t in fuzzTargets {
         package.targets.append(
