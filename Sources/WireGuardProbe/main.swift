@@ -6,7 +6,8 @@
 //   tunvpn-wgprobe --private-key K --peer-key P --listen-port 51000 [--endpoint 10.70.1.1:51820] \
 //       --address 10.9.0.2 --ping 10.9.0.1 --count 3 --answer 3 [--psk F]
 // With --endpoint it initiates (answering a cookie reply with a fresh initiation carrying mac2); without
-// it waits for the peer's initiation. It then sends --count echo requests from --address to --ping and
+// it waits for the peer's initiation; --flood N first sends N initiations from unknown keys at once, so that
+// the peer is under load and answers the real one with a cookie reply. It then sends --count echo requests from --address to --ping and
 // answers echo requests sent to --address, and exits 0 once it has --count replies and has answered
 // --answer requests; it prints one line per event (`handshake completed`, `reply seq=N`, `answered seq=N`,
 // `refused REASON`; with --replay, `replay refused REASON`).
@@ -17,6 +18,10 @@ import Foundation
 import Glibc
 import TestSupport
 import Transport
+
+func readLE32(_ m: [UInt8], _ at: Int) -> UInt32 {
+    UInt32(m[at]) | UInt32(m[at + 1]) << 8 | UInt32(m[at + 2]) << 16 | UInt32(m[at + 3]) << 24
+}
 
 struct ProbeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -32,6 +37,8 @@ struct ProbeCommand: ParsableCommand {
     @Option(help: "Echo replies to wait for.") var count: Int = 3
     @Option(help: "Echo requests to answer before exiting.") var answer: Int = 0
     @Option(help: "Seconds before giving up.") var timeout: Double = 30
+    @Option(help: "As initiator: first send this many initiations from fresh keys in one burst, to put the peer under load.")
+    var flood: Int = 0
     @Flag(help: "As responder: consume the peer's first initiation twice (the second is a replay to refuse).")
     var replay = false
 
@@ -77,7 +84,19 @@ struct ProbeCommand: ParsableCommand {
         let initiator = WireGuardInitiator(localStatic: key, peerKey: peer, psk: psk)
         var jar = CookieJar(serverKey: peer, layout: .wireGuard)
         var last: TAI64N?
+        // Initiations from keys the peer does not know, with valid mac1: each costs it Diffie-Hellman work
+        // and fills its handshake queue, which is what puts WireGuard "under load". One burst goes before
+        // every attempt until a cookie came, so the peer is still under load when the real initiation arrives.
+        let burst = (0..<flood).map { i in
+            WireGuardInitiator(localStatic: PrivateKey(random: random), peerKey: peer)
+                .createInitiation(senderIndex: UInt32(i), timestamp: TAI64N(secondsSince1970: 1, nanoseconds: 0), random: random)
+                .message
+        }
+        var haveCookie = false
         while Date() < deadline {
+            if !haveCookie {
+                for m in burst { socket.send(m, to: address) }
+            }
             let index = random.nextUInt32()
             let now = Date().timeIntervalSince1970
             let stamp = TAI64N(secondsSince1970: UInt64(now), nanoseconds: UInt32((now - now.rounded(.down)) * 1e9)).after(last)
@@ -85,12 +104,15 @@ struct ProbeCommand: ParsableCommand {
             var (message, sent) = initiator.createInitiation(senderIndex: index, timestamp: stamp, random: random)
             jar.stamp(&message, now: monotonic())
             socket.send(message, to: address)
-            let retry = Date().addingTimeInterval(2)
+            let retry = Date().addingTimeInterval(flood > 0 ? 0.5 : 2)
             while Date() < retry {
                 guard let (reply, from) = socket.receive() else { continue }
                 if reply.first == WireFormat.MessageType.cookieReply.rawValue {
+                    // Cookie replies to the flood name other sender indexes.
+                    if reply.count == WireGuardFormat.cookieReplyLength, readLE32(reply, 4) != index { continue }
                     if jar.consumeReply(reply, answering: message, senderIndex: index, now: monotonic()) {
                         print("cookie received")
+                        haveCookie = true
                         break  // initiate again at once, now with mac2
                     }
                     print("refused corrupted")
