@@ -3,6 +3,7 @@
 
 import Crypto
 import Testing
+import TestSupport
 
 @testable import Transport
 
@@ -33,6 +34,20 @@ import Testing
         #expect(WireGuardFormat.paddedLength(1, mtu: 1420) == 16)
         #expect(WireGuardFormat.paddedLength(84, mtu: 1420) == 96)
         #expect(WireGuardFormat.paddedLength(1419, mtu: 1420) == 1420, "never past the MTU")
+    }
+
+    @Test func theInitialChainingKeyAndHashAreWireGuards() throws {
+        // Whitepaper §5.4.2: C_i = HASH(CONSTRUCTION), H_i = HASH(C_i ‖ IDENTIFIER), then H_i = HASH(H_i ‖
+        // S_r^pub). The expected values are the constants WireGuard's implementations publish for these
+        // steps (the last one for the responder key 09 00 … 00).
+        let ck = Blake2s.hash(Array(WireGuardFormat.construction.utf8))
+        #expect(ck == (try Hex.bytes("60e26daef327efc02ec335e2a025d2d016eb4206f87277f52d38d1988b78cd36")))
+        #expect(Blake2s.hash(ck + WireGuardFormat.identifier) == (try Hex.bytes("2211b361081ac566691243db458ad5322d9c6c662293e8b70ee19c65ba079ef3")))
+        let responderKey = try #require(PublicKey(bytes: [9] + [UInt8](repeating: 0, count: 31)))
+        let noise = NoiseHandshake(
+            pattern: .ikpsk2, hash: .blake2s, initiator: true, prologue: WireGuardFormat.identifier, localStatic: f.client,
+            localEphemeral: f.server, remoteStatic: responderKey, psk: SecretBytes(zeros: 32))
+        #expect(noise.handshakeHash == (try Hex.bytes("575bad75a5a30f85f58df113422a55d41873e357b40a3a2ea91f456c9508211a")))
     }
 
     @Test func bothHalvesAgreeOnKeysAndTheMessagesHaveWireGuardsLayout() throws {
