@@ -28,6 +28,8 @@ struct WireGuardInteropTests {
                 [VethLink(.init("W", "w0", "10.71.\(k).1/24"), .init("P", "p0", "10.71.\(k).2/24"))]
             }
             directory = try TemporaryDirectory()
+            // Unique per topology: wireguard-go's control socket, /var/run/wireguard/DEV.sock, is outside the
+            // namespace, so two tests must not name their devices alike.
             device = "wgt\(topology.subnetIndex)"
         }
 
@@ -162,9 +164,10 @@ struct WireGuardInteropTests {
             try lab.keygen("other")
             // 1. wireguard-go believes the probe has another key: its mac1 is keyed for that key (bad mac1).
             try lab.startWireGuard(peerKey: try lab.publicKey("other"), extra: ["endpoint", "\(lab.pAddress):51002"])
-            // The ping starts once the probe listens; wireguard-go initiates at its first packet.
-            _ = try lab.w.spawn(["sh", "-c", "sleep 1; ping -c 10 -i 0.5 -W 1 10.9.0.2"], logFile: lab.path("ping1.log"))
-            let badMAC = try lab.probe(["--listen-port", "51002", "--count", "1", "--timeout", "4"], timeout: 15)
+            // The ping starts about when the probe listens; wireguard-go initiates at its first packet and
+            // retries every 5 s, so a probe that started late still sees an initiation within its 12 s.
+            _ = try lab.w.spawn(["sh", "-c", "sleep 1; ping -c 30 -i 0.5 -W 1 10.9.0.2"], logFile: lab.path("ping1.log"))
+            let badMAC = try lab.probe(["--listen-port", "51002", "--count", "1", "--timeout", "12"], timeout: 25)
             #expect(badMAC.status != 0)
             #expect(badMAC.stdout.contains("refused corrupted"), "\(badMAC.stdout)")
             // 2. The right responder key, but the probe expects another peer: an unknown key.
@@ -175,15 +178,15 @@ struct WireGuardInteropTests {
                  "\(lab.pAddress):51003"])
             #expect(set.status == 0)
             // The ping starts once the probe listens; wireguard-go initiates at its first packet.
-            _ = try lab.w.spawn(["sh", "-c", "sleep 1; ping -c 10 -i 0.5 -W 1 10.9.0.2"], logFile: lab.path("ping2.log"))
+            _ = try lab.w.spawn(["sh", "-c", "sleep 1; ping -c 30 -i 0.5 -W 1 10.9.0.2"], logFile: lab.path("ping2.log"))
             let unknown = try lab.p.exec(
                 [TestBinaries.wgprobe, "--private-key", lab.path("p.key"), "--peer-key", lab.path("other.pub"), "--address",
-                 "10.9.0.2", "--ping", "10.9.0.1", "--listen-port", "51003", "--count", "1", "--timeout", "4"], timeout: 15)
+                 "10.9.0.2", "--ping", "10.9.0.1", "--listen-port", "51003", "--count", "1", "--timeout", "12"], timeout: 25)
             #expect(unknown.stdout.contains("refused unknownClientKey"), "\(unknown.stdout)")
             // 3. A real initiation of wireguard-go's, consumed a second time: a stale timestamp.
             // The ping starts once the probe listens; wireguard-go initiates at its first packet.
-            _ = try lab.w.spawn(["sh", "-c", "sleep 1; ping -c 10 -i 0.5 -W 1 10.9.0.2"], logFile: lab.path("ping3.log"))
-            let replay = try lab.probe(["--listen-port", "51003", "--count", "1", "--replay", "--timeout", "8"], timeout: 15)
+            _ = try lab.w.spawn(["sh", "-c", "sleep 1; ping -c 30 -i 0.5 -W 1 10.9.0.2"], logFile: lab.path("ping3.log"))
+            let replay = try lab.probe(["--listen-port", "51003", "--count", "1", "--replay", "--timeout", "12"], timeout: 25)
             #expect(replay.stdout.contains("replay refused replayedInitiation"), "\(replay.stdout)")
             #expect(replay.stdout.contains("handshake completed"))
         }
