@@ -18,6 +18,7 @@ let package = Package(
     products: [
         .executable(name: "tunvpn", targets: ["tunvpn"]),
         .executable(name: "tunvpn-loadgen", targets: ["LoadGen"]),
+        .executable(name: "tunvpn-wgprobe", targets: ["WireGuardProbe"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -32,8 +33,10 @@ let package = Package(
         .systemLibrary(name: "CQREncode", pkgConfig: "libqrencode", providers: [.apt(["libqrencode-dev"])]),
         // OpenSSL 3's libcrypto: an optional, faster provider of the per-packet AEAD (Sources/Crypto/AEADProvider.swift).
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // BLAKE2s for WireGuard mode, from the BLAKE2 authors' libb2 (libsodium has only BLAKE2b).
+        .systemLibrary(name: "CBlake2", pkgConfig: "libb2", providers: [.apt(["libb2-dev"])]),
         .target(name: "CLinux"),
-        .target(name: "Crypto", dependencies: ["CSodium", "COpenSSL"], linkerSettings: sodiumLink),
+        .target(name: "Crypto", dependencies: ["CSodium", "COpenSSL", "CBlake2"], linkerSettings: sodiumLink),
         .target(name: "Transport", dependencies: ["Crypto"]),
         .target(name: "Routing"),
         .target(
@@ -66,6 +69,12 @@ let package = Package(
             dependencies: [
                 "Crypto", "Transport", "Engine", "Platform", "TestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        // Test tool: tunvpn's WireGuard-mode core against a real WireGuard peer (the interop oracle).
+        .executableTarget(
+            name: "WireGuardProbe",
+            dependencies: [
+                "Crypto", "Transport", "TestSupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // The namespace-lab plans and the hex decoder, shared by the demo and the tests: no Testing, no
         // Foundation, so the tunvpn executable can link it.
@@ -118,6 +127,7 @@ if Context.environment["TUNVPN_FUZZ"] == "1" {
         ("FuzzUDPGRO", ["Platform", "Engine", "Transport", "CLinux"]),
         ("FuzzCookie", ["Transport", "Crypto"]),
         ("FuzzConfig", ["Control"]),
+        ("FuzzWireGuard", ["Transport", "Crypto"]),
     ]
     for t in fuzzTargets {
         package.targets.append(

@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TARGETS=(FuzzDataFrame FuzzHandshake FuzzTunnelState FuzzCookie FuzzKeys FuzzAllowList FuzzJournal FuzzTCPOffload FuzzUDPGRO FuzzConfig)
+TARGETS=(FuzzDataFrame FuzzHandshake FuzzTunnelState FuzzCookie FuzzKeys FuzzAllowList FuzzJournal FuzzTCPOffload FuzzUDPGRO FuzzConfig FuzzWireGuard)
 SCRATCH=.build-fuzz
 WORK=${FUZZ_WORK:-$SCRATCH/work}
 JOBS=${FUZZ_JOBS:-1}

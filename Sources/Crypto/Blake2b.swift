@@ -44,53 +44,19 @@ public enum Blake2b {
     }
 
     /// HMAC-BLAKE2b (RFC 2104 with B = 128, L = 64) of the concatenation of `parts` under `key` (≤ 64 bytes),
-    /// written to `out` (64 bytes).
+    /// written to `out` (64 bytes). The construction is `NoiseHash.hmac`, shared with BLAKE2s.
     public static func hmac(
         key: UnsafeRawBufferPointer, _ parts: [UnsafeRawBufferPointer], into out: UnsafeMutableRawBufferPointer
     ) {
-        precondition(key.count <= hashLength && out.count == hashLength, "HMAC key ≤ 64 bytes, output 64 bytes")
-        withUnsafeTemporaryAllocation(byteCount: blockLength * 2 + hashLength, alignment: 16) { scratch in
-            defer { Sodium.wipe(scratch) }
-            let ipad = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<blockLength])
-            let opad = UnsafeMutableRawBufferPointer(rebasing: scratch[blockLength..<(2 * blockLength)])
-            let inner = UnsafeMutableRawBufferPointer(rebasing: scratch[(2 * blockLength)...])
-            for i in 0..<blockLength {
-                let k: UInt8 = i < key.count ? key[i] : 0
-                ipad[i] = k ^ 0x36
-                opad[i] = k ^ 0x5c
-            }
-            hash([UnsafeRawBufferPointer(ipad)] + parts, into: inner)
-            hash([UnsafeRawBufferPointer(opad), UnsafeRawBufferPointer(inner)], into: out)
-        }
+        NoiseHash.blake2b.hmac(key: key, parts, into: out)
     }
 
-    /// Noise's HKDF(chaining_key, input_key_material, num_outputs) for 2 or 3 outputs of 64 bytes each.
-    /// Every output is a secret (chaining keys, cipher keys) and is returned as `SecretBytes`.
+    /// Noise's HKDF(chaining_key, input_key_material, num_outputs) for 2 or 3 outputs of 64 bytes each
+    /// (`NoiseHash.hkdf`, shared with BLAKE2s).
     public static func hkdf(chainingKey: SecretBytes, inputKeyMaterial ikm: UnsafeRawBufferPointer, outputs: Int)
         -> [SecretBytes]
     {
         precondition(outputs == 2 || outputs == 3, "Noise's HKDF has 2 or 3 outputs")
-        let tempKey = SecretBytes(count: hashLength) { t in
-            chainingKey.withUnsafeBytes { ck in hmac(key: ck, [ikm], into: t) }
-        }
-        var results: [SecretBytes] = []
-        var counter: UInt8 = 1
-        for _ in 0..<outputs {
-            let previous = results.last
-            let next = SecretBytes(count: hashLength) { o in
-                tempKey.withUnsafeBytes { tk in
-                    withUnsafeBytes(of: counter) { c in
-                        if let previous {
-                            previous.withUnsafeBytes { p in hmac(key: tk, [p, c], into: o) }
-                        } else {
-                            hmac(key: tk, [c], into: o)
-                        }
-                    }
-                }
-            }
-            results.append(next)
-            counter += 1
-        }
-        return results
+        return NoiseHash.blake2b.hkdf(chainingKey: chainingKey, inputKeyMaterial: ikm, outputs: outputs)
     }
 }

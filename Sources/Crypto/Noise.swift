@@ -1,5 +1,6 @@
 // The Noise Protocol Framework (revision 34) for the two patterns tunvpn uses: IK and IKpsk2, over
-// 25519, ChaChaPoly and BLAKE2b.
+// 25519 and ChaChaPoly, with BLAKE2b (tunvpn's own protocol) or BLAKE2s (WireGuard's) as HASH: one
+// implementation, parameterised by `NoiseHash`.
 //
 // This is the spec's CipherState / SymmetricState / HandshakeState (§5) written as plain values: keys,
 // ephemeral keys and prologue go in, bytes come out, and nothing reads a clock, a socket or a random
@@ -15,18 +16,29 @@ public enum NoisePattern: Sendable, CaseIterable {
     /// `IKpsk2`: IK with a pre-shared key mixed at the end of the second message (WireGuard's pattern).
     case ikpsk2
 
-    /// The full protocol name, e.g. `Noise_IKpsk2_25519_ChaChaPoly_BLAKE2b`.
-    public var protocolName: String {
+    /// The full protocol name over BLAKE2b, e.g. `Noise_IKpsk2_25519_ChaChaPoly_BLAKE2b`.
+    public var protocolName: String { protocolName(hash: .blake2b) }
+
+    /// The full protocol name over `hash`, e.g. `Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s` (WireGuard's).
+    public func protocolName(hash: NoiseHash) -> String {
         switch self {
-        case .ik: return "Noise_IK_25519_ChaChaPoly_BLAKE2b"
-        case .ikpsk2: return "Noise_IKpsk2_25519_ChaChaPoly_BLAKE2b"
+        case .ik: return "Noise_IK_25519_ChaChaPoly_\(hash.name)"
+        case .ikpsk2: return "Noise_IKpsk2_25519_ChaChaPoly_\(hash.name)"
         }
     }
 
-    /// The pattern for a protocol name, if implemented here.
+    /// The pattern for a BLAKE2b protocol name, if implemented here.
     public init?(protocolName: String) {
         guard let p = NoisePattern.allCases.first(where: { $0.protocolName == protocolName }) else { return nil }
         self = p
+    }
+
+    /// The pattern and hash for a protocol name over either hash, if implemented here.
+    public static func parse(protocolName: String) -> (pattern: NoisePattern, hash: NoiseHash)? {
+        for p in NoisePattern.allCases {
+            for h in NoiseHash.allCases where p.protocolName(hash: h) == protocolName { return (p, h) }
+        }
+        return nil
     }
 
     enum Token { case e, s, ee, es, se, ss, psk }
@@ -91,31 +103,34 @@ public struct NoiseCipherState: Sendable {
 
 /// Noise's SymmetricState (§5.2): chaining key, handshake hash and the current CipherState.
 struct NoiseSymmetricState {
+    let hash: NoiseHash
     var ck: SecretBytes
     var h: [UInt8]
     var cipher = NoiseCipherState()
 
-    init(protocolName: String) {
+    init(protocolName: String, hash: NoiseHash) {
+        self.hash = hash
         let name = Array(protocolName.utf8)
-        if name.count <= Blake2b.hashLength {
-            h = name + [UInt8](repeating: 0, count: Blake2b.hashLength - name.count)
+        if name.count <= hash.hashLength {
+            h = name + [UInt8](repeating: 0, count: hash.hashLength - name.count)
         } else {
-            h = Blake2b.hash(name)
+            h = hash.hash(name)
         }
         ck = SecretBytes(copying: h)
     }
 
     mutating func mixHash(_ data: [UInt8]) {
-        h = Blake2b.hash(h + data)
+        h = hash.hash(h + data)
     }
 
-    /// Truncates a 64-byte HKDF output to a 32-byte cipher key (§5.2: "if HASHLEN is 64, truncate").
+    /// Truncates a 64-byte HKDF output to a 32-byte cipher key (§5.2: "if HASHLEN is 64, truncate"); a
+    /// 32-byte one (BLAKE2s) is kept whole.
     private static func cipherKey(_ full: SecretBytes) -> SecretBytes {
         full.withUnsafeBytes { SecretBytes(copying: UnsafeRawBufferPointer(rebasing: $0[0..<32])) }
     }
 
     mutating func mixKey(_ ikm: SecretBytes) {
-        let out = ikm.withUnsafeBytes { Blake2b.hkdf(chainingKey: ck, inputKeyMaterial: $0, outputs: 2) }
+        let out = ikm.withUnsafeBytes { hash.hkdf(chainingKey: ck, inputKeyMaterial: $0, outputs: 2) }
         ck = out[0]
         cipher = NoiseCipherState(key: Self.cipherKey(out[1]))
     }
@@ -125,7 +140,7 @@ struct NoiseSymmetricState {
     }
 
     mutating func mixKeyAndHash(_ ikm: SecretBytes) {
-        let out = ikm.withUnsafeBytes { Blake2b.hkdf(chainingKey: ck, inputKeyMaterial: $0, outputs: 3) }
+        let out = ikm.withUnsafeBytes { hash.hkdf(chainingKey: ck, inputKeyMaterial: $0, outputs: 3) }
         ck = out[0]
         out[1].withUnsafeBytes { mixHash(Array($0)) }
         cipher = NoiseCipherState(key: Self.cipherKey(out[2]))
@@ -144,7 +159,7 @@ struct NoiseSymmetricState {
     }
 
     func split() -> (NoiseCipherState, NoiseCipherState) {
-        let out = Blake2b.hkdf(chainingKey: ck, inputKeyMaterial: UnsafeRawBufferPointer(start: nil, count: 0), outputs: 2)
+        let out = hash.hkdf(chainingKey: ck, inputKeyMaterial: UnsafeRawBufferPointer(start: nil, count: 0), outputs: 2)
         return (NoiseCipherState(key: Self.cipherKey(out[0])), NoiseCipherState(key: Self.cipherKey(out[1])))
     }
 }
@@ -156,6 +171,8 @@ struct NoiseSymmetricState {
 /// `split()` gives the two transport CipherStates (initiator's sending key first, as the spec orders them).
 public struct NoiseHandshake: Sendable {
     public let pattern: NoisePattern
+    /// HASH: BLAKE2b for tunvpn's own protocol, BLAKE2s for WireGuard.
+    public let hash: NoiseHash
     public let isInitiator: Bool
     private var symmetric: NoiseSymmetricState
     private let localStatic: PrivateKey
@@ -163,24 +180,32 @@ public struct NoiseHandshake: Sendable {
     /// The peer's static key: known in advance by an IK initiator, learnt from message 1 by the responder.
     public private(set) var remoteStatic: PublicKey?
     private var remoteEphemeral: PublicKey?
-    private let psk: SecretBytes?
+    private var psk: SecretBytes?
     private var messageIndex = 0
+
+    /// Replaces the psk before its token is processed: a WireGuard responder learns which peer (and so
+    /// which psk) it talks to only from message 1, and IKpsk2 mixes the psk at the end of message 2.
+    public mutating func setPSK(_ psk: SecretBytes) {
+        precondition(psk.count == 32, "a psk is 32 bytes")
+        self.psk = psk
+    }
 
     /// Starts a handshake. `remoteStatic` is required for the initiator (IK's pre-message `<- s`);
     /// `psk` is required for IKpsk2 (32 bytes).
     public init(
-        pattern: NoisePattern, initiator: Bool, prologue: [UInt8], localStatic: PrivateKey,
+        pattern: NoisePattern, hash: NoiseHash = .blake2b, initiator: Bool, prologue: [UInt8], localStatic: PrivateKey,
         localEphemeral: PrivateKey, remoteStatic: PublicKey?, psk: SecretBytes?
     ) {
         precondition(!initiator || remoteStatic != nil, "an IK initiator knows the responder's static key")
         precondition(!pattern.usesPSK || psk?.count == 32, "IKpsk2 needs a 32-byte psk")
         self.pattern = pattern
+        self.hash = hash
         isInitiator = initiator
         self.localStatic = localStatic
         self.localEphemeral = localEphemeral
         self.remoteStatic = remoteStatic
         self.psk = psk
-        symmetric = NoiseSymmetricState(protocolName: pattern.protocolName)
+        symmetric = NoiseSymmetricState(protocolName: pattern.protocolName(hash: hash), hash: hash)
         symmetric.mixHash(prologue)
         // Pre-message pattern "<- s": both sides hash the responder's static key.
         symmetric.mixHash(initiator ? remoteStatic.unsafelyUnwrapped.bytes : localStatic.publicKey.bytes)

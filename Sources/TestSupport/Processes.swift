@@ -29,6 +29,9 @@ public enum TestBinaries {
 
     /// Absolute path of the built `tunvpn-loadgen` (the load generator of the scale tests).
     public static var loadgen: String { productsDirectory.appendingPathComponent("tunvpn-loadgen").path }
+
+    /// Absolute path of the built `tunvpn-wgprobe` (tunvpn's WireGuard-mode core against a WireGuard peer).
+    public static var wgprobe: String { productsDirectory.appendingPathComponent("tunvpn-wgprobe").path }
 }
 
 /// Runs `executable` with `arguments`, feeding `stdin`, and waits (at most `timeout` seconds, after which

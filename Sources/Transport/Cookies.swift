@@ -13,15 +13,31 @@
 
 import Crypto
 
+/// Where mac1 and mac2 sit in an initiation of one protocol, and the hash its MACs and cookies use:
+/// tunvpn's own (BLAKE2b, 288-byte initiations) or WireGuard's (BLAKE2s, 148 bytes; whitepaper §5.4.4).
+public struct InitiationMACLayout: Sendable, Equatable {
+    public let hash: NoiseHash
+    public let length: Int
+    public let mac1Offset: Int
+    public var mac2Offset: Int { mac1Offset + 16 }
+
+    public static let tunvpn = InitiationMACLayout(
+        hash: .blake2b, length: WireFormat.initiationLength, mac1Offset: WireFormat.initiationMAC1Offset)
+    public static let wireGuard = InitiationMACLayout(
+        hash: .blake2s, length: WireGuardFormat.initiationLength, mac1Offset: WireGuardFormat.initiationMAC1Offset)
+}
+
 /// Server side: makes cookies and cookie replies, checks mac2.
 public struct CookieChecker: Sendable {
     private var secret: SecretBytes
     private var secretBornAt: UInt64?
     private let encryptionKey: SecretBytes
+    public let layout: InitiationMACLayout
 
-    public init(serverKey: PublicKey) {
+    public init(serverKey: PublicKey, layout: InitiationMACLayout = .tunvpn) {
         secret = SecretBytes(zeros: 32)
-        encryptionKey = cookieEncryptionKey(serverKey)
+        self.layout = layout
+        encryptionKey = cookieEncryptionKey(serverKey, hash: layout.hash)
     }
 
     /// The current secret, renewed when it is older than the cookie lifetime.
@@ -32,32 +48,32 @@ public struct CookieChecker: Sendable {
         return secret
     }
 
-    static func cookie(secret: SecretBytes, source: Endpoint) -> [UInt8] {
+    static func cookie(secret: SecretBytes, source: Endpoint, hash: NoiseHash = .blake2b) -> [UInt8] {
         // The source address in network order (4 bytes for IPv4, 16 for IPv6) ‖ the port, big-endian.
         let input = source.address.networkBytes + [UInt8(source.port >> 8), UInt8(source.port & 0xff)]
         var out = [UInt8](repeating: 0, count: 16)
-        secret.withUnsafeBytes { k in input.withUnsafeBytes { i in out.withUnsafeMutableBytes { Blake2b.hash([i], key: k, into: $0) } } }
+        secret.withUnsafeBytes { k in input.withUnsafeBytes { i in out.withUnsafeMutableBytes { hash.hash([i], key: k, into: $0) } } }
         return out
     }
 
-    /// True when `initiation` (`WireFormat.initiationLength` bytes, mac1 already checked) carries the mac2 of `source`'s cookie.
+    /// True when `initiation` (`layout.length` bytes, mac1 already checked) carries the mac2 of `source`'s cookie.
     public mutating func verifyMAC2(_ initiation: [UInt8], source: Endpoint, now: UInt64, random: any RandomSource) -> Bool {
-        guard initiation.count == WireFormat.initiationLength else { return false }
-        let cookie = Self.cookie(secret: currentSecret(now: now, random: random), source: source)
-        let expected = mac2(initiation, cookie: cookie)
-        return Sodium.constantTimeEqual(expected, Array(initiation[WireFormat.initiationMAC2Offset...]))
+        guard initiation.count == layout.length else { return false }
+        let cookie = Self.cookie(secret: currentSecret(now: now, random: random), source: source, hash: layout.hash)
+        let expected = mac2(initiation, cookie: cookie, layout: layout)
+        return Sodium.constantTimeEqual(expected, Array(initiation[layout.mac2Offset..<layout.length]))
     }
 
     /// The 64-byte cookie reply to `initiation` from `source`.
     public mutating func makeReply(to initiation: [UInt8], source: Endpoint, now: UInt64, random: any RandomSource) -> [UInt8] {
-        let cookie = Self.cookie(secret: currentSecret(now: now, random: random), source: source)
+        let cookie = Self.cookie(secret: currentSecret(now: now, random: random), source: source, hash: layout.hash)
         var message: [UInt8] = [WireFormat.MessageType.cookieReply.rawValue, 0, 0, 0]
         message += initiation[4..<8]  // the initiation's sender index is our receiver index
         var nonce = [UInt8](repeating: 0, count: 24)
         nonce.withUnsafeMutableBytes { random.fill($0) }
         message += nonce
         var sealed = cookie + [UInt8](repeating: 0, count: 16)
-        let ad = Array(initiation[WireFormat.initiationMAC1Offset..<WireFormat.initiationMAC2Offset])
+        let ad = Array(initiation[layout.mac1Offset..<layout.mac2Offset])
         let n = sealed.withUnsafeMutableBytes { b in
             ad.withUnsafeBytes { a in
                 nonce.withUnsafeBytes { nn in
@@ -72,20 +88,21 @@ public struct CookieChecker: Sendable {
     }
 }
 
-/// BLAKE2b-256("cookie--" ‖ server static public key): the key cookie replies are sealed with.
-func cookieEncryptionKey(_ serverKey: PublicKey) -> SecretBytes {
+/// HASH-256("cookie--" ‖ server static public key): the key cookie replies are sealed with (BLAKE2b-256 in
+/// tunvpn's protocol, BLAKE2s-256 in WireGuard's).
+func cookieEncryptionKey(_ serverKey: PublicKey, hash: NoiseHash = .blake2b) -> SecretBytes {
     SecretBytes(count: 32) { out in
-        WireFormat.cookieLabel.withUnsafeBytes { l in serverKey.bytes.withUnsafeBytes { k in Blake2b.hash([l, k], into: out) } }
+        WireFormat.cookieLabel.withUnsafeBytes { l in serverKey.bytes.withUnsafeBytes { k in hash.hash([l, k], into: out) } }
     }
 }
 
-/// mac2 of an initiation under `cookie`.
-func mac2(_ initiation: [UInt8], cookie: [UInt8]) -> [UInt8] {
+/// mac2 of a message under `cookie`: keyed HASH-128 of every byte before mac2.
+func mac2(_ initiation: [UInt8], cookie: [UInt8], layout: InitiationMACLayout = .tunvpn) -> [UInt8] {
     var out = [UInt8](repeating: 0, count: 16)
     cookie.withUnsafeBytes { k in
         initiation.withUnsafeBytes { m in
             out.withUnsafeMutableBytes {
-                Blake2b.hash([UnsafeRawBufferPointer(rebasing: m[0..<WireFormat.initiationMAC2Offset])], key: k, into: $0)
+                layout.hash.hash([UnsafeRawBufferPointer(rebasing: m[0..<layout.mac2Offset])], key: k, into: $0)
             }
         }
     }
@@ -97,9 +114,11 @@ public struct CookieJar: Sendable {
     private let decryptionKey: SecretBytes
     private var cookie: [UInt8]?
     private var receivedAt: UInt64 = 0
+    public let layout: InitiationMACLayout
 
-    public init(serverKey: PublicKey) {
-        decryptionKey = cookieEncryptionKey(serverKey)
+    public init(serverKey: PublicKey, layout: InitiationMACLayout = .tunvpn) {
+        self.layout = layout
+        decryptionKey = cookieEncryptionKey(serverKey, hash: layout.hash)
     }
 
     /// Consumes a cookie reply to the initiation `sent` (whose sender index it must name). Returns false
@@ -107,10 +126,10 @@ public struct CookieJar: Sendable {
     public mutating func consumeReply(_ reply: [UInt8], answering sent: [UInt8], senderIndex: UInt32, now: UInt64) -> Bool {
         guard reply.count == WireFormat.cookieReplyLength, reply[0] == WireFormat.MessageType.cookieReply.rawValue,
             reply[1] == 0, reply[2] == 0, reply[3] == 0, readLE32(reply, 4) == senderIndex,
-            sent.count == WireFormat.initiationLength
+            sent.count == layout.length
         else { return false }
         var sealed = Array(reply[32..<64])
-        let ad = Array(sent[WireFormat.initiationMAC1Offset..<WireFormat.initiationMAC2Offset])
+        let ad = Array(sent[layout.mac1Offset..<layout.mac2Offset])
         let nonce = Array(reply[8..<32])
         let opened = sealed.withUnsafeMutableBytes { b in
             ad.withUnsafeBytes { a in
@@ -130,9 +149,9 @@ public struct CookieJar: Sendable {
     /// Writes mac2 into `initiation` if a fresh cookie is held (otherwise mac2 stays zero).
     public func stamp(_ initiation: inout [UInt8], now: UInt64) {
         guard let cookie, elapsed(now, since: receivedAt) < Limits.cookieLifetime * 1_000_000_000,
-            initiation.count == WireFormat.initiationLength
+            initiation.count == layout.length
         else { return }
-        initiation.replaceSubrange(WireFormat.initiationMAC2Offset..<WireFormat.initiationLength, with: mac2(initiation, cookie: cookie))
+        initiation.replaceSubrange(layout.mac2Offset..<layout.length, with: mac2(initiation, cookie: cookie, layout: layout))
     }
 }
 

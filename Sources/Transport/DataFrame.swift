@@ -2,8 +2,8 @@
 //
 //   0      1..3       4..7             8..15         16..
 //   type=4 reserved=0 receiver (LE32)  counter (LE64) AEAD(packet) ‖ tag(16)
-// The 16-byte header is the AEAD's associated data, so every header bit is authenticated; the nonce comes
-// from the counter. A keepalive is a frame with an empty packet. Everything works on the caller's
+// The 16-byte header is the AEAD's associated data, so every header bit is authenticated (in WireGuard
+// mode the associated data is empty, as WireGuard's; `Session.frame`); the nonce comes from the counter. A keepalive is a frame with an empty packet. Everything works on the caller's
 // buffers: `seal` expects the packet already `dataHeaderLength` bytes into the buffer (the engine reads
 // TUN packets there), writes the header in front and the tag behind, and allocates nothing.
 
@@ -82,8 +82,7 @@ public enum DataFrame {
         buffer.storeBytes(of: session.remoteIndex.littleEndian, toByteOffset: 4, as: UInt32.self)
         buffer.storeBytes(of: counter.littleEndian, toByteOffset: 8, as: UInt64.self)
         let sealed = session.sender.seal(
-            buffer + headerLength, length: length, counter: counter,
-            authenticating: UnsafeRawBufferPointer(start: buffer, count: headerLength))
+            buffer + headerLength, length: length, counter: counter, authenticating: session.associatedData(buffer))
         return headerLength + sealed
     }
 
@@ -113,7 +112,7 @@ public enum DataFrame {
         guard counter < Limits.rejectAfterMessages else { return .dropped(.expired) }
         guard let length = session.receiver.open(
             base + headerLength, length: datagram.count - headerLength, counter: counter,
-            authenticating: UnsafeRawBufferPointer(start: base, count: headerLength))
+            authenticating: session.associatedData(base))
         else { return .dropped(.authentication) }
         guard session.replay.withLock({ $0.accept(counter) }) else { return .dropped(.replay) }
         guard !session.isExpired(at: now) else { return .dropped(.expired) }

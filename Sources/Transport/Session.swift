@@ -32,16 +32,47 @@ public final class Session: Sendable {
     let sendCounter = Atomic<UInt64>(0)
     let replay = Mutex(ReplayWindow())
 
-    public init(result: HandshakeResult, createdAt: UInt64, rejectAfter: UInt64 = ProtocolTimers.standard.rejectAfterTime) {
+    /// The data-frame format: tunvpn's (header authenticated) or WireGuard's.
+    public let frame: FrameFormat
+
+    /// How data frames of a session are laid out around the AEAD (the header is the same 16 bytes in both).
+    public enum FrameFormat: Sendable {
+        /// tunvpn's: the 16-byte header is the AEAD's associated data.
+        case tunvpn
+        /// WireGuard's (whitepaper §5.4.6): empty associated data, plaintext zero-padded to a multiple of 16.
+        case wireGuard
+    }
+
+    public convenience init(result: HandshakeResult, createdAt: UInt64, rejectAfter: UInt64 = ProtocolTimers.standard.rejectAfterTime) {
+        self.init(
+            localIndex: result.localIndex, remoteIndex: result.remoteIndex, peerKey: result.peerKey,
+            isInitiator: result.isInitiator, suite: result.suite, sendKey: result.sendKey, receiveKey: result.receiveKey,
+            createdAt: createdAt, rejectAfter: rejectAfter, frame: .tunvpn)
+    }
+
+    init(
+        localIndex: UInt32, remoteIndex: UInt32, peerKey: PublicKey, isInitiator: Bool, suite: any CipherSuite.Type,
+        sendKey: SecretBytes, receiveKey: SecretBytes, createdAt: UInt64, rejectAfter: UInt64, frame: FrameFormat
+    ) {
         self.rejectAfter = rejectAfter
-        localIndex = result.localIndex
-        remoteIndex = result.remoteIndex
-        peerKey = result.peerKey
-        isInitiator = result.isInitiator
+        self.localIndex = localIndex
+        self.remoteIndex = remoteIndex
+        self.peerKey = peerKey
+        self.isInitiator = isInitiator
         self.createdAt = createdAt
-        suite = result.suite
-        sender = SessionCipher(suite: result.suite, key: result.sendKey)
-        receiver = SessionCipher(suite: result.suite, key: result.receiveKey)
+        self.suite = suite
+        self.frame = frame
+        sender = SessionCipher(suite: suite, key: sendKey)
+        receiver = SessionCipher(suite: suite, key: receiveKey)
+    }
+
+    /// The AEAD's associated data for a frame whose header is at `header`.
+    @inline(__always)
+    func associatedData(_ header: UnsafeRawPointer) -> UnsafeRawBufferPointer {
+        switch frame {
+        case .tunvpn: return UnsafeRawBufferPointer(start: header, count: WireFormat.dataHeaderLength)
+        case .wireGuard: return UnsafeRawBufferPointer(start: nil, count: 0)
+        }
     }
 
     /// Frames sealed so far.
