@@ -29,6 +29,8 @@ let package = Package(
         // pkg-config's -lsodium would always come first and pick the shared library.
         .systemLibrary(name: "CSodium", pkgConfig: staticSodium ? nil : "libsodium", providers: [.apt(["libsodium-dev"])]),
         .target(name: "CLinux"),
+        // PostgreSQL's client library, for the peer registry (Sources/Control/Registry).
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .target(name: "Crypto", dependencies: ["CSodium"], linkerSettings: sodiumLink),
         .target(name: "Transport", dependencies: ["Crypto"]),
         .target(name: "Routing"),
@@ -41,7 +43,7 @@ let package = Package(
         .target(
             name: "Control",
             dependencies: [
-                "Crypto", "Transport", "Routing", "Engine", "Platform",
+                "Crypto", "Transport", "Routing", "Engine", "Platform", "CLibPQ",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]),
