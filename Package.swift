@@ -79,7 +79,7 @@ let package = Package(
             ]),
         .testTarget(
             name: "PlatformTests", dependencies: ["Platform", "Engine", "Routing", "Transport", "CLinux", "TestSupport"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "Control", "Crypto", "Transport"]),
         .testTarget(
             name: "CLITests",
             dependencies: [
