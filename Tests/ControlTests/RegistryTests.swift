@@ -88,10 +88,11 @@ struct RegistryTests {
         ).allowList
         let source = "host=/run/db dbname=tunvpn user=tunvpn"
         let text = RegistryCacheText.render(list, source: source)
-        #expect(text == "# tunvpn registry cache of \(source)\n\(Self.keyA) 10.8.0.2  # laptop\n")
+        #expect(text == "# tunvpn registry cache of \(source)\n\(Self.keyA) 10.8.0.2  # laptop\n# end: 1 peer(s)\n")
         #expect(RegistryCacheText.parse(text, source: source) == list)
         #expect(RegistryCacheText.parse(text, source: "host=/run/other dbname=tunvpn user=tunvpn") == nil, "another registry's")
         #expect(RegistryCacheText.parse(String(text.dropLast(20)), source: source) == nil, "a damaged cache")
+        #expect(RegistryCacheText.parse(String(text.dropLast(3)), source: source) == nil, "a damaged end")
         #expect(RegistryCacheText.parse("", source: source) == nil)
     }
 

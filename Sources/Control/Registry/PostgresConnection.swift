@@ -100,9 +100,11 @@ public final class PostgresConnection: @unchecked Sendable {
     @discardableResult
     public func query(_ sql: String, _ parameters: [String?] = []) throws(PostgresError) -> [[String?]] {
         guard let connection else { throw PostgresError(message: "the connection is closed") }
-        let result = withOptionalCStrings(parameters) { p in
-            PQexecParams(connection, sql, Int32(parameters.count), nil, p, nil, nil, 0)
-        }
+        // Without parameters, PQexec, which also runs several statements (a migration) at once.
+        let result =
+            parameters.isEmpty
+            ? PQexec(connection, sql)
+            : withOptionalCStrings(parameters) { p in PQexecParams(connection, sql, Int32(parameters.count), nil, p, nil, nil, 0) }
         guard let result else { throw PostgresError(message: Self.oneLine(PQerrorMessage(connection))) }
         defer { PQclear(result) }
         let status = PQresultStatus(result)

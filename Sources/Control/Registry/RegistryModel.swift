@@ -159,19 +159,24 @@ public enum RegistryAllocation {
     }
 }
 
-/// The local cache of the registry: the allow-list file's text after a first line naming the registry,
-/// so a cache of another registry (or another server's prefixes) is never used.
+/// The local cache of the registry: the allow-list file's text between a first line naming the registry
+/// (a cache of another registry is never used) and a last line counting the peers (a damaged one neither).
 public enum RegistryCacheText {
     static let marker = "# tunvpn registry cache of "
 
+    static func end(_ count: Int) -> String { "# end: \(count) peer(s)\n" }
+
     /// The cache file's text for `list`, read from the registry `source` (a URL safe to log).
     public static func render(_ list: AllowList, source: String) -> String {
-        marker + source + "\n" + list.text
+        marker + source + "\n" + list.text + end(list.clients.count)
     }
 
     /// The allow-list of a cache's `text`, or nil when it is of another registry or damaged.
     public static func parse(_ text: String, source: String) -> AllowList? {
-        guard let newline = text.firstIndex(of: "\n"), text[..<newline] == marker + source else { return nil }
-        return try? AllowList(parsing: String(text[text.index(after: newline)...]))
+        guard let newline = text.firstIndex(of: "\n"), text[..<newline] == marker + source,
+            let list = try? AllowList(parsing: String(text[text.index(after: newline)...])),
+            text.hasSuffix(end(list.clients.count))
+        else { return nil }
+        return list
     }
 }
