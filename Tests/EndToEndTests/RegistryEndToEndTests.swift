@@ -33,7 +33,7 @@ struct RegistryEndToEndTests {
     func serverArguments(_ lab: TunnelLab, _ pg: PostgresServer, host: String, url: String? = nil) -> [String] {
         [
             "server", "--key", lab.path("keys/server.key"), "--listen", "0.0.0.0:\(TunnelLab.port)", "--address", "10.8.0.1/16",
-            "--address", "fd00:8::1/64", "--dev", "tun0", "--no-nat", "--log-level", "debug", "--registry", url ?? pg.url,
+            "--dev", "tun0", "--no-nat", "--log-level", "debug", "--registry", url ?? pg.url,
             "--registry-password-file", pg.passwordFile, "--registry-cache", lab.path("cache-\(host)"),
         ]
     }

@@ -72,7 +72,7 @@ public final class PostgresConnection: @unchecked Sendable {
         guard let conn, PQstatus(conn) == CONNECTION_OK else {
             let message = conn.map { Self.oneLine(PQerrorMessage($0)) } ?? "out of memory"
             if let conn { PQfinish(conn) }
-            throw PostgresError(message: "cannot connect to \(url.display): \(message)")
+            throw PostgresError(message: "cannot connect: \(message)")
         }
         // Notices (such as "relation already exists, skipping") are not errors: keep them off stderr.
         PQsetNoticeProcessor(conn, { _, _ in }, nil)
