@@ -51,7 +51,8 @@ mkdir "$TMP/data" "$TMP/socket"
 head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$TMP/postgres.password"
 head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$TMP/tunvpn.password"
 chmod 600 "$TMP/postgres.password" "$TMP/tunvpn.password"
-chown postgres:postgres "$TMP/data" "$TMP/socket" "$TMP/postgres.password"
+touch "$TMP/postgres.log"
+chown postgres:postgres "$TMP/data" "$TMP/socket" "$TMP/postgres.password" "$TMP/postgres.log"
 runuser -u postgres -- "$PGBIN/initdb" -D "$TMP/data" -U postgres --pwfile "$TMP/postgres.password" \
     --auth-local=scram-sha-256 --auth-host=reject --no-sync -E UTF8 --locale=C >/dev/null
 runuser -u postgres -- "$PGBIN/pg_ctl" -D "$TMP/data" -l "$TMP/postgres.log" -w \
@@ -82,7 +83,7 @@ def start(ns, name):
     p = subprocess.Popen(["ip", "netns", "exec", ns, B, "server", "--key", f"{T}/keys/server.key", "--listen",
                           "0.0.0.0:51820", "--address", "10.8.0.1/16", "--no-ipv6", "--no-nat", "--dev", "tun0",
                           "--registry", URL, "--registry-password-file", f"{T}/tunvpn.password",
-                          "--registry-cache", f"{T}/cache-{name}"], stdout=out, stderr=subprocess.STDOUT)
+                          "--registry-cache", f"{T}/cache-{name}", "--log-level", "debug"], stdout=out, stderr=subprocess.STDOUT)
     started.append(p)
     while b"server listening" not in open(log, "rb").read():
         if p.poll() is not None:
@@ -140,6 +141,8 @@ try:
     print(f"change to both servers (the later of the two): add median {statistics.median(adds) * 1000:.0f} ms "
           f"(max {max(adds) * 1000:.0f}), remove median {statistics.median(removes) * 1000:.0f} ms (max {max(removes) * 1000:.0f})")
     print(f"memory after the changes: S1 VmRSS {mem1[0]:.1f} MB (peak {mem1[1]:.1f}), S2 VmRSS {mem2[0]:.1f} MB (peak {mem2[1]:.1f})")
+    resyncs = [l for l in open(log1).read().splitlines() if "registry resync:" in l]
+    print("S1's last resync: " + (resyncs[-1].split("registry resync: ", 1)[1] if resyncs else "none logged"))
 finally:
     # Every server started here, by its pid.
     for p in started:

@@ -32,9 +32,9 @@ struct RegistryTests {
 
     @Test func enabledRowsBecomeTheAllowListWithTheirNamesAndAddresses() throws {
         let rows = [
-            RegistryRow(name: "phone", publicKey: Self.keyB, address4: "10.8.0.3", address6: "fd00:8::3"),
             RegistryRow(name: "laptop", publicKey: Self.keyA, address4: "10.8.0.2", address6: "fd00:8::2"),
             RegistryRow(name: "old", publicKey: Self.keyC, address4: "10.8.0.4", enabled: false),
+            RegistryRow(name: "phone", publicKey: Self.keyB, address4: "10.8.0.3", address6: "fd00:8::3"),
         ]
         let peers = RegistryPeers(rows: rows, prefix: Self.prefix, prefix6: Self.prefix6)
         #expect(peers.skipped.isEmpty)
@@ -44,6 +44,11 @@ struct RegistryTests {
                 \(Self.keyB) 10.8.0.3 fd00:8::3  # phone
 
                 """)
+        #expect(peers.keys.keys.sorted() == [Self.keyA, Self.keyB].sorted(), "the enabled rows' keys, decoded")
+        // Keys decoded before are taken as they are: the next read decodes only new ones.
+        let decoyKey = try PublicKey(base64: Self.keyC)
+        let again = RegistryPeers(rows: rows, prefix: Self.prefix, prefix6: Self.prefix6, decoded: [Self.keyA: decoyKey])
+        #expect(again.allowList.clients.map(\.key) == [decoyKey, try PublicKey(base64: Self.keyB)])
         // Without IPv6 in the tunnel, the IPv6 addresses are left out, the peers kept.
         let v4only = RegistryPeers(rows: rows, prefix: Self.prefix, prefix6: nil)
         #expect(v4only.allowList.clients.map(\.address6) == [nil, nil])

@@ -85,20 +85,27 @@ public struct RegistryPeers: Equatable, Sendable {
     public var allowList: AllowList
     /// One line per row left out (a bad key, an address outside the server's prefixes), for the log.
     public var skipped: [String]
+    /// Every key decoded this time, by its text: give it to the next call, which then decodes only new keys.
+    public var keys: [String: PublicKey]
 
-    /// Turns rows into an allow-list: enabled rows only, each with its addresses (an address of a family
-    /// the server does not carry is left out, an address outside its prefix leaves the row out). The comment
-    /// is the name, so `AllowList.text` writes the allow-list file format with the name as its first word.
-    public init(rows: [RegistryRow], prefix: IPv4Prefix, prefix6: IPv6Prefix?) {
+    /// Turns rows into an allow-list, in the rows' order (the registry reads them by name): enabled rows
+    /// only, each with its addresses (an address of a family the server does not carry is left out, an
+    /// address outside its prefix leaves the row out). The comment is the name, so `AllowList.text` writes
+    /// the allow-list file format with the name as its first word. `decoded` holds keys decoded before.
+    public init(rows: [RegistryRow], prefix: IPv4Prefix, prefix6: IPv6Prefix?, decoded: [String: PublicKey] = [:]) {
         var clients: [AllowedClient] = []
         var skipped: [String] = []
         var seenKeys = Set<PublicKey>()
         var seenAddresses = Set<IPAddress>()
-        for row in rows.sorted(by: { $0.name < $1.name }) where row.enabled {
-            guard let key = try? PublicKey(base64: row.publicKey) else {
+        var keys: [String: PublicKey] = [:]
+        keys.reserveCapacity(rows.count)
+        clients.reserveCapacity(rows.count)
+        for row in rows where row.enabled {
+            guard let key = decoded[row.publicKey] ?? (try? PublicKey(base64: row.publicKey)) else {
                 skipped.append("peer \(row.name): '\(row.publicKey)' is not a public key")
                 continue
             }
+            keys[row.publicKey] = key
             var client = AllowedClient(key: key, comment: row.name)
             if let text = row.address4 {
                 guard let a = IPv4Address(text), prefix.contains(a), a != prefix.address, a != prefix.network,
@@ -129,6 +136,7 @@ public struct RegistryPeers: Equatable, Sendable {
         }
         allowList = AllowList(clients: clients)
         self.skipped = skipped
+        self.keys = keys
     }
 }
 
