@@ -146,7 +146,7 @@ struct Server: ParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Directory of the registry's local cache, used at a start while the database is down.", valueName: "DIR"))
+            "Directory for the registry's local cache file, used at a start while the database is down.", valueName: "DIR"))
     var registryCache: String = "/var/lib/tunvpn/registry"
 
     @Option(help: "Interface to MASQUERADE tunnel traffic out of (default: the default route's).")

@@ -102,6 +102,34 @@ struct RegistryDatabaseTests {
         }
     }
 
+    @Test func addClientAndRemoveClientWithARegistryChangeItForEveryServer() throws {
+        try PostgresServer.use { pg in
+            let dir = pg.directory.path + "/provision"
+            try runLoggedChecked([TestBinaries.tunvpn, "keygen", "--out", dir, "--name", "server"])
+            let registry = ["--registry", pg.url, "--registry-password-file", pg.passwordFile]
+            let added = try runChild(
+                [
+                    TestBinaries.tunvpn, "add-client", "laptop", "--key", dir + "/server.key", "--address", "10.8.0.1/16", "--no-ipv6",
+                    "--endpoint", "vpn.example.net:51820", "--out", dir,
+                ] + registry)
+            #expect(added.status == 0, "\(added.stderr)")
+            #expect(added.stdout.contains("added laptop to the registry host=\(pg.socketDirectory) dbname=tunvpn user=tunvpn: "))
+            #expect(FileManager.default.fileExists(atPath: dir + "/laptop.toml"))
+            #expect(!FileManager.default.fileExists(atPath: dir + "/clients"), "no allow-list written")
+            let rows = try connect(pg).rows()
+            #expect(rows.map(\.name) == ["laptop"] && rows.first?.address4 == "10.8.0.2")
+            let pub = try String(contentsOfFile: dir + "/laptop.pub", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(rows.first?.publicKey == pub)
+
+            let removed = try runChild([TestBinaries.tunvpn, "remove-client", "laptop"] + registry)
+            #expect(removed.status == 0, "\(removed.stderr)")
+            #expect(removed.stdout.contains("removed laptop from the registry"))
+            #expect(try connect(pg).rows().isEmpty)
+            let again = try runChild([TestBinaries.tunvpn, "remove-client", "laptop"] + registry)
+            #expect(again.status == 1 && again.stderr.contains("no client named laptop in the registry"), "\(again.stderr)")
+        }
+    }
+
     @Test func aNewerSchemaWrongCredentialsAndNoDatabaseAreOneLineErrors() throws {
         try PostgresServer.use { pg in
             let url = try RegistryURL(pg.url)
