@@ -28,6 +28,8 @@ let package = Package(
         // Found by pkg-config for ordinary builds; a static build links libsodium.a by hand instead, because
         // pkg-config's -lsodium would always come first and pick the shared library.
         .systemLibrary(name: "CSodium", pkgConfig: staticSodium ? nil : "libsodium", providers: [.apt(["libsodium-dev"])]),
+        // QR codes for `tunvpn add-client --qr` (libqrencode).
+        .systemLibrary(name: "CQREncode", pkgConfig: "libqrencode", providers: [.apt(["libqrencode-dev"])]),
         .target(name: "CLinux"),
         // PostgreSQL's client library, for the peer registry (Sources/Control/Registry).
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
@@ -43,7 +45,7 @@ let package = Package(
         .target(
             name: "Control",
             dependencies: [
-                "Crypto", "Transport", "Routing", "Engine", "Platform", "CLibPQ",
+                "Crypto", "Transport", "Routing", "Engine", "Platform", "CQREncode", "CLibPQ",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]),

@@ -25,6 +25,10 @@ public struct ClientConfiguration: Sendable {
     public var tunnel = TunnelSettings()
     /// The server's public key file.
     public var peerKeyFile: String
+    /// The server's public key itself (a config file's `peer-public-key`), used instead of `peerKeyFile`.
+    public var peerKey: PublicKey?
+    /// This client's private key itself (a config file's `private-key`), used instead of `keyFile`.
+    public var privateKey: PrivateKey?
     /// The server's UDP endpoint, `HOST:PORT` (resolved at start).
     public var endpoint: String
     /// This client's private key file.
@@ -136,15 +140,17 @@ public enum ClientDaemon {
         let logger = c.tunnel.makeLogger("tunvpn")
         let dev = c.tunnel.device
         let privateKey: PrivateKey
-        do { privateKey = try KeyFiles.loadPrivateKey(c.keyFile) } catch {
+        if let inline = c.privateKey {
+            privateKey = inline
+        } else { do { privateKey = try KeyFiles.loadPrivateKey(c.keyFile) } catch {
             if !KeyFiles.exists(c.keyFile) {
                 let base = c.keyFile.hasSuffix(".key") ? String(c.keyFile.dropLast(4)) : c.keyFile
                 throw ControlError(
                     "\(c.keyFile): private key file not found; create it with `tunvpn keygen --name client` and add \(base).pub to the server's allow-list (one key per line in its keys/clients)")
             }
             throw error
-        }
-        let serverKey = try KeyFiles.loadPublicKey(c.peerKeyFile)
+        } }
+        let serverKey = try c.peerKey ?? KeyFiles.loadPublicKey(c.peerKeyFile)
         let (serverEndpoint, resolution) = try EndpointText(
             c.endpoint, option: "--endpoint", allowsPortZero: false, examplePort: 51820
         ).resolve(option: "--endpoint")

@@ -19,6 +19,8 @@ public struct TunnelSettings: Sendable {
     public var mtu = 1420
     /// File with a 32-byte pre-shared key (base64), mixed into the handshake as WireGuard's psk.
     public var pskFile: String?
+    /// The pre-shared key itself, from a config file's `preshared-key` (instead of `pskFile`).
+    public var psk: PrivateKey?
     /// Cipher suites to allow, in preference order; empty for every suite this machine runs.
     public var suites: [String] = []
     public var logLevel: Logger.Level = .info
@@ -59,6 +61,7 @@ public struct TunnelSettings: Sendable {
 
     /// The handshake's settings: the pre-shared key, when a file names one.
     public func handshakeSettings() throws -> HandshakeSettings {
+        if let psk { return HandshakeSettings(psk: psk.secret) }
         guard let pskFile else { return HandshakeSettings() }
         let key = try KeyFiles.loadPrivateKey(pskFile)
         return HandshakeSettings(psk: key.secret)

@@ -3,10 +3,11 @@
 // line, then its samples. Label values escape `\`, `"` and newline; HELP text escapes `\` and newline.
 //
 // Families: per-peer bytes and packets each way, session age and latest handshake (labelled with the
-// peer's public key); each peer's tunnel addresses (an info family: value 1, the address in a label, one
-// sample per IP family); handshakes completed; handshake failures and dropped frames by reason (every
-// reason, zeros included, so rates work from the first scrape); packets and bytes through the tunnel by
-// IP family (both families, zeros included); a client's IPv6 state; and the number of peers.
+// peer's public key, and with its allow-list name as `name` when it has one); each peer's tunnel
+// addresses (an info family: value 1, the address in a label, one sample per IP family); handshakes
+// completed; handshake failures and dropped frames by reason (every reason, zeros included, so rates work
+// from the first scrape); packets and bytes through the tunnel by IP family (both families, zeros
+// included); a client's IPv6 state; and the number of peers.
 //
 // The endpoint has no authentication and its labels name every peer's public key, so binding it to
 // anything but loopback is warned about; and the text is rendered at most once a second, however
@@ -29,7 +30,7 @@ public enum PrometheusText {
             for sample in samples { out += "\(name)\(sample.labels) \(sample.value)\n" }
         }
         func perPeer(_ value: (PeerSnapshot) -> UInt64?) -> [(labels: String, value: UInt64)] {
-            s.peers.compactMap { p in value(p).map { (labels(["peer": p.publicKey]), $0) } }
+            s.peers.compactMap { p in value(p).map { (peerLabels(p), $0) } }
         }
         // The families come from the typed counters (Engine's CounterID), so a renamed or new counter
         // cannot fall out of them unnoticed.
@@ -72,8 +73,8 @@ public enum PrometheusText {
             "tunvpn_peer_tunnel_address_info", "gauge", "A tunnel address of the peer (always 1), one sample per IP family.",
             s.peers.flatMap { p in
                 [
-                    p.tunnelAddress.map { (labels(["peer": p.publicKey, "family": "ipv4", "address": "\($0)"]), UInt64(1)) },
-                    p.tunnelAddress6.map { (labels(["peer": p.publicKey, "family": "ipv6", "address": "\($0)"]), UInt64(1)) },
+                    p.tunnelAddress.map { (peerLabels(p, [("family", "ipv4"), ("address", "\($0)")]), UInt64(1)) },
+                    p.tunnelAddress6.map { (peerLabels(p, [("family", "ipv6"), ("address", "\($0)")]), UInt64(1)) },
                 ].compactMap { $0 }
             })
         family(
@@ -109,6 +110,12 @@ public enum PrometheusText {
         return "metrics at http://\(endpoint)/metrics are not limited to this host: whoever can reach \(reach) "
             + "can read every peer's public key and traffic, without authentication; "
             + "bind --metrics to 127.0.0.1 unless that is intended"
+    }
+
+    /// A peer's labels: `peer` (its public key), `name` (its allow-list name, when it has one), then `extra`.
+    public static func peerLabels(_ p: PeerSnapshot, _ extra: [(String, String)] = []) -> String {
+        let pairs = [("peer", p.publicKey)] + (p.name.isEmpty ? [] : [("name", p.name)]) + extra
+        return "{" + pairs.map { "\($0.0)=\"\(escapeLabelValue($0.1))\"" }.joined(separator: ",") + "}"
     }
 
     /// `{name="value",…}` in the given order of names, values escaped; "" for no labels.

@@ -16,6 +16,7 @@ import Transport
 ///            "tunnel_address":"10.8.0.2","tunnel_address6":"fd00:8::2","tx_bytes":…,"tx_packets":…}],
 ///  "public_key":"…","role":"server","suites":["…"],"tunnel":null}
 /// ```
+/// A peer's `name` is its allow-list name (`AllowedClient.name`), null when it has none.
 /// `latest_handshake` is Unix time in seconds; `session_age` and `persistent_keepalive` are seconds. Absent
 /// values (no endpoint yet, no handshake, keepalive off, no IPv6 address) are `null`, never left out. A
 /// client's `tunnel` is its own addressing once up: `{"address":"10.8.0.2/16","address6":"fd00:8::2/64",
@@ -210,9 +211,11 @@ public struct PeerStatus: Codable, Equatable, Sendable {
     public var txPackets: UInt64
     public var persistentKeepalive: UInt64?
     public var suite: String?
+    /// The peer's allow-list name, empty if none (absent in older documents).
+    public var name: String
 
     enum CodingKeys: String, CodingKey {
-        case endpoint, suite
+        case endpoint, suite, name
         case publicKey = "public_key"
         case tunnelAddress = "tunnel_address"
         case tunnelAddress6 = "tunnel_address6"
@@ -238,6 +241,7 @@ public struct PeerStatus: Codable, Equatable, Sendable {
         txPackets = p.txPackets
         persistentKeepalive = p.persistentKeepalive
         suite = p.suite
+        name = p.name
     }
 
     /// Every member is required (but `tunnel_address6`, which older documents lack); the optional ones may
@@ -256,6 +260,7 @@ public struct PeerStatus: Codable, Equatable, Sendable {
         txPackets = try c.decode(UInt64.self, forKey: .txPackets)
         persistentKeepalive = try c.decode(UInt64?.self, forKey: .persistentKeepalive)
         suite = try c.decode(String?.self, forKey: .suite)
+        name = try c.decodeIfPresent(String?.self, forKey: .name).flatMap { $0 } ?? ""
     }
 
     /// Writes absent values as `null` (the synthesized encoder would leave them out).
@@ -273,6 +278,7 @@ public struct PeerStatus: Codable, Equatable, Sendable {
         try c.encode(txPackets, forKey: .txPackets)
         try c.encode(persistentKeepalive, forKey: .persistentKeepalive)
         try c.encode(suite, forKey: .suite)
+        try c.encode(name.isEmpty ? nil : name, forKey: .name)
     }
 
     func snapshot() throws(ControlError) -> PeerSnapshot {
@@ -298,7 +304,7 @@ public struct PeerStatus: Codable, Equatable, Sendable {
         return PeerSnapshot(
             publicKey: publicKey, endpoint: e, tunnelAddress: a, tunnelAddress6: a6, latestHandshake: latestHandshake,
             sessionAge: sessionAge, rxBytes: rxBytes, txBytes: txBytes, rxPackets: rxPackets, txPackets: txPackets,
-            persistentKeepalive: persistentKeepalive, suite: suite)
+            persistentKeepalive: persistentKeepalive, suite: suite, name: name)
     }
 }
 
@@ -342,6 +348,7 @@ public enum StatusText {
         for p in s.peers {
             lines.append("")
             lines.append("peer: \(p.publicKey)")
+            if !p.name.isEmpty { lines.append("  name: \(p.name)") }
             if let e = p.endpoint { lines.append("  endpoint: \(e)") }
             let allowed = [p.tunnelAddress.map { "\($0)/32" }, p.tunnelAddress6.map { "\($0)/128" }].compactMap { $0 }
             if !allowed.isEmpty { lines.append("  allowed ips: \(allowed.joined(separator: ", "))") }

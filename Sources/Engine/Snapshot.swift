@@ -23,13 +23,16 @@ public struct PeerSnapshot: Sendable, Equatable {
     /// Persistent keepalive interval in seconds, nil if off.
     public var persistentKeepalive: UInt64?
     public var suite: String?
+    /// The peer's name on the server's allow-list (`AllowedClient.name`), empty if it has none.
+    public var name: String = ""
 
     /// A peer as given (the status command rebuilds snapshots from their JSON; tests build them directly).
     public init(
         publicKey: String, endpoint: Endpoint?, tunnelAddress: IPv4Address?, tunnelAddress6: IPv6Address? = nil,
         latestHandshake: UInt64?, sessionAge: UInt64?, rxBytes: UInt64, txBytes: UInt64, rxPackets: UInt64,
-        txPackets: UInt64, persistentKeepalive: UInt64?, suite: String?
+        txPackets: UInt64, persistentKeepalive: UInt64?, suite: String?, name: String = ""
     ) {
+        self.name = name
         self.publicKey = publicKey
         self.endpoint = endpoint
         self.tunnelAddress = tunnelAddress
@@ -148,7 +151,9 @@ extension TunnelEngine {
         // client's private key is computed outside the lock.
         let (role, publicKey, suites): (String, String, [String])
         var tunnel: ClientTunnelSnapshot?
-        let (stateRole, assignment) = withState { ($0.role, $0.assignmentInForce) }
+        // A server's clients' allow-list names, copied with the role (a peer a reload adds after this copy
+        // is unnamed in this one snapshot).
+        let (stateRole, assignment, names) = withState { ($0.role, $0.assignmentInForce, $0.peerNames) }
         switch stateRole {
         case .server(let s):
             (role, publicKey, suites) = (
@@ -191,7 +196,7 @@ extension TunnelEngine {
                 rxPackets: p.stats.rxPackets.load(ordering: .relaxed),
                 txPackets: p.stats.txPackets.load(ordering: .relaxed),
                 persistentKeepalive: p.persistentKeepalive.map { $0 / 1_000_000_000 },
-                suite: p.current?.suite.name)
+                suite: p.current?.suite.name, name: names[p.key] ?? "")
         }
         return EngineSnapshot(
             role: role, publicKey: publicKey, listenPort: listenPort, device: device, suites: suites,

@@ -29,6 +29,13 @@ public struct AllowedClient: Equatable, Sendable {
         self.line = line
     }
 
+    /// The client's name: the first word of its comment (`# laptop, Anna's` names it `laptop,`; words are
+    /// split on spaces and tabs), empty when there is no comment. `tunvpn show` and the metrics label
+    /// peers with it; `tunvpn add-client NAME` writes it.
+    public var name: String {
+        comment.split(whereSeparator: { $0 == " " || $0 == "\t" }).first.map(String.init) ?? ""
+    }
+
     /// Equal when key, addresses and comment are: the line is where it was read, not what it says.
     public static func == (a: AllowedClient, b: AllowedClient) -> Bool {
         a.key == b.key && a.address == b.address && a.address6 == b.address6 && a.comment == b.comment

@@ -179,6 +179,9 @@ public struct TunnelState: Sendable {
     }
 
     public let role: Role
+    /// A server's clients' names (`AllowedClient.name`) by key, from the allow-list in force (the one given
+    /// at start or the latest reload); only named clients are in it.
+    public private(set) var peerNames: [PublicKey: String] = [:]
     /// Timer lengths (WireGuard's unless a test shrinks them).
     public let timers: ProtocolTimers
     public private(set) var peers: [PeerState] = []
@@ -215,6 +218,7 @@ public struct TunnelState: Sendable {
             cookieChecker = CookieChecker(serverKey: s.responder.localKey)
             // Addresses are claimed as a reload claims them, so a list built in code with one address (or
             // key) twice still ends with one owner per address (a parsed list never has either).
+            peerNames = Self.names(of: s.allowList)
             for client in s.allowList.clients where peerByKey[client.key] == nil {
                 addPeer(key: client.key, address: client.address, address6: s.address6 == nil ? nil : client.address6)
             }
@@ -324,6 +328,13 @@ public struct TunnelState: Sendable {
 
     // MARK: Reload
 
+    /// The named clients of `list`, the first line of a key winning (as for its addresses).
+    static func names(of list: AllowList) -> [PublicKey: String] {
+        var names: [PublicKey: String] = [:]
+        for client in list.clients where names[client.key] == nil && !client.name.isEmpty { names[client.key] = client.name }
+        return names
+    }
+
     /// Replaces the server's allow-list without touching the sessions of clients that stay: new keys
     /// become peers, removed keys lose their sessions at once, and a client whose fixed address changed
     /// loses its sessions so that its next handshake carries the new address. A fixed address that
@@ -332,6 +343,7 @@ public struct TunnelState: Sendable {
     public mutating func replaceAllowList(_ list: AllowList) -> AllowListChange {
         var change = AllowListChange()
         guard case .server(let settings) = role else { return change }
+        peerNames = Self.names(of: list)
         // Fixed IPv6 addresses mean nothing to a server whose tunnel carries no IPv6 (the file's check
         // refuses them; a list built in code may have them).
         let hasIPv6 = settings.address6 != nil

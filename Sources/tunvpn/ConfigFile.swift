@@ -77,9 +77,10 @@ extension ConfigSchema {
 }
 
 extension ConfigFile {
-    /// The subcommands that take `--config` (those with a `ConfigFileOption` group).
+    /// The subcommands that take `--config` (those with a `ConfigFileOption` group; add-client's names the
+    /// server's file, which it reads itself).
     static func configurableCommands() -> [any ParsableCommand.Type] {
-        TunVPN.configuration.subcommands.filter { CommandDump($0).hasLongOption("config") }
+        TunVPN.configuration.subcommands.filter { !($0 is any ReadsServerConfig.Type) && CommandDump($0).hasLongOption("config") }
     }
 
     /// Returns `arguments` (without the program name) with the `--config` file's settings inserted

@@ -31,19 +31,25 @@ struct Keygen: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            try KeyFiles.ensureDirectory(out)
-            let base = out.hasSuffix("/") ? out + name : out + "/" + name
-            if !force {
-                for path in [base + ".key", base + ".pub"] where KeyFiles.exists(path) {
-                    throw ControlError("\(path): already exists; refusing to overwrite a key (use --force to replace it)")
-                }
-            }
-            let key = PrivateKey()
-            try KeyFiles.write(key.base64 + "\n", to: base + ".key", mode: 0o600, overwrite: force)
-            let publicKey = key.publicKey.base64
-            try KeyFiles.write(publicKey + "\n", to: base + ".pub", mode: 0o644, overwrite: force)
-            print("wrote \(base).key (private, mode 0600) and \(base).pub (public): \(publicKey)")
+            let (base, key) = try Self.writePair(out: out, name: name, force: force)
+            print("wrote \(base).key (private, mode 0600) and \(base).pub (public): \(key.publicKey.base64)")
         }
+    }
+
+    /// Writes a new key pair as OUT/NAME.key (mode 0600) and OUT/NAME.pub (0644); returns OUT/NAME and the
+    /// key. Also used by `tunvpn add-client`.
+    static func writePair(out: String, name: String, force: Bool) throws -> (base: String, key: PrivateKey) {
+        try KeyFiles.ensureDirectory(out)
+        let base = out.hasSuffix("/") ? out + name : out + "/" + name
+        if !force {
+            for path in [base + ".key", base + ".pub"] where KeyFiles.exists(path) {
+                throw ControlError("\(path): already exists; refusing to overwrite a key (use --force to replace it)")
+            }
+        }
+        let key = PrivateKey()
+        try KeyFiles.write(key.base64 + "\n", to: base + ".key", mode: 0o600, overwrite: force)
+        try KeyFiles.write(key.publicKey.base64 + "\n", to: base + ".pub", mode: 0o644, overwrite: force)
+        return (base, key)
     }
 }
 

@@ -17,9 +17,11 @@ struct TunVPN: ParsableCommand {
               tunvpn server --key keys/server.key --allow-any-client
               tunvpn client --peer-key keys/server.pub --endpoint vpn.example.com:51820
             """,
+        version: BuildInfo.text.trimmingSuffix("\n"),
         subcommands: [
             Server.self, Client.self, Down.self, Reload.self, Show.self, Keygen.self, Pubkey.self, Demo.self, Bench.self,
             DNSAgentCommand.self,
+            AddClient.self, RemoveClient.self, Genpsk.self, VersionCommand.self,
         ])
 
     /// Expands `--config FILE` (ConfigFile.swift) before ArgumentParser parses the command line.
@@ -31,6 +33,13 @@ struct TunVPN: ParsableCommand {
         }
         main(arguments)
     }
+}
+
+struct VersionCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "version", abstract: "Print the version, the protocol version and the cipher suites compiled in (as --version).")
+
+    func run() throws { print(BuildInfo.text, terminator: "") }
 }
 
 extension ParsableCommand {

@@ -272,7 +272,16 @@ struct Client: ParsableCommand {
             """)
 
     @Option(help: "The server's public key file.")
-    var peerKey: String
+    var peerKey: String?
+
+    @Option(help: ArgumentHelp("The server's public key itself (base64), instead of --peer-key.", valueName: "KEY"))
+    var peerPublicKey: String?
+
+    @Option(help: ArgumentHelp("This client's private key itself (base64), instead of --key; only in a --config TOML, never on the command line.", valueName: "KEY"))
+    var privateKey: String?
+
+    @Option(help: ArgumentHelp("The pre-shared key itself (base64), instead of --psk; only in a --config TOML, never on the command line.", valueName: "KEY"))
+    var presharedKey: String?
 
     @Option(
         help: ArgumentHelp(
@@ -318,6 +327,7 @@ struct Client: ParsableCommand {
 
     func validate() throws {
         try common.validateCommon()
+        try validateInlineKeys(CommandLine.arguments)
         try validateEndpointText(endpoint, option: "--endpoint", allowsPortZero: false, examplePort: 51820)
         if let k = keepalive, !(1...65535).contains(k) { throw ValidationError("--keepalive must be 1...65535 seconds") }
         for r in route where !r.contains("/") || (IPv4Prefix(r) == nil && IPv6Prefix(r) == nil) {
@@ -333,9 +343,43 @@ struct Client: ParsableCommand {
         }
     }
 
+    /// The inline keys (`peer-public-key`, `private-key`, `preshared-key`, written by `tunvpn add-client`):
+    /// each decodes, replaces the file option of its kind, and the two secrets come from a config file only,
+    /// never from `commandLine` (the process's own arguments), where other users could read them in ps(1).
+    func validateInlineKeys(_ commandLine: [String]) throws {
+        for (option, value) in [("--private-key", privateKey), ("--preshared-key", presharedKey)] where value != nil {
+            if commandLine.contains(where: { $0 == option || $0.hasPrefix(option + "=") }) {
+                throw ValidationError(
+                    "\(option) is read from a config file only (a command line is visible in ps); put it in the file, e.g. tunvpn client --config laptop.toml")
+            }
+        }
+        switch (peerKey, peerPublicKey) {
+        case (nil, nil):
+            throw ValidationError("Missing expected argument '--peer-key <peer-key>' (the server's public key file, e.g. --peer-key keys/server.pub)")
+        case (.some, .some):
+            throw ValidationError("--peer-key and --peer-public-key cannot be combined: give the server's key once")
+        default: break
+        }
+        if let peerPublicKey, (try? PublicKey(base64: peerPublicKey)) == nil {
+            throw ValidationError("--peer-public-key is not a base64 X25519 public key (44 characters), e.g. the text of keys/server.pub")
+        }
+        if let privateKey, (try? PrivateKey(base64: privateKey)) == nil {
+            throw ValidationError("private-key is not a base64 private key (44 characters), like the text tunvpn keygen writes")
+        }
+        if let presharedKey, (try? PrivateKey(base64: presharedKey)) == nil {
+            throw ValidationError("preshared-key is not a base64 32-byte key (44 characters), like tunvpn genpsk prints")
+        }
+        if presharedKey != nil && common.psk != nil {
+            throw ValidationError("preshared-key and --psk cannot be combined: give the pre-shared key once")
+        }
+    }
+
     func run() throws {
-        var c = ClientConfiguration(peerKeyFile: peerKey, endpoint: endpoint)
+        var c = ClientConfiguration(peerKeyFile: peerKey ?? "", endpoint: endpoint)
+        c.peerKey = peerPublicKey.flatMap { try? PublicKey(base64: $0) }
+        c.privateKey = privateKey.flatMap { try? PrivateKey(base64: $0) }
         c.tunnel = common.settings(host)
+        c.tunnel.psk = presharedKey.flatMap { try? PrivateKey(base64: $0) }
         c.keyFile = key
         c.keepalive = keepalive
         c.routes = noRoutes ? nil : route.compactMap { IPv4Prefix($0) }

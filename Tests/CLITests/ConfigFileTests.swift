@@ -51,7 +51,8 @@ import TestSupport
         #expect(
             client.keyNames == [
                 "dev", "dns", "dry-run", "endpoint", "firewall", "gateway", "ipv6", "keepalive", "key", "lockdown", "log-level",
-                "metrics", "mtu", "no-dns", "offload", "peer-key", "psk", "route", "routes", "suite", "txqueuelen", "user",
+                "metrics", "mtu", "no-dns", "offload", "peer-key", "peer-public-key", "preshared-key", "private-key", "psk", "route",
+                "routes", "suite", "txqueuelen", "user",
             ])
     }
 
@@ -271,7 +272,7 @@ import TestSupport
     @Test func anUnknownKeyNamesTheLineAndTheKnownKeys() {
         #expect(
             error("mtu = 1400\ncolour = \"blue\"", client)
-                == "t.toml:2: key 'colour': not an option of tunvpn client (keys: dev, dns, dry-run, endpoint, firewall, gateway, ipv6, keepalive, key, lockdown, log-level, metrics, mtu, no-dns, offload, peer-key, psk, route, routes, suite, txqueuelen, user)"
+                == "t.toml:2: key 'colour': not an option of tunvpn client (keys: dev, dns, dry-run, endpoint, firewall, gateway, ipv6, keepalive, key, lockdown, log-level, metrics, mtu, no-dns, offload, peer-key, peer-public-key, preshared-key, private-key, psk, route, routes, suite, txqueuelen, user)"
         )
         // A client-only key in a server file.
         #expect(error("\n\nendpoint = \"a:1\"", server)?.hasPrefix("t.toml:3: key 'endpoint': not an option of tunvpn server (keys: ") == true)
