@@ -170,7 +170,6 @@ struct AddClient: ParsableCommand, ReadsServerConfig {
                 privateKey = key
                 clientKey = key.publicKey
             }
-            try KeyFiles.ensureDirectory(out)
             let base = out.hasSuffix("/") ? out + name : out + "/" + name
             for path in [base + ".toml", base + ".key", base + ".pub", base + ".psk"] where KeyFiles.exists(path) {
                 throw ControlError("\(path): already exists; move it away or pick another --out or NAME")
@@ -191,6 +190,7 @@ struct AddClient: ParsableCommand, ReadsServerConfig {
                     address: fixed4, address6: fixed6)
                 allocation = (allocated.address, allocated.address6, allocated.line)
             }
+            try KeyFiles.ensureDirectory(out)
 
             // The client's files, then the server's list, then the reload.
             if let privateKey, !inlineKey {
