@@ -6,12 +6,13 @@
 //     B: c0 10.101.k.2/24 ─── s0 10.101.k.1/24  S2  tun0 10.8.0.1/16
 //
 // A peer is added and removed through `PeerRegistry` (what `tunvpn add-client --registry` calls) while
-// both servers run; the database is stopped, a server restarted from its cache, a change made while the
+// both servers run, then many at once from two connections; the database is stopped, a server restarted from its cache, a change made while the
 // servers cannot see the database; and a server refuses to start on a database it cannot use.
 
 import Control
 import Crypto
 import Foundation
+import Synchronization
 import TestSupport
 import Testing
 import Transport
@@ -121,6 +122,35 @@ struct RegistryEndToEndTests {
                 #expect(try peers(lab, in: "S1")[key] == nil && peers(lab, in: "S2")[key] == nil)
                 #expect(try lab["A"].ping("10.8.0.1", count: 2).status != 0, "no traffic after the removal")
                 #expect(try lab["B"].ping("10.8.0.1", count: 2).status != 0, "no traffic after the removal")
+
+                // Many additions at once from two hosts' connections: never one address twice, and both
+                // servers end with the same peers at the same addresses.
+                let perHost = 20
+                let failures = Mutex<[String]>([])
+                let url = try RegistryURL(pg.url)
+                let threads = (0..<2).map { host in
+                    TestThread {
+                        do {
+                            let connection = try PeerRegistry(url, passwordFile: pg.passwordFile)
+                            for i in 0..<perHost {
+                                var bytes = [UInt8](repeating: UInt8(host + 1), count: 32)
+                                bytes[0] = UInt8(i)
+                                let key = try #require(PublicKey(bytes: bytes))
+                                try connection.add(name: "h\(host)-\(i)", publicKey: key, pool: Self.pool, pool6: Self.pool6)
+                            }
+                        } catch { failures.withLock { $0.append("\(error)") } }
+                    }
+                }
+                threads.forEach { $0.join() }
+                #expect(failures.withLock { $0 }.isEmpty)
+                let all = 2 * perHost
+                let settled = waitUntil(timeout: 10) {
+                    ((try? peers(lab, in: "S1"))?.count ?? 0) == all && ((try? peers(lab, in: "S2"))?.count ?? 0) == all
+                }
+                #expect(settled, "both servers list all \(all) peers")
+                let onS1 = try peers(lab, in: "S1")
+                #expect(Set(onS1.values).count == all, "no address twice: \(onS1)")
+                #expect(try peers(lab, in: "S2") == onS1, "the same addresses on both servers")
                 #expect(s1.isRunning && s2.isRunning)
             }
         }
