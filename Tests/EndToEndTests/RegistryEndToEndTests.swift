@@ -6,8 +6,9 @@
 //     B: c0 10.101.k.2/24 ─── s0 10.101.k.1/24  S2  tun0 10.8.0.1/16
 //
 // A peer is added and removed through `PeerRegistry` (what `tunvpn add-client --registry` calls) while
-// both servers run, then many at once from two connections; the database is stopped, a server restarted from its cache, a change made while the
-// servers cannot see the database; and a server refuses to start on a database it cannot use.
+// both servers run, then many at once from two connections; the database is stopped, a server restarted
+// from its cache, a change made while the servers cannot see the database; and a server refuses to start
+// on a database it cannot use.
 
 import Control
 import Crypto
