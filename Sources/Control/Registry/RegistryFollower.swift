@@ -108,6 +108,8 @@ public struct RegistryStart: Sendable {
     public var skipped: [String]
     /// Whether `list` came from the cache (the database was unreachable).
     public var fromCache: Bool
+    /// The keys decoded at the first read (`RegistryPeers.keys`), so the first resync decodes none again.
+    public var keys: [String: PublicKey] = [:]
     /// Why the database could not be used (with `fromCache`).
     public var failure: String?
 
@@ -132,7 +134,7 @@ public struct RegistryStart: Sendable {
                 )
             }
             return RegistryStart(
-                url: url, password: password, list: cached, skipped: [], fromCache: true, failure: error.message)
+                url: url, password: password, list: cached, skipped: [], fromCache: true, keys: [:], failure: error.message)
         }
         defer { connection.close() }
         let registry = try PeerRegistry(url, connection: connection)
@@ -141,7 +143,7 @@ public struct RegistryStart: Sendable {
         let peers = RegistryPeers(rows: rows, prefix: prefix, prefix6: prefix6)
         return RegistryStart(
             url: url, password: connection.usedPassword ?? password, list: peers.allowList, skipped: peers.skipped,
-            fromCache: false, failure: nil)
+            fromCache: false, keys: peers.keys, failure: nil)
     }
 }
 
@@ -176,7 +178,7 @@ public final class RegistryFollower: Sendable {
         self.prefix6 = prefix6
         self.cache = cache
         self.logger = logger
-        state = Mutex(State(current: start.list))
+        state = Mutex(State(current: start.list, keys: start.keys))
     }
 
     /// The reload of a server with a registry: SIGHUP and `tunvpn reload` ask the thread for a full

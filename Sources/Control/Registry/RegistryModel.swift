@@ -85,7 +85,8 @@ public struct RegistryPeers: Equatable, Sendable {
     public var allowList: AllowList
     /// One line per row left out (a bad key, an address outside the server's prefixes), for the log.
     public var skipped: [String]
-    /// Every key decoded this time, by its text: give it to the next call, which then decodes only new keys.
+    /// The keys decoded, by their text (this read's and earlier ones): give it to the next call, which then
+    /// decodes only new keys.
     public var keys: [String: PublicKey]
 
     /// Turns rows into an allow-list, in the rows' order (the registry reads them by name): enabled rows
@@ -95,17 +96,24 @@ public struct RegistryPeers: Equatable, Sendable {
     public init(rows: [RegistryRow], prefix: IPv4Prefix, prefix6: IPv6Prefix?, decoded: [String: PublicKey] = [:]) {
         var clients: [AllowedClient] = []
         var skipped: [String] = []
-        var seenKeys = Set<PublicKey>()
-        var seenAddresses = Set<IPAddress>()
-        var keys: [String: PublicKey] = [:]
-        keys.reserveCapacity(rows.count)
+        var seenKeys = Set<PublicKey>(minimumCapacity: rows.count)
+        var seen4 = Set<UInt32>(minimumCapacity: rows.count)
+        var seen6 = Set<IPv6Address>()
+        // The previous read's keys, plus the new ones (a copy only when a key is new); pruned when most
+        // of them are gone.
+        var keys = decoded.count > 2 * rows.count + 64 ? [:] : decoded
         clients.reserveCapacity(rows.count)
         for row in rows where row.enabled {
-            guard let key = decoded[row.publicKey] ?? (try? PublicKey(base64: row.publicKey)) else {
+            let key: PublicKey
+            if let known = keys[row.publicKey] {
+                key = known
+            } else if let parsed = try? PublicKey(base64: row.publicKey) {
+                key = parsed
+                keys[row.publicKey] = parsed
+            } else {
                 skipped.append("peer \(row.name): '\(row.publicKey)' is not a public key")
                 continue
             }
-            keys[row.publicKey] = key
             var client = AllowedClient(key: key, comment: row.name)
             if let text = row.address4 {
                 guard let a = IPv4Address(text), prefix.contains(a), a != prefix.address, a != prefix.network,
@@ -125,13 +133,15 @@ public struct RegistryPeers: Equatable, Sendable {
             }
             // The table's unique constraints make these impossible; a row that breaks them is still never
             // given to the engine.
-            let addresses = [client.address.map(IPAddress.v4), client.address6.map(IPAddress.v6)].compactMap { $0 }
-            guard !seenKeys.contains(key), addresses.allSatisfy({ !seenAddresses.contains($0) }) else {
+            guard !seenKeys.contains(key), !(client.address.map { seen4.contains($0.value) } ?? false),
+                !(client.address6.map { seen6.contains($0) } ?? false)
+            else {
                 skipped.append("peer \(row.name): its key or an address is another peer's")
                 continue
             }
             seenKeys.insert(key)
-            seenAddresses.formUnion(addresses)
+            if let a = client.address { seen4.insert(a.value) }
+            if let a = client.address6 { seen6.insert(a) }
             clients.append(client)
         }
         allowList = AllowList(clients: clients)
