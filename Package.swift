@@ -36,6 +36,8 @@ let package = Package(
         // BLAKE2s for WireGuard mode, from the BLAKE2 authors' libb2 (libsodium has only BLAKE2b).
         .systemLibrary(name: "CBlake2", pkgConfig: "libb2", providers: [.apt(["libb2-dev"])]),
         .target(name: "CLinux"),
+        // PostgreSQL's client library, for the peer registry (Sources/Control/Registry).
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .target(name: "Crypto", dependencies: ["CSodium", "COpenSSL", "CBlake2"], linkerSettings: sodiumLink),
         .target(name: "Transport", dependencies: ["Crypto"]),
         .target(name: "Routing"),
@@ -48,7 +50,7 @@ let package = Package(
         .target(
             name: "Control",
             dependencies: [
-                "Crypto", "Transport", "Routing", "Engine", "Platform", "CQREncode",
+                "Crypto", "Transport", "Routing", "Engine", "Platform", "CQREncode", "CLibPQ",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]),
@@ -90,7 +92,7 @@ let package = Package(
             ]),
         .testTarget(
             name: "PlatformTests", dependencies: ["Platform", "Engine", "Routing", "Transport", "CLinux", "TestSupport"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "Control", "Crypto", "Transport"]),
         .testTarget(
             name: "CLITests",
             dependencies: [

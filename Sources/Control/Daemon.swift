@@ -179,7 +179,7 @@ extension TunDevice: DeviceConfiguring {
 /// process while it runs.
 public func runUntilSignalled(
     _ engine: TunnelEngine, device: String, user: String?, logger: Logger, adapters: (() -> String)? = nil,
-    reload: AllowListReloader? = nil
+    reload: AllowListReloader? = nil, afterDrop: (() -> Void)? = nil
 ) throws {
     /// The counters, then the adapters' own (offload and skip counts) when given.
     func statsLine() -> String { engine.counters.statsLine + (adapters.map { " " + $0() } ?? "") }
@@ -188,6 +188,7 @@ public func runUntilSignalled(
     // tunnel-up, teardown's ip/nft and sysctls, through the journal opened while root). Capabilities are
     // per thread, so drop them before the engine's threads exist; they inherit the reduced sets.
     try dropPrivileges(user: user, logger: logger)
+    afterDrop?()
     engine.start()
     var timeout = timespec(tv_sec: 0, tv_nsec: 200_000_000)
     while true {

@@ -59,6 +59,15 @@ public final class AllowListReloader: Sendable {
     /// Takes `bytes` as the file's text.
     public func fromBytes(_ bytes: [UInt8]) -> ReloadOutcome { reload(bytes) }
 
+    /// Applies a list read elsewhere (the peer registry's thread), one reload at a time with the others.
+    public func applyList(_ list: AllowList) -> ReloadOutcome {
+        oneAtATime.withLock { _ in
+            let message = "reloaded \(path): " + apply(list)
+            logger.notice("\(message)")
+            return ReloadOutcome(succeeded: true, message: message)
+        }
+    }
+
     private func reload(_ bytes: [UInt8]?) -> ReloadOutcome {
         oneAtATime.withLock { _ in
             do {

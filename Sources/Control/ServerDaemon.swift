@@ -35,6 +35,12 @@ public struct ServerConfiguration: Sendable {
     public var noNAT = false
     /// The resolvers and search domains pushed to clients (--dns, --dns-search; checked by the command).
     public var dns = DNSSettings.none
+    /// --registry: the peers come from this PostgreSQL database instead of `clientsFile`.
+    public var registry: RegistryURL?
+    /// --registry-password-file: the database password (else libpq's PGPASSWORD or ~/.pgpass).
+    public var registryPasswordFile: String?
+    /// --registry-cache: the directory of the registry's local cache.
+    public var registryCacheDirectory = "/var/lib/tunvpn/registry"
 
     public init(address: IPv4Prefix) { self.address = address }
 }
@@ -123,8 +129,19 @@ public enum ServerDaemon {
         c.address6 = tunnelPrefix6(c, serverKey: privateKey.publicKey)
         let egress6 = ipv6EgressDevice(c)
         let prefix = c.address
-        let allowList = try AllowListFile.loadAllowList(
-            c.clientsFile, prefix: prefix, prefix6: c.address6, allowAnyClient: c.allowAnyClient)
+        // With a registry, its peers (read before any host change: a database that cannot be used stops the
+        // start here, unless a cache of it can stand in); a dry run does not connect.
+        var registryStart: RegistryStart? = nil
+        if let url = c.registry, !c.tunnel.dryRun {
+            registryStart = try RegistryStart.load(
+                url: url, passwordFile: c.registryPasswordFile, prefix: prefix, prefix6: c.address6,
+                cacheDirectory: c.registryCacheDirectory, device: c.tunnel.device)
+        }
+        let allowList =
+            try registryStart?.list
+            ?? (c.registry != nil
+                ? AllowList()
+                : AllowListFile.loadAllowList(c.clientsFile, prefix: prefix, prefix6: c.address6, allowAnyClient: c.allowAnyClient))
         let responder = HandshakeResponder(
             localStatic: privateKey, settings: try c.tunnel.handshakeSettings(), acceptedSuites: try c.tunnel.cipherSuites())
         let state = TunnelState(
@@ -163,15 +180,38 @@ public enum ServerDaemon {
         let engine = TunnelEngine(
             state: state, device: device, socket: socket, clock: SystemClock(wallOffset: c.tunnel.clockOffset),
             logger: logger, settings: EngineSettings(mtu: c.tunnel.mtu))
-        let reload = AllowListFile.reloader(
-            engine: engine, clients: c.clientsFile, prefix: prefix, prefix6: c.address6, allowAnyClient: c.allowAnyClient,
-            logger: logger)
+        var follower: RegistryFollower? = nil
+        if let registryStart {
+            follower = try startRegistry(registryStart, c, logger: logger)
+        }
+        let reload =
+            follower?.makeReloader(engine: engine)
+            ?? AllowListFile.reloader(
+                engine: engine, clients: c.clientsFile, prefix: prefix, prefix6: c.address6, allowAnyClient: c.allowAnyClient,
+                logger: logger)
+        defer { follower?.stop() }
         let status = try StatusServices.start(
             engine: engine, device: c.tunnel.device, listenPort: socket.localEndpoint.port,
             metricsAddress: c.tunnel.metrics, reload: reload, logger: logger)
         defer { status.stop() }
         try runUntilSignalled(
             engine, device: c.tunnel.device, user: c.tunnel.user, logger: logger,
-            adapters: { adapterStats(device, socket) }, reload: reload)
+            adapters: { adapterStats(device, socket) }, reload: reload, afterDrop: { follower?.start() })
+    }
+
+    /// Logs where the peers came from, opens the registry's cache (writing it when the database answered)
+    /// and returns the thread that will follow the registry once started.
+    static func startRegistry(_ start: RegistryStart, _ c: ServerConfiguration, logger: Logger) throws -> RegistryFollower {
+        let owner = geteuid() == 0 ? Privileges.Account.named(c.tunnel.user ?? Privileges.defaultUserName) : nil
+        let cache = try RegistryCache(directory: c.registryCacheDirectory, device: c.tunnel.device, owner: owner)
+        if start.fromCache {
+            logger.warning(
+                "registry \(start.url.display) unavailable (\(start.failure ?? "")): serving the \(start.list.clients.count) cached peer(s) of \(cache.path) until it is back")
+        } else {
+            logger.info("registry \(start.url.display): \(start.list.clients.count) peer(s), schema version \(RegistrySchema.latest), cache \(cache.path)")
+            for line in start.skipped { logger.warning("registry \(start.url.display): \(line), left out") }
+            do throws(ControlError) { try cache.write(start.list, source: start.url.display) } catch { logger.warning("\(error.message)") }
+        }
+        return RegistryFollower(start: start, prefix: c.address, prefix6: c.address6, cache: cache, logger: logger)
     }
 }

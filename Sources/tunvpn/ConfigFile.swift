@@ -29,7 +29,7 @@ struct ConfigFileOption: ParsableArguments {
 
 extension ConfigSchema {
     /// The options whose value is a file path.
-    static let pathOptions: Set<String> = ["key", "clients", "peer-key", "psk"]
+    static let pathOptions: Set<String> = ["key", "clients", "peer-key", "psk", "registry-password-file", "registry-cache"]
 
     /// The keys of `command`: its visible long options and flags, typed from its property wrappers.
     init(_ command: any ParsableCommand.Type) {

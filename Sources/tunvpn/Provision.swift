@@ -25,6 +25,16 @@ struct ServerSideOptions: ParsableArguments {
     @Option(help: "TUN device of the running server to reload (default: the only instance in this network namespace).")
     var dev: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "The peer registry (PostgreSQL, as tunvpn server --registry): the client is added there, for every server, instead of to the allow-list (default: the server config's registry).",
+            valueName: "URL"))
+    var registry: String?
+
+    @Option(
+        help: ArgumentHelp("File whose first line is the registry's password (default: the server config's).", valueName: "FILE"))
+    var registryPasswordFile: String?
+
     /// The server command the config file and these flags give (defaults and checks as `tunvpn server`).
     func server(prefixes: [String], noIPv6: Bool) throws -> Server {
         var file: [ConfigFile.Setting] = []
@@ -38,6 +48,8 @@ struct ServerSideOptions: ParsableArguments {
         var user: [String] = []
         if let key { user.append("--key=" + key) }
         if let clients { user.append("--clients=" + clients) }
+        if let registry { user.append("--registry=" + registry) }
+        if let registryPasswordFile { user.append("--registry-password-file=" + registryPasswordFile) }
         user += prefixes.map { "--address=" + $0 }
         if noIPv6 { user.append("--no-ipv6") }
         do { return try Server.parse(ConfigFile.merge(file: file, user: user)) } catch {
@@ -142,8 +154,12 @@ struct AddClient: ParsableCommand, ReadsServerConfig {
             let pskFile = psk ?? serverCommand.common.psk
             let psk = try pskFile.map { try KeyFiles.loadPrivateKey($0) }
 
+            // With a registry, the client goes there (for every server) instead of into the allow-list.
+            let registry = try serverCommand.registry.map { (url) throws in
+                try PeerRegistry(try RegistryURL(url), passwordFile: serverCommand.registryPasswordFile)
+            }
             // Read and check everything before writing anything.
-            let existing = KeyFiles.exists(clientsFile)
+            let existing = registry == nil && KeyFiles.exists(clientsFile)
                 ? String(decoding: try KeyFiles.readConfigurationFile(clientsFile, what: "allow-list"), as: UTF8.self) : ""
             let list = try AllowListFile.parseAllowList(Array(existing.utf8), file: clientsFile, prefix: prefix, prefix6: prefix6)
             let clientKey: PublicKey
@@ -155,14 +171,27 @@ struct AddClient: ParsableCommand, ReadsServerConfig {
                 privateKey = key
                 clientKey = key.publicKey
             }
-            let allocation = try Provisioning.allocate(
-                name: name, key: clientKey, list: list, file: clientsFile, prefix: prefix, prefix6: prefix6,
-                address: fixed4, address6: fixed6)
-            try KeyFiles.ensureDirectory(out)
             let base = out.hasSuffix("/") ? out + name : out + "/" + name
             for path in [base + ".toml", base + ".key", base + ".pub", base + ".psk"] where KeyFiles.exists(path) {
                 throw ControlError("\(path): already exists; move it away or pick another --out or NAME")
             }
+            let allocation: (address: IPv4Address, address6: IPv6Address?, line: String)
+            if let registry {
+                // Allocated in the database, in one transaction: the same address on every server.
+                let row = try registry.add(
+                    name: name, publicKey: clientKey, address: fixed4, address6: fixed6, pool: prefix, pool6: prefix6)
+                guard let address = row.address4.flatMap({ IPv4Address($0) }) else {
+                    preconditionFailure("PeerRegistry.add always gives an IPv4 address")
+                }
+                let address6 = row.address6.flatMap { IPv6Address($0) }
+                allocation = (address, address6, Provisioning.line(key: clientKey, address: address, address6: address6, name: name))
+            } else {
+                let allocated = try Provisioning.allocate(
+                    name: name, key: clientKey, list: list, file: clientsFile, prefix: prefix, prefix6: prefix6,
+                    address: fixed4, address6: fixed6)
+                allocation = (allocated.address, allocated.address6, allocated.line)
+            }
+            try KeyFiles.ensureDirectory(out)
 
             // The client's files (written as keygen writes its pair: KeyFiles.write, O_EXCL, the private key
             // 0600), then the server's list, then the reload.
@@ -177,10 +206,13 @@ struct AddClient: ParsableCommand, ReadsServerConfig {
                 psk: psk.map { inlineKey ? $0.base64 : name + ".psk" }, inlinePSK: inlineKey,
                 address: allocation.address, address6: allocation.address6)
             try KeyFiles.write(config.text, to: base + ".toml", mode: 0o600, overwrite: false)
-            try Provisioning.replaceAtomically(clientsFile, with: Provisioning.appending(allocation.line, to: existing))
+            if registry == nil {
+                try Provisioning.replaceAtomically(clientsFile, with: Provisioning.appending(allocation.line, to: existing))
+            }
 
             let addresses = [allocation.address.description] + (allocation.address6.map { [$0.description] } ?? [])
-            printLine("added \(name) to \(clientsFile): \(clientKey.base64) \(addresses.joined(separator: " "))")
+            let destination = registry.map { "the registry \($0.url.display)" } ?? clientsFile
+            printLine("added \(name) to \(destination): \(clientKey.base64) \(addresses.joined(separator: " "))")
             var files = "wrote \(base).toml (mode 0600)"
             if privateKey != nil && !inlineKey { files += ", \(base).key (private, mode 0600)" }
             files += ", \(base).pub"
@@ -194,7 +226,11 @@ struct AddClient: ParsableCommand, ReadsServerConfig {
                 printLine("on the client: copy \(name).toml with \(name).key\(psk != nil ? " and \(name).psk" : "") into one directory, then run tunvpn client --config \(name).toml")
             }
             if qr { printLine(try QRCode(bytes: Array(config.text.utf8)).terminalText.trimmingSuffix("\n")) }
-            try reloadServer(dev: server.dev, clients: clientsFile)
+            if registry != nil {
+                printLine("every server with this --registry admits it within a second; no reload needed")
+            } else {
+                try reloadServer(dev: server.dev, clients: clientsFile)
+            }
         }
     }
 }
@@ -222,6 +258,14 @@ struct RemoveClient: ParsableCommand, ReadsServerConfig {
 
     func run() throws {
         try reportingErrors {
+            if let (url, passwordFile) = try server.registrySettings() {
+                let registry = try PeerRegistry(try RegistryURL(url), passwordFile: passwordFile)
+                guard try registry.remove(name: name) else {
+                    throw ControlError("no client named \(name) in the registry \(registry.url.display); check the name (tunvpn show lists the connected ones)")
+                }
+                printLine("removed \(name) from the registry \(registry.url.display): its sessions end on every server within a second")
+                return
+            }
             // Only the file's name is needed: neither the key nor the prefixes.
             let clientsFile = try server.clientsFile()
             let text = String(decoding: try KeyFiles.readConfigurationFile(clientsFile, what: "allow-list"), as: UTF8.self)
@@ -236,6 +280,28 @@ struct RemoveClient: ParsableCommand, ReadsServerConfig {
 }
 
 extension ServerSideOptions {
+    /// The registry and its password file: the flags, else the config file's `registry` and
+    /// `registry-password-file` (nil: the server uses the allow-list).
+    func registrySettings() throws -> (url: String, passwordFile: String?)? {
+        var url = registry
+        var passwordFile = registryPasswordFile
+        if let config, url == nil || passwordFile == nil {
+            let bytes: [UInt8]
+            do { bytes = try KeyFiles.readConfigurationFile(config, what: "config file") } catch {
+                throw ConfigFileError(file: config, line: nil, key: nil, problem: error.problem)
+            }
+            let settings = try ConfigFile.settings(
+                fromTOML: String(decoding: bytes, as: UTF8.self), file: config, for: ConfigSchema(Server.self))
+            for argument in settings.flatMap(\.arguments) {
+                if url == nil, argument.hasPrefix("--registry=") { url = String(argument.dropFirst("--registry=".count)) }
+                if passwordFile == nil, argument.hasPrefix("--registry-password-file=") {
+                    passwordFile = String(argument.dropFirst("--registry-password-file=".count))
+                }
+            }
+        }
+        return url.map { ($0, passwordFile) }
+    }
+
     /// The allow-list file: --clients, else the config file's `clients`, else the server's default.
     func clientsFile() throws -> String {
         if let clients { return clients }

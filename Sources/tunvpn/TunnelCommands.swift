@@ -151,6 +151,23 @@ struct Server: ParsableCommand {
     @Flag(help: "Admit any client key (lab use; logs a warning).")
     var allowAnyClient = false
 
+    @Option(
+        help: ArgumentHelp(
+            "Read the peers from this PostgreSQL database instead of --clients, and follow its changes live (a libpq URL without a password, e.g. postgresql://tunvpn@db.example.net/tunvpn).",
+            valueName: "URL"))
+    var registry: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "File whose first line is the registry's password (mode 0600); without it, libpq's PGPASSWORD or ~/.pgpass.",
+            valueName: "FILE"))
+    var registryPasswordFile: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "Directory for the registry's local cache file, used at a start while the database is down.", valueName: "DIR"))
+    var registryCache: String = "/var/lib/tunvpn/registry"
+
     @Option(help: ArgumentHelp("Interface to MASQUERADE tunnel traffic out of (default: the default route's).", valueName: "IF"))
     var egress: String?
 
@@ -185,6 +202,12 @@ struct Server: ParsableCommand {
         try validateEndpointText(listen, option: "--listen", allowsPortZero: true, examplePort: 51820)
         if let egress { try validateInterfaceName(egress, option: "--egress") }
         _ = try pushedDNS()
+        if let registry {
+            do { _ = try RegistryURL(registry) } catch { throw ValidationError(error.message) }
+        }
+        if registryPasswordFile != nil && registry == nil {
+            throw ValidationError("--registry-password-file needs --registry URL, e.g. --registry postgresql://tunvpn@db.example.net/tunvpn")
+        }
     }
 
     /// The DNS settings of --dns and --dns-search, checked as the protocol and the clients check them.
@@ -244,6 +267,9 @@ struct Server: ParsableCommand {
         c.egress = egress
         c.noNAT = noNat
         c.dns = (try? pushedDNS()) ?? .none
+        c.registry = registry.flatMap { try? RegistryURL($0) }
+        c.registryPasswordFile = registryPasswordFile
+        c.registryCacheDirectory = registryCache
         try reportingErrors {
             // A name is resolved here, at start; the daemon binds the address (and logs the fallback).
             let (endpoint, resolution) = try EndpointText(listen, option: "--listen", allowsPortZero: true, examplePort: 51820)

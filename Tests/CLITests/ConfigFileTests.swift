@@ -42,7 +42,8 @@ import TestSupport
         #expect(
             server.keyNames == [
                 "address", "allow-any-client", "clients", "crypto-provider", "dev", "dns", "dns-search", "dry-run", "egress", "firewall", "ipv6", "key",
-                "listen", "log-level", "metrics", "mtu", "nat", "offload", "psk", "suite", "txqueuelen", "user",
+                "listen", "log-level", "metrics", "mtu", "nat", "offload", "psk", "registry", "registry-cache",
+                "registry-password-file", "suite", "txqueuelen", "user",
             ])
     }
 
