@@ -137,7 +137,7 @@ note "1 peer and $PEERS peers configured; server PIDs ${server_pid[1]} and ${ser
 # With no traffic, what each server spends per second on its own (timers, `tick`): the part of the cost
 # that grows with configured peers however little they send.
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
-idle_seconds=5
+idle_seconds=10
 i1=$(cpu_ticks "${server_pid[1]}"); iN=$(cpu_ticks "${server_pid[N]}")
 sleep "$idle_seconds"
 i1=$(( $(cpu_ticks "${server_pid[1]}") - i1 )); iN=$(( $(cpu_ticks "${server_pid[N]}") - iN ))
