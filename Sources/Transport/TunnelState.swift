@@ -455,7 +455,7 @@ public struct TunnelState: Sendable {
         {
             peers[index].timers.dataSent(now: now)
             peers[index].timers.anyAuthenticatedSent(now: now)
-            reschedule(index)
+            rescheduleTimers(index)
             // Keep the key fresh: the initiator rekeys by age or count while the old session keeps working.
             if session.isInitiator,
                 session.age(at: now) >= timers.rekeyAfterTime
@@ -483,7 +483,7 @@ public struct TunnelState: Sendable {
         wall: WallTime, random: any RandomSource, actions: inout [ControlAction]
     ) -> ReceiveDecision {
         guard index < peers.count, !peers[index].isRemoved else { return .drop(.unknownSession) }
-        defer { reschedule(index) }
+        defer { rescheduleTimers(index) }
         // Roaming: reply to wherever the latest authenticated frame came from.
         peers[index].endpoint = source
         peers[index].timers.anyAuthenticatedReceived(now: now)
@@ -939,6 +939,14 @@ public struct TunnelState: Sendable {
         due = PeerTimers.earlier(due, peers[index].previous.map(Self.expiry))
         due = PeerTimers.earlier(due, peers[index].next.map(Self.expiry))
         schedule.schedule(index, at: due)
+    }
+
+    /// `reschedule` for the data path, where only the peer's timers changed: its sessions were made (and
+    /// scheduled) by a handshake, and a key confirmation only moves `next` to `current`. Reads no session,
+    /// so it touches no reference count shared with the other data path thread.
+    @inline(__always)
+    private mutating func rescheduleTimers(_ index: Int) {
+        schedule.schedule(index, at: peers[index].timers.nextDeadline)
     }
 
     /// The first instant at which `session.isExpired(at:)` is true.
