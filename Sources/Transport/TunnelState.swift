@@ -550,7 +550,9 @@ public struct TunnelState: Sendable {
             let i = random.nextUInt32()
             // Only a client initiates (`initiate`), so only its peers can have a pending sender index; a
             // server with many clients does not scan them all for every response it makes.
-            if sessions[i] == nil, !reservedIndexes.contains(i), !isClient || peers.allSatisfy({ $0.pending?.senderIndex != i }) {
+            if sessions[i] == nil, !reservedIndexes.contains(i),
+                !isClient || peers.allSatisfy({ $0.pending?.senderIndex != i })
+            {
                 return i
             }
         }
