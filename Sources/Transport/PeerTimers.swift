@@ -98,8 +98,20 @@ public struct PeerTimers: Sendable {
     public var handshakeInFlight: Bool { retransmitHandshake != nil }
 
     /// The earliest deadline, if any.
+    /// (Without an array: `TunnelState` asks this on the data path, after every change of a peer's timers.)
     public var nextDeadline: UInt64? {
-        [retransmitHandshake, sendKeepalive, newHandshake, persistentKeepalive, zeroKeys].compactMap { $0 }.min()
+        var earliest = retransmitHandshake
+        earliest = Self.earlier(earliest, sendKeepalive)
+        earliest = Self.earlier(earliest, newHandshake)
+        earliest = Self.earlier(earliest, persistentKeepalive)
+        return Self.earlier(earliest, zeroKeys)
+    }
+
+    @inline(__always)
+    static func earlier(_ a: UInt64?, _ b: UInt64?) -> UInt64? {
+        guard let a else { return b }
+        guard let b else { return a }
+        return min(a, b)
     }
 
     /// Fires every deadline at or before `now` and returns what each asks for, in a fixed order.
