@@ -235,7 +235,7 @@ public enum ClientDaemon {
         if !c.tunnel.dryRun { try requireNetworkAdministration("tunvpn client") }
         let logger = c.tunnel.makeLogger("tunvpn")
         let dev = c.tunnel.device
-        try c.tunnel.applyCryptoProvider(logger)
+        let cryptoProvider = try c.tunnel.applyCryptoProvider()
         let privateKey: PrivateKey
         if let inline = c.privateKey {
             privateKey = inline
@@ -346,6 +346,7 @@ public enum ClientDaemon {
             logger.info(
                 "endpoints in order: \(endpointList(c.endpoints, resolved)); the next is tried after \(c.failoverAfter) s without a handshake, and the first is probed every \(c.failoverSettings.probeInterval / 1_000_000_000) s while another is in use")
         }
+        logger.info("\(cryptoProvider)")
         logger.info(
             "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name), TSO \(device.offloadsEnabled ? "on" : "off"), TUN USO \(device.udpOffloadEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
         if !c.noDNS && !applyingDNS {

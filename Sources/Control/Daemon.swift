@@ -61,16 +61,17 @@ public struct TunnelSettings: Sendable {
         return usable
     }
 
-    /// Resolves `cryptoProvider` (with `auto`, OpenSSL only after its self-test against libsodium), makes it
-    /// the process's default for every session from now on, and logs which provider runs. Call once at
-    /// startup, before any session exists.
+    /// Resolves `cryptoProvider` (with `auto`, OpenSSL only after its self-test against libsodium) and makes
+    /// it the process's default for every session from now on. Call once at startup, before any session
+    /// exists. Returns the line to log once setup is done (not before: an error or a dry run prints nothing
+    /// else).
     ///
     /// - Throws: `ControlError` when `openssl` was asked for and cannot run here.
-    func applyCryptoProvider(_ logger: Logger) throws(ControlError) {
+    func applyCryptoProvider() throws(ControlError) -> String {
         let selection: AEADProviderSelection
         do { selection = try AEADProviders.select(cryptoProvider) } catch { throw ControlError(error.description) }
         AEADProviders.setProcessDefault(selection.provider)
-        logger.info("crypto provider: \(selection.provider), \(selection.summary)")
+        return "crypto provider: \(selection.provider), \(selection.summary)"
     }
 
     /// The handshake's settings: the pre-shared key, when a file names one.

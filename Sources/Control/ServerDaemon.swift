@@ -121,7 +121,7 @@ public enum ServerDaemon {
         if !c.tunnel.dryRun { try requireNetworkAdministration("tunvpn server") }
         let logger = c.tunnel.makeLogger("tunvpn")
         let privateKey = try KeyFiles.loadPrivateKey(c.keyFile)
-        try c.tunnel.applyCryptoProvider(logger)
+        let cryptoProvider = try c.tunnel.applyCryptoProvider()
         var c = c
         if let asked = c.address6, !c.noIPv6, !c.tunnel.ipv6Capable {
             logger.warning("--address \(asked): the tunnel carries no IPv6, this host has IPv6 turned off")
@@ -175,6 +175,7 @@ public enum ServerDaemon {
         if let noIPv6 { logger.notice("\(noIPv6)") }
         if !c.dns.isEmpty { logger.info("pushing DNS to clients: \(pushedDNSText(c.dns))") }
         if c.allowAnyClient { logger.warning("--allow-any-client: any client key is admitted; use an allow-list outside the lab") }
+        logger.info("\(cryptoProvider)")
         logger.info(
             "server listening on \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name) \(prefix)\(c.address6.map { " \($0)" } ?? ""), IPv6 egress \(egress6 ?? "none"), \(allowList.clients.count) allowed client(s), TSO \(device.offloadsEnabled ? "on" : "off"), TUN USO \(device.udpOffloadEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
         let engine = TunnelEngine(

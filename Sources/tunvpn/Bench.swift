@@ -30,7 +30,7 @@ struct Bench: ParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "AEAD provider to measure, repeatable (default: libsodium and openssl).", valueName: "libsodium|openssl"))
+            "AEAD provider to measure, repeatable (default: libsodium and openssl).", valueName: "PROVIDER"))
     var cryptoProvider: [String] = []
 
     @Option(help: ArgumentHelp("Packet size to measure, repeatable, 0 to 65535 (default: 1420 and 64).", valueName: "BYTES"))

@@ -16,13 +16,13 @@ struct ServerSideOptions: ParsableArguments {
     @Option(help: ArgumentHelp("The server's TOML config file (as tunvpn server --config takes it).", valueName: "FILE"))
     var config: String?
 
-    @Option(help: "The server's private key file (default: the server's, keys/server.key).")
+    @Option(help: ArgumentHelp("The server's private key file (default: the server's, keys/server.key).", valueName: "FILE"))
     var key: String?
 
-    @Option(help: "The server's allow-list file (default: the server's, keys/clients).")
+    @Option(help: ArgumentHelp("The server's allow-list file (default: the server's, keys/clients).", valueName: "FILE"))
     var clients: String?
 
-    @Option(help: "TUN device of the running server to reload (default: the only instance in this network namespace).")
+    @Option(help: ArgumentHelp("TUN device of the running server to reload (default: the only instance in this network namespace).", valueName: "DEV"))
     var dev: String?
 
     @Option(
@@ -69,13 +69,14 @@ struct AddClient: ParsableCommand, ReadsServerConfig {
             On the client: tunvpn client --config NAME.toml.
             --address with a prefix length is the server's (as tunvpn server
             takes it); without one it is the client's address.
+
             Examples:
               tunvpn add-client laptop --config server.toml --endpoint vpn.example.com
               tunvpn add-client phone --endpoint vpn.example.com:51820 --inline-key --qr
               tunvpn add-client desk --public-key "$(cat desk.pub)" --address 10.8.0.20
             """)
 
-    @Argument(help: "The client's name: one word of letters, digits, '-', '_' and '.'.")
+    @Argument(help: ArgumentHelp("The client's name: one word of letters, digits, '-', '_' and '.'.", valueName: "NAME"))
     var name: String
 
     @OptionGroup var server: ServerSideOptions
@@ -89,7 +90,7 @@ struct AddClient: ParsableCommand, ReadsServerConfig {
     @Flag(name: .customLong("no-ipv6"), help: "The server carries no IPv6 (as tunvpn server --no-ipv6): no IPv6 address for the client.")
     var noIPv6 = false
 
-    @Option(help: "The server's pre-shared key file, when it uses one (default: the server config's psk).")
+    @Option(help: ArgumentHelp("The server's pre-shared key file, when it uses one (default: the server config's psk).", valueName: "FILE"))
     var psk: String?
 
     @Option(help: ArgumentHelp("The client's public key (base64), for a key made on the client, instead of a new key pair.", valueName: "KEY"))
@@ -101,7 +102,7 @@ struct AddClient: ParsableCommand, ReadsServerConfig {
             valueName: "HOST:PORT"))
     var endpoint: String?
 
-    @Option(help: "Directory for NAME.key, NAME.pub and NAME.toml.")
+    @Option(help: ArgumentHelp("Directory for NAME.key, NAME.pub and NAME.toml.", valueName: "DIR"))
     var out: String = "."
 
     @Flag(help: "Put the private key (and psk) into NAME.toml itself instead of beside it (the file is then a secret).")
@@ -242,12 +243,13 @@ struct RemoveClient: ParsableCommand, ReadsServerConfig {
         discussion: """
             The client's sessions end at the reload. Its files (NAME.toml,
             NAME.key) are left alone.
+
             Examples:
               tunvpn remove-client laptop
               tunvpn remove-client laptop --config /etc/tunvpn/server.toml
             """)
 
-    @Argument(help: "The client's name, as add-client wrote it (the first word of its allow-list comment).")
+    @Argument(help: ArgumentHelp("The client's name, as add-client wrote it (the first word of its allow-list comment).", valueName: "NAME"))
     var name: String
 
     @OptionGroup var server: ServerSideOptions

@@ -294,7 +294,7 @@ struct Client: ParsableCommand {
               tunvpn client --peer-key keys/server.pub --endpoint 203.0.113.7:51820
               tunvpn client --peer-key keys/server.pub --endpoint [2001:db8::7]:51820
               tunvpn client --config /etc/tunvpn/client.toml --route 10.8.0.0/16
-              tunvpn client --peer-key server.pub --endpoint vpn1.example:51820 --endpoint vpn2.example:51820
+              tunvpn client --peer-key s.pub --endpoint vpn1:51820 --endpoint vpn2:51820
             """)
 
     @Option(help: ArgumentHelp("The server's public key file.", valueName: "FILE"))

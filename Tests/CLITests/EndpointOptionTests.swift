@@ -59,6 +59,6 @@ private func message<C: ParsableCommand>(_ command: C.Type, _ arguments: [String
         #expect(message(Client.self, base + ["--failover-after", "3600"]) == nil)
         #expect(
             message(Client.self, base + ["--failover-after", "0"])
-                == "--failover-after 0: must be 1 to 3600 seconds, e.g. --failover-after 15")
+                == "--failover-after 0 is out of range: give 1 to 3600 seconds, e.g. --failover-after 15")
     }
 }

@@ -42,7 +42,7 @@ struct CryptoProviderEndToEndTests {
         let r = try runCommand(TestBinaries.tunvpn, ["server", "--crypto-provider", "gnutls", "--dry-run"])
         #expect(r.status != 0)
         #expect(
-            r.stderr.contains("--crypto-provider 'gnutls': not a provider; use auto, libsodium or openssl (e.g. --crypto-provider openssl)"),
+            r.stderr == "tunvpn: error: unknown --crypto-provider 'gnutls': give one of auto, libsodium, openssl, e.g. --crypto-provider openssl\n",
             "\(r.stderr)")
     }
 }
