@@ -3,6 +3,7 @@
 // OpenSSL 3's libcrypto, for the per-packet AEAD only (Sources/Crypto/OpenSSLAEAD.swift). The two helpers
 // below are the EVP AEAD sequence of EVP_EncryptInit(3) ("AEAD Interface"), written in C because
 // EVP_CIPHER_CTX_ctrl's tag requests are macros; each is one pass, and neither allocates.
+#include <openssl/bn.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/opensslv.h>
@@ -35,5 +36,30 @@ static inline int tunvpn_evp_open(EVP_CIPHER_CTX *ctx, const unsigned char *nonc
     n = 0;
     if (len > 0 && EVP_DecryptUpdate(ctx, out, &n, in, len) != 1) return 0;
     return EVP_DecryptFinal_ex(ctx, out + n, &f) == 1 && n + f == len;
+}
+// The birational map from Curve25519 to edwards25519 (RFC 7748, section 4.1): y = (u - 1) / (u + 1) mod p,
+// p = 2^255 - 19, with OpenSSL's BIGNUM (BN_mod_inverse(3)). u and y are 32 little-endian bytes; bit 255
+// of u is ignored, as X25519 ignores it (RFC 7748, section 5). Returns 1, or 0 when u + 1 = 0 mod p (no
+// y) or an allocation fails. Not constant time: it is used on keys meant to be public (Crypto/KeyKinds.swift).
+static inline int tunvpn_curve25519_u_to_edwards_y(const unsigned char u_in[32], unsigned char y_out[32]) {
+    unsigned char u_bytes[32];
+    for (int i = 0; i < 32; i++) u_bytes[i] = u_in[i];
+    u_bytes[31] &= 0x7f;
+    int ok = 0;
+    BN_CTX *ctx = BN_CTX_new();
+    BIGNUM *p = BN_new(), *u = BN_lebin2bn(u_bytes, 32, NULL), *num = BN_new(), *den = BN_new(), *y = BN_new();
+    if (ctx && p && u && num && den && y && BN_set_bit(p, 255) && BN_sub_word(p, 19)
+        && BN_mod_sub(num, u, BN_value_one(), p, ctx) && BN_mod_add(den, u, BN_value_one(), p, ctx)
+        && !BN_is_zero(den) && BN_mod_inverse(den, den, p, ctx) != NULL && BN_mod_mul(y, num, den, p, ctx)
+        && BN_bn2lebinpad(y, y_out, 32) == 32) {
+        ok = 1;
+    }
+    BN_free(p);
+    BN_free(u);
+    BN_free(num);
+    BN_free(den);
+    BN_free(y);
+    BN_CTX_free(ctx);
+    return ok;
 }
 #endif

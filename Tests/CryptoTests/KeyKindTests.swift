@@ -16,19 +16,15 @@ import TestSupport
 
     static func u(_ small: UInt8) -> [UInt8] { [small] + [UInt8](repeating: 0, count: 31) }
 
-    @Test func theFieldArithmeticInvertsAndReduces() {
-        var random = SeededRandom(seed: 7)
-        let one = FieldElement(small: 1).bytes
-        for _ in 0..<50 {
-            let bytes = (0..<4).flatMap { _ in withUnsafeBytes(of: random.next().littleEndian) { Array($0) } }
-            let a = FieldElement(bytes: bytes)
-            #expect((a * a.inverse).bytes == one)
-            #expect(((a + FieldElement(small: 5)) - a).bytes == FieldElement(small: 5).bytes)
-        }
-        // p - 1 (…ffec, top byte 0x7f) plus 1 is p, which reduces to 0; 2^255 - 1 reduces to 18.
-        let pMinus1 = [0xec] + [UInt8](repeating: 0xff, count: 30) + [0x7f]
-        #expect((FieldElement(bytes: pMinus1) + FieldElement(small: 1)).bytes == Self.u(0))
-        #expect(FieldElement(bytes: [0xff] + [UInt8](repeating: 0xff, count: 30) + [0x7f]).bytes == Self.u(18))
+    @Test func uAtOrAbovePAndBit255AreReducedAsX25519ReadsThem() throws {
+        // 9 + p (bit 255 clear) is the base point's u again; so is 9 with bit 255 set, which X25519 ignores.
+        let ninePlusP = [0xf6] + [UInt8](repeating: 0xff, count: 30) + [0x7f]
+        #expect(KeyKinds.isPrimeOrderPoint(u: ninePlusP))
+        #expect(KeyKinds.isPrimeOrderPoint(u: [9] + [UInt8](repeating: 0, count: 30) + [0x80]))
+        // p - 1: u + 1 = 0, no Edwards y; a short or long input is no point either.
+        #expect(!KeyKinds.isPrimeOrderPoint(u: [0xec] + [UInt8](repeating: 0xff, count: 30) + [0x7f]))
+        #expect(!KeyKinds.isPrimeOrderPoint(u: [9]))
+        #expect(!KeyKinds.isPrimeOrderPoint(u: Self.u(9) + [0]))
     }
 
     @Test func theBasePointAndTheRFCPublicKeysArePrimeOrderPointsAndSmallOrderOnesAreNot() throws {
