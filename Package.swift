@@ -23,6 +23,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
@@ -39,7 +40,7 @@ let package = Package(
         // PostgreSQL's client library, for the peer registry (Sources/Control/Registry).
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .target(name: "Crypto", dependencies: ["CSodium", "COpenSSL", "CBlake2"], linkerSettings: sodiumLink),
-        .target(name: "Transport", dependencies: ["Crypto"]),
+        .target(name: "Transport", dependencies: ["Crypto", .product(name: "HeapModule", package: "swift-collections")]),
         .target(name: "Routing"),
         .target(
             name: "Engine",

@@ -1,4 +1,4 @@
-// Which peers need `TunnelState.tick`, and when: a binary min-heap of (deadline, slot) with lazy deletion,
+// Which peers need `TunnelState.tick`, and when: a min-heap (swift-collections' `Heap`) of (deadline, slot) with lazy deletion,
 // so a tick costs O(due peers · log n) instead of a scan of every peer under the lock the data path takes.
 //
 // The schedule keeps, for each slot, one deadline `scheduled[slot]` that is never later than the moment
@@ -10,11 +10,20 @@
 // slot's are stale and are dropped when they reach the top (or when the heap is rebuilt, see `compact`).
 // Nothing here reads a clock; times are monotonic nanoseconds passed in.
 
+import HeapModule
+
 /// Deadlines of slots `0..<n`, earliest first.
 public struct DeadlineSchedule: Sendable {
-    // Written by hand: the package depends on nothing beyond swift-log, TOMLKit and the argument parser,
-    // and a heap of (UInt64, Int) pairs is 40 lines (swift-collections' `Heap` would be the library).
-    private var heap: [(deadline: UInt64, slot: Int)] = []
+    /// One heap entry; ordered by deadline, then slot (so due slots come out in a stable order).
+    struct Entry: Comparable, Sendable {
+        var deadline: UInt64
+        var slot: Int
+
+        static func < (a: Entry, b: Entry) -> Bool { (a.deadline, a.slot) < (b.deadline, b.slot) }
+    }
+
+    /// swift-collections' min-max heap; the lazy deletion on top of it is this file's.
+    private var heap = Heap<Entry>()
     /// The deadline each slot is scheduled at (the one live heap entry of that slot), or nil.
     private var scheduled: [UInt64?] = []
 
@@ -24,7 +33,7 @@ public struct DeadlineSchedule: Sendable {
     public var entryCount: Int { heap.count }
 
     /// The earliest scheduled deadline (possibly a stale entry's: never later than the real earliest).
-    public var earliest: UInt64? { heap.first?.deadline }
+    public var earliest: UInt64? { heap.min?.deadline }
 
     /// The deadline `slot` is scheduled at, or nil.
     public func deadline(of slot: Int) -> UInt64? { slot < scheduled.count ? scheduled[slot] : nil }
@@ -41,7 +50,7 @@ public struct DeadlineSchedule: Sendable {
     private mutating func insert(_ slot: Int, at deadline: UInt64) {
         if slot >= scheduled.count { scheduled.append(contentsOf: repeatElement(nil, count: slot + 1 - scheduled.count)) }
         scheduled[slot] = deadline
-        push((deadline, slot))
+        heap.insert(Entry(deadline: deadline, slot: slot))
         // Stale entries are bounded by how often deadlines move earlier; rebuild if they ever dominate.
         if heap.count > 2 * scheduled.count + 64 { compact() }
     }
@@ -51,8 +60,8 @@ public struct DeadlineSchedule: Sendable {
     /// schedules it again with its next deadline.
     public mutating func takeDue(now: UInt64) -> [Int] {
         var due: [Int] = []
-        while let top = heap.first, top.deadline <= now {
-            popTop()
+        while let top = heap.min, top.deadline <= now {
+            _ = heap.removeMin()
             if top.slot < scheduled.count, scheduled[top.slot] == top.deadline {
                 scheduled[top.slot] = nil
                 due.append(top.slot)
@@ -64,49 +73,6 @@ public struct DeadlineSchedule: Sendable {
 
     /// Rebuilds the heap from the live deadlines only.
     mutating func compact() {
-        heap.removeAll(keepingCapacity: true)
-        for (slot, deadline) in scheduled.enumerated() {
-            if let deadline { heap.append((deadline, slot)) }
-        }
-        var i = heap.count / 2
-        while i > 0 {
-            i -= 1
-            siftDown(i)
-        }
-    }
-
-    private static func less(_ a: (deadline: UInt64, slot: Int), _ b: (deadline: UInt64, slot: Int)) -> Bool {
-        a.deadline < b.deadline || (a.deadline == b.deadline && a.slot < b.slot)
-    }
-
-    private mutating func push(_ entry: (deadline: UInt64, slot: Int)) {
-        heap.append(entry)
-        var child = heap.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            guard Self.less(heap[child], heap[parent]) else { break }
-            heap.swapAt(child, parent)
-            child = parent
-        }
-    }
-
-    private mutating func popTop() {
-        let last = heap.removeLast()
-        guard !heap.isEmpty else { return }
-        heap[0] = last
-        siftDown(0)
-    }
-
-    private mutating func siftDown(_ start: Int) {
-        var parent = start
-        while true {
-            let left = 2 * parent + 1
-            guard left < heap.count else { return }
-            var smallest = left
-            if left + 1 < heap.count, Self.less(heap[left + 1], heap[left]) { smallest = left + 1 }
-            guard Self.less(heap[smallest], heap[parent]) else { return }
-            heap.swapAt(smallest, parent)
-            parent = smallest
-        }
+        heap = Heap(scheduled.enumerated().compactMap { slot, deadline in deadline.map { Entry(deadline: $0, slot: slot) } })
     }
 }
