@@ -69,18 +69,9 @@ for tool in ip iperf3 ping python3 timeout awk ss; do
 done
 
 # ---- tunvpn binary (as bench/run.sh builds it) ------------------------------------------------------
-if [ -n "${TUNVPN:-}" ]; then
-    [ -x "$TUNVPN" ] || die "TUNVPN=$TUNVPN is not an executable file"
-    tunvpn=$(cd "$(dirname "$TUNVPN")" && pwd)/$(basename "$TUNVPN")
-else
-    command -v swift >/dev/null || die "swift not found: install Swift 6 or set TUNVPN=/path/to/tunvpn"
-    scratch=${SCRATCH_PATH:-.build-static}
-    note "building tunvpn (swift build -c release --static-swift-stdlib --product tunvpn --scratch-path $scratch)"
-    (cd "$repo" && timeout 1800 swift build -c release --static-swift-stdlib --product tunvpn --scratch-path "$scratch" >&2) \
-        || die "swift build -c release failed (see above)"
-    tunvpn="$(cd "$repo" && swift build -c release --static-swift-stdlib --scratch-path "$scratch" --show-bin-path)/tunvpn"
-    [ -x "$tunvpn" ] || die "build finished but $tunvpn is missing"
-fi
+# shellcheck source=lib/tunvpn-binary.sh
+. "$here/lib/tunvpn-binary.sh"
+find_tunvpn
 
 # ---- state and cleanup -----------------------------------------------------------------------------
 # shellcheck source=lib/topology.sh

@@ -30,7 +30,7 @@ namespaces, interleaved, and prints a Markdown table of medians and ratios. The 
 its section of bench/RESULTS.md; --quick (1 round, 3 s tests, short sweep) only prints.
 
 Environment: TUNVPN=path (use this binary instead of building), ROUNDS, DURATION, SWEEP_DURATION,
-SWEEP_RATES ("100M 200M …"), SWEEP_REFINE (bisection steps after the first failing rate), PINGS, SCRATCH_PATH (SwiftPM scratch path, default .build),
+SWEEP_RATES ("100M 200M …"), SWEEP_REFINE (bisection steps after the first failing rate), PINGS, SCRATCH_PATH (SwiftPM scratch path, default .build-static),
 TUNVPN_ARGS (more options for both tunvpn ends, e.g. "--crypto-provider libsodium"),
 WG_MODERN=path (the modern wireguard-go to use instead of fetching bookworm-backports' into
 WG_MODERN_CACHE, default /var/cache/tunvpn-bench), WG_MODERN_SUITE (default bookworm-backports).
@@ -196,18 +196,9 @@ note "wireguard-go: $wg_old_version (the system's, $(command -v wireguard-go)) a
     || note "warning: both wireguard-go binaries report the same version ($wg_old_version)"
 
 # ---- tunvpn binary ---------------------------------------------------------------------------------
-if [ -n "${TUNVPN:-}" ]; then
-    [ -x "$TUNVPN" ] || die "TUNVPN=$TUNVPN is not an executable file"
-    tunvpn=$(cd "$(dirname "$TUNVPN")" && pwd)/$(basename "$TUNVPN")
-else
-    command -v swift >/dev/null || die "swift not found: install Swift 6 or set TUNVPN=/path/to/tunvpn"
-    scratch=${SCRATCH_PATH:-.build-static}
-    note "building tunvpn (swift build -c release --static-swift-stdlib --product tunvpn --scratch-path $scratch: the single binary the README installs)"
-    (cd "$repo" && timeout 1800 swift build -c release --static-swift-stdlib --product tunvpn --scratch-path "$scratch" >&2) \
-        || die "swift build -c release failed (see above)"
-    tunvpn="$(cd "$repo" && swift build -c release --static-swift-stdlib --scratch-path "$scratch" --show-bin-path)/tunvpn"
-    [ -x "$tunvpn" ] || die "build finished but $tunvpn is missing"
-fi
+# shellcheck source=lib/tunvpn-binary.sh
+. "$here/lib/tunvpn-binary.sh"
+find_tunvpn
 
 # ---- state and cleanup -----------------------------------------------------------------------------
 # shellcheck source=lib/topology.sh
