@@ -43,6 +43,8 @@ public struct TunnelSettings: Sendable {
     public var dryRun = false
     /// `nftables` or `iptables`; nil picks the one installed (nftables first).
     public var firewall: String?
+    /// The wire protocol (`--protocol`, config key `protocol`).
+    public var protocolMode: ProtocolMode = .tunvpn
 
     public init() {}
 

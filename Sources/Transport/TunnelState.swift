@@ -104,11 +104,15 @@ public struct ServerSettings: Sendable {
     /// The resolvers and search domains pushed to every client (--dns, --dns-search), checked at start
     /// (`DNSSettings.problem`).
     public var dns: DNSSettings
+    /// The wire protocol. In `.wireguard` the handshake is WireGuard's (the responder's key and psk are
+    /// used), nothing is pushed, no pool exists: every peer's addresses come from the allow-list.
+    public var protocolMode: ProtocolMode
 
     public init(
         responder: HandshakeResponder, address: IPv4Prefix, address6: IPv6Prefix? = nil, ipv6Egress: Bool = false,
-        allowList: AllowList, allowAnyClient: Bool, dns: DNSSettings = .none
+        allowList: AllowList, allowAnyClient: Bool, dns: DNSSettings = .none, protocolMode: ProtocolMode = .tunvpn
     ) {
+        self.protocolMode = protocolMode
         self.responder = responder
         self.address = address
         self.address6 = address6
@@ -136,12 +140,21 @@ public struct ClientSettings: Sendable {
     public var endpoints: [Endpoint?]
     /// When to move between `endpoints`.
     public var failover: FailoverSettings
+    /// The wire protocol. In `.wireguard` the handshake is WireGuard's (the initiator's keys and psk are
+    /// used) and the server pushes nothing: `ownAddressing` is the tunnel's addressing.
+    public var protocolMode: ProtocolMode
+    /// `.wireguard` only (required there): this client's own tunnel addressing, from `--address` or its
+    /// config (wg-quick's `Address`, `DNS`); `server` is unused (WireGuard names no server address).
+    public var ownAddressing: TunnelAssignment?
 
     public init(
         initiator: HandshakeInitiator, endpoint: Endpoint, persistentKeepalive: UInt64? = nil,
         assignmentBounds: AssignmentBounds = AssignmentBounds(), ipv6Disabled: Bool = false,
-        endpoints: [Endpoint?]? = nil, failover: FailoverSettings = .standard
+        endpoints: [Endpoint?]? = nil, failover: FailoverSettings = .standard, protocolMode: ProtocolMode = .tunvpn,
+        ownAddressing: TunnelAssignment? = nil
     ) {
+        self.protocolMode = protocolMode
+        self.ownAddressing = ownAddressing
         self.initiator = initiator
         self.endpoint = endpoint
         self.persistentKeepalive = persistentKeepalive
