@@ -102,91 +102,9 @@ done
 python3 -c 'import json, statistics' || die "python3 cannot import json/statistics"
 
 # ---- the modern wireguard-go (bookworm-backports), beside the system's -------------------------------
-# The system's wireguard-go stays as it is; the backports build is downloaded (`apt-get download`) and
-# unpacked (`dpkg -x`) into a private cache, and run from there. If the machine's APT sources lack the
-# backports suite, it is added as its own deb822 file with the URIs and Signed-By of the existing Debian
-# entry, at APT's default low priority for backports (100), so no installed package changes.
-WG_MODERN_SUITE=${WG_MODERN_SUITE:-bookworm-backports}
-WG_MODERN_CACHE=${WG_MODERN_CACHE:-/var/cache/tunvpn-bench}
-backports_sources=/etc/apt/sources.list.d/tunvpn-bench-$WG_MODERN_SUITE.sources
-added_sources=0
-
-add_backports_suite() { # writes $backports_sources from the Debian entry of debian.sources or sources.list
-    local uri="" signed=""
-    if [ -f /etc/apt/sources.list.d/debian.sources ]; then
-        # The first stanza whose URIs end in /debian (not -security): its URIs and Signed-By.
-        read -r uri signed < <(awk 'BEGIN{RS=""; FS="\n"} {u=""; k=""; for (i = 1; i <= NF; i++) {
-                if ($i ~ /^URIs:/) { u = $i; sub(/^URIs:[ \t]*/, "", u) }
-                if ($i ~ /^Signed-By:/) { k = $i; sub(/^Signed-By:[ \t]*/, "", k) } }
-            if (u ~ /\/debian\/?$/) { print u, k; exit } }' /etc/apt/sources.list.d/debian.sources) || true
-    fi
-    if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
-        uri=$(awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i ~ /^https?:\/\//) { print $i; exit } }' \
-            /etc/apt/sources.list) || true
-    fi
-    [ -n "$uri" ] || die "cannot add $WG_MODERN_SUITE: no Debian mirror found in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list; add it yourself, e.g. a file /etc/apt/sources.list.d/backports.sources with 'Types: deb', 'URIs: http://deb.debian.org/debian', 'Suites: $WG_MODERN_SUITE', 'Components: main', 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg'"
-    note "adding $WG_MODERN_SUITE from $uri to APT's sources ($backports_sources)"
-    {
-        echo "# Added by tunvpn's bench/run.sh: the suite its modern wireguard-go comes from (bench/README.md)."
-        echo "Types: deb"
-        echo "URIs: $uri"
-        echo "Suites: $WG_MODERN_SUITE"
-        echo "Components: main"
-        [ -z "$signed" ] || echo "Signed-By: $signed"
-    } >"$backports_sources"
-    added_sources=1
-}
-
-# die, after taking out a sources file this run added (a suite APT cannot reach would break apt-get update).
-die_fetch() {
-    if [ "$added_sources" = 1 ]; then
-        rm -f "$backports_sources"
-        note "removed $backports_sources again"
-    fi
-    die "$@"
-}
-
-# Sets wg_modern to the path of the backports wireguard-go, fetching it into the cache when needed.
-fetch_modern_wireguard_go() {
-    local version dir deb
-    command -v apt-get >/dev/null && command -v dpkg >/dev/null \
-        || die "the modern wireguard-go comes from Debian's $WG_MODERN_SUITE with apt-get and dpkg, which this machine lacks; set WG_MODERN=/path/to/wireguard-go instead"
-    version=$(apt-cache madison wireguard-go 2>/dev/null | awk -F'|' -v s="$WG_MODERN_SUITE" '$3 ~ s { gsub(/ /, "", $2); print $2; exit }')
-    if [ -z "$version" ]; then
-        apt-cache policy 2>/dev/null | grep -q "$WG_MODERN_SUITE/main" || add_backports_suite
-        note "apt-get update (for $WG_MODERN_SUITE)"
-        DEBIAN_FRONTEND=noninteractive apt-get update >&2 || die_fetch "apt-get update failed, so $WG_MODERN_SUITE cannot be reached (see above)"
-        version=$(apt-cache madison wireguard-go 2>/dev/null | awk -F'|' -v s="$WG_MODERN_SUITE" '$3 ~ s { gsub(/ /, "", $2); print $2; exit }')
-    fi
-    [ -n "$version" ] || die_fetch "wireguard-go is not in $WG_MODERN_SUITE as APT sees it (apt-cache madison wireguard-go); check that the suite is reachable, or set WG_MODERN=/path/to/wireguard-go"
-    dir="$WG_MODERN_CACHE/wireguard-go_$version"
-    if [ ! -x "$dir/usr/bin/wireguard-go" ]; then
-        note "downloading wireguard-go $version from $WG_MODERN_SUITE into $dir (the installed package is not touched)"
-        mkdir -p "$WG_MODERN_CACHE/download"
-        # APT downloads as its sandbox user when that user may write the directory.
-        ! id _apt >/dev/null 2>&1 || chown _apt "$WG_MODERN_CACHE/download"
-        rm -f "$WG_MODERN_CACHE"/download/wireguard-go_*.deb
-        # apt-get download writes to the current directory; as root it downloads unsandboxed (a warning).
-        (cd "$WG_MODERN_CACHE/download" && apt-get download -q "wireguard-go/$WG_MODERN_SUITE" >&2) \
-            || die_fetch "apt-get download wireguard-go/$WG_MODERN_SUITE failed: the suite cannot be reached (see above)"
-        deb=$(ls "$WG_MODERN_CACHE"/download/wireguard-go_*.deb 2>/dev/null | head -1)
-        [ -n "$deb" ] || die "apt-get download left no wireguard-go .deb in $WG_MODERN_CACHE/download"
-        rm -rf "$dir.tmp" && mkdir -p "$dir.tmp" && dpkg -x "$deb" "$dir.tmp" && rm -rf "$dir" && mv "$dir.tmp" "$dir" \
-            || die "dpkg -x $deb into $dir failed"
-        rm -f "$deb"
-    fi
-    wg_modern="$dir/usr/bin/wireguard-go"
-    [ -x "$wg_modern" ] || die "$wg_modern is missing after unpacking wireguard-go $version"
-    wg_modern_package="Debian package $version"
-}
-
-wg_modern_package=""
-if [ -n "${WG_MODERN:-}" ]; then
-    [ -x "$WG_MODERN" ] || die "WG_MODERN=$WG_MODERN is not an executable file"
-    wg_modern=$WG_MODERN
-else
-    fetch_modern_wireguard_go
-fi
+# shellcheck source=lib/wireguard-go.sh
+. "$here/lib/wireguard-go.sh" # fetch_modern_wireguard_go, find_modern_wireguard_go, wireguard_go_start
+find_modern_wireguard_go
 # The binary's own version string can lag behind the release (0.0.20231211 reports v0.0.20230223), so
 # the report names the Debian package too.
 wg_modern_version="$("$wg_modern" --version 2>&1 | head -1)${wg_modern_package:+ ($wg_modern_package)}"
@@ -220,77 +138,20 @@ topo_files=("/var/run/wireguard/$WG_C.sock" "/var/run/wireguard/$WG_S.sock" # to
 topo_traps
 
 
-# ---- topology --------------------------------------------------------------------------------------
-make_topology() {
-    topo_namespaces "$NS_C" "$NS_S" "$NS_H"
-    topo_link "$NS_C" c0 10.101.0.2/24 "$NS_S" s0 10.101.0.1/24
-    topo_link "$NS_S" s1 10.201.0.1/24 "$NS_H" h0 10.201.0.2/24
-    in_ns "$NS_S" sysctl -qw net.ipv4.ip_forward=1
-}
+# ---- topology, ends and TCP measurements ----------------------------------------------------------
+# shellcheck source=lib/pairs.sh
+. "$here/lib/pairs.sh" # make_topology, start_iperf_server, bench_keys, tunvpn_server, tunvpn_client,
+                       # wireguard_go_pair, record, cpu_ticks, check_vpn_alive, iperf, tcp_test, record_cpu_per_gb
 
-alive() { kill -0 "$1" 2>/dev/null; }
-
-start_iperf_server() {
-    ip netns exec "$NS_H" iperf3 -s -p 5201 >"$work/iperf3-server.log" 2>&1 &
-    pids+=("$!")
-    wait_for 5 "iperf3 -s in H" bash -c "ss -N '$NS_H' -Hltn 'sport = :5201' | grep -q ." \
-        || die "iperf3 server did not start: $(tail -3 "$work/iperf3-server.log")"
-}
-
-# ---- variants: set up (sets vpn_pids, target) ------------------------------------------------------
+# ---- variants: set up (sets vpn_client, vpn_server) ------------------------------------------------
 setup_tunvpn() {
-    local k="$work/keys"
-    mkdir -p "$k"
-    "$tunvpn" keygen --out "$k" --name server --force >/dev/null
-    "$tunvpn" keygen --out "$k" --name client --force >/dev/null
-    cp "$k/client.pub" "$k/clients"
-    ip netns exec "$NS_S" "$tunvpn" server --key "$k/server.key" --clients "$k/clients" --listen 0.0.0.0:51820 \
-        --address 10.8.0.1/16 --mtu "$MTU" --dev tvb0 --no-nat $TUNVPN_ARGS >"$work/tunvpn-server.log" 2>&1 &
-    local server=$!
-    pids+=("$server")
-    wait_for 10 "tunvpn server to listen" grep -q "server listening" "$work/tunvpn-server.log" \
-        || die "tunvpn server did not start: $(tail -5 "$work/tunvpn-server.log")"
-    ip netns exec "$NS_C" "$tunvpn" client --key "$k/client.key" --peer-key "$k/server.pub" --endpoint 10.101.0.1:51820 \
-        --mtu "$MTU" --dev tvb0 --no-routes $TUNVPN_ARGS >"$work/tunvpn-client.log" 2>&1 &
-    local client=$!
-    pids+=("$client")
-    wait_for 15 "the tunvpn client's 'tunnel up'" grep -q "tunnel up" "$work/tunvpn-client.log" \
-        || die "tunvpn client never logged 'tunnel up': $(tail -5 "$work/tunvpn-client.log")"
-    wait_for 5 "tvb0 to be up in C" bash -c "ip -n '$NS_C' -o link show tvb0 | grep -q ',UP'" \
-        || die "tvb0 in C never came up"
-    ip -n "$NS_C" route add 10.201.0.0/24 dev tvb0
+    bench_keys
+    # shellcheck disable=SC2086 # TUNVPN_ARGS is a list of plain options, checked above
+    tunvpn_server "$(cat "$work/keys/client.pub")" $TUNVPN_ARGS
+    # shellcheck disable=SC2086
+    tunvpn_client 10.101.0.1:51820 $TUNVPN_ARGS
     ip -n "$NS_H" route add 10.8.0.0/16 via 10.201.0.1
     [ "$round" != 1 ] || note "  $(grep -o 'crypto provider: [a-z]*' "$work/tunvpn-server.log" | head -1) (server)"
-    vpn_client=$client vpn_server=$server
-}
-
-# wireguard_go_pair BINARY IF_S IF_C: one wireguard-go in S and one in C, joined, with routes through them.
-wireguard_go_pair() {
-    local bin=$1 if_s=$2 if_c=$3 k="$work/wg" side
-    mkdir -p "$k"
-    (umask 077; wg genkey >"$k/c.key"; wg genkey >"$k/s.key")
-    wg pubkey <"$k/c.key" >"$k/c.pub"
-    wg pubkey <"$k/s.key" >"$k/s.pub"
-    ip netns exec "$NS_S" env WG_PROCESS_FOREGROUND=1 LOG_LEVEL=error "$bin" "$if_s" >"$work/wg-server.log" 2>&1 &
-    vpn_server=$!
-    pids+=("$vpn_server")
-    ip netns exec "$NS_C" env WG_PROCESS_FOREGROUND=1 LOG_LEVEL=error "$bin" "$if_c" >"$work/wg-client.log" 2>&1 &
-    vpn_client=$!
-    pids+=("$vpn_client")
-    for side in "$if_s" "$if_c"; do
-        wait_for 5 "wireguard-go's socket for $side" test -S "/var/run/wireguard/$side.sock" \
-            || die "wireguard-go $side did not start: $(tail -3 "$work"/wg-*.log)"
-    done
-    in_ns "$NS_S" wg set "$if_s" listen-port 51821 private-key "$k/s.key" \
-        peer "$(cat "$k/c.pub")" allowed-ips 10.9.0.2/32
-    ip -n "$NS_S" addr add 10.9.0.1/24 dev "$if_s"
-    ip -n "$NS_S" link set "$if_s" mtu "$MTU" up
-    in_ns "$NS_C" wg set "$if_c" private-key "$k/c.key" \
-        peer "$(cat "$k/s.pub")" allowed-ips 10.9.0.0/24,10.201.0.0/24 endpoint 10.101.0.1:51821
-    ip -n "$NS_C" addr add 10.9.0.2/24 dev "$if_c"
-    ip -n "$NS_C" link set "$if_c" mtu "$MTU" up
-    ip -n "$NS_C" route add 10.201.0.0/24 dev "$if_c"
-    ip -n "$NS_H" route add 10.9.0.0/24 via 10.201.0.1
 }
 
 setup_wggo() { wireguard_go_pair wireguard-go "$WG_S" "$WG_C"; }
@@ -302,49 +163,7 @@ setup_veth() {
     vpn_client="" vpn_server=""
 }
 
-# ---- measurements ----------------------------------------------------------------------------------
-record() { printf '%s\t%s\t%s\t%s\n' "$round" "$variant" "$1" "$2" >>"$raw"; }
-
-cpu_ticks() { # utime+stime of the VPN processes (both ends), in clock ticks; 0 for veth
-    local total=0 pid
-    for pid in $vpn_client $vpn_server; do
-        total=$((total + $(sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')))
-    done
-    echo "$total"
-}
-
-check_vpn_alive() {
-    local pid
-    for pid in $vpn_client $vpn_server; do
-        alive "$pid" || { failures+=("round $round $variant: VPN process $pid died during $1"); return 1; }
-    done
-}
-
-iperf() { # iperf NAME ARGS…: one iperf3 client run from C to H, JSON into $work/NAME.json
-    local name=$1
-    shift
-    run_wait "$work/$name.json" "$work/$name.err" $((DURATION + 30)) \
-        ip netns exec "$NS_C" iperf3 -c 10.201.0.2 -p 5201 --json "$@"
-}
-
-tcp_test() { # tcp_test METRIC ARGS…
-    local metric=$1 before after out bps bytes retr
-    shift
-    before=$(cpu_ticks)
-    if ! iperf "$metric" -t "$DURATION" "$@" || ! out=$(python3 "$here/report.py" tcp "$work/$metric.json"); then
-        failures+=("round $round $variant: iperf3 $metric failed: $(python3 "$here/report.py" tcp "$work/$metric.json" 2>&1 | tail -1)")
-        note "  $metric: FAILED (see RESULTS failures)"
-        return 0
-    fi
-    after=$(cpu_ticks)
-    read -r bps bytes retr <<<"$out"
-    record "$metric" "$(awk -v b="$bps" 'BEGIN{printf "%.4f", b/1e9}')"
-    case "$metric" in tcp_up | tcp_down) record "${metric}_retr" "$retr" ;; esac
-    tcp_bytes=$((tcp_bytes + bytes))
-    tcp_ticks=$((tcp_ticks + after - before))
-    note "  $metric: $(awk -v b="$bps" 'BEGIN{printf "%.2f", b/1e9}') Gbit/s, $retr retransmits"
-}
-
+# ---- measurements beyond TCP ---------------------------------------------------------------------
 udp_full_rate() {
     local out bps pps loss
     if ! iperf udp_full -u -b 0 -l 1392 -w 4M -t "$DURATION" || ! out=$(python3 "$here/report.py" udp "$work/udp_full.json"); then
@@ -438,9 +257,7 @@ run_variant() {
     tcp_test tcp_up
     tcp_test tcp_down -R
     tcp_test tcp_p4 -P 4
-    if [ -n "$vpn_client" ] && check_vpn_alive "TCP tests" && [ "$tcp_bytes" -gt 0 ]; then
-        record cpu_per_gb "$(awk -v t="$tcp_ticks" -v hz="$clk_tck" -v b="$tcp_bytes" 'BEGIN{printf "%.4f", (t/hz) / (b/1e9)}')"
-    fi
+    record_cpu_per_gb
     udp_full_rate
     udp_sweep
     if [ -n "$vpn_client" ] && check_vpn_alive "the run"; then
