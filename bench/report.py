@@ -6,6 +6,7 @@
   report.py ping FILE       ping output               -> "median_ms p99_ms received"
   report.py summarize RAW META   per-round results (TSV: round variant metric value) -> Markdown on stdout
   report.py write-section RESULTS SECTION_FILE   replace (or append) run.sh's section of RESULTS.md
+  report.py wgmode RAW META      bench/wgmode.sh's per-round results -> Markdown on stdout
 
 Every parse failure is one line on stderr and exit status 1, so run.sh can say which test failed.
 """
@@ -212,11 +213,74 @@ def cmd_write_section(results_path, section_path):
         f.write(text)
 
 
+# bench/wgmode.sh: tunvpn in each protocol mode, mixed with wireguard-go, and wireguard-go alone.
+WGMODE_VARIANTS = [("tunvpn", "tunvpn ⇄ tunvpn, tunvpn mode"), ("tvwg", "tunvpn ⇄ tunvpn, WireGuard mode"),
+                   ("tv-wg", "tunvpn client (WG mode) ⇄ wireguard-go server"),
+                   ("wg-tv", "wireguard-go client ⇄ tunvpn server (WG mode)"),
+                   ("wgnew", "wireguard-go ⇄ wireguard-go (backports)")]
+WGMODE_METRICS = [m for m in METRICS if m[0] in ("tcp_up", "tcp_down", "cpu_per_gb", "tcp_up_retr", "tcp_down_retr")]
+# (numerator, denominator): WireGuard mode against tunvpn mode, and every tunvpn pair against wireguard-go's.
+WGMODE_RATIOS = [("tvwg", "tunvpn"), ("tvwg", "wgnew"), ("tv-wg", "wgnew"), ("wg-tv", "wgnew"), ("tunvpn", "wgnew")]
+
+
+def cmd_wgmode(raw_path, meta_path):
+    with open(meta_path) as f:
+        meta = json.load(f)
+    values = {}
+    rounds = set()
+    with open(raw_path) as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != 4:
+                continue
+            rnd, variant, metric, value = parts
+            rounds.add(rnd)
+            values.setdefault((variant, metric), []).append(float(value))
+    present = [(v, label) for v, label in WGMODE_VARIANTS if any(k[0] == v for k in values)]
+
+    def med(variant, metric):
+        v = values.get((variant, metric))
+        return statistics.median(v) if v else None
+
+    out = [f"### {meta['date']}: bench/wgmode.sh, {len(rounds)} round(s)", "",
+           f"- Command: `{meta['command']}`",
+           f"- Machine: {meta['nproc']} CPUs ({meta['cpu']}), kernel {meta['kernel']}; "
+           f"load average at start {meta['load_start']}, at end {meta['load_end']}",
+           f"- Versions: tunvpn `{meta['tunvpn_version']}`; wireguard-go {meta['wireguard_go_modern_version']}; "
+           f"{meta['iperf3_version']}",
+           f"- Settings: {meta['settings']}", f"- Run time: {meta['elapsed']}", "",
+           "Medians across rounds; ↑ better higher, ↓ better lower. Variants: "
+           + "; ".join(f"**{v}** {label}" for v, label in present) + ".", ""]
+    ratios = [(a, b) for a, b in WGMODE_RATIOS if any(v == a for v, _ in present) and any(v == b for v, _ in present)]
+    out.append("| metric | unit | " + " | ".join(v for v, _ in present) + " | "
+               + " | ".join(f"{a} / {b}" for a, b in ratios) + " |")
+    out.append("|---|---|" + "--:|" * (len(present) + len(ratios)))
+    for key, label, unit, better, decimals in WGMODE_METRICS:
+        arrow = "↑" if better == "up" else "↓"
+        cells = []
+        for v, _ in present:
+            got = values.get((v, key), [])
+            partial = f" ({len(got)}/{len(rounds)})" if 0 < len(got) < len(rounds) else ""
+            cells.append(fmt(med(v, key), decimals) + partial)
+        out.append(f"| {label} {arrow} | {unit} | " + " | ".join(cells) + " | "
+                   + " | ".join(ratio(med(a, key), med(b, key)) for a, b in ratios) + " |")
+    out += ["", "Every round:", "", "| metric | " + " | ".join(v for v, _ in present) + " |",
+            "|---|" + "---|" * len(present)]
+    for key, label, unit, _, decimals in WGMODE_METRICS:
+        out.append(f"| {label} ({unit}) | " + " | ".join(
+            " · ".join(fmt(x, decimals) for x in values.get((v, key), [])) or "—" for v, _ in present) + " |")
+    failures = meta.get("failures") or []
+    if failures:
+        out += ["", "Failures during the run:"] + [f"- {f}" for f in failures]
+    print("\n".join(out))
+
+
 def main(argv):
     commands = {"tcp": (cmd_tcp, 1), "udp": (cmd_udp, 1), "ping": (cmd_ping, 1),
-                "summarize": (cmd_summarize, 2), "write-section": (cmd_write_section, 2)}
+                "summarize": (cmd_summarize, 2), "write-section": (cmd_write_section, 2),
+                "wgmode": (cmd_wgmode, 2)}
     if len(argv) < 2 or argv[1] not in commands or len(argv) - 2 != commands[argv[1]][1]:
-        fail("usage: report.py {tcp|udp|ping} FILE | summarize RAW META | write-section RESULTS SECTION")
+        fail("usage: report.py {tcp|udp|ping} FILE | summarize RAW META | write-section RESULTS SECTION | wgmode RAW META")
     fn, _ = commands[argv[1]]
     fn(*argv[2:])
 
