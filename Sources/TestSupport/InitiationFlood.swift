@@ -77,6 +77,33 @@ public enum ForgedInitiations {
         try Data(bytes).write(to: URL(fileURLWithPath: path))
         return summary
     }
+
+    /// Writes `count` WireGuard initiations (`WireGuardFormat.initiationLength` bytes each, the message
+    /// layout of a server in WireGuard mode) to `path`, each from a fresh random key, with a valid mac1
+    /// for the server whose public key is `serverPublicKey` (base64) and a zero mac2: each reaches that
+    /// server's load meter and, under load, earns a cookie reply. Send them with `InitiationFlood`'s
+    /// `messageLength: WireGuardFormat.initiationLength`.
+    public static func writeWireGuard(to path: String, serverPublicKey: String, count: Int = 2000) throws {
+        let serverKey = try PublicKey(base64: serverPublicKey)
+        let tags = WireGuardKeyTags(serverKey)
+        let random = SystemRandom()
+        let now = UInt64(Date().timeIntervalSince1970)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(count * WireGuardFormat.initiationLength)
+        for _ in 0..<count {
+            let message = WireGuardInitiator(localStatic: PrivateKey(random: random), peerKey: serverKey)
+                .createInitiation(
+                    senderIndex: random.nextUInt32(), timestamp: TAI64N(secondsSince1970: now, nanoseconds: 0),
+                    random: random
+                ).message
+            precondition(
+                message.withUnsafeBytes { tags.verifyMAC1($0, offset: WireGuardFormat.initiationMAC1Offset) },
+                "mac1 of a fresh WireGuard initiation")
+            bytes += message
+        }
+        print("+ # wrote \(count) WireGuard initiations from random keys (valid mac1) to \(path)")
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+    }
 }
 
 /// A running flood: python3 sending the datagrams of a file to one UDP endpoint from several sources.
@@ -109,10 +136,11 @@ public final class InitiationFlood: @unchecked Sendable {
     static let script = """
         import json, socket, sys, time
         path, host, port, rate, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+        size = int(sys.argv[6])
         data = open(path, "rb").read()
-        messages = [data[i:i + \(WireFormat.initiationLength)] for i in range(0, len(data), \(WireFormat.initiationLength))]
+        messages = [data[i:i + size] for i in range(0, len(data), size)]
         sockets = []
-        for source in sys.argv[6:]:
+        for source in sys.argv[7:]:
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
             s.bind((source, 0))
@@ -143,25 +171,29 @@ public final class InitiationFlood: @unchecked Sendable {
     private let process: BackgroundProcess
     private let seconds: Double
 
-    /// Starts sending the datagrams in `file` to `address`:`port` from `namespace`, `rate` per second
-    /// for `seconds`, each from the next address of `sources` (which must be configured there).
+    /// Starts sending the datagrams in `file` (`messageLength` bytes each) to `address`:`port` from
+    /// `namespace`, `rate` per second for `seconds`, each from the next address of `sources` (which must
+    /// be configured there).
     public init(
-        in namespace: NetworkNamespace, datagrams file: String, to address: String, port: Int, sources: [String],
-        rate: Int, seconds: Double, logFile: String
+        in namespace: NetworkNamespace, datagrams file: String, messageLength: Int = WireFormat.initiationLength,
+        to address: String, port: Int, sources: [String], rate: Int, seconds: Double, logFile: String
     ) throws {
         precondition(!sources.isEmpty, "a flood needs at least one source address")
         self.seconds = seconds
         process = try namespace.spawn(
-            Self.senderCommand(datagrams: file, to: address, port: port, sources: sources, rate: rate, seconds: seconds),
+            Self.senderCommand(
+                datagrams: file, messageLength: messageLength, to: address, port: port, sources: sources, rate: rate,
+                seconds: seconds),
             logFile: logFile)
     }
 
     /// The sender's command line (python3 and its arguments), for a caller that runs it itself, as
     /// `tunvpn-loadgen --flood` does for bench/flood.sh.
     public static func senderCommand(
-        datagrams file: String, to address: String, port: Int, sources: [String], rate: Int, seconds: Double
+        datagrams file: String, messageLength: Int = WireFormat.initiationLength, to address: String, port: Int,
+        sources: [String], rate: Int, seconds: Double
     ) -> [String] {
-        ["python3", "-c", script, file, address, "\(port)", "\(rate)", "\(seconds)"] + sources
+        ["python3", "-c", script, file, address, "\(port)", "\(rate)", "\(seconds)", "\(messageLength)"] + sources
     }
 
     public var isRunning: Bool { process.isRunning }
