@@ -79,6 +79,11 @@ public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutabl
             ("reload-evicts-ipv6", [0x04] + handshake + [5, 0] + le32(1001) + [11]
                 + le16(reloadSpec(client: 1, other: 1, stranger: 1) | 2 << 9) + [2] + le16(16000) + [3, 0, 4, 0]),
             ("handshake-and-data", [0] + handshake + [8] + [6] + chunk(ping) + [8, 8] + [7] + chunk(pong) + [8]),
+            // WireGuard mode (flag 64): the same exchanges with WireGuard's messages and padded frames.
+            ("wireguard-handshake-and-data", [0x40] + handshake + [8] + [6] + chunk(ping) + [8, 8] + [7] + chunk(pong) + [8]),
+            ("wireguard-flood-cookie", [0x40, 10, 120, 0, 4, 0, 2] + le16(5500) + [10, 150, 1, 4, 0, 2] + le16(5500) + [10, 110, 0, 3, 0, 4, 0]),
+            ("wireguard-rekey-and-reload", [0x42] + handshake + [8, 2] + le16(0xffff) + [6] + chunk(ping) + [3, 0, 4, 0, 8, 5, 0]
+                + le32(1001) + [11] + le16(reloadSpec(client: 1, other: 2, stranger: 0)) + [6] + chunk(ping) + [8]),
             ("handshake-flipped", [0, 3, 0x81] + le16(5) + [2] + le16(6000) + [3, 0, 4, 0]),
             ("response-twice", [0, 3, 0, 4, 2, 4, 0]),
             ("rekey-after-time", [0] + handshake + [8, 2] + le16(0xffff) + [6] + chunk(ping) + [3, 0, 4, 0, 8]),
