@@ -91,7 +91,7 @@ struct WireGuardModeEndToEndTests {
             try FileManager.default.createDirectory(atPath: path("keys"), withIntermediateDirectories: true)
             let key = try runLoggedChecked(["wg", "genkey"]).stdout
             let file = path("keys/\(name).key")
-            FileManager.default.createFile(atPath: file, contents: nil, attributes: [.posixPermissions: 0o600])
+            _ = FileManager.default.createFile(atPath: file, contents: nil, attributes: [.posixPermissions: 0o600])
             try key.write(toFile: file, atomically: false, encoding: .utf8)
             let pub = try runLoggedChecked(["wg", "pubkey"], stdin: key).stdout
             try pub.write(toFile: path("keys/\(name).pub"), atomically: true, encoding: .utf8)
@@ -101,13 +101,14 @@ struct WireGuardModeEndToEndTests {
         /// A preshared key made by `wg genpsk`, `keys/psk` (0600); returns its path.
         func wgGenpsk() throws -> String {
             let file = path("keys/psk")
-            FileManager.default.createFile(atPath: file, contents: nil, attributes: [.posixPermissions: 0o600])
+            _ = FileManager.default.createFile(atPath: file, contents: nil, attributes: [.posixPermissions: 0o600])
             try runLoggedChecked(["wg", "genpsk"]).stdout.write(toFile: file, atomically: false, encoding: .utf8)
             return file
         }
 
         /// Starts wireguard-go (`binary`) in W as `wgDevice`, in the foreground (a child of this test), waits
         /// for its device, and applies `wg set wgDevice ARGUMENTS`, the tunnel address `address` and MTU 1420.
+        @discardableResult
         func startWireGuardGo(binary: String = "wireguard-go", address: String, _ arguments: [String]) throws
             -> BackgroundProcess
         {
@@ -231,7 +232,8 @@ struct WireGuardModeEndToEndTests {
              "\(lab.tAddress):\(Self.port)"] + (pskFile.map { ["preshared-key", $0] } ?? []))
 
         // The handshake (wireguard-go initiates at its first packet), then pings both ways.
-        #expect(try lab.w.waitForPing(Self.serverTunnel, timeout: 15), "no ping from the stock client to the server")
+        try #require(
+            try lab.w.waitForPing(Self.serverTunnel, timeout: 15), "no ping from the stock client to the server; server log:\n\(server.log.suffix(3000))")
         #expect(server.waitForLog(containing: "handshake completed with peer \(wKey)", timeout: 5), "\(server.log)")
         #expect(try lab.t.ping(Self.clientTunnel, count: 3).status == 0, "no ping from the server to the stock client")
         try lab.transferBothWays(wTunnel: Self.clientTunnel, tTunnel: Self.serverTunnel)
@@ -274,7 +276,8 @@ struct WireGuardModeEndToEndTests {
         let client = try lab.startClient(
             endpoint: "\(lab.wAddress):\(Self.port)", extra: pskFile.map { ["--psk", $0] } ?? [])
 
-        #expect(try lab.t.waitForPing(Self.serverTunnel, timeout: 15), "no ping from tunvpn's client to wireguard-go; client log:\n\(client.log)")
+        try #require(
+            try lab.t.waitForPing(Self.serverTunnel, timeout: 15), "no ping from tunvpn's client to wireguard-go; client log:\n\(client.log.suffix(3000))")
         #expect(client.waitForLog(containing: "tunnel up", timeout: 5))
         #expect(try lab.w.ping(Self.clientTunnel, count: 3).status == 0, "no ping from wireguard-go to tunvpn's client")
         try lab.transferBothWays(wTunnel: Self.serverTunnel, tTunnel: Self.clientTunnel)
@@ -390,7 +393,7 @@ struct WireGuardModeEndToEndTests {
                 address: "\(Self.clientTunnel)/24",
                 ["private-key", lab.path("keys/w.key"), "peer", serverKey, "allowed-ips", "10.8.0.0/24", "endpoint",
                  "\(lab.tAddress):\(Self.port)"])
-            #expect(try lab.w.waitForPing(Self.serverTunnel, timeout: 15))
+            try #require(try lab.w.waitForPing(Self.serverTunnel, timeout: 15), "no handshake: \(server.log.suffix(2000))")
             let initiation = try capture.stop().frames.compactMap(\.udpPayload).first { $0.count == 148 && $0.first == 1 }
             let captured = try #require(initiation, "no initiation of the stock client's in the capture")
 
@@ -454,7 +457,7 @@ struct WireGuardModeEndToEndTests {
             let quickConf = lab.path("\(name).conf")
             let kept = conf.split(separator: "\n", omittingEmptySubsequences: false)
                 .filter { hasResolvconf || !$0.trimmingCharacters(in: .whitespaces).lowercased().hasPrefix("dns") }
-            FileManager.default.createFile(atPath: quickConf, contents: nil, attributes: [.posixPermissions: 0o600])
+            _ = FileManager.default.createFile(atPath: quickConf, contents: nil, attributes: [.posixPermissions: 0o600])
             try kept.joined(separator: "\n").write(toFile: quickConf, atomically: false, encoding: .utf8)
             let up = try lab.w.exec(["env", "WG_QUICK_USERSPACE_IMPLEMENTATION=wireguard-go", "wg-quick", "up", quickConf], timeout: 30)
             print(up.stdout + up.stderr)
@@ -466,7 +469,8 @@ struct WireGuardModeEndToEndTests {
                     .flatMap { $0.split(separator: ",").first }?.trimmingCharacters(in: .whitespaces)
                     .split(separator: "/").first.map(String.init),
                 "no Address in \(conf)")
-            #expect(try lab.w.waitForPing(Self.serverTunnel, timeout: 15), "no ping from the wg-quick client; server log:\n\(server.log.suffix(2000))")
+            try #require(
+                try lab.w.waitForPing(Self.serverTunnel, timeout: 15), "no ping from the wg-quick client; server log:\n\(server.log.suffix(2000))")
             #expect(try lab.t.ping(address, count: 3).status == 0, "no ping from the server to the wg-quick client at \(address)")
             try TestFiles.makeRandom(at: lab.path("quick"), megabytes: 5)
             let moved = try transferFile(
