@@ -86,18 +86,40 @@ public final class AllowListReloader: Sendable {
 
 /// Reading, checking and reloading a server's allow-list file.
 public enum AllowListFile {
-    /// The reload of the allow-list, for SIGHUP and `tunvpn reload`.
+    /// The reload of the allow-list, for SIGHUP and `tunvpn reload`. `routed` is the routed prefixes the
+    /// server started with (it added a kernel route for each): a list whose routed prefixes differ is
+    /// refused, since routes are added only at start.
     public static func reloader(
         engine: TunnelEngine, clients: String, prefix: IPv4Prefix, prefix6: IPv6Prefix? = nil, allowAnyClient: Bool,
-        logger: Logger
+        routed: [IPPrefix] = [], logger: Logger
     ) -> AllowListReloader {
         AllowListReloader(
             path: absolutePath(clients), logger: logger,
             load: { bytes in
-                if let bytes { return try parseAllowList(bytes, file: clients, prefix: prefix, prefix6: prefix6) }
-                return try loadAllowList(clients, prefix: prefix, prefix6: prefix6, allowAnyClient: allowAnyClient)
+                let list: AllowList
+                if let bytes {
+                    list = try parseAllowList(bytes, file: clients, prefix: prefix, prefix6: prefix6)
+                } else {
+                    list = try loadAllowList(clients, prefix: prefix, prefix6: prefix6, allowAnyClient: allowAnyClient)
+                }
+                if let problem = routedChange(from: routed, to: list.routedPrefixes) { throw ControlError("\(clients): \(problem)") }
+                return list
             },
             apply: { list in "\(list.clients.count) client(s), \(engine.reload(allowList: list))" })
+    }
+
+    /// Nil when `new` routes the same prefixes as `old` (behind whichever clients); else the one-line reason
+    /// a reload refuses it.
+    public static func routedChange(from old: [IPPrefix], to new: [IPPrefix]) -> String? {
+        let before = Set(old.map(\.network))
+        let after = Set(new.map(\.network))
+        guard before != after else { return nil }
+        let added = after.subtracting(before).sorted().map(\.description)
+        let removed = before.subtracting(after).sorted().map(\.description)
+        var what: [String] = []
+        if !added.isEmpty { what.append("added " + added.joined(separator: " ")) }
+        if !removed.isEmpty { what.append("removed " + removed.joined(separator: " ")) }
+        return "routed prefixes changed (\(what.joined(separator: "; "))): restart the server to change routed prefixes (moving a prefix to another client needs no restart)"
     }
 
     /// Reads and checks the allow-list file `clients` (missing is fine with --allow-any-client).
@@ -127,7 +149,7 @@ public enum AllowListFile {
         _ bytes: [UInt8], file clients: String, prefix: IPv4Prefix, prefix6: IPv6Prefix? = nil
     ) throws -> AllowList {
         let allowList: AllowList
-        do { allowList = try AllowList(parsing: String(decoding: bytes, as: UTF8.self)) } catch {
+        do { allowList = try AllowList(parsing: String(decoding: bytes, as: UTF8.self), prefix: prefix, prefix6: prefix6) } catch {
             throw ControlError("\(clients): \(error)")
         }
         if let error = allowList.outOfPrefix(prefix, prefix6) { throw ControlError("\(clients): \(error)") }
