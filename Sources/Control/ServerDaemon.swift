@@ -89,7 +89,7 @@ public enum ServerDaemon {
     public static func plan(_ c: ServerConfiguration, routed: [IPPrefix] = []) throws -> Plan {
         let address6 = c.noIPv6 || !c.tunnel.ipv6Capable ? nil : c.address6
         var plan = Plan(c.tunnel.quietIPv6Steps() + [c.tunnel.deviceChange(address: "\(c.address)", address6: address6.map { "\($0)" })])
-        plan.changes += routedRoutes(routed, c, address6: address6)
+        plan.changes += routedRoutes(routed, c)
         if !c.noNAT {
             guard let egressDevice = c.egress ?? HostNetwork.defaultRoute()?.device else {
                 throw ControlError("no default route to find the egress interface for NAT: pass --egress IF (or --no-nat)")
@@ -117,7 +117,8 @@ public enum ServerDaemon {
 
     /// `PREFIX dev DEV` for each routed prefix outside the tunnel prefix of its family (IPv6 ones only when
     /// the device has IPv6), in order, each once.
-    static func routedRoutes(_ routed: [IPPrefix], _ c: ServerConfiguration, address6: IPv6Prefix?) -> [Change] {
+    public static func routedRoutes(_ routed: [IPPrefix], _ c: ServerConfiguration) -> [Change] {
+        let address6 = c.noIPv6 || !c.tunnel.ipv6Capable ? nil : c.address6
         let tunnel = IPPrefix.v4(IPv4Prefix(address: c.address.network, length: c.address.length))
         let tunnel6 = address6.map { IPPrefix.v6(IPv6Prefix(address: $0.network, length: $0.length)) }
         var seen = Set<IPPrefix>()
@@ -205,11 +206,14 @@ public enum ServerDaemon {
         if let registryStart {
             follower = try startRegistry(registryStart, c, logger: logger)
         }
+        let routes = RoutedPrefixRoutes(
+            installed: routedRoutes(allowList.routedPrefixes, c), routes: { [c] in routedRoutes($0, c) }, journal: instance.journal)
+        defer { routes.stop() }
         let reload =
             follower?.makeReloader(engine: engine)
             ?? AllowListFile.reloader(
                 engine: engine, clients: c.clientsFile, prefix: prefix, prefix6: c.address6, allowAnyClient: c.allowAnyClient,
-                routed: allowList.routedPrefixes, logger: logger)
+                routes: routes, logger: logger)
         defer { follower?.stop() }
         let status = try StatusServices.start(
             engine: engine, device: c.tunnel.device, listenPort: socket.localEndpoint.port,
@@ -217,7 +221,11 @@ public enum ServerDaemon {
         defer { status.stop() }
         try runUntilSignalled(
             engine, device: c.tunnel.device, user: c.tunnel.user, logger: logger,
-            adapters: { adapterStats(device, socket) }, reload: reload, afterDrop: { follower?.start() })
+            adapters: { adapterStats(device, socket) }, reload: reload,
+            afterDrop: {
+                follower?.start()
+                routes.start()
+            })
     }
 
     /// Logs where the peers came from, opens the registry's cache (writing it when the database answered)

@@ -1,11 +1,12 @@
 // The server's side of prefixes routed behind clients (docs/PROTOCOL.md, "Allowed IPs"): a kernel route
 // into the tunnel device for each, in the plan (so journaled and undone like every change), the file's
-// check against the server's prefixes, and a reload that refuses to change the set of routed prefixes.
+// check against the server's prefixes, and a reload that adds and removes those routes.
 
 import Control
 import Crypto
 import Platform
 import Routing
+import Synchronization
 import Testing
 import Transport
 
@@ -53,14 +54,80 @@ import Transport
         #expect(list.routedPrefixes == routed("192.168.50.7/32", "192.168.60.0/24"))
     }
 
-    @Test func aReloadRefusesToChangeTheSetOfRoutedPrefixesButMayMoveThem() {
-        #expect(AllowListFile.routedChange(from: routed("192.168.50.0/24"), to: routed("192.168.50.0/24")) == nil)
-        #expect(AllowListFile.routedChange(from: [], to: []) == nil)
-        #expect(
-            AllowListFile.routedChange(from: routed("192.168.50.0/24", "fd00:50::/64"), to: routed("fd00:50::/64", "192.168.50.0/24")) == nil,
-            "the same prefixes, in another order or behind other clients")
-        #expect(
-            AllowListFile.routedChange(from: routed("192.168.50.0/24"), to: routed("192.168.60.0/24", "fd00:50::/64"))
-                == "routed prefixes changed (added 192.168.60.0/24 fd00:50::/64; removed 192.168.50.0/24): restart the server to change routed prefixes (moving a prefix to another client needs no restart)")
+    func list(_ routed: [String]) -> AllowList {
+        AllowList(clients: [AllowedClient(key: a, address: IPv4Address(10, 8, 0, 5), routed: routed.map { IPPrefix($0)! })])
     }
+
+    func routes(_ c: ServerConfiguration) -> @Sendable ([IPPrefix]) -> [Change] { { ServerDaemon.routedRoutes($0, c) } }
+
+    @Test func aReloadAddsTheRoutesOfNewPrefixesJournaledAndRemovesThoseOfPrefixesGone() throws {
+        let c = ServerConfiguration(address: prefix)
+        let recorder = RouteRecorder()
+        let journal = ListJournal()
+        let start = ServerDaemon.routedRoutes(routed("192.168.50.0/24"), c)
+        let live = RoutedPrefixRoutes(installed: start, routes: routes(c), journal: journal, executor: recorder)
+        try live.add(for: list(["192.168.50.0/24", "192.168.60.0/24"]))
+        #expect(recorder.commands == ["ip -4 route add 192.168.60.0/24 dev tun0"])
+        #expect(journal.undos == ["ip -4 route del 192.168.60.0/24 dev tun0"], "journaled")
+        #expect(live.removeStale(keeping: list(["192.168.50.0/24", "192.168.60.0/24"])) == ", routes: +192.168.60.0/24")
+        // The LAN moves to another client: no route changes.
+        let moved = AllowList(clients: [
+            AllowedClient(key: a, address: IPv4Address(10, 8, 0, 5), routed: routed("192.168.60.0/24")),
+            AllowedClient(key: b, routed: routed("192.168.50.0/24")),
+        ])
+        try live.add(for: moved)
+        #expect(live.removeStale(keeping: moved) == "")
+        #expect(recorder.commands.count == 1)
+        // 192.168.50.0/24 goes: its route is deleted; the journal keeps its entries (an undo that finds
+        // nothing is no error at teardown).
+        try live.add(for: list(["192.168.60.0/24"]))
+        #expect(live.removeStale(keeping: list(["192.168.60.0/24"])) == ", routes: -192.168.50.0/24")
+        #expect(recorder.commands.last == "ip -4 route del 192.168.50.0/24 dev tun0")
+        #expect(live.installed == ServerDaemon.routedRoutes(routed("192.168.60.0/24"), c))
+        #expect(journal.undos == ["ip -4 route del 192.168.60.0/24 dev tun0"])
+    }
+
+    @Test func aRouteThatCannotBeAddedFailsTheReloadAndTakesBackTheOthers() {
+        let c = ServerConfiguration(address: prefix)
+        let recorder = RouteRecorder(failing: "ip -4 route add 192.168.70.0/24 dev tun0")
+        let live = RoutedPrefixRoutes(installed: [], routes: routes(c), journal: ListJournal(), executor: recorder)
+        do {
+            try live.add(for: list(["192.168.60.0/24", "192.168.70.0/24"]))
+            Issue.record("the reload goes on without its route")
+        } catch {
+            #expect(
+                error.message
+                    == "add route 192.168.70.0/24 dev tun0 failed: RTNETLINK answers: File exists; fix the route or remove the prefix from the allow-list")
+        }
+        #expect(recorder.commands == [
+            "ip -4 route add 192.168.60.0/24 dev tun0", "ip -4 route add 192.168.70.0/24 dev tun0", "ip -4 route del 192.168.60.0/24 dev tun0",
+        ])
+        #expect(live.installed.isEmpty)
+        let unjournaled = RoutedPrefixRoutes(installed: [], routes: routes(c), journal: nil, executor: RouteRecorder())
+        #expect(throws: ControlError.self) { try unjournaled.add(for: list(["192.168.60.0/24"])) }
+        #expect(throws: Never.self) { try unjournaled.add(for: list([])) }
+    }
+}
+
+/// Records the commands it is asked to run; fails the one named `failing`.
+final class RouteRecorder: CommandExecutor, Sendable {
+    private let log = Mutex<[String]>([])
+    let failing: String?
+    init(failing: String? = nil) { self.failing = failing }
+    var commands: [String] { log.withLock { $0 } }
+    func run(_ command: [String], input: String?) -> String? {
+        let line = command.joined(separator: " ")
+        log.withLock { $0.append(line) }
+        return line == failing ? "RTNETLINK answers: File exists" : nil
+    }
+    func readSysctl(_ key: String) -> String? { nil }
+}
+
+/// A journal in memory.
+final class ListJournal: JournalStore, Sendable {
+    private let list = Mutex<[JournalEntry]>([])
+    var undos: [String] { list.withLock { $0.map { $0.undo.joined(separator: " ") } } }
+    func append(_ entry: JournalEntry) throws(RoutingError) { list.withLock { $0.append(entry) } }
+    func entries() throws(RoutingError) -> [JournalEntry] { list.withLock { $0 } }
+    func remove() throws(RoutingError) { list.withLock { $0 = [] } }
 }

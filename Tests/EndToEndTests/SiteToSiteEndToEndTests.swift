@@ -3,7 +3,8 @@
 // C) sits behind the client C; the server's allow-list gives C `10.8.0.5, 10.110.k.0/24`, so the server
 // routes 10.110.k.0/24 into its tunnel device (journaled, as its other changes) and sends it to C
 // by longest prefix match, and accepts packets from that prefix only from C. C forwards (ip_forward on,
-// no NAT), so L's replies reach the server with L's own address.
+// no NAT), so L's replies reach the server with L's own address. A reload that changes the routed
+// prefixes changes the server's kernel routes with them.
 
 import Foundation
 import TestSupport
@@ -47,6 +48,23 @@ struct SiteToSiteEndToEndTests {
             #expect(spoofed.status != 0, "no answer to packets from outside the client's allowed IPs")
             stats = try server.requestStats()
             #expect((stats["drop.sourceNotAllowed"] ?? 0) >= 2, "\(stats)")
+
+            // A reload that routes another prefix behind the client instead: the server's kernel routes
+            // follow (the new one added, the old one removed), and so does its cryptokey routing.
+            let other = "10.112.\(lab.k).0/24"
+            try lab.writeAllowList(["\(clientKey) 10.8.0.5, \(other)  # office"])
+            let reload = try lab["S"].run([TestBinaries.tunvpn, "reload", "--dev", "tun0"])
+            #expect(reload.stdout.contains("routes: +\(other) -\(lan)"), "\(reload.stdout)")
+            var routes = try lab["S"].ip("-4", "route", "show").stdout
+            #expect(routes.contains("\(other) dev tun0") && !routes.contains(lan), "\(routes)")
+            #expect(try lab["S"].ping(lanHost, count: 1).status != 0, "the LAN is no longer routed behind the client")
+            // And back: the LAN answers again.
+            try lab.writeAllowList(["\(clientKey) 10.8.0.5, \(lan)  # office"])
+            let back = try lab["S"].run([TestBinaries.tunvpn, "reload", "--dev", "tun0"])
+            #expect(back.stdout.contains("routes: +\(lan) -\(other)"), "\(back.stdout)")
+            routes = try lab["S"].ip("-4", "route", "show").stdout
+            #expect(routes.contains("\(lan) dev tun0") && !routes.contains(other), "\(routes)")
+            #expect(try lab["S"].ping(lanHost, count: 2).status == 0)
 
             // The route is journaled like the server's other changes: after a kill (the route went with the
             // device), `tunvpn down` undoes the journal cleanly and nothing of it is left.
