@@ -71,7 +71,8 @@ public struct AllowList: Equatable, Sendable {
     /// Parses the file's text; the first bad line is an error (a half-read allow-list is never used).
     /// `prefix` and `prefix6` are the server's tunnel prefixes when known: a host prefix (/32, /128) inside
     /// one is the tunnel address, outside it is routed behind the client. Without them the first host
-    /// prefix of a family is the tunnel address and later ones are routed.
+    /// prefix of a family is the tunnel address unless the line has a bare address of that family, and
+    /// the others are routed.
     public init(parsing text: String, prefix: IPv4Prefix? = nil, prefix6: IPv6Prefix? = nil) throws(AllowListError) {
         var clients: [AllowedClient] = []
         var seenKeys = Set<PublicKey>()
@@ -94,6 +95,10 @@ public struct AllowList: Equatable, Sendable {
             var address: IPv4Address? = nil
             var address6: IPv6Address? = nil
             var routed: [IPPrefix] = []
+            // Without the server's prefixes, a bare address of a family is the tunnel address wherever it
+            // stands on the line, and a host prefix of that family is then routed.
+            let bare4 = fields.dropFirst().contains { !$0.contains("/") && !$0.contains(":") }
+            let bare6 = fields.dropFirst().contains { !$0.contains("/") && $0.contains(":") }
             for field in fields.dropFirst() {
                 // A bare address, or a host prefix that is the tunnel address, sets `tunnel`.
                 var tunnel: IPAddress? = nil
@@ -121,9 +126,9 @@ public struct AllowList: Equatable, Sendable {
                     }
                     switch p {
                     case .v4(let p4) where p.isHost:
-                        if prefix.map({ $0.contains(p4.address) }) ?? (address == nil) { tunnel = .v4(p4.address) }
+                        if prefix.map({ $0.contains(p4.address) }) ?? (!bare4 && address == nil) { tunnel = .v4(p4.address) }
                     case .v6(let p6) where p.isHost:
-                        if prefix6.map({ $0.contains(p6.address) }) ?? (address6 == nil) { tunnel = .v6(p6.address) }
+                        if prefix6.map({ $0.contains(p6.address) }) ?? (!bare6 && address6 == nil) { tunnel = .v6(p6.address) }
                     default: break
                     }
                     if tunnel == nil {

@@ -42,6 +42,12 @@ private func p(_ text: String) -> IPPrefix { IPPrefix(text)! }
         #expect(unknown.clients.first?.address == IPv4Address(192, 168, 50, 7))
         #expect(unknown.clients.first?.address6 == IPv6Address("fd00:50::7"))
         #expect(unknown.clients.first?.routed == [p("10.8.0.5/32")])
+        // A bare address is the tunnel address wherever it stands on the line.
+        let bare = try AllowList(parsing: "\(a.base64) 192.168.50.7/32 10.8.0.5 fd00:50::7/128")
+        #expect(bare.clients.first?.address == IPv4Address(10, 8, 0, 5))
+        #expect(bare.clients.first?.address6 == IPv6Address("fd00:50::7"))
+        #expect(bare.clients.first?.routed == [p("192.168.50.7/32")])
+        #expect(try AllowList(parsing: bare.text) == bare)
     }
 
     @Test func badPrefixesAreOneLineErrorsNamingTheLineAndAnExample() throws {
