@@ -406,6 +406,14 @@ public struct TunnelState: Sendable {
         routedTable.entries.filter { $0.value == index }.map(\.prefix)
     }
 
+    /// True when `route` sends `address` to peer `index` through a routed prefix: no peer has it as its
+    /// tunnel address (that comes first), and its longest routed prefix is that peer's.
+    @inline(__always)
+    private func routesBack(_ address: IPAddress, to index: Int) -> Bool {
+        guard !routedTable.isEmpty, routedTable.lookup(address) == index else { return false }
+        return peerByAddress[address] == nil
+    }
+
     /// Server: the peer slot the longest routed prefix holding `address` goes to, nil when none does.
     public func routedPeer(for address: IPAddress) -> Int? { routedTable.lookup(address) }
 
@@ -594,9 +602,9 @@ public struct TunnelState: Sendable {
         if !isClient {
             switch header.source {
             case .v4(let source):
-                if peers[index].address != source, routedTable.lookup(source) != index { return .drop(.sourceNotAllowed) }
+                if peers[index].address != source, !routesBack(.v4(source), to: index) { return .drop(.sourceNotAllowed) }
             case .v6(let source):
-                if peers[index].address6 != source, routedTable.lookup(source) != index { return .drop(.sourceNotAllowed) }
+                if peers[index].address6 != source, !routesBack(.v6(source), to: index) { return .drop(.sourceNotAllowed) }
             }
         }
         peers[index].timers.dataReceived(now: now)

@@ -174,6 +174,26 @@ private func p(_ text: String) -> IPPrefix { IPPrefix(text)! }
         #expect(fleet.serverSendsTo(IPv4Address(172, 16, 3, 4), via: keyC) == keyC.publicKey)
     }
 
+    @Test func aRoutedPrefixNeverTakesAnotherPeersTunnelAddress() {
+        // Built in code (the file's check refuses a routed prefix overlapping the tunnel prefix): A's
+        // 10.8.0.0/24 holds B's address, which still goes to B, and A may not send from it.
+        var fleet = Fleet([
+            AllowedClient(key: keyA.publicKey, address: ip(5), routed: [p("10.8.0.0/24")]),
+            AllowedClient(key: keyB.publicKey, address: ip(6)),
+        ])
+        fleet.connect(keyA)
+        fleet.connect(keyB)
+        #expect(fleet.serverSendsTo(ip(6), via: keyB) == keyB.publicKey)
+        #expect(fleet.serverSendsTo(ip(9), via: keyA) == keyA.publicKey)
+        fleet.on(keyA) { pair in
+            pair.drops = []
+            pair.clientSends(ipv4(ip(9), serverIP))
+            #expect(pair.drops.isEmpty)
+            pair.clientSends(ipv4(ip(6), serverIP))
+            #expect(pair.drops == [.sourceNotAllowed])
+        }
+    }
+
     @Test func ipv6PrefixesRouteOnADualStackServerAndAreIgnoredWithoutIPv6() {
         let key = Fixture().client
         let list = AllowList(clients: [AllowedClient(key: key.publicKey, routed: [p("fd00:50::/64"), p("192.168.50.0/24")])])
