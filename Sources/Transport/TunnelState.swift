@@ -233,6 +233,9 @@ public struct TunnelState: Sendable {
     private var peerByKey: [PublicKey: Int] = [:]
     /// Who owns each tunnel address, of both families (a peer has at most one of each).
     private var peerByAddress: [IPAddress: Int] = [:]
+    /// Server: the prefixes routed behind peers (allow-list lines' `routed`), by longest prefix match:
+    /// where a destination no tunnel address matches goes, and which peer may send from such a source.
+    private var routedTable = PrefixTable<Int>()
     /// Every pool address below this value is taken (or is the server's own), so the search for a free
     /// one starts here rather than at the bottom of the pool: without it, handing out N addresses cost
     /// O(N²) lookups (17% of the server's CPU time for 5,000 clients in bench/scale.sh). 0 = the bottom.
@@ -283,6 +286,7 @@ public struct TunnelState: Sendable {
             for client in s.allowList.clients where peerByKey[client.key] == nil {
                 addPeer(key: client.key, address: client.address, address6: s.address6 == nil ? nil : client.address6)
             }
+            routedTable = Self.routedTable(of: s.allowList, peerByKey: peerByKey, ipv6: s.address6 != nil)
         case .client(let c):
             protocolMode = c.protocolMode
             precondition(
@@ -393,8 +397,43 @@ public struct TunnelState: Sendable {
                 }
             }
         }
+        for (prefix, index) in routedTable.entries {
+            guard peers.indices.contains(index) else { return "routed prefix \(prefix) maps to slot \(index), which does not exist" }
+            guard !peers[index].isRemoved else { return "routed prefix \(prefix) maps to removed peer \(index)" }
+        }
         return nil
     }
+
+    /// The prefixes routed behind the peers of `list`, by slot: the first line of a key wins (as for its
+    /// addresses), and so does the first line of a prefix. IPv6 prefixes only when the tunnel carries IPv6.
+    static func routedTable(of list: AllowList, peerByKey: [PublicKey: Int], ipv6: Bool) -> PrefixTable<Int> {
+        var table = PrefixTable<Int>()
+        var seen = Set<PublicKey>()
+        for client in list.clients where seen.insert(client.key).inserted {
+            guard let index = peerByKey[client.key] else { continue }
+            for p in client.routed where table[exactly: p] == nil {
+                if case .v6 = p, !ipv6 { continue }
+                table.insert(p, index)
+            }
+        }
+        return table
+    }
+
+    /// Server: the prefixes routed behind peer `index` (for status and tests).
+    public func routedPrefixes(ofPeer index: Int) -> [IPPrefix] {
+        routedTable.entries.filter { $0.value == index }.map(\.prefix)
+    }
+
+    /// True when `route` sends `address` to peer `index` through a routed prefix: no peer has it as its
+    /// tunnel address (that comes first), and its longest routed prefix is that peer's.
+    @inline(__always)
+    private func routesBack(_ address: IPAddress, to index: Int) -> Bool {
+        guard !routedTable.isEmpty, routedTable.lookup(address) == index else { return false }
+        return peerByAddress[address] == nil
+    }
+
+    /// Server: the peer slot the longest routed prefix holding `address` goes to, nil when none does.
+    public func routedPeer(for address: IPAddress) -> Int? { routedTable.lookup(address) }
 
     // MARK: Reload
 
@@ -458,6 +497,8 @@ public struct TunnelState: Sendable {
                 change.evicted.append(AllowListChange.Eviction(address: address, key: peers[holder].key))
             }
         }
+        // 5. Routed prefixes follow the new list: a removed key's go, a prefix moved to another key moves.
+        routedTable = Self.routedTable(of: list, peerByKey: peerByKey, ipv6: hasIPv6)
         return change
     }
 
@@ -494,7 +535,8 @@ public struct TunnelState: Sendable {
             if isClient {
                 index = 0
             } else {
-                guard let i = peerByAddress[.v4(destination)] else { return .drop(.noRoute) }
+                // A tunnel address first (the common case costs one lookup), then the routed prefixes.
+                guard let i = peerByAddress[.v4(destination)] ?? routedTable.lookup(destination) else { return .drop(.noRoute) }
                 index = i
             }
         case 6:
@@ -507,7 +549,7 @@ public struct TunnelState: Sendable {
                 }
                 index = 0
             } else {
-                guard let i = peerByAddress[.v6(destination)] else { return .drop(.noRoute) }
+                guard let i = peerByAddress[.v6(destination)] ?? routedTable.lookup(destination) else { return .drop(.noRoute) }
                 index = i
             }
         default:
@@ -569,15 +611,18 @@ public struct TunnelState: Sendable {
         }
         if packet.count == 0 { return .keepalive }
         guard let header = IPPacket.parse(packet) else { return .drop(.notIP) }
-        // Cryptokey routing (server): the inner source must be the address of its family this peer owns.
+        // Cryptokey routing (server): the inner source must be the address of its family this peer owns,
+        // or an address whose longest routed prefix goes to this peer (what `route` would send back to it).
         // `address` and `address6` are the copies `claim`/`releaseAddress` keep equal to `peerByAddress`
         // (the record that routes the address back to it; `addressOwnershipViolation` checks this, and the
-        // fuzz target after every event), so a field compare answers without a hash lookup per packet. The
-        // client accepts any source from the server.
+        // fuzz target after every event), so a field compare answers the common case without a hash lookup
+        // per packet. The client accepts any source from the server.
         if !isClient {
             switch header.source {
-            case .v4(let source): if peers[index].address != source { return .drop(.sourceNotAllowed) }
-            case .v6(let source): if peers[index].address6 != source { return .drop(.sourceNotAllowed) }
+            case .v4(let source):
+                if peers[index].address != source, !routesBack(.v4(source), to: index) { return .drop(.sourceNotAllowed) }
+            case .v6(let source):
+                if peers[index].address6 != source, !routesBack(.v6(source), to: index) { return .drop(.sourceNotAllowed) }
             }
         }
         peers[index].timers.dataReceived(now: now)
