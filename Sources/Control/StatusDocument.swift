@@ -429,10 +429,13 @@ public enum StatusText {
                 lines.append("  ipv6: off (--no-ipv6)")
             } else if let a6 = t.address6 {
                 lines.append("  address: \(t.address), \(a6)")
-                lines.append("  server ipv6 egress: \(t.ipv6Egress ? "yes" : "no (only the tunnel's IPv6 prefix is reachable)")")
+                // In WireGuard mode the addresses are the client's own and the peer's AllowedIPs decide.
+                if s.protocolMode == .tunvpn {
+                    lines.append("  server ipv6 egress: \(t.ipv6Egress ? "yes" : "no (only the tunnel's IPv6 prefix is reachable)")")
+                }
             } else {
                 lines.append("  address: \(t.address)")
-                lines.append("  ipv6: none from the server")
+                lines.append(s.protocolMode == .tunvpn ? "  ipv6: none from the server" : "  ipv6: none (no IPv6 --address)")
             }
             if let d = t.dns {
                 let resolvers = d.resolvers.isEmpty ? "no resolvers" : "resolvers " + d.resolvers.joined(separator: " ")

@@ -417,6 +417,16 @@ enum StatusFixture {
         #expect(PrometheusText.render(s).contains("\ntunvpn_protocol_info{protocol=\"wireguard\"} 1\n"))
     }
 
+    @Test func aWireGuardClientShowsItsOwnAddressesWithoutTheServersWords() {
+        var client = ClientTunnelStatusTests.client(ClientTunnelStatusTests.dualStack)
+        client.protocolMode = .wireguard
+        let text = StatusText.render(client, now: StatusFixture.now)
+        #expect(text.contains("\n  protocol: wireguard\n  address: 10.8.0.2/16, fd00:8::2/64\n"), "\(text)")
+        #expect(!text.contains("server ipv6 egress"))
+        client.tunnel?.address6 = nil
+        #expect(StatusText.render(client, now: StatusFixture.now).contains("\n  ipv6: none (no IPv6 --address)\n"))
+    }
+
     @Test func anOlderDocumentIsTunvpnAndAnUnknownProtocolIsRefused() throws {
         let old = #"{"interface":"tun0","role":"server","public_key":"k","listen_port":1,"suites":[],"peers":[]}"#
         #expect(try StatusDocument.snapshot(fromJSON: Array(old.utf8)).protocolMode == .tunvpn)
