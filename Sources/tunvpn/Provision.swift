@@ -203,7 +203,8 @@ struct AddClient: ParsableCommand, ReadsServerConfig {
             }
             let endpointText = try Provisioning.clientEndpoint(endpoint, listen: serverCommand.listen)
             let pskFile = psk ?? serverCommand.common.psk
-            let psk = try pskFile.map { try KeyFiles.loadPrivateKey($0) }
+            // A psk is 32 random bytes, not a clamped X25519 scalar (`tunvpn genpsk`, `wg genpsk`).
+            let psk = try pskFile.map { try KeyFiles.loadPresharedKey($0) }
 
             // With a registry, the client goes there (for every server) instead of into the allow-list.
             let registry = try serverCommand.registry.map { (url) throws in

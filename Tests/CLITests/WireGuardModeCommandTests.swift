@@ -7,6 +7,7 @@ import Control
 import Crypto
 import Foundation
 import Glibc
+import Platform
 import Testing
 import TestSupport
 import Transport
@@ -169,9 +170,10 @@ import Transport
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         #expect(try runCommand(TestBinaries.tunvpn, ["keygen", "--out", dir.path + "/keys", "--name", "server"]).status == 0)
-        #expect(try runCommand(TestBinaries.tunvpn, ["keygen", "--out", dir.path, "--name", "psk"]).status == 0)
+        // A psk as genpsk makes them: 32 bytes, not clamped as a private key is (0x33 has its low bits set).
+        let psk = Base64.encode([UInt8](repeating: 0x33, count: 32))
+        try KeyFiles.write(psk + "\n", to: dir.path + "/psk.key", mode: 0o600, overwrite: false)
         let server = read(dir.path + "/keys/server.pub").trimmingCharacters(in: .whitespacesAndNewlines)
-        let psk = read(dir.path + "/psk.key").trimmingCharacters(in: .whitespacesAndNewlines)
         try """
             protocol = "wireguard"
             key = "keys/server.key"
