@@ -93,16 +93,16 @@ public enum AllowListFile {
     /// removed once it is.
     public static func reloader(
         engine: TunnelEngine, clients: String, prefix: IPv4Prefix, prefix6: IPv6Prefix? = nil, allowAnyClient: Bool,
-        routes: RoutedPrefixRoutes? = nil, logger: Logger
+        protocolMode: ProtocolMode = .tunvpn, routes: RoutedPrefixRoutes? = nil, logger: Logger
     ) -> AllowListReloader {
         AllowListReloader(
             path: absolutePath(clients), logger: logger,
             load: { bytes in
                 let list: AllowList
                 if let bytes {
-                    list = try parseAllowList(bytes, file: clients, prefix: prefix, prefix6: prefix6)
+                    list = try parseAllowList(bytes, file: clients, prefix: prefix, prefix6: prefix6, protocolMode: protocolMode)
                 } else {
-                    list = try loadAllowList(clients, prefix: prefix, prefix6: prefix6, allowAnyClient: allowAnyClient)
+                    list = try loadAllowList(clients, prefix: prefix, prefix6: prefix6, allowAnyClient: allowAnyClient, protocolMode: protocolMode)
                 }
                 try routes?.add(for: list)
                 return list
@@ -116,7 +116,7 @@ public enum AllowListFile {
     /// Reads and checks the allow-list file `clients` (missing is fine with --allow-any-client).
     /// `prefix6` is the server's IPv6 tunnel prefix, nil when its tunnel carries no IPv6.
     public static func loadAllowList(
-        _ clients: String, prefix: IPv4Prefix, prefix6: IPv6Prefix? = nil, allowAnyClient: Bool
+        _ clients: String, prefix: IPv4Prefix, prefix6: IPv6Prefix? = nil, allowAnyClient: Bool, protocolMode: ProtocolMode = .tunvpn
     ) throws -> AllowList {
         var st = stat()
         if lstat(clients, &st) != 0 {
@@ -131,20 +131,33 @@ public enum AllowListFile {
             return AllowList()
         }
         return try parseAllowList(
-            KeyFiles.readConfigurationFile(clients, what: "allow-list"), file: clients, prefix: prefix, prefix6: prefix6)
+            KeyFiles.readConfigurationFile(clients, what: "allow-list"), file: clients, prefix: prefix, prefix6: prefix6,
+            protocolMode: protocolMode)
     }
 
     /// Parses allow-list text and checks that its fixed addresses are client addresses in the prefix of
-    /// their family (`prefix6` nil: the tunnel carries no IPv6, and an IPv6 address is an error).
+    /// their family (`prefix6` nil: the tunnel carries no IPv6, and an IPv6 address is an error). In
+    /// WireGuard mode every line must give an address (`wireGuardProblem`).
     public static func parseAllowList(
-        _ bytes: [UInt8], file clients: String, prefix: IPv4Prefix, prefix6: IPv6Prefix? = nil
+        _ bytes: [UInt8], file clients: String, prefix: IPv4Prefix, prefix6: IPv6Prefix? = nil, protocolMode: ProtocolMode = .tunvpn
     ) throws -> AllowList {
         let allowList: AllowList
         do { allowList = try AllowList(parsing: String(decoding: bytes, as: UTF8.self), prefix: prefix, prefix6: prefix6) } catch {
             throw ControlError("\(clients): \(error)")
         }
         if let error = allowList.outOfPrefix(prefix, prefix6) { throw ControlError("\(clients): \(error)") }
+        if protocolMode == .wireguard, let error = wireGuardProblem(allowList) { throw ControlError("\(clients): \(error)") }
         return allowList
+    }
+
+    /// The first line of `list` that WireGuard mode cannot use: one without an address, which tunvpn mode
+    /// would fill from the pool but WireGuard mode, which assigns nothing, cannot (its allowed IPs are
+    /// what the line gives).
+    public static func wireGuardProblem(_ list: AllowList) -> String? {
+        guard let bare = list.clients.first(where: { $0.address == nil && $0.address6 == nil && $0.routed.isEmpty }) else { return nil }
+        let who = bare.name.isEmpty ? "" : " (\(bare.name))"
+        return
+            "line \(bare.line): the key\(who) has no address, and --protocol wireguard assigns none from a pool: give the peer's addresses (its allowed IPs), e.g. `\(bare.key.base64) 10.8.0.5/32 # laptop`"
     }
 }
 

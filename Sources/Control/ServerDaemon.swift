@@ -162,14 +162,16 @@ public enum ServerDaemon {
             try registryStart?.list
             ?? (c.registry != nil
                 ? AllowList()
-                : AllowListFile.loadAllowList(c.clientsFile, prefix: prefix, prefix6: c.address6, allowAnyClient: c.allowAnyClient))
+                : AllowListFile.loadAllowList(
+                    c.clientsFile, prefix: prefix, prefix6: c.address6, allowAnyClient: c.allowAnyClient,
+                    protocolMode: c.tunnel.protocolMode))
         let responder = HandshakeResponder(
             localStatic: privateKey, settings: try c.tunnel.handshakeSettings(), acceptedSuites: try c.tunnel.cipherSuites())
         let state = TunnelState(
             role: .server(
                 ServerSettings(
                     responder: responder, address: prefix, address6: c.address6, ipv6Egress: egress6 != nil, allowList: allowList,
-                    allowAnyClient: c.allowAnyClient, dns: c.dns)),
+                    allowAnyClient: c.allowAnyClient, dns: c.dns, protocolMode: c.tunnel.protocolMode)),
             timers: c.tunnel.timers)
         let plan = try plan(c, routed: allowList.routedPrefixes)
         if c.tunnel.dryRun {
@@ -198,7 +200,7 @@ public enum ServerDaemon {
         if c.allowAnyClient { logger.warning("--allow-any-client: any client key is admitted; use an allow-list outside the lab") }
         logger.info("\(cryptoProvider)")
         logger.info(
-            "server listening on \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name) \(prefix)\(c.address6.map { " \($0)" } ?? ""), IPv6 egress \(egress6 ?? "none"), \(allowList.clients.count) allowed client(s), TSO \(device.offloadsEnabled ? "on" : "off"), TUN USO \(device.udpOffloadEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
+            "server listening on \(socket.localEndpoint), protocol \(c.tunnel.protocolMode.rawValue), public key \(privateKey.publicKey.base64), device \(device.name) \(prefix)\(c.address6.map { " \($0)" } ?? ""), IPv6 egress \(egress6 ?? "none"), \(allowList.clients.count) allowed client(s), TSO \(device.offloadsEnabled ? "on" : "off"), TUN USO \(device.udpOffloadEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
         let engine = TunnelEngine(
             state: state, device: device, socket: socket, clock: SystemClock(wallOffset: c.tunnel.clockOffset),
             logger: logger, settings: EngineSettings(mtu: c.tunnel.mtu))
@@ -213,7 +215,7 @@ public enum ServerDaemon {
             follower?.makeReloader(engine: engine)
             ?? AllowListFile.reloader(
                 engine: engine, clients: c.clientsFile, prefix: prefix, prefix6: c.address6, allowAnyClient: c.allowAnyClient,
-                routes: routes, logger: logger)
+                protocolMode: c.tunnel.protocolMode, routes: routes, logger: logger)
         defer { follower?.stop() }
         let status = try StatusServices.start(
             engine: engine, device: c.tunnel.device, listenPort: socket.localEndpoint.port,

@@ -526,7 +526,7 @@ public final class TunnelEngine: Sendable {
             case .tunnelUp(let assignment):
                 do {
                     try hooks.tunnelUp(assignment)
-                    logger.info("tunnel up: address \(assignment.client), server \(assignment.server)\(Self.ipv6Text(assignment))")
+                    logger.info("tunnel up: address \(assignment.client)\(Self.serverText(assignment))\(Self.ipv6Text(assignment))")
                 } catch {
                     fail("configuring \(device.name) with \(assignment.client): \(error)")
                 }
@@ -585,10 +585,18 @@ public final class TunnelEngine: Sendable {
         return "no response from the server at \(endpoint) (key \(peer.base64)) \(seconds) s after the handshake began; still trying. Likely causes: --peer-key is not the server's public key, this client's public key is not on the server's allow-list, or UDP to \(endpoint) is blocked or --endpoint is wrong"
     }
 
+    /// ", server 10.8.0.1" for the log, or "" for a client's own addressing in WireGuard mode, which names
+    /// no server address (0.0.0.0, `ClientSettings.ownAddressing`).
+    static func serverText(_ a: TunnelAssignment) -> String {
+        a.server == IPv4Address(0, 0, 0, 0) ? "" : ", server \(a.server)"
+    }
+
     /// The IPv6 half of a client's addressing for the log: "; IPv6 fd…::2/64, server fd…::1, IPv6 egress
-    /// yes", or "; no IPv6 from the server".
+    /// yes", or "; no IPv6 from the server" (in WireGuard mode, without the server's words).
     static func ipv6Text(_ a: TunnelAssignment) -> String {
-        guard let client6 = a.client6 else { return "; no IPv6 from the server" }
+        let own = a.server == IPv4Address(0, 0, 0, 0)
+        guard let client6 = a.client6 else { return own ? "; no IPv6" : "; no IPv6 from the server" }
+        if own { return "; IPv6 \(client6)" }
         return "; IPv6 \(client6), server \(a.server6.map { "\($0)" } ?? "-"), IPv6 egress \(a.ipv6Egress ? "yes" : "no")"
     }
 
