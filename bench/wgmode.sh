@@ -7,7 +7,7 @@
 # 10.201.0.1 ── H 10.201.0.2, iperf3 from C to H through the tunnel between C and S, MTU 1420.
 #
 #   variant   C (client)                                     S (server)
-#   tunvpn    tunvpn client (tunvpn mode)                    tunvpn server (tunvpn mode), tvb0 10.8.0.1/16
+#   tunvpn    tunvpn client (tunvpn mode)                    tunvpn server (tunvpn mode), 10.8.0.1/16
 #   tvwg      tunvpn client --protocol wireguard             tunvpn server --protocol wireguard
 #             --address 10.8.0.2/16                          (allow-list: KEY 10.8.0.2/32)
 #   tv-wg     tunvpn client --protocol wireguard             wireguard-go (backports), 10.8.0.1/16, port 51821
@@ -91,6 +91,7 @@ tag="tvwgm$$"
 NS_C="$tag-c"; NS_S="$tag-s"; NS_H="$tag-h"
 WGM_C="wqc$$"; WGM_S="wqs$$"      # wireguard-go's UAPI sockets live in /var/run/wireguard, shared by all
                                   # namespaces, so the two ends (and concurrent runs) need distinct names
+TV_C="tvc$$"; TV_S="tvs$$"        # the same for tunvpn's devices (WireGuard mode serves that socket too)
 work=$(mktemp -d "/tmp/$tag.XXXXXX")
 raw="$work/raw.tsv"; : >"$raw"
 failures=()

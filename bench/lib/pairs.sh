@@ -8,7 +8,9 @@
 #                                     s1 10.201.0.1/24 ───── veth ───── h0 10.201.0.2/24
 #
 # It uses the caller's `die`, `note`, `here`, `work`, `tunvpn`, `MTU`, `DURATION`, `NS_C`, `NS_S`, `NS_H`,
-# `raw` (the per-round TSV), `failures`, `round` and `variant`; the ends set `vpn_server` and `vpn_client`
+# `raw` (the per-round TSV), `failures`, `round` and `variant`, and `TV_S`/`TV_C` when set (tunvpn's device in S
+# and in C, default tvb0: in WireGuard mode tunvpn serves /var/run/wireguard/DEV.sock, one path per host, so
+# a script running both ends there names them apart); the ends set `vpn_server` and `vpn_client`
 # (their PIDs, which cpu_ticks and check_vpn_alive read), the TCP tests add to `tcp_bytes` and `tcp_ticks`.
 
 make_topology() {
@@ -37,34 +39,34 @@ bench_keys() {
     "$tunvpn" keygen --out "$k" --name client --force >/dev/null
 }
 
-# tunvpn_server CLIENTS_LINE EXTRA…: tunvpn server in S on 10.101.0.1:51820 (device tvb0, 10.8.0.1/16,
+# tunvpn_server CLIENTS_LINE EXTRA…: tunvpn server in S on 10.101.0.1:51820 (device $TV_S, 10.8.0.1/16,
 # --no-nat) admitting the allow-list line CLIENTS_LINE, with EXTRA options; sets vpn_server.
 tunvpn_server() {
     local k="$work/keys" line=$1
     shift
     echo "$line" >"$k/clients"
     ip netns exec "$NS_S" "$tunvpn" server --key "$k/server.key" --clients "$k/clients" --listen 0.0.0.0:51820 \
-        --address 10.8.0.1/16 --mtu "$MTU" --dev tvb0 --no-nat "$@" >"$work/tunvpn-server.log" 2>&1 &
+        --address 10.8.0.1/16 --mtu "$MTU" --dev "${TV_S:-tvb0}" --no-nat "$@" >"$work/tunvpn-server.log" 2>&1 &
     vpn_server=$!
     pids+=("$vpn_server")
     wait_for 10 "tunvpn server to listen" grep -q "server listening" "$work/tunvpn-server.log" \
         || die "tunvpn server did not start: $(tail -5 "$work/tunvpn-server.log")"
 }
 
-# tunvpn_client ENDPOINT EXTRA…: tunvpn client in C (device tvb0, --no-routes) towards ENDPOINT with EXTRA
-# options; waits for its `tunnel up` and routes H's link into tvb0; sets vpn_client.
+# tunvpn_client ENDPOINT EXTRA…: tunvpn client in C (device $TV_C, --no-routes) towards ENDPOINT with EXTRA
+# options; waits for its `tunnel up` and routes H's link into the device; sets vpn_client.
 tunvpn_client() {
-    local k="$work/keys" endpoint=$1
+    local k="$work/keys" endpoint=$1 dev=${TV_C:-tvb0}
     shift
     ip netns exec "$NS_C" "$tunvpn" client --key "$k/client.key" --peer-key "$k/server.pub" --endpoint "$endpoint" \
-        --mtu "$MTU" --dev tvb0 --no-routes "$@" >"$work/tunvpn-client.log" 2>&1 &
+        --mtu "$MTU" --dev "$dev" --no-routes "$@" >"$work/tunvpn-client.log" 2>&1 &
     vpn_client=$!
     pids+=("$vpn_client")
     wait_for 15 "the tunvpn client's 'tunnel up'" grep -q "tunnel up" "$work/tunvpn-client.log" \
         || die "tunvpn client never logged 'tunnel up': $(tail -5 "$work/tunvpn-client.log")"
-    wait_for 5 "tvb0 to be up in C" bash -c "ip -n '$NS_C' -o link show tvb0 | grep -q ',UP'" \
-        || die "tvb0 in C never came up"
-    ip -n "$NS_C" route add 10.201.0.0/24 dev tvb0
+    wait_for 5 "$dev to be up in C" bash -c "ip -n '$NS_C' -o link show '$dev' | grep -q ',UP'" \
+        || die "$dev in C never came up"
+    ip -n "$NS_C" route add 10.201.0.0/24 dev "$dev"
 }
 
 # wireguard_go_server BINARY DEV ADDRESS PEER_ADDRESS: wireguard-go BINARY in S as DEV, listening on
