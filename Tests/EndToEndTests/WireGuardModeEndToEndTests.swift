@@ -289,8 +289,10 @@ struct WireGuardModeEndToEndTests {
         #expect((peer.presharedKey != "(none)") == psk)
         #expect(wKey != clientKey)
 
-        // Roaming: the wireguard-go server moves to another port; its packets from there are authenticated,
-        // so tunvpn's client answers, and sends its own, to the new port (the old one is closed).
+        // Roaming: the wireguard-go server moves to another underlay address and another port; its packets
+        // from there are authenticated, so tunvpn's client answers, and sends its own, there (the old address
+        // is gone).
+        try lab.roamUnderlayAddress()
         try lab.w.run(["wg", "set", lab.wgDevice, "listen-port", "51831"])
         #expect(try lab.w.ping(Self.clientTunnel, count: 3).status == 0, "no ping from the roamed server")
         #expect(try lab.t.ping(Self.serverTunnel, count: 3).status == 0, "tunvpn's client did not follow the server to its new port")
