@@ -7,7 +7,8 @@
 //     w0 10.72.k.1/24 (roams to 10.72.k.3) ─────────── t0 10.72.k.2/24
 //     wireguard-go wgmK                                tunvpn, device tvwK
 //
-// (a) a stock client (W, 10.8.0.2) connects to tunvpn's server (T, 10.8.0.1/24, allow-list `KEY 10.8.0.2/32`);
+// (a) a stock client (W, 10.8.0.2 and fd00:8::2) connects to tunvpn's server (T, 10.8.0.1/24 and fd00:8::1/64,
+// allow-list `KEY 10.8.0.2/32,fd00:8::2/128`);
 // (b) tunvpn's client (T, --address 10.8.0.2/24) connects to a wireguard-go server (W, 10.8.0.1/24).
 // Each: the handshake, pings both ways, 20 MB each way with equal SHA-256, with and without a preshared
 // key, the WireGuard side roaming, and its `wg show DEV dump` naming the handshake and the bytes. Then the
@@ -55,6 +56,8 @@ enum BackportsWireGuardGo {
 struct WireGuardModeEndToEndTests {
     static let serverTunnel = "10.8.0.1"
     static let clientTunnel = "10.8.0.2"
+    static let serverTunnel6 = "fd00:8::1"
+    static let clientTunnel6 = "fd00:8::2"
     static let port = 51820
 
     /// The two namespaces (and F for the flood), the TunnelLab that owns processes, logs and files, and the
@@ -213,7 +216,7 @@ struct WireGuardModeEndToEndTests {
 
     @Test(arguments: [false, true])
     func stockWireGuardClientConnectsToTunvpnServer(psk: Bool) throws {
-        let lab = try Lab()
+        let lab = try Lab(ipv6: true)
         try lab.lab.use { _ in try stockClientScenario(lab, binary: "wireguard-go", psk: psk) }
     }
 
@@ -221,21 +224,25 @@ struct WireGuardModeEndToEndTests {
         try lab.lab.keygen("server")
         let wKey = try lab.wgKeygen("w")
         let pskFile = psk ? try lab.wgGenpsk() : nil
+        // Dual stack inside the tunnel: the allow-list line gives both of the client's addresses.
         let server = try lab.startServer(
-            allowing: ["\(wKey) \(Self.clientTunnel)/32  # the stock WireGuard client"],
-            extra: pskFile.map { ["--psk", $0] } ?? [])
+            allowing: ["\(wKey) \(Self.clientTunnel)/32,\(Self.clientTunnel6)/128  # the stock WireGuard client"],
+            extra: ["--address", "\(Self.serverTunnel6)/64"] + (pskFile.map { ["--psk", $0] } ?? []))
         let serverKey = try String(contentsOfFile: lab.path("keys/server.pub"), encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
         try lab.startWireGuardGo(
             binary: binary, address: "\(Self.clientTunnel)/24",
-            ["private-key", lab.path("keys/w.key"), "peer", serverKey, "allowed-ips", "10.8.0.0/24", "endpoint",
+            ["private-key", lab.path("keys/w.key"), "peer", serverKey, "allowed-ips", "10.8.0.0/24,fd00:8::/64", "endpoint",
              "\(lab.tAddress):\(Self.port)"] + (pskFile.map { ["preshared-key", $0] } ?? []))
+        try lab.w.run(["ip", "-6", "address", "add", "\(Self.clientTunnel6)/64", "dev", lab.wgDevice, "nodad"])
 
-        // The handshake (wireguard-go initiates at its first packet), then pings both ways.
+        // The handshake (wireguard-go initiates at its first packet), then pings both ways, both families.
         try #require(
             try lab.w.waitForPing(Self.serverTunnel, timeout: 15), "no ping from the stock client to the server; server log:\n\(server.log.suffix(3000))")
         #expect(server.waitForLog(containing: "handshake completed with peer \(wKey)", timeout: 5), "\(server.log)")
         #expect(try lab.t.ping(Self.clientTunnel, count: 3).status == 0, "no ping from the server to the stock client")
+        #expect(try lab.w.waitForPing(Self.serverTunnel6, timeout: 5), "no IPv6 ping from the stock client to the server")
+        #expect(try lab.t.ping(Self.clientTunnel6, count: 3).status == 0, "no IPv6 ping from the server to the stock client")
         try lab.transferBothWays(wTunnel: Self.clientTunnel, tTunnel: Self.serverTunnel)
 
         // wg(8) on the WireGuard side: the handshake and bytes both ways, the psk as configured.
@@ -311,7 +318,7 @@ struct WireGuardModeEndToEndTests {
         let binary = try BackportsWireGuardGo.lookup.get()
         let version = try runLogged([binary, "--version"]).stdout
         print("= backports wireguard-go: \(binary): \(version)")
-        let a = try Lab()
+        let a = try Lab(ipv6: true)
         try a.lab.use { _ in try stockClientScenario(a, binary: binary, psk: false) }
         let b = try Lab()
         try b.lab.use { _ in try tunvpnClientScenario(b, binary: binary, psk: true) }
