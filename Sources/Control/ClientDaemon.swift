@@ -421,7 +421,12 @@ public enum ClientDaemon {
                     ClientDNSSnapshot(method: $0.method.rawValue, resolvers: $0.dns.resolvers.map(\.description), search: $0.dns.searchDomains)
                 }
             },
-            failover: failoverStatus, logger: logger)
+            failover: failoverStatus,
+            uapi: c.tunnel.protocolMode == .wireguard
+                ? UAPISettings(
+                    privateKey: privateKey, presharedKey: initiator.settings.psk,
+                    allowedIPs: { [allowed = UAPISettings.clientAllowedIPs(c)] _ in allowed }, keeper: geteuid() == 0) : nil,
+            logger: logger)
         defer { status.stop() }
         try runUntilSignalled(
             engine, device: dev, user: c.tunnel.user, logger: logger, adapters: { adapterStats(device, socket) })

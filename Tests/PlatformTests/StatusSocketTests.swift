@@ -63,7 +63,7 @@ import Testing
         let second = try UnixSocketServer(path: path) { [2] }
         defer { second.stop() }
         #expect(try UnixSocketClient.fetch(path) == [2])
-        #expect(throws: IOError(call: "bind", errno: EADDRINUSE, detail: "\(path) is served by another running tunvpn"))
+        #expect(throws: IOError(call: "bind", errno: EADDRINUSE, detail: "\(path) is served by another running process"))
         {
             try UnixSocketServer(path: path) { [3] }
         }
