@@ -9,6 +9,7 @@ import Foundation
 import Glibc
 import Logging
 import Platform
+import Synchronization
 import Testing
 import TestSupport
 import Transport
@@ -76,6 +77,85 @@ struct UAPIServiceTests {
         service.stop()
         #expect(lstat(path, &st) != 0 && errno == ENOENT, "the socket file is removed at stop()")
         #expect(try runCommand("/usr/bin/wg", ["show", Self.device]).status != 0)
+    }
+
+    /// Two real engines (a server and its client, over in-memory devices and network) and the server's
+    /// services started as `ServerDaemon` starts them, with the configuration socket on: `wg show` reads the
+    /// handshake the engines made and the traffic they carried from the server's own snapshot.
+    @Test func wgReadsARealServerEnginesHandshakeAndTrafficThroughStatusServices() throws {
+        let device = "tvreal\(getpid() % 100_000)"
+        var logger = Logger(label: "uapi-test")
+        logger.logLevel = .critical
+        let serverKey = PrivateKey()
+        let clientKey = PrivateKey()
+        let network = MemoryNetwork()
+        let serverEndpoint = Endpoint(address: IPv4Address(10, 99, 0, 1), port: 51820)
+        let serverDevice = MemoryPacketDevice(name: device)
+        let clientDevice = MemoryPacketDevice(name: "tun-client")
+        let up = Mutex(false)
+        let server = TunnelEngine(
+            state: TunnelState(
+                role: .server(
+                    ServerSettings(
+                        responder: HandshakeResponder(localStatic: serverKey),
+                        address: IPv4Prefix(address: IPv4Address(10, 8, 0, 1), length: 16),
+                        allowList: AllowList(clients: [AllowedClient(key: clientKey.publicKey, address: IPv4Address(10, 8, 0, 2))]),
+                        allowAnyClient: false))),
+            device: serverDevice, socket: try network.bind(serverEndpoint), logger: logger)
+        let client = TunnelEngine(
+            state: TunnelState(
+                role: .client(
+                    ClientSettings(
+                        initiator: HandshakeInitiator(localStatic: clientKey, serverKey: serverKey.publicKey),
+                        endpoint: serverEndpoint))),
+            device: clientDevice, socket: try network.bind(Endpoint(address: IPv4Address(10, 99, 0, 2), port: 40000)),
+            logger: logger, hooks: EngineHooks(tunnelUp: { _ in up.withLock { $0 = true } }))
+        let services = try StatusServices.start(
+            engine: server, device: device, listenPort: serverEndpoint.port, metricsAddress: nil, reload: nil,
+            uapi: UAPISettings(privateKey: serverKey, presharedKey: SecretBytes(zeros: 32), keeper: false), logger: logger)
+        let path = HostNetwork.uapiSocketPath(device: device)
+        var st = stat()
+        #expect(lstat(path, &st) == 0)
+        defer { services.stop() }
+        // Before the engines start: the peer with no endpoint, no handshake and no traffic.
+        let before = try runCommand("/usr/bin/wg", ["show", device, "dump"]).stdout.split(separator: "\n")
+        #expect(before.first == "\(serverKey.base64)\t\(serverKey.publicKey.base64)\t51820\toff")
+        #expect(before.dropFirst().first == "\(clientKey.publicKey.base64)\t(none)\t(none)\t10.8.0.2/32\t0\t0\t0\toff")
+        server.start()
+        client.start()
+        defer {
+            client.stop()
+            server.stop()
+        }
+
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(5)
+        while !up.withLock({ $0 }) && clock.now < deadline { usleep(5_000) }
+        try #require(up.withLock { $0 }, "the client's tunnel came up")
+        let (c, s) = (Endpoint(address: IPv4Address(10, 8, 0, 2), port: 5000), Endpoint(address: IPv4Address(10, 8, 0, 1), port: 5000))
+        let outbound = (0..<20).map { PacketBuilder.ipv4UDP(from: c, to: s, payload: [UInt8](repeating: UInt8($0), count: 100)) }
+        for p in outbound { _ = clientDevice.inject(p) }
+        #expect(serverDevice.waitForWritten(count: 20).count == 20)
+        let inbound = (0..<10).map { PacketBuilder.ipv4UDP(from: s, to: c, payload: [UInt8](repeating: UInt8($0), count: 200)) }
+        for p in inbound { _ = serverDevice.inject(p) }
+        #expect(clientDevice.waitForWritten(count: 10).count == 10)
+
+        let dump = try runCommand("/usr/bin/wg", ["show", device, "dump"])
+        #expect(dump.status == 0, "wg show dump: \(dump.stderr)")
+        let peer = try #require(dump.stdout.split(separator: "\n").dropFirst().first).split(separator: "\t").map(String.init)
+        #expect(peer.count == 8)
+        #expect(peer.prefix(4) == [clientKey.publicKey.base64, "(none)", "10.99.0.2:40000", "10.8.0.2/32"])
+        let handshake = try #require(Int(peer[4]))
+        #expect(abs(Double(handshake) - Date().timeIntervalSince1970) < 60, "a handshake just now")
+        let snapshot = server.snapshot(now: SystemClock().monotonicNow(), device: device, listenPort: 51820)
+        let (rx, tx) = (try #require(UInt64(peer[5])), try #require(UInt64(peer[6])))
+        #expect(rx >= 20 * 128 && tx >= 10 * 228, "every packet counted: rx \(rx), tx \(tx)")
+        #expect(rx <= snapshot.peers[0].rxBytes && tx <= snapshot.peers[0].txBytes, "what the engine counted, read before")
+        let show = try runCommand("/usr/bin/wg", ["show", device]).stdout
+        #expect(show.contains("  latest handshake: "))
+        #expect(show.contains("  transfer: "))
+        services.stop()
+        #expect(lstat(path, &st) != 0 && errno == ENOENT, "the socket file is removed at stop()")
     }
 
     @Test func theKeeperRemovesTheSocketFileWhenTheServersEndOfItsSocketpairCloses() throws {
