@@ -187,3 +187,15 @@ struct UAPIServiceTests {
         #expect(lstat(path, &st) == 0, "not the socket it was told of: left alone")
     }
 }
+
+/// The keeper refuses what it was not started with, before it looks at anything (`tunvpn uapi-cleanup`).
+@Suite struct UAPICleanupArgumentTests {
+    @Test func aDeviceThatIsNoInterfaceNameOrAMalformedSocketIDIsRefused() throws {
+        let badDevice = try runCommand(TestBinaries.tunvpn, ["uapi-cleanup", "--fd", "3", "--dev", "../../etc/x", "--socket-id", "1:2"])
+        #expect(badDevice.status == 1)
+        #expect(badDevice.stderr == "tunvpn: error: uapi-cleanup: --dev: not an interface name, e.g. --dev tun0\n")
+        let badID = try runCommand(TestBinaries.tunvpn, ["uapi-cleanup", "--fd", "3", "--dev", "tun0", "--socket-id", "12"])
+        #expect(badID.status == 1)
+        #expect(badID.stderr == "tunvpn: error: uapi-cleanup: --socket-id: not DEVICE:INODE, e.g. --socket-id 25:1234\n")
+    }
+}
