@@ -65,6 +65,11 @@ public struct ClientConfiguration: Sendable {
     /// --dns: resolvers used instead of the pushed ones (the pushed search domains stay); empty for the
     /// pushed ones.
     public var dns: [IPAddress] = []
+    /// --address, WireGuard mode only (`tunnel.protocolMode`): this client's own IPv4 tunnel address and
+    /// prefix, which a WireGuard server does not push.
+    public var address: IPv4Prefix?
+    /// --address, WireGuard mode only: this client's own IPv6 tunnel address and prefix, if any.
+    public var address6: IPv6Prefix?
 
     public init(peerKeyFile: String, endpoint: String) {
         self.peerKeyFile = peerKeyFile
@@ -115,6 +120,36 @@ public enum ClientDaemon {
         return (lockdown, Plan(c.tunnel.quietIPv6Steps() + [c.tunnel.deviceChange(address: nil)] + routes.changes))
     }
 
+    /// The tunnel addressing of a client in WireGuard mode, where the server pushes nothing: its own
+    /// --address prefixes and --dns resolvers, applied at tunnel-up as a pushed assignment would be. The
+    /// server addresses are unused (0.0.0.0, no IPv6 one); IPv6 is carried beyond the tunnel when the
+    /// client has an IPv6 address (the peer's AllowedIPs decide, as in WireGuard). Nil in tunvpn mode.
+    public static func ownAddressing(_ c: ClientConfiguration) -> TunnelAssignment? {
+        guard c.tunnel.protocolMode == .wireguard, let address = c.address else { return nil }
+        let address6 = c.noIPv6 ? nil : c.address6
+        return TunnelAssignment(
+            client: address, server: IPv4Address(0, 0, 0, 0), client6: address6, server6: nil, ipv6Egress: address6 != nil,
+            dns: DNSSettings(resolvers: c.dns, searchDomains: []))
+    }
+
+    /// `c` without the --route networks that are its own --address prefixes in WireGuard mode (wg-quick's
+    /// `AllowedIPs = 10.8.0.0/24` beside `Address = 10.8.0.2/24`): the device's address already routes them
+    /// (the kernel's connected route, which a second `ip route add` of the same network would collide with).
+    /// When nothing else is left, the client routes nothing more (`routes` nil), which is still a split
+    /// tunnel, not the full tunnel an empty list would mean.
+    public static func withoutOwnPrefixRoutes(_ c: ClientConfiguration) -> ClientConfiguration {
+        guard c.tunnel.protocolMode == .wireguard, let routes = c.routes, let address = c.address else { return c }
+        let own4 = IPv4Prefix(address: address.network, length: address.length)
+        let own6 = c.address6.map { IPv6Prefix(address: $0.network, length: $0.length) }
+        let kept = routes.filter { IPv4Prefix(address: $0.network, length: $0.length) != own4 }
+        let kept6 = c.routes6.filter { IPv6Prefix(address: $0.network, length: $0.length) != own6 }
+        guard kept.count != routes.count || kept6.count != c.routes6.count else { return c }
+        var out = c
+        out.routes = kept.isEmpty && kept6.isEmpty ? nil : kept
+        out.routes6 = kept6
+        return out
+    }
+
     /// Full tunnel: all of IPv4 (and IPv6) is routed into the tunnel (no --route, no --no-routes).
     static func fullTunnel(_ c: ClientConfiguration) -> Bool { c.routes?.isEmpty == true && c.routes6.isEmpty }
 
@@ -156,6 +191,12 @@ public enum ClientDaemon {
         HostNetwork.connectedNetworks6(excluding: device).compactMap { n in
             IPv6Prefix(n.network).map { ($0, "the local network \(n.network) on \(n.device)") }
         }
+    }
+
+    /// `plan` (the tunnel plan of `plans`) with the device's addresses of `assignment` filled in, as
+    /// tunnel-up applies it.
+    public static func dryRunPlan(_ c: ClientConfiguration, _ plan: Plan, _ assignment: TunnelAssignment) -> Plan {
+        plan.withDeviceAddress("\(assignment.client)", address6: deviceAddress6(c, assignment))
     }
 
     /// The device's IPv6 address for `assignment`: none with --no-ipv6 or when the tunnel carries no IPv6.
@@ -230,6 +271,7 @@ public enum ClientDaemon {
     /// Runs the client until SIGINT or SIGTERM (returns) or an engine failure (throws); with `dryRun`,
     /// prints the plans and returns.
     public static func run(_ c: ClientConfiguration) throws {
+        let c = withoutOwnPrefixRoutes(c)
         blockTerminationSignals()
         Privileges.disableCoreDumps()  // before any key is in memory
         if !c.tunnel.dryRun { try requireNetworkAdministration("tunvpn client") }
@@ -272,7 +314,10 @@ public enum ClientDaemon {
             offeredSuites: try c.tunnel.cipherSuites())
         // The server's assignment may not take over this host's LANs, the server's own address or more
         // than the --route prefixes (AssignmentBounds).
-        let bounds = AssignmentBounds(
+        // In WireGuard mode nothing is pushed: the addressing is the client's own (`ownAddressing`), which
+        // it trusts as it trusts its other flags, so there is nothing to bound.
+        let ownAddressing = ownAddressing(c)
+        let bounds = ownAddressing != nil ? AssignmentBounds() : AssignmentBounds(
             localNetworks: HostNetwork.connectedNetworks(excluding: dev).compactMap { n in
                 IPv4Prefix(n.network).map { AssignmentBounds.Network($0, name: "the local network \(n.network) on \(n.device)") }
             },
@@ -282,7 +327,8 @@ public enum ClientDaemon {
         let state = TunnelState(
             role: .client(ClientSettings(
                 initiator: initiator, endpoint: serverEndpoint, persistentKeepalive: c.keepalive, assignmentBounds: bounds,
-                ipv6Disabled: c.noIPv6, endpoints: resolved, failover: c.failoverSettings)),
+                ipv6Disabled: c.noIPv6, endpoints: resolved, failover: c.failoverSettings, protocolMode: c.tunnel.protocolMode,
+                ownAddressing: ownAddressing)),
             timers: c.tunnel.timers)
         let (lockdownPlan, plan) = try plans(c, servers: resolved.compactMap { $0 })
         if c.routes?.isEmpty == true, c.routes6.isEmpty, !c.lockdown, !c.tunnel.ipv6Capable, HostNetwork.ipv6Available {
@@ -293,11 +339,16 @@ public enum ClientDaemon {
         let leakPlan = try dnsLeakPlan(c)
         if c.tunnel.dryRun {
             print(lockdownPlan.script, terminator: "")
-            print(plan.script, terminator: "")
+            // In WireGuard mode the device's addresses are known before the handshake.
+            print((ownAddressing.map { dryRunPlan(c, plan, $0) } ?? plan).script, terminator: "")
             if !c.noDNS {
                 // The pushed settings come with the handshake: with --dns the resolvers are known now.
                 let known = dnsInForce(c, pushed: .none)
-                print("# DNS (\(dnsMethod.rawValue) method), applied at each handshake: \(c.dns.isEmpty ? "the server's resolvers and search domains" : "the resolvers of --dns (below) and the server's search domains")")
+                let which =
+                    ownAddressing != nil
+                    ? "the resolvers of --dns (below; WireGuard mode pushes none)"
+                    : c.dns.isEmpty ? "the server's resolvers and search domains" : "the resolvers of --dns (below) and the server's search domains"
+                print("# DNS (\(dnsMethod.rawValue) method), applied at each handshake: \(which)")
                 print(dnsPlan(c, dns: known, method: dnsMethod).script, terminator: "")
                 print(leakPlan.script, terminator: "")
             }
@@ -348,7 +399,7 @@ public enum ClientDaemon {
         }
         logger.info("\(cryptoProvider)")
         logger.info(
-            "client connecting to \(serverEndpoint) from \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name), TSO \(device.offloadsEnabled ? "on" : "off"), TUN USO \(device.udpOffloadEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
+            "client connecting to \(serverEndpoint) from \(socket.localEndpoint), protocol \(c.tunnel.protocolMode.rawValue), public key \(privateKey.publicKey.base64), device \(device.name), TSO \(device.offloadsEnabled ? "on" : "off"), TUN USO \(device.udpOffloadEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
         if !c.noDNS && !applyingDNS {
             logger.warning(
                 "not started as root: the server's DNS settings are not applied (changing them at each handshake needs a DNS agent started as root); start as root to apply them, or add --no-dns")
@@ -372,7 +423,8 @@ public enum ClientDaemon {
             }
             appliedDNS.withLock { $0 = dns }
             dnsStatus.set(dns.isEmpty ? nil : (dnsMethod, dns))
-            logger.info("DNS: \(dns.isEmpty ? "the server pushes none; nothing applied" : dnsText(dns, method: dnsMethod))")
+            let none = ownAddressing != nil ? "no --dns given; nothing applied" : "the server pushes none; nothing applied"
+            logger.info("DNS: \(dns.isEmpty ? none : dnsText(dns, method: dnsMethod))")
         }
         // Host changes come from the engine's inbound thread (the hooks) and from the endpoint resolver's
         // thread: one at a time through the journal.

@@ -55,6 +55,8 @@ public struct TunnelSettings: Sendable {
     ///
     /// - Throws: `ControlError` when none of the chosen suites runs here.
     public func cipherSuites() throws(ControlError) -> [any CipherSuite.Type] {
+        // WireGuard's transport data is ChaCha20-Poly1305 only (the command line refuses another --suite).
+        if protocolMode == .wireguard { return [ChaCha20Poly1305.self] }
         if suites.isEmpty { return CipherSuites.available }
         let usable = suites.compactMap { CipherSuites.named($0) }.filter { $0.isAvailable }
         guard !usable.isEmpty else {

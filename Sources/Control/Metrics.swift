@@ -7,7 +7,7 @@
 // addresses (an info family: value 1, the address in a label, one sample per IP family); handshakes
 // completed; handshake failures and dropped frames by reason (every reason, zeros included, so rates work
 // from the first scrape); packets and bytes through the tunnel by IP family (both families, zeros
-// included); a client's IPv6 state; and the number of peers.
+// included); a client's IPv6 state; the number of peers; and the wire protocol (an info family).
 //
 // The endpoint has no authentication and its labels name every peer's public key, so binding it to
 // anything but loopback is warned about; and the text is rendered at most once a second, however
@@ -38,6 +38,9 @@ public enum PrometheusText {
         family(
             "tunvpn_peers", "gauge", "Peers known to this instance (a server's clients, a client's server).",
             [("", UInt64(s.peers.count))])
+        family(
+            "tunvpn_protocol_info", "gauge", "The wire protocol this instance speaks, tunvpn or wireguard (always 1).",
+            [(labels(["protocol": s.protocolMode.rawValue]), 1)])
         family("tunvpn_handshakes_total", "counter", "Handshakes completed.", [("", counters.handshakesCompleted)])
         if let f = s.failover {
             family(

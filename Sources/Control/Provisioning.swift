@@ -148,6 +148,23 @@ public enum Provisioning {
         return Allocation(address: v4, address6: v6, line: line(key: key, address: v4, address6: v6, name: name))
     }
 
+    /// The wg-quick file of a new client of a server in WireGuard mode: the client's allow-list addresses
+    /// with the tunnel prefixes' lengths (`10.8.0.5/24`, as wg-quick clients are usually given them), the
+    /// resolvers, the server's key and psk (the server's --psk applies to every peer), the endpoint,
+    /// `routes` as AllowedIPs (all of IPv4 and IPv6 when empty) and a keepalive of 25 s, the interval
+    /// wg(8) suggests for peers behind NAT.
+    public static func wgQuickFile(
+        privateKey: PrivateKey, address: IPv4Address, address6: IPv6Address?, prefix: IPv4Prefix, prefix6: IPv6Prefix?,
+        dns: [IPAddress], serverKey: PublicKey, psk: PrivateKey?, endpoint: String, routes: [String]
+    ) -> WgQuickFile {
+        var addresses = ["\(address)/\(prefix.length)"]
+        if let address6, let prefix6 { addresses.append("\(address6)/\(prefix6.length)") }
+        return WgQuickFile(
+            privateKey: privateKey, addresses: addresses, dns: dns.map(\.description), peerKey: serverKey,
+            presharedKey: psk?.secret, endpoint: endpoint, allowedIPs: routes.isEmpty ? ["0.0.0.0/0", "::/0"] : routes,
+            persistentKeepalive: 25)
+    }
+
     /// A new pre-shared key in the form --psk files hold: base64 of 32 random bytes (not clamped: it is
     /// no X25519 scalar), as `wg genpsk` prints it.
     public static func newPresharedKey(random: some RandomSource = SystemRandom()) -> String {

@@ -80,14 +80,16 @@ public enum ServerDaemon {
         return HostNetwork.defaultRoute6(device: c.egress)?.device
     }
 
-    /// The host changes a server makes: the device step (before it, `Planner.quietIPv6`), then (unless
-    /// `noNAT`) forwarding and NAT, for IPv6 too when the server has IPv6 egress. What `--dry-run` prints
-    /// and what `run` applies. `c.address6` is the device's IPv6 address (nil: none).
+    /// The host changes a server makes: the device step (before it, `Planner.quietIPv6`), a route into the
+    /// device for every prefix `routed` behind a client (allow-list lines, outside the tunnel prefix), then
+    /// (unless `noNAT`) forwarding and NAT, for IPv6 too when the server has IPv6 egress. What `--dry-run`
+    /// prints and what `run` applies. `c.address6` is the device's IPv6 address (nil: none).
     ///
     /// - Throws: `ControlError` when the egress interface cannot be found, or no firewall is installed.
-    public static func plan(_ c: ServerConfiguration) throws -> Plan {
+    public static func plan(_ c: ServerConfiguration, routed: [IPPrefix] = []) throws -> Plan {
         let address6 = c.noIPv6 || !c.tunnel.ipv6Capable ? nil : c.address6
         var plan = Plan(c.tunnel.quietIPv6Steps() + [c.tunnel.deviceChange(address: "\(c.address)", address6: address6.map { "\($0)" })])
+        plan.changes += routedRoutes(routed, c)
         if !c.noNAT {
             guard let egressDevice = c.egress ?? HostNetwork.defaultRoute()?.device else {
                 throw ControlError("no default route to find the egress interface for NAT: pass --egress IF (or --no-nat)")
@@ -111,6 +113,25 @@ public enum ServerDaemon {
             ).changes
         }
         return plan
+    }
+
+    /// `PREFIX dev DEV` for each routed prefix outside the tunnel prefix of its family (IPv6 ones only when
+    /// the device has IPv6), in order, each once.
+    public static func routedRoutes(_ routed: [IPPrefix], _ c: ServerConfiguration) -> [Change] {
+        let address6 = c.noIPv6 || !c.tunnel.ipv6Capable ? nil : c.address6
+        let tunnel = IPPrefix.v4(IPv4Prefix(address: c.address.network, length: c.address.length))
+        let tunnel6 = address6.map { IPPrefix.v6(IPv6Prefix(address: $0.network, length: $0.length)) }
+        var seen = Set<IPPrefix>()
+        var changes: [Change] = []
+        for p in routed where seen.insert(p.network).inserted {
+            switch p {
+            case .v4: if p.overlaps(tunnel) { continue }
+            case .v6:
+                guard let tunnel6, !p.overlaps(tunnel6) else { continue }
+            }
+            changes.append(.route(destination: "\(p.network)", via: nil, device: c.tunnel.device))
+        }
+        return changes
     }
 
     /// Runs the server until SIGINT or SIGTERM (returns) or an engine failure (throws); with `dryRun`,
@@ -141,16 +162,18 @@ public enum ServerDaemon {
             try registryStart?.list
             ?? (c.registry != nil
                 ? AllowList()
-                : AllowListFile.loadAllowList(c.clientsFile, prefix: prefix, prefix6: c.address6, allowAnyClient: c.allowAnyClient))
+                : AllowListFile.loadAllowList(
+                    c.clientsFile, prefix: prefix, prefix6: c.address6, allowAnyClient: c.allowAnyClient,
+                    protocolMode: c.tunnel.protocolMode))
         let responder = HandshakeResponder(
             localStatic: privateKey, settings: try c.tunnel.handshakeSettings(), acceptedSuites: try c.tunnel.cipherSuites())
         let state = TunnelState(
             role: .server(
                 ServerSettings(
                     responder: responder, address: prefix, address6: c.address6, ipv6Egress: egress6 != nil, allowList: allowList,
-                    allowAnyClient: c.allowAnyClient, dns: c.dns)),
+                    allowAnyClient: c.allowAnyClient, dns: c.dns, protocolMode: c.tunnel.protocolMode)),
             timers: c.tunnel.timers)
-        let plan = try plan(c)
+        let plan = try plan(c, routed: allowList.routedPrefixes)
         if c.tunnel.dryRun {
             // What clients are told is no host change; the script says it as a comment.
             if !c.dns.isEmpty { print("# pushed to clients in the handshake: \(pushedDNSText(c.dns))") }
@@ -177,7 +200,7 @@ public enum ServerDaemon {
         if c.allowAnyClient { logger.warning("--allow-any-client: any client key is admitted; use an allow-list outside the lab") }
         logger.info("\(cryptoProvider)")
         logger.info(
-            "server listening on \(socket.localEndpoint), public key \(privateKey.publicKey.base64), device \(device.name) \(prefix)\(c.address6.map { " \($0)" } ?? ""), IPv6 egress \(egress6 ?? "none"), \(allowList.clients.count) allowed client(s), TSO \(device.offloadsEnabled ? "on" : "off"), TUN USO \(device.udpOffloadEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
+            "server listening on \(socket.localEndpoint), protocol \(c.tunnel.protocolMode.rawValue), public key \(privateKey.publicKey.base64), device \(device.name) \(prefix)\(c.address6.map { " \($0)" } ?? ""), IPv6 egress \(egress6 ?? "none"), \(allowList.clients.count) allowed client(s), TSO \(device.offloadsEnabled ? "on" : "off"), TUN USO \(device.udpOffloadEnabled ? "on" : "off"), UDP GSO \(socket.usesSegmentationOffload ? "on" : "off"), UDP GRO \(socket.usesReceiveOffload ? "on" : "off")")
         let engine = TunnelEngine(
             state: state, device: device, socket: socket, clock: SystemClock(wallOffset: c.tunnel.clockOffset),
             logger: logger, settings: EngineSettings(mtu: c.tunnel.mtu))
@@ -185,11 +208,14 @@ public enum ServerDaemon {
         if let registryStart {
             follower = try startRegistry(registryStart, c, logger: logger)
         }
+        let routes = RoutedPrefixRoutes(
+            installed: routedRoutes(allowList.routedPrefixes, c), routes: { [c] in routedRoutes($0, c) }, journal: instance.journal)
+        defer { routes.stop() }
         let reload =
             follower?.makeReloader(engine: engine)
             ?? AllowListFile.reloader(
                 engine: engine, clients: c.clientsFile, prefix: prefix, prefix6: c.address6, allowAnyClient: c.allowAnyClient,
-                logger: logger)
+                protocolMode: c.tunnel.protocolMode, routes: routes, logger: logger)
         defer { follower?.stop() }
         let status = try StatusServices.start(
             engine: engine, device: c.tunnel.device, listenPort: socket.localEndpoint.port,
@@ -200,7 +226,11 @@ public enum ServerDaemon {
         defer { status.stop() }
         try runUntilSignalled(
             engine, device: c.tunnel.device, user: c.tunnel.user, logger: logger,
-            adapters: { adapterStats(device, socket) }, reload: reload, afterDrop: { follower?.start() })
+            adapters: { adapterStats(device, socket) }, reload: reload,
+            afterDrop: {
+                follower?.start()
+                routes.start()
+            })
     }
 
     /// Logs where the peers came from, opens the registry's cache (writing it when the database answered)

@@ -14,7 +14,7 @@ import Transport
 ///  "peers":[{"endpoint":"10.100.3.2:40000","latest_handshake":1700000000,"persistent_keepalive":25,
 ///            "public_key":"…","rx_bytes":…,"rx_packets":…,"session_age":63,"suite":"…",
 ///            "tunnel_address":"10.8.0.2","tunnel_address6":"fd00:8::2","tx_bytes":…,"tx_packets":…}],
-///  "public_key":"…","role":"server","suites":["…"],"tunnel":null}
+///  "protocol":"tunvpn","public_key":"…","role":"server","suites":["…"],"tunnel":null}
 /// ```
 /// A peer's `name` is its allow-list name (`AllowedClient.name`), null when it has none.
 /// `latest_handshake` is Unix time in seconds; `session_age` and `persistent_keepalive` are seconds. Absent
@@ -38,9 +38,13 @@ public struct StatusDocument: Codable, Equatable, Sendable {
     /// "last_switch":{"description":"no handshake response for 15 s","from":0,"reason":"no_response","to":1},
     /// "switches":1}` (`active`, `from` and `to` index `endpoints`; `address` and `last_switch` may be null).
     public var failover: FailoverStatus?
+    /// The wire protocol, `tunvpn` or `wireguard` (`--protocol`); documents from an older tunvpn without it
+    /// are read as `tunvpn`.
+    public var protocolName: String
 
     enum CodingKeys: String, CodingKey {
         case interface, role, suites, peers, counters, tunnel, failover
+        case protocolName = "protocol"
         case publicKey = "public_key"
         case listenPort = "listen_port"
     }
@@ -56,6 +60,7 @@ public struct StatusDocument: Codable, Equatable, Sendable {
         counters = Dictionary(s.counters.map { ($0.name, $0.value) }, uniquingKeysWith: { _, last in last })
         tunnel = s.tunnel.map(TunnelStatus.init)
         failover = s.failover.map(FailoverStatus.init)
+        protocolName = s.protocolMode.rawValue
     }
 
     public init(from decoder: any Decoder) throws {
@@ -69,6 +74,7 @@ public struct StatusDocument: Codable, Equatable, Sendable {
         counters = try c.decodeIfPresent([String: UInt64].self, forKey: .counters) ?? [:]
         tunnel = try c.decodeIfPresent(TunnelStatus.self, forKey: .tunnel)
         failover = try c.decodeIfPresent(FailoverStatus.self, forKey: .failover)
+        protocolName = try c.decodeIfPresent(String.self, forKey: .protocolName) ?? ProtocolMode.tunvpn.rawValue
     }
 
     /// Writes a server's `tunnel` as `null` (the synthesized encoder would leave it out).
@@ -83,17 +89,19 @@ public struct StatusDocument: Codable, Equatable, Sendable {
         try c.encode(counters, forKey: .counters)
         try c.encode(tunnel, forKey: .tunnel)
         try c.encodeIfPresent(failover, forKey: .failover)
+        try c.encode(protocolName, forKey: .protocolName)
     }
 
     /// The snapshot the document describes, counters in name order.
     ///
     /// - Throws: `ControlError` for an endpoint or tunnel address that is not one.
     public func snapshot() throws(ControlError) -> EngineSnapshot {
-        EngineSnapshot(
+        guard let mode = ProtocolMode(rawValue: protocolName) else { throw ControlError("status reply: 'protocol' is not what it should be") }
+        return EngineSnapshot(
             role: role, publicKey: publicKey, listenPort: listenPort, device: interface, suites: suites,
             peers: try peers.map { p throws(ControlError) in try p.snapshot() },
             counters: counters.sorted { $0.key < $1.key }.map { (name: $0.key, value: $0.value) },
-            tunnel: try tunnel?.snapshot(), failover: try failover?.snapshot())
+            tunnel: try tunnel?.snapshot(), failover: try failover?.snapshot(), protocolMode: mode)
     }
 
     /// The JSON text of `s`: one line, no trailing newline.
@@ -414,16 +422,20 @@ public enum StatusText {
             "  role: \(s.role)",
         ]
         if !s.suites.isEmpty { lines.append("  suites: \(s.suites.joined(separator: ", "))") }
+        lines.append("  protocol: \(s.protocolMode.rawValue)")
         if let t = s.tunnel {
             if t.ipv6Disabled {
                 lines.append("  address: \(t.address)")
                 lines.append("  ipv6: off (--no-ipv6)")
             } else if let a6 = t.address6 {
                 lines.append("  address: \(t.address), \(a6)")
-                lines.append("  server ipv6 egress: \(t.ipv6Egress ? "yes" : "no (only the tunnel's IPv6 prefix is reachable)")")
+                // In WireGuard mode the addresses are the client's own and the peer's AllowedIPs decide.
+                if s.protocolMode == .tunvpn {
+                    lines.append("  server ipv6 egress: \(t.ipv6Egress ? "yes" : "no (only the tunnel's IPv6 prefix is reachable)")")
+                }
             } else {
                 lines.append("  address: \(t.address)")
-                lines.append("  ipv6: none from the server")
+                lines.append(s.protocolMode == .tunvpn ? "  ipv6: none from the server" : "  ipv6: none (no IPv6 --address)")
             }
             if let d = t.dns {
                 let resolvers = d.resolvers.isEmpty ? "no resolvers" : "resolvers " + d.resolvers.joined(separator: " ")

@@ -138,6 +138,8 @@ public struct EngineSnapshot: Sendable {
     public var tunnel: ClientTunnelSnapshot?
     /// A client's endpoints when it has more than one; nil otherwise.
     public var failover: ClientFailoverSnapshot?
+    /// The wire protocol the instance speaks (`--protocol`).
+    public var protocolMode: ProtocolMode
 
     /// The counters with each family typed (drops and handshake failures by reason): what metrics read.
     public var counterValues: CounterValues { CounterValues(named: counters) }
@@ -145,8 +147,10 @@ public struct EngineSnapshot: Sendable {
     /// An engine as given (the status command rebuilds snapshots from their JSON; tests build them directly).
     public init(
         role: String, publicKey: String, listenPort: UInt16, device: String, suites: [String], peers: [PeerSnapshot],
-        counters: [(name: String, value: UInt64)], tunnel: ClientTunnelSnapshot? = nil, failover: ClientFailoverSnapshot? = nil
+        counters: [(name: String, value: UInt64)], tunnel: ClientTunnelSnapshot? = nil, failover: ClientFailoverSnapshot? = nil,
+        protocolMode: ProtocolMode = .tunvpn
     ) {
+        self.protocolMode = protocolMode
         self.tunnel = tunnel
         self.failover = failover
         self.role = role
@@ -193,6 +197,7 @@ extension TunnelEngine {
         // The role is immutable and cheap to copy (its arrays are shared), so the X25519 public key of a
         // client's private key is computed outside the lock.
         let (role, publicKey, suites): (String, String, [String])
+        let protocolMode: ProtocolMode
         var tunnel: ClientTunnelSnapshot?
         // A server's clients' allow-list names, copied with the role (a peer a reload adds after this copy
         // is unnamed in this one snapshot).
@@ -202,10 +207,12 @@ extension TunnelEngine {
             (role, publicKey, suites) = (
                 "server", s.responder.localKey.base64, s.responder.acceptedSuites.map { $0.name }
             )
+            protocolMode = s.protocolMode
         case .client(let c):
             (role, publicKey, suites) = (
                 "client", c.initiator.localStatic.publicKey.base64, c.initiator.offeredSuites.map { $0.name }
             )
+            protocolMode = c.protocolMode
             tunnel = assignment.map {
                 ClientTunnelSnapshot(
                     address: $0.client, address6: $0.client6, ipv6Egress: $0.ipv6Egress, ipv6Disabled: c.ipv6Disabled)
@@ -243,7 +250,7 @@ extension TunnelEngine {
         }
         return EngineSnapshot(
             role: role, publicKey: publicKey, listenPort: listenPort, device: device, suites: suites,
-            peers: peers, counters: counters.all, tunnel: tunnel)
+            peers: peers, counters: counters.all, tunnel: tunnel, protocolMode: protocolMode)
     }
 }
 

@@ -84,7 +84,7 @@ public final class TunnelEngine: Sendable {
     /// Set when the engine stopped because of an error (for the CLI's exit status).
     public let failure = Mutex<String?>(nil)
     /// A server's responder, for the checks that need no state (key ID, mac1), run before the lock.
-    private let initiationFilter: HandshakeResponder?
+    private let initiationFilter: ServerHandshake?
     /// Held for every write to the device: the inbound thread writes the packets it delivers, and a
     /// client's outbound thread writes the ICMPv6 unreachables it answers IPv6 packets with, while the
     /// device allows one writer at a time (`PacketDevice`). Uncontended on a server (one lock per batch).
@@ -103,7 +103,7 @@ public final class TunnelEngine: Sendable {
         self.logger = logger
         self.hooks = hooks
         self.settings = settings
-        if case .server(let s) = state.role { initiationFilter = s.responder } else { initiationFilter = nil }
+        initiationFilter = state.serverHandshake
     }
 
     /// Reads the core's state under its lock (status, tests). The data path waits meanwhile, so `body`
@@ -186,7 +186,7 @@ public final class TunnelEngine: Sendable {
                     let length = batch.lengths[i]
                     // `route` read the version nibble already: the family is known before sealing hides it.
                     let version = length > 0 ? (batch.slot(i) + headroom).load(as: UInt8.self) : 0
-                    guard let frame = DataFrame.seal(batch.slot(i), packetLength: length, session: session) else {
+                    guard let frame = DataFrame.seal(batch.slot(i), packetLength: length, session: session, mtu: settings.mtu) else {
                         counters.drop(.expired)
                         continue
                     }
@@ -288,7 +288,7 @@ public final class TunnelEngine: Sendable {
     /// Step 0 (server): initiations that fail the stateless checks (key ID, mac1) are refused before the
     /// lock and without a copy, so a flood of forgeries costs one MAC each.
     private func precheckInitiations(
-        _ batch: PacketBatch, count n: Int, filter: HandshakeResponder, _ scratch: inout InboundScratch
+        _ batch: PacketBatch, count n: Int, filter: ServerHandshake, _ scratch: inout InboundScratch
     ) {
         for i in 0..<n {
             scratch.refusals[i] = nil
@@ -492,7 +492,7 @@ public final class TunnelEngine: Sendable {
             if let base = packet.baseAddress, packet.count > 0 {
                 (slot + DataFrame.headerLength).copyMemory(from: base, byteCount: packet.count)
             }
-            guard let frame = DataFrame.seal(slot, packetLength: packet.count, session: session) else {
+            guard let frame = DataFrame.seal(slot, packetLength: packet.count, session: session, mtu: settings.mtu) else {
                 counters.drop(.expired)
                 return
             }
@@ -526,7 +526,7 @@ public final class TunnelEngine: Sendable {
             case .tunnelUp(let assignment):
                 do {
                     try hooks.tunnelUp(assignment)
-                    logger.info("tunnel up: address \(assignment.client), server \(assignment.server)\(Self.ipv6Text(assignment))")
+                    logger.info("tunnel up: address \(assignment.client)\(Self.serverText(assignment))\(Self.ipv6Text(assignment))")
                 } catch {
                     fail("configuring \(device.name) with \(assignment.client): \(error)")
                 }
@@ -585,10 +585,18 @@ public final class TunnelEngine: Sendable {
         return "no response from the server at \(endpoint) (key \(peer.base64)) \(seconds) s after the handshake began; still trying. Likely causes: --peer-key is not the server's public key, this client's public key is not on the server's allow-list, or UDP to \(endpoint) is blocked or --endpoint is wrong"
     }
 
+    /// ", server 10.8.0.1" for the log, or "" for a client's own addressing in WireGuard mode, which names
+    /// no server address (0.0.0.0, `ClientSettings.ownAddressing`).
+    static func serverText(_ a: TunnelAssignment) -> String {
+        a.server == IPv4Address(0, 0, 0, 0) ? "" : ", server \(a.server)"
+    }
+
     /// The IPv6 half of a client's addressing for the log: "; IPv6 fd…::2/64, server fd…::1, IPv6 egress
-    /// yes", or "; no IPv6 from the server".
+    /// yes", or "; no IPv6 from the server" (in WireGuard mode, without the server's words).
     static func ipv6Text(_ a: TunnelAssignment) -> String {
-        guard let client6 = a.client6 else { return "; no IPv6 from the server" }
+        let own = a.server == IPv4Address(0, 0, 0, 0)
+        guard let client6 = a.client6 else { return own ? "; no IPv6" : "; no IPv6 from the server" }
+        if own { return "; IPv6 \(client6)" }
         return "; IPv6 \(client6), server \(a.server6.map { "\($0)" } ?? "-"), IPv6 egress \(a.ipv6Egress ? "yes" : "no")"
     }
 

@@ -197,7 +197,7 @@ final class LoadGenerator: Sendable {
                     sendBatch.count = 1
                     try socket.send(from: sendBatch)
                 case .sendKeepalive(let session, let to, _):
-                    guard let frame = DataFrame.seal(sendBatch.slot(0), packetLength: 0, session: session) else {
+                    guard let frame = DataFrame.seal(sendBatch.slot(0), packetLength: 0, session: session, mtu: 0) else {
                         preconditionFailure("a fresh session has all its counters")
                     }
                     sendBatch.offsets[0] = 0

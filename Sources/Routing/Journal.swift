@@ -337,7 +337,7 @@ public struct PlanExecutor {
     /// Error texts that mean "the thing to remove is not there", from ip, nft, iptables and resolvectl
     /// (whose `revert` after a crash finds the TUN device gone: `Failed to resolve interface "tun0": No such
     /// device`).
-    static func isAlreadyGone(_ message: String) -> Bool {
+    public static func isAlreadyGone(_ message: String) -> Bool {
         let m = message.lowercased()
         return m.contains("no such process") || m.contains("no such file or directory")
             || m.contains("does a matching rule exist") || m.contains("bad rule") || m.contains("cannot find device")

@@ -315,3 +315,78 @@ public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
         }
     }
 }
+
+/// A prefix of either family ("192.168.50.0/24", "fd00:50::/64"): a network routed behind a peer.
+public enum IPPrefix: Hashable, Sendable, Comparable, CustomStringConvertible {
+    case v4(IPv4Prefix)
+    case v6(IPv6Prefix)
+
+    /// Parses "ADDRESS/N" of either family; a bare address is a host prefix (/32 or /128).
+    public init?(_ text: some StringProtocol) {
+        if text.contains(":") {
+            guard let p = IPv6Prefix(text) else { return nil }
+            self = .v6(p)
+        } else {
+            guard let p = IPv4Prefix(text) else { return nil }
+            self = .v4(p)
+        }
+    }
+
+    public var length: Int {
+        switch self {
+        case .v4(let p): return p.length
+        case .v6(let p): return p.length
+        }
+    }
+
+    /// True for a prefix of one address (/32, /128).
+    public var isHost: Bool {
+        switch self {
+        case .v4(let p): return p.length == 32
+        case .v6(let p): return p.length == 128
+        }
+    }
+
+    /// The address as written (with its host bits).
+    public var address: IPAddress {
+        switch self {
+        case .v4(let p): return .v4(p.address)
+        case .v6(let p): return .v6(p.address)
+        }
+    }
+
+    /// The prefix with its host bits cleared ("192.168.50.7/24" → "192.168.50.0/24").
+    public var network: IPPrefix {
+        switch self {
+        case .v4(let p): return .v4(IPv4Prefix(address: p.network, length: p.length))
+        case .v6(let p): return .v6(IPv6Prefix(address: p.network, length: p.length))
+        }
+    }
+
+    /// True when the address has bits set beyond the prefix length.
+    public var hasHostBits: Bool { network != self }
+
+    public func contains(_ address: IPAddress) -> Bool {
+        switch (self, address) {
+        case (.v4(let p), .v4(let a)): return p.contains(a)
+        case (.v6(let p), .v6(let a)): return p.contains(a)
+        default: return false
+        }
+    }
+
+    /// True when the two prefixes share an address (one contains the other's network).
+    public func overlaps(_ other: IPPrefix) -> Bool {
+        length <= other.length ? contains(other.address) : other.contains(address)
+    }
+
+    public var description: String {
+        switch self {
+        case .v4(let p): return p.description
+        case .v6(let p): return p.description
+        }
+    }
+
+    public static func < (a: IPPrefix, b: IPPrefix) -> Bool {
+        a.address != b.address ? a.address < b.address : a.length < b.length
+    }
+}

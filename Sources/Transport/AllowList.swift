@@ -1,10 +1,16 @@
-// The server's allow-list: which client keys may connect, and optionally the tunnel address each gets.
+// The server's allow-list: which client keys may connect, the tunnel address each gets, and the
+// networks routed behind each (its allowed IPs).
 //
 // File format (one client per line, as `keys/clients`):
 //     # comment lines and blank lines are ignored
-//     BASE64-PUBLIC-KEY [IPV4-ADDRESS] [IPV6-ADDRESS] [# comment]
-// e.g. `xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg= 10.8.0.7 fd12:3456:789a::7  # laptop`. The two
-// addresses may come in either order, at most one of each family (a `/32` or `/128` suffix is allowed).
+//     BASE64-PUBLIC-KEY [ADDRESS-OR-PREFIX ...] [# comment]
+// e.g. `xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg= 10.8.0.7 fd12:3456:789a::7  # laptop`, or
+// `KEY 10.8.0.5/32,fd00:8::5/128,192.168.50.0/24 # office` (tokens separated by spaces and/or commas, as
+// WireGuard's AllowedIPs). A bare address is the client's tunnel address of its family (at most one of
+// each); so is a host prefix (/32, /128) inside the server's tunnel prefix of its family (or, when the
+// parser is not given the server's prefixes, the first host prefix of a family). Every other prefix is
+// routed behind the client (`AllowedClient.routed`): cryptokey routing sends it there by longest prefix
+// match, and the client may send from it (docs/PROTOCOL.md, "Allowed IPs").
 // Parsing is pure; the CLI reads the file, checks the addresses against the server's prefixes
 // (`AllowList.outOfPrefix`) and reports errors with the file name and line.
 
@@ -17,14 +23,20 @@ public struct AllowedClient: Equatable, Sendable {
     public var address: IPv4Address?
     /// A fixed IPv6 tunnel address, or nil to take one from the pool (when the tunnel carries IPv6).
     public var address6: IPv6Address?
+    /// Networks routed behind the client (site to site), in the line's order, host bits clear.
+    public var routed: [IPPrefix]
     public var comment: String
     /// The 1-based line of the file it came from (0 for a list built in code).
     public var line: Int
 
-    public init(key: PublicKey, address: IPv4Address? = nil, address6: IPv6Address? = nil, comment: String = "", line: Int = 0) {
+    public init(
+        key: PublicKey, address: IPv4Address? = nil, address6: IPv6Address? = nil, routed: [IPPrefix] = [], comment: String = "",
+        line: Int = 0
+    ) {
         self.key = key
         self.address = address
         self.address6 = address6
+        self.routed = routed
         self.comment = comment
         self.line = line
     }
@@ -36,9 +48,10 @@ public struct AllowedClient: Equatable, Sendable {
         comment.split(whereSeparator: { $0 == " " || $0 == "\t" }).first.map(String.init) ?? ""
     }
 
-    /// Equal when key, addresses and comment are: the line is where it was read, not what it says.
+    /// Equal when key, addresses, routed prefixes and comment are: the line is where it was read, not what
+    /// it says.
     public static func == (a: AllowedClient, b: AllowedClient) -> Bool {
-        a.key == b.key && a.address == b.address && a.address6 == b.address6 && a.comment == b.comment
+        a.key == b.key && a.address == b.address && a.address6 == b.address6 && a.routed == b.routed && a.comment == b.comment
     }
 }
 
@@ -56,10 +69,15 @@ public struct AllowList: Equatable, Sendable {
     public init(clients: [AllowedClient] = []) { self.clients = clients }
 
     /// Parses the file's text; the first bad line is an error (a half-read allow-list is never used).
-    public init(parsing text: String) throws(AllowListError) {
+    /// `prefix` and `prefix6` are the server's tunnel prefixes when known: a host prefix (/32, /128) inside
+    /// one is the tunnel address, outside it is routed behind the client. Without them the first host
+    /// prefix of a family is the tunnel address unless the line has a bare address of that family, and
+    /// the others are routed.
+    public init(parsing text: String, prefix: IPv4Prefix? = nil, prefix6: IPv6Prefix? = nil) throws(AllowListError) {
         var clients: [AllowedClient] = []
         var seenKeys = Set<PublicKey>()
         var seenAddresses = Set<IPAddress>()
+        var routedOn: [IPPrefix: Int] = [:]
         for (i, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let lineNumber = i + 1
             var content = Substring(rawLine)
@@ -68,55 +86,94 @@ public struct AllowList: Equatable, Sendable {
                 comment = content[content.index(after: hash)...].trimmingSpaces()
                 content = content[..<hash]
             }
-            let fields = content.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
+            let fields = content.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "," })
             if fields.isEmpty { continue }
-            guard fields.count <= 3 else {
-                throw AllowListError(
-                    line: lineNumber,
-                    message: "expected a public key and at most one IPv4 and one IPv6 address, e.g. `KEY 10.8.0.7 fd00::7 # laptop`")
-            }
             let key: PublicKey
             do { key = try PublicKey(base64: String(fields[0])) } catch {
                 throw AllowListError(line: lineNumber, message: "public key \(error)")
             }
             var address: IPv4Address? = nil
             var address6: IPv6Address? = nil
+            var routed: [IPPrefix] = []
+            // Without the server's prefixes, a bare address of a family is the tunnel address wherever it
+            // stands on the line, and a host prefix of that family is then routed.
+            let bare4 = fields.dropFirst().contains { !$0.contains("/") && !$0.contains(":") }
+            let bare6 = fields.dropFirst().contains { !$0.contains("/") && $0.contains(":") }
             for field in fields.dropFirst() {
-                let parsed: IPAddress
-                if field.contains(":") {
-                    let text = field.hasSuffix("/128") ? field.dropLast(4) : field
-                    guard let a = IPv6Address(text) else {
-                        throw AllowListError(line: lineNumber, message: "'\(field)' is not an IPv6 address (e.g. fd00::7)")
+                // A bare address, or a host prefix that is the tunnel address, sets `tunnel`.
+                var tunnel: IPAddress? = nil
+                if !field.contains("/") {
+                    if field.contains(":") {
+                        guard let a = IPv6Address(field) else {
+                            throw AllowListError(line: lineNumber, message: "'\(field)' is not an IPv6 address (e.g. fd00::7)")
+                        }
+                        tunnel = .v6(a)
+                    } else {
+                        guard let a = IPv4Address(field) else {
+                            throw AllowListError(line: lineNumber, message: "'\(field)' is not an IPv4 address")
+                        }
+                        tunnel = .v4(a)
                     }
-                    if let first = address6 {
-                        throw AllowListError(
-                            line: lineNumber, message: "two IPv6 addresses (\(first) and \(a)); give at most one of each family")
-                    }
-                    address6 = a
-                    parsed = .v6(a)
                 } else {
-                    let text = field.hasSuffix("/32") ? field.dropLast(3) : field
-                    guard let a = IPv4Address(text) else {
-                        throw AllowListError(line: lineNumber, message: "'\(field)' is not an IPv4 address")
+                    guard let p = IPPrefix(field) else {
+                        throw AllowListError(
+                            line: lineNumber,
+                            message: "'\(field)' is not an address or prefix (e.g. 10.8.0.7, 192.168.50.0/24 or fd00:50::/64)")
                     }
+                    guard !p.hasHostBits else {
+                        throw AllowListError(
+                            line: lineNumber, message: "prefix \(p) has host bits set; give its network, e.g. \(p.network)")
+                    }
+                    switch p {
+                    case .v4(let p4) where p.isHost:
+                        if prefix.map({ $0.contains(p4.address) }) ?? (!bare4 && address == nil) { tunnel = .v4(p4.address) }
+                    case .v6(let p6) where p.isHost:
+                        if prefix6.map({ $0.contains(p6.address) }) ?? (!bare6 && address6 == nil) { tunnel = .v6(p6.address) }
+                    default: break
+                    }
+                    if tunnel == nil {
+                        if let other = routedOn[p] {
+                            throw AllowListError(
+                                line: lineNumber,
+                                message: other == lineNumber
+                                    ? "prefix \(p) is given twice; give it once"
+                                    : "prefix \(p) is already routed behind the client of line \(other); a prefix goes behind one client, e.g. remove it from one of the lines")
+                        }
+                        routedOn[p] = lineNumber
+                        routed.append(p)
+                        continue
+                    }
+                }
+                switch tunnel {
+                case .v4(let a):
                     if let first = address {
                         throw AllowListError(
                             line: lineNumber, message: "two IPv4 addresses (\(first) and \(a)); give at most one of each family")
                     }
                     address = a
-                    parsed = .v4(a)
+                case .v6(let a):
+                    if let first = address6 {
+                        throw AllowListError(
+                            line: lineNumber, message: "two IPv6 addresses (\(first) and \(a)); give at most one of each family")
+                    }
+                    address6 = a
+                case nil: continue
                 }
-                guard seenAddresses.insert(parsed).inserted else {
-                    throw AllowListError(line: lineNumber, message: "address \(parsed) is given to two clients")
+                if let tunnel, !seenAddresses.insert(tunnel).inserted {
+                    throw AllowListError(line: lineNumber, message: "address \(tunnel) is given to two clients")
                 }
             }
             guard seenKeys.insert(key).inserted else {
                 throw AllowListError(line: lineNumber, message: "key \(key.base64) is listed twice")
             }
-            clients.append(AllowedClient(key: key, address: address, address6: address6, comment: comment, line: lineNumber))
+            clients.append(
+                AllowedClient(key: key, address: address, address6: address6, routed: routed, comment: comment, line: lineNumber))
         }
         self.clients = clients
     }
+
+    /// Every prefix routed behind a client, sorted.
+    public var routedPrefixes: [IPPrefix] { clients.flatMap(\.routed).sorted() }
 
     /// The first fixed address that is not a client address in the server's prefix of its family (the
     /// server's own address is not one, nor, for IPv6, the network address: the subnet-router anycast
@@ -127,6 +184,27 @@ public struct AllowList: Equatable, Sendable {
             if let a = c.address, !prefix.contains(a) || a == prefix.address {
                 return AllowListError(
                     line: c.line, message: "address \(a) for \(c.key.base64) is not a client address in \(prefix)")
+            }
+            for p in c.routed {
+                switch p {
+                case .v4(let p4):
+                    if p.overlaps(.v4(IPv4Prefix(address: prefix.network, length: prefix.length))) {
+                        return AllowListError(
+                            line: c.line,
+                            message: "routed prefix \(p4) for \(c.key.base64) overlaps the tunnel prefix \(prefix); route only networks outside it, e.g. 192.168.50.0/24")
+                    }
+                case .v6(let p6):
+                    guard let prefix6 else {
+                        return AllowListError(
+                            line: c.line,
+                            message: "IPv6 prefix \(p6) for \(c.key.base64), but the server's tunnel carries no IPv6 (--no-ipv6); remove it or drop --no-ipv6")
+                    }
+                    if p.overlaps(.v6(IPv6Prefix(address: prefix6.network, length: prefix6.length))) {
+                        return AllowListError(
+                            line: c.line,
+                            message: "routed prefix \(p6) for \(c.key.base64) overlaps the tunnel prefix \(prefix6); route only networks outside it, e.g. fd00:50::/64")
+                    }
+                }
             }
             guard let a = c.address6 else { continue }
             guard let prefix6 else {
@@ -142,12 +220,13 @@ public struct AllowList: Equatable, Sendable {
         return nil
     }
 
-    /// The file's text form (keys, addresses and comments).
+    /// The file's text form (keys, addresses, routed prefixes and comments).
     public var text: String {
         clients.map { c in
             var line = c.key.base64
             if let a = c.address { line += " \(a)" }
             if let a = c.address6 { line += " \(a)" }
+            for p in c.routed { line += " \(p)" }
             if !c.comment.isEmpty { line += "  # \(c.comment)" }
             return line + "\n"
         }.joined()

@@ -67,10 +67,12 @@ public enum DataFrame {
     public static let tagLength = WireFormat.tagLength
 
     /// Seals the packet at `buffer + headerLength` (`length` bytes) in place and writes the header at
-    /// `buffer`. The buffer needs `headerLength + length + tagLength` bytes. Returns the frame length, or nil
-    /// when the session has used up its counters (the caller must rekey).
+    /// `buffer`. The buffer needs `headerLength + max(length, mtu) + tagLength` bytes. In WireGuard's frame
+    /// format the packet is first zero-padded to a multiple of 16 bytes, never past `mtu` (whitepaper
+    /// §5.4.6); tunvpn's frames are not padded. Returns the frame length, or nil when the session has used
+    /// up its counters (the caller must rekey).
     @inline(__always)
-    public static func seal(_ buffer: UnsafeMutableRawPointer, packetLength length: Int, session: Session) -> Int? {
+    public static func seal(_ buffer: UnsafeMutableRawPointer, packetLength length: Int, session: Session, mtu: Int) -> Int? {
         let counter = session.sendCounter.wrappingAdd(1, ordering: .relaxed).oldValue
         guard counter < Limits.rejectAfterMessages else {
             // Put the counter back at the limit, so that refused seals can never wrap it to 0 and reuse a
@@ -81,8 +83,15 @@ public enum DataFrame {
         buffer.storeBytes(of: UInt32(WireFormat.MessageType.data.rawValue).littleEndian, as: UInt32.self)
         buffer.storeBytes(of: session.remoteIndex.littleEndian, toByteOffset: 4, as: UInt32.self)
         buffer.storeBytes(of: counter.littleEndian, toByteOffset: 8, as: UInt64.self)
+        var plaintext = length
+        if case .wireGuard = session.frame {
+            plaintext = WireGuardFormat.paddedLength(length, mtu: mtu)
+            if plaintext > length {
+                (buffer + headerLength + length).initializeMemory(as: UInt8.self, repeating: 0, count: plaintext - length)
+            }
+        }
         let sealed = session.sender.seal(
-            buffer + headerLength, length: length, counter: counter, authenticating: session.associatedData(buffer))
+            buffer + headerLength, length: plaintext, counter: counter, authenticating: session.associatedData(buffer))
         return headerLength + sealed
     }
 

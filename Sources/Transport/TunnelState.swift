@@ -182,7 +182,7 @@ public struct PeerState: Sendable {
     /// Server: newest initiation timestamp accepted from this client (replay protection).
     var lastInitiation: TAI64N?
     /// Client: the initiation awaiting a response, and its bytes (a cookie reply is bound to its mac1).
-    var pending: HandshakeInitiator.InitiationSent?
+    var pending: SentInitiation?
     var pendingMessage: [UInt8] = []
     /// Server: when this client's latest initiation was consumed (per-peer rate limit).
     var lastInitiationConsumedAt: UInt64?
@@ -217,6 +217,13 @@ public struct TunnelState: Sendable {
     }
 
     public let role: Role
+    /// The wire protocol, from the role's settings.
+    public let protocolMode: ProtocolMode
+    /// Server: its handshake (the engine runs its stateless prechecks before taking the lock). Nil on a
+    /// client.
+    public let serverHandshake: ServerHandshake?
+    /// Client: its handshake. Nil on a server.
+    private let clientHandshake: ClientHandshake?
     /// A server's clients' names (`AllowedClient.name`) by key, from the allow-list in force (the one given
     /// at start or the latest reload); only named clients are in it.
     public private(set) var peerNames: [PublicKey: String] = [:]
@@ -226,6 +233,9 @@ public struct TunnelState: Sendable {
     private var peerByKey: [PublicKey: Int] = [:]
     /// Who owns each tunnel address, of both families (a peer has at most one of each).
     private var peerByAddress: [IPAddress: Int] = [:]
+    /// Server: the prefixes routed behind peers (allow-list lines' `routed`), by longest prefix match:
+    /// where a destination no tunnel address matches goes, and which peer may send from such a source.
+    private var routedTable = PrefixTable<Int>()
     /// Every pool address below this value is taken (or is the server's own), so the search for a free
     /// one starts here rather than at the bottom of the pool: without it, handing out N addresses cost
     /// O(N²) lookups (17% of the server's CPU time for 5,000 clients in bench/scale.sh). 0 = the bottom.
@@ -258,22 +268,34 @@ public struct TunnelState: Sendable {
     public private(set) var failover: EndpointFailover?
     /// Client: the latest probe of the preferred endpoint awaiting its response (apart from `pending`, so
     /// the session in use and its own handshakes are left alone).
-    private var probe: (sent: HandshakeInitiator.InitiationSent, endpoint: Endpoint)?
+    private var probe: (sent: SentInitiation, endpoint: Endpoint)?
 
     public init(role: Role, timers: ProtocolTimers = .standard) {
         self.role = role
         self.timers = timers
         switch role {
         case .server(let s):
-            cookieChecker = CookieChecker(serverKey: s.responder.localKey)
+            protocolMode = s.protocolMode
+            let handshake = ServerHandshake(s)
+            serverHandshake = handshake
+            clientHandshake = nil
+            cookieChecker = CookieChecker(serverKey: s.responder.localKey, layout: handshake.macLayout)
             // Addresses are claimed as a reload claims them, so a list built in code with one address (or
             // key) twice still ends with one owner per address (a parsed list never has either).
             peerNames = Self.names(of: s.allowList)
             for client in s.allowList.clients where peerByKey[client.key] == nil {
                 addPeer(key: client.key, address: client.address, address6: s.address6 == nil ? nil : client.address6)
             }
+            routedTable = Self.routedTable(of: s.allowList, peerByKey: peerByKey, ipv6: s.address6 != nil)
         case .client(let c):
-            cookieJar = CookieJar(serverKey: c.initiator.serverKey)
+            protocolMode = c.protocolMode
+            precondition(
+                c.protocolMode == .tunvpn || c.ownAddressing != nil,
+                "a WireGuard-mode client is configured with its own addressing (--address)")
+            let handshake = ClientHandshake(c)
+            clientHandshake = handshake
+            serverHandshake = nil
+            cookieJar = CookieJar(serverKey: c.initiator.serverKey, layout: handshake.macLayout)
             ipv6Policy = ClientIPv6Policy(ipv6Disabled: c.ipv6Disabled)
             let i = addPeer(key: c.initiator.serverKey, address: nil)
             let failover = EndpointFailover(endpoints: c.endpoints, settings: c.failover)
@@ -375,8 +397,43 @@ public struct TunnelState: Sendable {
                 }
             }
         }
+        for (prefix, index) in routedTable.entries {
+            guard peers.indices.contains(index) else { return "routed prefix \(prefix) maps to slot \(index), which does not exist" }
+            guard !peers[index].isRemoved else { return "routed prefix \(prefix) maps to removed peer \(index)" }
+        }
         return nil
     }
+
+    /// The prefixes routed behind the peers of `list`, by slot: the first line of a key wins (as for its
+    /// addresses), and so does the first line of a prefix. IPv6 prefixes only when the tunnel carries IPv6.
+    static func routedTable(of list: AllowList, peerByKey: [PublicKey: Int], ipv6: Bool) -> PrefixTable<Int> {
+        var table = PrefixTable<Int>()
+        var seen = Set<PublicKey>()
+        for client in list.clients where seen.insert(client.key).inserted {
+            guard let index = peerByKey[client.key] else { continue }
+            for p in client.routed where table[exactly: p] == nil {
+                if case .v6 = p, !ipv6 { continue }
+                table.insert(p, index)
+            }
+        }
+        return table
+    }
+
+    /// Server: the prefixes routed behind peer `index` (for status and tests).
+    public func routedPrefixes(ofPeer index: Int) -> [IPPrefix] {
+        routedTable.entries.filter { $0.value == index }.map(\.prefix)
+    }
+
+    /// True when `route` sends `address` to peer `index` through a routed prefix: no peer has it as its
+    /// tunnel address (that comes first), and its longest routed prefix is that peer's.
+    @inline(__always)
+    private func routesBack(_ address: IPAddress, to index: Int) -> Bool {
+        guard !routedTable.isEmpty, routedTable.lookup(address) == index else { return false }
+        return peerByAddress[address] == nil
+    }
+
+    /// Server: the peer slot the longest routed prefix holding `address` goes to, nil when none does.
+    public func routedPeer(for address: IPAddress) -> Int? { routedTable.lookup(address) }
 
     // MARK: Reload
 
@@ -440,6 +497,8 @@ public struct TunnelState: Sendable {
                 change.evicted.append(AllowListChange.Eviction(address: address, key: peers[holder].key))
             }
         }
+        // 5. Routed prefixes follow the new list: a removed key's go, a prefix moved to another key moves.
+        routedTable = Self.routedTable(of: list, peerByKey: peerByKey, ipv6: hasIPv6)
         return change
     }
 
@@ -476,7 +535,8 @@ public struct TunnelState: Sendable {
             if isClient {
                 index = 0
             } else {
-                guard let i = peerByAddress[.v4(destination)] else { return .drop(.noRoute) }
+                // A tunnel address first (the common case costs one lookup), then the routed prefixes.
+                guard let i = peerByAddress[.v4(destination)] ?? routedTable.lookup(destination) else { return .drop(.noRoute) }
                 index = i
             }
         case 6:
@@ -489,7 +549,7 @@ public struct TunnelState: Sendable {
                 }
                 index = 0
             } else {
-                guard let i = peerByAddress[.v6(destination)] else { return .drop(.noRoute) }
+                guard let i = peerByAddress[.v6(destination)] ?? routedTable.lookup(destination) else { return .drop(.noRoute) }
                 index = i
             }
         default:
@@ -551,15 +611,18 @@ public struct TunnelState: Sendable {
         }
         if packet.count == 0 { return .keepalive }
         guard let header = IPPacket.parse(packet) else { return .drop(.notIP) }
-        // Cryptokey routing (server): the inner source must be the address of its family this peer owns.
+        // Cryptokey routing (server): the inner source must be the address of its family this peer owns,
+        // or an address whose longest routed prefix goes to this peer (what `route` would send back to it).
         // `address` and `address6` are the copies `claim`/`releaseAddress` keep equal to `peerByAddress`
         // (the record that routes the address back to it; `addressOwnershipViolation` checks this, and the
-        // fuzz target after every event), so a field compare answers without a hash lookup per packet. The
-        // client accepts any source from the server.
+        // fuzz target after every event), so a field compare answers the common case without a hash lookup
+        // per packet. The client accepts any source from the server.
         if !isClient {
             switch header.source {
-            case .v4(let source): if peers[index].address != source { return .drop(.sourceNotAllowed) }
-            case .v6(let source): if peers[index].address6 != source { return .drop(.sourceNotAllowed) }
+            case .v4(let source):
+                if peers[index].address != source, !routesBack(.v4(source), to: index) { return .drop(.sourceNotAllowed) }
+            case .v6(let source):
+                if peers[index].address6 != source, !routesBack(.v6(source), to: index) { return .drop(.sourceNotAllowed) }
             }
         }
         peers[index].timers.dataReceived(now: now)
@@ -576,7 +639,8 @@ public struct TunnelState: Sendable {
     /// a blind attacker would have to guess the 32-bit index, and a client acts on hints at most once per
     /// REKEY_TIMEOUT. A hint (8 bytes) is never larger than the frame it answers (32 bytes or more).
     public mutating func sessionGoneHint(index: UInt32, from source: IPAddress, now: UInt64) -> [UInt8]? {
-        guard case .server = role else { return nil }
+        // WireGuard has no such message: a stock peer would count it as junk.
+        guard case .server = role, protocolMode == .tunvpn else { return nil }
         guard hintLimiter.allow(source, now: now) else { return nil }
         var hint: [UInt8] = [WireFormat.MessageType.sessionGone.rawValue, 0, 0, 0]
         appendLE32(&hint, index)
@@ -616,10 +680,9 @@ public struct TunnelState: Sendable {
     private mutating func initiate(
         peer index: Int, now: UInt64, wall: WallTime, random: any RandomSource, actions: inout [ControlAction]
     ) {
-        guard case .client(let settings) = role, let endpoint = failover?.current ?? peers[index].endpoint else { return }
+        guard let handshake = clientHandshake, let endpoint = failover?.current ?? peers[index].endpoint else { return }
         let senderIndex = freshIndex(random: random)
-        var (message, sent) = settings.initiator.createInitiation(
-            senderIndex: senderIndex, timestamp: nextTimestamp(wall), random: random)
+        var (message, sent) = handshake.createInitiation(senderIndex: senderIndex, timestamp: nextTimestamp(wall), random: random)
         cookieJar?.stamp(&message, now: now)
         peers[index].pending = sent
         peers[index].pendingMessage = message
@@ -689,16 +752,17 @@ public struct TunnelState: Sendable {
             actions.append(.handshakeRefused(error, from: source))
             return nil
         }
-        return PreparedInitiation(message: message, source: source, responder: settings.responder)
+        guard let handshake = serverHandshake else { return nil }
+        return PreparedInitiation(message: message, source: source, handshake: handshake)
     }
 
     private mutating func screen(
         _ message: [UInt8], settings: ServerSettings, from source: Endpoint, now: UInt64, random: any RandomSource,
         actions: inout [ControlAction]
     ) throws(HandshakeFailure) {
-        guard message.first == WireFormat.MessageType.initiation.rawValue else { throw .malformed }
+        guard message.first == WireFormat.MessageType.initiation.rawValue, let handshake = serverHandshake else { throw .malformed }
         // Cheap checks first (shape, key ID, mac1): a datagram failing them gets no reply and no DH work.
-        try settings.responder.precheckInitiation(message)
+        if let failure = message.withUnsafeBytes({ handshake.precheckInitiation(raw: $0) }) { throw failure }
         guard loadMeter.record(now: now) else { return }
         // Under load, only a sender that proved it receives at its address (mac2) gets DH work.
         if cookieChecker?.verifyMAC2(message, source: source, now: now, random: random) != true {
@@ -730,7 +794,9 @@ public struct TunnelState: Sendable {
     ) throws(HandshakeFailure) -> AdmittedInitiation {
         let consumed = initiation.consumed
         let known = peerByKey[consumed.clientKey]
-        guard settings.allowAnyClient || known != nil else { throw .unknownClientKey }
+        // WireGuard mode has no pool and pushes nothing: only keys on the allow-list, with its addresses.
+        let pushesAddresses = settings.protocolMode == .tunvpn
+        guard (settings.allowAnyClient && pushesAddresses) || known != nil else { throw .unknownClientKey }
         if let known, let last = peers[known].lastInitiation, !(last < consumed.timestamp) {
             throw .replayedInitiation
         }
@@ -749,15 +815,14 @@ public struct TunnelState: Sendable {
         }
         // A client draws from the pool of each family the list does not fix (and a reload or an eviction
         // did not leave it); either pool empty refuses it.
-        if peers[index].address == nil {
+        if pushesAddresses, peers[index].address == nil {
             guard let address = nextPoolAddress(settings) else { throw .addressPoolExhausted }
             _ = claim(.v4(address), for: index)  // free: nobody is evicted
         }
-        if settings.address6 != nil, peers[index].address6 == nil {
+        if pushesAddresses, settings.address6 != nil, peers[index].address6 == nil {
             guard let address = nextPoolAddress6(settings) else { throw .addressPoolExhausted }
             _ = claim(.v6(address), for: index)  // free: nobody is evicted
         }
-        guard let clientAddress = peers[index].address else { preconditionFailure("address assigned above") }
         if let last = peers[index].lastInitiationConsumedAt,
             elapsed(now, since: last) < 1_000_000_000 / Limits.initiationsPerSecondPerPeer
         {
@@ -767,16 +832,21 @@ public struct TunnelState: Sendable {
         peers[index].lastInitiation = consumed.timestamp
         let localIndex = freshIndex(random: random)
         reservedIndexes.insert(localIndex)
-        var assignment = TunnelAssignment(
-            client: IPv4Prefix(address: clientAddress, length: settings.address.length), server: settings.address.address,
-            dns: settings.dns)
-        if let prefix6 = settings.address6, let clientAddress6 = peers[index].address6 {
-            assignment.client6 = IPv6Prefix(address: clientAddress6, length: prefix6.length)
-            assignment.server6 = prefix6.address
-            assignment.ipv6Egress = settings.ipv6Egress
+        var assignment: TunnelAssignment?
+        if pushesAddresses {
+            guard let clientAddress = peers[index].address else { preconditionFailure("address assigned above") }
+            var a = TunnelAssignment(
+                client: IPv4Prefix(address: clientAddress, length: settings.address.length), server: settings.address.address,
+                dns: settings.dns)
+            if let prefix6 = settings.address6, let clientAddress6 = peers[index].address6 {
+                a.client6 = IPv6Prefix(address: clientAddress6, length: prefix6.length)
+                a.server6 = prefix6.address
+                a.ipv6Egress = settings.ipv6Egress
+            }
+            assignment = a
         }
         return AdmittedInitiation(
-            consumed: consumed, source: initiation.source, responder: initiation.responder, peer: index,
+            consumed: consumed, source: initiation.source, handshake: initiation.handshake, peer: index,
             localIndex: localIndex, assignment: assignment)
     }
 
@@ -786,20 +856,20 @@ public struct TunnelState: Sendable {
     public mutating func commitInitiation(_ answer: AnsweredInitiation, now: UInt64, actions: inout [ControlAction]) {
         reservedIndexes.remove(answer.localIndex)
         let index = answer.peer
+        // (WireGuard mode pushes no addresses, so no response of it can carry stale ones.)
         guard index < peers.count, !peers[index].isRemoved, peers[index].key == answer.clientKey,
-            peers[index].address == answer.assignment.client.address,
-            peers[index].address6 == answer.assignment.client6?.address
+            answer.assignment.map({ peers[index].address == $0.client.address && peers[index].address6 == $0.client6?.address })
+                ?? true
         else {
             actions.append(.handshakeRefused(.unknownClientKey, from: answer.source))
             actions.append(.unknownClientKey(answer.clientKey, from: answer.source))
             return
         }
         actions.append(.sendHandshake(answer.response, to: answer.source))
-        guard let result = answer.result else {
+        guard let session = answer.session(createdAt: now, rejectAfter: timers.rejectAfterTime) else {
             actions.append(.handshakeRefused(.noCommonSuite, from: answer.source))
             return
         }
-        let session = Session(result: result, createdAt: now, rejectAfter: timers.rejectAfterTime)
         if let old = peers[index].next { sessions[old.localIndex] = nil }
         peers[index].next = session
         sessions[answer.localIndex] = (session, index)
@@ -877,7 +947,7 @@ public struct TunnelState: Sendable {
         _ message: [UInt8], settings: ClientSettings, from source: Endpoint, now: UInt64, wall: WallTime,
         random: any RandomSource, actions: inout [ControlAction]
     ) throws(HandshakeFailure) {
-        if message.first == WireFormat.MessageType.sessionGone.rawValue {
+        if message.first == WireFormat.MessageType.sessionGone.rawValue, protocolMode == .tunvpn {
             // The server lost the session we send on: handshake now (rate-limited) rather than after 15 s.
             guard message.count == WireFormat.sessionGoneLength, message[1] == 0, message[2] == 0, message[3] == 0
             else { throw .malformed }
@@ -897,27 +967,43 @@ public struct TunnelState: Sendable {
         // A response names the initiation it answers by its receiver index: the probe of the preferred
         // endpoint, or the handshake with the endpoint in use.
         let answersProbe = message.count >= 12 && probe.map { readLE32(message, 8) == $0.sent.senderIndex } == true
-        let sent: HandshakeInitiator.InitiationSent
+        let sent: SentInitiation
         if answersProbe, let probe {
             sent = probe.sent
         } else {
             guard let pending = peers[0].pending else { throw .unexpectedResponse }
             sent = pending
         }
-        var result = try settings.initiator.consumeResponse(message, for: sent)
+        let session: Session
+        var assignment: TunnelAssignment
+        switch (clientHandshake, sent) {
+        case (.tunvpn(let initiator), .tunvpn(let s)):
+            let result = try initiator.consumeResponse(message, for: s)
+            session = Session(result: result, createdAt: now, rejectAfter: timers.rejectAfterTime)
+            assignment = result.assignment
+        case (.wireGuard(let initiator), .wireGuard(let s)):
+            // WireGuard pushes nothing: the addressing is this client's own (checked by `init`).
+            guard let own = settings.ownAddressing else { throw .unexpectedResponse }
+            session = try initiator.consumeResponse(message, for: s).session(createdAt: now, rejectAfter: timers.rejectAfterTime)
+            assignment = own
+        default:
+            throw .unexpectedResponse
+        }
         if answersProbe { probe = nil } else { peers[0].pending = nil }
         // --no-ipv6: the client configures no IPv6 whatever the server offers, so the addressing in force
         // (and what the bounds check) has none.
         if settings.ipv6Disabled {
-            result = result.withAssignment(
-                TunnelAssignment(client: result.assignment.client, server: result.assignment.server, dns: result.assignment.dns))
+            assignment = TunnelAssignment(client: assignment.client, server: assignment.server, dns: assignment.dns)
         }
         // An authentic response whose addressing is outside the client's bounds makes no session: the
         // retransmit timer tries again, and the refusal is logged and counted each time.
-        // No endpoint the client may move to may fall inside the assigned prefix either.
-        for endpoint in [source] + (failover?.endpoints.compactMap { $0 } ?? [settings.endpoint]) {
-            if let violation = settings.assignmentBounds.violation(of: result.assignment, endpoint: endpoint) {
-                throw .unsafeAssignment(violation)
+        // No endpoint the client may move to may fall inside the assigned prefix either. (In WireGuard mode
+        // the addressing is the operator's own configuration, not the server's word.)
+        if protocolMode == .tunvpn {
+            for endpoint in [source] + (failover?.endpoints.compactMap { $0 } ?? [settings.endpoint]) {
+                if let violation = settings.assignmentBounds.violation(of: assignment, endpoint: endpoint) {
+                    throw .unsafeAssignment(violation)
+                }
             }
         }
         if answersProbe, var f = failover, f.active != 0 {
@@ -927,7 +1013,6 @@ public struct TunnelState: Sendable {
             peers[0].pending = nil
             actions.append(.endpointSwitched(record, to: source))
         }
-        let session = Session(result: result, createdAt: now, rejectAfter: timers.rejectAfterTime)
         if let old = peers[0].previous { sessions[old.localIndex] = nil }
         peers[0].previous = peers[0].current
         peers[0].current = session
@@ -940,16 +1025,18 @@ public struct TunnelState: Sendable {
         peers[0].stats.lastHandshakeWallSeconds.store(wall.seconds, ordering: .relaxed)
         peers[0].address = nil  // the server forwards for the whole internet: any inner source is allowed
         if assignmentInForce == nil {
-            assignmentInForce = result.assignment
-            actions.append(.tunnelUp(result.assignment))
-        } else if result.assignment != assignmentInForce {
-            assignmentInForce = result.assignment
-            actions.append(.addressChanged(result.assignment))
+            assignmentInForce = assignment
+            actions.append(.tunnelUp(assignment))
+        } else if assignment != assignmentInForce {
+            assignmentInForce = assignment
+            actions.append(.addressChanged(assignment))
         }
+        // WireGuard names no server tunnel address.
+        let pushed = protocolMode == .tunvpn
         actions.append(
             .handshakeCompleted(
-                peer: result.peerKey, address: result.assignment.server, address6: result.assignment.server6, endpoint: source,
-                suite: result.suite.name))
+                peer: session.peerKey, address: pushed ? assignment.server : nil, address6: pushed ? assignment.server6 : nil,
+                endpoint: source, suite: session.suite.name))
         // Confirm the session to the server at once: queued packets if any, else a keepalive. Queued IPv6
         // packets the addressing just learnt does not carry are answered instead, as `route` would have.
         let (queued, answers, unreachable) = ipv6Policy.sortQueued(peers[0].queue, assignment: assignmentInForce, now: now)
@@ -1013,7 +1100,7 @@ public struct TunnelState: Sendable {
     /// Client: moves to the next endpoint when the one in use failed for long enough, or probes the
     /// preferred one while a later one is in use (`EndpointFailover`).
     private mutating func stepFailover(now: UInt64, wall: WallTime, random: any RandomSource, actions: inout [ControlAction]) {
-        guard case .client(let settings) = role, var f = failover else { return }
+        guard let handshake = clientHandshake, var f = failover else { return }
         if let (to, reason) = f.failoverDue(now: now, attemptsStarted: peers[0].timers.handshakeAttemptsStarted),
             let address = f.endpoints[to]
         {
@@ -1036,8 +1123,7 @@ public struct TunnelState: Sendable {
         failover = f
         // A probe is an initiation of its own: it leaves `pending` and the session in use alone.
         let senderIndex = freshIndex(random: random)
-        let (message, sent) = settings.initiator.createInitiation(
-            senderIndex: senderIndex, timestamp: nextTimestamp(wall), random: random)
+        let (message, sent) = handshake.createInitiation(senderIndex: senderIndex, timestamp: nextTimestamp(wall), random: random)
         probe = (sent, preferred)
         actions.append(.sendHandshake(message, to: preferred))
         actions.append(.endpointAttempted(index: 0))

@@ -36,7 +36,7 @@ struct ServerSideOptions: ParsableArguments {
     var registryPasswordFile: String?
 
     /// The server command the config file and these flags give (defaults and checks as `tunvpn server`).
-    func server(prefixes: [String], noIPv6: Bool) throws -> Server {
+    func server(prefixes: [String], noIPv6: Bool, protocolName: String? = nil) throws -> Server {
         var file: [ConfigFile.Setting] = []
         if let config {
             let bytes: [UInt8]
@@ -52,6 +52,7 @@ struct ServerSideOptions: ParsableArguments {
         if let registryPasswordFile { user.append("--registry-password-file=" + registryPasswordFile) }
         user += prefixes.map { "--address=" + $0 }
         if noIPv6 { user.append("--no-ipv6") }
+        if let protocolName { user.append("--protocol=" + protocolName) }
         do { return try Server.parse(ConfigFile.merge(file: file, user: user)) } catch {
             throw ControlError("the server's settings\(config.map { " (\($0))" } ?? ""): \(Server.message(for: error))")
         }
@@ -69,11 +70,15 @@ struct AddClient: ParsableCommand, ReadsServerConfig {
             On the client: tunvpn client --config NAME.toml.
             --address with a prefix length is the server's (as tunvpn server
             takes it); without one it is the client's address.
+            In WireGuard mode (--protocol wireguard, or protocol = "wireguard"
+            in the server's config) it writes NAME.conf, a wg-quick file for a
+            stock WireGuard client, and NAME.pub instead.
 
             Examples:
               tunvpn add-client laptop --config server.toml --endpoint vpn.example.com
               tunvpn add-client phone --endpoint vpn.example.com:51820 --inline-key --qr
               tunvpn add-client desk --public-key "$(cat desk.pub)" --address 10.8.0.20
+              tunvpn add-client phone --protocol wireguard --endpoint vpn.example.com --qr
             """)
 
     @Argument(help: ArgumentHelp("The client's name: one word of letters, digits, '-', '_' and '.'.", valueName: "NAME"))
@@ -108,8 +113,24 @@ struct AddClient: ParsableCommand, ReadsServerConfig {
     @Flag(help: "Put the private key (and psk) into NAME.toml itself instead of beside it (the file is then a secret).")
     var inlineKey = false
 
-    @Flag(help: "Also print NAME.toml as a QR code in the terminal.")
+    @Flag(help: "Also print NAME.toml (NAME.conf in WireGuard mode) as a QR code in the terminal.")
     var qr = false
+
+    @Option(
+        help: ArgumentHelp(
+            "The server's wire protocol, tunvpn or wireguard (default: the server config's protocol); wireguard writes NAME.conf for wg-quick and the WireGuard apps.",
+            valueName: "NAME"))
+    var `protocol`: String?
+
+    @Option(
+        help: ArgumentHelp("WireGuard mode: a resolver for the client (wg-quick's DNS), repeatable, e.g. 10.8.0.1.", valueName: "ADDR"))
+    var dns: [String] = []
+
+    @Option(
+        help: ArgumentHelp(
+            "WireGuard mode: a network the client routes to the server (wg-quick's AllowedIPs), repeatable (default: 0.0.0.0/0 and ::/0, all traffic).",
+            valueName: "CIDR"))
+    var route: [String] = []
 
     func validate() throws {
         if let problem = Provisioning.nameProblem(name) {
@@ -125,13 +146,42 @@ struct AddClient: ParsableCommand, ReadsServerConfig {
         for a in address where !a.contains("/") && IPAddress(a) == nil {
             throw ValidationError("--address '\(a)' is not an address: the client's like 10.8.0.7, or the server's prefix like 10.8.0.1/16")
         }
+        if let name = `protocol`, ProtocolMode(rawValue: name) == nil {
+            let modes = ProtocolMode.allCases.map(\.rawValue).joined(separator: ", ")
+            throw ValidationError("unknown --protocol '\(name)': give one of \(modes), e.g. --protocol wireguard")
+        }
+        _ = try dnsResolvers(dns, option: "--dns")
+        for r in route where !r.contains("/") || (IPv4Prefix(r) == nil && IPv6Prefix(r) == nil) {
+            throw ValidationError("--route '\(r)' is not a network with a prefix length, like 10.0.0.0/8 or 2001:db8::/32")
+        }
+    }
+
+    /// What WireGuard mode cannot do, once the mode is known (from --protocol or the server's config): the
+    /// wg-quick file holds the client's private key, so add-client must make the pair.
+    func checkWireGuardMode(_ mode: ProtocolMode) throws(ControlError) {
+        guard mode == .wireguard else {
+            for (option, given) in [("--dns", !dns.isEmpty), ("--route", !route.isEmpty)] where given {
+                throw ControlError(
+                    "\(option) is for WireGuard mode's NAME.conf: in tunvpn mode the server pushes DNS (tunvpn server --dns) and the client picks routes (tunvpn client --route); drop it, or add --protocol wireguard")
+            }
+            return
+        }
+        if publicKey != nil {
+            throw ControlError(
+                "--public-key cannot be used in WireGuard mode: NAME.conf (wg-quick) holds the client's private key; drop --public-key and let add-client make the pair")
+        }
+        if inlineKey {
+            throw ControlError("--inline-key is for NAME.toml: the wg-quick NAME.conf of WireGuard mode always holds the private key; drop --inline-key")
+        }
     }
 
     func run() throws {
         try reportingErrors {
             let prefixes = address.filter { $0.contains("/") }
             let fixed = address.filter { !$0.contains("/") }.compactMap(IPAddress.init)
-            let serverCommand = try server.server(prefixes: prefixes, noIPv6: noIPv6)
+            let serverCommand = try server.server(prefixes: prefixes, noIPv6: noIPv6, protocolName: `protocol`)
+            let mode = serverCommand.common.protocolMode
+            try checkWireGuardMode(mode)
             guard let (prefix, configured6) = try? serverCommand.tunnelAddresses() else {
                 preconditionFailure("Server.parse validated --address")
             }
@@ -153,7 +203,8 @@ struct AddClient: ParsableCommand, ReadsServerConfig {
             }
             let endpointText = try Provisioning.clientEndpoint(endpoint, listen: serverCommand.listen)
             let pskFile = psk ?? serverCommand.common.psk
-            let psk = try pskFile.map { try KeyFiles.loadPrivateKey($0) }
+            // A psk is 32 random bytes, not a clamped X25519 scalar (`tunvpn genpsk`, `wg genpsk`).
+            let psk = try pskFile.map { try KeyFiles.loadPresharedKey($0) }
 
             // With a registry, the client goes there (for every server) instead of into the allow-list.
             let registry = try serverCommand.registry.map { (url) throws in
@@ -173,7 +224,7 @@ struct AddClient: ParsableCommand, ReadsServerConfig {
                 clientKey = key.publicKey
             }
             let base = out.hasSuffix("/") ? out + name : out + "/" + name
-            for path in [base + ".toml", base + ".key", base + ".pub", base + ".psk"] where KeyFiles.exists(path) {
+            for path in [base + ".toml", base + ".conf", base + ".key", base + ".pub", base + ".psk"] where KeyFiles.exists(path) {
                 throw ControlError("\(path): already exists; move it away or pick another --out or NAME")
             }
             let allocation: (address: IPv4Address, address6: IPv6Address?, line: String)
@@ -193,6 +244,33 @@ struct AddClient: ParsableCommand, ReadsServerConfig {
                 allocation = (allocated.address, allocated.address6, allocated.line)
             }
             try KeyFiles.ensureDirectory(out)
+            if mode == .wireguard, let privateKey {
+                // WireGuard mode: NAME.conf (wg-quick) and NAME.pub; the private key and psk live in the file.
+                let conf = try Provisioning.wgQuickFile(
+                    privateKey: privateKey, address: allocation.address, address6: allocation.address6, prefix: prefix,
+                    prefix6: prefix6, dns: try dnsResolvers(dns, option: "--dns"), serverKey: serverKey, psk: psk,
+                    endpoint: endpointText, routes: route
+                ).render()
+                try KeyFiles.write(conf, to: base + ".conf", mode: 0o600, overwrite: false)
+                try KeyFiles.write(clientKey.base64 + "\n", to: base + ".pub", mode: 0o644, overwrite: false)
+                if registry == nil {
+                    try Provisioning.replaceAtomically(clientsFile, with: Provisioning.appending(allocation.line, to: existing))
+                }
+                let addresses = [allocation.address.description] + (allocation.address6.map { [$0.description] } ?? [])
+                let destination = registry.map { "the registry \($0.url.display)" } ?? clientsFile
+                printLine("added \(name) to \(destination): \(clientKey.base64) \(addresses.joined(separator: " "))")
+                printLine("wrote \(base).conf (wg-quick, mode 0600), \(base).pub")
+                printLine(
+                    "warning: \(base).conf holds the client's private key\(psk != nil ? " and the psk" : ""): send it only over a trusted channel and delete other copies")
+                printLine("on the client: wg-quick up ./\(name).conf, or import it into a WireGuard app\(qr ? " by scanning the QR code below" : " (add-client --qr shows it as a QR code)")")
+                if qr { printLine(try QRCode(bytes: Array(conf.utf8)).terminalText.trimmingSuffix("\n")) }
+                if registry != nil {
+                    printLine("every server with this --registry admits it within a second; no reload needed")
+                } else {
+                    try reloadServer(dev: server.dev, clients: clientsFile)
+                }
+                return
+            }
 
             // The client's files (written as keygen writes its pair: KeyFiles.write, O_EXCL, the private key
             // 0600), then the server's list, then the reload.

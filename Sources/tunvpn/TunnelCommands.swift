@@ -10,6 +10,12 @@ import Transport
 
 /// Options both commands share.
 struct CommonOptions: ParsableArguments {
+    @Option(
+        help: ArgumentHelp(
+            "The wire protocol: tunvpn (this project's own, with pushed addresses) or wireguard (WireGuard's exactly, for stock WireGuard peers; docs/PROTOCOL.md, \"WireGuard mode\").",
+            valueName: "NAME"))
+    var `protocol`: String = ProtocolMode.tunvpn.rawValue
+
     @Option(help: ArgumentHelp("TUN device name (a pre-created persistent device is used as it is).", valueName: "NAME"))
     var dev: String = "tun0"
 
@@ -63,7 +69,19 @@ struct CommonOptions: ParsableArguments {
             valueName: "NAME"))
     var user: String?
 
+    /// The mode `--protocol` names (validated by `validateCommon`).
+    var protocolMode: ProtocolMode { ProtocolMode(rawValue: `protocol`) ?? .tunvpn }
+
     func validateCommon() throws {
+        guard ProtocolMode(rawValue: `protocol`) != nil else {
+            let modes = ProtocolMode.allCases.map(\.rawValue).joined(separator: ", ")
+            throw ValidationError("unknown --protocol '\(`protocol`)': give one of \(modes), e.g. --protocol wireguard")
+        }
+        // WireGuard's transport data is ChaCha20-Poly1305 and nothing else (no suite negotiation).
+        if protocolMode == .wireguard, let other = suite.first(where: { $0 != ChaCha20Poly1305.name }) {
+            throw ValidationError(
+                "--suite \(other) cannot be used with --protocol wireguard: WireGuard's frames are chacha20poly1305 only; drop --suite or give --suite chacha20poly1305")
+        }
         try validateInterfaceName(dev, option: "--dev")
         guard (576...9000).contains(mtu) else {
             throw ValidationError("--mtu \(mtu) is out of range: give 576 to 9000 bytes (1280 or more for IPv6), e.g. --mtu 1420")
@@ -107,6 +125,7 @@ struct CommonOptions: ParsableArguments {
         t.user = user
         t.dryRun = host.dryRun
         t.firewall = host.firewall
+        t.protocolMode = protocolMode
         return t
     }
 }
@@ -117,7 +136,8 @@ struct Server: ParsableCommand {
         discussion: """
             The allow-list (--clients) holds one client public key per line, optionally followed by fixed \
             tunnel addresses (one IPv4, one IPv6, either order) and a # comment; what a line does not fix \
-            comes from the --address prefixes.
+            comes from the --address prefixes. With --protocol wireguard (stock WireGuard clients) \
+            nothing is pushed and there is no pool: every line gives the peer's addresses.
 
             Examples:
               tunvpn server --key keys/server.key --clients keys/clients
@@ -125,6 +145,7 @@ struct Server: ParsableCommand {
               tunvpn server --address 10.8.0.1/16 --address fd00:8::1/64
               tunvpn server --key keys/server.key --allow-any-client   # lab use only
               tunvpn server --config /etc/tunvpn/server.toml --mtu 1380
+              tunvpn server --protocol wireguard --address 10.8.0.1/24 --clients peers
             """)
 
     @Option(help: ArgumentHelp("The server's private key file.", valueName: "FILE"))
@@ -202,11 +223,25 @@ struct Server: ParsableCommand {
         try validateEndpointText(listen, option: "--listen", allowsPortZero: true, examplePort: 51820)
         if let egress { try validateInterfaceName(egress, option: "--egress") }
         _ = try pushedDNS()
+        if common.protocolMode == .wireguard { try validateWireGuardMode() }
         if let registry {
             do { _ = try RegistryURL(registry) } catch { throw ValidationError(error.message) }
         }
         if registryPasswordFile != nil && registry == nil {
             throw ValidationError("--registry-password-file needs --registry URL, e.g. --registry postgresql://tunvpn@db.example.net/tunvpn")
+        }
+    }
+
+    /// What WireGuard mode refuses: it pushes nothing and has no pool, so every peer is a listed key with
+    /// its own addresses (docs/PROTOCOL.md, "WireGuard mode").
+    func validateWireGuardMode() throws {
+        if allowAnyClient {
+            throw ValidationError(
+                "--allow-any-client cannot be used with --protocol wireguard: each peer's allowed IPs come from its allow-list line; list it in --clients, e.g. KEY 10.8.0.5/32 # laptop")
+        }
+        for (option, given) in [("--dns", !dns.isEmpty), ("--dns-search", !dnsSearch.isEmpty)] where given {
+            throw ValidationError(
+                "\(option) cannot be used with --protocol wireguard: nothing is pushed in WireGuard mode; put DNS in the client's config (e.g. tunvpn add-client laptop --dns 10.8.0.1)")
         }
     }
 
@@ -287,7 +322,8 @@ struct Client: ParsableCommand {
         discussion: """
             The client's own key defaults to keys/client.key; its public key (keys/client.pub) must be on \
             the server's allow-list. The tunnel address comes from the server. --peer-key and --endpoint \
-            are required unless the --config file gives them.
+            are required unless the --config file gives them. With --protocol wireguard (a WireGuard \
+            server) nothing is pushed: --address gives the tunnel address and --dns the resolvers.
 
             Examples:
               tunvpn client --peer-key keys/server.pub --endpoint vpn.example.com:51820
@@ -295,6 +331,7 @@ struct Client: ParsableCommand {
               tunvpn client --peer-key keys/server.pub --endpoint [2001:db8::7]:51820
               tunvpn client --config /etc/tunvpn/client.toml --route 10.8.0.0/16
               tunvpn client --peer-key s.pub --endpoint vpn1:51820 --endpoint vpn2:51820
+              tunvpn client --protocol wireguard --address 10.8.0.2/24 --config wg.toml
             """)
 
     @Option(help: ArgumentHelp("The server's public key file.", valueName: "FILE"))
@@ -331,6 +368,12 @@ struct Client: ParsableCommand {
 
     @Option(help: ArgumentHelp("Route only this IPv4 or IPv6 network through the tunnel (repeatable; split tunnel).", valueName: "CIDR"))
     var route: [String] = []
+
+    @Option(
+        help: ArgumentHelp(
+            "--protocol wireguard only, and required there: this client's tunnel address and prefix (wg-quick's Address), repeatable: one IPv4 and at most one IPv6, e.g. 10.8.0.2/24.",
+            valueName: "PREFIX"))
+    var address: [String] = []
 
     @Flag(
         name: .customLong("no-ipv6"),
@@ -383,6 +426,58 @@ struct Client: ParsableCommand {
         if noDns && !dns.isEmpty {
             throw ValidationError("--dns and --no-dns cannot be combined: drop one (e.g. --dns 10.8.0.1, or --no-dns alone)")
         }
+        _ = try ownAddresses()
+    }
+
+    /// This client's own tunnel addresses (`--address`): nil in tunvpn mode, where the server assigns them.
+    ///
+    /// - Throws: `ValidationError` for --address in tunvpn mode, none in WireGuard mode, a value that is no
+    ///   prefix or is of a special-use range, no IPv4 or two of one family, or an IPv6 one with --no-ipv6 or
+    ///   an MTU below 1280.
+    func ownAddresses() throws -> (IPv4Prefix, IPv6Prefix?)? {
+        guard common.protocolMode == .wireguard else {
+            if let first = address.first {
+                throw ValidationError(
+                    "--address \(first) cannot be used with --protocol tunvpn: the server assigns addresses in tunvpn mode; drop --address, or add --protocol wireguard for a WireGuard server")
+            }
+            return nil
+        }
+        let example = "e.g. --address 10.8.0.2/24 --address fd00:8::2/64"
+        var v4: IPv4Prefix? = nil
+        var v6: IPv6Prefix? = nil
+        for text in address {
+            if let p = IPv4Prefix(text), text.contains("/") {
+                guard p.length >= 8 else { throw ValidationError("--address '\(text)' is wider than /8; give this client's address with the tunnel's prefix, \(example)") }
+                let top = p.address.value >> 24
+                if top == 0 || top == 127 || top >= 224 || p.address.value >> 16 == 0xa9fe {
+                    throw ValidationError("--address '\(text)' is in 0.0.0.0/8, loopback, link-local, multicast or reserved space; \(example)")
+                }
+                if p.length <= 30 && (p.address == p.network || p.address == p.broadcast) {
+                    throw ValidationError("--address '\(text)' is the prefix's network or broadcast address; give this client's host address, \(example)")
+                }
+                if let v4 { throw ValidationError("--address given two IPv4 prefixes, \(v4) and \(p): give one IPv4 and at most one IPv6, \(example)") }
+                v4 = p
+            } else if let p = IPv6Prefix(text), text.contains("/") {
+                let top = p.address.high >> 48
+                if top & 0xff00 == 0 || top & 0xffc0 == 0xfe80 || top & 0xff00 == 0xff00 {
+                    throw ValidationError("--address '\(text)' is in ::/8, link-local fe80::/10 or multicast ff00::/8; \(example)")
+                }
+                if let v6 { throw ValidationError("--address given two IPv6 prefixes, \(v6) and \(p): give one IPv4 and at most one IPv6, \(example)") }
+                if noIPv6 { throw ValidationError("--address \(text) and --no-ipv6 cannot be combined: drop one, \(example)") }
+                if common.mtu < 1280 {
+                    throw ValidationError("--address \(text) needs --mtu 1280 or more (IPv6's minimum link MTU), or drop it; e.g. --mtu 1420")
+                }
+                v6 = p
+            } else {
+                throw ValidationError("--address '\(text)' is not an address with a prefix length: \(example)")
+            }
+        }
+        guard let v4 else {
+            let what = address.isEmpty ? "Missing --address" : "--address gives no IPv4 prefix"
+            throw ValidationError(
+                "\(what): --protocol wireguard needs this client's own tunnel address (a WireGuard server pushes none; wg-quick's Address), \(example)")
+        }
+        return (v4, v6)
     }
 
     /// The inline keys (`peer-public-key`, `private-key`, `preshared-key`, written by `tunvpn add-client`):
@@ -433,6 +528,10 @@ struct Client: ParsableCommand {
         c.lockdown = lockdown
         c.noDNS = noDns
         c.dns = (try? dnsResolvers(dns, option: "--dns")) ?? []
+        if let own = try? ownAddresses() {
+            c.address = own.0
+            c.address6 = own.1
+        }
         try reportingErrors { try ClientDaemon.run(c) }
     }
 }

@@ -42,7 +42,7 @@ import TestSupport
         #expect(
             server.keyNames == [
                 "address", "allow-any-client", "clients", "crypto-provider", "dev", "dns", "dns-search", "dry-run", "egress", "firewall", "ipv6", "key",
-                "listen", "log-level", "metrics", "mtu", "nat", "offload", "psk", "registry", "registry-cache",
+                "listen", "log-level", "metrics", "mtu", "nat", "offload", "protocol", "psk", "registry", "registry-cache",
                 "registry-password-file", "suite", "txqueuelen", "user",
             ])
     }
@@ -50,8 +50,8 @@ import TestSupport
     @Test func theClientKeysAreItsLongOptionNamesWithNoXFlagsAsX() {
         #expect(
             client.keyNames == [
-                "crypto-provider", "dev", "dns", "dry-run", "endpoint", "failover-after", "firewall", "gateway", "ipv6", "keepalive", "key", "lockdown", "log-level",
-                "metrics", "mtu", "no-dns", "offload", "peer-key", "peer-public-key", "preshared-key", "private-key", "psk", "route",
+                "address", "crypto-provider", "dev", "dns", "dry-run", "endpoint", "failover-after", "firewall", "gateway", "ipv6", "keepalive", "key", "lockdown", "log-level",
+                "metrics", "mtu", "no-dns", "offload", "peer-key", "peer-public-key", "preshared-key", "private-key", "protocol", "psk", "route",
                 "routes", "suite", "txqueuelen", "user",
             ])
     }
@@ -272,7 +272,7 @@ import TestSupport
     @Test func anUnknownKeyNamesTheLineAndTheKnownKeys() {
         #expect(
             error("mtu = 1400\ncolour = \"blue\"", client)
-                == "t.toml:2: key 'colour': not an option of tunvpn client (keys: crypto-provider, dev, dns, dry-run, endpoint, failover-after, firewall, gateway, ipv6, keepalive, key, lockdown, log-level, metrics, mtu, no-dns, offload, peer-key, peer-public-key, preshared-key, private-key, psk, route, routes, suite, txqueuelen, user)"
+                == "t.toml:2: key 'colour': not an option of tunvpn client (keys: address, crypto-provider, dev, dns, dry-run, endpoint, failover-after, firewall, gateway, ipv6, keepalive, key, lockdown, log-level, metrics, mtu, no-dns, offload, peer-key, peer-public-key, preshared-key, private-key, protocol, psk, route, routes, suite, txqueuelen, user)"
         )
         // A client-only key in a server file.
         #expect(error("\n\nendpoint = \"a:1\"", server)?.hasPrefix("t.toml:3: key 'endpoint': not an option of tunvpn server (keys: ") == true)

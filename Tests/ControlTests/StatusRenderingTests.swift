@@ -52,6 +52,7 @@ enum StatusFixture {
                   listening port: 51820
                   role: server
                   suites: xchacha20poly1305, chacha20poly1305
+                  protocol: tunvpn
                   ipv4 transfer: 976.56 KiB received (800 packets), 2.86 MiB sent (2000 packets)
                   ipv6 transfer: 252.24 KiB received (100 packets), 551.91 KiB sent (500 packets)
 
@@ -100,7 +101,7 @@ enum StatusFixture {
     @Test func theStatusJSONOfTheFixedSnapshotIsExactlyThis() {
         #expect(
             StatusDocument.json(StatusFixture.snapshot)
-                == #"{"counters":{"drop.rateLimited":0,"drop.replay":2,"handshake.failed.wrongServerKey":3,"handshakes.completed":1,"rx_bytes.ipv4":1000000,"rx_bytes.ipv6":258291,"rx_packets":900,"rx_packets.ipv4":800,"rx_packets.ipv6":100,"tx_bytes.ipv4":3000000,"tx_bytes.ipv6":565158,"tx_packets":2500,"tx_packets.ipv4":2000,"tx_packets.ipv6":500},"interface":"tun0","listen_port":51820,"peers":[{"endpoint":"10.100.3.2:40000","latest_handshake":1699999937,"name":null,"persistent_keepalive":25,"public_key":"xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=","rx_bytes":1258291,"rx_packets":900,"session_age":63,"suite":"xchacha20poly1305","tunnel_address":"10.8.0.2","tunnel_address6":"fd00:8::2","tx_bytes":3565158,"tx_packets":2500},{"endpoint":null,"latest_handshake":null,"name":null,"persistent_keepalive":null,"public_key":"TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=","rx_bytes":0,"rx_packets":0,"session_age":null,"suite":null,"tunnel_address":"10.8.0.3","tunnel_address6":null,"tx_bytes":0,"tx_packets":0}],"public_key":"HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=","role":"server","suites":["xchacha20poly1305","chacha20poly1305"],"tunnel":null}"#
+                == #"{"counters":{"drop.rateLimited":0,"drop.replay":2,"handshake.failed.wrongServerKey":3,"handshakes.completed":1,"rx_bytes.ipv4":1000000,"rx_bytes.ipv6":258291,"rx_packets":900,"rx_packets.ipv4":800,"rx_packets.ipv6":100,"tx_bytes.ipv4":3000000,"tx_bytes.ipv6":565158,"tx_packets":2500,"tx_packets.ipv4":2000,"tx_packets.ipv6":500},"interface":"tun0","listen_port":51820,"peers":[{"endpoint":"10.100.3.2:40000","latest_handshake":1699999937,"name":null,"persistent_keepalive":25,"public_key":"xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=","rx_bytes":1258291,"rx_packets":900,"session_age":63,"suite":"xchacha20poly1305","tunnel_address":"10.8.0.2","tunnel_address6":"fd00:8::2","tx_bytes":3565158,"tx_packets":2500},{"endpoint":null,"latest_handshake":null,"name":null,"persistent_keepalive":null,"public_key":"TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=","rx_bytes":0,"rx_packets":0,"session_age":null,"suite":null,"tunnel_address":"10.8.0.3","tunnel_address6":null,"tx_bytes":0,"tx_packets":0}],"protocol":"tunvpn","public_key":"HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=","role":"server","suites":["xchacha20poly1305","chacha20poly1305"],"tunnel":null}"#
         )
     }
 
@@ -109,7 +110,7 @@ enum StatusFixture {
         let back = try StatusDocument.snapshot(fromJSON: Array(StatusDocument.json(snapshot).utf8))
         #expect(back.peers == snapshot.peers)
         #expect(back.role == snapshot.role && back.publicKey == snapshot.publicKey && back.device == snapshot.device)
-        #expect(back.listenPort == snapshot.listenPort && back.suites == snapshot.suites)
+        #expect(back.listenPort == snapshot.listenPort && back.suites == snapshot.suites && back.protocolMode == .tunvpn)
         #expect(
             back.counters.map { "\($0.name)=\($0.value)" }
                 == snapshot.counters.sorted { $0.name < $1.name }.map { "\($0.name)=\($0.value)" })
@@ -151,6 +152,9 @@ enum StatusFixture {
                 # HELP tunvpn_peers Peers known to this instance (a server's clients, a client's server).
                 # TYPE tunvpn_peers gauge
                 tunvpn_peers 2
+                # HELP tunvpn_protocol_info The wire protocol this instance speaks, tunvpn or wireguard (always 1).
+                # TYPE tunvpn_protocol_info gauge
+                tunvpn_protocol_info{protocol="tunvpn"} 1
                 # HELP tunvpn_handshakes_total Handshakes completed.
                 # TYPE tunvpn_handshakes_total counter
                 tunvpn_handshakes_total 1
@@ -391,5 +395,47 @@ enum StatusFixture {
             #"tunvpn_endpoint_active{index="3",endpoint="vpn3.example.org:51820"} 0"#,
         ])
         #expect(!PrometheusText.render(StatusFixture.snapshot).contains("tunvpn_endpoint"))
+    }
+}
+
+/// The instance's wire protocol in `show`, `show --json` and the metrics; a document from a tunvpn without it
+/// reads as tunvpn.
+@Suite struct ProtocolStatusTests {
+    static var wireGuardServer: EngineSnapshot {
+        var s = StatusFixture.snapshot
+        s.protocolMode = .wireguard
+        s.suites = ["chacha20poly1305"]
+        return s
+    }
+
+    @Test func showJSONAndMetricsNameTheProtocol() throws {
+        let s = Self.wireGuardServer
+        #expect(StatusText.render(s, now: StatusFixture.now).contains("\n  suites: chacha20poly1305\n  protocol: wireguard\n"))
+        let json = StatusDocument.json(s)
+        #expect(json.contains(#""protocol":"wireguard""#))
+        #expect(try StatusDocument.snapshot(fromJSON: Array(json.utf8)).protocolMode == .wireguard)
+        #expect(PrometheusText.render(s).contains("\ntunvpn_protocol_info{protocol=\"wireguard\"} 1\n"))
+    }
+
+    @Test func aWireGuardClientShowsItsOwnAddressesWithoutTheServersWords() {
+        var client = ClientTunnelStatusTests.client(ClientTunnelStatusTests.dualStack)
+        client.protocolMode = .wireguard
+        let text = StatusText.render(client, now: StatusFixture.now)
+        #expect(text.contains("\n  protocol: wireguard\n  address: 10.8.0.2/16, fd00:8::2/64\n"), "\(text)")
+        #expect(!text.contains("server ipv6 egress"))
+        client.tunnel?.address6 = nil
+        #expect(StatusText.render(client, now: StatusFixture.now).contains("\n  ipv6: none (no IPv6 --address)\n"))
+    }
+
+    @Test func anOlderDocumentIsTunvpnAndAnUnknownProtocolIsRefused() throws {
+        let old = #"{"interface":"tun0","role":"server","public_key":"k","listen_port":1,"suites":[],"peers":[]}"#
+        #expect(try StatusDocument.snapshot(fromJSON: Array(old.utf8)).protocolMode == .tunvpn)
+        let unknown = old.replacing(#""peers":[]"#, with: #""peers":[],"protocol":"ipsec""#)
+        do {
+            _ = try StatusDocument.snapshot(fromJSON: Array(unknown.utf8))
+            Issue.record("an unknown protocol was read")
+        } catch {
+            #expect(error.message == "status reply: 'protocol' is not what it should be")
+        }
     }
 }

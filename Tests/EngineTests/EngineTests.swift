@@ -24,7 +24,7 @@ final class EnginePair: Sendable {
     let clientEndpoint = Endpoint(address: IPv4Address(10, 99, 0, 2), port: 40000)
     let assignedBox = AssignmentBox()
 
-    init(serverRandom: any RandomSource = SystemRandom()) throws {
+    init(serverRandom: any RandomSource = SystemRandom(), protocolMode: ProtocolMode = .tunvpn) throws {
         let serverKey = PrivateKey()
         let clientKey = PrivateKey()
         var logger = Logger(label: "engine-test")
@@ -34,12 +34,18 @@ final class EnginePair: Sendable {
         server = TunnelEngine(
             state: TunnelState(role: .server(ServerSettings(
                 responder: HandshakeResponder(localStatic: serverKey), address: IPv4Prefix(address: IPv4Address(10, 8, 0, 1), length: 16),
-                allowList: AllowList(clients: [AllowedClient(key: clientKey.publicKey)]), allowAnyClient: false))),
+                allowList: AllowList(clients: [
+                    AllowedClient(key: clientKey.publicKey, address: protocolMode == .wireguard ? IPv4Address(10, 8, 0, 2) : nil)
+                ]),
+                allowAnyClient: false, protocolMode: protocolMode))),
             device: serverDevice, socket: serverSocket, random: serverRandom, logger: logger)
         let initiator = HandshakeInitiator(localStatic: clientKey, serverKey: serverKey.publicKey)
         let box = assignedBox
         client = TunnelEngine(
-            state: TunnelState(role: .client(ClientSettings(initiator: initiator, endpoint: serverEndpoint))),
+            state: TunnelState(role: .client(ClientSettings(
+                initiator: initiator, endpoint: serverEndpoint, protocolMode: protocolMode,
+                ownAddressing: protocolMode == .wireguard
+                    ? TunnelAssignment(client: IPv4Prefix(address: IPv4Address(10, 8, 0, 2), length: 16), server: .any) : nil))),
             device: clientDevice, socket: clientSocket, logger: logger,
             hooks: EngineHooks(tunnelUp: { a in box.value.withLock { $0 = a } }))
     }
@@ -105,6 +111,22 @@ final class RefusingSocket: DatagramSocket {
         for p in inbound { _ = pair.serverDevice.inject(p) }
         #expect(pair.clientDevice.waitForWritten(count: 200) == inbound)
         #expect(pair.server.counters.dropped(.authentication) == 0)
+    }
+
+    /// WireGuard mode through the same engine: padded frames (up to the MTU, 1420) come out of the device
+    /// trimmed to the packets that went in.
+    @Test func packetsCrossTheTunnelBothWaysInWireGuardMode() throws {
+        let pair = try EnginePair(protocolMode: .wireguard)
+        pair.start()
+        defer { pair.stop() }
+        #expect(pair.waitForTunnel())
+        let outbound = (0..<200).map { ipv4Packet(client, server, payload: Array(repeating: UInt8($0 & 0xff), count: 1 + $0 * 7)) }
+        for p in outbound { _ = pair.clientDevice.inject(p) }
+        #expect(pair.serverDevice.waitForWritten(count: 200) == outbound)
+        let inbound = (0..<200).map { ipv4Packet(server, client, payload: Array(repeating: UInt8($0 & 0xff), count: 1400 - $0)) }
+        for p in inbound { _ = pair.serverDevice.inject(p) }
+        #expect(pair.clientDevice.waitForWritten(count: 200) == inbound)
+        #expect(pair.server.counters.dropped(.authentication) == 0 && pair.client.counters.dropped(.authentication) == 0)
     }
 
     @Test func aFailedControlSendIsCountedAndTheEngineKeepsRunning() throws {

@@ -236,9 +236,9 @@ func remac(_ message: inout [UInt8], for key: PublicKey) {
         #expect(throws: AllowListError(line: 2, message: "address fd00::7 is given to two clients")) {
             try AllowList(parsing: "\(a.base64) fd00::7\n\(b.base64) fd00::7")
         }
-        #expect(throws: AllowListError(
-            line: 1, message: "expected a public key and at most one IPv4 and one IPv6 address, e.g. `KEY 10.8.0.7 fd00::7 # laptop`")
-        ) {
+        // A line may hold more than three fields (prefixes routed behind the client), but still at most one
+        // tunnel address of each family.
+        #expect(throws: AllowListError(line: 1, message: "two IPv6 addresses (fd00::7 and fd00::8); give at most one of each family")) {
             try AllowList(parsing: "\(a.base64) 10.8.0.7 fd00::7 fd00::8")
         }
     }

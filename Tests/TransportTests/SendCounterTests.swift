@@ -14,7 +14,7 @@ import Testing
 
     func seal(_ session: Session) -> [UInt8]? {
         var buffer = [UInt8](repeating: 0, count: DataFrame.headerLength + 4 + DataFrame.tagLength)
-        let n = buffer.withUnsafeMutableBytes { DataFrame.seal($0.baseAddress!, packetLength: 4, session: session) }
+        let n = buffer.withUnsafeMutableBytes { DataFrame.seal($0.baseAddress!, packetLength: 4, session: session, mtu: 1420) }
         return n.map { Array(buffer.prefix($0)) }
     }
 

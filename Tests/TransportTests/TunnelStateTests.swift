@@ -33,14 +33,21 @@ struct CorePair {
     var answeredQueued: [[UInt8]] = []
     var refusedQueued = 0
 
-    init(allowList: AllowList? = nil, keepalive: UInt64? = nil, clientKey: PrivateKey? = nil) {
+    init(
+        allowList: AllowList? = nil, keepalive: UInt64? = nil, clientKey: PrivateKey? = nil, protocolMode: ProtocolMode = .tunvpn,
+        psk: SecretBytes? = nil, serverPSK: SecretBytes? = nil, allowAnyClient: Bool = false
+    ) {
         let key = clientKey ?? f.client
-        let initiator = HandshakeInitiator(localStatic: key, serverKey: f.server.publicKey)
-        client = TunnelState(role: .client(ClientSettings(initiator: initiator, endpoint: serverEndpoint, persistentKeepalive: keepalive)))
-        let list = allowList ?? AllowList(clients: [AllowedClient(key: f.client.publicKey)])
+        let initiator = HandshakeInitiator(localStatic: key, serverKey: f.server.publicKey, settings: HandshakeSettings(psk: psk))
+        // WireGuard mode: the client's own addressing, as `--address 10.8.0.2/16` gives it.
+        let own = protocolMode == .wireguard ? TunnelAssignment(client: IPv4Prefix("10.8.0.2/16")!, server: .any) : nil
+        client = TunnelState(role: .client(ClientSettings(
+            initiator: initiator, endpoint: serverEndpoint, persistentKeepalive: keepalive, protocolMode: protocolMode,
+            ownAddressing: own)))
+        let list = allowList ?? AllowList(clients: [AllowedClient(key: f.client.publicKey, address: protocolMode == .wireguard ? clientIP : nil)])
         server = TunnelState(role: .server(ServerSettings(
-            responder: HandshakeResponder(localStatic: f.server), address: IPv4Prefix("10.8.0.1/16")!,
-            allowList: list, allowAnyClient: false)))
+            responder: HandshakeResponder(localStatic: f.server, settings: HandshakeSettings(psk: serverPSK ?? psk)),
+            address: IPv4Prefix("10.8.0.1/16")!, allowList: list, allowAnyClient: allowAnyClient, protocolMode: protocolMode)))
     }
 
     mutating func advance(_ seconds: UInt64) {
@@ -50,9 +57,10 @@ struct CorePair {
 
     /// Seals `packet` with `session` into a frame.
     static func seal(_ packet: [UInt8], _ session: Session) -> [UInt8] {
-        var buffer = [UInt8](repeating: 0, count: DataFrame.headerLength + packet.count + DataFrame.tagLength)
+        // Room for WireGuard's padding (at most 15 bytes) too.
+        var buffer = [UInt8](repeating: 0, count: DataFrame.headerLength + packet.count + 15 + DataFrame.tagLength)
         buffer.replaceSubrange(DataFrame.headerLength..<(DataFrame.headerLength + packet.count), with: packet)
-        let n = buffer.withUnsafeMutableBytes { DataFrame.seal($0.baseAddress!, packetLength: packet.count, session: session) }
+        let n = buffer.withUnsafeMutableBytes { DataFrame.seal($0.baseAddress!, packetLength: packet.count, session: session, mtu: 1420) }
         return Array(buffer.prefix(n!))
     }
 

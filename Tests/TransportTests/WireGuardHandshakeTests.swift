@@ -77,22 +77,33 @@ import TestSupport
         let sender = c.session(createdAt: now)
         let receiver = s.session(createdAt: now)
         let packet: [UInt8] = [0x45, 0, 0, 20] + [UInt8](repeating: 9, count: 16)
-        var buffer = [UInt8](repeating: 0, count: 16) + packet + [UInt8](repeating: 0, count: 16)
-        let n = try #require(buffer.withUnsafeMutableBytes { DataFrame.seal($0.baseAddress!, packetLength: packet.count, session: sender) })
-        #expect(n == 16 + packet.count + 16 && buffer[0..<4] == [4, 0, 0, 0])
+        // Garbage after the packet: sealing pads with zeros itself (whitepaper §5.4.6: to a multiple of 16).
+        var buffer = [UInt8](repeating: 0, count: 16) + packet + [UInt8](repeating: 0xee, count: 12 + 16)
+        let n = try #require(buffer.withUnsafeMutableBytes { DataFrame.seal($0.baseAddress!, packetLength: packet.count, session: sender, mtu: 1420) })
+        #expect(n == 16 + 32 + 16 && buffer[0..<4] == [4, 0, 0, 0])
         #expect(buffer[4..<8] == [0xd0, 0xc0, 0xb0, 0xa0] && buffer[8..<16] == [0, 0, 0, 0, 0, 0, 0, 0])
         // The same bytes from the Noise CipherState (ChaCha20-Poly1305, nonce 0, ad empty) under the send key.
         var reference = NoiseCipherState(key: c.sendKey)
-        #expect(Array(buffer[16..<n]) == reference.encrypt(packet, ad: []))
+        #expect(Array(buffer[16..<n]) == reference.encrypt(packet + [UInt8](repeating: 0, count: 12), ad: []))
         let opened = buffer.withUnsafeMutableBytes { DataFrame.open(UnsafeMutableRawBufferPointer(rebasing: $0[0..<n]), session: receiver, now: now) }
-        #expect(opened == .packet(length: packet.count))
+        #expect(opened == .packet(length: 32))
         #expect(Array(buffer[16..<(16 + packet.count)]) == packet)
         // The header is not authenticated in WireGuard, but its counter is the nonce: a changed counter fails.
-        var again = [UInt8](repeating: 0, count: 16) + packet + [UInt8](repeating: 0, count: 16)
-        let m = try #require(again.withUnsafeMutableBytes { DataFrame.seal($0.baseAddress!, packetLength: packet.count, session: sender) })
+        var again = [UInt8](repeating: 0, count: 16) + packet + [UInt8](repeating: 0, count: 12 + 16)
+        let m = try #require(again.withUnsafeMutableBytes { DataFrame.seal($0.baseAddress!, packetLength: packet.count, session: sender, mtu: 1420) })
         again[8] ^= 1
         let tampered = again.withUnsafeMutableBytes { DataFrame.open(UnsafeMutableRawBufferPointer(rebasing: $0[0..<m]), session: receiver, now: now) }
         #expect(tampered == .dropped(.authentication))
+    }
+
+    @Test func paddingStopsAtTheMTUAndKeepalivesStayEmpty() throws {
+        let (c, _, _, _) = try handshake()
+        let sender = c.session(createdAt: now)
+        for (length, mtu, expected) in [(0, 1420, 0), (1, 1420, 16), (16, 1420, 16), (1410, 1420, 1420), (1420, 1420, 1420), (100, 1420, 112)] {
+            var buffer = [UInt8](repeating: 0, count: 16 + max(length, mtu) + 16)
+            let n = try #require(buffer.withUnsafeMutableBytes { DataFrame.seal($0.baseAddress!, packetLength: length, session: sender, mtu: mtu) })
+            #expect(n == 16 + expected + 16, "\(length) bytes under MTU \(mtu)")
+        }
     }
 
     @Test func refusalsCarryTunvpnsNamedReasons() throws {

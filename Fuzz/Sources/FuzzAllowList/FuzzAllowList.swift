@@ -2,7 +2,7 @@
 // from a file the operator edits.
 //
 // Invariants: a parsed list has no key or address twice, and its text form parses back to the same
-// keys, addresses of both families and comments; an error names a line of the input; checking the
+// keys, addresses of both families, routed prefixes and comments; an error names a line of the input; checking the
 // addresses against the server's prefixes (`outOfPrefix`) names a client's line, and passes only
 // addresses inside their family's prefix.
 
@@ -35,6 +35,7 @@ public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutabl
             ("dual-stack", Array("\(a) 10.8.0.2 fd00::2  # laptop\n\(b) fd00::3/128 10.8.0.3/32\n".utf8)),
             ("two-ipv6", Array("\(a) fd00::2 fd00::3\n".utf8)),
             ("ipv6-outside", Array("\(a) 2001:db8::2\n\(b) ::ffff:10.8.0.4\n".utf8)),
+            ("routed", Array("\(a) 10.8.0.5/32,fd00:8::5/128,192.168.50.0/24 # office\n\(b) 192.168.60.7/32 10.8.0.6, 192.168.50.0/24\n".utf8)),
         ]
     }
     return 0
@@ -58,6 +59,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         require(again.clients.map(\.key) == list.clients.map(\.key), "keys change on a round trip")
         require(again.clients.map(\.address) == list.clients.map(\.address), "addresses change on a round trip")
         require(again.clients.map(\.address6) == list.clients.map(\.address6), "IPv6 addresses change on a round trip")
+        require(again.clients.map(\.routed) == list.clients.map(\.routed), "routed prefixes change on a round trip")
         let addresses6 = list.clients.compactMap(\.address6)
         require(Set(addresses6).count == addresses6.count, "an IPv6 address is given twice")
         for prefix6 in [nil, IPv6Prefix(address: IPv6Address(high: 0xfd00 << 48, low: 1), length: 64)] {

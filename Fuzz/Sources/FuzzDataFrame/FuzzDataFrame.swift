@@ -31,7 +31,7 @@ public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutabl
         let sender = Session(result: client, createdAt: 0)
         var frame = [UInt8](repeating: 0, count: DataFrame.headerLength + ping.count + DataFrame.tagLength)
         frame.replaceSubrange(DataFrame.headerLength..<(DataFrame.headerLength + ping.count), with: ping)
-        _ = frame.withUnsafeMutableBytes { DataFrame.seal($0.baseAddress!, packetLength: ping.count, session: sender) }
+        _ = frame.withUnsafeMutableBytes { DataFrame.seal($0.baseAddress!, packetLength: ping.count, session: sender, mtu: ping.count) }
         seeds.append(("raw-frame", [0] + frame))
         seeds.append(("raw-ipv4", [0] + ping))
         let ping6 = ipv6Packet(source: [0xfd] + Array(repeating: 0, count: 14) + [2],
@@ -155,7 +155,7 @@ func sealed(_ input: inout FuzzInput) {
     let capacity = DataFrame.headerLength + packet.count + DataFrame.tagLength
     let buffer = GuardedBuffer(count: capacity)
     (buffer.start + DataFrame.headerLength).copyMemory(from: packet, byteCount: packet.count)
-    let length = DataFrame.seal(buffer.start, packetLength: packet.count, session: sender)
+    let length = DataFrame.seal(buffer.start, packetLength: packet.count, session: sender, mtu: packet.count)
     buffer.checkGuards("DataFrame.seal")
     guard counter < Limits.rejectAfterMessages else {
         require(length == nil, "seal used counter \(counter) at or past REJECT_AFTER_MESSAGES")
@@ -220,7 +220,7 @@ func replaySequence(_ input: inout FuzzInput) {
         }
         sender.sendCounter.store(counter, ordering: .relaxed)
         frame.replaceSubrange(DataFrame.headerLength..<(DataFrame.headerLength + packet.count), with: packet)
-        let sealed = frame.withUnsafeMutableBytes { DataFrame.seal($0.baseAddress!, packetLength: packet.count, session: sender) }
+        let sealed = frame.withUnsafeMutableBytes { DataFrame.seal($0.baseAddress!, packetLength: packet.count, session: sender, mtu: packet.count) }
         guard sealed != nil else {
             require(counter >= Limits.rejectAfterMessages, "seal refused counter \(counter)")
             continue

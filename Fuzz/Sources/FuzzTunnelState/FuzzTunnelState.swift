@@ -4,7 +4,9 @@
 // under a fuzzed clock.
 //
 // Input: a flag byte (1 --allow-any-client, 2 persistent keepalive, 4 the server has the IPv6 prefix
-// fd00::1/120, 8 and IPv6 egress, 16 the client runs with --no-ipv6, 32 the server pushes DNS settings), then a script of events, one opcode
+// fd00::1/120, 8 and IPv6 egress, 16 the client runs with --no-ipv6, 32 the server pushes DNS settings, 64
+// both speak WireGuard's protocol (`ProtocolMode.wireguard`: no pool, nothing pushed, the client's own
+// address 10.8.0.2/29; flags 1 and 32 then mean nothing)), then a script of events, one opcode
 // byte each:
 //   0 raw datagram to the server        1 raw datagram to the client
 //   2 time passes (both tick)           3 deliver the oldest client → server handshake message
@@ -21,7 +23,8 @@
 // Each datagram goes through what the engine does with it: handshake types to `handleHandshake`,
 // type 4 to `receiverIndex`, `session(forIndex:)` (an unknown index gets a session-gone hint, which the
 // client then handles), `DataFrame.open` and `received`.
-// Invariants: every handshake message sent is exactly an initiation, response or cookie reply long (and no
+// Invariants: every handshake message sent is exactly an initiation, response or cookie reply of the
+// instance's protocol long (and no
 // message the server sends is longer than an initiation); the client's addressing in force carries exactly
 // the DNS settings the server pushes; a delivered
 // packet is the packet the peer sent (trimmed to its IPv4 total length or 40 + its IPv6 payload length) and
@@ -76,6 +79,11 @@ public func initialize(_ argc: UnsafeMutablePointer<Int32>, _ argv: UnsafeMutabl
             ("reload-evicts-ipv6", [0x04] + handshake + [5, 0] + le32(1001) + [11]
                 + le16(reloadSpec(client: 1, other: 1, stranger: 1) | 2 << 9) + [2] + le16(16000) + [3, 0, 4, 0]),
             ("handshake-and-data", [0] + handshake + [8] + [6] + chunk(ping) + [8, 8] + [7] + chunk(pong) + [8]),
+            // WireGuard mode (flag 64): the same exchanges with WireGuard's messages and padded frames.
+            ("wireguard-handshake-and-data", [0x40] + handshake + [8] + [6] + chunk(ping) + [8, 8] + [7] + chunk(pong) + [8]),
+            ("wireguard-flood-cookie", [0x40, 10, 120, 0, 4, 0, 2] + le16(5500) + [10, 150, 1, 4, 0, 2] + le16(5500) + [10, 110, 0, 3, 0, 4, 0]),
+            ("wireguard-rekey-and-reload", [0x42] + handshake + [8, 2] + le16(0xffff) + [6] + chunk(ping) + [3, 0, 4, 0, 8, 5, 0]
+                + le32(1001) + [11] + le16(reloadSpec(client: 1, other: 2, stranger: 0)) + [6] + chunk(ping) + [8]),
             ("handshake-flipped", [0, 3, 0x81] + le16(5) + [2] + le16(6000) + [3, 0, 4, 0]),
             ("response-twice", [0, 3, 0, 4, 2, 4, 0]),
             ("rekey-after-time", [0] + handshake + [8, 2] + le16(0xffff) + [6] + chunk(ping) + [3, 0, 4, 0, 8]),
@@ -128,8 +136,12 @@ struct World {
     /// The DNS settings the server pushes (flag 32), which every assignment the client takes must carry.
     let dns: DNSSettings
 
+    /// Flag 64: both ends in WireGuard mode.
+    let mode: ProtocolMode
+
     init(flags: UInt8) {
-        dns = flags & 32 == 32 ? pushedDNS : .none
+        mode = flags & 64 == 64 ? .wireguard : .tunvpn
+        dns = flags & 32 == 32 && mode == .tunvpn ? pushedDNS : .none
         random = FuzzRandom(seed: UInt64(flags))
         let allowList = AllowList(clients: [
             AllowedClient(key: FuzzKeys.client.publicKey, address: fixedAddress),
@@ -141,12 +153,14 @@ struct World {
                 ServerSettings(
                     responder: HandshakeResponder(localStatic: FuzzKeys.server), address: serverPrefix,
                     address6: flags & 4 == 4 ? serverPrefix6 : nil, ipv6Egress: flags & 12 == 12,
-                    allowList: allowList, allowAnyClient: anyClient, dns: dns)))
+                    allowList: allowList, allowAnyClient: anyClient, dns: dns, protocolMode: mode)))
         client = TunnelState(
             role: .client(
                 ClientSettings(
                     initiator: HandshakeInitiator(localStatic: FuzzKeys.client, serverKey: FuzzKeys.server.publicKey),
-                    endpoint: serverEndpoint, persistentKeepalive: flags & 2 == 2 ? 25 : nil, ipv6Disabled: flags & 16 == 16)))
+                    endpoint: serverEndpoint, persistentKeepalive: flags & 2 == 2 ? 25 : nil, ipv6Disabled: flags & 16 == 16,
+                    protocolMode: mode,
+                    ownAddressing: TunnelAssignment(client: IPv4Prefix(address: fixedAddress, length: 29), server: .any))))
         // The engine starts the client's first handshake at launch.
         var actions: [ControlAction] = []
         client.start(now: now, wall: wall, random: random, actions: &actions)
@@ -158,7 +172,10 @@ struct World {
             switch action {
             case .sendHandshake(let message, _):
                 // The server answers with a response, or with a cookie reply when under load.
-                let expected = fromServer ? [WireFormat.responseLength, WireFormat.cookieReplyLength] : [WireFormat.initiationLength]
+                let expected =
+                    mode == .wireguard
+                    ? (fromServer ? [WireGuardFormat.responseLength, WireGuardFormat.cookieReplyLength] : [WireGuardFormat.initiationLength])
+                    : (fromServer ? [WireFormat.responseLength, WireFormat.cookieReplyLength] : [WireFormat.initiationLength])
                 require(expected.contains(message.count), "a \(message.count)-byte handshake message from the \(fromServer ? "server" : "client")")
                 require(message.count <= WireFormat.initiationLength, "the server sent more than an initiation's length")
                 if fromServer { toClient.append(message) } else { toServer.append(message) }
@@ -184,10 +201,13 @@ struct World {
     }
 
     mutating func seal(_ packet: [UInt8], session: Session, toServer: Bool) {
-        let capacity = DataFrame.headerLength + packet.count + DataFrame.tagLength
+        // WireGuard's frames are padded to a multiple of 16 (never past the MTU); tunvpn's are not.
+        let mtu = 1420
+        let plaintext = session.frame == .wireGuard ? WireGuardFormat.paddedLength(packet.count, mtu: mtu) : packet.count
+        let capacity = DataFrame.headerLength + plaintext + DataFrame.tagLength
         let buffer = GuardedBuffer(count: capacity)
         (buffer.start + DataFrame.headerLength).copyMemory(from: packet, byteCount: packet.count)
-        guard let n = DataFrame.seal(buffer.start, packetLength: packet.count, session: session) else { return }
+        guard let n = DataFrame.seal(buffer.start, packetLength: packet.count, session: session, mtu: mtu) else { return }
         buffer.checkGuards("seal")
         require(n == capacity, "seal length")
         frames.append((Array(buffer.bytes), toServer))
@@ -388,9 +408,15 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         case 5:
             // Another key: the pool client on the allow-list, or a stranger (only with --allow-any-client).
             let key = input.byte() & 1 == 0 ? FuzzKeys.otherClient : strangerKey
-            let initiator = HandshakeInitiator(localStatic: key, serverKey: FuzzKeys.server.publicKey)
             let timestamp = TAI64N(secondsSince1970: world.wall.seconds, nanoseconds: UInt32(steps) << 24)
-            let (m, _) = initiator.createInitiation(senderIndex: input.uint32(), timestamp: timestamp, random: world.random)
+            let m: [UInt8]
+            if world.mode == .wireguard {
+                m = WireGuardInitiator(localStatic: key, peerKey: FuzzKeys.server.publicKey)
+                    .createInitiation(senderIndex: input.uint32(), timestamp: timestamp, random: world.random).message
+            } else {
+                m = HandshakeInitiator(localStatic: key, serverKey: FuzzKeys.server.publicKey)
+                    .createInitiation(senderIndex: input.uint32(), timestamp: timestamp, random: world.random).message
+            }
             world.handshake(m, toServer: true, from: Endpoint(address: IPv4Address(198, 51, 100, 9), port: 1))
         case 6, 7: world.send(Array(input.chunk().prefix(Limits.maxPacketLength)), fromServer: op & 0x0f == 7)
         case 8:

@@ -57,7 +57,7 @@ struct Exchange {
 func sealFrame(_ packet: [UInt8], session: Session) -> [UInt8] {
     let padded = WireGuardFormat.paddedLength(packet.count, mtu: 1420)
     var buffer = [UInt8](repeating: 0, count: 16) + packet + [UInt8](repeating: 0, count: padded - packet.count + 16)
-    let n = buffer.withUnsafeMutableBytes { DataFrame.seal($0.baseAddress.unsafelyUnwrapped, packetLength: padded, session: session) }
+    let n = buffer.withUnsafeMutableBytes { DataFrame.seal($0.baseAddress.unsafelyUnwrapped, packetLength: padded, session: session, mtu: padded) }
     return Array(buffer.prefix(n ?? 0))
 }
 
