@@ -271,6 +271,8 @@ public enum ClientDaemon {
     /// Runs the client until SIGINT or SIGTERM (returns) or an engine failure (throws); with `dryRun`,
     /// prints the plans and returns.
     public static func run(_ c: ClientConfiguration) throws {
+        // What `wg show` gives as the server's allowed IPs: the --route list as given (wg-quick's AllowedIPs).
+        let uapiAllowedIPs = UAPISettings.clientAllowedIPs(c)
         let c = withoutOwnPrefixRoutes(c)
         blockTerminationSignals()
         Privileges.disableCoreDumps()  // before any key is in memory
@@ -477,7 +479,7 @@ public enum ClientDaemon {
             uapi: c.tunnel.protocolMode == .wireguard
                 ? UAPISettings(
                     privateKey: privateKey, presharedKey: initiator.settings.psk,
-                    allowedIPs: { [allowed = UAPISettings.clientAllowedIPs(c)] _ in allowed }, keeper: geteuid() == 0) : nil,
+                    allowedIPs: { _ in uapiAllowedIPs }, keeper: geteuid() == 0) : nil,
             logger: logger)
         defer { status.stop() }
         try runUntilSignalled(
