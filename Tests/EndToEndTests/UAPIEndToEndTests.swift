@@ -97,4 +97,47 @@ struct UAPIEndToEndTests {
             _ = wireguard.terminate()
         }
     }
+
+    /// A tunvpn client in WireGuard mode serves the socket too: its server as the peer, with the client's
+    /// --route list as the allowed IPs (wg-quick's AllowedIPs), and the persistent keepalive.
+    @Test func wgShowReadsAClientInWireGuardMode() throws {
+        try TunnelLab.standard().use { lab in
+            let serverDevice = "wgv\(lab.k)"
+            let clientDevice = "wgk\(lab.k)"
+            let socketPath = "/var/run/wireguard/\(clientDevice).sock"
+            let serverKey = try lab.keygen("server")
+            let clientKey = try lab.keygen("client")
+            try lab.writeAllowList(["\(clientKey) 10.8.0.2 # tunvpn client"])
+            let server = try lab.start(
+                "server", in: "S",
+                ["server", "--protocol", "wireguard", "--key", lab.path("keys/server.key"), "--listen",
+                 "0.0.0.0:\(TunnelLab.port)", "--address", "\(TunnelLab.serverTunnelAddress)/16", "--clients",
+                 lab.path("keys/clients"), "--dev", serverDevice, "--no-nat", "--log-level", "debug"])
+            try #require(try lab["S"].waitForListener(port: TunnelLab.port, udp: true), "server log:\n\(server.log)")
+            let client = try lab.start(
+                "client", in: "C",
+                ["client", "--protocol", "wireguard", "--key", lab.path("keys/client.key"), "--peer-key",
+                 lab.path("keys/server.pub"), "--endpoint", "\(lab.serverUnderlay):\(TunnelLab.port)", "--address",
+                 "\(TunnelLab.clientTunnelAddress)/16", "--route", "10.8.0.0/16", "--keepalive", "25", "--dev", clientDevice,
+                 "--log-level", "debug"])
+            #expect(try lab["C"].waitForPing(TunnelLab.serverTunnelAddress), "client log:\n\(client.log)")
+            #expect(try lab["C"].ping(TunnelLab.serverTunnelAddress, count: 3).status == 0)
+
+            let dump = try lab["C"].run(["wg", "show", clientDevice, "dump"])
+            print(dump.stdout)
+            let rows = dump.stdout.split(separator: "\n").map { $0.split(separator: "\t").map(String.init) }
+            try #require(rows.count == 2 && rows[0].count == 4 && rows[1].count == 8, "\(dump.stdout)")
+            #expect(rows[0][1] == clientKey && rows[0][3] == "off")
+            #expect(rows[1].prefix(4) == [serverKey, "(none)", "\(lab.serverUnderlay):\(TunnelLab.port)", "10.8.0.0/16"])
+            #expect(rows[1][7] == "25", "the persistent keepalive")
+            #expect((UInt64(rows[1][5]) ?? 0) > 0 && (UInt64(rows[1][6]) ?? 0) > 0, "traffic both ways")
+            let show = try lab["C"].run(["wg", "show", clientDevice]).stdout
+            #expect(show.firstMatch(of: /latest handshake: (Now|\d+ seconds? ago)\n/) != nil)
+
+            #expect(client.terminate() == 0, "client: \(client.log)")
+            var st = stat()
+            #expect(lstat(socketPath, &st) != 0 && errno == ENOENT, "\(socketPath) is left after the client exited")
+            #expect(server.terminate() == 0)
+        }
+    }
 }
