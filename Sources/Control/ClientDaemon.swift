@@ -271,6 +271,8 @@ public enum ClientDaemon {
     /// Runs the client until SIGINT or SIGTERM (returns) or an engine failure (throws); with `dryRun`,
     /// prints the plans and returns.
     public static func run(_ c: ClientConfiguration) throws {
+        // What `wg show` gives as the server's allowed IPs: the --route list as given (wg-quick's AllowedIPs).
+        let uapiAllowedIPs = UAPISettings.clientAllowedIPs(c)
         let c = withoutOwnPrefixRoutes(c)
         blockTerminationSignals()
         Privileges.disableCoreDumps()  // before any key is in memory
@@ -473,7 +475,12 @@ public enum ClientDaemon {
                     ClientDNSSnapshot(method: $0.method.rawValue, resolvers: $0.dns.resolvers.map(\.description), search: $0.dns.searchDomains)
                 }
             },
-            failover: failoverStatus, logger: logger)
+            failover: failoverStatus,
+            uapi: c.tunnel.protocolMode == .wireguard
+                ? UAPISettings(
+                    privateKey: privateKey, presharedKey: initiator.settings.psk,
+                    allowedIPs: { _ in uapiAllowedIPs }, keeper: geteuid() == 0) : nil,
+            logger: logger)
         defer { status.stop() }
         try runUntilSignalled(
             engine, device: dev, user: c.tunnel.user, logger: logger, adapters: { adapterStats(device, socket) })

@@ -219,7 +219,10 @@ public enum ServerDaemon {
         defer { follower?.stop() }
         let status = try StatusServices.start(
             engine: engine, device: c.tunnel.device, listenPort: socket.localEndpoint.port,
-            metricsAddress: c.tunnel.metrics, reload: reload, logger: logger)
+            metricsAddress: c.tunnel.metrics, reload: reload,
+            uapi: c.tunnel.protocolMode == .wireguard
+                ? UAPISettings(privateKey: privateKey, presharedKey: responder.settings.psk, keeper: geteuid() == 0) : nil,
+            logger: logger)
         defer { status.stop() }
         try runUntilSignalled(
             engine, device: c.tunnel.device, user: c.tunnel.user, logger: logger,

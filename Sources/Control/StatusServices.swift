@@ -22,6 +22,8 @@ import Transport
 public struct StatusServices {
     private let status: UnixSocketServer?
     private let metrics: HTTPServer?
+    /// wg(8)'s configuration socket, in WireGuard mode only (`UAPIService`).
+    private let uapi: UAPIService?
 
     /// Starts the status socket for `device` and, if `metricsAddress` is given, the metrics endpoint.
     ///
@@ -30,10 +32,12 @@ public struct StatusServices {
     ///   - metricsAddress: `ADDR:PORT` for the metrics endpoint (validated by `CommonOptions`).
     /// - Throws: `ControlError` if the metrics endpoint cannot be bound.
     ///   - reload: the server's allow-list reload; nil for a client.
+    ///   - uapi: serve wg(8)'s configuration socket with these settings (WireGuard mode); nil for none.
+    ///     Best effort, as the status socket: without it the tunnel runs, with a warning.
     public static func start(
         engine: TunnelEngine, device: String, listenPort: UInt16, metricsAddress: String?,
         reload: AllowListReloader?, dns: (@Sendable () -> ClientDNSSnapshot?)? = nil,
-        failover: (@Sendable () -> ClientFailoverSnapshot?)? = nil, logger: Logger
+        failover: (@Sendable () -> ClientFailoverSnapshot?)? = nil, uapi uapiSettings: UAPISettings? = nil, logger: Logger
     ) throws -> StatusServices {
         let snapshot: @Sendable () -> EngineSnapshot = {
             var s = engine.snapshot(now: SystemClock().monotonicNow(), device: device, listenPort: listenPort)
@@ -105,12 +109,23 @@ public struct StatusServices {
         } catch {
             logger.warning("no status socket, so `tunvpn show` will not see this instance: \(error)")
         }
-        return StatusServices(status: status, metrics: metrics)
+        var uapi: UAPIService? = nil
+        if let uapiSettings {
+            do {
+                uapi = try UAPIService.start(
+                    device: device, settings: uapiSettings, snapshot: snapshot, threadStart: threadStart, logger: logger)
+                logger.debug("wg configuration socket \(HostNetwork.uapiSocketPath(device: device))")
+            } catch {
+                logger.warning("no wg configuration socket, so `wg show \(device)` will not see this instance: \(error)")
+            }
+        }
+        return StatusServices(status: status, metrics: metrics, uapi: uapi)
     }
 
-    /// Stops both servers and removes the status socket file.
+    /// Stops the servers and removes the socket files.
     public func stop() {
         status?.stop()
         metrics?.stop()
+        uapi?.stop()
     }
 }

@@ -53,6 +53,14 @@ public enum Sodium {
     public static func wipe(_ array: inout [UInt8]) {
         array.withUnsafeMutableBytes { wipe($0) }
     }
+
+    /// Writes `bytes` as lowercase hex, in time independent of their values (`sodium_bin2hex`, for keys),
+    /// into `out`, which must hold twice `bytes.count` plus one: the byte after the hex is set to zero.
+    public static func hex(_ bytes: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) {
+        precondition(out.count >= bytes.count * 2 + 1, "hex needs two bytes per byte and a terminating zero")
+        guard let source = bytes.baseAddress, let base = out.baseAddress, bytes.count > 0 else { return }
+        _ = sodium_bin2hex(base.assumingMemoryBound(to: CChar.self), out.count, source.assumingMemoryBound(to: UInt8.self), bytes.count)
+    }
 }
 
 /// A source of random bytes, passed to the handshake so tests can make it deterministic.

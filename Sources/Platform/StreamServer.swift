@@ -81,12 +81,16 @@ public struct StreamConnection: ~Copyable {
     /// the peer went away, the deadline passed or the server is stopping.
     @discardableResult
     public func write(_ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { write($0) }
+    }
+
+    /// `write(_:)` from memory the caller owns (an answer held in a `SecretBytes`).
+    @discardableResult
+    public func write(_ raw: UnsafeRawBufferPointer) -> Bool {
         var sent = 0
-        while sent < bytes.count {
-            let result = bytes.withUnsafeBytes { raw in
-                Syscall.run("send") {
-                    send(fd, raw.baseAddress.map { $0 + sent }, raw.count - sent, Int32(MSG_NOSIGNAL))
-                }
+        while sent < raw.count {
+            let result = Syscall.run("send") {
+                send(fd, raw.baseAddress.map { $0 + sent }, raw.count - sent, Int32(MSG_NOSIGNAL))
             }
             switch result {
             case .success(let n): sent += n

@@ -12,6 +12,7 @@
 // namespace finds that namespace's instances only.
 
 import CLinux
+import Crypto
 import Engine
 import Glibc
 
@@ -26,7 +27,7 @@ public final class UnixSocketServer: Sendable {
     public let path: String
     private let server: StreamServer
     /// Device and inode of the socket file bound, so that `stop()` never removes another one.
-    private let identity: (device: UInt64, inode: UInt64)
+    public let identity: (device: UInt64, inode: UInt64)
 
     /// Longest path a sockaddr_un holds (108 bytes with the terminating zero; unix(7)).
     public static let maximumPathLength = MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1
@@ -52,10 +53,31 @@ public final class UnixSocketServer: Sendable {
     /// `threadStart` runs first on each of the server's threads (see `StreamServer`); `maximumConnections`
     /// bounds the connections served at once, and `timeout` is the seconds from accept in which each must
     /// have taken its whole reply.
-    public init(
+    public convenience init(
         path: String, maximumConnections: Int = StreamServer.defaultMaximumConnections,
         timeout: Double = StreamServer.defaultConnectionTimeout, threadStart: @escaping @Sendable () -> Void = {},
         answering answer: @escaping @Sendable ([UInt8]) -> [UInt8]
+    ) throws(IOError) {
+        try self.init(
+            path: path, name: "status", maximumConnections: maximumConnections, timeout: timeout, threadStart: threadStart,
+            replying: { .bytes(answer($0)) })
+    }
+
+    /// What a connection is answered with.
+    public enum Reply: Sendable {
+        case bytes([UInt8])
+        /// An answer that holds keys: written from its wiped-when-freed memory.
+        case secret(SecretBytes)
+        /// No answer: the connection is closed.
+        case none
+    }
+
+    /// `init(path:maximumConnections:timeout:threadStart:answering:)` with threads named `name` (at most
+    /// 15 bytes show) and answers that may hold secrets or be nothing at all.
+    public init(
+        path: String, name: String, maximumConnections: Int = StreamServer.defaultMaximumConnections,
+        timeout: Double = StreamServer.defaultConnectionTimeout, threadStart: @escaping @Sendable () -> Void = {},
+        replying reply: @escaping @Sendable ([UInt8]) -> Reply
     ) throws(IOError) {
         guard path.utf8.count <= Self.maximumPathLength else {
             throw IOError(
@@ -82,10 +104,14 @@ public final class UnixSocketServer: Sendable {
         identity = (UInt64(st.st_dev), UInt64(st.st_ino))
         do throws(IOError) {
             server = try StreamServer(
-                owning: fd, name: "status", maximumConnections: maximumConnections, connectionTimeout: timeout,
+                owning: fd, name: name, maximumConnections: maximumConnections, connectionTimeout: timeout,
                 threadStart: threadStart
             ) { connection in
-                connection.write(answer(Self.readRequest(connection)))
+                switch reply(Self.readRequest(connection)) {
+                case .bytes(let bytes): connection.write(bytes)
+                case .secret(let secret): secret.withUnsafeBytes { connection.write($0) }
+                case .none: break
+                }
                 connection.finish()  // reads what is left of a longer request, so the close resets nothing
             }
         } catch {
@@ -161,7 +187,7 @@ public final class UnixSocketServer: Sendable {
         switch UnixSocketClient.connect(path) {
         case .success(let fd):
             Syscall.close(fd)
-            throw IOError(call: "bind", errno: EADDRINUSE, detail: "\(path) is served by another running tunvpn")
+            throw IOError(call: "bind", errno: EADDRINUSE, detail: "\(path) is served by another running process")
         case .failure(let code) where code.rawValue == ECONNREFUSED:
             _ = try Syscall.check("unlink") { unlink(path) }
         case .failure(let code):

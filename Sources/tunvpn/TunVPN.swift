@@ -27,6 +27,7 @@ struct TunVPN: ParsableCommand {
         subcommands: [
             Server.self, Client.self, Down.self, Reload.self, Show.self, Keygen.self, Pubkey.self, Demo.self, Bench.self,
             DNSAgentCommand.self,
+            UAPICleanupCommand.self,
             AddClient.self, RemoveClient.self, Genpsk.self, VersionCommand.self,
         ])
 

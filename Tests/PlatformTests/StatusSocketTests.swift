@@ -3,6 +3,7 @@
 // is exercised on loopback in HTTPServerTests.swift, and end to end inside a namespace
 // (EndToEndTests/StatusEndToEndTests.swift).
 
+import Crypto
 import Engine
 import Foundation
 import Glibc
@@ -34,6 +35,27 @@ import Testing
         server.stop()  // idempotent
     }
 
+    @Test func aReplyMayComeFromSecretMemoryOrBeNothingAndTheThreadsCarryTheGivenName() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = dir.path + "/uapi.sock"
+        let server = try UnixSocketServer(path: path, name: "uapi-test", maximumConnections: 1) { request in
+            switch String(decoding: request, as: UTF8.self) {
+            case "secret": return .secret(SecretBytes(copying: Array("key=00ff\n\n".utf8)))
+            case "bytes": return .bytes([1, 2])
+            default: return .none
+            }
+        }
+        defer { server.stop() }
+        #expect(try UnixSocketClient.fetch(path, request: "secret") == Array("key=00ff\n\n".utf8))
+        #expect(try UnixSocketClient.fetch(path, request: "bytes") == [1, 2])
+        #expect(try UnixSocketClient.fetch(path, request: "other") == [], "closed without an answer")
+        let names = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").map {
+            try String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8)
+        }
+        #expect(names.filter { $0 == "uapi-test\n" }.count == 1)
+    }
+
     @Test func aLargeReplyArrivesWhole() throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
@@ -63,7 +85,7 @@ import Testing
         let second = try UnixSocketServer(path: path) { [2] }
         defer { second.stop() }
         #expect(try UnixSocketClient.fetch(path) == [2])
-        #expect(throws: IOError(call: "bind", errno: EADDRINUSE, detail: "\(path) is served by another running tunvpn"))
+        #expect(throws: IOError(call: "bind", errno: EADDRINUSE, detail: "\(path) is served by another running process"))
         {
             try UnixSocketServer(path: path) { [3] }
         }
