@@ -314,9 +314,11 @@ public struct PeerStatus: Codable, Equatable, Sendable {
     public var suite: String?
     /// The peer's allow-list name, empty if none (absent in older documents).
     public var name: String
+    /// The prefixes routed behind the peer (absent in older documents: none).
+    public var routed: [String]
 
     enum CodingKeys: String, CodingKey {
-        case endpoint, suite, name
+        case endpoint, suite, name, routed
         case publicKey = "public_key"
         case tunnelAddress = "tunnel_address"
         case tunnelAddress6 = "tunnel_address6"
@@ -343,6 +345,7 @@ public struct PeerStatus: Codable, Equatable, Sendable {
         persistentKeepalive = p.persistentKeepalive
         suite = p.suite
         name = p.name
+        routed = p.routed
     }
 
     /// Every member is required (but `tunnel_address6`, which older documents lack); the optional ones may
@@ -362,6 +365,7 @@ public struct PeerStatus: Codable, Equatable, Sendable {
         persistentKeepalive = try c.decode(UInt64?.self, forKey: .persistentKeepalive)
         suite = try c.decode(String?.self, forKey: .suite)
         name = try c.decodeIfPresent(String?.self, forKey: .name).flatMap { $0 } ?? ""
+        routed = try c.decodeIfPresent([String].self, forKey: .routed) ?? []
     }
 
     /// Writes absent values as `null` (the synthesized encoder would leave them out).
@@ -380,6 +384,7 @@ public struct PeerStatus: Codable, Equatable, Sendable {
         try c.encode(persistentKeepalive, forKey: .persistentKeepalive)
         try c.encode(suite, forKey: .suite)
         try c.encode(name.isEmpty ? nil : name, forKey: .name)
+        if !routed.isEmpty { try c.encode(routed, forKey: .routed) }
     }
 
     func snapshot() throws(ControlError) -> PeerSnapshot {
@@ -402,10 +407,13 @@ public struct PeerStatus: Codable, Equatable, Sendable {
             }
             a6 = parsed
         }
-        return PeerSnapshot(
+        for r in routed where IPPrefix(r) == nil { throw ControlError("status reply: 'routed' holds '\(r)', which is no prefix") }
+        var peer = PeerSnapshot(
             publicKey: publicKey, endpoint: e, tunnelAddress: a, tunnelAddress6: a6, latestHandshake: latestHandshake,
             sessionAge: sessionAge, rxBytes: rxBytes, txBytes: txBytes, rxPackets: rxPackets, txPackets: txPackets,
             persistentKeepalive: persistentKeepalive, suite: suite, name: name)
+        peer.routed = routed
+        return peer
     }
 }
 
@@ -464,7 +472,7 @@ public enum StatusText {
             lines.append("peer: \(p.publicKey)")
             if !p.name.isEmpty { lines.append("  name: \(p.name)") }
             if let e = p.endpoint { lines.append("  endpoint: \(e)") }
-            let allowed = [p.tunnelAddress.map { "\($0)/32" }, p.tunnelAddress6.map { "\($0)/128" }].compactMap { $0 }
+            let allowed = [p.tunnelAddress.map { "\($0)/32" }, p.tunnelAddress6.map { "\($0)/128" }].compactMap { $0 } + p.routed
             if !allowed.isEmpty { lines.append("  allowed ips: \(allowed.joined(separator: ", "))") }
             if let suite = p.suite { lines.append("  suite: \(suite)") }
             if let h = p.latestHandshake { lines.append("  latest handshake: \(ago(h, now: now))") }

@@ -45,7 +45,7 @@ public enum UAPIText {
     /// A peer's allowed IPs as `allowed_ip` lines give them: its tunnel addresses, as /32 and /128. The one
     /// place to extend when the snapshot carries the prefixes routed behind a peer (`AllowedClient.routed`).
     public static func allowedIPs(_ p: PeerSnapshot) -> [String] {
-        [p.tunnelAddress.map { "\($0)/32" }, p.tunnelAddress6.map { "\($0)/128" }].compactMap { $0 }
+        [p.tunnelAddress.map { "\($0)/32" }, p.tunnelAddress6.map { "\($0)/128" }].compactMap { $0 } + p.routed
     }
 
     /// The answer to `get=1` for `s`, ending in `errno=0` and a blank line.

@@ -25,6 +25,8 @@ public struct PeerSnapshot: Sendable, Equatable {
     public var suite: String?
     /// The peer's name on the server's allow-list (`AllowedClient.name`), empty if it has none.
     public var name: String = ""
+    /// Server: the prefixes routed behind the peer (its allow-list line's other allowed IPs), as text.
+    public var routed: [String] = []
 
     /// A peer as given (the status command rebuilds snapshots from their JSON; tests build them directly).
     public init(
@@ -193,6 +195,7 @@ extension TunnelEngine {
             let stats: PeerStats
             let current: Session?
             let persistentKeepalive: UInt64?
+            let routed: [IPPrefix]
         }
         // The role is immutable and cheap to copy (its arrays are shared), so the X25519 public key of a
         // client's private key is computed outside the lock.
@@ -224,12 +227,13 @@ extension TunnelEngine {
         while !done {
             withState { state in
                 let end = min(next + Self.snapshotChunkSize, state.peers.count)
-                for p in state.peers[min(next, end)..<end] where !p.isRemoved {
+                let routed = state.routedPrefixesByPeer()
+                for (slot, p) in zip(state.peers[min(next, end)..<end].indices, state.peers[min(next, end)..<end]) where !p.isRemoved {
                     copied.append(
                         Copied(
                             key: p.key, endpoint: p.endpoint, address: p.address, address6: p.address6, stats: p.stats,
                             current: p.current,
-                            persistentKeepalive: p.timers.persistentKeepaliveInterval))
+                            persistentKeepalive: p.timers.persistentKeepaliveInterval, routed: routed[slot] ?? []))
                 }
                 peersCopiedUnderLock(max(end - next, 0))
                 next = end
@@ -238,7 +242,7 @@ extension TunnelEngine {
         }
         let peers = copied.map { p -> PeerSnapshot in
             let wall = p.stats.lastHandshakeWallSeconds.load(ordering: .relaxed)
-            return PeerSnapshot(
+            var peer = PeerSnapshot(
                 publicKey: p.key.base64, endpoint: p.endpoint, tunnelAddress: p.address, tunnelAddress6: p.address6,
                 latestHandshake: wall == 0 ? nil : wall,
                 sessionAge: p.current.map { $0.age(at: now) / 1_000_000_000 },
@@ -247,6 +251,8 @@ extension TunnelEngine {
                 txPackets: p.stats.txPackets.load(ordering: .relaxed),
                 persistentKeepalive: p.persistentKeepalive.map { $0 / 1_000_000_000 },
                 suite: p.current?.suite.name, name: names[p.key] ?? "")
+            peer.routed = p.routed.map { "\($0)" }
+            return peer
         }
         return EngineSnapshot(
             role: role, publicKey: publicKey, listenPort: listenPort, device: device, suites: suites,

@@ -419,6 +419,15 @@ public struct TunnelState: Sendable {
         return table
     }
 
+    /// Server: the prefixes routed behind each peer that has any, by slot, in one pass over the table (for
+    /// status: per peer, `routedPrefixes(ofPeer:)` would scan the table once for every peer).
+    public func routedPrefixesByPeer() -> [Int: [IPPrefix]] {
+        guard !routedTable.isEmpty else { return [:] }
+        var out: [Int: [IPPrefix]] = [:]
+        for e in routedTable.entries { out[e.value, default: []].append(e.prefix) }
+        return out
+    }
+
     /// Server: the prefixes routed behind peer `index` (for status and tests).
     public func routedPrefixes(ofPeer index: Int) -> [IPPrefix] {
         routedTable.entries.filter { $0.value == index }.map(\.prefix)

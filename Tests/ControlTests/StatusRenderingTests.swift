@@ -117,6 +117,19 @@ enum StatusFixture {
         #expect(StatusText.render(back, now: StatusFixture.now) == StatusText.render(snapshot, now: StatusFixture.now))
     }
 
+    @Test func routedPrefixesAreAllowedIPsInTheTextAndReadBackFromTheJSON() throws {
+        var snapshot = StatusFixture.snapshot
+        snapshot.peers[1].routed = ["192.168.50.0/24", "fd99::/64"]
+        let json = StatusDocument.json(snapshot)
+        #expect(json.contains(#""routed":["192.168.50.0/24","fd99::/64"]"#))
+        let back = try StatusDocument.snapshot(fromJSON: Array(json.utf8))
+        #expect(back.peers == snapshot.peers)
+        #expect(StatusText.render(back, now: StatusFixture.now).contains("allowed ips: 10.8.0.3/32, 192.168.50.0/24, fd99::/64"))
+        // A prefix that is none is refused, as every other member is.
+        let broken = json.replacingOccurrences(of: "192.168.50.0/24", with: "192.168.50.0/99")
+        #expect(throws: ControlError.self) { try StatusDocument.snapshot(fromJSON: Array(broken.utf8)) }
+    }
+
     @Test func countsKeepAllSixtyFourBits() throws {
         var snapshot = StatusFixture.snapshot
         snapshot.peers[0].rxBytes = UInt64.max

@@ -73,6 +73,10 @@ import Transport
         p.tunnelAddress = nil
         #expect(UAPIText.allowedIPs(p).isEmpty)
         #expect(UAPIText.allowedIPs(StatusFixture.snapshot.peers[0]) == ["10.8.0.2/32", "fd00:8::2/128"])
+        // Prefixes routed behind the peer are allowed IPs too (site to site).
+        var site = StatusFixture.snapshot.peers[0]
+        site.routed = ["192.168.50.0/24", "fd99::/64"]
+        #expect(UAPIText.allowedIPs(site) == ["10.8.0.2/32", "fd00:8::2/128", "192.168.50.0/24", "fd99::/64"])
     }
 
     @Test func onlyGetAndSetAreOperationsAndSetIsRefusedWithANegatedEOPNOTSUPP() {

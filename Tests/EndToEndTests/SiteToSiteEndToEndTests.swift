@@ -37,6 +37,11 @@ struct SiteToSiteEndToEndTests {
             #expect(try lab["S"].ping(lanHost, count: 3).status == 0)
             // And from the LAN host to the server's tunnel address (its source is in the routed prefix).
             #expect(try lab["L"].ping(TunnelLab.serverTunnelAddress, count: 3).status == 0)
+            // `show` lists the routed prefix among the client's allowed IPs, and `--json` as its `routed`.
+            let show = try lab["S"].run([TestBinaries.tunvpn, "show", "--dev", "tun0"]).stdout
+            #expect(show.contains("allowed ips: 10.8.0.5/32, \(lan)"), "\(show)")
+            let json = try lab["S"].run([TestBinaries.tunvpn, "show", "--json", "--dev", "tun0"]).stdout
+            #expect(json.contains("\"routed\":[\"\(lan)\"]"), "\(json)")
             var stats = try server.requestStats()
             #expect(stats["drop.sourceNotAllowed"] == 0, "\(stats)")
             #expect(stats["drop.noRoute"] == 0, "\(stats)")
