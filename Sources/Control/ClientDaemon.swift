@@ -196,7 +196,22 @@ public enum ClientDaemon {
     /// `plan` (the tunnel plan of `plans`) with the device's addresses of `assignment` filled in, as
     /// tunnel-up applies it.
     public static func dryRunPlan(_ c: ClientConfiguration, _ plan: Plan, _ assignment: TunnelAssignment) -> Plan {
-        plan.withDeviceAddress("\(assignment.client)", address6: deviceAddress6(c, assignment))
+        tunnelUpPlan(c, plan, assignment)
+    }
+
+    /// What tunnel-up applies: `plan` with the device's addresses of `assignment`, and without a `--route`
+    /// to the very network an address of the device is in (`--route 10.8.0.0/16` with 10.8.0.2/16
+    /// assigned): the kernel makes that route itself when the address is set, and `ip route add` of the
+    /// same network after it fails ("File exists"), which would fail tunnel-up.
+    public static func tunnelUpPlan(_ c: ClientConfiguration, _ plan: Plan, _ assignment: TunnelAssignment) -> Plan {
+        let address6 = deviceAddress6(c, assignment)
+        let own = ["\(IPv4Prefix(address: assignment.client.network, length: assignment.client.length))"]
+            + (address6 == nil ? [] : assignment.client6.map { ["\(IPv6Prefix(address: $0.network, length: $0.length))"] } ?? [])
+        let device = plan.withDeviceAddress("\(assignment.client)", address6: address6)
+        return Plan(device.changes.filter { change in
+            if case .route(let destination, nil, _) = change, own.contains(destination) { return false }
+            return true
+        })
     }
 
     /// The device's IPv6 address for `assignment`: none with --no-ipv6 or when the tunnel carries no IPv6.
@@ -440,9 +455,7 @@ public enum ClientDaemon {
         let hooks = EngineHooks(
             tunnelUp: { assignment in
                 try hostChanges.lock.withLock { _ in
-                    try HostSetup.apply(
-                        plan.withDeviceAddress("\(assignment.client)", address6: deviceAddress6(c, assignment)), to: instance,
-                        device: device, logger: logger)
+                    try HostSetup.apply(tunnelUpPlan(c, plan, assignment), to: instance, device: device, logger: logger)
                     try applyDNS(assignment)
                 }
             },

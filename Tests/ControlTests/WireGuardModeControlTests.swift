@@ -107,4 +107,22 @@ import Transport
         c.routes = [IPv4Prefix("10.8.0.0/24")!]
         #expect(ClientDaemon.withoutOwnPrefixRoutes(c).routes == [IPv4Prefix("10.8.0.0/24")!], "tunvpn mode is left as it is")
     }
+
+    /// tunvpn mode learns its prefix only at tunnel-up: what it applies then leaves a --route to the
+    /// assigned network to the kernel's connected route (README's `--route 10.8.0.0/16` example), keeps
+    /// every other route, and keeps the device step with the assigned addresses.
+    @Test func tunnelUpInTunvpnModeLeavesARouteToTheAssignedNetworkToTheDevice() throws {
+        var c = ClientConfiguration(peerKeyFile: "server.pub", endpoint: "203.0.113.7:51820")
+        c.tunnel.firewall = "nftables"
+        c.routes = [IPv4Prefix("10.8.0.0/16")!, IPv4Prefix("172.16.0.0/12")!]
+        let plans = try ClientDaemon.plans(c, server: try #require(Endpoint("203.0.113.7:51820")))
+        #expect(plans.tunnel.script.contains("ip -4 route add 10.8.0.0/16 dev tun0"), "\(plans.tunnel.script)")
+        let assigned = TunnelAssignment(client: IPv4Prefix("10.8.0.2/16")!, server: IPv4Address("10.8.0.1")!)
+        let up = ClientDaemon.tunnelUpPlan(c, plans.tunnel, assigned).script
+        #expect(!up.contains("route add 10.8.0.0/16"), "\(up)")
+        #expect(up.contains("ip -4 route add 172.16.0.0/12 dev tun0") && up.contains("ip addr add 10.8.0.2/16 dev tun0"), "\(up)")
+        // Another assigned prefix: the route is the operator's, and stays.
+        let other = TunnelAssignment(client: IPv4Prefix("10.8.0.2/24")!, server: IPv4Address("10.8.0.1")!)
+        #expect(ClientDaemon.tunnelUpPlan(c, plans.tunnel, other).script.contains("ip -4 route add 10.8.0.0/16 dev tun0"))
+    }
 }

@@ -358,6 +358,26 @@ struct RoutingEndToEndTests {
         }
     }
 
+    // MARK: A route to the tunnel's own network
+
+    /// README's split-tunnel example, `--route 10.8.0.0/16` with the server's default 10.8.0.1/16: the
+    /// assigned address already routes that network (the kernel's connected route), so tunnel-up leaves it
+    /// out instead of failing on "File exists"; the other routes are added, and the tunnel carries traffic.
+    @Test func aRouteToTheAssignedNetworkIsLeftToTheDeviceAndTheTunnelComesUp() throws {
+        try TunnelLab.routed().use { lab in
+            try lab.makeKeys()
+            let k = lab.k
+            _ = try lab.startServer()
+            let client = try lab.startClient(extra: ["--route", "10.8.0.0/16", "--route", "10.200.\(k).0/24"])
+            #expect(try lab.waitForTunnelUp(client) != nil, "\(client.log)")
+            #expect(try lab["C"].waitForPing(TunnelLab.serverTunnelAddress), "\(client.log)")
+            let routes = try lab["C"].ip("-4", "route", "show").stdout
+            #expect(routes.contains("10.8.0.0/16 dev tun0 proto kernel"), "\(routes)")
+            #expect(routes.contains("10.200.\(k).0/24 dev tun0"), "\(routes)")
+            #expect(!client.log.contains("File exists"), "\(client.log)")
+        }
+    }
+
     // MARK: A failure half way
 
     @Test func stepThatFailsHalfWayIsRolledBackAndNamedInOneLine() throws {
