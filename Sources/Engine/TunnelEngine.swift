@@ -60,6 +60,11 @@ public struct EngineSettings: Sendable {
         self.tickMillis = tickMillis
     }
 
+    /// Slots of each thread's control batch (handshakes, keepalives, queued packets, ICMPv6 answers): these
+    /// come a few at a time, and `perform` sends a full one and goes on, so a data batch's size would only
+    /// add resident memory (every slot is touched when a batch is made).
+    var controlBatchSize: Int { min(batchSize, 16) }
+
     /// Slot size: frame header + largest packet + tag.
     var slotSize: Int { DataFrame.headerLength + mtu + DataFrame.tagLength }
 }
@@ -150,7 +155,7 @@ public final class TunnelEngine: Sendable {
 
     private func outboundLoop() {
         let batch = PacketBatch(capacity: settings.batchSize, slotSize: settings.slotSize)
-        let control = PacketBatch(capacity: settings.batchSize, slotSize: settings.slotSize)
+        let control = PacketBatch(capacity: settings.controlBatchSize, slotSize: settings.slotSize)
         var decisions: [SendDecision] = []
         decisions.reserveCapacity(settings.batchSize)
         var actions: [ControlAction] = []
@@ -253,7 +258,7 @@ public final class TunnelEngine: Sendable {
 
     private func inboundLoop() {
         let batch = PacketBatch(capacity: settings.batchSize, slotSize: settings.slotSize)
-        let control = PacketBatch(capacity: settings.batchSize, slotSize: settings.slotSize)
+        let control = PacketBatch(capacity: settings.controlBatchSize, slotSize: settings.slotSize)
         var scratch = InboundScratch(batchSize: settings.batchSize)
         while isRunning {
             let n: Int
@@ -451,7 +456,7 @@ public final class TunnelEngine: Sendable {
     // MARK: Timers
 
     private func timerLoop() {
-        let control = PacketBatch(capacity: settings.batchSize, slotSize: settings.slotSize)
+        let control = PacketBatch(capacity: settings.controlBatchSize, slotSize: settings.slotSize)
         var actions: [ControlAction] = []
         do {
             let now = clock.monotonicNow()

@@ -537,7 +537,10 @@ public final class UDPSocket: DatagramSocket {
 
 /// Buffers for UDP GRO receives, owned by the receiving thread.
 final class GROStorage {
-    static let buffers = 16
+    /// Messages per recvmmsg(2). A coalesced message holds up to 64 KB (about 45 full-size frames), so 8 of
+    /// them cover several data batches; each buffer is resident once a coalesced message filled it, so this
+    /// count is the receiver's largest memory cost (8 × 64 KB).
+    static let buffers = 8
     static let bufferSize = 65536
     static let controlSpace = Int(clinux_cmsg_space(4))
     private let storage: MessageStorage
