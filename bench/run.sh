@@ -93,7 +93,9 @@ for v in $VARIANTS; do
         *) die "VARIANTS: unknown variant '$v' (known: tunvpn tunvpnb wgnew wggo veth)" ;; esac
 done
 # A partial or A/B run would replace the full run's section of RESULTS.md: print only, unless asked.
-if [ -n "${TUNVPN_B:-}" ] || [ "$VARIANTS" != "tunvpn wgnew wggo veth" ]; then [ "$results_set" = 1 ] || results=""; fi
+UDP=${UDP:-1}
+[[ "$UDP" =~ ^[01]$ ]] || die "UDP must be 1 (run the UDP tests) or 0 (leave them out), not '$UDP'"
+if [ -n "${TUNVPN_B:-}" ] || [ "$VARIANTS" != "tunvpn wgnew wggo veth" ] || [ "$UDP" = 0 ]; then [ "$results_set" = 1 ] || results=""; fi
 
 # ---- prerequisites ---------------------------------------------------------------------------------
 [ "$(id -u)" = 0 ] || die "run as root (it creates network namespaces): sudo $command_line"
@@ -467,8 +469,10 @@ run_variant() {
         server_after=$(cpu_ticks "$vpn_server")
         record cpu_server_per_gb "$(awk -v t="$((server_after - server_before))" -v hz="$clk_tck" -v b="$tcp_bytes" 'BEGIN{printf "%.4f", (t/hz) / (b/1e9)}')"
     fi
-    udp_full_rate
-    udp_sweep
+    if [ "$UDP" = 1 ]; then
+        udp_full_rate
+        udp_sweep
+    fi
     if [ -n "$vpn_client" ] && check_vpn_alive "the run"; then
         record rss_client "$(peak_rss "$vpn_client")"
         record rss_server "$(peak_rss "$vpn_server")"
@@ -491,7 +495,7 @@ elapsed=$(($(date +%s) - started_at))
 # ---- report ----------------------------------------------------------------------------------------
 mode=$([ "$quick" = 1 ] && echo quick || echo default)
 env_prefix=""
-for var in TUNVPN TUNVPN_B VARIANTS TUNVPN_ARGS WG_MODERN SCRATCH_PATH ROUNDS DURATION SWEEP_DURATION SWEEP_RATES SWEEP_REFINE PINGS; do
+for var in TUNVPN TUNVPN_B VARIANTS UDP TUNVPN_ARGS WG_MODERN SCRATCH_PATH ROUNDS DURATION SWEEP_DURATION SWEEP_RATES SWEEP_REFINE PINGS; do
     [ -n "${!var+set}" ] && [ -n "$(printenv "$var" || true)" ] && env_prefix+="$var='$(printenv "$var")' "
 done
 meta="$work/meta.json"
