@@ -382,7 +382,7 @@ public final class TunnelEngine: Sendable {
     }
 
     /// Step 3: accounts for authenticated frames and handles the other handshake messages (the client's
-    /// responses) under one lock, and moves deliverable packets to the front of `batch` (copying only
+    /// responses) under one lock, and moves deliverable packets to the front of `batch` (by swapping slots,
     /// when something before them was not delivered).
     ///
     /// - Returns: the number of packets to deliver, now at `0..<count`.
@@ -407,10 +407,7 @@ public final class TunnelEngine: Sendable {
                     stats.received(bytes: packetLength)
                     counters.rxBytes.add(UInt64(packetLength))
                     traffic.add(firstByte: plaintext[0], bytes: packetLength)  // `received` parsed ≥ 20 bytes
-                    if out != i {
-                        (batch.slot(out) + headerLength).copyMemory(
-                            from: batch.slot(i) + headerLength, byteCount: packetLength)
-                    }
+                    batch.swapSlots(out, i)  // a slot may be lent (`PacketBatch.lend`): moved, never copied into
                     batch.offsets[out] = headerLength
                     batch.lengths[out] = packetLength
                     out += 1
