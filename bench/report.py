@@ -5,6 +5,7 @@
   report.py udp FILE        iperf3 --json UDP result  -> "delivered_bps delivered_pps lost_percent"
   report.py ping FILE       ping output               -> "median_ms p99_ms received"
   report.py summarize RAW META   per-round results (TSV: round variant metric value) -> Markdown on stdout
+  report.py compare RAW A B      an A/B run's tunvpn (A) and tunvpnb (B) -> Markdown table of medians, B / A
   report.py write-section RESULTS SECTION_FILE   replace (or append) run.sh's section of RESULTS.md
   report.py wgmode RAW META      bench/wgmode.sh's per-round results -> Markdown on stdout
 
@@ -193,6 +194,38 @@ def cmd_summarize(raw_path, meta_path):
     print("\n".join(out))
 
 
+# An A/B run's extra figures: CPU per GB per direction and of the server alone (run.sh records them).
+COMPARE_METRICS = METRICS[:3] + [
+    ("cpu_up_per_gb", "VPN CPU (both ends) per GB, TCP C→H", "CPU-s/GB", "down", 3),
+    ("cpu_down_per_gb", "VPN CPU (both ends) per GB, TCP H→C", "CPU-s/GB", "down", 3),
+    ("cpu_server_per_gb", "server's CPU per GB, TCP tests", "CPU-s/GB", "down", 3),
+] + [m for m in METRICS[3:] if m[0] != "rtt_added"]
+
+
+def cmd_compare(raw_path, a_path, b_path):
+    values = {}
+    with open(raw_path) as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) == 4 and parts[1] in ("tunvpn", "tunvpnb"):
+                values.setdefault((parts[1], parts[2]), []).append(float(parts[3]))
+    out = ["", f"A/B: A `{a_path}`, B `{b_path}`; medians, B / A, and every round (A · B alternate in order).", "",
+           "| metric | unit | A | B | B / A | A rounds | B rounds |", "|---|---|--:|--:|--:|---|---|"]
+    for key, label, unit, better, decimals in COMPARE_METRICS:
+        a, b = values.get(("tunvpn", key)), values.get(("tunvpnb", key))
+        if not a and not b:
+            continue
+        scale = 1e-3 if key == "udp_pps" else 1
+        ma = statistics.median(a) * scale if a else None
+        mb = statistics.median(b) * scale if b else None
+        arrow = "↑" if better == "up" else "↓"
+        rounds = lambda v: " · ".join(fmt(x * scale, decimals) for x in v) if v else "—"
+        out.append(f"| {label} {arrow} | {unit} | {fmt(ma, decimals)} | {fmt(mb, decimals)} "
+                   f"| {'—' if not ma or mb is None else f'{mb / ma:.3f}×'} "
+                   f"| {rounds(a)} | {rounds(b)} |")
+    print("\n".join(out))
+
+
 def cmd_write_section(results_path, section_path):
     with open(section_path) as f:
         section = f.read().rstrip("\n")
@@ -277,10 +310,10 @@ def cmd_wgmode(raw_path, meta_path):
 
 def main(argv):
     commands = {"tcp": (cmd_tcp, 1), "udp": (cmd_udp, 1), "ping": (cmd_ping, 1),
-                "summarize": (cmd_summarize, 2), "write-section": (cmd_write_section, 2),
+                "summarize": (cmd_summarize, 2), "compare": (cmd_compare, 3), "write-section": (cmd_write_section, 2),
                 "wgmode": (cmd_wgmode, 2)}
     if len(argv) < 2 or argv[1] not in commands or len(argv) - 2 != commands[argv[1]][1]:
-        fail("usage: report.py {tcp|udp|ping} FILE | summarize RAW META | write-section RESULTS SECTION | wgmode RAW META")
+        fail("usage: report.py {tcp|udp|ping} FILE | summarize RAW META | compare RAW A B | write-section RESULTS SECTION | wgmode RAW META")
     fn, _ = commands[argv[1]]
     fn(*argv[2:])
 

@@ -34,6 +34,10 @@ SWEEP_RATES ("100M 200M …"), SWEEP_REFINE (bisection steps after the first fai
 TUNVPN_ARGS (more options for both tunvpn ends, e.g. "--crypto-provider libsodium"),
 WG_MODERN=path (the modern wireguard-go to use instead of fetching bookworm-backports' into
 WG_MODERN_CACHE, default /var/cache/tunvpn-bench), WG_MODERN_SUITE (default bookworm-backports).
+A/B: TUNVPN_B=path runs a second tunvpn binary as variant "tunvpnb" beside the first in every round
+(A B in odd rounds, B A in even ones) and prints a B/A table; VARIANTS="tunvpn tunvpnb" (a subset of
+tunvpn tunvpnb wgnew wggo veth) runs only those; UDP=0 leaves the UDP tests out. Either one only prints
+unless --results is given.
 EOF
 }
 
@@ -80,6 +84,19 @@ MTU=1420
 [[ "$SWEEP_REFINE" =~ ^[0-9]+$ ]] || die "SWEEP_REFINE must be a number of bisection steps (0 for none)"
 for r in $SWEEP_RATES; do [[ "$r" =~ ^[0-9]+(\.[0-9]+)?[KMG]$ ]] || die "SWEEP_RATES: '$r' is not a rate like 800M or 1.2G"; done
 [[ "$PINGS" =~ ^[1-9][0-9]*$ ]] || die "PINGS must be a positive integer"
+if [ -n "${TUNVPN_B:-}" ]; then
+    [ -x "$TUNVPN_B" ] || die "TUNVPN_B=$TUNVPN_B is not an executable file (the B binary of an A/B run)"
+    tunvpn_b=$(cd "$(dirname "$TUNVPN_B")" && pwd)/$(basename "$TUNVPN_B")
+fi
+VARIANTS=${VARIANTS:-"tunvpn${TUNVPN_B:+ tunvpnb} wgnew wggo veth"}
+for v in $VARIANTS; do
+    case "$v" in tunvpn | wgnew | wggo | veth) ;; tunvpnb) [ -n "${TUNVPN_B:-}" ] || die "VARIANTS names tunvpnb but TUNVPN_B is not set" ;;
+        *) die "VARIANTS: unknown variant '$v' (known: tunvpn tunvpnb wgnew wggo veth)" ;; esac
+done
+UDP=${UDP:-1}
+[[ "$UDP" =~ ^[01]$ ]] || die "UDP must be 1 (run the UDP tests) or 0 (leave them out), not '$UDP'"
+# A partial or A/B run would replace the full run's section of RESULTS.md: print only, unless asked.
+if [ -n "${TUNVPN_B:-}" ] || [ "$VARIANTS" != "tunvpn wgnew wggo veth" ] || [ "$UDP" = 0 ]; then [ "$results_set" = 1 ] || results=""; fi
 
 # ---- prerequisites ---------------------------------------------------------------------------------
 [ "$(id -u)" = 0 ] || die "run as root (it creates network namespaces): sudo $command_line"
@@ -104,10 +121,11 @@ python3 -c 'import json, statistics' || die "python3 cannot import json/statisti
 # ---- the modern wireguard-go (bookworm-backports), beside the system's -------------------------------
 # shellcheck source=lib/wireguard-go.sh
 . "$here/lib/wireguard-go.sh" # fetch_modern_wireguard_go, find_modern_wireguard_go, wireguard_go_start
-find_modern_wireguard_go
+wg_modern="" wg_modern_package=""
+[[ " $VARIANTS " != *" wgnew "* ]] || find_modern_wireguard_go  # not run: nothing to fetch
 # The binary's own version string can lag behind the release (0.0.20231211 reports v0.0.20230223), so
 # the report names the Debian package too.
-wg_modern_version="$("$wg_modern" --version 2>&1 | head -1)${wg_modern_package:+ ($wg_modern_package)}"
+wg_modern_version="${wg_modern:+$("$wg_modern" --version 2>&1 | head -1)${wg_modern_package:+ ($wg_modern_package)}}"
 wg_old_version="$(wireguard-go --version 2>&1 | head -1) (Debian package $(dpkg-query -W -f '${Version}' wireguard-go 2>/dev/null || echo unknown))"
 note "wireguard-go: $wg_old_version (the system's, $(command -v wireguard-go)) and $wg_modern_version ($wg_modern)"
 [ "$wg_modern_version" != "$wg_old_version" ] \
@@ -152,6 +170,12 @@ setup_tunvpn() {
     tunvpn_client 10.101.0.1:51820 $TUNVPN_ARGS
     ip -n "$NS_H" route add 10.8.0.0/16 via 10.201.0.1
     [ "$round" != 1 ] || note "  $(grep -o 'crypto provider: [a-z]*' "$work/tunvpn-server.log" | head -1) (server)"
+}
+
+# The B binary of an A/B run: the same ends, started from $tunvpn_b (bash's dynamic scope).
+setup_tunvpnb() {
+    local tunvpn=$tunvpn_b
+    setup_tunvpn
 }
 
 setup_wggo() { wireguard_go_pair wireguard-go "$WG_S" "$WG_C"; }
@@ -254,12 +278,20 @@ run_variant() {
     # Latency first, on an idle path: after the UDP tests a tunnel may still be draining its queues.
     ping_test
     tcp_bytes=0 tcp_ticks=0
+    local server_before=0 server_after
+    [ -z "$vpn_server" ] || server_before=$(cpu_ticks "$vpn_server")
     tcp_test tcp_up
     tcp_test tcp_down -R
     tcp_test tcp_p4 -P 4
     record_cpu_per_gb
-    udp_full_rate
-    udp_sweep
+    if [ -n "$vpn_server" ] && check_vpn_alive "TCP tests" && [ "$tcp_bytes" -gt 0 ]; then
+        server_after=$(cpu_ticks "$vpn_server")
+        record cpu_server_per_gb "$(awk -v t="$((server_after - server_before))" -v hz="$clk_tck" -v b="$tcp_bytes" 'BEGIN{printf "%.4f", (t/hz) / (b/1e9)}')"
+    fi
+    if [ "$UDP" = 1 ]; then
+        udp_full_rate
+        udp_sweep
+    fi
     if [ -n "$vpn_client" ] && check_vpn_alive "the run"; then
         record rss_client "$(peak_rss "$vpn_client")"
         record rss_server "$(peak_rss "$vpn_server")"
@@ -271,7 +303,10 @@ run_variant() {
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 note "tunvpn: $tunvpn; $ROUNDS round(s), ${DURATION}s tests, sweep ${SWEEP_DURATION}s steps: $SWEEP_RATES, then $SWEEP_REFINE bisection step(s)"
 for round in $(seq "$ROUNDS"); do
-    for v in tunvpn wgnew wggo veth; do run_variant "$v"; done
+    order=$VARIANTS
+    # A/B: B first in even rounds, so neither binary always runs right after the other.
+    [ $((round % 2)) = 1 ] || order=$(echo " $order " | sed 's/ tunvpn tunvpnb / tunvpnb tunvpn /; s/^ //; s/ $//')
+    for v in $order; do run_variant "$v"; done
 done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed=$(($(date +%s) - started_at))
@@ -279,7 +314,7 @@ elapsed=$(($(date +%s) - started_at))
 # ---- report ----------------------------------------------------------------------------------------
 mode=$([ "$quick" = 1 ] && echo quick || echo default)
 env_prefix=""
-for var in TUNVPN TUNVPN_ARGS WG_MODERN SCRATCH_PATH ROUNDS DURATION SWEEP_DURATION SWEEP_RATES SWEEP_REFINE PINGS; do
+for var in TUNVPN TUNVPN_B VARIANTS UDP TUNVPN_ARGS WG_MODERN SCRATCH_PATH ROUNDS DURATION SWEEP_DURATION SWEEP_RATES SWEEP_REFINE PINGS; do
     [ -n "${!var+set}" ] && [ -n "$(printenv "$var" || true)" ] && env_prefix+="$var='$(printenv "$var")' "
 done
 meta="$work/meta.json"
@@ -311,6 +346,7 @@ with open(sys.argv[1], "w") as f:
     json.dump(meta, f)
 EOF
 python3 "$here/report.py" summarize "$raw" "$meta" >"$work/section.md"
+[ -z "${TUNVPN_B:-}" ] || python3 "$here/report.py" compare "$raw" "$tunvpn" "$tunvpn_b" >>"$work/section.md"
 echo
 cat "$work/section.md"
 if [ -n "$results" ]; then

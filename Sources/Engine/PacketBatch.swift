@@ -22,6 +22,11 @@ public final class PacketBatch: @unchecked Sendable {
     public var count: Int = 0
 
     private let storage: UnsafeMutableRawPointer
+    /// Where each slot's bytes are: slot `i`'s own place in `storage`, another slot's after `swapSlots`, or a
+    /// receiver's buffer after `lend`.
+    private let bases: UnsafeMutablePointer<UnsafeMutableRawPointer>
+    /// True when `bases` may differ from each slot's own place (`restoreSlots` then has work to do).
+    private var rearranged = false
     /// Start of each packet within its slot.
     public let offsets: UnsafeMutablePointer<Int>
     /// Length of each packet.
@@ -43,6 +48,8 @@ public final class PacketBatch: @unchecked Sendable {
         lengths.initialize(repeating: 0, count: capacity)
         endpoints = .allocate(capacity: capacity)
         endpoints.initialize(repeating: .none, count: capacity)
+        bases = .allocate(capacity: capacity)
+        for i in 0..<capacity { (bases + i).initialize(to: storage + i * self.slotSize) }
     }
 
     deinit {
@@ -50,12 +57,54 @@ public final class PacketBatch: @unchecked Sendable {
         offsets.deallocate()
         lengths.deallocate()
         endpoints.deallocate()
+        bases.deallocate()
     }
 
     /// The first byte of slot `index`.
     @inline(__always)
     public func slot(_ index: Int) -> UnsafeMutableRawPointer {
-        storage + index * slotSize
+        bases[index]
+    }
+
+    /// Exchanges the bytes of slots `i` and `j` without copying them (their places are swapped): how a loop
+    /// moves a packet to an earlier index. Offsets, lengths and endpoints are not swapped.
+    @inline(__always)
+    public func swapSlots(_ i: Int, _ j: Int) {
+        guard i != j else { return }
+        let t = bases[i]
+        bases[i] = bases[j]
+        bases[j] = t
+        rearranged = true
+    }
+
+    /// Makes slot `index` the `length` bytes at `bytes`, a buffer its filler owns, instead of copying them in
+    /// (a receiver that reads several packets into one buffer, `UDPSocket`'s GRO path). Until the filler
+    /// calls `keepLentSlots` or `restoreSlots`, the slot is only `length` bytes long: whoever uses the batch
+    /// may change its packet in place but must not write past it.
+    @inline(__always)
+    public func lend(_ index: Int, _ bytes: UnsafeMutableRawPointer) {
+        bases[index] = bytes
+        rearranged = true
+    }
+
+    /// Copies the lent slots among `0..<count` into their own places (`lengths[i]` bytes from offset 0), so
+    /// that the lender may reuse its buffer. Only for slots lent since the last `restoreSlots`.
+    public func keepLentSlots(_ count: Int) {
+        guard rearranged else { return }
+        for i in 0..<count {
+            let own = storage + i * slotSize
+            guard bases[i] != own else { continue }
+            if lengths[i] > 0 && lengths[i] <= slotSize { own.copyMemory(from: bases[i], byteCount: lengths[i]) }
+            bases[i] = own
+        }
+    }
+
+    /// Puts every slot back in its own place (what a filler that lends does first).
+    @inline(__always)
+    public func restoreSlots() {
+        guard rearranged else { return }
+        for i in 0..<capacity { bases[i] = storage + i * slotSize }
+        rearranged = false
     }
 
     /// The packet held in slot `index` (`offsets[index]`, `lengths[index]`).

@@ -60,6 +60,11 @@ public struct EngineSettings: Sendable {
         self.tickMillis = tickMillis
     }
 
+    /// Slots of each thread's control batch (handshakes, keepalives, queued packets, ICMPv6 answers): these
+    /// come a few at a time, and `perform` sends a full one and goes on, so a data batch's size would only
+    /// add resident memory (every slot is touched when a batch is made).
+    var controlBatchSize: Int { min(batchSize, 16) }
+
     /// Slot size: frame header + largest packet + tag.
     var slotSize: Int { DataFrame.headerLength + mtu + DataFrame.tagLength }
 }
@@ -150,7 +155,7 @@ public final class TunnelEngine: Sendable {
 
     private func outboundLoop() {
         let batch = PacketBatch(capacity: settings.batchSize, slotSize: settings.slotSize)
-        let control = PacketBatch(capacity: settings.batchSize, slotSize: settings.slotSize)
+        let control = PacketBatch(capacity: settings.controlBatchSize, slotSize: settings.slotSize)
         var decisions: [SendDecision] = []
         decisions.reserveCapacity(settings.batchSize)
         var actions: [ControlAction] = []
@@ -253,7 +258,7 @@ public final class TunnelEngine: Sendable {
 
     private func inboundLoop() {
         let batch = PacketBatch(capacity: settings.batchSize, slotSize: settings.slotSize)
-        let control = PacketBatch(capacity: settings.batchSize, slotSize: settings.slotSize)
+        let control = PacketBatch(capacity: settings.controlBatchSize, slotSize: settings.slotSize)
         var scratch = InboundScratch(batchSize: settings.batchSize)
         while isRunning {
             let n: Int
@@ -377,7 +382,7 @@ public final class TunnelEngine: Sendable {
     }
 
     /// Step 3: accounts for authenticated frames and handles the other handshake messages (the client's
-    /// responses) under one lock, and moves deliverable packets to the front of `batch` (copying only
+    /// responses) under one lock, and moves deliverable packets to the front of `batch` (by swapping slots,
     /// when something before them was not delivered).
     ///
     /// - Returns: the number of packets to deliver, now at `0..<count`.
@@ -402,10 +407,7 @@ public final class TunnelEngine: Sendable {
                     stats.received(bytes: packetLength)
                     counters.rxBytes.add(UInt64(packetLength))
                     traffic.add(firstByte: plaintext[0], bytes: packetLength)  // `received` parsed ≥ 20 bytes
-                    if out != i {
-                        (batch.slot(out) + headerLength).copyMemory(
-                            from: batch.slot(i) + headerLength, byteCount: packetLength)
-                    }
+                    batch.swapSlots(out, i)  // a slot may be lent (`PacketBatch.lend`): moved, never copied into
                     batch.offsets[out] = headerLength
                     batch.lengths[out] = packetLength
                     out += 1
@@ -451,7 +453,7 @@ public final class TunnelEngine: Sendable {
     // MARK: Timers
 
     private func timerLoop() {
-        let control = PacketBatch(capacity: settings.batchSize, slotSize: settings.slotSize)
+        let control = PacketBatch(capacity: settings.controlBatchSize, slotSize: settings.slotSize)
         var actions: [ControlAction] = []
         do {
             let now = clock.monotonicNow()

@@ -306,20 +306,26 @@ public final class UDPSocket: DatagramSocket {
     /// equal-sized ones from one source (the UDP_GRO cmsg gives their size), split into the batch's slots.
     private func receiveCoalesced(into batch: PacketBatch, using gro: GROStorage) throws(IOError) -> Int {
         var count = 0
+        // The batch's slots point into the GRO buffers (`GROStorage.drain`) until the next receive: the
+        // previous batch is done with them now.
+        batch.restoreSlots()
+        gro.releaseLent()
         while true {
             let drained = gro.drain(into: batch, startingAt: count)
             count = drained.count
             if drained.truncated > 0 { truncatedReceives.wrappingAdd(drained.truncated, ordering: .relaxed) }
             if count == batch.capacity || (count > 0 && !gro.isEmpty) { break }
-            // Everything buffered was handed out: read more (without blocking once we have something).
-            let vectors = gro.vectors
-            for index in 0..<GROStorage.buffers {
-                vectors.prepare(index, base: gro.buffer(index), length: GROStorage.bufferSize)
-                vectors.messages[index].msg_hdr.msg_control = gro.control(index)
-                vectors.messages[index].msg_hdr.msg_controllen = GROStorage.controlSpace
+            // Everything buffered was handed out: read more (without blocking once we have something) into
+            // the buffers this batch holds no slot in; when it holds one in each, its slots are copied out first.
+            var free = gro.prepareFreeBuffers()
+            if free == 0 {
+                batch.keepLentSlots(count)
+                gro.releaseLent()
+                free = gro.prepareFreeBuffers()
             }
+            let vectors = gro.vectors
             let result = Syscall.run("recvmmsg") {
-                clinux_recvmmsg(io.fd, vectors.messages, UInt32(GROStorage.buffers), Int32(MSG_DONTWAIT), nil)
+                clinux_recvmmsg(io.fd, vectors.messages, UInt32(free), Int32(MSG_DONTWAIT), nil)
             }
             switch result {
             case .success(let received) where received > 0:
@@ -537,7 +543,10 @@ public final class UDPSocket: DatagramSocket {
 
 /// Buffers for UDP GRO receives, owned by the receiving thread.
 final class GROStorage {
-    static let buffers = 16
+    /// Messages per recvmmsg(2). A coalesced message holds up to 64 KB (about 45 full-size frames), so 8 of
+    /// them cover several data batches; each buffer is resident once a coalesced message filled it, so this
+    /// count is the receiver's largest memory cost (8 × 64 KB).
+    static let buffers = 8
     static let bufferSize = 65536
     static let controlSpace = Int(clinux_cmsg_space(4))
     private let storage: MessageStorage
@@ -546,18 +555,43 @@ final class GROStorage {
     /// Runs still to hand out: buffer, offset, bytes left, segment size, source.
     private var runs: [(buffer: Int, offset: Int, left: Int, segment: Int, source: Endpoint)] = []
     private var nextRun = 0
+    /// Buffers holding a slot of the batch being filled (bit i: buffer i), and the buffer each message of
+    /// the next recvmmsg(2) goes to (message j → `order[j]`).
+    private var lent: UInt64 = 0
+    private let order: UnsafeMutablePointer<Int>
 
     init() {
         storage = MessageStorage(capacity: Self.buffers)
         data = .allocate(byteCount: Self.buffers * Self.bufferSize, alignment: 64)
         controls = .allocate(byteCount: Self.buffers * Self.controlSpace, alignment: 8)
         controls.initializeMemory(as: UInt8.self, repeating: 0, count: Self.buffers * Self.controlSpace)
+        order = .allocate(capacity: Self.buffers)
+        order.initialize(repeating: 0, count: Self.buffers)
         runs.reserveCapacity(Self.buffers)
     }
 
     deinit {
         data.deallocate()
         controls.deallocate()
+        order.deallocate()
+    }
+
+    /// Forgets which buffers hold slots: the batch that held them is done with them (or copied them out).
+    func releaseLent() { lent = 0 }
+
+    /// Sets up the receive vectors for the buffers that hold no slot of the batch being filled (message j
+    /// into buffer `order[j]`) and returns how many there are; 0 when every buffer holds one.
+    func prepareFreeBuffers() -> Int {
+        let v = storage.vectors
+        var free = 0
+        for b in 0..<Self.buffers where lent & (1 << UInt64(b)) == 0 {
+            order[free] = b
+            v.prepare(free, base: buffer(b), length: Self.bufferSize)
+            v.messages[free].msg_hdr.msg_control = control(b)
+            v.messages[free].msg_hdr.msg_controllen = Self.controlSpace
+            free += 1
+        }
+        return free
     }
 
     var vectors: MessageVectors { storage.vectors }
@@ -565,7 +599,7 @@ final class GROStorage {
     func buffer(_ i: Int) -> UnsafeMutableRawPointer { data + i * Self.bufferSize }
     func control(_ i: Int) -> UnsafeMutableRawPointer { controls + i * Self.controlSpace }
 
-    /// Records the `received` messages recvmmsg(2) just filled.
+    /// Records the `received` messages recvmmsg(2) just filled (message j in buffer `order[j]`).
     func load(_ received: Int) {
         runs.removeAll(keepingCapacity: true)
         nextRun = 0
@@ -581,11 +615,12 @@ final class GROStorage {
                 }
                 header = clinux_cmsg_nxthdr(&v.messages[i].msg_hdr, h)
             }
-            runs.append((i, 0, length, max(segment, 1), v.sourceEndpoint(i)))
+            runs.append((order[i], 0, length, max(segment, 1), v.sourceEndpoint(i)))
         }
     }
 
-    /// Copies datagrams into `batch` from slot `start` on; returns the new count.
+    /// Hands datagrams to `batch` from slot `start` on, as slots lent from the buffers (`PacketBatch.lend`);
+    /// returns the new count.
     func drain(into batch: PacketBatch, startingAt start: Int) -> (count: Int, truncated: Int) {
         var count = start
         var truncated = 0
@@ -602,7 +637,9 @@ final class GROStorage {
                 truncated += 1
                 batch.lengths[count] = batch.slotSize + 1
             } else {
-                batch.slot(count).copyMemory(from: buffer(run.buffer) + run.offset, byteCount: length)
+                // Lent, not copied: the buffer is not read into again while this batch is in use.
+                batch.lend(count, buffer(run.buffer) + run.offset)
+                lent |= 1 << UInt64(run.buffer)
                 batch.lengths[count] = length
             }
             count += 1

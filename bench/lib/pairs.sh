@@ -109,9 +109,9 @@ wireguard_go_pair() {
 # ---- measurements ----------------------------------------------------------------------------------
 record() { printf '%s\t%s\t%s\t%s\n' "$round" "$variant" "$1" "$2" >>"$raw"; }
 
-cpu_ticks() { # utime+stime of the VPN processes (both ends), in clock ticks; 0 for veth
+cpu_ticks() { # cpu_ticks [PIDS]: utime+stime of the VPN processes (both ends), in clock ticks; 0 for veth
     local total=0 pid
-    for pid in $vpn_client $vpn_server; do
+    for pid in ${1-$vpn_client $vpn_server}; do
         total=$((total + $(sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')))
     done
     echo "$total"
@@ -146,6 +146,10 @@ tcp_test() { # tcp_test METRIC ARGS…
     case "$metric" in tcp_up | tcp_down) record "${metric}_retr" "$retr" ;; esac
     tcp_bytes=$((tcp_bytes + bytes))
     tcp_ticks=$((tcp_ticks + after - before))
+    # Per direction, for A/B comparisons (report.py compare).
+    case "$metric" in tcp_up | tcp_down)
+        [ -z "$vpn_client" ] || record "cpu_${metric#tcp_}_per_gb" "$(awk -v t="$((after - before))" -v hz="$clk_tck" -v b="$bytes" 'BEGIN{printf "%.4f", (t/hz) / (b/1e9)}')" ;;
+    esac
     note "  $metric: $(awk -v b="$bps" 'BEGIN{printf "%.2f", b/1e9}') Gbit/s, $retr retransmits"
 }
 
