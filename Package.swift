@@ -38,7 +38,8 @@ let package = Package(
         .systemLibrary(name: "CBlake2", pkgConfig: "libb2", providers: [.apt(["libb2-dev"])]),
         .target(name: "CLinux"),
         // PostgreSQL's client library, for the peer registry (Sources/Control/Registry).
-        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        // Declarations only (no pkg-config, so no -lpq): libpq is opened at run time (Control/Registry/LibPQ.swift).
+        .systemLibrary(name: "CLibPQ"),
         .target(name: "Crypto", dependencies: ["CSodium", "COpenSSL", "CBlake2"], linkerSettings: sodiumLink),
         .target(name: "Transport", dependencies: ["Crypto", .product(name: "HeapModule", package: "swift-collections")]),
         .target(name: "Routing"),

@@ -138,7 +138,7 @@ Architecture: $arch
 Maintainer: $maintainer
 Installed-Size: $installed_size
 Depends: $shlibs, iproute2, nftables | iptables, adduser
-Recommends: iputils-ping, python3, tcpdump, procps, dnsmasq-base
+Recommends: iputils-ping, python3, tcpdump, procps, dnsmasq-base, libpq5
 Section: net
 Priority: optional
 Description: encrypted layer-3 VPN for Linux

@@ -76,7 +76,7 @@ import TestSupport
         #expect(depends.contains { $0.hasPrefix("libsodium23 (>= ") }, "\(depends)")
         #expect(depends.contains { $0.hasPrefix("libc6 (>= ") }, "\(depends)")
         #expect(depends.suffix(3) == ["iproute2", "nftables | iptables", "adduser"], "\(depends)")
-        #expect(try field("Recommends") == "iputils-ping, python3, tcpdump, procps, dnsmasq-base")
+        #expect(try field("Recommends") == "iputils-ping, python3, tcpdump, procps, dnsmasq-base, libpq5")
 
         // The maintainer scripts: executable, and valid sh.
         let control = dir.path + "/control"

@@ -19,15 +19,17 @@ public struct RegistryURL: Sendable, Equatable, CustomStringConvertible {
     ///   becomes one, so a password belongs in --registry-password-file or ~/.pgpass.
     public init(_ text: String) throws(ControlError) {
         self.text = text
+        let pq: LibPQ
+        do { pq = try LibPQ.load() } catch { throw ControlError("--registry: \(error)") }
         var message: UnsafeMutablePointer<CChar>? = nil
-        guard let options = PQconninfoParse(text, &message) else {
+        guard let options = pq.conninfoParse(text, &message) else {
             let reason = message.map { String(cString: $0).trimmingSuffix("\n") } ?? "out of memory"
-            if let message { PQfreemem(message) }
+            if let message { pq.freemem(message) }
             // libpq's message quotes nothing secret (a URL with a password is refused below, once parsed).
             throw ControlError(
                 "--registry: not a PostgreSQL connection URL (\(reason)); e.g. --registry postgresql://tunvpn@db.example.net/tunvpn")
         }
-        defer { PQconninfoFree(options) }
+        defer { pq.conninfoFree(options) }
         var fields: [String: String] = [:]
         var option = options
         while let keyword = option.pointee.keyword {
@@ -56,10 +58,13 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
 /// One open connection. Not shared between threads.
 public final class PostgresConnection: @unchecked Sendable {
     private var connection: OpaquePointer?
+    private let pq: LibPQ
 
     /// Connects to `url`; `password` (from a file) overrides libpq's own sources (PGPASSWORD, ~/.pgpass).
     /// A connection attempt gives up after `timeout` seconds unless the URL sets `connect_timeout`.
     public init(_ url: RegistryURL, password: String?, timeout: Int = 5) throws(PostgresError) {
+        pq = try LibPQ.load()
+        let pq = self.pq
         // Later entries override earlier ones: the URL overrides the timeout and application name, the
         // password file overrides everything.
         var keywords = ["connect_timeout", "application_name", "dbname"]
@@ -68,33 +73,33 @@ public final class PostgresConnection: @unchecked Sendable {
             keywords.append("password")
             values.append(password)
         }
-        let conn = withCStrings(keywords) { k in withCStrings(values) { v in PQconnectdbParams(k, v, 1) } }
-        guard let conn, PQstatus(conn) == CONNECTION_OK else {
-            let message = conn.map { Self.oneLine(PQerrorMessage($0)) } ?? "out of memory"
-            if let conn { PQfinish(conn) }
+        let conn = withCStrings(keywords) { k in withCStrings(values) { v in pq.connectdbParams(k, v, 1) } }
+        guard let conn, pq.status(conn) == CONNECTION_OK else {
+            let message = conn.map { Self.oneLine(pq.errorMessage($0)) } ?? "out of memory"
+            if let conn { pq.finish(conn) }
             throw PostgresError(message: "cannot connect: \(message)")
         }
         // Notices (such as "relation already exists, skipping") are not errors: keep them off stderr.
-        PQsetNoticeProcessor(conn, { _, _ in }, nil)
+        pq.setNoticeProcessor(conn, { _, _ in }, nil)
         connection = conn
     }
 
     deinit { close() }
 
     public func close() {
-        if let connection { PQfinish(connection) }
+        if let connection { pq.finish(connection) }
         connection = nil
     }
 
     /// The password the connection used (from the file, the environment or ~/.pgpass), so a reconnect after
     /// the privilege drop (when ~/.pgpass may be out of reach) uses it again; nil when none was needed.
     public var usedPassword: String? {
-        guard let connection, let p = PQpass(connection), p.pointee != 0 else { return nil }
+        guard let connection, let p = pq.pass(connection), p.pointee != 0 else { return nil }
         return String(cString: p)
     }
 
     /// Whether the connection still works as far as libpq knows.
-    public var isOK: Bool { connection.map { PQstatus($0) == CONNECTION_OK } ?? false }
+    public var isOK: Bool { connection.map { pq.status($0) == CONNECTION_OK } ?? false }
 
     /// Runs one statement with text parameters (nil is NULL) and returns its rows as text (nil for NULL).
     @discardableResult
@@ -103,24 +108,24 @@ public final class PostgresConnection: @unchecked Sendable {
         // Without parameters, PQexec, which also runs several statements (a migration) at once.
         let result =
             parameters.isEmpty
-            ? PQexec(connection, sql)
-            : withOptionalCStrings(parameters) { p in PQexecParams(connection, sql, Int32(parameters.count), nil, p, nil, nil, 0) }
-        guard let result else { throw PostgresError(message: Self.oneLine(PQerrorMessage(connection))) }
-        defer { PQclear(result) }
-        let status = PQresultStatus(result)
+            ? pq.exec(connection, sql)
+            : withOptionalCStrings(parameters) { p in pq.execParams(connection, sql, Int32(parameters.count), nil, p, nil, nil, 0) }
+        guard let result else { throw PostgresError(message: Self.oneLine(pq.errorMessage(connection))) }
+        defer { pq.clear(result) }
+        let status = pq.resultStatus(result)
         guard status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK else {
-            let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
-            throw PostgresError(message: Self.oneLine(PQresultErrorMessage(result)), sqlState: state)
+            let state = pq.resultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
+            throw PostgresError(message: Self.oneLine(pq.resultErrorMessage(result)), sqlState: state)
         }
         var rows: [[String?]] = []
-        let rowCount = PQntuples(result)
-        let columnCount = PQnfields(result)
+        let rowCount = pq.ntuples(result)
+        let columnCount = pq.nfields(result)
         rows.reserveCapacity(Int(rowCount))
         for r in 0..<rowCount {
             var row: [String?] = []
             row.reserveCapacity(Int(columnCount))
             for c in 0..<columnCount {
-                row.append(PQgetisnull(result, r, c) == 1 ? nil : String(cString: PQgetvalue(result, r, c)))
+                row.append(pq.getisnull(result, r, c) == 1 ? nil : pq.getvalue(result, r, c).map { String(cString: $0) } ?? "")
             }
             rows.append(row)
         }
@@ -147,26 +152,26 @@ public final class PostgresConnection: @unchecked Sendable {
         guard let connection else { throw PostgresError(message: "the connection is closed") }
         var count = drain(connection)
         if count > 0 { return count }
-        var fd = pollfd(fd: PQsocket(connection), events: Int16(POLLIN), revents: 0)
+        var fd = pollfd(fd: pq.socket(connection), events: Int16(POLLIN), revents: 0)
         guard fd.fd >= 0 else { throw PostgresError(message: "the connection is closed") }
         let ready = poll(&fd, 1, timeout)
         if ready < 0 && errno != EINTR { throw PostgresError(message: "poll: \(String(cString: strerror(errno)))") }
         if ready > 0 {
-            guard PQconsumeInput(connection) == 1 else {
-                throw PostgresError(message: Self.oneLine(PQerrorMessage(connection)))
+            guard pq.consumeInput(connection) == 1 else {
+                throw PostgresError(message: Self.oneLine(pq.errorMessage(connection)))
             }
             count = drain(connection)
         }
-        guard PQstatus(connection) == CONNECTION_OK else {
-            throw PostgresError(message: Self.oneLine(PQerrorMessage(connection)))
+        guard pq.status(connection) == CONNECTION_OK else {
+            throw PostgresError(message: Self.oneLine(pq.errorMessage(connection)))
         }
         return count
     }
 
     private func drain(_ connection: OpaquePointer) -> Int {
         var count = 0
-        while let notify = PQnotifies(connection) {
-            PQfreemem(notify)
+        while let notify = pq.notifies(connection) {
+            pq.freemem(notify)
             count += 1
         }
         return count
