@@ -74,6 +74,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let v = gro.vectors
     var expected: [(bytes: [UInt8], segment: Int, source: Endpoint)] = []
     var received = 0
+    // What receiveCoalesced sets up before recvmmsg(2): with no buffer lent to a batch, message i goes
+    // into buffer i.
+    require(gro.prepareFreeBuffers() == GROStorage.buffers, "a fresh GRO storage has every buffer free")
     while !input.isAtEnd && received < GROStorage.buffers {
         let i = received
         let length = Int(input.uint16())  // the kernel never reports more than the 64 KiB buffer
@@ -86,11 +89,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         let address = input.fixed(4)
         let port = UInt16(input.byte()) << 8 | UInt16(input.byte())
         let bytes = contents(input.chunk(), length: length, index: i)
-        // What receiveCoalesced sets up before recvmmsg(2) …
-        v.prepare(i, base: gro.buffer(i), length: GROStorage.bufferSize)
-        v.messages[i].msg_hdr.msg_control = gro.control(i)
-        v.messages[i].msg_hdr.msg_controllen = GROStorage.controlSpace
-        // … and what the kernel leaves: the datagram, its length, the source and the control messages.
+        // What the kernel leaves: the datagram, its length, the source and the control messages.
         gro.buffer(i).copyMemory(from: bytes, byteCount: length)
         v.messages[i].msg_len = UInt32(length)
         let source = Endpoint(
