@@ -215,25 +215,34 @@ public enum HostNetwork {
     ///
     /// - Throws: `RoutingError` naming the directory, what is wrong and the commands that fix it.
     public static func checkStateDirectory() throws(RoutingError) {
+        try checkRootDirectory(stateDirectory, mode: 0o700, step: "state directory")
+    }
+
+    /// Checks `path` before root uses what is in it, creating it with `mode` (owned by root) if it is
+    /// missing: it must be a real directory (lstat(2), not a symbolic link) owned by root, with no group
+    /// or other write permission, so that nobody but root can put files of their own there.
+    ///
+    /// - Throws: `RoutingError` (`step` names the directory's role) naming the directory, what is wrong
+    ///   and the commands that fix it.
+    static func checkRootDirectory(_ path: String, mode: mode_t, step: String) throws(RoutingError) {
         var st = stat()
-        if lstat(stateDirectory, &st) != 0 {
-            guard errno == ENOENT, mkdir(stateDirectory, 0o700) == 0 || errno == EEXIST, lstat(stateDirectory, &st) == 0 else {
-                throw RoutingError(
-                    step: "state directory", command: "", message: "cannot create \(stateDirectory): \(String(cString: strerror(errno)))")
+        if lstat(path, &st) != 0 {
+            guard errno == ENOENT, mkdir(path, mode) == 0 || errno == EEXIST, lstat(path, &st) == 0 else {
+                throw RoutingError(step: step, command: "", message: "cannot create \(path): \(String(cString: strerror(errno)))")
             }
         }
-        let fix = "check what it holds, then run `chown root:root \(stateDirectory) && chmod 700 \(stateDirectory)`"
+        let fix = "check what it holds, then run `chown root:root \(path) && chmod \(String(mode, radix: 8)) \(path)`"
         guard st.st_mode & S_IFMT == S_IFDIR else {
             let what = st.st_mode & S_IFMT == S_IFLNK ? "a symbolic link" : "not a directory"
-            throw RoutingError(step: "state directory", command: "", message: "\(stateDirectory) is \(what); remove it")
+            throw RoutingError(step: step, command: "", message: "\(path) is \(what); remove it")
         }
         guard st.st_uid == 0 else {
-            throw RoutingError(step: "state directory", command: "", message: "\(stateDirectory) is owned by uid \(st.st_uid), not root; \(fix)")
+            throw RoutingError(step: step, command: "", message: "\(path) is owned by uid \(st.st_uid), not root; \(fix)")
         }
         guard st.st_mode & 0o022 == 0 else {
             throw RoutingError(
-                step: "state directory", command: "",
-                message: "\(stateDirectory) is writable by group or others (mode 0\(String(st.st_mode & 0o777, radix: 8))); \(fix)")
+                step: step, command: "",
+                message: "\(path) is writable by group or others (mode 0\(String(st.st_mode & 0o777, radix: 8))); \(fix)")
         }
     }
 

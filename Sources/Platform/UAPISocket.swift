@@ -19,26 +19,7 @@ extension HostNetwork {
     ///
     /// - Throws: `RoutingError` naming the directory, what is wrong and the commands that fix it.
     public static func checkUAPIDirectory() throws(RoutingError) {
-        var st = stat()
-        if lstat(uapiDirectory, &st) != 0 {
-            guard errno == ENOENT, mkdir(uapiDirectory, 0o755) == 0 || errno == EEXIST, lstat(uapiDirectory, &st) == 0 else {
-                throw RoutingError(
-                    step: "uapi directory", command: "", message: "cannot create \(uapiDirectory): \(String(cString: strerror(errno)))")
-            }
-        }
-        let fix = "check what it holds, then run `chown root:root \(uapiDirectory) && chmod 755 \(uapiDirectory)`"
-        guard st.st_mode & S_IFMT == S_IFDIR else {
-            let what = st.st_mode & S_IFMT == S_IFLNK ? "a symbolic link" : "not a directory"
-            throw RoutingError(step: "uapi directory", command: "", message: "\(uapiDirectory) is \(what); remove it")
-        }
-        guard st.st_uid == 0 else {
-            throw RoutingError(step: "uapi directory", command: "", message: "\(uapiDirectory) is owned by uid \(st.st_uid), not root; \(fix)")
-        }
-        guard st.st_mode & 0o022 == 0 else {
-            throw RoutingError(
-                step: "uapi directory", command: "",
-                message: "\(uapiDirectory) is writable by group or others (mode 0\(String(st.st_mode & 0o777, radix: 8))); \(fix)")
-        }
+        try checkRootDirectory(uapiDirectory, mode: 0o755, step: "uapi directory")
     }
 
     /// Removes the socket file at `path` if it is still the one with `identity` (device and inode, as
