@@ -107,10 +107,10 @@ def ratio(a, b):
     return f"{r:.2f}×" if r >= 0.1 else f"{r:.2g}×"
 
 
-def cmd_summarize(raw_path, meta_path):
-    with open(meta_path) as f:
-        meta = json.load(f)
-    values = {}  # (variant, metric) -> [values by round]
+def read_raw(raw_path):
+    """The per-round results run.sh and wgmode.sh record (TSV: round variant metric value): the values of
+    each (variant, metric) in round order, and the set of rounds."""
+    values = {}
     rounds = set()
     with open(raw_path) as f:
         for line in f:
@@ -120,6 +120,13 @@ def cmd_summarize(raw_path, meta_path):
             rnd, variant, metric, value = parts
             rounds.add(rnd)
             values.setdefault((variant, metric), []).append(float(value))
+    return values, rounds
+
+
+def cmd_summarize(raw_path, meta_path):
+    with open(meta_path) as f:
+        meta = json.load(f)
+    values, rounds = read_raw(raw_path)
     n_rounds = len(rounds)
 
     def med(variant, metric):
@@ -203,12 +210,7 @@ COMPARE_METRICS = METRICS[:3] + [
 
 
 def cmd_compare(raw_path, a_path, b_path):
-    values = {}
-    with open(raw_path) as f:
-        for line in f:
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) == 4 and parts[1] in ("tunvpn", "tunvpnb"):
-                values.setdefault((parts[1], parts[2]), []).append(float(parts[3]))
+    values, _ = read_raw(raw_path)
     out = ["", f"A/B: A `{a_path}`, B `{b_path}`; medians, B / A, and every round (A · B alternate in order).", "",
            "| metric | unit | A | B | B / A | A rounds | B rounds |", "|---|---|--:|--:|--:|---|---|"]
     for key, label, unit, better, decimals in COMPARE_METRICS:
@@ -259,16 +261,7 @@ WGMODE_RATIOS = [("tvwg", "tunvpn"), ("tvwg", "wgnew"), ("tv-wg", "wgnew"), ("wg
 def cmd_wgmode(raw_path, meta_path):
     with open(meta_path) as f:
         meta = json.load(f)
-    values = {}
-    rounds = set()
-    with open(raw_path) as f:
-        for line in f:
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) != 4:
-                continue
-            rnd, variant, metric, value = parts
-            rounds.add(rnd)
-            values.setdefault((variant, metric), []).append(float(value))
+    values, rounds = read_raw(raw_path)
     present = [(v, label) for v, label in WGMODE_VARIANTS if any(k[0] == v for k in values)]
 
     def med(variant, metric):
