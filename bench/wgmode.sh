@@ -42,27 +42,11 @@ EOF
 die() { echo "wgmode.sh: error: $*" >&2; exit 1; }
 note() { echo "wgmode.sh: $*" >&2; }
 
-quick=0
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --quick) quick=1 ;;
-        --rounds) [ $# -ge 2 ] || die "--rounds needs a number"; ROUNDS=$2; shift ;;
-        --duration) [ $# -ge 2 ] || die "--duration needs seconds"; DURATION=$2; shift ;;
-        -h | --help) usage; exit 0 ;;
-        *) usage >&2; die "unknown argument '$1'" ;;
-    esac
-    shift
-done
-if [ "$quick" = 1 ]; then
-    ROUNDS=${ROUNDS:-1}
-    DURATION=${DURATION:-3}
-fi
-ROUNDS=${ROUNDS:-3}
-DURATION=${DURATION:-10}
+# shellcheck source=lib/options.sh
+. "$here/lib/options.sh"
+parse_bench_options "$@"
 VARIANTS=${VARIANTS:-"tunvpn tvwg tv-wg wg-tv wgnew"}
 MTU=1420
-[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS/--rounds must be a positive integer, not '$ROUNDS'"
-[[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || die "DURATION/--duration must be a positive number of seconds, not '$DURATION'"
 for v in $VARIANTS; do
     [[ "$v" =~ ^(tunvpn|tvwg|tv-wg|wg-tv|wgnew)$ ]] || die "VARIANTS: '$v' is not tunvpn, tvwg, tv-wg, wg-tv or wgnew"
 done
