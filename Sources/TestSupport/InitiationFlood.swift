@@ -85,7 +85,7 @@ public enum ForgedInitiations {
     /// `messageLength: WireGuardFormat.initiationLength`.
     public static func writeWireGuard(to path: String, serverPublicKey: String, count: Int = 2000) throws {
         let serverKey = try PublicKey(base64: serverPublicKey)
-        let tags = WireGuardKeyTags(serverKey)
+        let tags = StaticKeyTags.wireGuard(serverKey)
         let random = SystemRandom()
         let now = UInt64(Date().timeIntervalSince1970)
         var bytes: [UInt8] = []

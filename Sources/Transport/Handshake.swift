@@ -115,30 +115,39 @@ public struct HandshakeResult: Sendable {
     }
 }
 
-/// Keys derived from a static public key for the cheap checks done before any Diffie-Hellman work.
+/// Keys derived from a static public key for the cheap checks done before any Diffie-Hellman work, with
+/// the protocol's hash: BLAKE2b in tunvpn's own protocol, BLAKE2s in WireGuard's (`wireGuard(_:)`).
 public struct StaticKeyTags: Sendable {
-    /// BLAKE2b-256(mac1Label ‖ key): keys the mac1 of messages sent to the owner of `key`.
+    /// The hash the tags and MACs are made with.
+    public let hash: NoiseHash
+    /// HASH-256(mac1Label ‖ key): keys the mac1 of messages sent to the owner of `key` ("mac1----" in both
+    /// protocols).
     public let mac1Key: [UInt8]
-    /// First 4 bytes of BLAKE2b-256(keyIDLabel ‖ key): names the server key an initiation was made for.
+    /// First 4 bytes of HASH-256(keyIDLabel ‖ key): names the server key an initiation was made for
+    /// (tunvpn's protocol only; WireGuard has no key ID).
     public let keyID: [UInt8]
 
-    public init(_ key: PublicKey) {
+    public init(_ key: PublicKey, hash: NoiseHash = .blake2b) {
+        self.hash = hash
         var k = [UInt8](repeating: 0, count: 32)
         var id = [UInt8](repeating: 0, count: 32)
         WireFormat.mac1Label.withUnsafeBytes { l in key.bytes.withUnsafeBytes { kb in
-            k.withUnsafeMutableBytes { Blake2b.hash([l, kb], into: $0) }
+            k.withUnsafeMutableBytes { hash.hash([l, kb], into: $0) }
         } }
         WireFormat.keyIDLabel.withUnsafeBytes { l in key.bytes.withUnsafeBytes { kb in
-            id.withUnsafeMutableBytes { Blake2b.hash([l, kb], into: $0) }
+            id.withUnsafeMutableBytes { hash.hash([l, kb], into: $0) }
         } }
         mac1Key = k
         keyID = Array(id.prefix(4))
     }
 
-    /// Keyed BLAKE2b-128 of `message[0..<length]` under `mac1Key`.
+    /// WireGuard's mac1 key for `key` (BLAKE2s; whitepaper §5.4.4).
+    public static func wireGuard(_ key: PublicKey) -> StaticKeyTags { StaticKeyTags(key, hash: .blake2s) }
+
+    /// Keyed HASH-128 of `message` under `mac1Key`.
     public func mac1(_ message: UnsafeRawBufferPointer) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: 16)
-        mac1Key.withUnsafeBytes { key in out.withUnsafeMutableBytes { Blake2b.hash([message], key: key, into: $0) } }
+        mac1Key.withUnsafeBytes { key in out.withUnsafeMutableBytes { hash.hash([message], key: key, into: $0) } }
         return out
     }
 
@@ -149,10 +158,10 @@ public struct StaticKeyTags: Sendable {
 
     /// True when the raw `message` carries a valid mac1 at `offset`, without allocating.
     public func verifyMAC1(_ message: UnsafeRawBufferPointer, offset: Int) -> Bool {
-        guard message.count >= offset + 16 else { return false }
+        guard offset >= 0, message.count >= offset + 16 else { return false }
         return withUnsafeTemporaryAllocation(byteCount: 16, alignment: 8) { expected in
             mac1Key.withUnsafeBytes { key in
-                Blake2b.hash([UnsafeRawBufferPointer(rebasing: message[0..<offset])], key: key, into: expected)
+                hash.hash([UnsafeRawBufferPointer(rebasing: message[0..<offset])], key: key, into: expected)
             }
             return Sodium.constantTimeEqual(
                 UnsafeRawBufferPointer(expected), UnsafeRawBufferPointer(rebasing: message[offset..<(offset + 16)]))

@@ -44,39 +44,6 @@ public enum WireGuardFormat {
     }
 }
 
-/// mac1 and cookie keys derived from one static public key (the receiver's), with BLAKE2s.
-public struct WireGuardKeyTags: Sendable {
-    /// BLAKE2s-256("mac1----" ‖ key).
-    public let mac1Key: [UInt8]
-
-    public init(_ key: PublicKey) {
-        var k = [UInt8](repeating: 0, count: 32)
-        WireGuardFormat.mac1Label.withUnsafeBytes { l in key.bytes.withUnsafeBytes { kb in
-            k.withUnsafeMutableBytes { Blake2s.hash([l, kb], into: $0) }
-        } }
-        mac1Key = k
-    }
-
-    /// BLAKE2s-128 keyed with `mac1Key` over `message`.
-    public func mac1(_ message: UnsafeRawBufferPointer) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: 16)
-        mac1Key.withUnsafeBytes { key in out.withUnsafeMutableBytes { Blake2s.hash([message], key: key, into: $0) } }
-        return out
-    }
-
-    /// True when `message` carries a valid mac1 at `offset` (constant-time comparison, no allocation).
-    public func verifyMAC1(_ message: UnsafeRawBufferPointer, offset: Int) -> Bool {
-        guard offset >= 0, message.count >= offset + 16 else { return false }
-        return withUnsafeTemporaryAllocation(byteCount: 16, alignment: 8) { expected in
-            mac1Key.withUnsafeBytes { key in
-                Blake2s.hash([UnsafeRawBufferPointer(rebasing: message[0..<offset])], key: key, into: expected)
-            }
-            return Sodium.constantTimeEqual(
-                UnsafeRawBufferPointer(expected), UnsafeRawBufferPointer(rebasing: message[offset..<(offset + 16)]))
-        }
-    }
-}
-
 /// The keys of a completed WireGuard handshake, seen from one side.
 public struct WireGuardKeys: Sendable {
     public let localIndex: UInt32
@@ -100,16 +67,16 @@ public struct WireGuardInitiator: Sendable {
     public let localStatic: PrivateKey
     public let peerKey: PublicKey
     private let psk: SecretBytes
-    private let peerTags: WireGuardKeyTags
-    private let localTags: WireGuardKeyTags
+    private let peerTags: StaticKeyTags
+    private let localTags: StaticKeyTags
 
     /// `psk` is the peer's 32-byte preshared key, or nil for none (32 zero bytes, as WireGuard does).
     public init(localStatic: PrivateKey, peerKey: PublicKey, psk: SecretBytes? = nil) {
         self.localStatic = localStatic
         self.peerKey = peerKey
         self.psk = psk ?? SecretBytes(zeros: 32)
-        peerTags = WireGuardKeyTags(peerKey)
-        localTags = WireGuardKeyTags(localStatic.publicKey)
+        peerTags = StaticKeyTags.wireGuard(peerKey)
+        localTags = StaticKeyTags.wireGuard(localStatic.publicKey)
     }
 
     /// An initiation in flight.
@@ -176,12 +143,12 @@ public struct WireGuardInitiator: Sendable {
 public struct WireGuardResponder: Sendable {
     public let localStatic: PrivateKey
     public let localKey: PublicKey
-    private let localTags: WireGuardKeyTags
+    private let localTags: StaticKeyTags
 
     public init(localStatic: PrivateKey) {
         self.localStatic = localStatic
         localKey = localStatic.publicKey
-        localTags = WireGuardKeyTags(localKey)
+        localTags = StaticKeyTags.wireGuard(localKey)
     }
 
     /// An authenticated initiation, not yet checked against the peer list or answered.
@@ -252,7 +219,7 @@ public struct WireGuardResponder: Sendable {
         } catch {
             preconditionFailure("writing message 2 after reading message 1 cannot fail: \(error)")
         }
-        let peerTags = WireGuardKeyTags(consumed.peerKey)
+        let peerTags = StaticKeyTags.wireGuard(consumed.peerKey)
         message += message.withUnsafeBytes { peerTags.mac1($0) }
         message += [UInt8](repeating: 0, count: 16)
         precondition(message.count == WireGuardFormat.responseLength, "response layout")

@@ -80,7 +80,7 @@ public final class PostgresConnection: @unchecked Sendable {
             throw PostgresError(message: "cannot connect: \(message)")
         }
         // Notices (such as "relation already exists, skipping") are not errors: keep them off stderr.
-        pq.setNoticeProcessor(conn, { _, _ in }, nil)
+        _ = pq.setNoticeProcessor(conn, { _, _ in }, nil)  // the previous processor (libpq's default) is not kept
         connection = conn
     }
 
