@@ -132,24 +132,6 @@ public enum ClientDaemon {
             dns: DNSSettings(resolvers: c.dns, searchDomains: []))
     }
 
-    /// `c` without the --route networks that are its own --address prefixes in WireGuard mode (wg-quick's
-    /// `AllowedIPs = 10.8.0.0/24` beside `Address = 10.8.0.2/24`): the device's address already routes them
-    /// (the kernel's connected route, which a second `ip route add` of the same network would collide with).
-    /// When nothing else is left, the client routes nothing more (`routes` nil), which is still a split
-    /// tunnel, not the full tunnel an empty list would mean.
-    public static func withoutOwnPrefixRoutes(_ c: ClientConfiguration) -> ClientConfiguration {
-        guard c.tunnel.protocolMode == .wireguard, let routes = c.routes, let address = c.address else { return c }
-        let own4 = IPv4Prefix(address: address.network, length: address.length)
-        let own6 = c.address6.map { IPv6Prefix(address: $0.network, length: $0.length) }
-        let kept = routes.filter { IPv4Prefix(address: $0.network, length: $0.length) != own4 }
-        let kept6 = c.routes6.filter { IPv6Prefix(address: $0.network, length: $0.length) != own6 }
-        guard kept.count != routes.count || kept6.count != c.routes6.count else { return c }
-        var out = c
-        out.routes = kept.isEmpty && kept6.isEmpty ? nil : kept
-        out.routes6 = kept6
-        return out
-    }
-
     /// Full tunnel: all of IPv4 (and IPv6) is routed into the tunnel (no --route, no --no-routes).
     static func fullTunnel(_ c: ClientConfiguration) -> Bool { c.routes?.isEmpty == true && c.routes6.isEmpty }
 
@@ -288,7 +270,6 @@ public enum ClientDaemon {
     public static func run(_ c: ClientConfiguration) throws {
         // What `wg show` gives as the server's allowed IPs: the --route list as given (wg-quick's AllowedIPs).
         let uapiAllowedIPs = UAPISettings.clientAllowedIPs(c)
-        let c = withoutOwnPrefixRoutes(c)
         blockTerminationSignals()
         Privileges.disableCoreDumps()  // before any key is in memory
         if !c.tunnel.dryRun { try requireNetworkAdministration("tunvpn client") }

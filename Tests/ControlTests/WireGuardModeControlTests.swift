@@ -87,25 +87,22 @@ import Transport
         #expect(script == plans.tunnel.withDeviceAddress("10.8.0.2/24", address6: c.tunnel.ipv6Capable ? "fd00:8::2/64" : nil).script)
     }
 
-    /// A --route equal to the client's own --address prefix is left to the device's connected route; other
-    /// routes stay, and a client left with none routes nothing more (not the full tunnel).
+    /// In WireGuard mode too (wg-quick's `AllowedIPs = 10.8.0.0/24` beside `Address = 10.8.0.2/24`): what
+    /// tunnel-up applies leaves a --route to the client's own network to the device, and keeps the others.
     @Test func aRouteThatIsTheOwnPrefixIsLeftToTheDevice() throws {
         var c = ClientConfiguration(peerKeyFile: "server.pub", endpoint: "203.0.113.7:51820")
+        c.tunnel.firewall = "nftables"
         c.tunnel.protocolMode = .wireguard
         c.address = IPv4Prefix("10.8.0.2/24")
         c.address6 = IPv6Prefix("fd00:8::2/64")
         c.routes = [IPv4Prefix("10.8.0.0/24")!, IPv4Prefix("192.168.50.0/24")!]
         c.routes6 = [IPv6Prefix("fd00:8::/64")!]
-        let split = ClientDaemon.withoutOwnPrefixRoutes(c)
-        #expect(split.routes == [IPv4Prefix("192.168.50.0/24")!] && split.routes6.isEmpty)
-        c.routes = [IPv4Prefix("10.8.0.0/24")!]
-        #expect(ClientDaemon.withoutOwnPrefixRoutes(c).routes == nil)
-        c.routes = []
-        c.routes6 = []
-        #expect(ClientDaemon.withoutOwnPrefixRoutes(c).routes == [], "the full tunnel stays the full tunnel")
-        c.tunnel.protocolMode = .tunvpn
-        c.routes = [IPv4Prefix("10.8.0.0/24")!]
-        #expect(ClientDaemon.withoutOwnPrefixRoutes(c).routes == [IPv4Prefix("10.8.0.0/24")!], "tunvpn mode is left as it is")
+        let own = try #require(ClientDaemon.ownAddressing(c))
+        let plans = try ClientDaemon.plans(c, server: try #require(Endpoint("203.0.113.7:51820")))
+        let up = ClientDaemon.tunnelUpPlan(c, plans.tunnel, own).script
+        #expect(!up.contains("route add 10.8.0.0/24") && up.contains("ip -4 route add 192.168.50.0/24 dev tun0"), "\(up)")
+        // The IPv6 route goes exactly when the device gets its IPv6 address (a host with IPv6).
+        #expect(up.contains("route add fd00:8::/64") == !c.tunnel.ipv6Capable, "\(up)")
     }
 
     /// tunvpn mode learns its prefix only at tunnel-up: what it applies then leaves a --route to the
